@@ -1,0 +1,1 @@
+"""The Kopf operator (imported as paramedic.operator)."""

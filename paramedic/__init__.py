@@ -1,0 +1,3 @@
+"""Paramedic: incident management with self-healing for Kubernetes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,280 @@
+"""A real local Kubernetes control plane on loopback, for tests and the demo.
+
+etcd, kube-apiserver (RBAC on, static admin token), kube-controller-manager,
+kube-scheduler and kwok (a fake Node that keeps Ready and turns scheduled pods
+Running), all built from their Go modules by hack/build-tools.sh.
+
+    python -m paramedic.devcluster up      # writes .paramedic/kubeconfig
+    python -m paramedic.devcluster down
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+STATE = REPO / ".paramedic"
+NODE_NAME = "kwok-node-0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@functools.lru_cache(maxsize=1)
+def tools_bin() -> Path:
+    out = subprocess.run([str(REPO / "hack" / "build-tools.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_pki(d: Path) -> None:
+    """A CA, the API server's serving cert for 127.0.0.1/localhost, the service-account key."""
+    d.mkdir(parents=True, exist_ok=True)
+    if (d / "apiserver.crt").exists():
+        return
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+             "-days", "3650", "-subj", "/CN=paramedic-local-ca", cwd=d)
+    (d / "san.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "DNS:kubernetes.default.svc,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr",
+             "-subj", "/CN=kube-apiserver", cwd=d)
+    _openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "apiserver.crt", "-days", "3650", "-extfile", "san.ext", cwd=d)
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
+
+
+def kubeconfig_yaml(server: str, ca: Path, token: str, user: str = "admin") -> str:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "paramedic-local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "paramedic-local", "context": {"cluster": "paramedic-local", "user": user}}],
+        "current-context": "paramedic-local",
+    }, indent=1)
+
+
+@dataclass
+class DevCluster:
+    """One control plane whose state lives in `root` (pids, logs, etcd data, PKI, kubeconfig)."""
+
+    root: Path = STATE / "cluster"
+    kubeconfig: Path = STATE / "kubeconfig"
+    procs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    def running(self) -> bool:
+        if not self.state_file.exists():
+            return False
+        state = json.loads(self.state_file.read_text())
+        return all(_alive(pid) for pid in state.get("pids", {}).values()) and self._ready(state["server"], state["token"])
+
+    def up(self, log=print) -> Path:
+        if self.running():
+            log(f"control plane already running: KUBECONFIG={self.kubeconfig}")
+            return self.kubeconfig
+        self.down(quiet=True)
+        started = time.monotonic()
+        bin_dir = tools_bin()
+        self.root.mkdir(parents=True, exist_ok=True)
+        logs = self.root / "logs"
+        logs.mkdir(exist_ok=True)
+        pki = self.root / "pki"
+        make_pki(pki)
+        token = secrets.token_hex(16)
+        (self.root / "tokens.csv").write_text(f'{token},admin,admin,"system:masters"\n')
+        etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
+        server = f"https://127.0.0.1:{api_port}"
+        state = {"server": server, "token": token, "pids": {}}
+
+        def spawn(name: str, *args: str) -> None:
+            out = open(logs / f"{name}.log", "ab")
+            proc = subprocess.Popen([str(bin_dir / name), *args], stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)
+            state["pids"][name] = proc.pid
+            self.state_file.write_text(json.dumps(state))
+
+        spawn("etcd", "--data-dir", str(self.root / "etcd"), "--name", "default",
+              "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
+              "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
+              "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+              "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+              "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
+              "--listen-metrics-urls", "", "--unsafe-no-fsync", "--quota-backend-bytes", str(4 << 30),
+              "--log-level", "warn")
+        _wait(lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"), 30, "etcd")
+        spawn("kube-apiserver", "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
+              "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(api_port),
+              "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
+              "--client-ca-file", str(pki / "ca.crt"),
+              "--token-auth-file", str(self.root / "tokens.csv"), "--authorization-mode", "Node,RBAC",
+              "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+              "--service-account-key-file", str(pki / "sa.pub"),
+              "--service-account-signing-key-file", str(pki / "sa.key"),
+              "--service-cluster-ip-range", "10.0.0.0/24", "--allow-privileged=true",
+              "--cert-dir", str(self.root / "apiserver-certs"), "--v", "1")
+        self._write_kubeconfig(server, pki / "ca.crt", token)
+        _wait(lambda: self._ready(server, token), 90, "kube-apiserver")
+        kcfg = str(self.kubeconfig)
+        spawn("kube-controller-manager", "--kubeconfig", kcfg, "--authentication-kubeconfig", kcfg,
+              "--authorization-kubeconfig", kcfg, "--leader-elect=false",
+              "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
+              "--service-account-private-key-file", str(pki / "sa.key"), "--root-ca-file", str(pki / "ca.crt"),
+              "--cluster-signing-cert-file", str(pki / "ca.crt"), "--cluster-signing-key-file", str(pki / "ca.key"),
+              "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+              "--concurrent-deployment-syncs", "10", "--v", "1")
+        spawn("kube-scheduler", "--kubeconfig", kcfg, "--authentication-kubeconfig", kcfg,
+              "--authorization-kubeconfig", kcfg, "--leader-elect=false",
+              "--bind-address", "127.0.0.1", "--secure-port", str(free_port()), "--v", "1")
+        spawn("kwok", "--kubeconfig", kcfg, "--config", str(REPO / "hack" / "kwok-stages.yaml"),
+              "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
+              "--node-lease-duration-seconds", "40", "--cidr", "10.244.0.0/16", "--node-ip", "10.0.0.2",
+              "--server-address", f"127.0.0.1:{free_port()}")
+        self._create_node(server, token)
+        _wait(lambda: self._node_ready(server, token), 60, "kwok node")
+        _wait(lambda: self._default_sa(server, token), 60, "default ServiceAccount")
+        log(f"control plane up in {time.monotonic() - started:.1f}s: KUBECONFIG={self.kubeconfig}")
+        return self.kubeconfig
+
+    def down(self, quiet: bool = False) -> None:
+        if self.state_file.exists():
+            state = json.loads(self.state_file.read_text())
+            for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+                pid = state.get("pids", {}).get(name)
+                if pid:
+                    _terminate(pid)
+        if self.root.exists():
+            subprocess.run(["rm", "-rf", str(self.root)], check=False)
+        if self.kubeconfig.exists():
+            self.kubeconfig.unlink()
+        if not quiet:
+            print("control plane stopped")
+
+    # --- the pieces ---------------------------------------------------------------
+    def _write_kubeconfig(self, server: str, ca: Path, token: str) -> None:
+        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig.write_text(kubeconfig_yaml(server, ca, token))
+        self.kubeconfig.chmod(0o600)
+
+    def _client(self, server: str, token: str) -> httpx.Client:
+        return httpx.Client(base_url=server, verify=str(self.root / "pki" / "ca.crt"),
+                            headers={"Authorization": f"Bearer {token}"}, timeout=5)
+
+    def _ready(self, server: str, token: str) -> bool:
+        try:
+            with self._client(server, token) as c:
+                return c.get("/readyz").status_code == 200
+        except (httpx.HTTPError, OSError):
+            return False
+
+    def _create_node(self, server: str, token: str) -> None:
+        node = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": NODE_NAME, "annotations": {"kwok.x-k8s.io/node": "fake"},
+                             "labels": {"type": "kwok", "kubernetes.io/hostname": NODE_NAME,
+                                        "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
+                "spec": {}}
+        with self._client(server, token) as c:
+            r = c.post("/api/v1/nodes", json=node)
+            if r.status_code not in (201, 409):
+                raise RuntimeError(f"cannot create node: {r.status_code} {r.text}")
+
+    def _node_ready(self, server: str, token: str) -> bool:
+        with self._client(server, token) as c:
+            r = c.get(f"/api/v1/nodes/{NODE_NAME}")
+            if r.status_code != 200:
+                return False
+            conds = r.json().get("status", {}).get("conditions", [])
+            return any(x["type"] == "Ready" and x["status"] == "True" for x in conds)
+
+    def _default_sa(self, server: str, token: str) -> bool:
+        with self._client(server, token) as c:
+            return c.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _terminate(pid: int, grace: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+        try:  # reap if it is our child
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except (httpx.HTTPError, OSError):
+        return False
+
+
+def _wait(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} did not become ready within {timeout:.0f}s (logs in {STATE / 'cluster' / 'logs'})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    cmd = argv[0] if argv else "up"
+    cluster = DevCluster()
+    if cmd == "up":
+        cluster.up()
+        print(f"export KUBECONFIG={cluster.kubeconfig}")
+    elif cmd == "down":
+        cluster.down()
+    elif cmd == "status":
+        print("running" if cluster.running() else "stopped")
+    else:
+        print("usage: python -m paramedic.devcluster up|down|status", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

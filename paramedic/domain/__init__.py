@@ -1,0 +1,1 @@
+"""Pure domain logic: no Kubernetes, no Kopf, no I/O."""

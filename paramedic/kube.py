@@ -1,0 +1,377 @@
+"""The one Kubernetes client layer.
+
+Connection details come from the `kubernetes` package's loaders (kubeconfig or
+in-cluster service account); requests go through httpx, plain JSON in and out,
+with one pooled client per process: sync for the webhook and the CLI, async for
+the operator. Errors are mapped to a few exception types callers can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import quote, urlencode
+
+import httpx
+
+GROUP = "paramedic.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{quote(name, safe='')}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+INCIDENTS = Resource(GROUP, VERSION, "incidents", "Incident")
+MONITORED_SERVICES = Resource(GROUP, VERSION, "monitoredservices", "MonitoredService")
+ONCALL_SCHEDULES = Resource(GROUP, VERSION, "oncallschedules", "OnCallSchedule")
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
+STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet")
+DAEMONSETS = Resource("apps", "v1", "daemonsets", "DaemonSet")
+REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet")
+PODS = Resource("", "v1", "pods", "Pod")
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
+SECRETS = Resource("", "v1", "secrets", "Secret")
+EVENTS = Resource("events.k8s.io", "v1", "events", "Event")
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False)
+
+WORKLOADS = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS, "DaemonSet": DAEMONSETS}
+
+
+class ApiError(Exception):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, message: str, reason: str = "", body: Any = None):
+        super().__init__(f"{status} {reason}: {message}" if reason else f"{status}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    """409: already exists, or the resourceVersion moved on."""
+
+
+class Invalid(ApiError):
+    """422: refused by the schema or a CEL rule; `message` says why."""
+
+
+class Unavailable(Exception):
+    """The API server could not be reached or answered 5xx/429: try again later."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    host: str
+    verify: ssl.SSLContext | bool
+    token: Callable[[], str | None]
+
+    @classmethod
+    def load(cls, kubeconfig: str = "", context: str | None = None) -> "Connection":
+        from kubernetes import client, config  # the loaders handle every kubeconfig flavour
+
+        cfg = client.Configuration()
+        path = kubeconfig or os.environ.get("KUBECONFIG", "")
+        in_cluster = not path and not os.path.exists(os.path.expanduser("~/.kube/config")) \
+            and os.environ.get("KUBERNETES_SERVICE_HOST")
+        if in_cluster:
+            config.load_incluster_config(client_configuration=cfg)
+        else:
+            config.load_kube_config(config_file=path or None, context=context, client_configuration=cfg,
+                                    persist_config=False)
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.verify_ssl else None
+        if ctx is None:
+            verify: ssl.SSLContext | bool = False
+        else:
+            if cfg.cert_file:
+                ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+            verify = ctx
+
+        def token() -> str | None:
+            # In-cluster tokens rotate; the loader's refresh hook re-reads them.
+            if cfg.refresh_api_key_hook is not None:
+                cfg.refresh_api_key_hook(cfg)
+            value = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
+            if value and not value.lower().startswith("bearer "):
+                value = "Bearer " + value
+            return value
+
+        return cls(host=cfg.host.rstrip("/"), verify=verify, token=token)
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    try:
+        body = resp.json()
+        message = body.get("message") or resp.text
+        reason = body.get("reason", "")
+    except (ValueError, AttributeError):
+        body, message, reason = resp.text, resp.text, ""
+    status = resp.status_code
+    if status == 404:
+        raise NotFound(status, message, reason, body)
+    if status == 409:
+        raise Conflict(status, message, reason, body)
+    if status == 422:
+        raise Invalid(status, message, reason, body)
+    if status >= 500 or status == 429:
+        raise Unavailable(f"API server answered {status}: {message}")
+    raise ApiError(status, message, reason, body)
+
+
+def _query(params: Mapping[str, Any] | None) -> str:
+    if not params:
+        return ""
+    clean = {k: v for k, v in params.items() if v is not None}
+    return "?" + urlencode(clean) if clean else ""
+
+
+def label_selector(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _headers(conn: Connection, content_type: str | None = None) -> dict[str, str]:
+    headers = {"Accept": "application/json"}
+    tok = conn.token()
+    if tok:
+        headers["Authorization"] = tok
+    if content_type:
+        headers["Content-Type"] = content_type
+    return headers
+
+
+_TRANSPORT_ERRORS = (httpx.TransportError,)
+
+
+class KubeClient:
+    """Synchronous client (webhook, CLI, tests). Thread-safe: httpx pools connections."""
+
+    def __init__(self, conn: Connection, timeout: float = 10.0, max_connections: int = 64):
+        self.conn = conn
+        self._http = httpx.Client(base_url=conn.host, verify=conn.verify, timeout=timeout,
+                                  limits=httpx.Limits(max_connections=max_connections,
+                                                      max_keepalive_connections=max_connections))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "KubeClient":
+        return cls(Connection.load(settings.kubeconfig), timeout=settings.api_timeout_seconds)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+                params: Mapping[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body)
+        try:
+            resp = self._http.request(method, path + _query(params), content=data,
+                                      headers=_headers(self.conn, content_type if data is not None else None))
+        except _TRANSPORT_ERRORS as exc:
+            raise Unavailable(f"API server unreachable: {exc.__class__.__name__}: {exc}") from exc
+        _raise_for(resp)
+        return resp.json() if resp.content else None
+
+    def get(self, res: Resource, name: str, namespace: str | None = None, subresource: str | None = None) -> dict:
+        return self.request("GET", res.path(namespace, name, subresource))
+
+    def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> dict | None:
+        try:
+            return self.get(res, name, namespace)
+        except NotFound:
+            return None
+
+    def list(self, res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
+             field_selector: str | None = None, label_selector_str: str | None = None,
+             cached: bool = False) -> list[dict]:
+        """All items; `cached` serves from the API server's watch cache (resourceVersion=0), cheap but may lag."""
+        params: dict[str, Any] = {}
+        sel = label_selector_str or (label_selector(labels) if labels else None)
+        if sel:
+            params["labelSelector"] = sel
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        if cached:
+            params["resourceVersion"] = "0"
+        items: list[dict] = []
+        while True:
+            out = self.request("GET", res.path(namespace), params=params)
+            items.extend(out.get("items", []))
+            cont = out.get("metadata", {}).get("continue")
+            if not cont:
+                return items
+            params = dict(params, **{"continue": cont})
+            params.pop("resourceVersion", None)
+
+    def create(self, res: Resource, body: dict, namespace: str | None = None) -> dict:
+        body = dict(body)
+        body.setdefault("apiVersion", res.api_version)
+        body.setdefault("kind", res.kind)
+        return self.request("POST", res.path(namespace), body)
+
+    def replace(self, res: Resource, name: str, body: dict, namespace: str | None = None,
+                subresource: str | None = None) -> dict:
+        return self.request("PUT", res.path(namespace, name, subresource), body)
+
+    def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None,
+              subresource: str | None = None, content_type: str = MERGE) -> dict:
+        return self.request("PATCH", res.path(namespace, name, subresource), patch, content_type)
+
+    def delete(self, res: Resource, name: str, namespace: str | None = None) -> None:
+        try:
+            self.request("DELETE", res.path(namespace, name))
+        except NotFound:
+            pass
+
+    def healthy(self) -> bool:
+        try:
+            self._http.get("/readyz", headers=_headers(self.conn), timeout=3).raise_for_status()
+            return True
+        except (httpx.HTTPError, OSError):
+            return False
+
+
+class AsyncKubeClient:
+    """Asynchronous client for the operator: one pooled connection set for all handlers."""
+
+    def __init__(self, conn: Connection, timeout: float = 10.0, max_connections: int = 64):
+        self.conn = conn
+        self._http = httpx.AsyncClient(base_url=conn.host, verify=conn.verify, timeout=timeout,
+                                       limits=httpx.Limits(max_connections=max_connections,
+                                                           max_keepalive_connections=max_connections))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "AsyncKubeClient":
+        return cls(Connection.load(settings.kubeconfig), timeout=settings.api_timeout_seconds)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+                      params: Mapping[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body)
+        try:
+            resp = await self._http.request(method, path + _query(params), content=data,
+                                            headers=_headers(self.conn, content_type if data is not None else None))
+        except _TRANSPORT_ERRORS as exc:
+            raise Unavailable(f"API server unreachable: {exc.__class__.__name__}: {exc}") from exc
+        _raise_for(resp)
+        return resp.json() if resp.content else None
+
+    async def get(self, res: Resource, name: str, namespace: str | None = None, subresource: str | None = None) -> dict:
+        return await self.request("GET", res.path(namespace, name, subresource))
+
+    async def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> dict | None:
+        try:
+            return await self.get(res, name, namespace)
+        except NotFound:
+            return None
+
+    async def list(self, res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
+                   cached: bool = False) -> list[dict]:
+        params: dict[str, Any] = {}
+        if labels:
+            params["labelSelector"] = label_selector(labels)
+        if cached:
+            params["resourceVersion"] = "0"
+        items: list[dict] = []
+        while True:
+            out = await self.request("GET", res.path(namespace), params=params)
+            items.extend(out.get("items", []))
+            cont = out.get("metadata", {}).get("continue")
+            if not cont:
+                return items
+            params = dict(params, **{"continue": cont})
+            params.pop("resourceVersion", None)
+
+    async def create(self, res: Resource, body: dict, namespace: str | None = None) -> dict:
+        body = dict(body)
+        body.setdefault("apiVersion", res.api_version)
+        body.setdefault("kind", res.kind)
+        return await self.request("POST", res.path(namespace), body)
+
+    async def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None,
+                    subresource: str | None = None, content_type: str = MERGE) -> dict:
+        return await self.request("PATCH", res.path(namespace, name, subresource), patch, content_type)
+
+    async def replace(self, res: Resource, name: str, body: dict, namespace: str | None = None,
+                      subresource: str | None = None) -> dict:
+        return await self.request("PUT", res.path(namespace, name, subresource), body)
+
+    async def delete(self, res: Resource, name: str, namespace: str | None = None) -> None:
+        try:
+            await self.request("DELETE", res.path(namespace, name))
+        except NotFound:
+            pass
+
+
+def event_body(regarding: Mapping[str, Any], reason: str, note: str, type_: str = "Normal",
+               action: str = "Reconcile", now: str | None = None) -> dict:
+    """An events.k8s.io/v1 Event about an object (shown by `kubectl describe`)."""
+    from .domain.timeutil import utcnow_iso, micro_iso
+
+    meta = regarding.get("metadata", {})
+    return {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name', 'paramedic')}.", "namespace": meta.get("namespace")},
+        "eventTime": micro_iso(now or utcnow_iso()),
+        "reportingController": "paramedic.dev/operator",
+        "reportingInstance": os.environ.get("HOSTNAME", "paramedic"),
+        "action": action,
+        "reason": reason,
+        "note": note[:1024],
+        "type": type_,
+        "regarding": {
+            "apiVersion": regarding.get("apiVersion"),
+            "kind": regarding.get("kind"),
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+    }
+
+
+def iter_chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

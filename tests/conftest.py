@@ -1,0 +1,72 @@
+"""Shared fixtures: a real local control plane for the whole session.
+
+Set PARAMEDIC_KUBECONFIG to reuse a running one (`make cluster-up`); otherwise
+the suite starts its own on free loopback ports and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from paramedic import kube
+from paramedic.devcluster import REPO, DevCluster, tools_bin
+
+CRD_DIR = REPO / "manifests" / "crds"
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Path:
+    existing = os.environ.get("PARAMEDIC_KUBECONFIG")
+    if existing:
+        path = Path(existing)
+        _apply_crds(path)
+        yield path
+        return
+    root = Path(tempfile.mkdtemp(prefix="paramedic-test-cluster-"))
+    cluster = DevCluster(root=root / "cluster", kubeconfig=root / "kubeconfig")
+    try:
+        cluster.up(log=lambda msg: None)
+        _apply_crds(cluster.kubeconfig)
+        yield cluster.kubeconfig
+    finally:
+        cluster.down(quiet=True)
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def _apply_crds(path: Path) -> None:
+    kubectl(path, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+    kubectl(path, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR))
+
+
+def kubectl(path: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(tools_bin() / "kubectl"), "--kubeconfig", str(path), *args],
+                          check=check, capture_output=True, text=True, input=input)
+
+
+@pytest.fixture(scope="session")
+def kube_client(kubeconfig) -> kube.KubeClient:
+    client = kube.KubeClient(kube.Connection.load(str(kubeconfig)))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(kube_client) -> str:
+    """A fresh namespace per test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube_client.create(kube.NAMESPACES, {"metadata": {"name": name}})
+    yield name
+    kube_client.delete(kube.NAMESPACES, name)
+
+
+@pytest.fixture
+def run_kubectl(kubeconfig):
+    def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        return kubectl(kubeconfig, *args, check=check, input=input)
+    return run

@@ -1,0 +1,1 @@
+"""The Alertmanager webhook receiver (imported as paramedic.webhook)."""
