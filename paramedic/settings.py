@@ -80,6 +80,7 @@ class Settings:
     smtp_password_file: str = _setting("", "File holding the SMTP password")
     smtp_from: str = _setting("paramedic@localhost", "Sender address")
     smtp_timeout_seconds: float = _setting(10.0, "SMTP connection timeout")
+    smtp_ca_file: str = _setting("", "PEM file of CAs trusted for SMTP TLS (private CA); empty: the system CAs")
     slack_webhook_url: str = _setting("", "Slack incoming-webhook URL", secret=True)
     notify_webhook_url: str = _setting("", "Generic JSON webhook notified of incident events", secret=True)
     dashboard_url: str = _setting("", "Base URL linked from notifications (e.g. Grafana)")
