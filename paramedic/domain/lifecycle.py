@@ -1,0 +1,169 @@
+"""Incident lifecycle: states, the effects of a state change, timeline and conditions.
+
+The API server enforces the transition rules (CEL on the CRD); this module
+computes what the operator records when it observes a change: timestamps for
+every state reached (including skipped ones), MTTA and MTTR.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping
+
+from .timeutil import iso, iso_ms, parse_or_none
+
+STATES: tuple[str, ...] = ("open", "acknowledged", "investigating", "mitigated", "resolved", "closed")
+"""Lifecycle order: state only moves forward (skipping allowed)."""
+
+ACTIVE_STATES: tuple[str, ...] = STATES[: STATES.index("resolved")]
+"""States in which an incident still needs people (before resolved)."""
+
+TIMESTAMP_FIELDS: dict[str, str] = {
+    "acknowledged": "acknowledgedAt",
+    "investigating": "investigatingAt",
+    "mitigated": "mitigatedAt",
+    "resolved": "resolvedAt",
+    "closed": "closedAt",
+}
+"""The status field recording when each state was reached (`open` is status.createdAt)."""
+
+TIMELINE_MESSAGE_LIMIT = 2000
+"""Longest timeline message kept: status must stay well under etcd's object size limit."""
+
+CONDITION_STATUSES = ("True", "False", "Unknown")
+
+
+def state_index(state: str) -> int:
+    """Position of `state` in STATES; ValueError names the valid states."""
+    try:
+        return STATES.index(state)
+    except ValueError:
+        raise ValueError(f"unknown incident state {state!r}; expected one of {', '.join(STATES)}") from None
+
+
+def is_forward(old: str, new: str) -> bool:
+    """True when `new` comes strictly after `old` (a real move; staying put is not one)."""
+    return state_index(new) > state_index(old)
+
+
+def is_active(state: str) -> bool:
+    """True while the incident is not yet resolved."""
+    return state in ACTIVE_STATES
+
+
+def timestamp_field(state: str) -> str | None:
+    """The status timestamp field for `state`, None for `open` (status.createdAt covers it)."""
+    state_index(state)
+    return TIMESTAMP_FIELDS.get(state)
+
+
+def state_effects(old_state: str | None, new_state: str, status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """Status fields to set when the operator sees the state move from `old_state` to `new_state`.
+
+    Every state passed or skipped into gets its timestamp (`now`), unless one is
+    already recorded: re-running after a restart changes nothing. MTTA counts
+    from status.createdAt to the acknowledgement, or, when acknowledgement was
+    skipped, to the first later state reached; MTTR to resolution (or closing,
+    if resolution was skipped by an older object). `observedState` is set to
+    `new_state`. A move that is not forward yields an empty dict.
+    """
+    old = old_state or "open"
+    if not is_forward(old, new_state):
+        return {}
+    stamp = iso(now)
+    effects: dict[str, Any] = {}
+    for state in STATES[state_index(old) + 1: state_index(new_state) + 1]:
+        field = TIMESTAMP_FIELDS[state]
+        if not status.get(field):
+            effects[field] = stamp
+    merged = {**status, **effects}
+    created = parse_or_none(merged.get("createdAt"))
+    if created is not None:
+        ack = _first_reached(merged, STATES[1:])
+        if ack is not None and "mttaSeconds" not in status:
+            effects["mttaSeconds"] = _seconds(created, ack)
+        res = _first_reached(merged, ("resolved", "closed"))
+        if res is not None and "mttrSeconds" not in status:
+            effects["mttrSeconds"] = _seconds(created, res)
+    effects["observedState"] = new_state
+    return effects
+
+
+def _first_reached(status: Mapping[str, Any], states: tuple[str, ...]) -> datetime | None:
+    """Timestamp of the earliest state (in lifecycle order) among `states` that has one."""
+    for state in states:
+        when = parse_or_none(status.get(TIMESTAMP_FIELDS[state]))
+        if when is not None:
+            return when
+    return None
+
+
+def _seconds(start: datetime, end: datetime) -> int:
+    return max(0, int(round((end - start).total_seconds())))
+
+
+def timeline_entry(now: datetime, type: str, actor: str, message: str) -> dict[str, str]:
+    """One timeline entry: `{time, type, actor, message}`, time with milliseconds."""
+    text = message if len(message) <= TIMELINE_MESSAGE_LIMIT else message[: TIMELINE_MESSAGE_LIMIT - 1] + "…"
+    return {"time": iso_ms(now), "type": type, "actor": actor, "message": text}
+
+
+def append_timeline(timeline: list[dict[str, Any]] | None, entry: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """A new timeline with `entry` appended, at most `limit` entries long.
+
+    Append-only: existing entries are never edited. An entry equal to one
+    already present is not added twice (a retried write stays idempotent).
+    When over the limit, the oldest entries go, except the very first one:
+    it records how the incident opened, which a post-mortem always needs.
+    """
+    if limit < 1:
+        raise ValueError("timeline limit must be at least 1")
+    current = list(timeline or [])
+    if entry in current:
+        return current
+    current.append(dict(entry))
+    if len(current) <= limit:
+        return current
+    if limit == 1:
+        return current[-1:]
+    return current[:1] + current[-(limit - 1):]
+
+
+def set_condition(conditions: list[dict[str, Any]] | None, type: str, status: str, reason: str, message: str,
+                  now: datetime, generation: int | None = None) -> list[dict[str, Any]]:
+    """A new conditions list with condition `type` set, per Kubernetes API conventions.
+
+    `lastTransitionTime` moves only when `status` changes; reason, message and
+    observedGeneration are always refreshed. Other conditions keep their order.
+    """
+    if status not in CONDITION_STATUSES:
+        raise ValueError(f"condition status must be one of {', '.join(CONDITION_STATUSES)}, not {status!r}")
+    out: list[dict[str, Any]] = []
+    found = False
+    for cond in conditions or []:
+        if cond.get("type") != type:
+            out.append(dict(cond))
+            continue
+        found = True
+        changed = cond.get("status") != status or not cond.get("lastTransitionTime")
+        out.append(_condition(type, status, reason, message,
+                              iso(now) if changed else cond["lastTransitionTime"], generation))
+    if not found:
+        out.append(_condition(type, status, reason, message, iso(now), generation))
+    return out
+
+
+def _condition(type: str, status: str, reason: str, message: str, when: str, generation: int | None) -> dict[str, Any]:
+    cond: dict[str, Any] = {"type": type, "status": status, "reason": reason, "message": message,
+                            "lastTransitionTime": when}
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond
+
+
+def get_condition(conditions: list[dict[str, Any]] | None, type: str) -> dict[str, Any] | None:
+    """The condition of that type, or None."""
+    for cond in conditions or []:
+        if cond.get("type") == type:
+            return cond
+    return None

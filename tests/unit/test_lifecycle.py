@@ -1,0 +1,150 @@
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from paramedic.domain import lifecycle as lc
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def test_states_order_and_active():
+    assert lc.STATES == ("open", "acknowledged", "investigating", "mitigated", "resolved", "closed")
+    assert lc.ACTIVE_STATES == ("open", "acknowledged", "investigating", "mitigated")
+    assert lc.is_active("mitigated") and not lc.is_active("resolved")
+
+
+def test_state_index_unknown_names_valid_states():
+    assert lc.state_index("resolved") == 4
+    with pytest.raises(ValueError, match="open, acknowledged"):
+        lc.state_index("fixed")
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ("open", "acknowledged", True),
+    ("open", "closed", True),
+    ("resolved", "open", False),
+    ("mitigated", "mitigated", False),
+])
+def test_is_forward(old, new, expected):
+    assert lc.is_forward(old, new) is expected
+
+
+def test_timestamp_field():
+    assert lc.timestamp_field("open") is None
+    assert lc.timestamp_field("mitigated") == "mitigatedAt"
+
+
+def test_ack_sets_timestamp_and_mtta():
+    status = {"createdAt": "2026-03-01T11:55:00Z"}
+    fx = lc.state_effects("open", "acknowledged", status, T0)
+    assert fx == {"acknowledgedAt": "2026-03-01T12:00:00Z", "mttaSeconds": 300, "observedState": "acknowledged"}
+
+
+def test_skipping_states_stamps_every_state_in_between_and_both_clocks():
+    status = {"createdAt": "2026-03-01T11:00:00Z"}
+    fx = lc.state_effects("open", "resolved", status, T0)
+    for field in ("acknowledgedAt", "investigatingAt", "mitigatedAt", "resolvedAt"):
+        assert fx[field] == "2026-03-01T12:00:00Z"
+    assert "closedAt" not in fx
+    assert fx["mttaSeconds"] == 3600 and fx["mttrSeconds"] == 3600
+
+
+def test_skipped_ack_counts_first_later_state_when_only_that_is_recorded():
+    # An older object that recorded mitigation but never acknowledgement.
+    status = {"createdAt": "2026-03-01T11:50:00Z", "mitigatedAt": "2026-03-01T11:58:00Z"}
+    fx = lc.state_effects("mitigated", "resolved", status, T0)
+    assert fx["mttaSeconds"] == 480
+    assert fx["mttrSeconds"] == 600
+
+
+def test_existing_timestamps_and_clocks_are_kept():
+    status = {"createdAt": "2026-03-01T11:00:00Z", "acknowledgedAt": "2026-03-01T11:10:00Z", "mttaSeconds": 600}
+    fx = lc.state_effects("open", "investigating", status, T0)
+    assert "acknowledgedAt" not in fx and "mttaSeconds" not in fx
+    assert fx["investigatingAt"] == "2026-03-01T12:00:00Z"
+
+
+def test_replaying_the_same_effects_changes_nothing_more():
+    status = {"createdAt": "2026-03-01T11:00:00Z"}
+    fx = lc.state_effects("open", "resolved", status, T0)
+    status.update(fx)
+    again = lc.state_effects("acknowledged", "resolved", status, T0 + timedelta(minutes=5))
+    assert again == {"observedState": "resolved"}
+
+
+def test_closing_after_resolution_keeps_mttr():
+    status = {"createdAt": "2026-03-01T11:00:00Z", "resolvedAt": "2026-03-01T11:30:00Z", "mttrSeconds": 1800,
+              "acknowledgedAt": "2026-03-01T11:05:00Z", "mttaSeconds": 300}
+    fx = lc.state_effects("resolved", "closed", status, T0)
+    assert fx == {"closedAt": "2026-03-01T12:00:00Z", "observedState": "closed"}
+
+
+def test_backward_or_same_state_has_no_effects():
+    assert lc.state_effects("resolved", "open", {}, T0) == {}
+    assert lc.state_effects("open", "open", {}, T0) == {}
+
+
+def test_missing_created_at_gives_no_clocks():
+    fx = lc.state_effects(None, "acknowledged", {}, T0)
+    assert fx == {"acknowledgedAt": "2026-03-01T12:00:00Z", "observedState": "acknowledged"}
+
+
+def test_timeline_entry_shape_and_truncation():
+    e = lc.timeline_entry(T0 + timedelta(microseconds=123456), "acknowledged", "alice", "x" * 5000)
+    assert e["time"] == "2026-03-01T12:00:00.123Z"
+    assert e["type"] == "acknowledged" and e["actor"] == "alice"
+    assert len(e["message"]) == lc.TIMELINE_MESSAGE_LIMIT
+
+
+def _entries(n):
+    return [lc.timeline_entry(T0 + timedelta(seconds=i), "opened" if i == 0 else "note", "op", f"m{i}")
+            for i in range(n)]
+
+
+def test_append_timeline_is_append_only_and_does_not_mutate():
+    original = _entries(2)
+    snapshot = [dict(e) for e in original]
+    out = lc.append_timeline(original, _entries(3)[2], limit=10)
+    assert out[:2] == snapshot and out[2]["message"] == "m2"
+    assert original == snapshot
+
+
+def test_append_timeline_bounded_keeps_the_opening_entry():
+    timeline = []
+    for entry in _entries(8):
+        timeline = lc.append_timeline(timeline, entry, limit=5)
+    assert len(timeline) == 5
+    assert [e["message"] for e in timeline] == ["m0", "m4", "m5", "m6", "m7"]
+
+
+def test_append_timeline_limit_one_and_duplicates():
+    entries = _entries(3)
+    assert lc.append_timeline(entries[:2], entries[2], 1) == [entries[2]]
+    assert lc.append_timeline(entries, entries[1], 10) == entries
+    with pytest.raises(ValueError):
+        lc.append_timeline([], entries[0], 0)
+
+
+def test_set_condition_transition_time_moves_only_on_status_change():
+    conds = lc.set_condition(None, "Remediated", "False", "Pending", "waiting", T0, 1)
+    assert conds == [{"type": "Remediated", "status": "False", "reason": "Pending", "message": "waiting",
+                      "lastTransitionTime": "2026-03-01T12:00:00Z", "observedGeneration": 1}]
+    later = T0 + timedelta(minutes=3)
+    same = lc.set_condition(conds, "Remediated", "False", "Running", "restart", later, 2)
+    assert same[0]["lastTransitionTime"] == "2026-03-01T12:00:00Z"
+    assert same[0]["reason"] == "Running" and same[0]["observedGeneration"] == 2
+    flipped = lc.set_condition(same, "Remediated", "True", "Succeeded", "ok", later, 2)
+    assert flipped[0]["lastTransitionTime"] == "2026-03-01T12:03:00Z"
+    assert conds[0]["reason"] == "Pending"  # input untouched
+
+
+def test_set_condition_keeps_other_conditions_and_rejects_bad_status():
+    conds = lc.set_condition(None, "A", "True", "r", "m", T0)
+    conds = lc.set_condition(conds, "B", "Unknown", "r", "m", T0)
+    conds = lc.set_condition(conds, "A", "False", "r2", "m2", T0)
+    assert [c["type"] for c in conds] == ["A", "B"]
+    assert "observedGeneration" not in conds[1]
+    assert lc.get_condition(conds, "B")["status"] == "Unknown"
+    assert lc.get_condition(conds, "C") is None
+    with pytest.raises(ValueError):
+        lc.set_condition(conds, "A", "true", "r", "m", T0)
