@@ -1,0 +1,222 @@
+"""Remediation policy: what to do next for one incident, given its service.
+
+Inputs are the Incident and MonitoredService bodies as the API server returns
+them (`status.remediation.attempts` on the incident, `status.remediation.recent`
+and `inFlight` on the service). The caller writes the decision to status (keyed
+by `attempt_id`) before acting, so a restarted operator resumes instead of
+repeating it.
+
+Actions are tried in order, one per attempt: attempt N runs `actions[N]`. When
+the list is shorter than `maxAttempts`, the incident is exhausted once every
+action was tried (list an action twice to try it twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from .timeutil import parse_or_none
+
+ACT = "act"
+WAIT = "wait"
+SKIP = "skip"
+EXHAUSTED = "exhausted"
+CAPPED = "capped"
+VERIFY = "verify"
+
+ACTIVE_STATES = ("open", "acknowledged", "investigating")
+ACTION_TYPES = ("restart", "ansible", "scale")
+PAUSED_ANNOTATION = "paramedic.dev/paused"
+HOUR = timedelta(hours=1)
+
+# Attempt results (Incident CRD): the first two are still in progress.
+RUNNING = "Running"
+VERIFYING = "Verifying"
+SUCCEEDED = "Succeeded"
+
+DEFAULT_COOLDOWN_SECONDS = 120
+DEFAULT_VERIFY_SECONDS = 60
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_MAX_PER_HOUR = 6
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do now.
+
+    - `act`: run `action` (= actions[action_index]) as attempt `attempt_id`; `dry_run` says record only.
+    - `wait`: nothing now; look again at `wait_until` (None: when something changes). A wait on a
+      Running attempt carries that attempt's index, action and id so an operator that lost it can resume it.
+    - `verify`: attempt `attempt_id` is done acting; check whether the service recovered.
+      Once `now >= wait_until` (its verifyBy) and it has not, the attempt failed.
+    - `skip`: remediation does not apply (reason says why).
+    - `exhausted`: every allowed attempt was made; people take over.
+    - `capped`: the service's hourly cap is reached; people take over (a slot frees at `wait_until`).
+    """
+
+    kind: str
+    reason: str
+    action_index: int | None = None
+    action: dict[str, Any] | None = None
+    wait_until: datetime | None = None
+    attempt_id: str | None = None
+    dry_run: bool = field(default=False)
+
+
+def attempt_id(incident_name: str, index: int) -> str:
+    """Deterministic id of an incident's attempt; also a valid label value (<= 63 chars)."""
+    if index < 0:
+        raise ValueError("attempt index must be 0 or more")
+    suffix = f"-a{index}"
+    base = incident_name + suffix
+    if len(base) <= 63:
+        return base
+    digest = hashlib.sha256(incident_name.encode()).hexdigest()[:8]
+    return f"{incident_name[:63 - len(suffix) - 9]}-{digest}{suffix}"
+
+
+def action_type(action: Mapping[str, Any] | None) -> str:
+    """'restart', 'ansible' or 'scale' (the metrics label); 'unknown' for anything else."""
+    if not isinstance(action, Mapping):
+        return "unknown"
+    present = [t for t in ACTION_TYPES if t in action]
+    return present[0] if len(present) == 1 else "unknown"
+
+
+def describe_action(action: Mapping[str, Any], target: Mapping[str, Any] | None) -> str:
+    """One line for timelines and e-mails: 'rollout restart Deployment/checkout'."""
+    target = target or {}
+    ref = f"{target.get('kind') or 'Deployment'}/{target.get('name') or '?'}"
+    kind = action_type(action)
+    if kind == "restart":
+        return f"rollout restart {ref}"
+    if kind == "scale":
+        return f"scale {ref} to {(action.get('scale') or {}).get('replicas', '?')}"
+    if kind == "ansible":
+        return f"ansible {(action.get('ansible') or {}).get('playbook', '?')}"
+    keys = ", ".join(sorted(str(k) for k in action)) if isinstance(action, Mapping) else type(action).__name__
+    return f"unknown action ({keys or 'empty'})"
+
+
+def prune_recent(recent: list[str] | None, now: datetime) -> list[str]:
+    """Start times within the last hour, oldest first (unreadable entries cannot count, so they go)."""
+    kept: list[tuple[datetime, str]] = []
+    for value in recent or []:
+        when = parse_or_none(value)
+        if when is not None and when > now - HOUR:
+            kept.append((when, value))
+    kept.sort(key=lambda item: item[0])
+    return [value for _, value in kept]
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _index(attempt: Mapping[str, Any], position: int) -> int:
+    return _int(attempt.get("index"), position)
+
+
+def _ended(attempt: Mapping[str, Any]) -> datetime | None:
+    # A verified-and-failed attempt ends when its verification window closes.
+    times = [t for t in (parse_or_none(attempt.get("finishedAt")), parse_or_none(attempt.get("verifyBy"))) if t]
+    if times:
+        return max(times)
+    return parse_or_none(attempt.get("startedAt"))
+
+
+def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: datetime, *,
+           enabled_globally: bool) -> Decision:
+    """The next remediation step for `incident` (see `Decision` for what each kind asks of the caller)."""
+    spec = incident.get("spec") or {}
+    name = str((incident.get("metadata") or {}).get("name", ""))
+    if spec.get("managed") is False:
+        return Decision(SKIP, "unmanaged incident: no MonitoredService matched, nothing to remediate")
+    if service is None:
+        return Decision(SKIP, f"MonitoredService {spec.get('service', '?')!r} not found")
+    if not enabled_globally:
+        return Decision(SKIP, "remediation is switched off globally (PARAMEDIC_REMEDIATION_ENABLED=false)")
+    policy = (service.get("spec") or {}).get("remediation") or {}
+    if policy.get("enabled") is False:
+        return Decision(SKIP, "remediation is disabled for this service (spec.remediation.enabled: false)")
+    annotations = (service.get("metadata") or {}).get("annotations") or {}
+    if str(annotations.get(PAUSED_ANNOTATION, "")).strip().lower() == "true":
+        return Decision(SKIP, f"remediation is paused on this service (annotation {PAUSED_ANNOTATION}=true)")
+    actions = policy.get("actions") or []
+    if not actions:
+        return Decision(SKIP, "no remediation actions configured (spec.remediation.actions is empty)")
+    state = spec.get("state") or "open"
+    if state not in ACTIVE_STATES:
+        return Decision(SKIP, f"incident is {state}: remediation only runs while it is open, acknowledged or investigating")
+
+    attempts = [a for a in ((incident.get("status") or {}).get("remediation") or {}).get("attempts") or []
+                if isinstance(a, Mapping)]
+    for position in range(len(attempts) - 1, -1, -1):
+        attempt = attempts[position]
+        result = attempt.get("result")
+        index = _index(attempt, position)
+        action = actions[index] if 0 <= index < len(actions) else None
+        att_id = attempt.get("id") or attempt_id(name, index)
+        if result == RUNNING:
+            return Decision(WAIT, f"attempt {index + 1} ({attempt.get('action') or action_type(action)}) is running",
+                            index, _copy(action), None, att_id, bool(attempt.get("dryRun")))
+        if result == VERIFYING:
+            verify_seconds = _int(policy.get("verifySeconds"), DEFAULT_VERIFY_SECONDS)
+            until = parse_or_none(attempt.get("verifyBy"))
+            if until is None:
+                base = parse_or_none(attempt.get("finishedAt")) or parse_or_none(attempt.get("startedAt")) or now
+                until = base + timedelta(seconds=verify_seconds)
+            if now >= until:
+                reason = f"attempt {index + 1}: verification window ended at {until.isoformat()}"
+            else:
+                reason = f"attempt {index + 1}: waiting for the service to recover until {until.isoformat()}"
+            return Decision(VERIFY, reason, index, _copy(action), until, att_id, bool(attempt.get("dryRun")))
+        if result == SUCCEEDED:
+            return Decision(SKIP, f"attempt {index + 1} already remediated this incident")
+
+    done = len(attempts)
+    max_attempts = _int(policy.get("maxAttempts"), DEFAULT_MAX_ATTEMPTS)
+    allowed = min(max_attempts, len(actions))
+    if done >= allowed:
+        if done >= max_attempts:
+            why = f"maxAttempts ({max_attempts}) reached"
+        else:
+            why = f"all {len(actions)} configured actions were tried"
+        return Decision(EXHAUSTED, f"remediation exhausted after {done} attempt(s): {why}; over to people")
+
+    if attempts:
+        ended = _ended(attempts[-1])
+        cooldown = _int(policy.get("cooldownSeconds"), DEFAULT_COOLDOWN_SECONDS)
+        if ended is not None and cooldown > 0 and now < ended + timedelta(seconds=cooldown):
+            until = ended + timedelta(seconds=cooldown)
+            return Decision(WAIT, f"cooling down ({cooldown}s after the last attempt) until {until.isoformat()}",
+                            wait_until=until)
+
+    service_status = (service.get("status") or {}).get("remediation") or {}
+    recent = prune_recent(service_status.get("recent"), now)
+    max_per_hour = _int(policy.get("maxPerHour"), DEFAULT_MAX_PER_HOUR)
+    if len(recent) >= max_per_hour:
+        oldest = parse_or_none(recent[0])
+        until = oldest + HOUR if oldest else None
+        return Decision(CAPPED, f"hourly cap reached: {len(recent)} attempts on this service in the last hour "
+                                f"(maxPerHour {max_per_hour}); over to people", wait_until=until)
+
+    in_flight = service_status.get("inFlight")
+    if in_flight and in_flight != name:
+        return Decision(WAIT, f"incident {in_flight} is remediating this service; one at a time")
+
+    action = actions[done]
+    if action_type(action) == "unknown":
+        return Decision(SKIP, f"action {done + 1} is invalid: needs exactly one of restart, ansible or scale")
+    dry_run = policy.get("dryRun") is True
+    target = (service.get("spec") or {}).get("target") or {}
+    what = describe_action(action, target)
+    return Decision(ACT, f"attempt {done + 1} of {allowed}: {what}" + (" (dry run)" if dry_run else ""),
+                    done, _copy(action), None, attempt_id(name, done), dry_run)
+
+
+def _copy(action: Any) -> dict[str, Any] | None:
+    return dict(action) if isinstance(action, Mapping) else None
