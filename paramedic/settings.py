@@ -64,6 +64,10 @@ class Settings:
     webhook_insecure: bool = _setting(False, "Allow the receiver to run without a token (local use only)")
     webhook_max_body_bytes: int = _setting(1024 * 1024, "Largest accepted request body; larger gets 413")
     webhook_url: str = _setting("", "URL of the receiver, used by `kubectl paramedic fire`")
+    webhook_max_alerts: int = _setting(1000, "Most alerts accepted in one request; more gets 400 (set Alertmanager's max_alerts)")
+    webhook_bind: str = _setting("0.0.0.0:8080", "HOST:PORT the receiver listens on (`paramedic-webhook --bind`)")
+    webhook_workers: int = _setting(1, "gunicorn worker processes of the receiver (metrics are per process: keep 1)")
+    webhook_threads: int = _setting(8, "Threads per receiver worker (concurrent requests)")
     correlation_window_seconds: int = _setting(300, "Alerts of one service and severity this close together share an incident")
     # --- Remediation ----------------------------------------------------------
     remediation_enabled: bool = _setting(True, "Global switch: false stops all remediation")
@@ -103,7 +107,8 @@ class Settings:
     def validate(self) -> None:
         if self.smtp_security not in ("none", "starttls", "tls"):
             raise SettingsError(f"PARAMEDIC_SMTP_SECURITY must be none, starttls or tls, not {self.smtp_security!r}")
-        for name in ("workers", "timeline_limit", "probe_concurrency", "webhook_max_body_bytes"):
+        for name in ("workers", "timeline_limit", "probe_concurrency", "webhook_max_body_bytes",
+                     "webhook_max_alerts", "webhook_workers", "webhook_threads"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"PARAMEDIC_{name.upper()} must be at least 1")
         if self.retention_days < 0:
