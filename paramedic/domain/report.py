@@ -1,0 +1,214 @@
+"""Markdown post-mortem of one Incident, from its spec and status alone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from .stats import format_duration
+from .timeutil import iso, parse_or_none
+
+RCA_FIELDS = (
+    ("rootCause", "Root cause"),
+    ("contributingFactors", "Contributing factors"),
+    ("correctiveActions", "Corrective actions"),
+    ("preventionActions", "Prevention actions"),
+)
+NOT_WRITTEN = "_Not written yet._"
+
+
+def escape_cell(value: Any) -> str:
+    """Text safe inside a Markdown table cell: pipes escaped, line breaks as <br>, `-` when empty."""
+    if value is None or value == "" or value == []:
+        return "-"
+    if isinstance(value, bool):
+        value = "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value)
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    return "<br>".join(text.split("\n"))
+
+
+def _inline(value: Any) -> str:
+    """One line of text (headings, list items): line breaks become spaces."""
+    return " ".join(str(value or "").split())
+
+
+def _table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(escape_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _when(value: Any) -> str:
+    """A recorded time as stored, or `-`."""
+    return str(value) if value else "-"
+
+
+def _duration(start: Any, end: Any) -> float | None:
+    a, b = parse_or_none(start), parse_or_none(end)
+    return None if a is None or b is None else max(0.0, (b - a).total_seconds())
+
+
+def _summary(inc: Mapping[str, Any], now: datetime) -> list[str]:
+    spec, status, meta = inc.get("spec") or {}, inc.get("status") or {}, inc.get("metadata") or {}
+    created = status.get("createdAt") or meta.get("creationTimestamp")
+    end = status.get("resolvedAt") or status.get("closedAt")
+    if end:
+        duration = f"{format_duration(_duration(created, end))} (opened to resolved)"
+    elif created:
+        duration = f"{format_duration(_duration(created, iso(now)))} so far (not resolved)"
+    else:
+        duration = "-"
+    rows = [
+        ["Service", spec.get("service")],
+        ["Severity", spec.get("severity")],
+        ["Source", spec.get("source")],
+        ["State", spec.get("state", "open")],
+        ["Assignee", spec.get("assignee") or "unassigned"],
+        ["Team", status.get("team")],
+        ["Opened", _when(created)],
+        ["Acknowledged", _when(status.get("acknowledgedAt"))],
+        ["Investigating", _when(status.get("investigatingAt"))],
+        ["Mitigated", _when(status.get("mitigatedAt"))],
+        ["Resolved", _when(status.get("resolvedAt"))],
+        ["Closed", _when(status.get("closedAt"))],
+        ["Duration", duration],
+    ]
+    if spec.get("managed") is False:
+        rows.append(["Managed", "no (matched no MonitoredService; never remediated)"])
+    return ["## Summary", ""] + _table(["Field", "Value"], rows)
+
+
+def _impact(inc: Mapping[str, Any]) -> list[str]:
+    spec, status = inc.get("spec") or {}, inc.get("status") or {}
+    lines = ["## Impact", ""]
+    description = str(spec.get("description") or "").strip()
+    lines.append(description if description else "_No description recorded._")
+    facts = [f"Service `{_inline(spec.get('service'))}` at severity **{_inline(spec.get('severity') or 'high')}**."]
+    alerts = status.get("alerts") or []
+    if alerts:
+        facts.append(f"{len(alerts)} alert(s) joined this incident.")
+    level = status.get("escalationLevel") or 0
+    if level:
+        facts.append(f"{level} escalation step(s) taken before acknowledgement.")
+    if (status.get("sla") or {}).get("breached"):
+        facts.append("The SLA was breached.")
+    labels = spec.get("labels") or {}
+    if labels:
+        shown = ", ".join(f"`{_inline(k)}={_inline(v)}`" for k, v in sorted(labels.items()))
+        facts.append(f"Labels: {shown}.")
+    return lines + [""] + [f"- {f}" for f in facts]
+
+
+def _timeline(status: Mapping[str, Any]) -> list[str]:
+    entries = status.get("timeline") or []
+    if not entries:
+        return ["## Timeline", "", "_No timeline entries._"]
+    rows = [[e.get("time"), e.get("type"), e.get("actor"), e.get("message")] for e in entries]
+    return ["## Timeline", ""] + _table(["Time", "Event", "Actor", "Message"], rows)
+
+
+def _alerts(status: Mapping[str, Any]) -> list[str]:
+    alerts = status.get("alerts") or []
+    if not alerts:
+        return ["## Alerts", "", "_No alerts._"]
+    rows = [[a.get("alertname"), a.get("status"), a.get("startsAt"), a.get("resolvedAt") or a.get("endsAt"),
+             a.get("summary"), a.get("fingerprint")] for a in alerts]
+    return ["## Alerts", ""] + _table(["Alert", "Status", "Started", "Resolved", "Summary", "Fingerprint"], rows)
+
+
+def _remediation(status: Mapping[str, Any]) -> list[str]:
+    rem = status.get("remediation") or {}
+    attempts = rem.get("attempts") or []
+    lines = ["## Remediation attempts", ""]
+    if rem.get("phase"):
+        lines += [f"Phase: **{_inline(rem['phase'])}**" + (f": {_inline(rem['message'])}" if rem.get("message") else ""), ""]
+    if not attempts:
+        return lines + ["_No remediation attempted._"]
+    rows = []
+    for n, a in enumerate(attempts, 1):
+        action = a.get("action") or "-"
+        if a.get("dryRun"):
+            action += " (dry run)"
+        detail = a.get("message") or a.get("detail")
+        if a.get("rc") is not None:
+            detail = f"{detail or ''} (rc {a['rc']})".strip()
+        rows.append([n, action, a.get("startedAt"), a.get("finishedAt"), a.get("result"), detail])
+    lines += _table(["#", "Action", "Started", "Finished", "Result", "Detail"], rows)
+    tails = [(n, a["outputTail"]) for n, a in enumerate(attempts, 1) if a.get("outputTail")]
+    for n, tail in tails:
+        fence = "````" if "```" in tail else "```"
+        lines += ["", f"Output of attempt {n} (tail):", "", fence, tail.rstrip("\n"), fence]
+    return lines
+
+
+def _notifications(status: Mapping[str, Any]) -> list[str]:
+    notes = status.get("notifications") or []
+    if not notes:
+        return ["## Notifications", "", "_No notifications._"]
+    rows = [[n.get("time"), n.get("event"), n.get("channel"), n.get("recipients"), n.get("result"),
+             n.get("attempts"), n.get("error")] for n in notes]
+    return ["## Notifications", ""] + _table(["Time", "Event", "Channel", "Recipients", "Result", "Attempts",
+                                               "Error"], rows)
+
+
+def _metrics(status: Mapping[str, Any]) -> list[str]:
+    sla = status.get("sla") or {}
+
+    def secs(field: str) -> str:
+        value = status.get(field)
+        return "-" if value is None else f"{format_duration(value)} ({value} s)"
+
+    def target(kind: str) -> str:
+        minutes = sla.get(f"{kind}Minutes")
+        if minutes is None:
+            return "-"
+        return f"{minutes} min, by {_when(sla.get(f'{kind}By'))}"
+
+    def breached(kind: str) -> str:
+        if f"{kind}By" not in sla:
+            return "-"
+        return "**yes**" if sla.get(f"{kind}Breached") else "no"
+
+    rows = [
+        ["MTTA (time to acknowledge)", secs("mttaSeconds")],
+        ["MTTR (time to resolve)", secs("mttrSeconds")],
+        ["SLA acknowledge target", target("acknowledge")],
+        ["SLA acknowledge breached", breached("acknowledge")],
+        ["SLA resolve target", target("resolve")],
+        ["SLA resolve breached", breached("resolve")],
+        ["Escalation level", status.get("escalationLevel") or 0],
+    ]
+    return ["## Metrics", ""] + _table(["Metric", "Value"], rows)
+
+
+def _rca(spec: Mapping[str, Any]) -> list[str]:
+    rca = spec.get("rca") or {}
+    lines = ["## Root cause analysis"]
+    for key, title in RCA_FIELDS:
+        text = str(rca.get(key) or "").strip()
+        lines += ["", f"### {title}", "", text if text else NOT_WRITTEN]
+    return lines
+
+
+def render_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
+    """The post-mortem of `incident` as Markdown, generated at `now`."""
+    spec, status, meta = incident.get("spec") or {}, incident.get("status") or {}, incident.get("metadata") or {}
+    ref = f"{meta.get('namespace', '')}/{meta.get('name', '')}".strip("/")
+    runbook = spec.get("runbookURL")
+    parts = [
+        [f"# Post-mortem: {_inline(spec.get('title') or meta.get('name') or 'incident')}", "",
+         f"Incident `{ref}`, report generated {iso(now)}."],
+        _summary(incident, now),
+        _impact(incident),
+        _timeline(status),
+        _alerts(status),
+        _remediation(status),
+        _notifications(status),
+        _metrics(status),
+        _rca(spec),
+        ["## Runbook", "", f"<{_inline(runbook)}>" if runbook else "_No runbook linked._"],
+    ]
+    return "\n\n".join("\n".join(p) for p in parts) + "\n"

@@ -1,0 +1,123 @@
+"""Incident statistics: counts, MTTA/MTTR figures and the SLA breach rate."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from .lifecycle import ACTIVE_STATES, STATES
+from .sla import DEFAULTS
+from .timeutil import parse_or_none
+
+
+def created_at(incident: Mapping[str, Any]) -> datetime | None:
+    """status.createdAt, else metadata.creationTimestamp (before the operator saw it)."""
+    status = incident.get("status") or {}
+    meta = incident.get("metadata") or {}
+    return parse_or_none(status.get("createdAt")) or parse_or_none(meta.get("creationTimestamp"))
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0..100) with linear interpolation between ranks; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    """count, mean, p50 and p90 of a list of seconds (None when empty)."""
+    return {
+        "count": len(values),
+        "mean": sum(values) / len(values) if values else None,
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+    }
+
+
+def _seconds(incidents: list[Mapping[str, Any]], field: str) -> list[float]:
+    out = []
+    for inc in incidents:
+        value = (inc.get("status") or {}).get(field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append(float(value))
+    return out
+
+
+def _ordered_counts(counter: Counter, order: tuple[str, ...] = ()) -> dict[str, int]:
+    """Counts in a stable order: known keys first in `order`, then the rest by name."""
+    keys = [k for k in order if k in counter] + sorted(k for k in counter if k not in order)
+    return {k: counter[k] for k in keys}
+
+
+def compute_stats(incidents: list[Mapping[str, Any]], now: datetime, window: timedelta | None = None) -> dict[str, Any]:
+    """Figures over the incidents created within `window` before `now` (all when None)."""
+    if window is not None:
+        since = now - window
+        incidents = [i for i in incidents if (c := created_at(i)) is not None and c >= since]
+    total = len(incidents)
+    spec = [i.get("spec") or {} for i in incidents]
+    breached = sum(1 for i in incidents if ((i.get("status") or {}).get("sla") or {}).get("breached"))
+    return {
+        "window": None if window is None else int(window.total_seconds()),
+        "total": total,
+        "active": sum(1 for s in spec if s.get("state", "open") in ACTIVE_STATES),
+        "byState": _ordered_counts(Counter(s.get("state", "open") for s in spec), STATES),
+        "bySeverity": _ordered_counts(Counter(s.get("severity", "high") for s in spec), tuple(DEFAULTS)),
+        "byService": _ordered_counts(Counter(s.get("service", "") for s in spec)),
+        "mtta": summarize(_seconds(incidents, "mttaSeconds")),
+        "mttr": summarize(_seconds(incidents, "mttrSeconds")),
+        "slaBreached": breached,
+        "slaBreachRate": breached / total if total else None,
+    }
+
+
+def format_duration(seconds: float | None) -> str:
+    """Human duration: `45s`, `12m 5s`, `3h 20m`, `2d 4h`; `-` for None."""
+    if seconds is None:
+        return "-"
+    total = int(round(seconds))
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        parts = [f"{days}d", f"{hours}h" if hours else ""]
+    elif hours:
+        parts = [f"{hours}h", f"{minutes}m" if minutes else ""]
+    elif minutes:
+        parts = [f"{minutes}m", f"{secs}s" if secs else ""]
+    else:
+        parts = [f"{secs}s"]
+    return sign + " ".join(p for p in parts if p)
+
+
+def render_stats_table(stats: Mapping[str, Any]) -> str:
+    """Plain-text report of `compute_stats` output, for the terminal."""
+    window = stats.get("window")
+    lines = [f"Incidents: {stats['total']}" + (f" (last {format_duration(window)})" if window else " (all time)"),
+             f"Active: {stats['active']}", ""]
+    for title, key in (("STATE", "byState"), ("SEVERITY", "bySeverity"), ("SERVICE", "byService")):
+        rows = [[k or "(none)", str(v)] for k, v in stats[key].items()]
+        lines += _table([title, "COUNT"], rows) + [""]
+    rows = []
+    for label, key in (("MTTA", "mtta"), ("MTTR", "mttr")):
+        s = stats[key]
+        rows.append([label, str(s["count"]), format_duration(s["mean"]), format_duration(s["p50"]),
+                     format_duration(s["p90"])])
+    lines += _table(["METRIC", "COUNT", "MEAN", "P50", "P90"], rows) + [""]
+    rate = stats.get("slaBreachRate")
+    shown = "-" if rate is None else f"{rate * 100:.1f}%"
+    lines.append(f"SLA breached: {stats['slaBreached']} of {stats['total']} ({shown})")
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Left-aligned columns separated by three spaces, like kubectl."""
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    return ["   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header] + rows]
