@@ -70,3 +70,22 @@ def run_kubectl(kubeconfig):
     def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
         return kubectl(kubeconfig, *args, check=check, input=input)
     return run
+
+
+@pytest.fixture
+def operator_factory(kubeconfig, tmp_path):
+    """Start `paramedic-operator` processes watching given namespaces; all stopped at the end."""
+    from tests.helpers import OperatorProcess
+
+    started: list[OperatorProcess] = []
+
+    def start(*namespaces: str, env: dict[str, str] | None = None) -> OperatorProcess:
+        proc = OperatorProcess(kubeconfig, list(namespaces), tmp_path, env).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+        if os.environ.get("PARAMEDIC_TEST_SHOW_LOGS"):
+            print(proc.logs())

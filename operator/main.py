@@ -1,0 +1,55 @@
+"""`paramedic-operator`: runs the Kopf operator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import kopf
+
+from paramedic.settings import Settings, SettingsError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="paramedic-operator", description="Paramedic's Kubernetes operator.")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
+                       help="watch this namespace (repeatable); default: PARAMEDIC_WATCH_NAMESPACES, else all")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    p.add_argument("--standalone", action="store_true", help="no peering: act even if other replicas run")
+    p.add_argument("--peering", default="paramedic", help="Kopf peering object shared by replicas (default: paramedic)")
+    p.add_argument("--priority", type=int, default=0, help="peering priority (highest active replica acts)")
+    p.add_argument("--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"paramedic-operator: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.kubeconfig:
+        os.environ["KUBECONFIG"] = settings.kubeconfig  # Kopf's login reads it
+    namespaces = args.namespace or ([] if args.all_namespaces else settings.watch_namespaces)
+
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=args.standalone,
+        peering_name=args.peering,
+        priority=args.priority,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

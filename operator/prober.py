@@ -1,0 +1,177 @@
+"""One shared probe scheduler for every MonitoredService.
+
+A single timer heap and one pooled httpx client serve thousands of services:
+no task or thread per object. First probes are spread over the interval by a
+hash of the key, so a restarted operator does not probe everything at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import ipaddress
+import itertools
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Hashable
+from urllib.parse import urlsplit
+
+import httpx
+
+from paramedic import metrics
+from paramedic.domain.probe import ProbeResult, ProbeSpec, classify
+from paramedic.domain.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+OnResult = Callable[[Hashable, ProbeSpec, ProbeResult], Awaitable[None]]
+
+# Cloud metadata endpoints answer on link-local addresses; a probe must not be a way in.
+_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+
+
+def forbidden_address(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip)
+    return addr.is_link_local or addr in _METADATA
+
+
+@dataclass
+class _Entry:
+    spec: ProbeSpec
+    version: int
+    due: float
+    running: bool = False
+
+
+class Prober:
+    def __init__(self, on_result: OnResult, concurrency: int = 256, deny_private: bool = False):
+        self._on_result = on_result
+        self._entries: dict[Hashable, _Entry] = {}
+        self._heap: list[tuple[float, int, Hashable, int]] = []
+        self._seq = itertools.count()
+        self._versions = itertools.count(1)
+        self._sem = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._deny_private = deny_private
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            headers={"User-Agent": "paramedic-probe/1"},
+        )
+        self._task: asyncio.Task | None = None
+        self._inflight: set[asyncio.Task] = set()
+
+    # --- registry -------------------------------------------------------------
+    def upsert(self, key: Hashable, spec: ProbeSpec) -> None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.spec == spec:
+            return
+        now = time.monotonic()
+        version = next(self._versions)
+        if entry is None:
+            # Spread first probes over one interval, deterministically per key.
+            frac = int(hashlib.sha256(repr(key).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            entry = _Entry(spec, version, now + frac * min(spec.interval, 10.0))
+            self._entries[key] = entry
+        else:
+            # An edited spec takes effect at the next probe, no later than one new interval.
+            entry.spec, entry.version, entry.due = spec, version, min(entry.due, now + spec.interval)
+        if not entry.running:
+            heapq.heappush(self._heap, (entry.due, next(self._seq), key, version))
+            self._wake.set()
+
+    def remove(self, key: Hashable) -> None:
+        self._entries.pop(key, None)  # its heap items go stale and are skipped
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # --- running ----------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="prober")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for t in list(self._inflight):
+            t.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self._client.aclose()
+
+    async def _loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self._heap and self._heap[0][0] <= now:
+                due, _, key, version = heapq.heappop(self._heap)
+                entry = self._entries.get(key)
+                if entry is None or entry.version != version or entry.running:
+                    continue
+                entry.running = True
+                metrics.PROBE_LAG.observe(max(0.0, now - due))
+                task = asyncio.create_task(self._probe(key, entry))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _probe(self, key: Hashable, entry: _Entry) -> None:
+        spec = entry.spec
+        try:
+            async with self._sem:
+                result = await self.check(spec)
+            metrics.PROBE_DURATION.observe((result.latency_ms or 0) / 1000)
+            try:
+                await self._on_result(key, spec, result)
+            except Exception:
+                log.exception("handling the probe result of %s failed", key)
+        finally:
+            entry.running = False
+            if self._entries.get(key) is entry:
+                # Fixed rate: the next probe is one interval after the last due time,
+                # never in the past (a slow round does not cause a burst).
+                entry.due = max(entry.due + entry.spec.interval, time.monotonic())
+                heapq.heappush(self._heap, (entry.due, next(self._seq), key, entry.version))
+                self._wake.set()
+
+    async def check(self, spec: ProbeSpec) -> ProbeResult:
+        """One HTTP GET, classified."""
+        started = time.perf_counter()
+        error = ""
+        status = None
+        try:
+            if self._deny_private:
+                await self._refuse_forbidden(spec.url)
+            resp = await self._client.get(spec.url, timeout=spec.timeout)
+            status = resp.status_code
+        except httpx.TimeoutException:
+            error = f"timeout after {spec.timeout:g}s"
+        except httpx.ConnectError as exc:
+            error = f"connection failed: {_root_cause(exc)}"
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            error = f"{exc.__class__.__name__}: {_root_cause(exc)}"
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        return classify(spec, utcnow(), status_code=status, latency_ms=latency_ms, error=error)
+
+    async def _refuse_forbidden(self, url: str) -> None:
+        host = urlsplit(url).hostname or ""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        for info in infos:
+            if forbidden_address(info[4][0]):
+                raise ValueError(f"{host} resolves to a forbidden address ({info[4][0]})")
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return str(exc) or exc.__class__.__name__

@@ -1,0 +1,134 @@
+"""What the operator's reconcilers share: settings, the API client, caches of the
+watched objects (fed by Kopf's watches), work queues, and background side effects.
+
+Caches and queues are rebuilt from the watches after a restart; nothing here is
+the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Hashable
+
+from paramedic import kube
+from paramedic.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+def key_of(body: dict) -> Key:
+    meta = body.get("metadata", {})
+    return meta.get("namespace", ""), meta.get("name", "")
+
+
+class Cache:
+    """Latest body of each watched object, by (namespace, name)."""
+
+    def __init__(self) -> None:
+        self._items: dict[Key, dict] = {}
+
+    def put(self, body: dict) -> Key:
+        key = key_of(body)
+        old = self._items.get(key)
+        # Watch events can arrive after our own write's response: keep the newer one.
+        if old is None or _rv(body) >= _rv(old):
+            self._items[key] = body
+        return key
+
+    def drop(self, body: dict) -> Key:
+        key = key_of(body)
+        self._items.pop(key, None)
+        return key
+
+    def get(self, key: Key) -> dict | None:
+        return self._items.get(key)
+
+    def values(self) -> list[dict]:
+        return list(self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _rv(body: dict) -> int:
+    try:
+        return int(body.get("metadata", {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+@dataclass
+class SideEffects:
+    """At most one background task per key (a notification, a remediation attempt).
+
+    Results wait in memory until the owning reconciler records them in status;
+    a crash loses only the result, and the reconciler then resumes the decision
+    from what status says.
+    """
+
+    done_callback: Callable[[Hashable], None] = lambda owner: None
+    _tasks: dict[str, asyncio.Task] = field(default_factory=dict)
+    _results: dict[str, Any] = field(default_factory=dict)
+
+    def running(self, key: str) -> bool:
+        task = self._tasks.get(key)
+        return task is not None and not task.done()
+
+    def spawn(self, key: str, owner: Hashable, coro: Awaitable[Any]) -> None:
+        if self.running(key) or key in self._results:
+            coro.close()  # type: ignore[attr-defined]
+            return
+
+        async def run() -> None:
+            try:
+                self._results[key] = await coro
+            except Exception as exc:  # recorded as a failed result, never raised into the void
+                log.exception("side effect %s failed", key)
+                self._results[key] = exc
+            finally:
+                self._tasks.pop(key, None)
+                self.done_callback(owner)
+
+        self._tasks[key] = asyncio.create_task(run(), name=f"effect:{key}")
+
+    def has_result(self, key: str) -> bool:
+        return key in self._results
+
+    def peek(self, key: str) -> Any:
+        return self._results.get(key)
+
+    def take(self, key: str) -> Any:
+        return self._results.pop(key, None)
+
+    async def stop(self) -> None:
+        for t in list(self._tasks.values()):
+            t.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, client: kube.AsyncKubeClient):
+        self.settings = settings
+        self.client = client
+        self.services = Cache()
+        self.incidents = Cache()
+        self.schedules = Cache()
+        self.effects = SideEffects()
+        # Set by the operator's startup: the reconcilers and their queues.
+        self.service_reconciler: Any = None
+        self.incident_reconciler: Any = None
+        self.schedule_reconciler: Any = None
+        self.service_queue: Any = None
+        self.schedule_queue: Any = None
+
+    async def post_event(self, regarding: dict, reason: str, note: str, type_: str = "Normal") -> None:
+        """Kubernetes Events are best effort: a failure is logged, never fatal."""
+        try:
+            ns = regarding.get("metadata", {}).get("namespace")
+            await self.client.create(kube.EVENTS, kube.event_body(regarding, reason, note, type_), namespace=ns)
+        except (kube.ApiError, kube.Unavailable) as exc:
+            log.warning("could not post event %s: %s", reason, exc)

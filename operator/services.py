@@ -1,0 +1,166 @@
+"""MonitoredService reconciliation and probe outcomes."""
+
+from __future__ import annotations
+
+import logging
+
+from paramedic import kube, metrics
+from paramedic.domain import lifecycle
+from paramedic.domain.probe import UNKNOWN, ProbeResult, ProbeSpec, ProbeState, advance, incident_name, \
+    incident_text
+from paramedic.domain.timeutil import utcnow
+
+from .prober import Prober
+from .runtime import Key, Runtime
+
+log = logging.getLogger(__name__)
+
+PAUSED_ANNOTATION = "paramedic.dev/paused"
+ACTOR_ANNOTATION = "paramedic.dev/actor"
+PROBER_ACTOR = "paramedic/prober"
+
+
+def is_paused(body: dict) -> bool:
+    return (body.get("metadata", {}).get("annotations") or {}).get(PAUSED_ANNOTATION, "").lower() == "true"
+
+
+class ServiceReconciler:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        s = rt.settings
+        self.prober = Prober(self.on_probe_result, concurrency=s.probe_concurrency, deny_private=s.probe_deny_private)
+        self._states: dict[Key, ProbeState] = {}
+
+    async def reconcile(self, key: Key) -> float | None:
+        body = self.rt.services.get(key)
+        if body is None:
+            self.prober.remove(key)
+            self._states.pop(key, None)
+            try:
+                metrics.PROBE_SUCCESS.remove(*key)
+            except KeyError:
+                pass
+            return None
+        ns, name = key
+        now = utcnow()
+        spec = body.get("spec", {})
+        status = body.get("status") or {}
+        gen = body["metadata"].get("generation", 0)
+        probe = ProbeSpec.from_service(body)
+        paused = is_paused(body)
+        if probe is None or paused:
+            self.prober.remove(key)
+        else:
+            self.prober.upsert(key, probe)
+
+        target = spec.get("target", {})
+        res = kube.WORKLOADS.get(target.get("kind", "Deployment"), kube.DEPLOYMENTS)
+        found = await self.rt.client.get_or_none(res, target.get("name", ""), ns) is not None
+        if paused:
+            ready = ("False", "Paused", f"{PAUSED_ANNOTATION} is set: probes and remediation are stopped")
+        elif not found:
+            ready = ("False", "TargetNotFound", f"{target.get('kind', 'Deployment')} {target.get('name')} not found in {ns}")
+        else:
+            ready = ("True", "Monitoring" if probe else "AlertsOnly",
+                     f"probing {probe.url} every {probe.interval:g}s" if probe else "driven by alerts (no probe)")
+        conditions = lifecycle.set_condition(status.get("conditions") or [], "Ready", *ready, now=now, generation=gen)
+        patch: dict = {}
+        if conditions != (status.get("conditions") or []):
+            patch["conditions"] = conditions
+        if status.get("observedGeneration") != gen:
+            patch["observedGeneration"] = gen
+        if not status.get("health"):
+            patch["health"] = UNKNOWN
+        if patch:
+            await self.rt.client.patch(kube.MONITORED_SERVICES, name, {"status": patch}, ns, subresource="status")
+        if not found and not paused:
+            return 30.0  # the target may appear later
+        return None
+
+    # --- probes --------------------------------------------------------------------
+    async def on_probe_result(self, key: Key, spec: ProbeSpec, result: ProbeResult) -> None:
+        body = self.rt.services.get(key)
+        if body is None:
+            return
+        ns, name = key
+        state = self._states.get(key) or ProbeState.from_status(body.get("status"))
+        step = advance(state, result, spec)
+        new = step.state
+        metrics.PROBE_SUCCESS.labels(ns, name).set(1 if result.ok else 0)
+
+        if step.open_incident:
+            new = await self._open_incident(body, new, result, spec)
+        if step.recovered and new.open_incident and body.get("spec", {}).get("autoResolve", True):
+            await self._auto_resolve(ns, new.open_incident, result)
+            new = _with_incident(new, "")
+        self._states[key] = new
+        if step.health_changed:
+            kind = "Normal" if new.health == "Healthy" else "Warning"
+            await self.rt.post_event(body, f"Health{new.health}",
+                                     f"{name} is {new.health}: {result.error or 'probe succeeded'}", kind)
+        if step.persist or new.open_incident != state.open_incident:
+            await self.rt.client.patch(kube.MONITORED_SERVICES, name, {"status": new.to_status(result.time)}, ns,
+                                       subresource="status")
+        if step.recovered or step.open_incident:
+            self._poke_incident(ns, state.open_incident or new.open_incident)
+
+    async def _open_incident(self, service: dict, state: ProbeState, result: ProbeResult, spec: ProbeSpec) -> ProbeState:
+        from paramedic.incidents import build_incident
+
+        ns, name = service["metadata"]["namespace"], service["metadata"]["name"]
+        inc_name = incident_name(name, state.outage_count)
+        title, description = incident_text(name, result, spec)
+        svc_spec = service.get("spec", {})
+        body = build_incident(ns, inc_name, service=name, severity=svc_spec.get("severity", "high"), title=title,
+                              description=description, source="probe", managed=True, labels={},
+                              runbook_url=svc_spec.get("runbookURL", ""), now=result.time)
+        try:
+            await self.rt.client.create(kube.INCIDENTS, body, namespace=ns)
+            metrics.INCIDENTS_CREATED.labels(body["spec"]["severity"], "probe").inc()
+            log.info("opened incident %s/%s: %s", ns, inc_name, title)
+        except kube.Conflict:
+            pass  # already opened for this outage (e.g. before a restart): adopt it
+        return _with_incident(state, inc_name)
+
+    async def _auto_resolve(self, ns: str, incident: str, result: ProbeResult) -> None:
+        current = await self.rt.client.get_or_none(kube.INCIDENTS, incident, ns)
+        if current is None or current.get("spec", {}).get("state") not in lifecycle.ACTIVE_STATES:
+            return
+        await self.rt.client.patch(kube.INCIDENTS, incident, {
+            "metadata": {"annotations": {ACTOR_ANNOTATION: PROBER_ACTOR,
+                                         "paramedic.dev/reason": "probe recovered"}},
+            "spec": {"state": "resolved"},
+        }, ns)
+        log.info("auto-resolved incident %s/%s: probe recovered", ns, incident)
+
+    def _poke_incident(self, ns: str, incident: str) -> None:
+        if incident and self.rt.incident_reconciler is not None:
+            self.rt.incident_reconciler.queue.add((ns, incident))
+
+    # --- used by the incident reconciler -----------------------------------------
+    def health(self, key: Key) -> tuple[str, str]:
+        """(health, time of the last probe) as this process knows it, else as status says."""
+        state = self._states.get(key)
+        if state is None:
+            body = self.rt.services.get(key) or {}
+            state = ProbeState.from_status(body.get("status"))
+        return state.health, state.last_probe.get("time", "")
+
+    async def forget_incident(self, key: Key, incident: str) -> None:
+        """An incident this service opened is over: the next outage opens a new one."""
+        state = self._states.get(key)
+        body = self.rt.services.get(key)
+        if body is None:
+            return
+        recorded = (body.get("status") or {}).get("openIncident")
+        if state is not None and state.open_incident == incident:
+            self._states[key] = _with_incident(state, "")
+        if recorded == incident:
+            await self.rt.client.patch(kube.MONITORED_SERVICES, key[1], {"status": {"openIncident": None}}, key[0],
+                                       subresource="status")
+
+
+def _with_incident(state: ProbeState, incident: str) -> ProbeState:
+    from dataclasses import replace
+
+    return replace(state, open_incident=incident)

@@ -1,0 +1,106 @@
+"""A keyed work queue with delayed re-adds, as controllers use.
+
+One key is never processed by two workers at once; adding a key that is being
+processed marks it dirty so it runs again afterwards. Delays share one timer
+heap, so thousands of objects cost one task, not one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+from typing import Awaitable, Callable, Hashable
+
+log = logging.getLogger(__name__)
+
+Worker = Callable[[Hashable], Awaitable["float | None"]]
+
+
+class WorkQueue:
+    def __init__(self, name: str, worker: Worker, concurrency: int = 8, max_backoff: float = 60.0):
+        self.name = name
+        self._worker = worker
+        self._concurrency = concurrency
+        self._max_backoff = max_backoff
+        self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
+        self._queued: set[Hashable] = set()
+        self._active: set[Hashable] = set()
+        self._dirty: set[Hashable] = set()
+        self._delayed: list[tuple[float, int, Hashable]] = []
+        self._due: dict[Hashable, float] = {}
+        self._failures: dict[Hashable, int] = {}
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    def add(self, key: Hashable, delay: float = 0.0) -> None:
+        if delay > 0:
+            when = time.monotonic() + delay
+            # Keep only the earliest pending wake-up per key.
+            if key in self._due and self._due[key] <= when:
+                return
+            self._due[key] = when
+            heapq.heappush(self._delayed, (when, next(self._seq), key))
+            self._wake.set()
+            return
+        if key in self._active:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._ready.put_nowait(key)
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._timer(), name=f"{self.name}-timer"))
+        for i in range(self._concurrency):
+            self._tasks.append(asyncio.create_task(self._run(), name=f"{self.name}-worker-{i}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def pending(self) -> int:
+        return len(self._queued) + len(self._active)
+
+    async def _timer(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self._delayed and self._delayed[0][0] <= now:
+                when, _, key = heapq.heappop(self._delayed)
+                if self._due.get(key) == when:
+                    del self._due[key]
+                    self.add(key)
+            timeout = self._delayed[0][0] - now if self._delayed else None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            key = await self._ready.get()
+            self._queued.discard(key)
+            self._active.add(key)
+            try:
+                requeue = await self._worker(key)
+                self._failures.pop(key, None)
+                if requeue is not None:
+                    self.add(key, max(requeue, 0.0))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed reconciliation is retried with backoff, never lost
+                n = self._failures.get(key, 0) + 1
+                self._failures[key] = n
+                delay = min(self._max_backoff, 0.5 * 2 ** (n - 1))
+                log.exception("%s: reconciling %s failed (attempt %d), retrying in %.1fs", self.name, key, n, delay)
+                self.add(key, delay)
+            finally:
+                self._active.discard(key)
+                if key in self._dirty:
+                    self._dirty.discard(key)
+                    self.add(key)

@@ -1,0 +1,129 @@
+"""Real local servers and processes the end-to-end tests drive."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+
+from paramedic.devcluster import REPO, free_port
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.2):
+    """Poll until `cond()` is truthy; its value is returned. Fails with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = cond()
+            if value:
+                return value
+        except Exception as exc:  # conditions may race object creation
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+class SwitchableService:
+    """A local HTTP service that can be made healthy, failing, slow or unreachable."""
+
+    def __init__(self) -> None:
+        self.mode = "healthy"
+        self.slow_seconds = 1.0
+        self.hits = 0
+        self.port = free_port()
+        self._server: ThreadingHTTPServer | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/healthz"
+
+    def start(self) -> None:
+        svc = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                svc.hits += 1
+                if svc.mode == "slow":
+                    time.sleep(svc.slow_seconds)
+                code = 500 if svc.mode == "failing" else 200
+                body = b"ok" if code == 200 else b"broken"
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Unreachable: nothing listens on the port any more."""
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def set(self, mode: str) -> None:
+        if mode == "unreachable":
+            self.stop()
+        else:
+            if self._server is None:
+                self.start()
+            self.mode = mode
+
+
+class OperatorProcess:
+    """`paramedic-operator` as a real subprocess against the test control plane."""
+
+    def __init__(self, kubeconfig: Path, namespaces: list[str], log_dir: Path, env: dict[str, str] | None = None):
+        self.kubeconfig = kubeconfig
+        self.namespaces = namespaces
+        self.log_path = log_dir / f"operator-{'-'.join(namespaces)}.log"
+        self.env = env or {}
+        self.metrics_port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "OperatorProcess":
+        env = dict(os.environ)
+        env.update({
+            "PARAMEDIC_KUBECONFIG": str(self.kubeconfig),
+            "PARAMEDIC_HEALTH_PORT": str(free_port()),
+            "PARAMEDIC_METRICS_PORT": str(self.metrics_port),
+            "PARAMEDIC_PLAYBOOKS_DIR": str(REPO / "playbooks"),
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        })
+        env.update(self.env)
+        args = [str(VENV_BIN / "paramedic-operator"), "--standalone"]
+        for ns in self.namespaces:
+            args += ["--namespace", ns]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
