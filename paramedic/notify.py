@@ -1,0 +1,286 @@
+"""Delivery of notifications: SMTP, Slack incoming webhooks, generic JSON webhooks.
+
+One `deliver` call tries each channel a few times with a short backoff and always
+returns results, never raises for a delivery problem: the operator records failures
+in the Incident's status and retries later (`notify_render.next_retry_at`), so a dead
+mail server never blocks remediation. smtplib is blocking and runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import ssl
+import urllib.parse
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any, Awaitable, Callable
+
+import httpx
+
+from paramedic import metrics
+from paramedic.domain.notify_render import (
+    CHANNELS,
+    DeliveryResult,
+    Notification,
+    is_valid_address,
+    render_email,
+    render_slack,
+    render_webhook,
+    sender_address,
+)
+from paramedic.settings import Settings, SettingsError
+
+__all__ = ["DeliveryResult", "Notifier", "redact_url"]
+
+log = logging.getLogger("paramedic.notify")
+
+
+class _Permanent(Exception):
+    """A failure that another try will not fix (bad credentials, rejected address, 4xx)."""
+
+
+def redact_url(url: str) -> str:
+    """scheme://host[:port]/… : webhook URLs carry their secret in the path or query."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    tail = "/…" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{host}{tail}"
+
+
+class Notifier:
+    """Sends Notifications on the channels `Settings` configures.
+
+    `tries`, `backoff` and `max_backoff` bound the retries within one call
+    (0.5 s, 1 s, ... at most 2 s between tries).
+    """
+
+    def __init__(self, settings: Settings, *, tries: int = 3, backoff: float = 0.5, max_backoff: float = 2.0,
+                 http_timeout: float = 10.0) -> None:
+        self.settings = settings
+        self.tries = max(1, tries)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.http_timeout = http_timeout
+        self._http: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> "Notifier":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.http_timeout), follow_redirects=False,
+                                           headers={"User-Agent": "paramedic-notifier"})
+        return self._http
+
+    async def deliver(self, n: Notification, channels: set[str] | None = None, slack_url: str = "",
+                      webhook_url: str = "") -> list[DeliveryResult]:
+        """Send `n` on `channels` (default: all of email, slack, webhook), concurrently.
+
+        `slack_url` / `webhook_url` override the global settings (a MonitoredService's own
+        hooks). A channel without configuration comes back `skipped`.
+        """
+        wanted = [c for c in CHANNELS if channels is None or c in channels]
+        unknown = sorted(set(channels or ()) - set(CHANNELS))
+        jobs: list[Awaitable[DeliveryResult]] = []
+        for channel in wanted:
+            if channel == "email":
+                jobs.append(self._deliver_email(n))
+            elif channel == "slack":
+                jobs.append(self._deliver_http("slack", slack_url or self.settings.slack_webhook_url, render_slack, n))
+            else:
+                jobs.append(self._deliver_http("webhook", webhook_url or self.settings.notify_webhook_url,
+                                               render_webhook, n))
+        results = list(await asyncio.gather(*jobs))
+        for channel in unknown:
+            results.append(DeliveryResult(channel, [], ok=False, error=f"unknown channel {channel!r}"))
+        return results
+
+    # --- retry loop ---------------------------------------------------------------
+
+    async def _with_retries(self, channel: str, n: Notification, recipients: list[str],
+                            attempt: Callable[[], Awaitable[None]]) -> DeliveryResult:
+        error = ""
+        tries = 0
+        delay = self.backoff
+        while tries < self.tries:
+            tries += 1
+            try:
+                await attempt()
+            except _Permanent as exc:
+                error = str(exc)
+                metrics.NOTIFICATIONS_SENT.labels(channel, "failed").inc()
+                break
+            except Exception as exc:  # every other failure is worth another try
+                error = str(exc) or type(exc).__name__
+                metrics.NOTIFICATIONS_SENT.labels(channel, "failed").inc()
+                if tries < self.tries:
+                    await asyncio.sleep(delay)
+                    delay = min(self.max_backoff, delay * 2)
+                continue
+            metrics.NOTIFICATIONS_SENT.labels(channel, "sent").inc()
+            log.info("notification %s for %s/%s sent by %s", n.event, n.namespace, n.incident_name, channel)
+            return DeliveryResult(channel, recipients, ok=True, attempts=tries)
+        log.warning("notification %s for %s/%s failed on %s after %d tries: %s",
+                    n.event, n.namespace, n.incident_name, channel, tries, error)
+        return DeliveryResult(channel, recipients, ok=False, error=error, attempts=tries)
+
+    def _skipped(self, channel: str, reason: str, recipients: list[str] | None = None) -> DeliveryResult:
+        metrics.NOTIFICATIONS_SENT.labels(channel, "skipped").inc()
+        return DeliveryResult(channel, recipients or [], ok=False, error=reason, attempts=0, skipped=True)
+
+    # --- SMTP -----------------------------------------------------------------------
+
+    async def _deliver_email(self, n: Notification) -> DeliveryResult:
+        s = self.settings
+        recipients = [r.strip() for r in n.recipients if isinstance(r, str) and is_valid_address(r.strip())]
+        if not s.smtp_host:
+            return self._skipped("email", "SMTP not configured (PARAMEDIC_SMTP_HOST)", recipients)
+        if not recipients:
+            return self._skipped("email", "no recipients")
+        try:
+            msg = render_email(n, s.smtp_from)
+            password = s.secret("smtp_password") if s.smtp_username else ""
+        except (ValueError, SettingsError) as exc:
+            metrics.NOTIFICATIONS_SENT.labels("email", "failed").inc()
+            return DeliveryResult("email", recipients, ok=False, error=str(exc), attempts=1)
+        # Set once: a retry resends the same message, so receiving MTAs can spot a duplicate.
+        domain = sender_address(s.smtp_from).rpartition("@")[2] or "localhost"
+        msg["Date"] = formatdate(usegmt=True)
+        msg["Message-ID"] = make_msgid(domain=domain)
+        refused: dict[str, Any] = {}
+
+        async def attempt() -> None:
+            # Socket timeouts bound each SMTP step; the overall bound covers a server that
+            # answers every step just in time.
+            overall = s.smtp_timeout_seconds * 4 + 1
+            try:
+                refused.update(await asyncio.wait_for(
+                    asyncio.to_thread(self._smtp_send, msg, recipients, password), overall))
+            except asyncio.TimeoutError:
+                # The thread may still finish sending; another try could mail twice.
+                raise _Permanent(f"SMTP {s.smtp_host}:{s.smtp_port} did not finish within {overall:.0f} s") from None
+
+        result = await self._with_retries("email", n, recipients, attempt)
+        if result.ok and refused:
+            # Some recipients refused, the others got it: report, do not resend to everyone.
+            return DeliveryResult("email", [r for r in recipients if r not in refused], ok=True,
+                                  error="refused: " + ", ".join(f"{r} ({code} {_text(m)})" for r, (code, m) in refused.items()),
+                                  attempts=result.attempts)
+        return result
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ca_file = self.settings.smtp_ca_file or None
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise _Permanent(f"cannot load PARAMEDIC_SMTP_CA_FILE {ca_file!r}: {_describe(exc)}") from None
+
+    def _smtp_send(self, msg: EmailMessage, recipients: list[str], password: str) -> dict[str, Any]:
+        s = self.settings
+        where = f"{s.smtp_host}:{s.smtp_port}"
+        context = self._tls_context() if s.smtp_security in ("tls", "starttls") else None
+        try:
+            if s.smtp_security == "tls":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds,
+                                                      context=context)
+            else:
+                smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds)
+        except ssl.SSLCertVerificationError as exc:
+            raise _Permanent(f"TLS certificate of SMTP {where} not trusted: {exc.verify_message}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise ConnectionError(f"cannot connect to SMTP {where}: {_describe(exc)}") from None
+        try:
+            smtp.ehlo()
+            if s.smtp_security == "starttls":
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if s.smtp_username:
+                smtp.login(s.smtp_username, password)
+            return smtp.send_message(msg, from_addr=sender_address(s.smtp_from), to_addrs=recipients)
+        except ssl.SSLCertVerificationError as exc:
+            raise _Permanent(f"TLS certificate of SMTP {where} not trusted: {exc.verify_message}") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise _Permanent(f"SMTP {where}: {_describe(exc)}") from None
+        except smtplib.SMTPAuthenticationError as exc:
+            # Never the password: only the server's answer.
+            raise _Permanent(f"SMTP {where} refused login for {s.smtp_username!r}: {exc.smtp_code} "
+                             f"{_text(exc.smtp_error)}") from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            detail = ", ".join(f"{r} ({c} {_text(m)})" for r, (c, m) in exc.recipients.items())
+            if all(400 <= c < 500 for c in codes):
+                raise ConnectionError(f"SMTP {where} deferred all recipients: {detail}") from None
+            raise _Permanent(f"SMTP {where} refused all recipients: {detail}") from None
+        except smtplib.SMTPResponseException as exc:
+            message = f"SMTP {where} answered {exc.smtp_code} {_text(exc.smtp_error)}"
+            if 400 <= exc.smtp_code < 500:
+                raise ConnectionError(message) from None
+            raise _Permanent(message) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise ConnectionError(f"SMTP {where}: {_describe(exc)}") from None
+        finally:
+            # A failed QUIT after the message was accepted must not turn into a resend.
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                smtp.close()
+
+    # --- HTTP webhooks ------------------------------------------------------------------
+
+    async def _deliver_http(self, channel: str, url: str, render: Callable[[Notification], dict[str, Any]],
+                            n: Notification) -> DeliveryResult:
+        if not url:
+            return self._skipped(channel, f"{channel} webhook URL not configured")
+        shown = redact_url(url)
+        if not url.lower().startswith(("http://", "https://")):
+            metrics.NOTIFICATIONS_SENT.labels(channel, "failed").inc()
+            return DeliveryResult(channel, [], ok=False, error=f"{channel} webhook URL {shown} is not http(s)",
+                                  attempts=1)
+        body = render(n)
+
+        async def attempt() -> None:
+            try:
+                response = await self._client().post(url, json=body)
+            except httpx.TimeoutException:
+                raise ConnectionError(f"POST {shown} timed out after {self.http_timeout:g} s") from None
+            except httpx.HTTPError as exc:
+                detail = _describe(exc).replace(url, shown)
+                raise ConnectionError(f"POST {shown} failed: {type(exc).__name__}: {detail}") from None
+            if response.is_success:
+                return
+            text = " ".join(response.text[:200].split())
+            message = f"POST {shown} answered HTTP {response.status_code}" + (f": {text}" if text else "")
+            # 408/429 and 5xx are transient; other 4xx mean the hook itself is wrong.
+            if response.status_code in (408, 429) or response.status_code >= 500:
+                raise ConnectionError(message)
+            raise _Permanent(message)
+
+        return await self._with_retries(channel, n, list(n.recipients), attempt)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    return text or type(exc).__name__
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

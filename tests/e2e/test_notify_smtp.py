@@ -1,0 +1,393 @@
+"""Notification delivery against real servers on loopback: aiosmtpd (plain, STARTTLS,
+implicit TLS, AUTH) and a small HTTP server standing in for Slack and a generic webhook.
+No cluster needed."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from prometheus_client import REGISTRY
+
+from paramedic.domain import notify_render as nr
+from paramedic.notify import Notifier
+from paramedic.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+INCIDENT = {
+    "metadata": {"name": "checkout-7f3a", "namespace": "shop"},
+    "spec": {"service": "checkout", "severity": "critical", "title": "checkout is down",
+             "description": "probe_success == 0 for 1m", "state": "open", "assignee": "alice@example.com",
+             "runbookURL": "https://runbooks.example.com/checkout"},
+}
+RECIPIENTS = ["alice@example.com", "ops@example.com"]
+SLACK_SECRET = "XXXXSECRETXXXX"
+
+
+def notification(event: str = "opened", detail: str = "3 consecutive probe failures: HTTP 503") -> nr.Notification:
+    return nr.notification_from_incident(INCIDENT, event, detail, RECIPIENTS, "https://grafana.example.com/d/p")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sent_count(channel: str, result: str) -> float:
+    return REGISTRY.get_sample_value("paramedic_notifications_sent_total",
+                                     {"channel": channel, "result": result}) or 0.0
+
+
+# --- SMTP server -----------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: email.message.EmailMessage
+    tls: bool
+    login: bytes | None
+
+
+class Recorder:
+    """aiosmtpd handler keeping every envelope it accepts."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.original_content or envelope.content,
+                                           policy=email.policy.default)
+        login = session.auth_data.login if isinstance(session.auth_data, LoginPassword) else None
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message,
+                                      session.ssl is not None, login))
+        return "250 Message accepted"
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"bot" and auth_data.password == b"s3cret"
+    # handled=False: aiosmtpd answers 535 itself on failure.
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory) -> tuple[ssl.SSLContext, Path]:
+    """A private CA and a server certificate for 127.0.0.1; the CA as a PEM file for the client."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server_ctx, ca_file
+
+
+@pytest.fixture
+def smtp_server():
+    """Start aiosmtpd controllers on demand; all stopped after the test."""
+    started: list[Controller] = []
+
+    def start(port: int | None = None, **kwargs) -> tuple[Controller, Recorder]:
+        recorder = Recorder()
+        controller = Controller(recorder, hostname="127.0.0.1", port=port or free_port(),
+                                server_hostname="mx.test", **kwargs)
+        controller.start()
+        started.append(controller)
+        return controller, recorder
+
+    yield start
+    for controller in started:
+        try:
+            controller.stop()
+        except AssertionError:  # already stopped by the test
+            pass
+
+
+def settings(port: int, **overrides) -> Settings:
+    values = dict(smtp_host="127.0.0.1", smtp_port=port, smtp_from="Paramedic <paramedic@example.com>",
+                  smtp_timeout_seconds=5.0)
+    values.update(overrides)
+    s = Settings(**values)
+    s.validate()
+    return s
+
+
+def deliver(s: Settings, n: nr.Notification | None = None, channels=frozenset({"email"}), **kwargs):
+    async def run():
+        async with Notifier(s, tries=kwargs.pop("tries", 2), backoff=0.05, max_backoff=0.1,
+                            http_timeout=kwargs.pop("http_timeout", 5.0)) as notifier:
+            return await notifier.deliver(n or notification(), set(channels), **kwargs)
+    return asyncio.run(run())
+
+
+def assert_mail(received: Received) -> None:
+    assert received.mail_from == "paramedic@example.com"
+    assert received.rcpt_tos == RECIPIENTS
+    msg = received.message
+    # strip(): a header folded right after "Subject:" unfolds with a leading space that
+    # Python's parser keeps and mail clients drop.
+    assert msg["Subject"].strip() == "[Paramedic] [CRITICAL] Incident opened: checkout is down (shop/checkout-7f3a)"
+    assert [a.addr_spec for a in msg["To"].addresses] == RECIPIENTS
+    assert msg["Message-ID"] and msg["Date"]
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    for body in (text, html):
+        assert "3 consecutive probe failures: HTTP 503" in body
+        assert "https://runbooks.example.com/checkout" in body
+        assert "kubectl paramedic ack checkout-7f3a -n shop" in body
+    assert '<a href="https://runbooks.example.com/checkout">' in html
+
+
+# --- SMTP tests -------------------------------------------------------------------------
+
+
+def test_plain_smtp_delivers_text_and_html(smtp_server):
+    controller, recorder = smtp_server()
+    before = sent_count("email", "sent")
+    [result] = deliver(settings(controller.port))
+    assert result.ok and result.channel == "email" and result.attempts == 1 and result.error == ""
+    assert result.recipients == RECIPIENTS
+    assert len(recorder.received) == 1
+    assert_mail(recorder.received[0])
+    assert not recorder.received[0].tls
+    assert sent_count("email", "sent") == before + 1
+
+
+def test_starttls_with_private_ca_and_auth(smtp_server, tls, tmp_path):
+    server_ctx, ca_file = tls
+    controller, recorder = smtp_server(tls_context=server_ctx, require_starttls=True,
+                                       authenticator=authenticator, auth_required=True)
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret\n")
+    s = settings(controller.port, smtp_security="starttls", smtp_ca_file=str(ca_file),
+                 smtp_username="bot", smtp_password_file=str(password_file))
+    [result] = deliver(s)
+    assert result.ok, result.error
+    [received] = recorder.received
+    assert received.tls and received.login == b"bot"
+    assert_mail(received)
+
+
+def test_starttls_refuses_an_untrusted_certificate_without_retrying(smtp_server, tls):
+    server_ctx, _ = tls
+    controller, recorder = smtp_server(tls_context=server_ctx, require_starttls=True)
+    [result] = deliver(settings(controller.port, smtp_security="starttls"), tries=3)
+    assert not result.ok and result.attempts == 1
+    assert "not trusted" in result.error and "127.0.0.1" in result.error
+    assert recorder.received == []
+
+
+def test_wrong_password_fails_cleanly_and_never_shows_the_password(smtp_server, tls):
+    server_ctx, ca_file = tls
+    controller, recorder = smtp_server(tls_context=server_ctx, require_starttls=True,
+                                       authenticator=authenticator, auth_required=True)
+    s = settings(controller.port, smtp_security="starttls", smtp_ca_file=str(ca_file),
+                 smtp_username="bot", smtp_password="hunter2-wrong")
+    [result] = deliver(s, tries=3)
+    assert not result.ok and result.attempts == 1  # permanent: retrying will not fix it
+    assert "refused login" in result.error and "535" in result.error
+    assert "hunter2" not in result.error
+    assert recorder.received == []
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_auth_without_tls_when_the_server_allows_it(smtp_server):
+    controller, recorder = smtp_server(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+    [result] = deliver(settings(controller.port, smtp_username="bot", smtp_password="s3cret"))
+    assert result.ok, result.error
+    assert recorder.received[0].login == b"bot" and not recorder.received[0].tls
+
+
+def test_implicit_tls(smtp_server, tls):
+    server_ctx, ca_file = tls
+    controller, recorder = smtp_server(ssl_context=server_ctx)
+    [result] = deliver(settings(controller.port, smtp_security="tls", smtp_ca_file=str(ca_file)))
+    assert result.ok, result.error
+    [received] = recorder.received
+    assert_mail(received)
+
+
+def test_server_down_fails_fast_then_delivers_when_it_is_back(smtp_server):
+    port = free_port()
+    s = settings(port, smtp_timeout_seconds=2.0)
+    failed_before = sent_count("email", "failed")
+    started = time.monotonic()
+    [result] = deliver(s, tries=2)
+    assert time.monotonic() - started < 2.0
+    assert not result.ok and result.attempts == 2
+    assert f"cannot connect to SMTP 127.0.0.1:{port}" in result.error
+    assert "refused" in result.error.lower()
+    assert sent_count("email", "failed") == failed_before + 2  # every try is counted
+
+    # The operator records it for a later round...
+    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    entries = nr.record_delivery([], nr.notification_key("opened"), "opened", result, now)
+    assert entries[0]["result"] == "retrying" and "cannot connect" in entries[0]["error"]
+
+    # ...and the next round, with the server back on the same port, gets through.
+    controller, recorder = smtp_server(port=port)
+    [result] = deliver(s)
+    assert result.ok, result.error
+    assert_mail(recorder.received[0])
+    entries = nr.record_delivery(entries, nr.notification_key("opened"), "opened", result, now)
+    assert entries[0]["result"] == "sent" and entries[0]["attempts"] == 2
+
+
+def test_silent_server_times_out_without_blocking_the_event_loop():
+    """Something accepts connections but never greets: the try ends at the timeout, and the
+    event loop keeps running meanwhile (smtplib runs in a thread)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # never accepted: connect succeeds, no greeting ever comes
+    try:
+        s = settings(listener.getsockname()[1], smtp_timeout_seconds=0.5)
+
+        async def run():
+            ticks = 0
+
+            async def ticker():
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.02)
+                    ticks += 1
+
+            task = asyncio.create_task(ticker())
+            async with Notifier(s, tries=1) as notifier:
+                started = time.monotonic()
+                [result] = await notifier.deliver(notification(), {"email"})
+                elapsed = time.monotonic() - started
+            task.cancel()
+            return result, elapsed, ticks
+
+        result, elapsed, ticks = asyncio.run(run())
+    finally:
+        listener.close()
+    assert not result.ok and "timed out" in result.error
+    assert 0.4 < elapsed < 3.0
+    assert ticks >= 10
+
+
+def test_unconfigured_channels_are_skipped_not_failed():
+    skipped_before = sent_count("email", "skipped")
+    results = deliver(Settings(), channels={"email", "slack", "webhook"})
+    assert {r.channel: r.result for r in results} == {"email": "skipped", "slack": "skipped", "webhook": "skipped"}
+    assert "PARAMEDIC_SMTP_HOST" in results[0].error
+    assert sent_count("email", "skipped") == skipped_before + 1
+
+
+def test_no_recipients_is_skipped(smtp_server):
+    controller, recorder = smtp_server()
+    n = nr.notification_from_incident(INCIDENT, "opened", "x", ["", "not-an-address"])
+    [result] = deliver(settings(controller.port), n)
+    assert result.skipped and result.error == "no recipients"
+    assert recorder.received == []
+
+
+# --- HTTP webhooks ----------------------------------------------------------------------
+
+
+class HookServer:
+    """Records JSON bodies; answers with `status`."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict]] = []
+        self.status = 200
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length))
+                outer.requests.append((self.path, body))
+                payload = b"ok" if outer.status == 200 else b"internal_error"
+                self.send_response(outer.status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook():
+    server = HookServer()
+    yield server
+    server.close()
+
+
+def test_slack_and_webhook_bodies(hook):
+    s = Settings(notify_webhook_url=hook.url + "/generic?token=abc")
+    slack_url = f"{hook.url}/services/T000/B000/{SLACK_SECRET}"
+    results = deliver(s, notification("remediation", "restart: rollout finished in 12 s"),
+                      channels={"slack", "webhook", "email"}, slack_url=slack_url)
+    by_channel = {r.channel: r for r in results}
+    assert by_channel["slack"].ok and by_channel["webhook"].ok and by_channel["email"].skipped
+    bodies = dict(hook.requests)
+    slack = bodies[f"/services/T000/B000/{SLACK_SECRET}"]
+    assert "checkout is down" in slack["text"]
+    assert slack["blocks"][1]["text"]["text"] == "restart: rollout finished in 12 s"
+    assert any("open runbook" in f["text"] for f in slack["blocks"][2]["fields"])
+    generic = bodies["/generic?token=abc"]
+    assert generic["event"] == "remediation" and generic["incident"]["name"] == "checkout-7f3a"
+    assert generic["detail"] == "restart: rollout finished in 12 s"
+    assert generic["commands"]["ack"] == "kubectl paramedic ack checkout-7f3a -n shop"
+
+
+def test_webhook_500_is_a_failure_with_the_status_code_and_no_secret(hook):
+    hook.status = 500
+    failed_before = sent_count("slack", "failed")
+    slack_url = f"{hook.url}/services/T000/B000/{SLACK_SECRET}"
+    [result] = deliver(Settings(), channels={"slack"}, slack_url=slack_url, tries=3)
+    assert not result.ok and result.attempts == 3  # 5xx is transient: retried within the call
+    assert "HTTP 500" in result.error and "internal_error" in result.error
+    assert SLACK_SECRET not in result.error
+    assert len(hook.requests) == 3
+    assert sent_count("slack", "failed") == failed_before + 3
+    entry = nr.record_delivery([], "opened", "opened", result, datetime(2026, 3, 1, tzinfo=timezone.utc))[0]
+    assert entry["result"] == "retrying" and "HTTP 500" in entry["error"]
+
+    hook.status = 200
+    [result] = deliver(Settings(slack_webhook_url=slack_url), channels={"slack"})
+    assert result.ok
+
+
+def test_webhook_4xx_is_permanent(hook):
+    hook.status = 404
+    [result] = deliver(Settings(notify_webhook_url=hook.url + "/gone"), channels={"webhook"}, tries=3)
+    assert not result.ok and result.attempts == 1 and "HTTP 404" in result.error
+
+
+def test_webhook_unreachable(hook):
+    url = f"http://127.0.0.1:{free_port()}/services/{SLACK_SECRET}"
+    [result] = deliver(Settings(), channels={"slack"}, slack_url=url, tries=2)
+    assert not result.ok and result.attempts == 2
+    assert "ConnectError" in result.error and SLACK_SECRET not in result.error
