@@ -1,0 +1,609 @@
+"""`kubectl paramedic`: the people's side of incidents, as a kubectl plugin.
+
+Installed as the `kubectl-paramedic` console script, so kubectl finds it on
+PATH. It talks to the API server through `paramedic.kube` with the user's own
+kubeconfig and RBAC. State changes are JSON merge patches of spec.state; the
+API server's CEL rules refuse illegal moves and their message is shown as is.
+
+Exit codes: 0 done, 1 refused or not found, 2 usage error, 3 cluster unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
+
+import httpx
+import yaml
+
+from . import kube
+from .domain import oncall, sla
+from .domain.lifecycle import is_active
+from .domain.report import render_postmortem
+from .domain.stats import compute_stats, render_stats_table
+from .domain.timeutil import iso, iso_ms, parse_or_none, utcnow
+from .settings import Settings, SettingsError
+
+ACTOR_ANNOTATION = "paramedic.dev/actor"
+REASON_ANNOTATION = "paramedic.dev/reason"
+STATE_COMMANDS = {"ack": "acknowledged", "investigate": "investigating", "mitigate": "mitigated",
+                  "resolve": "resolved", "close": "closed"}
+RCA_OPTIONS = (("root_cause", "rootCause"), ("contributing_factors", "contributingFactors"),
+               ("corrective_actions", "correctiveActions"), ("prevention_actions", "preventionActions"))
+SEVERITIES = ("critical", "high", "medium", "low")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+
+
+class CliError(Exception):
+    """Shown on stderr as `error: ...`; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_REFUSED):
+        super().__init__(message)
+        self.code = code
+
+
+# --- time and tables ---------------------------------------------------------------------
+
+def human_age(seconds: float) -> str:
+    """kubectl's short duration (`45s`, `5m30s`, `3h`, `2d4h`, `1y30d`)."""
+    s = int(seconds)
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    m = s // 60
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if m < 180:
+        return f"{m}m"
+    h = m // 60
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    d = h // 24
+    if h < 24 * 8:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    if h < 24 * 365 * 2:
+        return f"{d}d"
+    y = d // 365
+    if h < 24 * 365 * 8:
+        return f"{y}y{d % 365}d" if d % 365 else f"{y}y"
+    return f"{y}y"
+
+
+def parse_window(text: str) -> timedelta | None:
+    """`7d`, `12h`, `90m`, `2w`, `1d12h`; `all` or `0` for no window."""
+    value = text.strip().lower()
+    if value in ("all", "0", ""):
+        return None
+    parts = re.findall(r"(\d+)([smhdw])", value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise argparse.ArgumentTypeError(f"invalid window {text!r}: use e.g. 7d, 12h, 30m, 2w or 1d12h")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    return sum((timedelta(**{unit[u]: int(n)}) for n, u in parts), timedelta())
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """kubectl-style columns: left-aligned, three spaces apart."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["   ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + rows]
+    return "\n".join(lines) + "\n"
+
+
+def dump(obj: Any, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)
+
+
+def as_list(items: list[dict]) -> dict:
+    return {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}
+
+
+# --- connection ----------------------------------------------------------------------------
+
+class Session:
+    """What every command needs: parsed args, settings, a client, the namespace, the clock."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings):
+        self.args = args
+        self.settings = settings
+        self.kubeconfig = args.kubeconfig or settings.kubeconfig
+        self.now = utcnow()
+        self._client: kube.KubeClient | None = None
+        self.namespace = args.namespace or default_namespace(self.kubeconfig, args.context)
+
+    @property
+    def client(self) -> kube.KubeClient:
+        if self._client is None:
+            try:
+                conn = kube.Connection.load(self.kubeconfig, self.args.context)
+            except Exception as exc:  # the loaders raise several unrelated types
+                raise CliError(f"cannot load the kubeconfig: {exc}", EXIT_UNREACHABLE) from exc
+            self._client = kube.KubeClient(conn, timeout=self.settings.api_timeout_seconds)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def scope(self) -> str | None:
+        """Namespace to list in, None for all."""
+        return None if self.args.all_namespaces else self.namespace
+
+    def one_namespace(self) -> str:
+        if self.args.all_namespaces:
+            raise CliError("a resource cannot be retrieved by name across all namespaces", EXIT_USAGE)
+        return self.namespace
+
+    def get_incident(self, name: str) -> dict:
+        return self.client.get(kube.INCIDENTS, name, self.one_namespace())
+
+    def actor(self) -> str:
+        """Who is acting: the API server's view of the user, else the kubeconfig user, else the login."""
+        try:
+            review = self.client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                         {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+            name = ((review or {}).get("status") or {}).get("userInfo", {}).get("username")
+            if name:
+                return str(name)
+        except (kube.ApiError, kube.Unavailable):
+            pass
+        return kubeconfig_user(self.kubeconfig, self.args.context) or getpass.getuser()
+
+
+def _context(kubeconfig: str, context: str | None) -> dict:
+    from kubernetes import config
+
+    try:
+        contexts, current = config.list_kube_config_contexts(config_file=kubeconfig or None)
+    except Exception:  # no kubeconfig at all is fine here: in-cluster or defaults apply
+        return {}
+    if context:
+        current = next((c for c in contexts if c.get("name") == context), None)
+    return (current or {}).get("context") or {}
+
+
+def default_namespace(kubeconfig: str, context: str | None) -> str:
+    """The context's namespace, else the pod's (in-cluster), else `default`."""
+    ns = _context(kubeconfig, context).get("namespace")
+    if not ns and os.path.exists(SA_NAMESPACE_FILE):
+        ns = Path(SA_NAMESPACE_FILE).read_text().strip()
+    return ns or "default"
+
+
+def kubeconfig_user(kubeconfig: str, context: str | None) -> str | None:
+    return _context(kubeconfig, context).get("user")
+
+
+# --- incidents -----------------------------------------------------------------------------
+
+def sla_left(inc: dict, now: datetime) -> str:
+    """Time to the next SLA deadline, `breached` once one passed, `-` when no clock runs."""
+    spec = inc.get("spec") or {}
+    if not is_active(spec.get("state", "open")):
+        return "-"
+    left = sla.time_left(inc, now)
+    if left is None:
+        return "breached" if ((inc.get("status") or {}).get("sla") or {}).get("breached") else "-"
+    return "breached" if left.total_seconds() <= 0 else human_age(left.total_seconds())
+
+
+def age(obj: dict, now: datetime) -> str:
+    created = parse_or_none((obj.get("metadata") or {}).get("creationTimestamp"))
+    return "<unknown>" if created is None else human_age((now - created).total_seconds())
+
+
+def cmd_list(s: Session) -> None:
+    items = s.client.list(kube.INCIDENTS, s.scope())
+    if s.args.state:
+        items = [i for i in items if (i.get("spec") or {}).get("state", "open") == s.args.state]
+    if s.args.active:
+        items = [i for i in items if is_active((i.get("spec") or {}).get("state", "open"))]
+    items.sort(key=lambda i: (i["metadata"].get("creationTimestamp", ""), i["metadata"]["name"]), reverse=True)
+    if s.args.output != "table":
+        print(dump(as_list(items), s.args.output), end="")
+        return
+    if not items:
+        where = "any namespace" if s.args.all_namespaces else f"{s.namespace} namespace"
+        print(f"No incidents found in {where}.", file=sys.stderr)
+        return
+    header = ["NAME", "STATE", "SEVERITY", "SERVICE", "ASSIGNEE", "AGE", "SLA LEFT"]
+    rows = []
+    for inc in items:
+        spec = inc.get("spec") or {}
+        rows.append([inc["metadata"]["name"], spec.get("state", "open"), spec.get("severity", "high"),
+                     spec.get("service", ""), spec.get("assignee") or "<none>", age(inc, s.now), sla_left(inc, s.now)])
+    if s.args.all_namespaces:
+        header = ["NAMESPACE"] + header
+        rows = [[i["metadata"]["namespace"]] + r for i, r in zip(items, rows)]
+    print(table(header, rows), end="")
+
+
+def describe(inc: dict, now: datetime) -> str:
+    """A `kubectl describe`-like view of one incident."""
+    meta, spec, status = inc.get("metadata") or {}, inc.get("spec") or {}, inc.get("status") or {}
+    rows: list[tuple[str, Any]] = [
+        ("Name", meta.get("name")), ("Namespace", meta.get("namespace")), ("Title", spec.get("title")),
+        ("Service", spec.get("service")), ("Severity", spec.get("severity")), ("State", spec.get("state", "open")),
+        ("Source", spec.get("source")), ("Assignee", spec.get("assignee") or "<none>"),
+        ("Team", status.get("team")), ("Age", age(inc, now)),
+    ]
+    for label, field in (("Created", "createdAt"), ("Acknowledged", "acknowledgedAt"),
+                         ("Investigating", "investigatingAt"), ("Mitigated", "mitigatedAt"),
+                         ("Resolved", "resolvedAt"), ("Closed", "closedAt")):
+        rows.append((label, status.get(field)))
+    rows += [("MTTA", _secs(status.get("mttaSeconds"))), ("MTTR", _secs(status.get("mttrSeconds")))]
+    deadlines = status.get("sla") or {}
+    for kind in sla.KINDS:
+        if deadlines.get(f"{kind}By"):
+            flag = " (breached)" if deadlines.get(f"{kind}Breached") else ""
+            rows.append((f"SLA {kind}", f"{deadlines.get(f'{kind}Minutes')} min, by {deadlines[f'{kind}By']}{flag}"))
+    rows.append(("SLA left", sla_left(inc, now)))
+    rows.append(("Escalation level", status.get("escalationLevel")))
+    rem = status.get("remediation") or {}
+    if rem:
+        rows.append(("Remediation", f"{rem.get('phase', '-')}, {len(rem.get('attempts') or [])} attempt(s)"
+                     + (f": {rem['message']}" if rem.get("message") else "")))
+    alerts = status.get("alerts") or []
+    if alerts:
+        firing = sum(1 for a in alerts if a.get("status") == "firing")
+        rows.append(("Alerts", f"{len(alerts)} ({firing} firing)"))
+    rows.append(("Runbook", spec.get("runbookURL")))
+    rca = spec.get("rca") or {}
+    rows.append(("Root cause", rca.get("rootCause") or "<not written>"))
+    shown = [(k, v) for k, v in rows if v not in (None, "")]
+    width = max(len(k) for k, _ in shown) + 2
+    out = [f"{(k + ':').ljust(width)}{_indent(str(v), width)}" for k, v in shown]
+    if spec.get("description"):
+        out += ["Description:", "  " + _indent(spec["description"], 2)]
+    timeline = status.get("timeline") or []
+    if timeline:
+        out.append(f"Timeline (last {min(10, len(timeline))} of {len(timeline)}):")
+        rows_t = [[e.get("time", ""), e.get("type", ""), e.get("actor", ""),
+                   " ".join(str(e.get("message", "")).split())] for e in timeline[-10:]]
+        out += ["  " + line for line in table(["TIME", "TYPE", "ACTOR", "MESSAGE"], rows_t).splitlines()]
+    return "\n".join(out) + "\n"
+
+
+def _secs(value: Any) -> str | None:
+    return None if value is None else f"{human_age(value)} ({value} s)"
+
+
+def _indent(text: str, width: int) -> str:
+    return ("\n" + " " * width).join(text.splitlines() or [""])
+
+
+def cmd_show(s: Session) -> None:
+    inc = s.get_incident(s.args.name)
+    print(dump(inc, s.args.output) if s.args.output != "table" else describe(inc, s.now), end="")
+
+
+def patch_incident(s: Session, name: str, spec: dict, reason: str | None = None) -> dict:
+    """One merge patch: the spec change plus who made it (and why), for the operator's timeline."""
+    annotations: dict[str, Any] = {ACTOR_ANNOTATION: s.actor(), REASON_ANNOTATION: reason or None}
+    return s.client.patch(kube.INCIDENTS, name, {"metadata": {"annotations": annotations}, "spec": spec},
+                          s.one_namespace())
+
+
+def cmd_state(s: Session) -> None:
+    target = STATE_COMMANDS[s.args.command]
+    name = s.args.name
+    current = (s.get_incident(name).get("spec") or {}).get("state", "open")
+    if current == target:
+        print(f"incident.paramedic.dev/{name} is already {target}")
+        return
+    patch_incident(s, name, {"state": target}, s.args.reason)
+    print(f"incident.paramedic.dev/{name} {target} (was {current})")
+
+
+def cmd_assign(s: Session) -> None:
+    if not EMAIL.match(s.args.email):
+        raise CliError(f"{s.args.email!r} is not an e-mail address", EXIT_USAGE)
+    patch_incident(s, s.args.name, {"assignee": s.args.email})
+    print(f"incident.paramedic.dev/{s.args.name} assigned to {s.args.email}")
+
+
+def cmd_rca(s: Session) -> None:
+    given = {key: getattr(s.args, opt) for opt, key in RCA_OPTIONS if getattr(s.args, opt) is not None}
+    if s.args.edit and given:
+        raise CliError("use either --edit or the --root-cause ... options, not both", EXIT_USAGE)
+    if s.args.edit:
+        inc = s.get_incident(s.args.name)
+        changes = edit_rca(inc, s.args.name)
+        if changes is None:
+            print("Edit cancelled, no changes made.")
+            return
+    elif not given:
+        raise CliError("nothing to record: give --root-cause, --contributing-factors, --corrective-actions, "
+                       "--prevention-actions, or --edit", EXIT_USAGE)
+    else:
+        changes = {k: (v if v.strip() else None) for k, v in given.items()}
+    patch_incident(s, s.args.name, {"rca": changes})
+    print(f"incident.paramedic.dev/{s.args.name} root-cause analysis recorded")
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings as `|` blocks, so the template is pleasant to edit."""
+
+
+_BlockDumper.add_representer(str, lambda d, v: d.represent_scalar(
+    "tag:yaml.org,2002:str", v, style="|" if "\n" in v else None))
+
+
+def rca_template(inc: dict, name: str) -> str:
+    rca = (inc.get("spec") or {}).get("rca") or {}
+    values = {key: rca.get(key) or "" for _, key in RCA_OPTIONS}
+    head = (f"# Root-cause analysis of incident {inc['metadata'].get('namespace')}/{name}.\n"
+            "# Lines starting with '#' are ignored. Use `|` blocks for several lines.\n"
+            "# Save and quit to record it; leave it unchanged to cancel. rootCause is needed to close.\n")
+    return head + yaml.dump(values, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def edit_rca(inc: dict, name: str) -> dict | None:
+    """Open $KUBE_EDITOR / $EDITOR on the RCA template; the changed fields, or None if unchanged."""
+    original = rca_template(inc, name)
+    editor = os.environ.get("KUBE_EDITOR") or os.environ.get("EDITOR") or "vi"
+    fd, path = tempfile.mkstemp(prefix=f"paramedic-rca-{name}-", suffix=".yaml")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(original)
+    try:
+        result = subprocess.run(shlex.split(editor) + [path], check=False)
+    except OSError as exc:
+        raise CliError(f"cannot run the editor {editor!r}: {exc.strerror}") from exc
+    if result.returncode != 0:
+        raise CliError(f"the editor exited with status {result.returncode}; your text is kept in {path}")
+    text = Path(path).read_text()
+    if text == original:
+        os.unlink(path)
+        return None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise CliError(f"the edited text is not valid YAML ({exc}); your text is kept in {path}") from exc
+    if not isinstance(data, dict):
+        raise CliError(f"the edited text must be a mapping of RCA fields; your text is kept in {path}")
+    allowed = [key for _, key in RCA_OPTIONS]
+    unknown = sorted(set(map(str, data)) - set(allowed))
+    if unknown:
+        raise CliError(f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(allowed)}); "
+                       f"your text is kept in {path}")
+    os.unlink(path)
+    return {key: (str(data[key]).strip() or None) if data.get(key) is not None else None for key in allowed}
+
+
+def cmd_report(s: Session) -> None:
+    text = render_postmortem(s.get_incident(s.args.name), s.now)
+    if s.args.file and s.args.file != "-":
+        try:
+            Path(s.args.file).write_text(text)
+        except OSError as exc:
+            raise CliError(f"cannot write {s.args.file}: {exc.strerror}") from exc
+        print(f"post-mortem of {s.args.name} written to {s.args.file}")
+    else:
+        print(text, end="")
+
+
+# --- on-call and stats ------------------------------------------------------------------------
+
+def oncall_view(schedule: dict, now: datetime) -> dict:
+    """Who is on call for one OnCallSchedule now, and who is next."""
+    spec = schedule.get("spec") or {}
+    meta = schedule.get("metadata") or {}
+    view: dict[str, Any] = {"team": meta.get("name"), "namespace": meta.get("namespace")}
+    try:
+        current = oncall.on_call_at(spec, now)
+        handoff = oncall.next_handoff(spec, now)
+        view.update(onCall=current.as_dict(), override=oncall.override_at(spec, now) is not None,
+                    nextHandoff=iso(handoff) if handoff else None,
+                    next=oncall.on_call_at(spec, handoff).as_dict() if handoff else None)
+    except ValueError as exc:
+        view["error"] = str(exc)
+    return view
+
+
+def cmd_oncall(s: Session) -> None:
+    if s.args.team:
+        schedules = [s.client.get(kube.ONCALL_SCHEDULES, s.args.team, s.one_namespace())]
+    else:
+        schedules = s.client.list(kube.ONCALL_SCHEDULES, s.scope())
+    views = [oncall_view(sch, s.now) for sch in sorted(schedules, key=lambda x: x["metadata"]["name"])]
+    if s.args.output != "table":
+        print(dump(views if not s.args.team else views[0], s.args.output), end="")
+        return
+    if not views:
+        print(f"No on-call schedules found in {s.namespace if not s.args.all_namespaces else 'any'} namespace.",
+              file=sys.stderr)
+        return
+    rows = []
+    for v in views:
+        if "error" in v:
+            rows.append([v["team"], f"<invalid: {v['error']}>", "", "", ""])
+            continue
+        handoff = parse_or_none(v["nextHandoff"])
+        when = f"{v['nextHandoff']} (in {human_age((handoff - s.now).total_seconds())})" if handoff else "<never>"
+        rows.append([v["team"], _who(v["onCall"]), "yes" if v["override"] else "no", when,
+                     _who(v["next"]) if v["next"] else "<none>"])
+    header = ["TEAM", "ON CALL", "OVERRIDE", "NEXT HANDOFF", "NEXT"]
+    if s.args.all_namespaces:
+        header = ["NAMESPACE"] + header
+        rows = [[v["namespace"]] + r for v, r in zip(views, rows)]
+    print(table(header, rows), end="")
+
+
+def _who(person: dict) -> str:
+    return person["email"] if person["name"] == person["email"] else f"{person['name']} <{person['email']}>"
+
+
+def cmd_stats(s: Session) -> None:
+    stats = compute_stats(s.client.list(kube.INCIDENTS, s.scope()), s.now, s.args.window)
+    print(dump(stats, s.args.output) if s.args.output != "table" else render_stats_table(stats), end="")
+
+
+# --- fire ------------------------------------------------------------------------------------------
+
+def parse_labels(pairs: Sequence[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--label {pair!r} must look like key=value", EXIT_USAGE)
+        labels[key.strip()] = value
+    return labels
+
+
+def cmd_fire(s: Session) -> None:
+    url = s.args.url or s.settings.webhook_url
+    if not url:
+        raise CliError("no webhook URL: pass --url or set PARAMEDIC_WEBHOOK_URL", EXIT_USAGE)
+    endpoint = url.rstrip("/")
+    if not endpoint.endswith("/api/v1/alerts"):
+        endpoint += "/api/v1/alerts"
+    try:
+        token = s.args.token if s.args.token is not None else s.settings.secret("webhook_token")
+    except SettingsError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    labels = parse_labels(s.args.label or [])
+    if s.args.namespace and "namespace" not in labels:
+        labels["namespace"] = s.args.namespace  # routes the alert to that namespace's services
+    payload = {"service": s.args.service, "severity": s.args.severity, "message": s.args.message,
+               "labels": labels, "timestamp": iso_ms(s.now)}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        resp = httpx.post(endpoint, json=payload, headers=headers, timeout=s.settings.api_timeout_seconds)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the webhook at {endpoint}: {exc}", EXIT_UNREACHABLE) from exc
+    body = resp.text.strip()
+    if resp.status_code >= 400:
+        code = EXIT_UNREACHABLE if resp.status_code in (502, 503, 504) else EXIT_REFUSED
+        raise CliError(f"the webhook answered {resp.status_code}: {body[:500]}", code)
+    print(body if s.args.output == "table" else dump(_json_or_text(body), s.args.output), end="\n")
+
+
+def _json_or_text(body: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body
+
+
+# --- argument parsing -------------------------------------------------------------------------------
+
+COMMANDS: dict[str, Callable[[Session], None]] = {
+    "list": cmd_list, "show": cmd_show, "rca": cmd_rca, "assign": cmd_assign, "report": cmd_report,
+    "oncall": cmd_oncall, "stats": cmd_stats, "fire": cmd_fire, **{c: cmd_state for c in STATE_COMMANDS},
+}
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """kubectl's global flags; on subcommands they default to SUPPRESS so both positions work."""
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    parser.add_argument("--kubeconfig", default=d(""), help="path of the kubeconfig file")
+    parser.add_argument("--context", default=d(None), help="kubeconfig context to use")
+    parser.add_argument("-n", "--namespace", default=d(None), help="namespace (default: the context's)")
+    parser.add_argument("-A", "--all-namespaces", action="store_true", default=d(False),
+                        help="list across all namespaces")
+    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default=d("table"),
+                        help="output format")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kubectl paramedic", description="Work with Paramedic incidents.",
+                     epilog="Exit codes: 0 done, 1 refused or not found, 2 usage error, 3 cluster unreachable.")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        _common(p, suppress=True)
+        return p
+
+    p = add("list", "list incidents (newest first)")
+    p.add_argument("--state", choices=("open", "acknowledged", "investigating", "mitigated", "resolved", "closed"))
+    p.add_argument("--active", action="store_true", help="only incidents not yet resolved")
+    add("show", "show one incident").add_argument("name")
+    for command, state in STATE_COMMANDS.items():
+        p = add(command, f"move an incident to {state}")
+        p.add_argument("name")
+        p.add_argument("-m", "--reason", help="why, for the timeline")
+    p = add("rca", "record the root-cause analysis")
+    p.add_argument("name")
+    for opt, _ in RCA_OPTIONS:
+        p.add_argument("--" + opt.replace("_", "-"), dest=opt, metavar="TEXT")
+    p.add_argument("--edit", action="store_true", help="edit all four fields in $EDITOR")
+    p = add("assign", "assign an incident to someone")
+    p.add_argument("name")
+    p.add_argument("email")
+    p = add("report", "render the Markdown post-mortem")
+    p.add_argument("name")
+    p.add_argument("-f", "--file", help="write to FILE instead of stdout")
+    add("oncall", "who is on call now, and the next hand-off").add_argument("team", nargs="?")
+    add("stats", "MTTA, MTTR, SLA and counts").add_argument(
+        "--window", type=parse_window, default=None, help="only incidents created within it, e.g. 7d (default: all)")
+    p = add("fire", "send a test alert to the Paramedic webhook")
+    p.add_argument("--service", required=True)
+    p.add_argument("--severity", choices=SEVERITIES, default="high")
+    p.add_argument("--message", required=True)
+    p.add_argument("--label", action="append", metavar="KEY=VALUE", help="alert label (repeatable)")
+    p.add_argument("--url", help="webhook base URL (default: $PARAMEDIC_WEBHOOK_URL)")
+    p.add_argument("--token", help="bearer token (default: $PARAMEDIC_WEBHOOK_TOKEN or _FILE)")
+    return parser
+
+
+def _api_message(exc: kube.ApiError, session: "Session | None") -> str:
+    message = exc.message or str(exc)
+    if isinstance(exc, kube.NotFound) and session is not None and not session.args.all_namespaces:
+        return f"{message} in namespace {session.namespace!r}"
+    return message
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    session: Session | None = None
+    try:
+        session = Session(args, settings)
+        COMMANDS[args.command](session)
+        return 0
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except kube.ApiError as exc:
+        print(f"error: {_api_message(exc, session)}", file=sys.stderr)
+        return EXIT_REFUSED
+    except kube.Unavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except BrokenPipeError:
+        return 0
+    finally:
+        if session is not None:
+            session.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
