@@ -1,0 +1,602 @@
+"""Alerts: payload parsing, alert keys, routing to MonitoredServices, correlation and names.
+
+Two inputs become `Alert`s: Alertmanager's webhook payload (version 4) and the
+generic `{service, severity, message, labels, timestamp}` alert. Validation
+errors name the offending field (`alerts[2].labels: ...`) so a sender can fix
+its payload; nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from .lifecycle import append_timeline, is_active, timeline_entry
+from .timeutil import iso, iso_ms, parse
+
+SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
+DEFAULT_SEVERITY = "high"
+"""Severity of an alert whose label says nothing usable and whose service sets no default."""
+
+SEVERITY_ALIASES: dict[str, str] = {
+    "critical": "critical", "crit": "critical", "fatal": "critical", "emergency": "critical",
+    "disaster": "critical",
+    "high": "high", "page": "high", "error": "high", "err": "high", "major": "high",
+    "medium": "medium", "warning": "medium", "warn": "medium", "minor": "medium", "moderate": "medium",
+    "low": "low", "info": "low", "informational": "low", "notice": "low", "none": "low", "debug": "low",
+}
+"""Severity label values seen in the wild, mapped onto Paramedic's four levels."""
+
+FIRING, RESOLVED = "firing", "resolved"
+STATUSES = (FIRING, RESOLVED)
+
+SOURCE_ALERTMANAGER, SOURCE_API = "alertmanager", "api"
+ACTOR = "paramedic/webhook"
+
+# Limits: an Incident is one etcd object (~1.5 MB), and spec.labels mirrors an
+# alert's labels (the CRD allows 64 of at most 1024 characters each).
+MAX_ALERTS = 1000
+MAX_LABELS = 64
+MAX_LABEL_NAME = 256
+MAX_LABEL_VALUE = 1024
+MAX_ANNOTATIONS = 64
+MAX_ANNOTATION_VALUE = 8192
+MAX_SERVICE = 253
+MAX_MESSAGE = 8192
+MAX_FINGERPRINT = 128
+MAX_URL = 2048
+MAX_TITLE = 256
+MAX_DESCRIPTION = 8192
+MAX_ALERTS_PER_INCIDENT = 1000
+"""Past this, the oldest resolved entries leave status.alerts (the object must stay small)."""
+
+# Alertmanager writes Go's zero time for "no end"; anything before 1971 is that.
+_NO_TIME_BEFORE = datetime(1971, 1, 1, tzinfo=timezone.utc)
+
+
+class PayloadError(ValueError):
+    """A request body that cannot be accepted; `field` names where, `message` says why."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert, from either input, normalised."""
+
+    fingerprint: str
+    status: str                      # firing | resolved
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    starts_at: datetime
+    ends_at: datetime | None = None
+    generator_url: str = ""
+    source: str = SOURCE_ALERTMANAGER
+
+    @property
+    def key(self) -> str:
+        """Identity of one alert occurrence: Alertmanager re-sends it with the same fingerprint and startsAt."""
+        return f"{self.fingerprint}@{iso_ms(self.starts_at)}"
+
+    @property
+    def alertname(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def severity(self) -> str | None:
+        """Mapped from labels.severity; None when absent or unknown (the service's default applies)."""
+        return normalize_severity(self.labels.get("severity"))
+
+    @property
+    def namespace(self) -> str | None:
+        return self.labels.get("namespace") or None
+
+    @property
+    def service_hint(self) -> str:
+        """The service of an alert that matched no MonitoredService."""
+        return self.labels.get("service") or self.alertname or "unknown"
+
+    @property
+    def summary(self) -> str:
+        return (self.annotations.get("summary") or self.annotations.get("message")
+                or self.annotations.get("description") or "")
+
+    @property
+    def title(self) -> str:
+        first_line = (self.annotations.get("summary") or self.annotations.get("title")
+                      or self.annotations.get("message") or "").strip().splitlines()
+        text = first_line[0] if first_line else ""
+        if not text:
+            text = self.alertname or f"alert from {self.service_hint}"
+        return _truncate(text, MAX_TITLE)
+
+    @property
+    def description(self) -> str:
+        text = self.annotations.get("description") or self.annotations.get("message") or ""
+        return _truncate(text, MAX_DESCRIPTION)
+
+    @property
+    def runbook_url(self) -> str:
+        for name in ("runbook_url", "runbookURL", "runbook"):
+            value = self.annotations.get(name, "")
+            if value and len(value) <= MAX_URL:
+                return value
+        return ""
+
+
+# --- parsing -------------------------------------------------------------------
+
+
+def parse_alertmanager(payload: Any, *, max_alerts: int = MAX_ALERTS) -> list[Alert]:
+    """The alerts of an Alertmanager webhook payload (version 4), validated."""
+    if not isinstance(payload, dict):
+        raise PayloadError("body", "must be a JSON object (an Alertmanager webhook payload)")
+    version = payload.get("version")
+    if version is not None and version != "4":
+        raise PayloadError("version", f"unsupported payload version {version!r}; expected \"4\"")
+    for name in ("receiver", "groupKey", "externalURL"):
+        if name in payload and payload[name] is not None and not isinstance(payload[name], str):
+            raise PayloadError(name, "must be a string")
+    if "status" in payload and payload["status"] not in STATUSES:
+        raise PayloadError("status", "must be \"firing\" or \"resolved\"")
+    for name in ("groupLabels", "commonLabels", "commonAnnotations"):
+        if name in payload and payload[name] is not None:
+            _string_map(payload[name], name, MAX_LABELS * 4, MAX_ANNOTATION_VALUE, truncate=True)
+    truncated = payload.get("truncatedAlerts", 0)
+    if truncated is not None and (not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0):
+        raise PayloadError("truncatedAlerts", "must be a non-negative integer")
+    raw_alerts = payload.get("alerts")
+    if raw_alerts is None:
+        raise PayloadError("alerts", "required: a list of alerts")
+    if not isinstance(raw_alerts, list):
+        raise PayloadError("alerts", "must be a list")
+    if len(raw_alerts) > max_alerts:
+        raise PayloadError("alerts", f"at most {max_alerts} alerts per request (got {len(raw_alerts)}); "
+                                     f"set max_alerts on the Alertmanager webhook_config")
+    return [_parse_am_alert(raw, f"alerts[{i}]") for i, raw in enumerate(raw_alerts)]
+
+
+def _parse_am_alert(raw: Any, where: str) -> Alert:
+    if not isinstance(raw, dict):
+        raise PayloadError(where, "must be an object")
+    status = raw.get("status")
+    if status not in STATUSES:
+        raise PayloadError(f"{where}.status", "must be \"firing\" or \"resolved\"")
+    if "labels" not in raw:
+        raise PayloadError(f"{where}.labels", "required")
+    labels = _labels(raw["labels"], f"{where}.labels")
+    annotations = _string_map(raw.get("annotations") or {}, f"{where}.annotations",
+                              MAX_ANNOTATIONS, MAX_ANNOTATION_VALUE, truncate=True)
+    starts_at = _time(raw.get("startsAt"), f"{where}.startsAt", required=True)
+    assert starts_at is not None
+    ends_at = _time(raw.get("endsAt"), f"{where}.endsAt", required=False)
+    generator_url = _optional_string(raw.get("generatorURL"), f"{where}.generatorURL", MAX_URL, truncate=True)
+    fingerprint = _optional_string(raw.get("fingerprint"), f"{where}.fingerprint", MAX_FINGERPRINT)
+    return Alert(fingerprint=fingerprint or labels_fingerprint(labels), status=status, labels=labels,
+                 annotations=annotations, starts_at=starts_at, ends_at=ends_at,
+                 generator_url=generator_url, source=SOURCE_ALERTMANAGER)
+
+
+def parse_generic(payload: Any, *, now: datetime, max_alerts: int = MAX_ALERTS) -> list[Alert]:
+    """Generic alerts: one object `{service, severity, message, labels, timestamp}` or a list of them.
+
+    `service` and `severity` become labels (so routing and fingerprints treat
+    both inputs alike); without `timestamp` the alert starts `now`. An optional
+    `status: resolved` resolves an alert posted earlier with the same labels
+    and timestamp.
+    """
+    if isinstance(payload, list):
+        if not payload:
+            raise PayloadError("body", "empty list: nothing to record")
+        if len(payload) > max_alerts:
+            raise PayloadError("body", f"at most {max_alerts} alerts per request (got {len(payload)})")
+        return [_parse_generic_one(item, f"[{i}]", now) for i, item in enumerate(payload)]
+    return [_parse_generic_one(payload, "", now)]
+
+
+def _parse_generic_one(raw: Any, where: str, now: datetime) -> Alert:
+    def at(name: str) -> str:
+        return f"{where}.{name}" if where else name
+
+    if not isinstance(raw, dict):
+        raise PayloadError(where or "body", "must be a JSON object {service, severity, message, labels, timestamp}")
+    service = raw.get("service")
+    if not isinstance(service, str) or not service.strip():
+        raise PayloadError(at("service"), "required: a non-empty string")
+    if len(service) > MAX_SERVICE:
+        raise PayloadError(at("service"), f"at most {MAX_SERVICE} characters")
+    severity = raw.get("severity")
+    if severity not in SEVERITIES:
+        raise PayloadError(at("severity"), f"required: one of {', '.join(SEVERITIES)}")
+    message = raw.get("message")
+    if not isinstance(message, str) or not message.strip():
+        raise PayloadError(at("message"), "required: a non-empty string")
+    if len(message) > MAX_MESSAGE:
+        raise PayloadError(at("message"), f"at most {MAX_MESSAGE} characters")
+    labels = dict(_labels(raw.get("labels") or {}, at("labels"), reserve=2))
+    labels["service"] = service
+    labels["severity"] = severity
+    status = raw.get("status", FIRING)
+    if status not in STATUSES:
+        raise PayloadError(at("status"), "must be \"firing\" or \"resolved\"")
+    starts_at = _time(raw.get("timestamp"), at("timestamp"), required=False) or now
+    return Alert(fingerprint=labels_fingerprint(labels), status=status, labels=labels,
+                 annotations={"summary": message}, starts_at=starts_at,
+                 ends_at=now if status == RESOLVED else None, source=SOURCE_API)
+
+
+def _labels(value: Any, where: str, reserve: int = 0) -> dict[str, str]:
+    labels = _string_map(value, where, MAX_LABELS - reserve, MAX_LABEL_VALUE)
+    for name in labels:
+        if not name:
+            raise PayloadError(where, "label names must not be empty")
+    svc = labels.get("service")
+    if svc is not None and len(svc) > MAX_SERVICE:
+        raise PayloadError(f"{where}.service", f"at most {MAX_SERVICE} characters")
+    return labels
+
+
+def _string_map(value: Any, where: str, max_items: int, max_value: int, truncate: bool = False) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise PayloadError(where, "must be an object of strings")
+    if len(value) > max_items:
+        raise PayloadError(where, f"at most {max_items} entries (got {len(value)})")
+    out: dict[str, str] = {}
+    for name, item in value.items():
+        if len(name) > MAX_LABEL_NAME:
+            raise PayloadError(where, f"names must be at most {MAX_LABEL_NAME} characters")
+        _check_text(name, where)
+        _check_text(item, f"{where}.{name}")
+        if len(item) > max_value:
+            if not truncate:
+                raise PayloadError(f"{where}.{name}", f"at most {max_value} characters")
+            item = _truncate(item, max_value)
+        out[name] = item
+    return out
+
+
+def _optional_string(value: Any, where: str, max_len: int, truncate: bool = False) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError(where, "must be a string")
+    _check_text(value, where)
+    if len(value) > max_len:
+        if not truncate:
+            raise PayloadError(where, f"at most {max_len} characters")
+        return ""  # a cut URL is a wrong URL
+    return value
+
+
+def _check_text(value: str, where: str) -> None:
+    # JSON allows lone surrogates (\ud800) that no UTF-8 encoder accepts.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(where, "must be valid Unicode text (lone surrogate)") from None
+
+
+def _time(value: Any, where: str, required: bool) -> datetime | None:
+    if value is None or value == "":
+        if required:
+            raise PayloadError(where, "required: an RFC 3339 date-time")
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise PayloadError(where, "must be an RFC 3339 date-time string")
+    try:
+        when = parse(value)
+    except (ValueError, OverflowError):
+        raise PayloadError(where, f"not an RFC 3339 date-time: {value!r}") from None
+    if when < _NO_TIME_BEFORE:
+        if required:
+            raise PayloadError(where, f"must be a real time, not {value!r}")
+        return None
+    return when
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def normalize_severity(value: Any) -> str | None:
+    """critical | high | medium | low, or None when `value` is not a known severity word."""
+    if not isinstance(value, str):
+        return None
+    return SEVERITY_ALIASES.get(value.strip().lower())
+
+
+_FNV_OFFSET = 14695981039346656037
+_FNV_PRIME = 1099511628211
+_SEPARATOR = 0xFF
+
+
+def labels_fingerprint(labels: Mapping[str, str]) -> str:
+    """Prometheus' label-set fingerprint (FNV-1a 64 over sorted names and values), as Alertmanager shows it."""
+    h = _FNV_OFFSET
+    for name in sorted(labels):
+        for chunk in (name.encode("utf-8"), bytes([_SEPARATOR]), labels[name].encode("utf-8"), bytes([_SEPARATOR])):
+            for byte in chunk:
+                h ^= byte
+                h = (h * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def dedupe(alerts: Iterable[Alert]) -> list[Alert]:
+    """One alert per key, first-seen order; a resolved copy wins over a firing one."""
+    by_key: dict[str, Alert] = {}
+    for alert in alerts:
+        seen = by_key.get(alert.key)
+        if seen is None or (seen.status == FIRING and alert.status == RESOLVED):
+            by_key[alert.key] = alert
+    return list(by_key.values())
+
+
+# --- routing -------------------------------------------------------------------
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Kubernetes label-selector semantics, except that an empty selector matches nothing.
+
+    (An empty selector matching every alert would make one MonitoredService
+    swallow all alerts of its namespace.)
+    """
+    if not selector:
+        return False
+    match_labels = selector.get("matchLabels") or {}
+    expressions = selector.get("matchExpressions") or []
+    if not match_labels and not expressions:
+        return False
+    for key, value in match_labels.items():
+        if labels.get(key) != value:
+            return False
+    for expr in expressions:
+        key = expr.get("key", "")
+        op = expr.get("operator")
+        values = expr.get("values") or []
+        present = key in labels
+        if op == "In":
+            if not present or labels[key] not in values:
+                return False
+        elif op == "NotIn":
+            if present and labels[key] in values:
+                return False
+        elif op == "Exists":
+            if not present:
+                return False
+        elif op == "DoesNotExist":
+            if present:
+                return False
+        else:
+            return False  # unknown operator: fail closed
+    return True
+
+
+def match_service(alert: Alert, services: list[dict]) -> dict | None:
+    """The MonitoredService an alert belongs to, or None.
+
+    Candidates are the services of the alert's namespace (when the alert has
+    one; the caller passes that namespace's services). A matching alertSelector
+    wins over a name equal to the alert's `service` label; among equals the
+    first name in sort order wins, so every replica decides alike.
+    """
+    ns = alert.namespace
+    candidates = [s for s in services
+                  if ns is None or s.get("metadata", {}).get("namespace") in (None, ns)]
+    by_selector = [s for s in candidates
+                   if selector_matches((s.get("spec") or {}).get("alertSelector"), alert.labels)]
+    if by_selector:
+        return min(by_selector, key=_name)
+    wanted = alert.labels.get("service")
+    if wanted:
+        by_name = [s for s in candidates if _name(s) == wanted]
+        if by_name:
+            return by_name[0]
+    return None
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return obj.get("metadata", {}).get("name", "")
+
+
+def incident_severity(alert: Alert, service: Mapping[str, Any] | None) -> str:
+    """The alert's own severity, else the service's default, else high."""
+    mapped = alert.severity
+    if mapped:
+        return mapped
+    default = ((service or {}).get("spec") or {}).get("severity")
+    return default if default in SEVERITIES else DEFAULT_SEVERITY
+
+
+# --- correlation and names -----------------------------------------------------
+
+
+def correlation_bucket(starts_at: datetime, window_seconds: int) -> int:
+    """Which correlation window an alert started in."""
+    if window_seconds < 1:
+        raise ValueError("correlation window must be at least 1 second")
+    return int(starts_at.timestamp()) // window_seconds
+
+
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_INVALID = re.compile(r"[^a-z0-9-]+")
+MAX_SERVICE_IN_NAME = 100
+"""Long service names are cut and hashed: names stay readable and leave room for generateName suffixes."""
+
+
+def _base36(n: int) -> str:
+    if n <= 0:
+        return "0"
+    out = []
+    while n:
+        n, r = divmod(n, 36)
+        out.append(_B36[r])
+    return "".join(reversed(out))
+
+
+def name_slug(service: str) -> str:
+    """A DNS-1123 label for `service`; a hash keeps distinct services distinct when it had to change."""
+    slug = _INVALID.sub("-", service.lower()).strip("-")
+    slug = re.sub(r"-{2,}", "-", slug)
+    if slug == service and len(slug) <= MAX_SERVICE_IN_NAME:
+        return slug
+    digest = hashlib.sha256(service.encode("utf-8")).hexdigest()[:8]
+    head = slug[: MAX_SERVICE_IN_NAME - 9].strip("-")
+    return f"{head}-{digest}" if head else f"svc-{digest}"
+
+
+def incident_name(service: str, severity: str, starts_at: datetime, window_seconds: int, attempt: int = 1) -> str:
+    """`<service>-<severity>-<bucket>[-N]`: alerts of one window get one name, so re-sends find it.
+
+    `attempt` > 1 gives the successors used when the window's incident is
+    already resolved and a new alert of that window arrives.
+    """
+    if severity not in SEVERITIES:
+        raise ValueError(f"unknown severity {severity!r}")
+    name = f"{name_slug(service)}-{severity}-{_base36(correlation_bucket(starts_at, window_seconds))}"
+    return name if attempt <= 1 else f"{name}-{attempt}"
+
+
+def _escape_field_value(value: str) -> str:
+    # As k8s.io/apimachinery/pkg/fields.EscapeValue.
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+
+
+def active_field_selector(service: str, severity: str) -> str:
+    """Field selector for the active incidents of a service and severity (CRD selectableFields)."""
+    return (f"spec.service={_escape_field_value(service)},spec.severity={_escape_field_value(severity)},"
+            "spec.state!=resolved,spec.state!=closed")
+
+
+def incident_active(incident: Mapping[str, Any]) -> bool:
+    return is_active((incident.get("spec") or {}).get("state") or "open")
+
+
+def alert_keys(incident: Mapping[str, Any]) -> set[str]:
+    return {a.get("key", "") for a in ((incident.get("status") or {}).get("alerts") or [])}
+
+
+# --- recording alerts on an incident ------------------------------------------
+
+
+def alert_entry(alert: Alert, now: datetime) -> dict[str, Any]:
+    """The status.alerts entry of a newly recorded alert."""
+    entry: dict[str, Any] = {
+        "key": alert.key,
+        "fingerprint": alert.fingerprint,
+        "alertname": alert.alertname,
+        "status": alert.status,
+        "startsAt": iso_ms(alert.starts_at),
+        "receivedAt": iso_ms(now),
+        "summary": _truncate(alert.summary, 1024),
+        "labels": dict(alert.labels),
+    }
+    if alert.generator_url:
+        entry["generatorURL"] = alert.generator_url
+    if alert.status == RESOLVED:
+        entry["resolvedAt"] = iso_ms(now)
+        entry["endsAt"] = iso_ms(alert.ends_at or now)
+    return entry
+
+
+@dataclass
+class Recorded:
+    """What `record_alerts` changed: `patch` is None when nothing did (all duplicates)."""
+
+    patch: dict[str, Any] | None
+    added: list[str] = field(default_factory=list)           # keys newly recorded
+    resolved: list[str] = field(default_factory=list)        # keys newly marked resolved
+    duplicates: list[str] = field(default_factory=list)      # keys that changed nothing
+    all_resolved: bool = False                                # every recorded alert is resolved now
+    became_all_resolved: bool = False                         # ... and this write made it so
+
+
+def record_alerts(incident: Mapping[str, Any], alerts: list[Alert], now: datetime, *,
+                  timeline_limit: int, auto_resolve: bool = True, created: bool = False) -> Recorded:
+    """The status merge patch that records `alerts` on `incident`, idempotently.
+
+    An alert key is recorded once; a firing copy of a recorded alert changes
+    nothing, and a resolved one only resolves it (never back). One timeline
+    entry per change (or one summary entry for many). When this write resolves
+    the last firing alert of an active incident, an "all alerts resolved"
+    entry joins the timeline (the caller moves spec.state when `auto_resolve`).
+    `created` sets status.createdAt for an incident created just now.
+    """
+    status = incident.get("status") or {}
+    current = [dict(a) for a in (status.get("alerts") or [])]
+    index = {a.get("key"): i for i, a in enumerate(current)}
+    was_all_resolved = bool(current) and all(a.get("status") == RESOLVED for a in current)
+    out = Recorded(patch=None)
+    fired: list[Alert] = []
+    cleared: list[Alert] = []
+    for alert in alerts:
+        i = index.get(alert.key)
+        if i is None:
+            current.append(alert_entry(alert, now))
+            index[alert.key] = len(current) - 1
+            out.added.append(alert.key)
+            (fired if alert.status == FIRING else cleared).append(alert)
+            if alert.status == RESOLVED:
+                out.resolved.append(alert.key)
+        elif alert.status == RESOLVED and current[i].get("status") != RESOLVED:
+            current[i]["status"] = RESOLVED
+            current[i]["resolvedAt"] = iso_ms(now)
+            current[i]["endsAt"] = iso_ms(alert.ends_at or now)
+            out.resolved.append(alert.key)
+            cleared.append(alert)
+        else:
+            out.duplicates.append(alert.key)
+    out.all_resolved = bool(current) and all(a.get("status") == RESOLVED for a in current)
+    needs_created = not status.get("createdAt")
+    if not out.added and not out.resolved and not needs_created:
+        return out
+    timeline = list(status.get("timeline") or [])
+    for type_, batch, verb in (("alert-firing", fired, "firing"), ("alert-resolved", cleared, "resolved")):
+        for message in _timeline_messages(batch, verb):
+            timeline = append_timeline(timeline, timeline_entry(now, type_, ACTOR, message), timeline_limit)
+    if out.all_resolved and not was_all_resolved and (out.resolved or out.added) and incident_active(incident):
+        out.became_all_resolved = True
+        note = "all alerts resolved" + ("" if auto_resolve else " (autoResolve is off: resolve it by hand)")
+        timeline = append_timeline(timeline, timeline_entry(now, "alerts-resolved", ACTOR, note), timeline_limit)
+    patch_status: dict[str, Any] = {"alerts": _bounded(current), "timeline": timeline}
+    if needs_created:
+        # An object created by an earlier, interrupted request lacks it: its creationTimestamp is the truth.
+        stamp = None if created else (incident.get("metadata") or {}).get("creationTimestamp")
+        patch_status["createdAt"] = stamp or iso(now)
+    out.patch = {"status": patch_status}
+    return out
+
+
+def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    extra = len(entries) - MAX_ALERTS_PER_INCIDENT
+    if extra <= 0:
+        return entries
+    out = []
+    for entry in entries:
+        if extra > 0 and entry.get("status") == RESOLVED:
+            extra -= 1
+            continue
+        out.append(entry)
+    return out
+
+
+def _timeline_messages(alerts: list[Alert], verb: str) -> list[str]:
+    if not alerts:
+        return []
+
+    def describe(a: Alert) -> str:
+        # The fingerprint keeps entries of same-named alerts apart (equal entries are merged).
+        name = f"{a.alertname or a.service_hint} [{a.fingerprint}]"
+        text = a.summary.strip().splitlines()[0] if a.summary.strip() else ""
+        return f"{name}: {text}" if text else name
+
+    if len(alerts) <= 3:
+        return [f"alert {verb}: {describe(a)}" for a in alerts]
+    names = sorted({a.alertname or a.service_hint for a in alerts})
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return [f"{len(alerts)} alerts {verb}: {shown}"]
