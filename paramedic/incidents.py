@@ -1,0 +1,350 @@
+"""Create-or-join Incidents: the alert ingestion shared by the webhook (and the operator's body builder).
+
+Every alert of a request ends up recorded on exactly one Incident (or, when it
+is a resolution of an alert nobody recorded, counted and dropped). The rules:
+
+- Alerts are grouped by (namespace, service, severity); a group joins the
+  active incident of its service and severity (found with a field selector),
+  else the incident named deterministically after the correlation window of its
+  earliest alert. Concurrent or repeated posts of one window therefore meet on
+  one object: creation that answers 409 joins what the other request created.
+- An alert key (fingerprint + startsAt) is recorded once. Status writes carry
+  the resourceVersion read, so concurrent requests never overwrite each
+  other's alerts: a 409 re-reads and retries, a bounded number of times.
+- Resolved alerts never create incidents. When all alerts of an incident are
+  resolved and its service allows it, the incident moves to `resolved`.
+
+Everything goes through the synchronous `KubeClient`; a 200 answer to the
+sender means every alert was persisted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+from . import kube, metrics
+from .domain import alerts as dom
+from .domain.timeutil import iso
+
+log = logging.getLogger("paramedic.incidents")
+
+ACTOR = dom.ACTOR
+ACTOR_ANNOTATION = "paramedic.dev/actor"
+REASON_ANNOTATION = "paramedic.dev/reason"
+WRITE_ATTEMPTS = 6
+"""Status writes retried on 409 before the request gives up (and answers 503)."""
+MAX_SUCCESSORS = 100
+"""Most `-N` successors tried for one correlation window's name."""
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class IngestConflict(Exception):
+    """A write kept conflicting with concurrent writers (or its object vanished): try again later."""
+
+
+@dataclass
+class IngestResult:
+    """What one request changed; counts are of alerts unless said otherwise."""
+
+    created: int = 0            # incidents created
+    joined: int = 0             # firing alerts newly recorded on an incident (new or existing)
+    deduplicated: int = 0       # alerts already recorded (re-sends, HA duplicates)
+    resolved: int = 0           # resolved alerts newly recorded
+    ignored: int = 0            # resolved alerts no incident holds: nothing to resolve
+    auto_resolved: int = 0      # incidents moved to resolved because all their alerts are
+    incidents: list[str] = field(default_factory=list)   # "namespace/name" of every incident touched
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"created": self.created, "joined": self.joined, "deduplicated": self.deduplicated,
+                "resolved": self.resolved, "ignored": self.ignored, "autoResolved": self.auto_resolved,
+                "incidents": sorted(set(self.incidents))}
+
+
+def build_incident(namespace: str, name: str, *, service: str, severity: str, title: str, description: str = "",
+                   source: str, managed: bool = True, labels: Mapping[str, str] | None = None,
+                   runbook_url: str = "", now: datetime) -> dict:
+    """An Incident body ready to create.
+
+    Its `status` (createdAt) is dropped by the API server on create (status is a
+    subresource): write it afterwards, as `create_incident` does.
+    """
+    if severity not in dom.SEVERITIES:
+        raise ValueError(f"severity must be one of {', '.join(dom.SEVERITIES)}, not {severity!r}")
+    spec: dict[str, Any] = {
+        "service": service,
+        "severity": severity,
+        "title": _cut(title.strip() or f"{service} incident", dom.MAX_TITLE),
+        "source": source,
+        "state": "open",
+        "managed": managed,
+    }
+    if description:
+        spec["description"] = _cut(description, dom.MAX_DESCRIPTION)
+    if labels:
+        spec["labels"] = {k: v[: dom.MAX_LABEL_VALUE] for k, v in list(labels.items())[: dom.MAX_LABELS]}
+    if runbook_url and len(runbook_url) <= dom.MAX_URL:
+        spec["runbookURL"] = runbook_url
+    return {
+        "apiVersion": kube.API_VERSION,
+        "kind": kube.INCIDENTS.kind,
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "paramedic"},
+        },
+        "spec": spec,
+        "status": {"createdAt": iso(now)},
+    }
+
+
+def create_incident(client: kube.KubeClient, body: dict) -> dict:
+    """Create `body`, then write its status (createdAt). Raises kube.Conflict if the name is taken."""
+    meta = body["metadata"]
+    created = client.create(kube.INCIDENTS, {k: v for k, v in body.items() if k != "status"}, meta["namespace"])
+    if body.get("status"):
+        created = client.patch(kube.INCIDENTS, meta["name"],
+                               {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
+                                "status": body["status"]},
+                               meta["namespace"], subresource="status")
+    return created
+
+
+def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now: datetime) -> IngestResult:
+    """Persist `alerts`: create, join, deduplicate, resolve. Returns only once all are written.
+
+    Raises kube.Unavailable (API server unreachable) or IngestConflict (writes
+    kept conflicting); either way the sender should retry the whole request,
+    which is safe: every step is idempotent.
+    """
+    run = _Run(client, settings, now)
+    groups = run.route(dom.dedupe(alerts))
+    for key in sorted(groups):
+        run.ingest_group(key, groups[key])
+    run.flush()
+    return run.result
+
+
+# --- internals -------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    managed: bool
+    service: dict | None
+    alerts: list[dom.Alert] = field(default_factory=list)
+
+    @property
+    def auto_resolve(self) -> bool:
+        return bool(((self.service or {}).get("spec") or {}).get("autoResolve", True))
+
+
+@dataclass
+class _Plan:
+    """The alerts one incident receives in this request (one status write)."""
+
+    namespace: str
+    name: str
+    obj: dict
+    auto_resolve: bool
+    created: bool = False
+    alerts: list[dom.Alert] = field(default_factory=list)
+
+
+class _Run:
+    def __init__(self, client: kube.KubeClient, settings: Any, now: datetime):
+        self.client = client
+        self.settings = settings
+        self.now = now
+        self.window = int(settings.correlation_window_seconds)
+        self.result = IngestResult()
+        self._services: dict[str, list[dict]] = {}
+        self._namespaces: dict[str, bool] = {}
+        self._objects: dict[tuple[str, str], dict | None] = {}   # incidents read in this request
+        self._plans: dict[tuple[str, str], _Plan] = {}
+
+    # routing -----------------------------------------------------------------
+    def services(self, namespace: str) -> list[dict]:
+        if namespace not in self._services:
+            # The watch cache (resourceVersion=0) is enough: a MonitoredService
+            # created a moment ago may miss this request, never a later one.
+            self._services[namespace] = self.client.list(kube.MONITORED_SERVICES, namespace, cached=True)
+        return self._services[namespace]
+
+    def namespace_exists(self, namespace: str) -> bool:
+        if namespace == self.settings.namespace:
+            return True
+        if namespace not in self._namespaces:
+            self._namespaces[namespace] = bool(_DNS_LABEL.match(namespace)) and \
+                self.client.get_or_none(kube.NAMESPACES, namespace) is not None
+        return self._namespaces[namespace]
+
+    def route(self, alerts: list[dom.Alert]) -> dict[tuple[str, str, str], _Group]:
+        groups: dict[tuple[str, str, str], _Group] = {}
+        for alert in alerts:
+            ns = alert.namespace or self.settings.namespace
+            svc = dom.match_service(alert, self.services(ns)) if _DNS_LABEL.match(ns) else None
+            if svc is not None:
+                key = (ns, svc["metadata"]["name"], dom.incident_severity(alert, svc))
+                group = groups.setdefault(key, _Group(managed=True, service=svc))
+            else:
+                home = ns if self.namespace_exists(ns) else self.settings.namespace
+                key = (home, alert.service_hint, dom.incident_severity(alert, None))
+                group = groups.setdefault(key, _Group(managed=False, service=None))
+            group.alerts.append(alert)
+        return groups
+
+    # correlation ---------------------------------------------------------------
+    def ingest_group(self, key: tuple[str, str, str], group: _Group) -> None:
+        ns, service, severity = key
+        active = self.client.list(kube.INCIDENTS, ns, field_selector=dom.active_field_selector(service, severity))
+        # Newest first: after a burst of windows, new alerts join the latest incident.
+        active.sort(key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]), reverse=True)
+        for obj in active:
+            self._objects[(ns, obj["metadata"]["name"])] = obj
+        new_firing: list[dom.Alert] = []
+        for alert in group.alerts:
+            holder = self._holder(ns, service, severity, alert, active)
+            if holder is not None:
+                self._plan(ns, holder, group).alerts.append(alert)
+            elif alert.status == dom.FIRING:
+                new_firing.append(alert)
+            else:
+                self.result.ignored += 1
+                log.info("resolved alert %s (%s) matches no incident of %s/%s: nothing to resolve",
+                         alert.key, alert.alertname, ns, service)
+        if not new_firing:
+            return
+        if active:
+            self._plan(ns, active[0], group).alerts.extend(new_firing)
+            return
+        target, created = self._create_or_find(ns, service, severity, group, new_firing)
+        plan = self._plan(ns, target, group)
+        plan.created = plan.created or created
+        plan.alerts.extend(new_firing)
+
+    def _holder(self, ns: str, service: str, severity: str, alert: dom.Alert, active: list[dict]) -> dict | None:
+        """The incident that already records this alert's key, if any."""
+        for obj in active:
+            if alert.key in dom.alert_keys(obj):
+                return obj
+        # Its window's incident (and successors) may hold it even when no longer active.
+        for attempt in range(1, MAX_SUCCESSORS + 1):
+            name = dom.incident_name(service, severity, alert.starts_at, self.window, attempt)
+            obj = self._read(ns, name)
+            if obj is None:
+                return None
+            if alert.key in dom.alert_keys(obj):
+                return obj
+            if dom.incident_active(obj):
+                return None  # successors exist only after a resolved predecessor
+        return None
+
+    def _create_or_find(self, ns: str, service: str, severity: str, group: _Group,
+                        firing: list[dom.Alert]) -> tuple[dict, bool]:
+        first = min(firing, key=lambda a: (a.starts_at, a.key))
+        keys = {a.key for a in firing}
+        for attempt in range(1, MAX_SUCCESSORS + 1):
+            name = dom.incident_name(service, severity, first.starts_at, self.window, attempt)
+            obj = self._read(ns, name)
+            if obj is None:
+                body = self._body(ns, name, service, severity, group, first)
+                try:
+                    obj = self.client.create(kube.INCIDENTS, {k: v for k, v in body.items() if k != "status"}, ns)
+                except kube.Conflict:
+                    obj = self.client.get_or_none(kube.INCIDENTS, name, ns)
+                    if obj is None:
+                        raise IngestConflict(f"incident {ns}/{name} was deleted while being created") from None
+                    self._objects[(ns, name)] = obj
+                else:
+                    self._objects[(ns, name)] = obj
+                    self.result.created += 1
+                    metrics.INCIDENTS_CREATED.labels(severity, body["spec"]["source"]).inc()
+                    log.info("created incident %s/%s (%s, %s): %s", ns, name, service, severity,
+                             body["spec"]["title"])
+                    return obj, True
+            if dom.incident_active(obj) or keys & dom.alert_keys(obj):
+                return obj, False
+        raise IngestConflict(f"{MAX_SUCCESSORS} incidents of {service}/{severity} in one correlation window")
+
+    def _body(self, ns: str, name: str, service: str, severity: str, group: _Group, alert: dom.Alert) -> dict:
+        svc_spec = (group.service or {}).get("spec") or {}
+        return build_incident(
+            ns, name, service=service, severity=severity, title=alert.title, description=alert.description,
+            source=alert.source, managed=group.managed, labels=alert.labels,
+            runbook_url=alert.runbook_url or svc_spec.get("runbookURL", ""), now=self.now)
+
+    def _read(self, ns: str, name: str) -> dict | None:
+        if (ns, name) not in self._objects:
+            self._objects[(ns, name)] = self.client.get_or_none(kube.INCIDENTS, name, ns)
+        return self._objects[(ns, name)]
+
+    def _plan(self, ns: str, obj: dict, group: _Group) -> _Plan:
+        name = obj["metadata"]["name"]
+        plan = self._plans.get((ns, name))
+        if plan is None:
+            plan = self._plans[(ns, name)] = _Plan(ns, name, obj, auto_resolve=group.auto_resolve)
+        return plan
+
+    # writes --------------------------------------------------------------------
+    def flush(self) -> None:
+        for key in sorted(self._plans):
+            self._write(self._plans[key])
+
+    def _write(self, plan: _Plan) -> None:
+        obj = plan.obj
+        limit = int(self.settings.timeline_limit)
+        for _ in range(WRITE_ATTEMPTS):
+            rec = dom.record_alerts(obj, plan.alerts, self.now, timeline_limit=limit,
+                                    auto_resolve=plan.auto_resolve, created=plan.created)
+            if rec.patch is None:
+                break
+            patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, **rec.patch}
+            try:
+                obj = self.client.patch(kube.INCIDENTS, plan.name, patch, plan.namespace, subresource="status")
+                break
+            except kube.Conflict:
+                # Someone else wrote in between (another request, the operator): re-read, redo.
+                obj = self.client.get_or_none(kube.INCIDENTS, plan.name, plan.namespace)
+                if obj is None:
+                    raise IngestConflict(f"incident {plan.namespace}/{plan.name} was deleted meanwhile") from None
+        else:
+            raise IngestConflict(f"status of incident {plan.namespace}/{plan.name} kept changing "
+                                 f"({WRITE_ATTEMPTS} conflicting writes)")
+        added = set(rec.added)
+        self.result.joined += sum(1 for a in plan.alerts if a.key in added and a.status == dom.FIRING)
+        self.result.resolved += len(rec.resolved)
+        self.result.deduplicated += len(rec.duplicates)
+        if rec.duplicates:
+            metrics.ALERTS_DEDUPLICATED.inc(len(rec.duplicates))
+        self.result.incidents.append(f"{plan.namespace}/{plan.name}")
+        has_resolution = any(a.status == dom.RESOLVED for a in plan.alerts)
+        if has_resolution and rec.all_resolved and plan.auto_resolve and dom.incident_active(obj):
+            self._auto_resolve(plan, obj)
+
+    def _auto_resolve(self, plan: _Plan, obj: dict) -> None:
+        patch = {
+            "metadata": {"annotations": {ACTOR_ANNOTATION: ACTOR, REASON_ANNOTATION: "all alerts resolved"}},
+            "spec": {"state": "resolved"},
+        }
+        try:
+            self.client.patch(kube.INCIDENTS, plan.name, patch, plan.namespace)
+        except kube.Invalid as exc:
+            # Someone moved it on (closed) meanwhile: the API server refuses going back, which is right.
+            log.info("incident %s/%s not auto-resolved: %s", plan.namespace, plan.name, exc.message)
+            return
+        except kube.NotFound:
+            return
+        self.result.auto_resolved += 1
+        log.info("auto-resolved incident %s/%s: all alerts resolved", plan.namespace, plan.name)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+__all__ = ["IngestConflict", "IngestResult", "build_incident", "create_incident", "ingest"]

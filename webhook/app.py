@@ -1,0 +1,217 @@
+"""The receiver: Alertmanager webhook and generic alert API, writing Incidents.
+
+Delivery contract with Alertmanager (which retries 5xx and never 4xx): 200
+only after every alert of the request is persisted; 503 with Retry-After when
+the API server cannot be reached or writes keep conflicting; 4xx only for
+requests that can never succeed (auth, size, type, malformed body).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import re
+import time
+from typing import Any, Callable
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from paramedic import kube, metrics
+from paramedic.domain import alerts as dom
+from paramedic.domain.timeutil import utcnow
+from paramedic.incidents import IngestConflict, ingest
+from paramedic.settings import Settings
+
+from .auth import TokenSource, challenge
+
+log = logging.getLogger("paramedic.webhook")
+
+OPEN_ENDPOINTS = frozenset({"healthz", "readyz", "metrics", "static"})
+"""Probes and scrapes need no token (they reveal nothing about incidents)."""
+RETRY_AFTER_UNAVAILABLE = "10"
+RETRY_AFTER_CONFLICT = "1"
+_READ_CHUNK = 64 * 1024
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+class BadRequest(Exception):
+    """A request that can never succeed as sent."""
+
+    def __init__(self, status: int, message: str, field: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def create_app(settings: Settings | None = None, client: kube.KubeClient | None = None) -> Flask:
+    """The receiver as a WSGI app. Refuses (SettingsError) to start without a token unless insecure."""
+    settings = settings or Settings.from_env()
+    tokens = TokenSource.from_settings(settings)
+    client = client or kube.KubeClient.from_settings(settings)
+    max_body = int(settings.webhook_max_body_bytes)
+    max_alerts = int(getattr(settings, "webhook_max_alerts", dom.MAX_ALERTS))
+
+    app = Flask("paramedic.webhook")
+    app.config["MAX_CONTENT_LENGTH"] = max_body
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["paramedic"] = {"settings": settings, "client": client, "tokens": tokens}
+
+    @app.before_request
+    def authenticate() -> Response | None:
+        if request.endpoint in OPEN_ENDPOINTS:
+            return None
+        if tokens.check(request.headers.get("Authorization")):
+            return None
+        error = "invalid_request" if not request.headers.get("Authorization") else "invalid_token"
+        resp = jsonify(error="missing or wrong bearer token")
+        resp.status_code = 401
+        resp.headers["WWW-Authenticate"] = challenge(error)
+        return resp
+
+    def receive(parse: Callable[[Any], list[dom.Alert]], kind: str) -> tuple[Response, int] | Response:
+        started = time.perf_counter()
+        try:
+            payload = _read_json(max_body)
+            alerts = parse(payload)
+        except BadRequest as exc:
+            log.info("rejected %s request from %s: %s %s", kind, request.remote_addr, exc.status, exc.message)
+            return _error(exc.status, exc.message, exc.field)
+        except dom.PayloadError as exc:
+            log.info("rejected %s request from %s: %s", kind, request.remote_addr, exc)
+            return _error(400, str(exc), exc.field)
+        for alert in alerts:
+            metrics.ALERTS_RECEIVED.labels(alert.status).inc()
+        try:
+            result = ingest(client, settings, alerts, utcnow())
+        except kube.Unavailable as exc:
+            log.warning("cannot persist %d alerts (%s): %s", len(alerts), kind, exc)
+            return _error(503, f"Kubernetes API unavailable, retry later: {exc}", retry_after=RETRY_AFTER_UNAVAILABLE)
+        except IngestConflict as exc:
+            log.warning("cannot persist %d alerts (%s): %s", len(alerts), kind, exc)
+            return _error(503, f"concurrent updates, retry: {exc}", retry_after=RETRY_AFTER_CONFLICT)
+        except kube.ApiError as exc:
+            # Not the sender's fault (RBAC, a missing namespace, ...): 5xx so it is retried once fixed.
+            log.error("Kubernetes API refused while persisting %d alerts (%s): %s", len(alerts), kind, exc)
+            return _error(500, f"Kubernetes API refused: {exc}")
+        finally:
+            metrics.ALERT_PROCESSING.observe(time.perf_counter() - started)
+        log.info("%s: %d alerts: %s", kind, len(alerts), result.as_dict())
+        return jsonify(status="ok", received=len(alerts), **result.as_dict())
+
+    @app.post("/api/v1/alertmanager")
+    def alertmanager():  # type: ignore[no-untyped-def]
+        return receive(lambda p: dom.parse_alertmanager(p, max_alerts=max_alerts), "alertmanager")
+
+    @app.post("/api/v1/alerts")
+    def generic_alerts():  # type: ignore[no-untyped-def]
+        return receive(lambda p: dom.parse_generic(p, now=utcnow(), max_alerts=max_alerts), "api")
+
+    @app.get("/healthz")
+    def healthz():  # type: ignore[no-untyped-def]
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():  # type: ignore[no-untyped-def]
+        if client.healthy():
+            return jsonify(status="ok")
+        return _error(503, "Kubernetes API server not reachable", retry_after=RETRY_AFTER_UNAVAILABLE)
+
+    @app.get("/metrics", endpoint="metrics")
+    def metrics_route():  # type: ignore[no-untyped-def]
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
+
+    @app.get("/api/v1/incidents/<namespace>/<name>/report.md")
+    def report(namespace: str, name: str):  # type: ignore[no-untyped-def]
+        if not _DNS_LABEL.match(namespace):
+            return _error(400, "namespace: not a valid namespace name", "namespace")
+        if not _DNS_SUBDOMAIN.match(name):
+            return _error(400, "name: not a valid incident name", "name")
+        try:
+            module = importlib.import_module("paramedic.domain.report")
+        except ModuleNotFoundError as exc:
+            if exc.name != "paramedic.domain.report":
+                raise
+            return _error(501, "post-mortem reports are not available in this version")
+        render = getattr(module, "render_postmortem", None)
+        if render is None:
+            return _error(501, "post-mortem reports are not available in this version")
+        try:
+            incident = client.get_or_none(kube.INCIDENTS, name, namespace)
+        except kube.Unavailable as exc:
+            return _error(503, f"Kubernetes API unavailable, retry later: {exc}", retry_after=RETRY_AFTER_UNAVAILABLE)
+        if incident is None:
+            return _error(404, f"incident {namespace}/{name} not found")
+        return Response(render(incident, utcnow()), content_type="text/markdown; charset=utf-8")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        resp = _error(exc.code or 500, exc.description or exc.name)
+        if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return resp
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, f"internal error: {exc.__class__.__name__}")
+
+    return app
+
+
+def _error(status: int, message: str, field: str = "", retry_after: str | None = None) -> Response:
+    body: dict[str, Any] = {"error": message}
+    if field:
+        body["field"] = field
+    resp = jsonify(body)
+    resp.status_code = status
+    if retry_after:
+        resp.headers["Retry-After"] = retry_after
+    return resp
+
+
+def _read_json(max_body: int) -> Any:
+    """The request body as JSON: 415 for another type, 413 when too large, 400 when not UTF-8 JSON."""
+    if request.mimetype != "application/json":
+        raise BadRequest(415, f"Content-Type must be application/json, not {request.mimetype or 'missing'}")
+    length = request.content_length
+    if length is not None and length > max_body:
+        raise BadRequest(413, f"body of {length} bytes is over the {max_body}-byte limit")
+    # Cap what is read too: a chunked body carries no Content-Length.
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        stream = request.stream
+        while True:
+            chunk = stream.read(min(_READ_CHUNK, max_body + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_body:
+                raise BadRequest(413, f"body is over the {max_body}-byte limit")
+    except RequestEntityTooLarge:
+        raise BadRequest(413, f"body is over the {max_body}-byte limit") from None
+    data = b"".join(chunks)
+    if not data.strip():
+        raise BadRequest(400, "empty body: a JSON document is required", "body")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(400, f"body is not valid UTF-8 (byte {exc.start})", "body") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(400, f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", "body") from None
+    except ValueError as exc:  # NaN/Infinity, integers too long to convert
+        raise BadRequest(400, f"malformed JSON: {exc}", "body") from None
+    except RecursionError:
+        raise BadRequest(400, "malformed JSON: nested too deeply", "body") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
