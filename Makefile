@@ -35,7 +35,7 @@ cluster-down: ## stop the local control plane and remove its state
 crds: ## copy the CRDs into the chart (manifests/crds is the one source)
 	@mkdir -p charts/paramedic/crds && cp manifests/crds/*.yaml charts/paramedic/crds/
 
-test: deps ## run the whole suite against a real local control plane
+test: deps chart-crds ## run the whole suite against a real local control plane
 	$(PY) -m pytest -q tests
 
 unit: venv ## fast tests of pure logic only
@@ -54,3 +54,48 @@ clean: cluster-down ## remove local state (not the tool cache)
 	rm -rf $(STATE) .pytest_cache
 
 .PHONY: help venv apt tools deps cluster-up cluster-down crds test unit demo demo-down bench clean
+
+# --- Packaging: image and chart on kind or Minikube (need Docker, kind/minikube, helm) ---
+IMAGE_REPO ?= paramedic
+IMAGE_TAG ?= dev
+IMAGE := $(IMAGE_REPO):$(IMAGE_TAG)
+KIND_CLUSTER ?= paramedic
+RELEASE ?= paramedic
+RELEASE_NAMESPACE ?= paramedic
+HELM_IMAGE_ARGS = --set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) --set image.pullPolicy=IfNotPresent
+
+image: ## build the container image paramedic:dev (needs Docker)
+	docker build -t $(IMAGE) .
+
+chart-crds: crds ## crds, plus Kopf's peering CRDs, into the chart
+	@cp manifests/kopf-peering-crds.yaml charts/paramedic/crds/
+
+lint-chart: chart-crds ## helm lint and render the chart (values.schema.json applies)
+	helm lint charts/paramedic
+	helm lint charts/paramedic --set allNamespaces=false --set 'watchNamespaces={default}'
+	helm template $(RELEASE) charts/paramedic --namespace $(RELEASE_NAMESPACE) >/dev/null
+	helm template $(RELEASE) charts/paramedic --namespace $(RELEASE_NAMESPACE) \
+	  --set serviceMonitor.enabled=true --set prometheusRule.enabled=true \
+	  --set grafanaDashboard.enabled=true --set allNamespaces=false --set 'watchNamespaces={default}' >/dev/null
+	@! helm template $(RELEASE) charts/paramedic --set webhook.replicas=x >/dev/null 2>&1 \
+	  || { echo "values.schema.json accepted webhook.replicas=x" >&2; exit 1; }
+
+kind-up: ## create the kind cluster `paramedic`
+	kind create cluster --name $(KIND_CLUSTER)
+
+kind-deploy: image chart-crds ## build the image, load it into kind, helm upgrade --install
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	helm upgrade --install $(RELEASE) charts/paramedic --kube-context kind-$(KIND_CLUSTER) \
+	  --namespace $(RELEASE_NAMESPACE) --create-namespace $(HELM_IMAGE_ARGS) --wait --timeout 5m
+	@# Same tag, new image: restart so the pods run what was just built.
+	kubectl --context kind-$(KIND_CLUSTER) -n $(RELEASE_NAMESPACE) rollout restart deployment \
+	  -l app.kubernetes.io/instance=$(RELEASE)
+
+minikube-deploy: image chart-crds ## build the image, load it into Minikube, helm upgrade --install
+	minikube image load --overwrite=true $(IMAGE)
+	helm upgrade --install $(RELEASE) charts/paramedic --kube-context minikube \
+	  --namespace $(RELEASE_NAMESPACE) --create-namespace $(HELM_IMAGE_ARGS) --wait --timeout 5m
+	kubectl --context minikube -n $(RELEASE_NAMESPACE) rollout restart deployment \
+	  -l app.kubernetes.io/instance=$(RELEASE)
+
+.PHONY: image chart-crds lint-chart kind-up kind-deploy minikube-deploy

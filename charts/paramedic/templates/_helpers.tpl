@@ -1,0 +1,145 @@
+{{/* Chart name, truncated to fit DNS labels. */}}
+{{- define "paramedic.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* <release>-<chart>, or the release name alone when it already contains the chart name. */}}
+{{- define "paramedic.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "paramedic.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "paramedic.labels" -}}
+helm.sh/chart: {{ include "paramedic.chart" . }}
+app.kubernetes.io/name: {{ include "paramedic.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: paramedic
+{{- end -}}
+
+{{/* Selector labels of one component: include with (dict "ctx" $ "component" "operator"). */}}
+{{- define "paramedic.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "paramedic.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "paramedic.componentLabels" -}}
+{{ include "paramedic.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "paramedic.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "paramedic.operatorServiceAccount" -}}
+{{- default (printf "%s-operator" (include "paramedic.fullname" .)) .Values.serviceAccount.operatorName -}}
+{{- end -}}
+
+{{- define "paramedic.webhookServiceAccount" -}}
+{{- default (printf "%s-webhook" (include "paramedic.fullname" .)) .Values.serviceAccount.webhookName -}}
+{{- end -}}
+
+{{- define "paramedic.tokenSecret" -}}
+{{- default (printf "%s-webhook-token" (include "paramedic.fullname" .)) .Values.webhook.existingSecret -}}
+{{- end -}}
+
+{{- define "paramedic.tokenKey" -}}
+{{- if .Values.webhook.existingSecret -}}{{ .Values.webhook.existingSecretKey }}{{- else -}}token{{- end -}}
+{{- end -}}
+
+{{- define "paramedic.notifySecret" -}}
+{{- default (printf "%s-notify" (include "paramedic.fullname" .)) .Values.smtp.existingSecret -}}
+{{- end -}}
+
+{{/* Namespaces the webhook may write incidents to when not watching all of them. */}}
+{{- define "paramedic.webhookNamespaces" -}}
+{{- $out := list .Release.Namespace -}}
+{{- range .Values.watchNamespaces -}}{{- $out = append $out . -}}{{- end -}}
+{{- $out | uniq | toJson -}}
+{{- end -}}
+
+{{/*
+RBAC rules. Explicit groups, resources and verbs: no wildcards. Split into the
+rules on namespaced resources (bound per watched namespace, or cluster-wide) and
+those on cluster-scoped ones.
+*/}}
+{{- define "paramedic.operatorNamespacedRules" -}}
+# Paramedic's own resources; incidents are created (probe failures) and deleted (retention).
+- apiGroups: [paramedic.dev]
+  resources: [monitoredservices, oncallschedules]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [paramedic.dev]
+  resources: [incidents]
+  verbs: [get, list, watch, patch, update, create, delete]
+- apiGroups: [paramedic.dev]
+  resources: [monitoredservices/status, incidents/status, oncallschedules/status]
+  verbs: [get, patch, update]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+# Remediation: rollout restart (a patch of the pod template) and rollout status.
+- apiGroups: [apps]
+  resources: [deployments, statefulsets, daemonsets]
+  verbs: [get, list, watch, patch]
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [get, list]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
+- apiGroups: [kopf.dev]
+  resources: [kopfpeerings]
+  verbs: [get, list, watch, patch]
+{{- end -}}
+
+{{- define "paramedic.operatorClusterRules" -}}
+# Kopf: namespaces (cluster-wide watching) and its resources' definitions.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get, list, watch]
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+{{- if .Values.allNamespaces }}
+- apiGroups: [kopf.dev]
+  resources: [clusterkopfpeerings]
+  verbs: [get, list, watch, patch]
+{{- end }}
+{{- end -}}
+
+{{- define "paramedic.webhookNamespacedRules" -}}
+- apiGroups: [paramedic.dev]
+  resources: [incidents]
+  verbs: [get, list, create, patch, update]
+- apiGroups: [paramedic.dev]
+  resources: [incidents/status]
+  verbs: [get, patch, update]
+- apiGroups: [paramedic.dev]
+  resources: [monitoredservices]
+  verbs: [get, list]
+{{- end -}}
+
+{{- define "paramedic.webhookClusterRules" -}}
+# Does the alert's namespace exist? (Otherwise the incident lands in Paramedic's own.)
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get]
+{{- end -}}
