@@ -1,0 +1,95 @@
+from datetime import datetime, timedelta, timezone
+
+from paramedic.domain.probe import (DEGRADED, DOWN, HEALTHY, UNKNOWN, ProbeSpec, ProbeState, advance, availability,
+                                    classify, incident_name, probe_url)
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+SPEC = ProbeSpec(url="http://x/healthz", expected_status=200, interval=10, timeout=2, latency_threshold_ms=500,
+                 failure_threshold=3, success_threshold=2)
+
+
+def ok(t):
+    return classify(SPEC, t, status_code=200, latency_ms=20)
+
+
+def bad(t, **kw):
+    kw.setdefault("status_code", 500)
+    kw.setdefault("latency_ms", 20)
+    return classify(SPEC, t, **kw)
+
+
+def test_classification_names_the_reason():
+    assert ok(T0).ok
+    assert bad(T0).error == "status 500, expected 200"
+    slow = classify(SPEC, T0, status_code=200, latency_ms=900)
+    assert not slow.ok and slow.slow and "latency 900 ms over threshold 500 ms" in slow.error
+    err = classify(SPEC, T0, status_code=None, latency_ms=2000, error="timeout after 2s")
+    assert not err.ok and not err.slow and err.error == "timeout after 2s"
+
+
+def run(results):
+    state, steps = ProbeState(), []
+    for r in results:
+        step = advance(state, r, SPEC)
+        steps.append(step)
+        state = step.state
+    return state, steps
+
+
+def test_failure_threshold_opens_exactly_one_incident():
+    ts = [T0 + timedelta(seconds=10 * i) for i in range(8)]
+    state, steps = run([ok(ts[0])] + [bad(t) for t in ts[1:]])
+    assert [s.open_incident for s in steps] == [False, False, False, True, False, False, False, False]
+    assert state.health == DOWN and state.outage_count == 1
+
+
+def test_recovery_needs_success_threshold_and_flaps_do_not_reopen():
+    ts = [T0 + timedelta(seconds=10 * i) for i in range(10)]
+    seq = [ok(ts[0]), bad(ts[1]), bad(ts[2]), bad(ts[3]), ok(ts[4]), bad(ts[5]), ok(ts[6]), ok(ts[7])]
+    state, steps = run(seq)
+    assert [s.open_incident for s in steps].count(True) == 1
+    assert [s.recovered for s in steps] == [False] * 7 + [True]
+    assert state.health == HEALTHY
+
+
+def test_an_open_incident_absorbs_the_next_outage():
+    state = ProbeState(health=HEALTHY, open_incident="x-down-1", outage_count=1)
+    for i in range(3):
+        step = advance(state, bad(T0 + timedelta(seconds=i)), SPEC)
+        state = step.state
+        assert not step.open_incident
+
+
+def test_slow_means_degraded():
+    ts = [T0 + timedelta(seconds=10 * i) for i in range(3)]
+    state, _ = run([classify(SPEC, t, status_code=200, latency_ms=900) for t in ts])
+    assert state.health == DEGRADED
+
+
+def test_steady_state_is_not_persisted_every_probe():
+    state, steps = run([ok(T0 + timedelta(seconds=10 * i)) for i in range(20)])
+    persisted = [s.persist for s in steps]
+    # first probe (Unknown -> Healthy), second (counter reaches threshold), then only bucket roll-overs
+    assert persisted[:2] == [True, True]
+    assert sum(persisted[2:]) <= 1
+
+
+def test_status_round_trip_and_availability():
+    state, _ = run([ok(T0), bad(T0 + timedelta(seconds=10)), ok(T0 + timedelta(seconds=20)),
+                    ok(T0 + timedelta(seconds=30))])
+    status = state.to_status(T0 + timedelta(seconds=30))
+    again = ProbeState.from_status(status)
+    assert again.history == state.history and again.health == state.health
+    assert status["availability"]["lastHour"] == "75.00%"
+    assert availability((), T0, 3600) is None
+
+
+def test_unknown_until_first_probe():
+    assert ProbeState().health == UNKNOWN
+
+
+def test_names_and_urls():
+    assert incident_name("checkout", 3) == "checkout-down-3"
+    assert len(incident_name("x" * 300, 1)) <= 253
+    assert probe_url({"service": {"name": "api", "port": 8080, "path": "healthz"}}, "shop") == \
+        "http://api.shop.svc:8080/healthz"
