@@ -91,8 +91,8 @@ kind-deploy: image chart-crds ## build the image, load it into kind, helm upgrad
 	kubectl --context kind-$(KIND_CLUSTER) -n $(RELEASE_NAMESPACE) rollout restart deployment \
 	  -l app.kubernetes.io/instance=$(RELEASE)
 
-minikube-deploy: image chart-crds ## build the image, load it into Minikube, helm upgrade --install
-	minikube image load --overwrite=true $(IMAGE)
+minikube-deploy: chart-crds ## build the image inside Minikube, helm upgrade --install
+	minikube image build -t $(IMAGE) .
 	helm upgrade --install $(RELEASE) charts/paramedic --kube-context minikube \
 	  --namespace $(RELEASE_NAMESPACE) --create-namespace $(HELM_IMAGE_ARGS) --wait --timeout 5m
 	kubectl --context minikube -n $(RELEASE_NAMESPACE) rollout restart deployment \

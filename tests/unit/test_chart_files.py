@@ -192,6 +192,8 @@ def test_webhook_token_is_a_mounted_file():
     volume = next(v for v in pod["volumes"] if v["name"] == mounts[str(Path(path).parent)])
     assert volume["secret"]["secretName"] == "paramedic-webhook-token"
     assert "PARAMEDIC_WEBHOOK_TOKEN" not in env  # never as a plain variable
+    port = pod["containers"][0]["ports"][0]["containerPort"]
+    assert env["PARAMEDIC_WEBHOOK_BIND"]["value"] == f"0.0.0.0:{port}"
 
 
 def test_kopf_peering_crds_preserve_unknown_fields():
@@ -206,10 +208,17 @@ def test_kopf_peering_crds_preserve_unknown_fields():
     assert (peering["kind"], peering["metadata"]["name"]) == ("ClusterKopfPeering", "paramedic")
 
 
+SAMPLES = MANIFESTS / "samples"
+SAMPLE_OBJECTS = ("checkout-deployment.yaml", "oncallschedule.yaml", "monitoredservice.yaml")
+
+
+def sample_docs() -> list[dict]:
+    return [d for name in SAMPLE_OBJECTS for d in load_docs((SAMPLES / name).read_text())]
+
+
 def test_samples_are_consistent():
-    docs = []
-    for path in sorted((MANIFESTS / "samples").glob("*.yaml")):
-        docs += load_docs(path.read_text())
+    docs = sample_docs()
+    assert all("namespace" not in d["metadata"] for d in docs)  # they go where the user applies them
     by_kind = {d["kind"]: d for d in docs}
     msvc, oncall, deploy = by_kind["MonitoredService"], by_kind["OnCallSchedule"], by_kind["Deployment"]
     assert msvc["spec"]["team"] == oncall["metadata"]["name"] == "payments"
@@ -218,31 +227,35 @@ def test_samples_are_consistent():
     assert [s["notify"] for s in oncall["spec"]["escalation"]] == ["oncall", "next", "admins"]
     playbooks = [a["ansible"]["playbook"] for a in msvc["spec"]["remediation"]["actions"] if "ansible" in a]
     assert playbooks == ["restart-deployment.yml"]
-    rule = load_docs((MANIFESTS / "samples" / "prometheus" / "prometheusrule.yaml").read_text())[0]
+    probe = msvc["spec"]["probe"]["service"]
+    service = by_kind["Service"]
+    assert probe["name"] == service["metadata"]["name"] and probe["port"] == service["spec"]["ports"][0]["port"]
+    rule = load_docs((SAMPLES / "prometheusrule.yaml").read_text())[0]
     labels = rule["spec"]["groups"][0]["rules"][0]["labels"]
     assert labels["service"] == msvc["spec"]["alertSelector"]["matchLabels"]["service"]
-    assert labels["namespace"] == msvc["metadata"]["namespace"]
+    assert {"namespace", "severity"} <= set(labels)
 
 
 def test_alertmanager_receiver_sends_resolved_with_a_bearer_token():
-    config = yaml.safe_load((MANIFESTS / "samples" / "alertmanager" / "receiver.yaml").read_text())
+    config = yaml.safe_load((SAMPLES / "alertmanager-receiver.yaml").read_text())
     hook = config["receivers"][0]["webhook_configs"][0]
     assert hook["url"].endswith("/api/v1/alertmanager")
     assert hook["send_resolved"] is True
     assert hook["http_config"]["authorization"]["type"] == "Bearer"
+    assert hook["max_alerts"] == Settings().webhook_max_alerts
     assert config["route"]["receiver"] == config["receivers"][0]["name"]
 
 
 @pytest.mark.skipif(not shutil.which("amtool"), reason="amtool (Debian prometheus-alertmanager) not installed")
 def test_alertmanager_accepts_the_receiver():
-    out = subprocess.run(["amtool", "check-config", str(MANIFESTS / "samples" / "alertmanager" / "receiver.yaml")],
+    out = subprocess.run(["amtool", "check-config", str(SAMPLES / "alertmanager-receiver.yaml")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian prometheus) not installed")
 def test_prometheus_accepts_the_sample_rule(tmp_path):
-    rule = load_docs((MANIFESTS / "samples" / "prometheus" / "prometheusrule.yaml").read_text())[0]
+    rule = load_docs((SAMPLES / "prometheusrule.yaml").read_text())[0]
     assert promtool_problems(rule["spec"], tmp_path) == ""
 
 
@@ -285,8 +298,12 @@ def test_chart_defaults_match_the_settings_defaults():
              "remediationEnabled": "remediation_enabled"}
     for key, field in pairs.items():
         assert values["operator"][key] == getattr(defaults, field), key
-    assert values["webhook"]["maxBodyBytes"] == defaults.webhook_max_body_bytes
-    assert values["settings"]["correlationWindowSeconds"] == defaults.correlation_window_seconds
+    webhook = values["webhook"]
+    assert webhook["maxBodyBytes"] == defaults.webhook_max_body_bytes
+    assert webhook["maxAlerts"] == defaults.webhook_max_alerts
+    assert (webhook["workers"], webhook["threads"]) == (defaults.webhook_workers, defaults.webhook_threads)
+    assert f"0.0.0.0:{webhook['port']}" == defaults.webhook_bind
+    assert values["config"]["correlationWindowSeconds"] == defaults.correlation_window_seconds
 
 
 def test_values_schema_describes_every_top_level_value():

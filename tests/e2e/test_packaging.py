@@ -1,0 +1,319 @@
+"""Packaging against the real control plane: the chart renders, lints, refuses bad
+values and installs; the kustomization and the samples pass server-side
+validation; the installed ServiceAccounts may do exactly what Paramedic needs.
+
+Pods never really run here (kwok marks them Running), so this checks what the
+API server and Helm decide, not the image.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from paramedic import kube
+from paramedic.devcluster import REPO, tools_bin
+
+pytestmark = pytest.mark.e2e
+
+CHART = REPO / "charts" / "paramedic"
+MANIFESTS = REPO / "manifests"
+
+_spec = importlib.util.spec_from_file_location("paramedic_chart_checks", REPO / "tests" / "unit" / "test_chart_files.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
+
+
+@pytest.fixture(scope="module")
+def helm_env(tmp_path_factory) -> dict[str, str]:
+    # Helm's cache and config stay out of the user's home.
+    home = tmp_path_factory.mktemp("helm")
+    return {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data")}
+
+
+@pytest.fixture(scope="module")
+def helm(helm_env):
+    def run(*args: str, kubeconfig: Path | None = None, check: bool = True, input: str | None = None,
+            timeout: float = 240) -> subprocess.CompletedProcess:
+        cmd = [str(tools_bin() / "helm"), *args]
+        if kubeconfig is not None:
+            cmd += ["--kubeconfig", str(kubeconfig)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=helm_env, input=input, timeout=timeout)
+        if check and out.returncode != 0:
+            raise AssertionError(f"{' '.join(args[:2])} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+        return out
+    return run
+
+
+def render(helm, *sets: str, namespace: str = "paramedic") -> list[dict]:
+    args = ["template", "pm", str(CHART), "--namespace", namespace]
+    for s in sets:
+        args += ["--set", s]
+    return checks.load_docs(helm(*args).stdout)
+
+
+def find(docs: list[dict], kind: str, suffix: str = "") -> list[dict]:
+    return [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
+
+
+# --- the chart, rendered -------------------------------------------------------------
+
+def test_helm_lint(helm):
+    helm("lint", str(CHART))
+    helm("lint", str(CHART), "--set", "allNamespaces=false", "--set", "watchNamespaces={shop}",
+         "--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true",
+         "--set", "grafanaDashboard.enabled=true")
+
+
+def test_default_render_is_least_privilege_and_unprivileged(helm):
+    docs = render(helm)
+    assert checks.rbac_problems(docs) == []
+    assert checks.pod_security_problems(docs) == []
+    config = find(docs, "ConfigMap", "-config")[0]
+    assert checks.config_problems(config["data"]) == []
+    assert config["data"]["PARAMEDIC_NAMESPACE"] == "paramedic"
+    operator = find(docs, "Deployment", "-operator")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert operator["args"] == ["paramedic-operator", "--all-namespaces", "--peering=paramedic"]
+    assert [p["kind"] for p in docs if p["kind"].endswith("KopfPeering")] == ["ClusterKopfPeering"]
+    assert not find(docs, "ServiceMonitor") and not find(docs, "PrometheusRule")
+    token = find(docs, "Secret", "-webhook-token")[0]
+    assert len(token["data"]["token"]) >= 40  # a generated token, base64
+
+
+def test_toggles_render_monitoring_and_namespaced_rbac(helm, tmp_path):
+    docs = render(helm, "allNamespaces=false", "watchNamespaces={shop,payments}", "serviceMonitor.enabled=true",
+                  "prometheusRule.enabled=true", "grafanaDashboard.enabled=true", "smtp.host=mail.example.com",
+                  "smtp.password=s3cret", "webhook.existingSecret=alertmanager-token", namespace="ops")
+    assert checks.rbac_problems(docs) == []
+    assert checks.pod_security_problems(docs) == []
+    # Namespaced rules only through RoleBindings in the watched namespaces (the webhook also in its own).
+    cluster_rules = [r for d in find(docs, "ClusterRole", "-cluster") for r in d["rules"]]
+    assert all("paramedic.dev" not in r["apiGroups"] for r in cluster_rules)
+    bindings = {(d["metadata"]["namespace"], d["roleRef"]["name"]) for d in find(docs, "RoleBinding")}
+    assert bindings == {("shop", "pm-paramedic-operator"), ("payments", "pm-paramedic-operator"),
+                        ("shop", "pm-paramedic-webhook"), ("payments", "pm-paramedic-webhook"),
+                        ("ops", "pm-paramedic-webhook")}
+    assert sorted(p["metadata"]["namespace"] for p in find(docs, "KopfPeering")) == ["payments", "shop"]
+    operator = find(docs, "Deployment", "-operator")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "--namespace=shop" in operator["args"] and "--all-namespaces" not in operator["args"]
+    config = find(docs, "ConfigMap", "-config")[0]["data"]
+    assert config["PARAMEDIC_WATCH_NAMESPACES"] == "shop,payments" and config["PARAMEDIC_SMTP_HOST"] == "mail.example.com"
+    assert checks.config_problems(config) == []
+    # The token comes from the user's Secret; the chart makes none.
+    assert not find(docs, "Secret", "-webhook-token")
+    webhook = find(docs, "Deployment", "-webhook")[0]["spec"]["template"]["spec"]
+    assert {"name": "token", "secret": {"secretName": "alertmanager-token", "defaultMode": 0o440}} in webhook["volumes"]
+
+    monitor = find(docs, "ServiceMonitor")[0]
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"http", "metrics"}
+    dashboard = find(docs, "ConfigMap", "-dashboard")[0]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["paramedic.json"])["uid"] == "paramedic-overview"
+    rule = find(docs, "PrometheusRule")[0]
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"ParamedicWebhookDown", "ParamedicOperatorDown", "ParamedicNotificationsFailing",
+            "ParamedicSLABreachesIncreasing"} <= alerts
+    if shutil.which("promtool"):
+        assert checks.promtool_problems(rule["spec"], tmp_path) == ""
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"webhook": {"replicas": "x"}}, "/webhook/replicas"),
+    ({"operator": {"replicas": "x"}}, "/operator/replicas"),
+    ({"replicas": 2}, "replicas"),
+    ({"allNamespaces": False}, "/watchNamespaces"),
+    ({"smtp": {"security": "ssl"}}, "/smtp/security"),
+    ({"config": {"adminEmails": ["not-an-address"]}}, "/config/adminEmails/0"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+])
+def test_schema_refuses_bad_values(helm, tmp_path, values, field):
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    out = helm("template", "pm", str(CHART), "-f", str(path), check=False)
+    assert out.returncode != 0
+    assert "schema" in out.stderr and field in out.stderr, out.stderr
+
+
+# --- plain manifests and samples, validated by the API server -------------------------
+
+def remap_namespace(docs: list[dict], old: str, new: str) -> list[dict]:
+    """Move namespaced objects (and ServiceAccount subjects) from `old` to `new`."""
+    out = []
+    for doc in docs:
+        if doc["kind"] == "Namespace":
+            continue
+        doc = json.loads(json.dumps(doc))
+        if doc["metadata"].get("namespace") == old:
+            doc["metadata"]["namespace"] = new
+        for subject in doc.get("subjects", []):
+            if subject.get("namespace") == old:
+                subject["namespace"] = new
+        out.append(doc)
+    return out
+
+
+def dry_run(run_kubectl, docs: list[dict]) -> str:
+    out = run_kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs), check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_kustomization_passes_server_side_dry_run(run_kubectl, namespace):
+    # kubectl cannot create a custom object in the call that creates its CRD: the
+    # peering CRDs go first, as the kustomization's comment tells users.
+    run_kubectl("apply", "--server-side", "--force-conflicts", "-f", str(MANIFESTS / "kopf-peering-crds.yaml"))
+    run_kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(MANIFESTS / "kopf-peering-crds.yaml"))
+    built = checks.load_docs(run_kubectl("kustomize", str(MANIFESTS)).stdout)
+    assert {d["kind"] for d in built} >= {"Namespace", "Deployment", "ClusterRole", "ClusterKopfPeering"}
+    assert checks.rbac_problems(built) == [] and checks.pod_security_problems(built) == []
+    # Server dry-run creates nothing, so namespaced objects go to a namespace that exists.
+    docs = remap_namespace(built, "paramedic", namespace)
+    out = dry_run(run_kubectl, docs)
+    for doc in docs:
+        assert f"/{doc['metadata']['name']} " in out, f"{doc['kind']} {doc['metadata']['name']} not applied:\n{out}"
+
+
+def test_samples_pass_server_side_validation(run_kubectl, namespace):
+    docs = checks.sample_docs()
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+    out = dry_run(run_kubectl, docs)
+    assert "monitoredservice.paramedic.dev/checkout created (server dry run)" in out
+    assert "oncallschedule.paramedic.dev/payments created (server dry run)" in out
+    # The CRD's validation really runs: a probe with both url and service is refused.
+    msvc = next(d for d in docs if d["kind"] == "MonitoredService")
+    msvc["spec"]["probe"]["url"] = "http://checkout:8080/healthz"
+    bad = run_kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(msvc), check=False)
+    assert bad.returncode != 0 and "exactly one of url or service" in bad.stderr
+
+
+# --- a real helm install ---------------------------------------------------------------
+
+def _new_namespace(kube_client) -> str:
+    name = f"pm-{uuid.uuid4().hex[:8]}"
+    kube_client.create(kube.NAMESPACES, {"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture(scope="module")
+def release(helm, kubeconfig, kube_client):
+    """Paramedic installed by Helm, watching all namespaces; removed afterwards."""
+    ns = _new_namespace(kube_client)
+    name = ns  # unique: cluster-scoped objects (ClusterRoles, peering) are named after it
+    try:
+        helm("install", name, str(CHART), "--namespace", ns, "--set", f"peering.name={name}",
+             "--wait", "--timeout", "180s", kubeconfig=kubeconfig)
+        yield name, ns
+    finally:
+        helm("uninstall", name, "--namespace", ns, "--wait", "--timeout", "120s", kubeconfig=kubeconfig, check=False)
+        kube_client.delete(kube.NAMESPACES, ns)
+
+
+def test_helm_install_deployments_become_available(release, run_kubectl, helm, kubeconfig):
+    name, ns = release
+    out = run_kubectl("wait", "-n", ns, "--for=condition=Available", "--timeout=120s",
+                      "deployment", "-l", f"app.kubernetes.io/instance={name}")
+    assert out.stdout.count("condition met") == 2
+    deployments = json.loads(run_kubectl("get", "deploy", "-n", ns, "-o", "json").stdout)["items"]
+    assert {d["metadata"]["name"]: d["status"].get("availableReplicas") for d in deployments} == \
+        {f"{name}-paramedic-operator": 1, f"{name}-paramedic-webhook": 2}
+    run_kubectl("get", "clusterkopfpeering", name)
+    status = helm("status", name, "--namespace", ns, kubeconfig=kubeconfig).stdout
+    assert "STATUS: deployed" in status and "/api/v1/alertmanager" in status  # NOTES rendered
+
+
+def test_helm_upgrade_keeps_the_generated_token(release, run_kubectl, helm, kubeconfig):
+    name, ns = release
+    secret = f"{name}-paramedic-webhook-token"
+    before = run_kubectl("get", "secret", secret, "-n", ns, "-o", "jsonpath={.data.token}").stdout
+    assert before
+    helm("upgrade", name, str(CHART), "--namespace", ns, "--reuse-values", "--set", "config.logLevel=DEBUG",
+         kubeconfig=kubeconfig)
+    after = run_kubectl("get", "secret", secret, "-n", ns, "-o", "jsonpath={.data.token}").stdout
+    assert after == before  # Alertmanager keeps working across upgrades
+    level = run_kubectl("get", "configmap", f"{name}-paramedic-config", "-n", ns,
+                        "-o", "jsonpath={.data.PARAMEDIC_LOG_LEVEL}").stdout
+    assert level == "DEBUG"
+
+
+def can_i(run_kubectl, sa: str, verb: str, resource: str, namespace: str | None = None,
+          subresource: str | None = None) -> bool:
+    args = ["auth", "can-i", verb, resource, f"--as={sa}"]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    args += ["-n", namespace] if namespace else []
+    out = run_kubectl(*args, check=False)
+    assert out.stdout.strip() in ("yes", "no"), out.stderr
+    return out.stdout.strip() == "yes"
+
+
+def test_installed_operator_service_account_is_least_privilege(release, run_kubectl, namespace):
+    name, ns = release
+    sa = f"system:serviceaccount:{ns}:{name}-paramedic-operator"
+    elsewhere = namespace  # any namespace: it watches them all
+    assert can_i(run_kubectl, sa, "patch", "incidents.paramedic.dev", elsewhere, subresource="status")
+    assert can_i(run_kubectl, sa, "create", "incidents.paramedic.dev", elsewhere)
+    assert can_i(run_kubectl, sa, "delete", "incidents.paramedic.dev", elsewhere)
+    assert can_i(run_kubectl, sa, "watch", "monitoredservices.paramedic.dev", elsewhere)
+    assert can_i(run_kubectl, sa, "patch", "deployments.apps", elsewhere)
+    assert can_i(run_kubectl, sa, "list", "replicasets.apps", elsewhere)
+    assert can_i(run_kubectl, sa, "create", "events.events.k8s.io", elsewhere)
+    assert can_i(run_kubectl, sa, "watch", "namespaces")
+    assert can_i(run_kubectl, sa, "patch", "clusterkopfpeerings.kopf.dev")
+    assert not can_i(run_kubectl, sa, "delete", "deployments.apps", elsewhere)
+    assert not can_i(run_kubectl, sa, "get", "secrets", elsewhere)
+    assert not can_i(run_kubectl, sa, "get", "secrets", ns)
+    assert not can_i(run_kubectl, sa, "create", "pods", elsewhere)
+    assert not can_i(run_kubectl, sa, "delete", "pods", elsewhere)
+    assert not can_i(run_kubectl, sa, "update", "customresourcedefinitions.apiextensions.k8s.io")
+    assert not can_i(run_kubectl, sa, "create", "clusterrolebindings.rbac.authorization.k8s.io")
+    listed = run_kubectl("auth", "can-i", "--list", f"--as={sa}", "-n", elsewhere).stdout
+    resources = {line.split()[0] for line in listed.splitlines()[1:] if line.strip()}
+    assert "incidents.paramedic.dev/status" in resources
+    assert not {"secrets", "*.*", "*"} & resources
+
+
+def test_installed_webhook_service_account_only_writes_incidents(release, run_kubectl, namespace):
+    name, ns = release
+    sa = f"system:serviceaccount:{ns}:{name}-paramedic-webhook"
+    assert can_i(run_kubectl, sa, "create", "incidents.paramedic.dev", namespace)
+    assert can_i(run_kubectl, sa, "patch", "incidents.paramedic.dev", namespace, subresource="status")
+    assert can_i(run_kubectl, sa, "list", "monitoredservices.paramedic.dev", namespace)
+    assert can_i(run_kubectl, sa, "get", "namespaces")
+    assert not can_i(run_kubectl, sa, "delete", "incidents.paramedic.dev", namespace)
+    assert not can_i(run_kubectl, sa, "patch", "monitoredservices.paramedic.dev", namespace)
+    assert not can_i(run_kubectl, sa, "list", "namespaces")
+    assert not can_i(run_kubectl, sa, "patch", "deployments.apps", namespace)
+    assert not can_i(run_kubectl, sa, "get", "secrets", ns)
+
+
+def test_namespaced_install_grants_only_the_watched_namespaces(helm, kubeconfig, kube_client, run_kubectl, namespace):
+    ns = _new_namespace(kube_client)
+    name = ns
+    try:
+        helm("install", name, str(CHART), "--namespace", ns, "--set", "allNamespaces=false",
+             "--set", f"watchNamespaces={{{namespace}}}", "--set", f"peering.name={name}",
+             "--wait", "--timeout", "180s", kubeconfig=kubeconfig)
+        operator = f"system:serviceaccount:{ns}:{name}-paramedic-operator"
+        webhook = f"system:serviceaccount:{ns}:{name}-paramedic-webhook"
+        assert can_i(run_kubectl, operator, "patch", "incidents.paramedic.dev", namespace, subresource="status")
+        assert can_i(run_kubectl, operator, "patch", "kopfpeerings.kopf.dev", namespace)
+        assert not can_i(run_kubectl, operator, "patch", "incidents.paramedic.dev", "default", subresource="status")
+        assert not can_i(run_kubectl, operator, "patch", "deployments.apps", "default")
+        assert not can_i(run_kubectl, operator, "patch", "clusterkopfpeerings.kopf.dev")
+        assert can_i(run_kubectl, webhook, "create", "incidents.paramedic.dev", namespace)
+        assert can_i(run_kubectl, webhook, "create", "incidents.paramedic.dev", ns)  # unmatched alerts
+        assert not can_i(run_kubectl, webhook, "create", "incidents.paramedic.dev", "default")
+        run_kubectl("get", "kopfpeering", name, "-n", namespace)
+    finally:
+        helm("uninstall", name, "--namespace", ns, "--wait", "--timeout", "120s", kubeconfig=kubeconfig, check=False)
+        kube_client.delete(kube.NAMESPACES, ns)
