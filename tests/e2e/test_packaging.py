@@ -112,6 +112,9 @@ def test_toggles_render_monitoring_and_namespaced_rbac(helm, tmp_path):
     assert not find(docs, "Secret", "-webhook-token")
     webhook = find(docs, "Deployment", "-webhook")[0]["spec"]["template"]["spec"]
     assert {"name": "token", "secret": {"secretName": "alertmanager-token", "defaultMode": 0o440}} in webhook["volumes"]
+    env = {e["name"]: e.get("value") for e in webhook["containers"][0]["env"]}
+    assert env["PARAMEDIC_WEBHOOK_TOKEN_FILE"] == "/etc/paramedic/webhook/token"
+    assert env["PARAMEDIC_WEBHOOK_BIND"] == "0.0.0.0:8080"
 
     monitor = find(docs, "ServiceMonitor")[0]
     assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"http", "metrics"}

@@ -6,6 +6,7 @@ tests/e2e/test_packaging.py (rendering needs helm).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -27,8 +28,11 @@ KOPF_CRDS = "kopf-peering-crds.yaml"
 
 # --- checks shared with the e2e test (which feeds them the rendered chart) ---------
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_docs(text: str) -> list[dict]:
-    return [d for d in yaml.safe_load_all(text) if d]
+    return [d for d in yaml.load_all(text, Loader=_Loader) if d]
 
 
 def rbac_problems(docs: Iterable[dict]) -> list[str]:
@@ -107,11 +111,16 @@ def config_problems(data: dict[str, str]) -> list[str]:
 # --- the plain manifests -------------------------------------------------------------
 
 def manifest_docs() -> list[dict]:
+    return json.loads(_manifest_docs_json())  # a fresh copy: some tests change it
+
+
+@functools.cache
+def _manifest_docs_json() -> str:
     kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
     docs = []
     for res in kustomization["resources"]:
         docs += load_docs((MANIFESTS / res).read_text())
-    return docs
+    return json.dumps(docs)
 
 
 def test_chart_crds_equal_manifests_crds_byte_for_byte():
@@ -162,7 +171,6 @@ def test_manifest_deployments_run_unprivileged():
 
 def test_security_check_catches_a_writable_root():
     dep = next(d for d in manifest_docs() if d["kind"] == "Deployment")
-    dep = json.loads(json.dumps(dep))
     dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False
     assert any("root filesystem is writable" in p for p in pod_security_problems([dep]))
 
