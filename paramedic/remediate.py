@@ -1,0 +1,354 @@
+"""Remediation actions against the cluster and through ansible-runner.
+
+Each function does one action and is safe to call again for the same decision:
+a restart is keyed by its `restartedAt` value, a scale sets an absolute count.
+The policy (what to do, when) lives in `paramedic.domain.remediation`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+
+from . import kube
+from .domain.rollout import RolloutStatus, already_restarted, is_paused, restart_patch, rollout_status
+
+OUTPUT_TAIL_LINES = 40
+OUTPUT_TAIL_BYTES = 4096
+PLAYBOOK_SUFFIXES = (".yml", ".yaml")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class RemediationError(Exception):
+    """The action cannot be carried out as asked (missing target, paused, bad playbook path...)."""
+
+
+def _resource(kind: str) -> kube.Resource:
+    res = kube.WORKLOADS.get(kind)
+    if res is None:
+        raise RemediationError(f"unsupported target kind {kind!r} (expected one of {', '.join(kube.WORKLOADS)})")
+    return res
+
+
+async def _get_workload(client: kube.AsyncKubeClient, namespace: str, kind: str, name: str) -> dict:
+    obj = await client.get_or_none(_resource(kind), name, namespace)
+    if obj is None:
+        raise RemediationError(f"{kind} {name} not found in namespace {namespace}")
+    return obj
+
+
+async def restart_workload(client: kube.AsyncKubeClient, namespace: str, kind: str, name: str,
+                           restarted_at: str) -> dict:
+    """`kubectl rollout restart`: set the template's restartedAt annotation to `restarted_at`.
+
+    Idempotent per `restarted_at`: when the template already carries it, nothing is sent,
+    so an operator resuming an interrupted decision never restarts twice. Returns the workload.
+    """
+    res = _resource(kind)
+    patch = restart_patch(kind, restarted_at)
+    obj = await _get_workload(client, namespace, kind, name)
+    if already_restarted(obj, restarted_at):
+        return obj
+    if kind == "Deployment" and is_paused(obj):
+        raise RemediationError(f"Deployment {name} is paused: a restart would not roll out "
+                               "(resume it with `kubectl rollout resume` first)")
+    try:
+        return await client.patch(res, name, patch, namespace, content_type=kube.STRATEGIC)
+    except kube.NotFound:
+        raise RemediationError(f"{kind} {name} not found in namespace {namespace}") from None
+
+
+async def wait_rollout(client: kube.AsyncKubeClient, namespace: str, kind: str, name: str, timeout: float,
+                       poll: float = 0.5) -> RolloutStatus:
+    """Poll until the rollout is done or failed (kubectl's rules), or `timeout` seconds pass.
+
+    On timeout the last status is returned with `timed_out=True`. A vanished target raises
+    RemediationError; brief API server outages are waited out within the timeout.
+    """
+    res = _resource(kind)
+    deadline = time.monotonic() + max(0.0, timeout)
+    last = RolloutStatus(False, False, "rollout not observed yet")
+    while True:
+        try:
+            obj = await client.get_or_none(res, name, namespace)
+        except kube.Unavailable as exc:
+            last = RolloutStatus(False, False, f"API server unavailable: {exc}")
+        else:
+            if obj is None:
+                raise RemediationError(f"{kind} {name} not found in namespace {namespace}")
+            last = rollout_status(kind, obj)
+            if last.finished:
+                return last
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return RolloutStatus(False, True, f"rollout did not finish within {timeout:g}s: {last.message}",
+                                 timed_out=True)
+        await asyncio.sleep(min(poll, remaining))
+
+
+async def scale_workload(client: kube.AsyncKubeClient, namespace: str, kind: str, name: str,
+                         replicas: int) -> dict:
+    """Set the replica count of a Deployment or StatefulSet (absolute, so repeating is harmless)."""
+    if kind == "DaemonSet":
+        raise RemediationError("a DaemonSet cannot be scaled: it runs one pod per node")
+    res = _resource(kind)
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise RemediationError(f"replicas must be a whole number of 0 or more, not {replicas!r}")
+    await _get_workload(client, namespace, kind, name)
+    try:
+        return await client.patch(res, name, {"spec": {"replicas": replicas}}, namespace)
+    except kube.NotFound:
+        raise RemediationError(f"{kind} {name} not found in namespace {namespace}") from None
+
+
+# --- Ansible ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlaybookResult:
+    rc: int | None
+    status: str          # ansible-runner's: successful, failed, timeout, canceled; 'error' if it could not run
+    output_tail: str
+    timed_out: bool
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "successful" and self.rc == 0
+
+
+def resolve_playbook(playbooks_dir: str | os.PathLike[str], playbook: str) -> Path:
+    """The playbook's real path, refusing anything that is not a file inside `playbooks_dir`.
+
+    Symlinks are followed only while they stay inside the directory (a mounted ConfigMap
+    is made of such links); absolute paths and `..` are refused outright.
+    """
+    if not isinstance(playbook, str) or not playbook.strip():
+        raise RemediationError("playbook name is empty")
+    if "\x00" in playbook:
+        raise RemediationError("playbook name contains a NUL byte")
+    rel = Path(playbook)
+    if rel.is_absolute() or playbook.startswith(("/", "\\")):
+        raise RemediationError(f"playbook {playbook!r} must be relative to the playbooks directory, not absolute")
+    if ".." in rel.parts:
+        raise RemediationError(f"playbook {playbook!r} must not contain '..'")
+    if rel.suffix not in PLAYBOOK_SUFFIXES:
+        raise RemediationError(f"playbook {playbook!r} must be a .yml or .yaml file")
+    base = Path(playbooks_dir)
+    try:
+        root = base.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise RemediationError(f"playbooks directory {str(base)!r} does not exist") from None
+    if not root.is_dir():
+        raise RemediationError(f"playbooks directory {str(base)!r} is not a directory")
+    try:
+        real = (root / rel).resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise RemediationError(f"playbook {playbook!r} not found in {root}") from None
+    if not real.is_relative_to(root):
+        raise RemediationError(f"playbook {playbook!r} resolves outside the playbooks directory")
+    if not real.is_file():
+        raise RemediationError(f"playbook {playbook!r} is not a regular file")
+    return real
+
+
+def _as_data(value: Any, where: str) -> Any:
+    # Every string is wrapped as {"__ansible_unsafe": ...}: incident titles and alert labels
+    # come from outside, and `{{ lookup('pipe', ...) }}` in one must stay text, never run.
+    # JSON, not YAML: Ansible re-resolves YAML scalars, turning "2026-03-01T13:00:00Z" into a
+    # datetime and "no" into False.
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise RemediationError(f"extra var {where} is not a finite number")
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise RemediationError(f"extra var {where}: keys must be strings, not {key!r}")
+            if "__ansible" in key:
+                raise RemediationError(f"extra var {where}: key {key!r} is reserved by Ansible")
+            out[key] = _as_data(item, f"{where}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_as_data(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise RemediationError(f"extra var {where} has unsupported type {type(value).__name__}")
+
+
+def extravars_document(extravars: Mapping[str, Any]) -> str:
+    """The extra-vars file: JSON with every string marked unsafe (never templated, never on a command line)."""
+    if not isinstance(extravars, Mapping):
+        raise RemediationError("extravars must be a mapping")
+    data = {}
+    for key, value in extravars.items():
+        if not isinstance(key, str) or not _VAR_NAME.match(key):
+            raise RemediationError(f"extra var name {key!r} is not a valid Ansible variable name")
+        data[key] = _as_data(value, key)
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, allow_nan=False)
+
+
+def ansible_environment(extra: Mapping[str, str] | None = None, temp_dir: str | None = None) -> dict[str, str]:
+    """Environment for ansible-playbook run by ansible-runner from this interpreter's environment."""
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    env: dict[str, str] = {
+        # ansible-runner looks ansible-playbook up on PATH: this venv's first.
+        "PATH": bin_dir + (os.pathsep + path if path else ""),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_HOST_KEY_CHECKING": "0",
+        "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    collections = [str(Path(p)) for p in sys.path if p and (Path(p) / "ansible_collections").is_dir()]
+    if collections:
+        # kubernetes.core ships in the `ansible` package inside this environment.
+        defaults = [os.path.expanduser("~/.ansible/collections"), "/usr/share/ansible/collections"]
+        env["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join(dict.fromkeys(collections + defaults))
+    if temp_dir:
+        # The home directory may be read-only in a container.
+        env["ANSIBLE_LOCAL_TEMP"] = os.path.join(temp_dir, "tmp")
+        env["ANSIBLE_REMOTE_TEMP"] = os.path.join(temp_dir, "tmp")
+        env["ANSIBLE_ASYNC_DIR"] = os.path.join(temp_dir, "async")
+    if extra:
+        env.update({str(k): str(v) for k, v in extra.items()})
+    return env
+
+
+def output_tail(text: str, lines: int = OUTPUT_TAIL_LINES, limit: int = OUTPUT_TAIL_BYTES) -> str:
+    """The last `lines` lines, at most `limit` bytes of UTF-8, colour codes removed."""
+    clean = _ANSI.sub("", text).replace("\r\n", "\n").strip("\n").rstrip()
+    tail = "\n".join(clean.split("\n")[-lines:])
+    raw = tail.encode("utf-8")
+    if len(raw) > limit:
+        tail = raw[-limit:].decode("utf-8", errors="ignore")
+    return tail
+
+
+RUN_MARKER = "PARAMEDIC_ANSIBLE_RUN"
+
+
+def _kill_marked(marker: str) -> int:
+    """SIGKILL every process whose environment carries this run's marker.
+
+    ansible-runner kills ansible-playbook's process group on timeout, but modules start
+    commands in sessions of their own, which would outlive the time limit.
+    """
+    needle = f"{RUN_MARKER}={marker}".encode()
+    killed = 0
+    for _ in range(3):  # a dying tree may still fork once or twice
+        found = False
+        try:
+            entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+        except OSError:
+            return killed
+        for name in entries:
+            pid = int(name)
+            if pid == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as fh:
+                    if needle not in fh.read().split(b"\0"):
+                        continue
+                os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
+            killed += 1
+            found = True
+        if not found:
+            break
+        time.sleep(0.05)
+    return killed
+
+
+def _inventory() -> str:
+    return f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+
+
+def _run_sync(playbook_path: Path, root: Path, extravars: Mapping[str, Any], timeout: int,
+              envvars: Mapping[str, str] | None, cancelled: threading.Event) -> PlaybookResult:
+    import ansible_runner
+
+    started = time.monotonic()
+    marker = uuid.uuid4().hex
+    data_dir = tempfile.mkdtemp(prefix="paramedic-ansible-")
+    try:
+        os.makedirs(os.path.join(data_dir, "env"), exist_ok=True)
+        os.makedirs(os.path.join(data_dir, "tmp"), exist_ok=True)
+        # Written with 0600: extra vars may carry tokens.
+        fd = os.open(os.path.join(data_dir, "env", "extravars"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(extravars_document(extravars))
+        try:
+            runner = ansible_runner.run(
+                private_data_dir=data_dir,
+                project_dir=str(root),
+                playbook=str(playbook_path.relative_to(root)),
+                inventory=_inventory(),
+                envvars={**ansible_environment(envvars, temp_dir=data_dir), RUN_MARKER: marker},
+                timeout=int(timeout),
+                quiet=True,
+                cancel_callback=cancelled.is_set,
+            )
+        except Exception as exc:  # ansible-runner raises on configuration problems; report, don't crash
+            _kill_marked(marker)
+            return PlaybookResult(None, "error", f"{exc.__class__.__name__}: {exc}", False,
+                                  time.monotonic() - started)
+        try:
+            with runner.stdout as fh:
+                text = fh.read()
+        except Exception:
+            text = ""
+        status = str(runner.status)
+        if status in ("timeout", "canceled"):
+            # Bounded means bounded: nothing the run started may keep going.
+            _kill_marked(marker)
+        rc = runner.rc if isinstance(runner.rc, int) else None
+        return PlaybookResult(rc, status, output_tail(text), status == "timeout", time.monotonic() - started)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def run_playbook(playbooks_dir: str | os.PathLike[str], playbook: str, extravars: Mapping[str, Any],
+                       timeout: int, envvars: Mapping[str, str] | None = None) -> PlaybookResult:
+    """Run a playbook from `playbooks_dir` against localhost with ansible-runner, within `timeout` seconds.
+
+    `extravars` reach the playbook as data (a vars file, strings marked !unsafe), never on a
+    command line. Bad input raises RemediationError; a failing or hanging playbook is a result.
+    """
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 1:
+        raise RemediationError(f"timeout must be at least 1 second, not {timeout!r}")
+    path = resolve_playbook(playbooks_dir, playbook)
+    root = Path(playbooks_dir).resolve()
+    extravars_document(extravars)  # refuse bad vars before starting anything
+    if envvars is not None and not (isinstance(envvars, Mapping) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in envvars.items())):
+        raise RemediationError("envvars must map names to string values")
+    cancelled = threading.Event()
+    try:
+        return await asyncio.to_thread(_run_sync, path, root, extravars, int(timeout), envvars, cancelled)
+    except asyncio.CancelledError:
+        # The thread cannot be interrupted; ask ansible-runner to stop the playbook.
+        cancelled.set()
+        raise
