@@ -92,6 +92,7 @@ def test_default_render_is_least_privilege_and_unprivileged(helm):
 def test_toggles_render_monitoring_and_namespaced_rbac(helm, tmp_path):
     docs = render(helm, "allNamespaces=false", "watchNamespaces={shop,payments}", "serviceMonitor.enabled=true",
                   "prometheusRule.enabled=true", "grafanaDashboard.enabled=true", "smtp.host=mail.example.com",
+                  "config.adminEmails=ops@example.com",
                   "smtp.password=s3cret", "webhook.existingSecret=alertmanager-token", namespace="ops")
     assert checks.rbac_problems(docs) == []
     assert checks.pod_security_problems(docs) == []
@@ -107,6 +108,7 @@ def test_toggles_render_monitoring_and_namespaced_rbac(helm, tmp_path):
     assert "--namespace=shop" in operator["args"] and "--all-namespaces" not in operator["args"]
     config = find(docs, "ConfigMap", "-config")[0]["data"]
     assert config["PARAMEDIC_WATCH_NAMESPACES"] == "shop,payments" and config["PARAMEDIC_SMTP_HOST"] == "mail.example.com"
+    assert config["PARAMEDIC_ADMIN_EMAILS"] == "ops@example.com"
     assert checks.config_problems(config) == []
     # The token comes from the user's Secret; the chart makes none.
     assert not find(docs, "Secret", "-webhook-token")
@@ -136,6 +138,7 @@ def test_toggles_render_monitoring_and_namespaced_rbac(helm, tmp_path):
     ({"allNamespaces": False}, "/watchNamespaces"),
     ({"smtp": {"security": "ssl"}}, "/smtp/security"),
     ({"config": {"adminEmails": ["not-an-address"]}}, "/config/adminEmails/0"),
+    ({"config": {"adminEmails": "ops@example.com,nope"}}, "/config/adminEmails"),
     ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
 ])
 def test_schema_refuses_bad_values(helm, tmp_path, values, field):
