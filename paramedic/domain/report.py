@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
+from .lifecycle import is_active
 from .stats import format_duration
 from .timeutil import iso, parse_or_none
 
@@ -57,6 +58,8 @@ def _summary(inc: Mapping[str, Any], now: datetime) -> list[str]:
     end = status.get("resolvedAt") or status.get("closedAt")
     if end:
         duration = f"{format_duration(_duration(created, end))} (opened to resolved)"
+    elif not is_active(spec.get("state", "open")):
+        duration = "- (resolution time not recorded)"
     elif created:
         duration = f"{format_duration(_duration(created, iso(now)))} so far (not resolved)"
     else:

@@ -154,3 +154,9 @@ def test_unmanaged_incident_is_marked():
     inc = copy.deepcopy(INCIDENT)
     inc["spec"]["managed"] = False
     assert "| Managed | no (matched no MonitoredService; never remediated) |" in report.render_postmortem(inc, NOW)
+
+
+def test_resolved_without_recorded_time_does_not_claim_ongoing():
+    inc = {"metadata": {"name": "x", "creationTimestamp": "2026-03-02T09:00:00Z"},
+           "spec": {"service": "api", "title": "api slow", "state": "closed"}}
+    assert "| Duration | - (resolution time not recorded) |" in report.render_postmortem(inc, NOW)
