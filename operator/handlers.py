@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import Counter
 
 import kopf
@@ -29,6 +30,14 @@ _tasks: list[asyncio.Task] = []
 def runtime() -> Runtime:
     assert _rt is not None, "operator not started"
     return _rt
+
+
+@kopf.on.login()
+def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+    # Kopf's own loaders: a kubeconfig when one is given, else the pod's service account.
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.startup()
@@ -82,13 +91,22 @@ async def cleanup(**_: object) -> None:
 async def service_event(event: dict, **_: object) -> None:
     rt = runtime()
     body = event["object"]
+    old = rt.services.get((body["metadata"].get("namespace", ""), body["metadata"]["name"]))
     key = rt.services.drop(body) if event.get("type") == "DELETED" else rt.services.put(body)
+    if old is not None and _intent(old) == _intent(body) and event.get("type") != "DELETED":
+        return  # only our own status moved: nothing to reconcile
     rt.service_queue.add(key)
-    # Incidents of this service may be waiting on its health or its policy.
+    # Incidents of this service may be waiting on its policy.
     for inc in rt.incidents.values():
         if inc["metadata"].get("namespace") == key[0] and inc["spec"].get("service") == key[1] \
                 and lifecycle.is_active(inc["spec"].get("state", "open")):
             rt.incident_reconciler.queue.add((key[0], inc["metadata"]["name"]))
+
+
+def _intent(body: dict) -> tuple:
+    """What people control on a MonitoredService: its spec (generation) and annotations."""
+    meta = body.get("metadata", {})
+    return meta.get("generation"), tuple(sorted((meta.get("annotations") or {}).items()))
 
 
 @kopf.on.event(G, V, "incidents")

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the useful ones
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # Kopf's login reads it
     namespaces = args.namespace or ([] if args.all_namespaces else settings.watch_namespaces)
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=args.standalone,
-        peering_name=args.peering,
+        # Naming a peering makes Kopf require its CRD; standalone needs none.
+        peering_name=None if args.standalone else args.peering,
         priority=args.priority,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
     )

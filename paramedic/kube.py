@@ -347,7 +347,7 @@ def event_body(regarding: Mapping[str, Any], reason: str, note: str, type_: str 
     return {
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{meta.get('name', 'paramedic')}.", "namespace": meta.get("namespace")},
+        "metadata": {"generateName": f"{meta.get('name', 'paramedic')}-", "namespace": meta.get("namespace")},
         "eventTime": micro_iso(now or utcnow_iso()),
         "reportingController": "paramedic.dev/operator",
         "reportingInstance": os.environ.get("HOSTNAME", "paramedic"),
