@@ -79,7 +79,8 @@ def test_outage_opens_one_incident_and_recovery_resolves_it(kube_client, namespa
     inc = wait_for(lambda: (lambda i: i if i["spec"].get("assignee") else None)(
         kube_client.get(kube.INCIDENTS, "checkout-down-1", namespace)), 30, "assignment")
     assert inc["spec"]["assignee"] in ("alice@example.com", "bob@example.com")
-    svc_status = status_of(kube_client, kube.MONITORED_SERVICES, "checkout", namespace)
+    svc_status = wait_for(lambda: (lambda s: s if s.get("openIncident") else None)(
+        status_of(kube_client, kube.MONITORED_SERVICES, "checkout", namespace)), 10, "openIncident")
     assert svc_status["health"] == "Down" and svc_status["openIncident"] == "checkout-down-1"
     assert svc_status["lastProbe"]["statusCode"] == 500
 
@@ -109,7 +110,8 @@ def test_slow_responses_degrade(kube_client, namespace, operator_factory, http_s
     http_service.set("slow")
     inc = wait_for(lambda: kube_client.get_or_none(kube.INCIDENTS, "slowpoke-down-1", namespace), 40, "incident")
     assert inc["spec"]["title"] == "slowpoke is slow"
-    assert status_of(kube_client, kube.MONITORED_SERVICES, "slowpoke", namespace)["health"] == "Degraded"
+    wait_for(lambda: status_of(kube_client, kube.MONITORED_SERVICES, "slowpoke", namespace)["health"] == "Degraded",
+             10, "health Degraded")
 
 
 def test_operator_restart_mid_outage_opens_no_duplicate(kube_client, namespace, operator_factory, http_service):
