@@ -1,0 +1,964 @@
+"""`make demo`: the whole self-healing story on one machine.
+
+    python -m paramedic.demo          # set up, break the demo service, narrate, leave it running
+    python -m paramedic.demo down     # stop what it left running (`make demo-down`)
+
+It reuses a running control plane (PARAMEDIC_DEMO_KUBECONFIG, else `make
+cluster-up`'s, else the one a previous demo started) or starts its own in the
+demo's folder; starts an SMTP server keeping mail as files, the demo service (a
+local process, standing in for the pods of the Deployment `demo`),
+blackbox_exporter, Prometheus, Alertmanager, Paramedic's webhook and operator,
+all on free loopback ports, with logs and pids in the demo's folder; applies a
+MonitoredService and an OnCallSchedule; then breaks the service and narrates
+detection, alert, incident, assignment, e-mail, remediation, recovery and the
+post-mortem, polling the API server, Prometheus, Alertmanager and the mail folder.
+
+Environment: DEMO_EXIT=1 stops everything once the story is told (CI);
+PARAMEDIC_DEMO_DIR (default .paramedic/demo), PARAMEDIC_DEMO_NAMESPACE (default
+paramedic-demo), PARAMEDIC_DEMO_KUBECONFIG (a cluster to reuse; never stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from . import kube
+from .devcluster import REPO, DevCluster, free_port, tools_bin
+from .domain.report import render_postmortem
+from .domain.timeutil import utcnow
+
+HACK = REPO / "hack" / "demo"
+CRD_DIR = REPO / "manifests" / "crds"
+PEERING_CRDS = REPO / "manifests" / "kopf-peering-crds.yaml"
+VENV_BIN = Path(sys.executable).parent
+BINARIES = {
+    "prometheus": "/usr/bin/prometheus",
+    "alertmanager": "/usr/bin/prometheus-alertmanager",
+    "blackbox": "/usr/bin/prometheus-blackbox-exporter",
+}
+ALERT_NAME = "DemoServiceDown"
+POLL = 0.4
+SETTLE_SECONDS = 5.0  # after resolution, how long late records (alert resolution, playbook result) may take
+# Seconds after the break by which each step of the story must have happened.
+DEADLINES = {
+    "probe": 20, "alert": 45, "incident": 30, "assigned": 40, "mail": 50, "alert-recorded": 60,
+    "restart": 50, "ansible": 100, "recovered": 130, "resolved": 140, "story-end": 170,
+}
+
+
+class DemoError(Exception):
+    """A checkpoint was not reached: what was expected, and where to look."""
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except (OSError, IndexError):
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def stop_process(pid: int, match: str, grace: float = 10.0) -> bool:
+    """SIGTERM the process group led by `pid`, then SIGKILL; only if its command line has `match`.
+
+    The check guards against a stale record naming a recycled pid.
+    """
+    if not pid or not _alive(pid) or match not in _cmdline(pid):
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        _reap(pid)
+        time.sleep(0.1)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _reap(pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        return httpx.get(url, timeout=timeout).status_code
+    except (httpx.HTTPError, OSError):
+        return None
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+_PLACEHOLDER = re.compile(r"@@[A-Z_]+@@")
+
+
+def render(template: str, values: dict[str, Any], *, as_json: bool = False) -> str:
+    """Fill @@NAME@@ placeholders; every one must be known, and none may be left."""
+    out = template
+    for key, value in values.items():
+        text = json.dumps(value) if as_json or not isinstance(value, (str, int)) else str(value)
+        out = out.replace(f"@@{key}@@", text)
+    left = _PLACEHOLDER.search(out)
+    if left:
+        raise DemoError(f"template placeholder {left.group(0)} has no value")
+    return out
+
+
+# --- the demo's environment ------------------------------------------------------------------
+
+
+@dataclass
+class Demo:
+    root: Path
+    namespace: str
+    exit_after: bool
+    out: Callable[[str], None] = say
+    state: dict[str, Any] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    kubeconfig: Path | None = None
+    client: kube.KubeClient | None = None
+
+    @classmethod
+    def from_env(cls) -> "Demo":
+        root = Path(os.environ.get("PARAMEDIC_DEMO_DIR") or REPO / ".paramedic" / "demo").resolve()
+        return cls(root=root, namespace=os.environ.get("PARAMEDIC_DEMO_NAMESPACE") or "paramedic-demo",
+                   exit_after=_env_flag("DEMO_EXIT"))
+
+    # paths
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.root / "mail"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def demo_pid_file(self) -> Path:
+        return self.root / "demo-service.pid"
+
+    @property
+    def token_file(self) -> Path:
+        return self.root / "webhook-token"
+
+    def url(self, name: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    @property
+    def health_url(self) -> str:
+        return self.url("demo", "/healthz")
+
+    def save_state(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=1))
+        os.replace(tmp, self.state_file)
+
+    def line(self, label: str, text: str) -> None:
+        self.out(f"  {label:<14} {text}")
+
+    # --- set-up ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        started = time.monotonic()
+        self.out("Paramedic demo: a service breaks, Paramedic notices, pages, repairs and reports.")
+        self.out(f"(state, logs and mail in {_rel(self.root)}/)\n")
+        missing = [f"{path} ({name})" for name, path in BINARIES.items() if not os.access(path, os.X_OK)]
+        if missing:
+            raise DemoError(f"missing {', '.join(missing)}: run `make apt` (hack/apt-deps.sh) first")
+        if self.state_file.exists():
+            # A previous demo is still up: stop its processes, keep its cluster.
+            stop_recorded(self.root, stop_cluster=False, delete_namespace=False, log=lambda m: None)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for sub in ("mail", "logs", "prometheus-data", "alertmanager-data"):
+            shutil.rmtree(self.root / sub, ignore_errors=True)
+            (self.root / sub).mkdir(parents=True)
+        for old in self.root.glob("postmortem-*.md"):
+            old.unlink()
+        self.state = {"namespace": self.namespace, "processes": {}, "demoPidFile": str(self.demo_pid_file),
+                      "clusterStarted": False}
+        self._cluster()
+        self.save_state()
+        self.client = kube.KubeClient(kube.Connection.load(str(self.kubeconfig)))
+        self._crds()
+        self._clean_namespace()
+
+        for name in ("smtp", "demo", "blackbox", "alertmanager", "prometheus", "webhook", "operator",
+                     "operator-health"):
+            self.ports[name] = free_port()
+        self.state["ports"] = self.ports
+        self.token_file.write_text(secrets.token_urlsafe(24) + "\n")
+        self.token_file.chmod(0o600)
+        self._configs()
+
+        self._start_smtp()
+        self._start_demo_service()
+        self._start("blackbox", [BINARIES["blackbox"], f"--config.file={self.root / 'blackbox.yml'}",
+                                 f"--web.listen-address=127.0.0.1:{self.ports['blackbox']}"],
+                    ready=lambda: _http_status(self.url("blackbox", "/metrics")) == 200,
+                    what=f"blackbox_exporter on {self.url('blackbox')}")
+        self._start("alertmanager", [BINARIES["alertmanager"], f"--config.file={self.root / 'alertmanager.yml'}",
+                                     f"--storage.path={self.root / 'alertmanager-data'}",
+                                     f"--web.listen-address=127.0.0.1:{self.ports['alertmanager']}",
+                                     f"--web.external-url={self.url('alertmanager')}",
+                                     "--cluster.listen-address="],
+                    ready=lambda: _http_status(self.url("alertmanager", "/-/ready")) == 200,
+                    what=f"Alertmanager on {self.url('alertmanager')}")
+        self._start("prometheus", [BINARIES["prometheus"], f"--config.file={self.root / 'prometheus.yml'}",
+                                   f"--storage.tsdb.path={self.root / 'prometheus-data'}",
+                                   "--storage.tsdb.retention.time=1d",
+                                   f"--web.external-url={self.url('prometheus')}",
+                                   f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}"],
+                    ready=lambda: _http_status(self.url("prometheus", "/-/ready")) == 200,
+                    what=f"Prometheus on {self.url('prometheus')}")
+        self._start("webhook", [str(VENV_BIN / "paramedic-webhook"), "--bind", f"127.0.0.1:{self.ports['webhook']}"],
+                    ready=lambda: _http_status(self.url("webhook", "/readyz")) == 200,
+                    what=f"Paramedic webhook on {self.url('webhook')}", timeout=60)
+        self._start("operator", [str(VENV_BIN / "paramedic-operator"), "--standalone", "--namespace", self.namespace],
+                    ready=lambda: _http_status(self.url("operator-health", "/healthz")) == 200,
+                    what=f"Paramedic operator (health on {self.url('operator-health', '/healthz')})", timeout=90)
+        self.line("services", f"SMTP :{self.ports['smtp']}, demo :{self.ports['demo']}, "
+                              f"blackbox :{self.ports['blackbox']}, Alertmanager :{self.ports['alertmanager']}, "
+                              f"Prometheus :{self.ports['prometheus']}, webhook :{self.ports['webhook']}, "
+                              f"operator (metrics :{self.ports['operator']})")
+        self._apply()
+        self._wait_ready()
+        self.out(f"  {'ready':<14} in {time.monotonic() - started:.1f}s\n")
+
+    def _cluster(self) -> None:
+        given = os.environ.get("PARAMEDIC_DEMO_KUBECONFIG")
+        own = DevCluster(root=self.root / "cluster", kubeconfig=self.root / "kubeconfig")
+        if given:
+            self.kubeconfig = Path(given).resolve()
+            if not self.kubeconfig.exists():
+                raise DemoError(f"PARAMEDIC_DEMO_KUBECONFIG={given} does not exist")
+            self.line("cluster", f"reusing {_rel(self.kubeconfig)} (PARAMEDIC_DEMO_KUBECONFIG)")
+        elif own.running():  # a previous demo's, still up: it stays the demo's to stop
+            self.line("cluster", f"reusing the demo's control plane ({_rel(own.kubeconfig)})")
+            self.kubeconfig = own.kubeconfig
+            self.state.update(clusterStarted=True, clusterRoot=str(own.root))
+        elif DevCluster().running():
+            self.kubeconfig = DevCluster().kubeconfig
+            self.line("cluster", f"reusing the dev cluster ({_rel(self.kubeconfig)}, `make cluster-up`)")
+        else:
+            self.line("cluster", "starting a local control plane (etcd, kube-apiserver, controller-manager, "
+                                 "scheduler, kwok)...")
+            own.up(log=lambda msg: self.line("cluster", msg.replace(str(own.kubeconfig), _rel(own.kubeconfig))))
+            self.kubeconfig = own.kubeconfig
+            self.state.update(clusterStarted=True, clusterRoot=str(own.root))
+        self.state["kubeconfig"] = str(self.kubeconfig)
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(tools_bin() / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise DemoError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        return proc
+
+    def _crds(self) -> None:
+        # Kopf's peering CRDs too: the operator's watches wait for them even when standalone.
+        for path in (CRD_DIR, PEERING_CRDS):
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        for path in (CRD_DIR, PEERING_CRDS):
+            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(path))
+
+    def _clean_namespace(self) -> None:
+        """A previous run's objects would skew the story (old incidents, probe counters)."""
+        assert self.client is not None
+        c = self.client
+        existing = c.get_or_none(kube.NAMESPACES, self.namespace)
+        if existing is not None and (existing.get("status") or {}).get("phase") == "Terminating":
+            _wait(lambda: c.get_or_none(kube.NAMESPACES, self.namespace) is None, 120,
+                  f"namespace {self.namespace} to finish terminating (a previous `make demo-down`)")
+            existing = None
+        # Created before the operator starts, so its watch begins on an existing namespace.
+        self.state["namespaceApplied"] = True
+        self.save_state()
+        if existing is None:
+            c.create(kube.NAMESPACES, {"metadata": {"name": self.namespace,
+                                                    "labels": {"app.kubernetes.io/part-of": "paramedic-demo"}}})
+            return
+        self.kubectl("delete", "-n", self.namespace, "incidents,monitoredservices,oncallschedules,deployments",
+                     "--all", "--cascade=foreground", "--wait=true", "--timeout=90s", timeout=120)
+
+    def _configs(self) -> None:
+        values = {
+            "RULES_FILE": str(self.root / "rules.yml"), "ALERTMANAGER_PORT": self.ports["alertmanager"],
+            "DEMO_HEALTH_URL": self.health_url, "BLACKBOX_PORT": self.ports["blackbox"],
+            "OPERATOR_METRICS_PORT": self.ports["operator"], "WEBHOOK_PORT": self.ports["webhook"],
+            "NAMESPACE": self.namespace, "TOKEN_FILE": str(self.token_file),
+        }
+        for name in ("prometheus.yml", "rules.yml", "alertmanager.yml", "blackbox.yml"):
+            used = {k: v for k, v in values.items() if f"@@{k}@@" in (HACK / name).read_text()}
+            (self.root / name).write_text(render((HACK / name).read_text(), used))
+        hour = utcnow().replace(minute=0, second=0, microsecond=0)
+        cluster = render((HACK / "cluster.yaml").read_text(), {
+            "NAMESPACE": self.namespace,
+            "ROTATION_START": hour.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "DEMO_HEALTH_URL": self.health_url,
+            "DEMO_PID_FILE": str(self.demo_pid_file),
+            "DEMO_START_COMMAND": self.demo_start_command(),
+        }, as_json=True)
+        (self.root / "cluster.yaml").write_text(cluster)
+
+    def demo_start_command(self) -> list[str]:
+        return [sys.executable, str(HACK / "demo_service.py"), "--daemon", "--port", str(self.ports["demo"]),
+                "--pid-file", str(self.demo_pid_file), "--log-file", str(self.logs / "demo-service.log")]
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PARAMEDIC_")}
+        env.update({
+            "PATH": f"{VENV_BIN}{os.pathsep}{tools_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+            "PARAMEDIC_KUBECONFIG": str(self.kubeconfig),
+            # Kopf's login reads KUBECONFIG through the kubernetes client, which fixes its default
+            # path at import time, before the operator could copy PARAMEDIC_KUBECONFIG there.
+            "KUBECONFIG": str(self.kubeconfig),
+            "PARAMEDIC_NAMESPACE": self.namespace,
+            "PARAMEDIC_WEBHOOK_TOKEN_FILE": str(self.token_file),
+            "PARAMEDIC_HEALTH_PORT": str(self.ports["operator-health"]),
+            "PARAMEDIC_METRICS_PORT": str(self.ports["operator"]),
+            "PARAMEDIC_PLAYBOOKS_DIR": str(REPO / "playbooks"),
+            "PARAMEDIC_SMTP_HOST": "127.0.0.1",
+            "PARAMEDIC_SMTP_PORT": str(self.ports["smtp"]),
+            "PARAMEDIC_SMTP_FROM": "Paramedic <paramedic@demo.local>",
+            "PARAMEDIC_ADMIN_EMAILS": "admin@example.com",
+            "PARAMEDIC_DASHBOARD_URL": self.url("prometheus"),
+        })
+        return env
+
+    def _start(self, name: str, args: list[str], *, ready: Callable[[], bool], what: str,
+               timeout: float = 30) -> None:
+        log_path = self.logs / f"{name}.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=self._env(), cwd=self.root, start_new_session=True)
+        self.procs[name] = proc
+        # What stop_process checks before signalling: the program's own name.
+        self.state["processes"][name] = {"pid": proc.pid, "match": Path(args[0]).name}
+        self.save_state()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise DemoError(f"{what} exited with code {proc.returncode} while starting\n"
+                                f"{_tail(log_path)}\n(log: {_rel(log_path)})")
+            if ready():
+                return
+            time.sleep(0.2)
+        raise DemoError(f"{what} was not ready within {timeout:.0f}s (log: {_rel(log_path)})")
+
+    def _start_smtp(self) -> None:
+        self._start("smtp", [sys.executable, str(HACK / "mail_sink.py"), "--port", str(self.ports["smtp"]),
+                             "--dir", str(self.mail_dir)],
+                    ready=lambda: _port_open(self.ports["smtp"]), what="the SMTP server (aiosmtpd)")
+        self.state["processes"]["smtp"]["match"] = "mail_sink.py"
+        self.save_state()
+
+    def _start_demo_service(self) -> None:
+        # Started exactly as the restart playbook will start it again.
+        proc = subprocess.run(self.demo_start_command(), capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise DemoError(f"the demo service did not start: {proc.stderr.strip()}")
+        if _http_status(self.health_url) != 200:
+            raise DemoError(f"the demo service does not answer {self.health_url} "
+                            f"(log: {_rel(self.logs / 'demo-service.log')})")
+
+    def _apply(self) -> None:
+        self.kubectl("apply", "-f", str(self.root / "cluster.yaml"))
+        self.line("applied", f"namespace {self.namespace}: Deployment demo (2 replicas), OnCallSchedule demo, "
+                             "MonitoredService demo")
+
+    def _wait_ready(self) -> None:
+        assert self.client is not None
+        c, ns = self.client, self.namespace
+
+        def deployment_ready() -> bool:
+            st = (c.get_or_none(kube.DEPLOYMENTS, "demo", ns) or {}).get("status") or {}
+            return st.get("availableReplicas") == 2 and st.get("updatedReplicas") == 2
+
+        def probe_healthy() -> bool:
+            return ((c.get_or_none(kube.MONITORED_SERVICES, "demo", ns) or {}).get("status") or {}).get("health") \
+                == "Healthy"
+
+        self._wait_checked(deployment_ready, 60, "Deployment demo to have 2 available replicas on the kwok node",
+                           "kube-controller-manager, kube-scheduler and kwok logs of the cluster")
+        self._wait_checked(probe_healthy, 60, "the operator to probe the demo service and mark it Healthy",
+                           _rel(self.logs / "operator.log"))
+        self._wait_checked(lambda: self.prom_probe_success() == 1, 60,
+                           "Prometheus to scrape blackbox_exporter: probe_success 1",
+                           _rel(self.logs / "prometheus.log"))
+        sched = (c.get_or_none(kube.ONCALL_SCHEDULES, "demo", ns) or {}).get("status") or {}
+        on_call = (sched.get("currentOnCall") or {}).get("name") or "Alice"
+        self.line("checked", f"Deployment demo 2/2 ready, Paramedic's probe Healthy, Prometheus probe_success 1, "
+                             f"{on_call} on call for team demo")
+
+    def _wait_checked(self, cond: Callable[[], bool], timeout: float, what: str, logs: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_processes()
+            try:
+                if cond():
+                    return
+            except (kube.ApiError, kube.Unavailable, httpx.HTTPError, OSError):
+                pass
+            time.sleep(0.3)
+        raise DemoError(f"expected {what} within {timeout:.0f}s; it did not happen (logs: {logs})")
+
+    def check_processes(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                log_path = self.logs / f"{name}.log"
+                raise DemoError(f"{name} exited unexpectedly with code {proc.returncode}\n{_tail(log_path)}\n"
+                                f"(log: {_rel(log_path)})")
+
+    # --- queries the story polls -------------------------------------------------------------
+    def prom_query(self, query: str) -> list[dict]:
+        r = httpx.get(self.url("prometheus", "/api/v1/query"), params={"query": query}, timeout=3)
+        r.raise_for_status()
+        return r.json()["data"]["result"]
+
+    def prom_probe_success(self) -> int | None:
+        result = self.prom_query('probe_success{job="demo-blackbox"}')
+        return int(float(result[0]["value"][1])) if result else None
+
+    def prom_alert_state(self) -> str:
+        r = httpx.get(self.url("prometheus", "/api/v1/alerts"), timeout=3)
+        r.raise_for_status()
+        states = [a["state"] for a in r.json()["data"]["alerts"] if a["labels"].get("alertname") == ALERT_NAME]
+        return "firing" if "firing" in states else ("pending" if states else "")
+
+    def am_active(self) -> bool:
+        r = httpx.get(self.url("alertmanager", "/api/v2/alerts"), params={"active": "true"}, timeout=3)
+        r.raise_for_status()
+        return any(a["labels"].get("alertname") == ALERT_NAME and a["status"]["state"] == "active" for a in r.json())
+
+    def demo_pid(self) -> int | None:
+        try:
+            text = self.demo_pid_file.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def logs_hint(self) -> str:
+        return f"logs in {_rel(self.logs)}/ (operator.log, webhook.log, prometheus.log, alertmanager.log, ...)"
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").rstrip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.3)
+    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# --- the story ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Story:
+    demo: Demo
+    t0: float = 0.0
+    seen: dict[str, float] = field(default_factory=dict)
+    mails: set[str] = field(default_factory=set)
+    incident: str = ""
+    others: set[str] = field(default_factory=set)
+    attempts: dict[str, str] = field(default_factory=dict)   # attempt id -> last result told
+    first_pid: int | None = None
+    restarted_at: str = ""
+    rollout_told: bool = False
+    last: dict = field(default_factory=dict)                 # the incident as last read
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def say(self, tag: str, text: str) -> None:
+        self.demo.out(f"  {self.elapsed():6.1f}s  {'[' + tag + ']':<14} {text}")
+
+    def detail(self, text: str) -> None:
+        for line in text.splitlines():
+            self.demo.out(f"  {'':6}   {'':<14}   {line}")
+
+    def once(self, key: str) -> bool:
+        """True the first time `key` is reached (the step is then told)."""
+        if key in self.seen:
+            return False
+        self.seen[key] = self.elapsed()
+        return True
+
+    # the break -------------------------------------------------------------------------------
+    def run(self) -> dict:
+        d = self.demo
+        self.mails = {p.name for p in d.mail_dir.glob("*.eml")}
+        self.first_pid = d.demo_pid()
+        d.out("The story (seconds since the break):")
+        r = httpx.post(d.url("demo", "/break"), timeout=5)
+        self.t0 = time.monotonic()
+        if r.status_code != 200:
+            raise DemoError(f"POST {d.url('demo', '/break')} answered {r.status_code}")
+        self.say("break", f"POST {d.url('demo', '/break')}: the demo service (pid {self.first_pid}) now answers "
+                          f"500 on /healthz, and only a restart of the process clears it")
+        while True:
+            d.check_processes()
+            self.poll()
+            if self.finished():
+                return self.last
+            self.check_deadlines()
+            time.sleep(POLL)
+
+    def poll(self) -> None:
+        for step in (self.poll_prometheus, self.poll_service, self.poll_incidents, self.poll_deployment,
+                     self.poll_demo_process, self.poll_mail):
+            try:
+                step()
+            except (kube.Unavailable, httpx.HTTPError, OSError, KeyError, ValueError, IndexError) as exc:
+                # A slow or restarting component is not a failed story; deadlines decide that.
+                self.seen.setdefault(f"error:{step.__name__}:{exc.__class__.__name__}", self.elapsed())
+
+    def poll_prometheus(self) -> None:
+        d = self.demo
+        value = d.prom_probe_success()
+        if value == 0 and self.once("blackbox-failed"):
+            self.say("probe", "blackbox_exporter: probe_success 0 (Prometheus scraped the failed probe)")
+        state = d.prom_alert_state() if "alert-firing" not in self.seen else "firing"
+        if state == "pending" and self.once("alert-pending"):
+            self.say("alert", f"Prometheus: {ALERT_NAME} pending (probe_success == 0, for: 4s)")
+        if state == "firing" and self.once("alert-firing"):
+            self.say("alert", f"Prometheus: {ALERT_NAME} firing, sent to Alertmanager")
+        if "alert-firing" in self.seen and "alert-am-resolved" not in self.seen:
+            active = d.am_active()
+            if active and self.once("alert-am"):
+                self.say("alert", f"Alertmanager: {ALERT_NAME} active; notifying the Paramedic webhook "
+                                  f"(bearer token, send_resolved)")
+            if not active and "alert-am" in self.seen and "recovered" in self.seen and self.once("alert-am-resolved"):
+                self.say("alert", f"Alertmanager: {ALERT_NAME} resolved; the resolution goes to the webhook too")
+        if value == 1 and "recovered" in self.seen and self.once("blackbox-ok"):
+            self.say("recovery", "blackbox_exporter: probe_success 1 again")
+
+    def poll_service(self) -> None:
+        d = self.demo
+        assert d.client is not None
+        svc = d.client.get_or_none(kube.MONITORED_SERVICES, "demo", d.namespace) or {}
+        st = svc.get("status") or {}
+        probe = st.get("lastProbe") or {}
+        if st.get("health") == "Down" and self.once("probe-down"):
+            why = probe.get("error") or f"status {probe.get('statusCode')}"
+            self.say("probe", f"Paramedic's probe: demo is Down after 2 consecutive failures ({why})")
+        if st.get("health") == "Healthy" and "probe-down" in self.seen and self.once("probe-healthy"):
+            self.say("recovery", "Paramedic's probe: demo is Healthy again (2 consecutive successes)")
+        if _http_status(d.health_url, timeout=1) == 200 and "ansible-start" in self.seen and self.once("recovered"):
+            self.say("recovery", f"{d.health_url} answers 200 again")
+
+    def poll_incidents(self) -> None:
+        d = self.demo
+        assert d.client is not None
+        items = d.client.list(kube.INCIDENTS, d.namespace)
+        items.sort(key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]))
+        for obj in items:
+            name = obj["metadata"]["name"]
+            if not self.incident:
+                self.incident = name
+                self.once("incident")
+                spec = obj["spec"]
+                self.say("incident", f"Incident {name} opened by {spec.get('source')}: {spec.get('title')}")
+                self.kubectl_get()
+            elif name != self.incident and name not in self.others:
+                self.others.add(name)
+                self.say("incident", f"another Incident {name} ({obj['spec'].get('source')}): "
+                                     f"{obj['spec'].get('title')}")
+        inc = next((o for o in items if o["metadata"]["name"] == self.incident), None)
+        if inc is None:
+            return
+        self.last = inc
+        spec, st = inc["spec"], inc.get("status") or {}
+        if spec.get("assignee") and self.once("assigned"):
+            entry = next((e for e in st.get("timeline") or [] if e.get("type") == "assigned"), None)
+            self.say("on-call", (entry or {}).get("message") or f"assigned to {spec['assignee']}")
+        alerts = st.get("alerts") or []
+        if alerts and self.once("alert-recorded"):
+            a = alerts[0]
+            self.say("alert", f"webhook: Alertmanager's {a.get('alertname') or 'alert'} recorded on {self.incident} "
+                              f"(status.alerts, {len(alerts)} alert{'s' if len(alerts) != 1 else ''})")
+        if alerts and all(a.get("status") == "resolved" for a in alerts) and self.once("alert-resolved"):
+            self.say("alert", f"webhook: Alertmanager sent the resolution; every alert of {self.incident} is resolved")
+        for attempt in (st.get("remediation") or {}).get("attempts") or []:
+            self.tell_attempt(attempt)
+        state = spec.get("state")
+        if state == "mitigated" and self.once("mitigated"):
+            self.say("incident", f"{self.incident} mitigated: the remediation worked")
+        if state in ("resolved", "closed") and st.get("mttrSeconds") is not None and self.once("resolved"):
+            entry = next((e for e in reversed(st.get("timeline") or []) if e.get("type") == "state"
+                          and "resolved" in e.get("message", "")), {})
+            by = f" by {entry['actor']}" if entry.get("actor") else ""
+            nobody = " (nobody had to acknowledge it)" if st.get("acknowledgedAt") == st.get("resolvedAt") else ""
+            self.say("resolved", f"{self.incident} resolved{by} ({entry.get('message', state)}): "
+                                 f"MTTA {_secs(st.get('mttaSeconds'))}, MTTR {_secs(st.get('mttrSeconds'))}{nobody}")
+            self.kubectl_get()
+
+    def tell_attempt(self, attempt: dict) -> None:
+        aid, result = attempt.get("id", ""), attempt.get("result", "")
+        if self.attempts.get(aid) == result:
+            return
+        first = aid not in self.attempts
+        self.attempts[aid] = result
+        n = int(attempt.get("index") or 0) + 1
+        action = attempt.get("action", "")
+        if first:
+            self.once("restart" if action == "restart" else ("ansible-start" if action == "ansible" else action))
+            what = attempt.get("detail") or action
+            if action == "ansible":
+                what += " (ansible-runner): stop the demo process by its pid file, start it, wait for /healthz"
+            self.say("remediation", f"attempt {n}: {what}")
+            if result == "Running":
+                return
+        message = attempt.get("message", "")
+        if result == "Verifying":
+            extra = f"; playbook rc {attempt.get('rc')}, {attempt.get('status')}" if action == "ansible" else ""
+            self.say("remediation", f"attempt {n} done ({message}{extra}); verifying the service recovers")
+        elif result == "Succeeded":
+            self.once(f"attempt-{action}-succeeded")
+            self.say("remediation", f"attempt {n} succeeded: {message}")
+        elif result in ("Failed", "TimedOut", "Interrupted"):
+            self.say("remediation", f"attempt {n} {result.lower()}: {message}")
+            if action == "ansible" and attempt.get("outputTail"):
+                self.detail(attempt["outputTail"][-800:])
+        else:
+            self.say("remediation", f"attempt {n}: {result} {message}".rstrip())
+
+    def poll_deployment(self) -> None:
+        d = self.demo
+        assert d.client is not None
+        dep = d.client.get_or_none(kube.DEPLOYMENTS, "demo", d.namespace) or {}
+        ann = (((dep.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
+        restarted = ann.get("kubectl.kubernetes.io/restartedAt", "")
+        if restarted and restarted != self.restarted_at:
+            self.restarted_at = restarted
+            self.rollout_told = False
+            self.say("remediation", f"Deployment demo: rollout restart (template annotation restartedAt={restarted})")
+        st = dep.get("status") or {}
+        want = (dep.get("spec") or {}).get("replicas", 1)
+        if restarted and not self.rollout_told and st.get("observedGeneration", 0) >= dep["metadata"]["generation"] \
+                and st.get("updatedReplicas") == want and st.get("availableReplicas") == want \
+                and st.get("replicas") == want:
+            self.rollout_told = True
+            self.once("rollout-done")
+            self.say("remediation", f"Deployment demo: rollout finished, {want}/{want} new pods ready "
+                                    "(on kwok's node; the local process is still broken)")
+
+    def poll_demo_process(self) -> None:
+        pid = self.demo.demo_pid()
+        if pid and self.first_pid and pid != self.first_pid and self.once("process-restarted"):
+            self.say("remediation", f"the playbook restarted the demo process: pid {self.first_pid} → {pid}")
+
+    def poll_mail(self) -> None:
+        for path in sorted(self.demo.mail_dir.glob("*.eml")):
+            if path.name in self.mails:
+                continue
+            self.mails.add(path.name)
+            with open(path, "rb") as fh:
+                msg = BytesParser(policy=policy.default).parse(fh)
+            self.once("mail")
+            to = msg.get("X-Original-To") or msg.get("To") or "?"
+            subject = " ".join(str(msg.get("Subject") or "(no subject)").split())
+            self.say("mail", f"to {to}: {subject}")
+
+    def kubectl_get(self) -> None:
+        proc = self.demo.kubectl("get", "inc", "-n", self.demo.namespace, self.incident, check=False, timeout=20)
+        self.detail(f"$ kubectl get inc -n {self.demo.namespace} {self.incident}")
+        self.detail((proc.stdout or proc.stderr).rstrip())
+
+    # the end ---------------------------------------------------------------------------------
+    def finished(self) -> bool:
+        """Resolved, Alertmanager's resolution seen, every e-mail delivered; then a short grace for
+        the last records (the alert's resolution on the incident, the playbook's result)."""
+        if "resolved" not in self.seen:
+            return False
+        if "alert-firing" in self.seen and "alert-am-resolved" not in self.seen:
+            return False
+        st = self.last.get("status") or {}
+        mails = [n for n in st.get("notifications") or [] if n.get("channel") in ("email", "pending")]
+        if any(n.get("result") in ("pending", "retrying") for n in mails):
+            return False
+        if not any(n.get("event") == "resolved" and n.get("result") == "sent" for n in mails):
+            return False
+        if len(self.mails) < sum(1 for n in mails if n.get("result") == "sent"):
+            return False
+        attempts = (st.get("remediation") or {}).get("attempts") or []
+        settled = ("alert-resolved" in self.seen or not st.get("alerts")) \
+            and not any(a.get("result") in ("Running", "Verifying") for a in attempts)
+        return settled or self.elapsed() - self.seen["resolved"] > SETTLE_SECONDS
+
+    REQUIRED = (
+        ("probe", ("probe-down", "blackbox-failed"), "the probes to fail: Paramedic's probe marking demo Down, "
+                                                     "or blackbox_exporter's probe_success 0 in Prometheus"),
+        ("incident", ("incident",), "an Incident in the namespace (opened by the operator's probe or the webhook)"),
+        ("assigned", ("assigned",), "the incident assigned to the on-call person of team demo"),
+        ("alert", ("alert-firing",), f"Prometheus to fire {ALERT_NAME} (rule in rules.yml, for: 4s)"),
+        ("mail", ("mail",), "an e-mail in the mail folder (the operator sends through the demo's SMTP server)"),
+        ("alert-recorded", ("alert-recorded",), "Alertmanager's alert recorded on the incident by the webhook"),
+        ("restart", ("restart",), "remediation attempt 1: a rollout restart of Deployment demo"),
+        ("ansible", ("ansible-start",), "remediation attempt 2: the Ansible playbook restart-local-service.yml"),
+        ("recovered", ("recovered",), "the demo service answering 200 again after the playbook restarted it"),
+        ("resolved", ("resolved",), "the incident resolved (probe recovered or all alerts resolved), with MTTR"),
+        ("story-end", ("__finished__",), "Alertmanager's resolution and every e-mail delivered "
+                                         "(incl. the 'resolved' one)"),
+    )
+
+    def check_deadlines(self) -> None:
+        now = self.elapsed()
+        for key, marks, expected in self.REQUIRED:
+            if now > DEADLINES[key] and not any(m in self.seen for m in marks):
+                raise DemoError(f"at {now:.0f}s: expected {expected} within {DEADLINES[key]}s of the break; "
+                                f"it did not happen.\n{self.diagnostics()}{self.demo.logs_hint()}")
+
+    def diagnostics(self) -> str:
+        st = self.last.get("status") or {}
+        lines = []
+        if self.incident:
+            lines.append(f"incident {self.incident}: state {self.last.get('spec', {}).get('state')}, "
+                         f"remediation {(st.get('remediation') or {}).get('phase')}: "
+                         f"{(st.get('remediation') or {}).get('message', '')}")
+            for e in (st.get("timeline") or [])[-12:]:
+                lines.append(f"  {e.get('time', '')} {e.get('type', '')}: {e.get('message', '')}")
+            for n in st.get("notifications") or []:
+                if n.get("result") not in ("sent", "skipped"):
+                    lines.append(f"  notification {n.get('key')} via {n.get('channel')}: {n.get('result')} "
+                                 f"{n.get('error', '')}")
+        errors = sorted(k for k in self.seen if k.startswith("error:"))
+        if errors:
+            lines.append("polling errors seen: " + ", ".join(e.split(":", 1)[1] for e in errors))
+        return "".join(line + "\n" for line in lines)
+
+
+def _secs(value: Any) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    return f"{value:.0f}s" if value < 120 else f"{value / 60:.1f} min"
+
+
+# --- the end of the story -------------------------------------------------------------------------
+
+
+def write_postmortem(demo: Demo, incident: dict) -> Path:
+    assert demo.client is not None
+    fresh = demo.client.get(kube.INCIDENTS, incident["metadata"]["name"], demo.namespace)
+    path = demo.root / f"postmortem-{fresh['metadata']['name']}.md"
+    path.write_text(render_postmortem(fresh, utcnow()))
+    return path
+
+
+def try_next(demo: Demo, incident: str) -> None:
+    ns = demo.namespace
+    kcfg = demo.kubeconfig
+    bins = f"{REPO / '.paramedic' / 'bin'}:{VENV_BIN}"
+    lines = [
+        "",
+        "Everything is still running. Try:",
+        f"  export KUBECONFIG={kcfg} PATH={bins}:$PATH",
+        f"  kubectl get inc,msvc,oncall -n {ns}",
+        f"  kubectl get inc {incident} -n {ns} -o yaml         # timeline, alerts, remediation, notifications",
+        f"  kubectl paramedic list -n {ns}",
+        f"  kubectl paramedic show {incident} -n {ns}",
+        f"  kubectl paramedic rca {incident} -n {ns} --root-cause 'a fault only a restart clears'",
+        f"  kubectl paramedic close {incident} -n {ns}",
+        f"  kubectl paramedic report {incident} -n {ns}",
+        f"  kubectl paramedic oncall demo -n {ns}",
+        f"  kubectl paramedic stats -n {ns}",
+        f"  curl -X POST {demo.url('demo', '/break')}     # break it again: the next incident",
+        f"  PARAMEDIC_WEBHOOK_URL={demo.url('webhook')} PARAMEDIC_WEBHOOK_TOKEN_FILE={demo.token_file} \\",
+        f"    kubectl paramedic fire -n {ns} --service demo --severity low --message 'disk 80% full'",
+        "",
+        f"  Prometheus     {demo.url('prometheus', '/alerts')}",
+        f"  Alertmanager   {demo.url('alertmanager')}",
+        f"  mail           {_rel(demo.mail_dir)}/*.eml",
+        f"  logs           {_rel(demo.logs)}/",
+        "",
+        "  make demo-down                                  # stops all of it",
+    ]
+    for line in lines:
+        demo.out(line)
+
+
+def run(demo: Demo) -> int:
+    begun = time.monotonic()
+    try:
+        demo.setup()
+        story = Story(demo)
+        incident = story.run()
+        name = incident["metadata"]["name"]
+        path = write_postmortem(demo, incident)
+        story.say("report", f"post-mortem written to {_rel(path)} (paramedic.domain.report; also "
+                            f"`kubectl paramedic report {name}`)")
+        took = story.seen.get("resolved", story.elapsed())
+        demo.out(f"\nSelf-healed: detected, paged, repaired and resolved {took:.0f}s after the break, "
+                 f"without a person (the whole demo took {time.monotonic() - begun:.0f}s).")
+        if demo.exit_after:
+            demo.out("DEMO_EXIT is set: stopping everything.")
+            _down(demo.root, demo.out)
+        else:
+            try_next(demo, name)
+        return 0
+    except DemoError as exc:
+        demo.out(f"\nDEMO FAILED: {exc}")
+        return _after_failure(demo)
+    except KeyboardInterrupt:
+        demo.out("\ninterrupted.")
+        return _after_failure(demo, code=130)
+    except (kube.ApiError, kube.Unavailable, httpx.HTTPError, subprocess.SubprocessError, OSError) as exc:
+        demo.out(f"\nDEMO FAILED: {exc.__class__.__name__}: {exc}\n{demo.logs_hint()}")
+        return _after_failure(demo)
+    finally:
+        if demo.client is not None:
+            demo.client.close()
+
+
+def _after_failure(demo: Demo, code: int = 1) -> int:
+    if demo.exit_after:
+        _down(demo.root, demo.out)
+    elif demo.state_file.exists():
+        demo.out("What started is still running for a look; `make demo-down` stops it.")
+    return code
+
+
+# --- down -------------------------------------------------------------------------------------------
+
+
+STOP_ORDER = ("operator", "webhook", "prometheus", "alertmanager", "blackbox", "smtp")
+
+
+def stop_recorded(root: Path, *, stop_cluster: bool, delete_namespace: bool, log: Callable[[str], None]) -> None:
+    """Stop what a demo recorded in root/state.json; the cluster only if the demo started it."""
+    state_file = root / "state.json"
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return
+    procs = state.get("processes") or {}
+    for name in sorted(procs, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else -1):
+        rec = procs[name]
+        if stop_process(int(rec.get("pid") or 0), rec.get("match") or name):
+            log(f"stopped {name} (pid {rec['pid']})")
+    pid_file = Path(state.get("demoPidFile") or root / "demo-service.pid")
+    try:
+        text = pid_file.read_text().strip()
+    except OSError:
+        text = ""
+    if text.isdigit() and stop_process(int(text), "demo_service.py"):
+        log(f"stopped the demo service (pid {text})")
+    kubeconfig = state.get("kubeconfig")
+    if state.get("clusterStarted") and stop_cluster:
+        cluster_root = Path(state.get("clusterRoot") or root / "cluster")
+        DevCluster(root=cluster_root, kubeconfig=Path(kubeconfig or root / "kubeconfig")).down(quiet=True)
+        log("stopped the demo's control plane")
+    elif delete_namespace and kubeconfig and state.get("namespaceApplied") and Path(kubeconfig).exists():
+        # A shared cluster stays; the demo's namespace goes.
+        ns = state.get("namespace") or "paramedic-demo"
+        try:
+            client = kube.KubeClient(kube.Connection.load(kubeconfig), timeout=5)
+            try:
+                client.delete(kube.NAMESPACES, ns)
+            finally:
+                client.close()
+            log(f"deleting namespace {ns} (the cluster itself keeps running)")
+        except Exception as exc:  # best effort on the way out: the kubeconfig loaders raise assorted types
+            log(f"could not delete namespace {ns}: {exc}")
+    state_file.unlink(missing_ok=True)
+
+
+def _down(root: Path, log: Callable[[str], None]) -> None:
+    if not (root / "state.json").exists():
+        log(f"no demo running (nothing recorded in {_rel(root)}/state.json)")
+        return
+    stop_recorded(root, stop_cluster=True, delete_namespace=True, log=log)
+    log("demo stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    cmd = argv[0] if argv else "up"
+    if cmd in ("up", "run"):
+        return run(Demo.from_env())
+    if cmd == "down":
+        _down(Demo.from_env().root, say)
+        return 0
+    print("usage: python -m paramedic.demo [down]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
