@@ -21,7 +21,10 @@ sender means every alert was persisted.
 from __future__ import annotations
 
 import logging
+import random
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
@@ -35,10 +38,12 @@ log = logging.getLogger("paramedic.incidents")
 ACTOR = dom.ACTOR
 ACTOR_ANNOTATION = "paramedic.dev/actor"
 REASON_ANNOTATION = "paramedic.dev/reason"
-WRITE_ATTEMPTS = 6
+WRITE_ATTEMPTS = 10
 """Status writes retried on 409 before the request gives up (and answers 503)."""
 MAX_SUCCESSORS = 100
 """Most `-N` successors tried for one correlation window's name."""
+GROUP_PARALLELISM = 8
+"""Groups of one request written concurrently (each touches its own incidents)."""
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -114,19 +119,39 @@ def create_incident(client: kube.KubeClient, body: dict) -> dict:
     return created
 
 
-def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now: datetime) -> IngestResult:
+def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now: datetime, *,
+           parallel: int = GROUP_PARALLELISM) -> IngestResult:
     """Persist `alerts`: create, join, deduplicate, resolve. Returns only once all are written.
 
-    Raises kube.Unavailable (API server unreachable) or IngestConflict (writes
-    kept conflicting); either way the sender should retry the whole request,
-    which is safe: every step is idempotent.
+    Groups touch disjoint incidents, so up to `parallel` of them are written
+    at once. Raises kube.Unavailable (API server unreachable) or IngestConflict
+    (writes kept conflicting); either way the sender should retry the whole
+    request, which is safe: every step is idempotent.
     """
-    run = _Run(client, settings, now)
-    groups = run.route(dom.dedupe(alerts))
-    for key in sorted(groups):
+    groups = _Router(client, settings).route(dom.dedupe(alerts))
+
+    def one(key: tuple[str, str, str]) -> IngestResult:
+        run = _Run(client, settings, now)
         run.ingest_group(key, groups[key])
-    run.flush()
-    return run.result
+        run.flush()
+        return run.result
+
+    keys = sorted(groups)
+    if len(keys) <= 1 or parallel <= 1:
+        results = [one(key) for key in keys]
+    else:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(keys)), thread_name_prefix="ingest") as pool:
+            results = list(pool.map(one, keys))
+    total = IngestResult()
+    for part in results:
+        total.created += part.created
+        total.joined += part.joined
+        total.deduplicated += part.deduplicated
+        total.resolved += part.resolved
+        total.ignored += part.ignored
+        total.auto_resolved += part.auto_resolved
+        total.incidents.extend(part.incidents)
+    return total
 
 
 # --- internals -------------------------------------------------------------------
@@ -155,19 +180,15 @@ class _Plan:
     alerts: list[dom.Alert] = field(default_factory=list)
 
 
-class _Run:
-    def __init__(self, client: kube.KubeClient, settings: Any, now: datetime):
+class _Router:
+    """Which group (namespace, service, severity) each alert belongs to; one LIST per namespace."""
+
+    def __init__(self, client: kube.KubeClient, settings: Any):
         self.client = client
         self.settings = settings
-        self.now = now
-        self.window = int(settings.correlation_window_seconds)
-        self.result = IngestResult()
         self._services: dict[str, list[dict]] = {}
         self._namespaces: dict[str, bool] = {}
-        self._objects: dict[tuple[str, str], dict | None] = {}   # incidents read in this request
-        self._plans: dict[tuple[str, str], _Plan] = {}
 
-    # routing -----------------------------------------------------------------
     def services(self, namespace: str) -> list[dict]:
         if namespace not in self._services:
             # The watch cache (resourceVersion=0) is enough: a MonitoredService
@@ -197,6 +218,19 @@ class _Run:
                 group = groups.setdefault(key, _Group(managed=False, service=None))
             group.alerts.append(alert)
         return groups
+
+
+class _Run:
+    """One group's work: find or create its incidents, then one status write per incident."""
+
+    def __init__(self, client: kube.KubeClient, settings: Any, now: datetime):
+        self.client = client
+        self.settings = settings
+        self.now = now
+        self.window = int(settings.correlation_window_seconds)
+        self.result = IngestResult()
+        self._objects: dict[tuple[str, str], dict | None] = {}   # incidents read in this request
+        self._plans: dict[tuple[str, str], _Plan] = {}
 
     # correlation ---------------------------------------------------------------
     def ingest_group(self, key: tuple[str, str, str], group: _Group) -> None:
@@ -246,7 +280,7 @@ class _Run:
 
     def _create_or_find(self, ns: str, service: str, severity: str, group: _Group,
                         firing: list[dom.Alert]) -> tuple[dict, bool]:
-        first = min(firing, key=lambda a: (a.starts_at, a.key))
+        first = min(firing, key=lambda a: a.starts_at)  # the earliest; among equals, the first sent
         keys = {a.key for a in firing}
         for attempt in range(1, MAX_SUCCESSORS + 1):
             name = dom.incident_name(service, severity, first.starts_at, self.window, attempt)
@@ -298,7 +332,7 @@ class _Run:
     def _write(self, plan: _Plan) -> None:
         obj = plan.obj
         limit = int(self.settings.timeline_limit)
-        for _ in range(WRITE_ATTEMPTS):
+        for attempt in range(WRITE_ATTEMPTS):
             rec = dom.record_alerts(obj, plan.alerts, self.now, timeline_limit=limit,
                                     auto_resolve=plan.auto_resolve, created=plan.created)
             if rec.patch is None:
@@ -308,7 +342,9 @@ class _Run:
                 obj = self.client.patch(kube.INCIDENTS, plan.name, patch, plan.namespace, subresource="status")
                 break
             except kube.Conflict:
-                # Someone else wrote in between (another request, the operator): re-read, redo.
+                # Someone else wrote in between (another request, the operator): re-read, redo,
+                # after a short random pause so that writers in lockstep drift apart.
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                 obj = self.client.get_or_none(kube.INCIDENTS, plan.name, plan.namespace)
                 if obj is None:
                     raise IngestConflict(f"incident {plan.namespace}/{plan.name} was deleted meanwhile") from None

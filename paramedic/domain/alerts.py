@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
@@ -79,7 +80,7 @@ class Alert:
     generator_url: str = ""
     source: str = SOURCE_ALERTMANAGER
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Identity of one alert occurrence: Alertmanager re-sends it with the same fingerprint and startsAt."""
         return f"{self.fingerprint}@{iso_ms(self.starts_at)}"
