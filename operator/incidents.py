@@ -310,14 +310,16 @@ class IncidentReconciler:
         rem = dict(plan.status.get("remediation") or {})
         attempts = [dict(a) for a in rem.get("attempts") or []]
         view = {**inc, "status": {**plan.status, "remediation": {**rem, "attempts": attempts}}}
+        last = attempts[-1] if attempts else None
+        # An attempt under way is finished whatever happened meanwhile (a person or the
+        # probe may have resolved the incident): its outcome must still be recorded.
+        if last is not None and last.get("result") == remediation.RUNNING:
+            self._running(plan, inc, svc, attempts, rem, last, now)
+            return
+        if last is not None and last.get("result") == remediation.VERIFYING:
+            self._verify(plan, inc, svc, attempts, rem, last, now)
+            return
         decision = remediation.decide(view, svc, now, enabled_globally=self.rt.settings.remediation_enabled)
-
-        if decision.kind == remediation.WAIT and decision.attempt_id:
-            self._running(plan, inc, svc, attempts, rem, decision, now)
-            return
-        if decision.kind == remediation.VERIFY:
-            self._verify(plan, inc, svc, attempts, rem, decision, now)
-            return
         if decision.kind == remediation.ACT:
             await self._act(plan, inc, svc, attempts, rem, decision, now)
             return
@@ -370,13 +372,12 @@ class IncidentReconciler:
         effect = f"remediate:{inc['metadata'].get('uid', name)}:{attempt['id']}"
         self.rt.effects.spawn(effect, (ns, name), run_action(self.rt, inc, svc, attempt))
 
-    def _running(self, plan: Plan, inc: dict, svc: dict | None, attempts: list, rem: dict, decision: Any,
+    def _running(self, plan: Plan, inc: dict, svc: dict | None, attempts: list, rem: dict, attempt: dict,
                  now: datetime) -> None:
         name = inc["metadata"]["name"]
-        effect = f"remediate:{inc['metadata'].get('uid', name)}:{decision.attempt_id}"
+        effect = f"remediate:{inc['metadata'].get('uid', name)}:{attempt.get('id')}"
         if self.rt.effects.running(effect):
             return
-        attempt = next((a for a in attempts if a.get("id") == decision.attempt_id), attempts[-1])
         if not self.rt.effects.has_result(effect):
             # Nothing in memory: the operator restarted mid-attempt.
             if attempt.get("action") in ("restart", "scale") and svc is not None:
@@ -412,9 +413,9 @@ class IncidentReconciler:
         rem["attempts"] = attempts
         plan.set(remediation=rem)
 
-    def _verify(self, plan: Plan, inc: dict, svc: dict | None, attempts: list, rem: dict, decision: Any,
+    def _verify(self, plan: Plan, inc: dict, svc: dict | None, attempts: list, rem: dict, attempt: dict,
                 now: datetime) -> None:
-        attempt = next((a for a in attempts if a.get("id") == decision.attempt_id), attempts[-1])
+        verify_by = parse_or_none(attempt.get("verifyBy")) or now
         recovered, how = self._recovered(inc, svc, attempt)
         idx = attempt.get("index", 0) + 1
         if recovered:
@@ -428,9 +429,9 @@ class IncidentReconciler:
                                    "spec": {**plan.spec_patch.get("spec", {}), "state": "mitigated"}}
             self._release(plan, inc, svc)
             self._announce_result(plan, inc, svc, attempt)
-        elif decision.wait_until is not None and now >= decision.wait_until:
+        elif now >= verify_by:
             attempt.update(result="Failed", message=f"{attempt.get('message', 'acted')}, but the service did not "
-                                                    f"recover before {iso(decision.wait_until)}")
+                                                    f"recover before {iso(verify_by)}")
             rem["phase"] = "Failed"
             metrics.REMEDIATIONS.labels(attempt.get("action", "unknown"), "failed").inc()
             plan.log(now, "remediation-failed", f"attempt {idx}: the service did not recover in time")
@@ -438,7 +439,7 @@ class IncidentReconciler:
             self._announce_result(plan, inc, svc, attempt)
             plan.wake_at(now)
         else:
-            plan.wake_at(decision.wait_until)
+            plan.wake_at(verify_by)
             return
         rem["attempts"] = attempts
         plan.set(remediation=rem)

@@ -1,0 +1,127 @@
+"""Self-healing end to end: incidents restart Deployments and run playbooks under the policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from paramedic import kube
+from tests.e2e.test_control_plane import deployment
+from tests.helpers import SwitchableService, wait_for
+
+pytestmark = pytest.mark.e2e
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def service(name: str, url: str, actions: list, **policy) -> dict:
+    return {"metadata": {"name": name}, "spec": {
+        "severity": "high", "target": {"kind": "Deployment", "name": name},
+        "probe": {"url": url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2, "successThreshold": 2},
+        "remediation": {"actions": actions, "cooldownSeconds": 1, "verifySeconds": 20, **policy}}}
+
+
+def restarted_at(client, ns, name) -> str | None:
+    dep = client.get(kube.DEPLOYMENTS, name, ns)
+    return (dep["spec"]["template"]["metadata"].get("annotations") or {}).get(RESTARTED_AT)
+
+
+def attempts(client, ns, name) -> list[dict]:
+    inc = client.get_or_none(kube.INCIDENTS, name, ns) or {}
+    return ((inc.get("status") or {}).get("remediation") or {}).get("attempts") or []
+
+
+def replicasets(client, ns, app) -> list[dict]:
+    return client.list(kube.REPLICASETS, ns, labels={"app": app})
+
+
+@pytest.fixture
+def http_service():
+    svc = SwitchableService()
+    yield svc
+    svc.stop()
+
+
+def start_available(client, ns, name):
+    client.create(kube.DEPLOYMENTS, deployment(name), ns)
+    wait_for(lambda: (client.get(kube.DEPLOYMENTS, name, ns).get("status") or {}).get("availableReplicas") == 2,
+             90, f"{name} available")
+
+
+def test_incident_restarts_deployment_then_resolves(kube_client, namespace, operator_factory, http_service):
+    start_available(kube_client, namespace, "checkout")
+    kube_client.create(kube.MONITORED_SERVICES, service("checkout", http_service.url, [{"restart": {}}]), namespace)
+    operator_factory(namespace)
+    wait_for(lambda: kube_client.get(kube.MONITORED_SERVICES, "checkout", namespace).get("status", {}).get("health")
+             == "Healthy", 30, "Healthy")
+    http_service.set("failing")
+    stamp = wait_for(lambda: restarted_at(kube_client, namespace, "checkout"), 40, "rollout restart")
+    http_service.set("healthy")  # the restart "fixed" it
+    wait_for(lambda: any(a["result"] == "Succeeded" for a in attempts(kube_client, namespace, "checkout-down-1")),
+             60, "attempt succeeded")
+    inc = wait_for(lambda: (lambda i: i if i["spec"]["state"] == "resolved" else None)(
+        kube_client.get(kube.INCIDENTS, "checkout-down-1", namespace)), 30, "resolved")
+    [attempt] = attempts(kube_client, namespace, "checkout-down-1")
+    assert attempt["action"] == "restart" and attempt["restartedAt"] == stamp
+    timeline = [e["type"] for e in inc["status"]["timeline"]]
+    assert "remediation-started" in timeline and "remediation-succeeded" in timeline
+    assert inc["status"].get("mitigatedAt")
+    dep = kube_client.get(kube.DEPLOYMENTS, "checkout", namespace)
+    assert dep["status"].get("updatedReplicas") == 2
+    svc = kube_client.get(kube.MONITORED_SERVICES, "checkout", namespace)
+    assert not svc["status"]["remediation"].get("inFlight")
+    assert len(svc["status"]["remediation"]["recent"]) == 1
+
+
+def test_dry_run_changes_nothing(kube_client, namespace, operator_factory, http_service):
+    start_available(kube_client, namespace, "dry")
+    kube_client.create(kube.MONITORED_SERVICES, service("dry", http_service.url, [{"restart": {}}], dryRun=True),
+                       namespace)
+    operator_factory(namespace)
+    http_service.set("failing")
+    [attempt] = wait_for(lambda: attempts(kube_client, namespace, "dry-down-1"), 40, "dry-run attempt")
+    assert attempt["result"] == "DryRun" and "would rollout restart Deployment/dry" in attempt["message"]
+    assert restarted_at(kube_client, namespace, "dry") is None
+
+
+def test_failing_playbook_moves_to_next_action_and_cap_hands_over(kube_client, namespace, operator_factory,
+                                                                    http_service, kubeconfig):
+    start_available(kube_client, namespace, "cap")
+    actions = [{"ansible": {"playbook": "files/does-not-exist.yml"}},
+               {"ansible": {"playbook": "restart-deployment.yml", "timeoutSeconds": 120}},
+               {"restart": {}}]
+    kube_client.create(kube.MONITORED_SERVICES, service("cap", http_service.url, actions, maxPerHour=2,
+                                                        verifySeconds=3), namespace)
+    operator_factory(namespace, env={"KUBECONFIG": str(kubeconfig)})
+    http_service.set("failing")  # never recovers: every attempt fails verification
+    first = wait_for(lambda: (lambda a: a if len(a) >= 2 else None)(attempts(kube_client, namespace, "cap-down-1")),
+                     90, "two attempts")
+    assert first[0]["result"] == "Failed" and "not found" in first[0]["message"]
+    # The real playbook restarted the Deployment through kubernetes.core.
+    wait_for(lambda: restarted_at(kube_client, namespace, "cap"), 120, "playbook restart")
+    done = wait_for(lambda: (lambda a: a if a[1].get("result") in ("Failed", "TimedOut") else None)(
+        attempts(kube_client, namespace, "cap-down-1")), 150, "second attempt finished")
+    assert done[1].get("rc") == 0 and done[1].get("status") == "successful"
+    inc = wait_for(lambda: (lambda i: i if (i["status"].get("remediation") or {}).get("phase") == "Capped" else None)(
+        kube_client.get(kube.INCIDENTS, "cap-down-1", namespace)), 60, "hourly cap")
+    assert len(inc["status"]["remediation"]["attempts"]) == 2
+    assert any(e["type"] == "remediation-capped" for e in inc["status"]["timeline"])
+
+
+def test_operator_killed_mid_remediation_restarts_exactly_once(kube_client, namespace, operator_factory,
+                                                                http_service):
+    start_available(kube_client, namespace, "crash")
+    kube_client.create(kube.MONITORED_SERVICES, service("crash", http_service.url, [{"restart": {}}],
+                                                        verifySeconds=60), namespace)
+    op = operator_factory(namespace)
+    http_service.set("failing")
+    wait_for(lambda: attempts(kube_client, namespace, "crash-down-1"), 40, "attempt recorded")
+    op.kill()  # SIGKILL right after the decision was recorded
+    operator_factory(namespace)
+    stamp = wait_for(lambda: restarted_at(kube_client, namespace, "crash"), 40, "restart")
+    http_service.set("healthy")
+    wait_for(lambda: any(a["result"] == "Succeeded" for a in attempts(kube_client, namespace, "crash-down-1")),
+             60, "attempt succeeded")
+    [attempt] = attempts(kube_client, namespace, "crash-down-1")
+    assert attempt["restartedAt"] == stamp
+    # One restart: the original ReplicaSet plus exactly one new one.
+    assert len(replicasets(kube_client, namespace, "crash")) == 2
