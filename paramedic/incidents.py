@@ -178,6 +178,7 @@ class _Plan:
     auto_resolve: bool
     created: bool = False
     alerts: list[dom.Alert] = field(default_factory=list)
+    joining: set[str] = field(default_factory=set)   # keys of new firing alerts sent here because it was active
 
 
 class _Router:
@@ -200,8 +201,17 @@ class _Router:
         if namespace == self.settings.namespace:
             return True
         if namespace not in self._namespaces:
-            self._namespaces[namespace] = bool(_DNS_LABEL.match(namespace)) and \
-                self.client.get_or_none(kube.NAMESPACES, namespace) is not None
+            exists = False
+            if _DNS_LABEL.match(namespace):
+                try:
+                    exists = self.client.get_or_none(kube.NAMESPACES, namespace) is not None
+                except kube.ApiError as exc:
+                    if exc.status != 403:
+                        raise
+                    # Without the right to read namespaces, the receiver's own namespace is the safe home.
+                    log.warning("cannot check namespace %s (%s): using %s", namespace, exc.message,
+                                self.settings.namespace)
+            self._namespaces[namespace] = exists
         return self._namespaces[namespace]
 
     def route(self, alerts: list[dom.Alert]) -> dict[tuple[str, str, str], _Group]:
@@ -235,7 +245,7 @@ class _Run:
     # correlation ---------------------------------------------------------------
     def ingest_group(self, key: tuple[str, str, str], group: _Group) -> None:
         ns, service, severity = key
-        active = self.client.list(kube.INCIDENTS, ns, field_selector=dom.active_field_selector(service, severity))
+        active = self._active(ns, service, severity)
         # Newest first: after a burst of windows, new alerts join the latest incident.
         active.sort(key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]), reverse=True)
         for obj in active:
@@ -254,12 +264,26 @@ class _Run:
         if not new_firing:
             return
         if active:
-            self._plan(ns, active[0], group).alerts.extend(new_firing)
+            plan = self._plan(ns, active[0], group)
+            plan.alerts.extend(new_firing)
+            plan.joining.update(a.key for a in new_firing)
             return
         target, created = self._create_or_find(ns, service, severity, group, new_firing)
         plan = self._plan(ns, target, group)
         plan.created = plan.created or created
         plan.alerts.extend(new_firing)
+        plan.joining.update(a.key for a in new_firing)
+
+    def _active(self, ns: str, service: str, severity: str) -> list[dict]:
+        try:
+            return self.client.list(kube.INCIDENTS, ns, field_selector=dom.active_field_selector(service, severity))
+        except kube.ApiError as exc:
+            if exc.status != 400:
+                raise
+            # An API server without CRD selectableFields (before 1.31) refuses the selector: filter here.
+            items = self.client.list(kube.INCIDENTS, ns)
+            return [o for o in items if (o.get("spec") or {}).get("service") == service
+                    and (o.get("spec") or {}).get("severity") == severity and dom.incident_active(o)]
 
     def _holder(self, ns: str, service: str, severity: str, alert: dom.Alert, active: list[dict]) -> dict | None:
         """The incident that already records this alert's key, if any."""
@@ -348,6 +372,9 @@ class _Run:
                 obj = self.client.get_or_none(kube.INCIDENTS, plan.name, plan.namespace)
                 if obj is None:
                     raise IngestConflict(f"incident {plan.namespace}/{plan.name} was deleted meanwhile") from None
+                if plan.joining - dom.alert_keys(obj) and not dom.incident_active(obj):
+                    # It was resolved meanwhile: new alerts belong to a successor, which a retry finds.
+                    raise IngestConflict(f"incident {plan.namespace}/{plan.name} was resolved meanwhile")
         else:
             raise IngestConflict(f"status of incident {plan.namespace}/{plan.name} kept changing "
                                  f"({WRITE_ATTEMPTS} conflicting writes)")

@@ -104,7 +104,14 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
 
     @app.post("/api/v1/alertmanager")
     def alertmanager():  # type: ignore[no-untyped-def]
-        return receive(lambda p: dom.parse_alertmanager(p, max_alerts=max_alerts), "alertmanager")
+        def parse(payload: Any) -> list[dom.Alert]:
+            alerts = dom.parse_alertmanager(payload, max_alerts=max_alerts)
+            if payload.get("truncatedAlerts"):
+                log.warning("Alertmanager left out %s alerts of group %s (max_alerts): they are not recorded",
+                            payload["truncatedAlerts"], payload.get("groupKey", "?"))
+            return alerts
+
+        return receive(parse, "alertmanager")
 
     @app.post("/api/v1/alerts")
     def generic_alerts():  # type: ignore[no-untyped-def]

@@ -53,6 +53,8 @@ MAX_TITLE = 256
 MAX_DESCRIPTION = 8192
 MAX_ALERTS_PER_INCIDENT = 1000
 """Past this, the oldest resolved entries leave status.alerts (the object must stay small)."""
+ALERTS_BYTES_BUDGET = 400_000
+"""About how large status.alerts may grow: etcd refuses objects over 1.5 MB, and every write costs per byte."""
 
 # Alertmanager writes Go's zero time for "no end"; anything before 1971 is that.
 _NO_TIME_BEFORE = datetime(1971, 1, 1, tzinfo=timezone.utc)
@@ -574,16 +576,52 @@ def record_alerts(incident: Mapping[str, Any], alerts: list[Alert], now: datetim
 
 
 def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    extra = len(entries) - MAX_ALERTS_PER_INCIDENT
-    if extra <= 0:
+    """status.alerts kept within MAX_ALERTS_PER_INCIDENT entries and about ALERTS_BYTES_BUDGET bytes.
+
+    The oldest entries shed their detail (labels, summary, URL) first: their
+    keys still deduplicate re-sends. Only then do the oldest resolved entries go.
+    """
+    out = _drop_resolved(entries, len(entries) - MAX_ALERTS_PER_INCIDENT)
+    sizes = [_entry_size(e) for e in out]
+    total = sum(sizes)
+    if total <= ALERTS_BYTES_BUDGET:
+        return out
+    out = [dict(e) for e in out]
+    for i, entry in enumerate(out):
+        if total <= ALERTS_BYTES_BUDGET:
+            break
+        for name in ("labels", "summary", "generatorURL"):
+            entry.pop(name, None)
+        slim = _entry_size(entry)
+        total -= sizes[i] - slim
+        sizes[i] = slim
+    if total > ALERTS_BYTES_BUDGET:
+        average = max(1, total // max(1, len(out)))
+        out = _drop_resolved(out, (total - ALERTS_BYTES_BUDGET) // average + 1)
+    return out
+
+
+def _drop_resolved(entries: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    if count <= 0:
         return entries
     out = []
     for entry in entries:
-        if extra > 0 and entry.get("status") == RESOLVED:
-            extra -= 1
+        if count > 0 and entry.get("status") == RESOLVED:
+            count -= 1
             continue
         out.append(entry)
     return out
+
+
+def _entry_size(entry: Mapping[str, Any]) -> int:
+    """Roughly the entry's JSON size (cheaper than serialising it)."""
+    size = 2
+    for name, value in entry.items():
+        if isinstance(value, Mapping):
+            size += len(name) + 5 + sum(len(k) + len(v) + 6 for k, v in value.items())
+        else:
+            size += len(name) + len(str(value)) + 6
+    return size
 
 
 def _timeline_messages(alerts: list[Alert], verb: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -435,6 +436,17 @@ def test_status_alerts_are_bounded_dropping_resolved_first():
     assert len(kept) == dom.MAX_ALERTS_PER_INCIDENT
     assert kept[-1]["key"] == dom.parse_alertmanager(payload())[0].key
     assert "k1" not in {a["key"] for a in kept} and "k0" in {a["key"] for a in kept}
+
+
+def test_status_alerts_stay_within_the_byte_budget_keeping_keys():
+    big_labels = {f"label{i}": "v" * 1000 for i in range(60)}
+    existing = [{"key": f"k{i}", "status": "firing", "summary": "s", "labels": big_labels} for i in range(10)]
+    new = dom.parse_alertmanager(payload(am_alert(labels={"alertname": "A", **{f"l{i}": "w" * 1000 for i in range(60)}})))
+    rec = dom.record_alerts(incident(alerts=existing), new, NOW, timeline_limit=5)
+    kept = rec.patch["status"]["alerts"]
+    assert len(json.dumps(kept)) <= dom.ALERTS_BYTES_BUDGET * 1.1
+    assert [a["key"] for a in kept] == [f"k{i}" for i in range(10)] + [new[0].key]  # nothing forgotten
+    assert "labels" not in kept[0] and kept[-1]["labels"]["l0"] == "w" * 1000      # the oldest shed detail
 
 
 # --- the incident body ------------------------------------------------------------
