@@ -248,11 +248,29 @@ class _Run:
         active = self._active(ns, service, severity)
         # Newest first: after a burst of windows, new alerts join the latest incident.
         active.sort(key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]), reverse=True)
+        held_by: dict[str, dict] = {}
         for obj in active:
             self._objects[(ns, obj["metadata"]["name"])] = obj
-        new_firing: list[dom.Alert] = []
+            for k in dom.alert_keys(obj):
+                held_by.setdefault(k, obj)
+        pending: list[dom.Alert] = []
         for alert in group.alerts:
-            holder = self._holder(ns, service, severity, alert, active)
+            holder = held_by.get(alert.key)
+            if holder is not None:
+                self._plan(ns, holder, group).alerts.append(alert)
+            else:
+                pending.append(alert)
+        firing = [a for a in pending if a.status == dom.FIRING]
+        # With no active incident, the firing alerts of the earliest one's window go straight to
+        # creation, which reads that window's incidents only when the name is taken (409).
+        first = min(firing, key=lambda a: a.starts_at) if firing and not active else None
+        base = dom.correlation_bucket(first.starts_at, self.window) if first else None
+        new_firing: list[dom.Alert] = []
+        for alert in pending:
+            if alert.status == dom.FIRING and base == dom.correlation_bucket(alert.starts_at, self.window):
+                new_firing.append(alert)
+                continue
+            holder = self._holder(ns, service, severity, alert)
             if holder is not None:
                 self._plan(ns, holder, group).alerts.append(alert)
             elif alert.status == dom.FIRING:
@@ -264,15 +282,9 @@ class _Run:
         if not new_firing:
             return
         if active:
-            plan = self._plan(ns, active[0], group)
-            plan.alerts.extend(new_firing)
-            plan.joining.update(a.key for a in new_firing)
+            self._join(ns, active[0], group, new_firing)
             return
-        target, created = self._create_or_find(ns, service, severity, group, new_firing)
-        plan = self._plan(ns, target, group)
-        plan.created = plan.created or created
-        plan.alerts.extend(new_firing)
-        plan.joining.update(a.key for a in new_firing)
+        self._create_or_join(ns, service, severity, group, new_firing)
 
     def _active(self, ns: str, service: str, severity: str) -> list[dict]:
         try:
@@ -285,15 +297,10 @@ class _Run:
             return [o for o in items if (o.get("spec") or {}).get("service") == service
                     and (o.get("spec") or {}).get("severity") == severity and dom.incident_active(o)]
 
-    def _holder(self, ns: str, service: str, severity: str, alert: dom.Alert, active: list[dict]) -> dict | None:
-        """The incident that already records this alert's key, if any."""
-        for obj in active:
-            if alert.key in dom.alert_keys(obj):
-                return obj
-        # Its window's incident (and successors) may hold it even when no longer active.
+    def _holder(self, ns: str, service: str, severity: str, alert: dom.Alert) -> dict | None:
+        """The incident of the alert's window (or a successor) that already records its key, if any."""
         for attempt in range(1, MAX_SUCCESSORS + 1):
-            name = dom.incident_name(service, severity, alert.starts_at, self.window, attempt)
-            obj = self._read(ns, name)
+            obj = self._read(ns, dom.incident_name(service, severity, alert.starts_at, self.window, attempt))
             if obj is None:
                 return None
             if alert.key in dom.alert_keys(obj):
@@ -302,15 +309,22 @@ class _Run:
                 return None  # successors exist only after a resolved predecessor
         return None
 
-    def _create_or_find(self, ns: str, service: str, severity: str, group: _Group,
-                        firing: list[dom.Alert]) -> tuple[dict, bool]:
+    def _join(self, ns: str, obj: dict, group: _Group, firing: list[dom.Alert], created: bool = False) -> None:
+        plan = self._plan(ns, obj, group)
+        plan.created = plan.created or created
+        plan.alerts.extend(firing)
+        plan.joining.update(a.key for a in firing)
+
+    def _create_or_join(self, ns: str, service: str, severity: str, group: _Group,
+                        firing: list[dom.Alert]) -> None:
+        """Create the window's incident, or join it when a concurrent request did; successors when resolved."""
         first = min(firing, key=lambda a: a.starts_at)  # the earliest; among equals, the first sent
-        keys = {a.key for a in firing}
+        remaining = list(firing)
         for attempt in range(1, MAX_SUCCESSORS + 1):
             name = dom.incident_name(service, severity, first.starts_at, self.window, attempt)
-            obj = self._read(ns, name)
+            obj = self._objects.get((ns, name))
             if obj is None:
-                body = self._body(ns, name, service, severity, group, first)
+                body = self._body(ns, name, service, severity, group, min(remaining, key=lambda a: a.starts_at))
                 try:
                     obj = self.client.create(kube.INCIDENTS, {k: v for k, v in body.items() if k != "status"}, ns)
                 except kube.Conflict:
@@ -324,9 +338,18 @@ class _Run:
                     metrics.INCIDENTS_CREATED.labels(severity, body["spec"]["source"]).inc()
                     log.info("created incident %s/%s (%s, %s): %s", ns, name, service, severity,
                              body["spec"]["title"])
-                    return obj, True
-            if dom.incident_active(obj) or keys & dom.alert_keys(obj):
-                return obj, False
+                    self._join(ns, obj, group, remaining, created=True)
+                    return
+            keys = dom.alert_keys(obj)
+            held = [a for a in remaining if a.key in keys]
+            if held:  # re-sent alerts of a resolved incident: duplicates there, never a new incident
+                self._plan(ns, obj, group).alerts.extend(held)
+                remaining = [a for a in remaining if a.key not in keys]
+                if not remaining:
+                    return
+            if dom.incident_active(obj):
+                self._join(ns, obj, group, remaining)
+                return
         raise IngestConflict(f"{MAX_SUCCESSORS} incidents of {service}/{severity} in one correlation window")
 
     def _body(self, ns: str, name: str, service: str, severity: str, group: _Group, alert: dom.Alert) -> dict:
