@@ -288,7 +288,10 @@ class IncidentReconciler:
                 nr.DeliveryResult("email", entry.get("recipients") or [], ok=False, error=str(outcome))]
             if entry.get("channel") == "pending":
                 entries = [e for e in entries if e is not entry]
-            for res in results:
+            # Unconfigured channels are not worth a status entry each; keep one only
+            # when nothing was configured at all, so the event still shows as handled.
+            attempted = [r for r in results if not r.skipped] or results[:1]
+            for res in attempted:
                 entries = nr.record_delivery(entries, entry["key"], entry["event"], res, now)
                 # carry the rendering inputs so a retry after a restart can render again
                 for e in entries:

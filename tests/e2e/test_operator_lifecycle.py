@@ -1,0 +1,139 @@
+"""Lifecycle bookkeeping, assignment, SLA, escalation and e-mail, through the real operator."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from paramedic import kube
+from paramedic.devcluster import free_port
+from tests.helpers import VENV_BIN, MailSink, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def schedule(escalation=None) -> dict:
+    return {"metadata": {"name": "payments"}, "spec": {
+        "participants": [{"name": "Alice", "email": "alice@example.com"},
+                         {"name": "Bob", "email": "bob@example.com"}],
+        "rotation": {"start": "2026-11-01T00:00:00Z", "lengthHours": 8784},
+        "escalation": escalation or []}}
+
+
+def service(**spec) -> dict:
+    return {"metadata": {"name": "checkout"}, "spec": {"team": "payments", "target": {"name": "checkout"},
+                                                       "notify": {"admins": ["ops@example.com"]}, **spec}}
+
+
+def incident(name: str, severity: str = "high") -> dict:
+    return {"metadata": {"name": name}, "spec": {"service": "checkout", "severity": severity,
+                                                 "title": "checkout is down", "description": "HTTP 503"}}
+
+
+def get(client, ns, name) -> dict:
+    return client.get(kube.INCIDENTS, name, ns)
+
+
+def cli(kubeconfig, ns, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", ns, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def mail():
+    sink = MailSink().start()
+    yield sink
+    sink.stop()
+
+
+def smtp_env(port: int) -> dict[str, str]:
+    return {"PARAMEDIC_SMTP_HOST": "127.0.0.1", "PARAMEDIC_SMTP_PORT": str(port),
+            "PARAMEDIC_SMTP_FROM": "paramedic@example.com", "PARAMEDIC_ADMIN_EMAILS": "admin@example.com",
+            "PARAMEDIC_SMTP_TIMEOUT_SECONDS": "2"}
+
+
+def test_lifecycle_assignment_mtta_mttr_and_mail(kube_client, namespace, operator_factory, mail, kubeconfig):
+    kube_client.create(kube.ONCALL_SCHEDULES, schedule(), namespace)
+    kube_client.create(kube.MONITORED_SERVICES, service(), namespace)
+    operator_factory(namespace, env=smtp_env(mail.port))
+    kube_client.create(kube.INCIDENTS, incident("inc-1"), namespace)
+
+    inc = wait_for(lambda: (lambda i: i if i["spec"].get("assignee") else None)(get(kube_client, namespace, "inc-1")),
+                   30, "assignment")
+    assert inc["spec"]["assignee"] == "alice@example.com"
+    status = inc["status"]
+    assert status["team"] == "payments" and status["sla"]["acknowledgeMinutes"] == 15
+    assert status["sla"]["resolveMinutes"] == 240
+    opened = wait_for(lambda: [m for m in mail.messages if "opened" in m["subject"].lower()], 30, "opened e-mail")
+    assert set(opened[0]["to"]) == {"alice@example.com", "ops@example.com", "admin@example.com"}
+    assert "checkout is down" in opened[0]["subject"] and "kubectl paramedic ack inc-1" in opened[0]["text"]
+    assert opened[0]["html"]
+
+    time.sleep(1.2)
+    assert cli(kubeconfig, namespace, "ack", "inc-1").returncode == 0
+    time.sleep(1.2)
+    assert cli(kubeconfig, namespace, "resolve", "inc-1").returncode == 0
+    inc = wait_for(lambda: (lambda i: i if i["status"].get("mttrSeconds") is not None else None)(
+        get(kube_client, namespace, "inc-1")), 30, "MTTR")
+    s = inc["status"]
+    assert s["mttaSeconds"] >= 1 and s["mttrSeconds"] >= s["mttaSeconds"] + 1
+    assert s["acknowledgedAt"] and s["resolvedAt"] and s["observedState"] == "resolved"
+    states = [e["message"] for e in s["timeline"] if e["type"] == "state"]
+    assert states[0].startswith("open → acknowledged") and states[1].startswith("acknowledged → resolved")
+    assert all(e["actor"] not in ("", "kubectl") for e in s["timeline"] if e["type"] == "state")
+    wait_for(lambda: [m for m in mail.messages if "resolved" in m["subject"].lower()], 30, "resolved e-mail")
+    sent = wait_for(lambda: (lambda n: n if len(n) >= 2 and all(x["result"] == "sent" for x in n) else None)(
+        get(kube_client, namespace, "inc-1")["status"].get("notifications") or []), 30, "notifications recorded")
+    assert {(n["event"], n["channel"]) for n in sent} == {("opened", "email"), ("resolved", "email")}
+
+    report = cli(kubeconfig, namespace, "report", "inc-1")
+    assert report.returncode == 0 and "MTTA" in report.stdout
+
+
+def test_sla_breach_and_escalation_steps(kube_client, namespace, operator_factory, mail):
+    kube_client.create(kube.ONCALL_SCHEDULES, schedule(escalation=[
+        {"afterMinutes": 0, "notify": "oncall"},
+        {"afterMinutes": 0.05, "notify": "next"},
+        {"afterMinutes": 0.1, "notify": "lead@example.com"}]), namespace)
+    kube_client.create(kube.MONITORED_SERVICES, service(sla={"acknowledge": 1, "resolve": 2}), namespace)
+    operator_factory(namespace, env=smtp_env(mail.port))
+    kube_client.create(kube.INCIDENTS, incident("inc-2", severity="critical"), namespace)
+
+    inc = wait_for(lambda: (lambda i: i if i["status"].get("escalationLevel") == 3 else None)(
+        get(kube_client, namespace, "inc-2")), 40, "three escalation steps")
+    steps = inc["status"]["escalations"]
+    assert [s["recipients"] for s in steps] == [["alice@example.com"], ["bob@example.com"], ["lead@example.com"]]
+    mails = wait_for(lambda: [m for m in mail.messages if "escalat" in m["subject"].lower()], 30, "escalation mail")
+    assert any("lead@example.com" in m["to"] for m in mails) or \
+        wait_for(lambda: any("lead@example.com" in m["to"] for m in mail.messages), 20, "mail to lead")
+    # Acknowledged incidents stop escalating; the acknowledge SLA (1 minute) is breached once.
+    inc = wait_for(lambda: (lambda i: i if i["status"]["sla"].get("acknowledgeBreached") else None)(
+        get(kube_client, namespace, "inc-2")), 90, "acknowledge SLA breach")
+    assert inc["status"]["sla"]["breached"] is True
+    assert sum(1 for e in inc["status"]["timeline"] if e["type"] == "sla-breach") == 1
+    wait_for(lambda: any("sla" in m["subject"].lower() or "breach" in m["subject"].lower() for m in mail.messages),
+             30, "SLA breach mail")
+
+
+def test_smtp_down_is_retried_and_recorded(kube_client, namespace, operator_factory):
+    port = free_port()
+    kube_client.create(kube.ONCALL_SCHEDULES, schedule(), namespace)
+    kube_client.create(kube.MONITORED_SERVICES, service(), namespace)
+    operator_factory(namespace, env=smtp_env(port))
+    kube_client.create(kube.INCIDENTS, incident("inc-3"), namespace)
+    entry = wait_for(lambda: next((n for n in get(kube_client, namespace, "inc-3")["status"].get("notifications") or []
+                                   if n.get("channel") == "email" and n.get("result") == "retrying"), None),
+                     60, "a failed delivery recorded as retrying")
+    assert entry["error"] and entry["nextAttemptAt"]
+    timeline = get(kube_client, namespace, "inc-3")["status"]["timeline"]
+    assert any(e["type"] == "notification-failed" for e in timeline)
+    # The incident's other work went on: it was assigned regardless.
+    assert get(kube_client, namespace, "inc-3")["spec"]["assignee"] == "alice@example.com"
+    sink = MailSink(port).start()
+    try:
+        kube_client.patch(kube.INCIDENTS, "inc-3", {"spec": {"state": "acknowledged"}}, namespace)
+        wait_for(lambda: any("opened" in s.lower() for s in sink.subjects()), 90, "the retried e-mail")
+    finally:
+        sink.stop()
