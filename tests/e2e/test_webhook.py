@@ -395,3 +395,17 @@ def test_paramedic_webhook_serves_with_gunicorn(kubeconfig, kube_client, namespa
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_create_incident_writes_status_after_create(kube_client, namespace):
+    from paramedic.incidents import build_incident, create_incident
+
+    now = datetime.now(timezone.utc)
+    body = build_incident(namespace, "manual-1", service="checkout", severity="low", title="by hand",
+                          description="", source="manual", managed=True, labels={}, runbook_url="", now=now)
+    created = create_incident(kube_client, body)
+    assert created["status"]["createdAt"] == body["status"]["createdAt"]
+    stored = kube_client.get(kube.INCIDENTS, "manual-1", namespace)
+    assert stored["spec"]["state"] == "open" and stored["status"]["createdAt"]
+    with pytest.raises(kube.Conflict):
+        create_incident(kube_client, body)
