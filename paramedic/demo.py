@@ -3,9 +3,9 @@
     python -m paramedic.demo          # set up, break the demo service, narrate, leave it running
     python -m paramedic.demo down     # stop what it left running (`make demo-down`)
 
-It reuses a running control plane (PARAMEDIC_DEMO_KUBECONFIG, else `make
-cluster-up`'s, else the one a previous demo started) or starts its own in the
-demo's folder; starts an SMTP server keeping mail as files, the demo service (a
+It reuses a running control plane (PARAMEDIC_DEMO_KUBECONFIG, else the one a
+previous demo started, else `make cluster-up`'s) or starts its own in the demo's
+folder (stopped again by `down`); starts an SMTP server keeping mail as files, the demo service (a
 local process, standing in for the pods of the Deployment `demo`),
 blackbox_exporter, Prometheus, Alertmanager, Paramedic's webhook and operator,
 all on free loopback ports, with logs and pids in the demo's folder; applies a
@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -780,6 +779,10 @@ class Story:
 
     def check_deadlines(self) -> None:
         now = self.elapsed()
+        rem = (self.last.get("status") or {}).get("remediation") or {}
+        if rem.get("phase") in ("Exhausted", "Capped") and "recovered" not in self.seen:
+            raise DemoError(f"at {now:.0f}s: expected the remediation to repair the demo service; instead: "
+                            f"{rem.get('message')}\n{self.diagnostics()}{self.demo.logs_hint()}")
         for key, marks, expected in self.REQUIRED:
             if now > DEADLINES[key] and not any(m in self.seen for m in marks):
                 raise DemoError(f"at {now:.0f}s: expected {expected} within {DEADLINES[key]}s of the break; "
@@ -840,8 +843,9 @@ def try_next(demo: Demo, incident: str) -> None:
         f"  kubectl paramedic oncall demo -n {ns}",
         f"  kubectl paramedic stats -n {ns}",
         f"  curl -X POST {demo.url('demo', '/break')}     # break it again: the next incident",
+        "  # an alert no MonitoredService matches: an unmanaged incident, recorded, not remediated",
         f"  PARAMEDIC_WEBHOOK_URL={demo.url('webhook')} PARAMEDIC_WEBHOOK_TOKEN_FILE={demo.token_file} \\",
-        f"    kubectl paramedic fire -n {ns} --service demo --severity low --message 'disk 80% full'",
+        f"    kubectl paramedic fire -n {ns} --service billing --severity low --message 'disk 80% full'",
         "",
         f"  Prometheus     {demo.url('prometheus', '/alerts')}",
         f"  Alertmanager   {demo.url('alertmanager')}",

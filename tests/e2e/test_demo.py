@@ -1,0 +1,144 @@
+"""`make demo` end to end: the whole story, told by `python -m paramedic.demo` with DEMO_EXIT=1.
+
+It runs against the session's control plane (PARAMEDIC_DEMO_KUBECONFIG) in a namespace of
+its own, with real Prometheus, blackbox_exporter and Alertmanager, the webhook, the operator,
+an SMTP server and Ansible; every checkpoint of the story must appear, in causal order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from paramedic import kube
+from paramedic.devcluster import REPO
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+# (name, pattern) in the order the story must tell them; each is searched after the previous
+# one of its chain (see CHAINS), so the narration's causality is checked, not just its words.
+CHECKPOINTS = {
+    "break": r"\[break\]\s+POST http://127\.0\.0\.1:\d+/break",
+    "probe": r"\[probe\]\s+Paramedic's probe: demo is Down",
+    "blackbox": r"\[probe\]\s+blackbox_exporter: probe_success 0",
+    "incident": r"\[incident\]\s+Incident demo-down-1 opened by probe",
+    "kubectl-open": r"demo-down-1\s+open\s+high\s+demo\s+alice@example\.com",
+    "assigned": r"\[on-call\]\s+assigned to Alice <alice@example\.com>",
+    "mail-opened": r"\[mail\]\s+to alice@example\.com, demo-team@example\.com, admin@example\.com: .*demo-down-1",
+    "alert-firing": r"\[alert\]\s+Prometheus: DemoServiceDown firing",
+    "alert-am": r"\[alert\]\s+Alertmanager: DemoServiceDown active",
+    "alert-recorded": r"\[alert\]\s+webhook: .*DemoServiceDown recorded on demo-down-1",
+    "restart": r"\[remediation\]\s+attempt 1: rollout restart Deployment/demo",
+    "rollout": r"\[remediation\]\s+Deployment demo: rollout finished, 2/2 new pods ready",
+    "restart-failed": r"\[remediation\]\s+attempt 1 failed: .*did not recover",
+    "ansible": r"\[remediation\]\s+attempt 2: ansible restart-local-service\.yml",
+    "process-restarted": r"\[remediation\]\s+the playbook restarted the demo process: pid \d+ → \d+",
+    "recovered": r"\[recovery\]\s+http://127\.0\.0\.1:\d+/healthz answers 200 again",
+    "resolved": r"\[resolved\]\s+demo-down-1 resolved .*MTTA \d+s, MTTR \d+s",
+    "kubectl-resolved": r"demo-down-1\s+resolved\s+high\s+demo\s+alice@example\.com",
+    "alert-resolved": r"\[alert\]\s+Alertmanager: DemoServiceDown resolved",
+    "report": r"\[report\]\s+post-mortem written to (\S+\.md)",
+    "summary": r"^Self-healed: detected, paged, repaired and resolved \d+s after the break",
+    "stopping": r"^DEMO_EXIT is set: stopping everything\.",
+    "stopped": r"^demo stopped$",
+}
+CHAINS = [
+    ["break", "probe", "incident", "kubectl-open", "assigned", "resolved", "kubectl-resolved", "report",
+     "summary", "stopping", "stopped"],
+    ["break", "blackbox", "alert-firing", "alert-am", "alert-recorded", "alert-resolved", "report"],
+    ["incident", "mail-opened", "resolved"],
+    ["incident", "restart", "rollout", "restart-failed", "ansible", "process-restarted", "resolved"],
+    ["ansible", "recovered", "resolved"],
+]
+
+
+def _index(lines: list[str], name: str, after: int) -> int:
+    pattern = re.compile(CHECKPOINTS[name])
+    for i in range(after + 1, len(lines)):
+        if pattern.search(lines[i]):
+            return i
+    raise AssertionError(f"checkpoint {name!r} ({CHECKPOINTS[name]}) missing after line {after + 1}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _logs(demo_dir: Path) -> str:
+    out = []
+    for log in sorted((demo_dir / "logs").glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-25:]
+        out.append(f"--- {log.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
+@pytest.mark.timeout(480)
+def test_demo_tells_the_whole_self_healing_story(kubeconfig, kube_client, tmp_path):
+    demo_dir = tmp_path / "demo"
+    namespace = f"demo-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARAMEDIC_DEMO_")}
+    env.update(DEMO_EXIT="1", PARAMEDIC_DEMO_KUBECONFIG=str(kubeconfig), PARAMEDIC_DEMO_DIR=str(demo_dir),
+               PARAMEDIC_DEMO_NAMESPACE=namespace)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "paramedic.demo"], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=420)
+    finally:
+        # Whatever happened (a timeout above kills only the narrator), nothing may keep running.
+        subprocess.run([sys.executable, "-m", "paramedic.demo", "down"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"the demo failed (exit {proc.returncode}):\n{output}\n{_logs(demo_dir)}"
+    lines = output.splitlines()
+    try:
+        for chain in CHAINS:
+            at = -1
+            for name in chain:
+                at = _index(lines, name, at)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- demo output:\n{output}") from None
+
+    # The story's claims hold outside its output too.
+    report = Path(re.search(CHECKPOINTS["report"], output).group(1))
+    if not report.is_absolute():
+        report = REPO / report
+    text = report.read_text()
+    assert text.startswith("# Post-mortem: demo is down")
+    assert f"`{namespace}/demo-down-1`" in text and "| State | resolved |" in text
+    assert "DemoServiceDown" in text and "restart-local-service.yml" in text
+
+    mails = sorted((demo_dir / "mail").glob("*.eml"))
+    assert len(mails) >= 3, f"expected opened, remediation and resolved e-mails, got {len(mails)}"
+    for path in mails:
+        with open(path, "rb") as fh:
+            msg = BytesParser(policy=policy.default).parse(fh)
+        assert "alice@example.com" in msg["To"] and f"{namespace}/demo-down-1" in msg["Subject"]
+    assert len([line for line in lines if "[mail]" in line]) == len(mails)
+
+    # DEMO_EXIT stopped everything it started, and removed its namespace from the shared cluster.
+    assert not (demo_dir / "state.json").exists()
+    stopped = [int(pid) for pid in re.findall(r"^stopped .* \(pid (\d+)\)$", output, re.M)]
+    assert len(stopped) >= 7, output  # six processes and the demo service
+    assert not [pid for pid in stopped if _alive(pid)]
+    ns = kube_client.get_or_none(kube.NAMESPACES, namespace)
+    assert ns is None or ns["metadata"].get("deletionTimestamp"), json.dumps(ns)[:500]
+
+
+def test_demo_down_without_a_demo_says_so(tmp_path):
+    env = {**os.environ, "PARAMEDIC_DEMO_DIR": str(tmp_path / "none")}
+    proc = subprocess.run([sys.executable, "-m", "paramedic.demo", "down"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "no demo running" in proc.stdout
