@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -179,7 +180,7 @@ class DevCluster:
         self.kubeconfig.chmod(0o600)
 
     def _client(self, server: str, token: str) -> httpx.Client:
-        return httpx.Client(base_url=server, verify=str(self.root / "pki" / "ca.crt"),
+        return httpx.Client(base_url=server, verify=ssl.create_default_context(cafile=str(self.root / "pki" / "ca.crt")),
                             headers={"Authorization": f"Bearer {token}"}, timeout=5)
 
     def _ready(self, server: str, token: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -42,6 +43,22 @@ def kubeconfig() -> Path:
 def _apply_crds(path: Path) -> None:
     kubectl(path, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
     kubectl(path, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR))
+    # Established is not yet servable: the API server answers 429 while a new
+    # resource's storage initialises.
+    client = kube.KubeClient(kube.Connection.load(str(path)))
+    try:
+        for res in (kube.INCIDENTS, kube.MONITORED_SERVICES, kube.ONCALL_SCHEDULES):
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    client.list(res)
+                    break
+                except kube.Unavailable:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+    finally:
+        client.close()
 
 
 def kubectl(path: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
