@@ -23,8 +23,7 @@ from .runtime import Key, Runtime
 log = logging.getLogger(__name__)
 
 OPERATOR = "paramedic/operator"
-ACTOR_ANNOTATION = "paramedic.dev/actor"
-REASON_ANNOTATION = "paramedic.dev/reason"
+ACTOR_ANNOTATION, REASON_ANNOTATION = lifecycle.ACTOR_ANNOTATION, lifecycle.REASON_ANNOTATION
 STATE_EVENTS = {"resolved": "resolved", "closed": "closed"}
 
 
@@ -427,9 +426,8 @@ class IncidentReconciler:
             metrics.REMEDIATIONS.labels(attempt.get("action", "unknown"), "succeeded").inc()
             plan.log(now, "remediation-succeeded", f"attempt {idx} worked: {how}")
             if inc["spec"].get("state") in ("open", "acknowledged", "investigating"):
-                plan.spec_patch = {"metadata": {"annotations": {ACTOR_ANNOTATION: "paramedic/remediation",
-                                                                REASON_ANNOTATION: how}},
-                                   "spec": {**plan.spec_patch.get("spec", {}), "state": "mitigated"}}
+                plan.spec_patch = lifecycle.state_patch("mitigated", "paramedic/remediation", how,
+                                                        **plan.spec_patch.get("spec", {}))
             self._release(plan, inc, svc)
             self._announce_result(plan, inc, svc, attempt)
         elif now >= verify_by:

@@ -15,13 +15,11 @@ from .runtime import Key, Runtime
 
 log = logging.getLogger(__name__)
 
-PAUSED_ANNOTATION = "paramedic.dev/paused"
-ACTOR_ANNOTATION = "paramedic.dev/actor"
 PROBER_ACTOR = "paramedic/prober"
 
 
 def is_paused(body: dict) -> bool:
-    return (body.get("metadata", {}).get("annotations") or {}).get(PAUSED_ANNOTATION, "").lower() == "true"
+    return (body.get("metadata", {}).get("annotations") or {}).get(lifecycle.PAUSED_ANNOTATION, "").lower() == "true"
 
 
 class ServiceReconciler:
@@ -57,7 +55,7 @@ class ServiceReconciler:
         res = kube.WORKLOADS.get(target.get("kind", "Deployment"), kube.DEPLOYMENTS)
         found = await self.rt.client.get_or_none(res, target.get("name", ""), ns) is not None
         if paused:
-            ready = ("False", "Paused", f"{PAUSED_ANNOTATION} is set: probes and remediation are stopped")
+            ready = ("False", "Paused", f"{lifecycle.PAUSED_ANNOTATION} is set: probes and remediation are stopped")
         elif not found:
             ready = ("False", "TargetNotFound", f"{target.get('kind', 'Deployment')} {target.get('name')} not found in {ns}")
         else:
@@ -126,11 +124,8 @@ class ServiceReconciler:
         current = await self.rt.client.get_or_none(kube.INCIDENTS, incident, ns)
         if current is None or current.get("spec", {}).get("state") not in lifecycle.ACTIVE_STATES:
             return
-        await self.rt.client.patch(kube.INCIDENTS, incident, {
-            "metadata": {"annotations": {ACTOR_ANNOTATION: PROBER_ACTOR,
-                                         "paramedic.dev/reason": "probe recovered"}},
-            "spec": {"state": "resolved"},
-        }, ns)
+        await self.rt.client.patch(kube.INCIDENTS, incident, lifecycle.state_patch("resolved", PROBER_ACTOR,
+                                                                                "probe recovered"), ns)
         log.info("auto-resolved incident %s/%s: probe recovered", ns, incident)
 
     def _poke_incident(self, ns: str, incident: str) -> None:

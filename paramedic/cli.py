@@ -28,14 +28,12 @@ import yaml
 
 from . import kube
 from .domain import oncall, sla
-from .domain.lifecycle import is_active
+from .domain.lifecycle import is_active, state_patch
 from .domain.report import render_postmortem
 from .domain.stats import compute_stats, render_stats_table
 from .domain.timeutil import iso, iso_ms, parse_or_none, utcnow
 from .settings import Settings, SettingsError
 
-ACTOR_ANNOTATION = "paramedic.dev/actor"
-REASON_ANNOTATION = "paramedic.dev/reason"
 STATE_COMMANDS = {"ack": "acknowledged", "investigate": "investigating", "mitigate": "mitigated",
                   "resolve": "resolved", "close": "closed"}
 RCA_OPTIONS = (("root_cause", "rootCause"), ("contributing_factors", "contributingFactors"),
@@ -295,9 +293,7 @@ def cmd_show(s: Session) -> None:
 
 def patch_incident(s: Session, name: str, spec: dict, reason: str | None = None) -> dict:
     """One merge patch: the spec change plus who made it (and why), for the operator's timeline."""
-    annotations: dict[str, Any] = {ACTOR_ANNOTATION: s.actor(), REASON_ANNOTATION: reason or None}
-    return s.client.patch(kube.INCIDENTS, name, {"metadata": {"annotations": annotations}, "spec": spec},
-                          s.one_namespace())
+    return s.client.patch(kube.INCIDENTS, name, state_patch(None, s.actor(), reason, **spec), s.one_namespace())
 
 
 def cmd_state(s: Session) -> None:

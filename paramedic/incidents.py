@@ -31,13 +31,12 @@ from typing import Any, Mapping
 
 from . import kube, metrics
 from .domain import alerts as dom
+from .domain.lifecycle import state_patch
 from .domain.timeutil import iso
 
 log = logging.getLogger("paramedic.incidents")
 
 ACTOR = dom.ACTOR
-ACTOR_ANNOTATION = "paramedic.dev/actor"
-REASON_ANNOTATION = "paramedic.dev/reason"
 WRITE_ATTEMPTS = 10
 """Status writes retried on 409 before the request gives up (and answers 503)."""
 MAX_SUCCESSORS = 100
@@ -413,10 +412,7 @@ class _Run:
             self._auto_resolve(plan, obj)
 
     def _auto_resolve(self, plan: _Plan, obj: dict) -> None:
-        patch = {
-            "metadata": {"annotations": {ACTOR_ANNOTATION: ACTOR, REASON_ANNOTATION: "all alerts resolved"}},
-            "spec": {"state": "resolved"},
-        }
+        patch = state_patch("resolved", ACTOR, "all alerts resolved")
         try:
             self.client.patch(kube.INCIDENTS, plan.name, patch, plan.namespace)
         except kube.Invalid as exc:

@@ -167,3 +167,19 @@ def get_condition(conditions: list[dict[str, Any]] | None, type: str) -> dict[st
         if cond.get("type") == type:
             return cond
     return None
+
+
+# Who moved an incident, and why: written with the state change, read into the timeline.
+ACTOR_ANNOTATION = "paramedic.dev/actor"
+REASON_ANNOTATION = "paramedic.dev/reason"
+# On a MonitoredService: stop its probes and remediation.
+PAUSED_ANNOTATION = "paramedic.dev/paused"
+
+
+def state_patch(state: str | None, actor: str, reason: str | None = None, **spec: Any) -> dict[str, Any]:
+    """A merge patch moving an incident (and/or other spec fields), saying who did it and why."""
+    changes = dict(spec)
+    if state is not None:
+        changes["state"] = state
+    return {"metadata": {"annotations": {ACTOR_ANNOTATION: actor, REASON_ANNOTATION: reason or None}},
+            "spec": changes}

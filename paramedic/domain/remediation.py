@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
+from .lifecycle import PAUSED_ANNOTATION
 from .timeutil import parse_or_none
 
 ACT = "act"
@@ -29,7 +30,6 @@ VERIFY = "verify"
 
 ACTIVE_STATES = ("open", "acknowledged", "investigating")
 ACTION_TYPES = ("restart", "ansible", "scale")
-PAUSED_ANNOTATION = "paramedic.dev/paused"
 HOUR = timedelta(hours=1)
 
 # Attempt results (Incident CRD): the first two are still in progress.
