@@ -684,6 +684,8 @@ class Story:
             self.say("remediation", f"attempt {n}: {what}")
             if result == "Running":
                 return
+        if action == "restart":
+            self.poll_deployment()  # the rollout's own lines first: they happened before this result
         message = attempt.get("message", "")
         if result == "Verifying":
             extra = f"; playbook rc {attempt.get('rc')}, {attempt.get('status')}" if action == "ansible" else ""
