@@ -76,7 +76,9 @@ class IncidentReconciler:
         schedule = self.rt.schedules.get((ns, team)) if team else None
         plan = Plan(inc, self.rt.settings.timeline_limit)
 
-        if not plan.status.get("createdAt"):
+        # observedState is the operator's own mark; creators (the webhook) may have
+        # written createdAt and alerts already.
+        if not plan.status.get("observedState"):
             self._open(plan, inc, svc, schedule, team, now)
         self._state_changes(plan, inc, svc, now)
         self._assignment(plan, inc, now)
@@ -119,7 +121,7 @@ class IncidentReconciler:
     # --- opening ----------------------------------------------------------------------
     def _open(self, plan: Plan, inc: dict, svc: dict | None, schedule: dict | None, team: str, now: datetime) -> None:
         spec = inc["spec"]
-        created = inc["metadata"].get("creationTimestamp") or iso(now)
+        created = plan.status.get("createdAt") or inc["metadata"].get("creationTimestamp") or iso(now)
         created_dt = parse_or_none(created) or now
         override = ((svc or {}).get("spec") or {}).get("sla")
         ack_min, res_min = sla.targets(spec.get("severity"), override)

@@ -1,0 +1,57 @@
+"""Flow 2 + 3 together: an Alertmanager alert through the webhook opens an Incident that the
+operator assigns, announces and repairs (rollout restart); the resolved alert resolves it."""
+
+from __future__ import annotations
+
+import pytest
+
+from paramedic import kube
+from tests.e2e.test_control_plane import deployment
+from tests.e2e.test_operator_lifecycle import schedule, smtp_env
+from tests.e2e.test_webhook import am_alert, am_payload, post, resolved, TOKEN  # noqa: F401 (fixtures below)
+from tests.e2e.test_webhook import http, receiver  # noqa: F401
+from tests.helpers import MailSink, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_alertmanager_alert_drives_an_auto_restart(kube_client, namespace, operator_factory, receiver, http):
+    kube_client.create(kube.DEPLOYMENTS, deployment("checkout"), namespace)
+    wait_for(lambda: (kube_client.get(kube.DEPLOYMENTS, "checkout", namespace).get("status") or {})
+             .get("availableReplicas") == 2, 90, "checkout available")
+    kube_client.create(kube.ONCALL_SCHEDULES, schedule(), namespace)
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "checkout"}, "spec": {
+        "team": "payments", "target": {"name": "checkout"}, "alertSelector": {"matchLabels": {"app": "checkout"}},
+        "remediation": {"actions": [{"restart": {}}], "verifySeconds": 60}}}, namespace)
+    mail = MailSink().start()
+    try:
+        operator_factory(namespace, env=smtp_env(mail.port))
+        alert = am_alert("CheckoutDown", app="checkout", namespace=namespace, instance="checkout-0")
+        post(http, receiver, am_payload(alert))
+        post(http, receiver, am_payload(alert))  # Alertmanager's re-send: no second anything
+        [inc] = kube_client.list(kube.INCIDENTS, namespace)
+        name = inc["metadata"]["name"]
+        assert inc["spec"]["source"] == "alertmanager" and inc["spec"]["managed"] is True
+
+        restarted = wait_for(lambda: (kube_client.get(kube.DEPLOYMENTS, "checkout", namespace)["spec"]["template"]
+                                      ["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"),
+                             60, "rollout restart")
+        inc = kube_client.get(kube.INCIDENTS, name, namespace)
+        assert inc["spec"]["assignee"] == "alice@example.com"
+        assert len(inc["status"]["alerts"]) == 1
+        wait_for(lambda: any("opened" in s.lower() for s in mail.subjects()), 30, "opened e-mail")
+
+        post(http, receiver, am_payload(resolved(alert)))
+        inc = wait_for(lambda: (lambda i: i if any(a.get("result") == "Succeeded" for a in
+                                                   (i["status"].get("remediation") or {}).get("attempts", [])) else None)(
+            kube_client.get(kube.INCIDENTS, name, namespace)), 60, "remediation recorded as succeeded")
+        assert inc["spec"]["state"] == "resolved"
+        [attempt] = inc["status"]["remediation"]["attempts"]
+        assert attempt["restartedAt"] == restarted
+        types = [e["type"] for e in inc["status"]["timeline"]]
+        for expected in ("opened", "assigned", "alert-firing", "remediation-started", "alert-resolved", "state"):
+            assert expected in types, (expected, types)
+        wait_for(lambda: any("remediation" in s.lower() for s in mail.subjects()), 30, "remediation e-mail")
+        assert len(kube_client.list(kube.INCIDENTS, namespace)) == 1
+    finally:
+        mail.stop()
