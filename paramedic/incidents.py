@@ -240,6 +240,7 @@ class _Run:
         self.result = IngestResult()
         self._objects: dict[tuple[str, str], dict | None] = {}   # incidents read in this request
         self._plans: dict[tuple[str, str], _Plan] = {}
+        self._service_incidents: dict[tuple[str, str], list[dict]] = {}
 
     # correlation ---------------------------------------------------------------
     def ingest_group(self, key: tuple[str, str, str], group: _Group) -> None:
@@ -270,6 +271,8 @@ class _Run:
                 new_firing.append(alert)
                 continue
             holder = self._holder(ns, service, severity, alert)
+            if holder is None and alert.status != dom.FIRING:
+                holder = self._any_holder(ns, service, alert)
             if holder is not None:
                 self._plan(ns, holder, group).alerts.append(alert)
             elif alert.status == dom.FIRING:
@@ -306,6 +309,19 @@ class _Run:
                 return obj
             if dom.incident_active(obj):
                 return None  # successors exist only after a resolved predecessor
+        return None
+
+    def _any_holder(self, ns: str, service: str, alert: dom.Alert) -> dict | None:
+        """Any incident of the service recording the alert, whatever its name or state: a
+        firing alert may have joined an incident the probe opened and has since resolved.
+        Costs one LIST per service and request, and only for resolutions found nowhere else."""
+        if (ns, service) not in self._service_incidents:
+            self._service_incidents[(ns, service)] = self.client.list(
+                kube.INCIDENTS, ns, field_selector=f"spec.service={service}")
+        for obj in self._service_incidents[(ns, service)]:
+            if alert.key in dom.alert_keys(obj):
+                self._objects[(ns, obj["metadata"]["name"])] = obj
+                return obj
         return None
 
     def _join(self, ns: str, obj: dict, group: _Group, firing: list[dom.Alert], created: bool = False) -> None:

@@ -55,3 +55,19 @@ def test_alertmanager_alert_drives_an_auto_restart(kube_client, namespace, opera
         assert len(kube_client.list(kube.INCIDENTS, namespace)) == 1
     finally:
         mail.stop()
+
+
+def test_resolution_reaches_an_alert_joined_to_a_probe_incident(kube_client, namespace, receiver, http):
+    """The probe opened and resolved the incident; the alert that joined it still gets its resolution."""
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "cart"}, "spec": {
+        "target": {"name": "cart"}, "severity": "critical",
+        "alertSelector": {"matchLabels": {"app": "cart"}}}}, namespace)
+    kube_client.create(kube.INCIDENTS, {"metadata": {"name": "cart-down-1"}, "spec": {
+        "service": "cart", "severity": "critical", "title": "cart is down", "source": "probe"}}, namespace)
+    alert = am_alert("CartDown", app="cart", namespace=namespace)
+    post(http, receiver, am_payload(alert))
+    assert [i["metadata"]["name"] for i in kube_client.list(kube.INCIDENTS, namespace)] == ["cart-down-1"]
+    kube_client.patch(kube.INCIDENTS, "cart-down-1", {"spec": {"state": "resolved"}}, namespace)
+    post(http, receiver, am_payload(resolved(alert)))
+    [entry] = kube_client.get(kube.INCIDENTS, "cart-down-1", namespace)["status"]["alerts"]
+    assert entry["status"] == "resolved"
