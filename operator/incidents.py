@@ -93,10 +93,10 @@ class IncidentReconciler:
 
         if plan.notify:
             self._queue_notifications(plan, now)
+        gen = inc["metadata"].get("generation")
+        if plan.status.get("observedGeneration") != gen:
+            plan.set(observedGeneration=gen)
         if plan.patch:
-            gen = inc["metadata"].get("generation")
-            if plan.status.get("observedGeneration") != gen:
-                plan.set(observedGeneration=gen)
             await self._write_status(inc, plan.patch)
         if plan.spec_patch:
             await self.rt.client.patch(kube.INCIDENTS, name, plan.spec_patch, ns)
@@ -130,6 +130,10 @@ class IncidentReconciler:
         origin = {"probe": "health probe", "alertmanager": "Alertmanager", "api": "alert API",
                   "manual": "a person"}.get(spec.get("source", "manual"), spec.get("source"))
         plan.log(now, "opened", f"{spec.get('severity', 'high')} incident opened by {origin}: {spec.get('title', '')}")
+        plan.after_write.append(lambda: self.rt.effects.spawn(
+            f"event:{inc['metadata'].get('uid')}:opened", None,
+            self.rt.post_event(inc, "IncidentOpened", f"{spec.get('severity', 'high')}: {spec.get('title', '')}",
+                               "Warning")))
         if not spec.get("managed", True):
             plan.log(now, "unmanaged", "no MonitoredService matched: recorded for people, no remediation")
         assignee = spec.get("assignee", "")
@@ -164,6 +168,10 @@ class IncidentReconciler:
         actor = ann.get(ACTOR_ANNOTATION) or "kubectl"
         why = ann.get(REASON_ANNOTATION)
         plan.log(now, "state", f"{seen} → {state}" + (f": {why}" if why else ""), actor=actor)
+        note = f"{seen} → {state} by {actor}" + (f": {why}" if why else "")
+        plan.after_write.append(lambda: self.rt.effects.spawn(
+            f"event:{inc['metadata'].get('uid')}:{state}", None,
+            self.rt.post_event(inc, f"Incident{state.capitalize()}", note)))
         severity = inc["spec"].get("severity", "high")
         if "mttaSeconds" in effects:
             metrics.INCIDENT_MTTA.labels(severity).observe(effects["mttaSeconds"])
