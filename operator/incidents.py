@@ -436,8 +436,8 @@ class IncidentReconciler:
             metrics.REMEDIATIONS.labels(attempt.get("action", "unknown"), "succeeded").inc()
             plan.log(now, "remediation-succeeded", f"attempt {idx} worked: {how}")
             if inc["spec"].get("state") in ("open", "acknowledged", "investigating"):
-                plan.spec_patch = lifecycle.state_patch("mitigated", "paramedic/remediation", how,
-                                                        **plan.spec_patch.get("spec", {}))
+                plan.spec_patch = lifecycle.spec_patch({**plan.spec_patch.get("spec", {}), "state": "mitigated"},
+                                                       "paramedic/remediation", how)
             self._release(plan, inc, svc)
             self._announce_result(plan, inc, svc, attempt)
         elif now >= verify_by:

@@ -28,7 +28,7 @@ import yaml
 
 from . import kube
 from .domain import oncall, sla
-from .domain.lifecycle import is_active, state_patch
+from .domain.lifecycle import is_active, spec_patch
 from .domain.report import render_postmortem
 from .domain.stats import compute_stats, render_stats_table
 from .domain.timeutil import iso, iso_ms, parse_or_none, utcnow
@@ -293,7 +293,7 @@ def cmd_show(s: Session) -> None:
 
 def patch_incident(s: Session, name: str, spec: dict, reason: str | None = None) -> dict:
     """One merge patch: the spec change plus who made it (and why), for the operator's timeline."""
-    return s.client.patch(kube.INCIDENTS, name, state_patch(None, s.actor(), reason, **spec), s.one_namespace())
+    return s.client.patch(kube.INCIDENTS, name, spec_patch(spec, s.actor(), reason), s.one_namespace())
 
 
 def cmd_state(s: Session) -> None:

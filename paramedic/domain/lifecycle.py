@@ -176,10 +176,12 @@ REASON_ANNOTATION = "paramedic.dev/reason"
 PAUSED_ANNOTATION = "paramedic.dev/paused"
 
 
-def state_patch(state: str | None, actor: str, reason: str | None = None, **spec: Any) -> dict[str, Any]:
-    """A merge patch moving an incident (and/or other spec fields), saying who did it and why."""
-    changes = dict(spec)
-    if state is not None:
-        changes["state"] = state
+def spec_patch(changes: Mapping[str, Any], actor: str, reason: str | None = None) -> dict[str, Any]:
+    """A merge patch of incident spec fields, saying who made the change and why."""
     return {"metadata": {"annotations": {ACTOR_ANNOTATION: actor, REASON_ANNOTATION: reason or None}},
-            "spec": changes}
+            "spec": dict(changes)}
+
+
+def state_patch(state: str, actor: str, reason: str | None = None) -> dict[str, Any]:
+    """A merge patch moving an incident to `state`, saying who did it and why."""
+    return spec_patch({"state": state}, actor, reason)
