@@ -108,13 +108,12 @@ class DevCluster:
         (self.root / "tokens.csv").write_text(f'{token},admin,admin,"system:masters"\n')
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
         server = f"https://127.0.0.1:{api_port}"
-        state = {"server": server, "token": token, "pids": {}}
+        state = {"server": server, "token": token, "pids": {}, "bin": str(bin_dir), "args": {},
+                 "etcd": f"http://127.0.0.1:{etcd_port}"}
 
         def spawn(name: str, *args: str) -> None:
-            out = open(logs / f"{name}.log", "ab")
-            proc = subprocess.Popen([str(bin_dir / name), *args], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)
-            state["pids"][name] = proc.pid
+            state["pids"][name] = self._spawn(bin_dir, name, list(args))
+            state["args"][name] = list(args)  # so one component can be restarted alike
             self.state_file.write_text(json.dumps(state))
 
         spawn("etcd", "--data-dir", str(self.root / "etcd"), "--name", "default",
@@ -172,6 +171,48 @@ class DevCluster:
             self.kubeconfig.unlink()
         if not quiet:
             print("control plane stopped")
+
+    # --- fault injection (tests): one component down and back, same ports and flags ---
+    def stop_component(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop one component (`etcd`, `kube-apiserver`, ...); `start_component` brings it back."""
+        state = json.loads(self.state_file.read_text())
+        pid = state["pids"].get(name)
+        if not pid:
+            raise KeyError(f"no component {name!r} in {self.state_file}")
+        if sig == signal.SIGKILL:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _terminate(pid)
+        _reap(pid)
+
+    def start_component(self, name: str, timeout: float = 90) -> int:
+        """Start a stopped component again with the flags `up` gave it; waits until it serves."""
+        state = json.loads(self.state_file.read_text())
+        if name not in state.get("args", {}):
+            raise KeyError(f"no recorded flags for {name!r} (cluster started by an older devcluster?)")
+        old = state["pids"].get(name)
+        if old and _alive(old) and not _zombie(old):
+            raise RuntimeError(f"{name} is still running (pid {old})")
+        state["pids"][name] = self._spawn(Path(state["bin"]), name, state["args"][name])
+        self.state_file.write_text(json.dumps(state))
+        if name == "etcd":
+            _wait(lambda: _http_ok(state["etcd"] + "/health"), timeout, "etcd")
+        elif name == "kube-apiserver":
+            _wait(lambda: self._ready(state["server"], state["token"]), timeout, "kube-apiserver")
+        return state["pids"][name]
+
+    def restart_component(self, name: str, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
+        self.stop_component(name, sig)
+        return self.start_component(name, timeout)
+
+    def _spawn(self, bin_dir: Path, name: str, args: list[str]) -> int:
+        out = open(self.root / "logs" / f"{name}.log", "ab")
+        proc = subprocess.Popen([str(bin_dir / name), *args], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)
+        out.close()
+        return proc.pid
 
     # --- the pieces ---------------------------------------------------------------
     def _write_kubeconfig(self, server: str, ca: Path, token: str) -> None:
@@ -239,6 +280,20 @@ def _terminate(pid: int, grace: float = 10.0) -> None:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _http_ok(url: str) -> bool:

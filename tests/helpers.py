@@ -88,11 +88,14 @@ class SwitchableService:
 class OperatorProcess:
     """`paramedic-operator` as a real subprocess against the test control plane."""
 
-    def __init__(self, kubeconfig: Path, namespaces: list[str], log_dir: Path, env: dict[str, str] | None = None):
+    def __init__(self, kubeconfig: Path, namespaces: list[str], log_dir: Path, env: dict[str, str] | None = None,
+                 standalone: bool = True, extra_args: list[str] | None = None, tag: str = ""):
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
-        self.log_path = log_dir / f"operator-{'-'.join(namespaces)}.log"
+        self.log_path = log_dir / f"operator-{'-'.join(namespaces)}{'-' + tag if tag else ''}.log"
         self.env = env or {}
+        self.standalone = standalone
+        self.extra_args = list(extra_args or [])
         self.metrics_port = free_port()
         self.proc: subprocess.Popen | None = None
 
@@ -106,9 +109,10 @@ class OperatorProcess:
             "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
         })
         env.update(self.env)
-        args = [str(VENV_BIN / "paramedic-operator"), "--standalone"]
+        args = [str(VENV_BIN / "paramedic-operator")] + (["--standalone"] if self.standalone else [])
         for ns in self.namespaces:
             args += ["--namespace", ns]
+        args += self.extra_args
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
@@ -146,7 +150,8 @@ class MailSink:
                 msg = message_from_bytes(envelope.content, policy=policy.default)
                 parts = {p.get_content_type(): p.get_content() for p in msg.walk() if not p.is_multipart()}
                 sink.messages.append({"to": list(envelope.rcpt_tos), "subject": str(msg["Subject"]),
-                                      "text": parts.get("text/plain", ""), "html": parts.get("text/html", "")})
+                                      "text": parts.get("text/plain", ""), "html": parts.get("text/html", ""),
+                                      "raw": envelope.original_content or envelope.content})
                 return "250 OK"
 
         self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
@@ -160,3 +165,64 @@ class MailSink:
 
     def subjects(self) -> list[str]:
         return [m["subject"] for m in self.messages]
+
+
+class WebhookProcess:
+    """`paramedic-webhook` (gunicorn) as a real subprocess on a fixed loopback port, restartable."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, log_dir: Path, token: str,
+                 env: dict[str, str] | None = None, port: int | None = None):
+        self.kubeconfig = kubeconfig
+        self.port = port or free_port()
+        self.log_path = log_dir / f"webhook-{self.port}.log"
+        self.token_file = log_dir / f"webhook-{self.port}.token"
+        self.token_file.write_text(token + "\n")
+        self.env = {"PARAMEDIC_KUBECONFIG": str(kubeconfig), "PARAMEDIC_NAMESPACE": namespace,
+                    "PARAMEDIC_WEBHOOK_TOKEN_FILE": str(self.token_file), **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> "WebhookProcess":
+        import httpx
+
+        env = {k: v for k, v in os.environ.items() if k != "PARAMEDIC_WEBHOOK_TOKEN"}
+        env.update(self.env)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(VENV_BIN / "paramedic-webhook"), "--bind", f"127.0.0.1:{self.port}"],
+                                     env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        if wait:
+            def serving() -> bool:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"paramedic-webhook exited {self.proc.returncode}: {self.logs()[-2000:]}")
+                try:
+                    return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    return False
+            wait_for(serving, 60, "paramedic-webhook serving /healthz")
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (gunicorn's master and its workers)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc is not None:
+            # Orphaned workers of a killed master still hold the port for a moment.
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

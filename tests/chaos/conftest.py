@@ -1,0 +1,121 @@
+"""Fixtures of the fault and abuse suite.
+
+Faults that take the control plane itself down (API server stopped, etcd
+restarted) run against a private cluster started here, never against the shared
+one (`PARAMEDIC_KUBECONFIG`): other suites may be using that at the same time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from paramedic import kube
+from paramedic.devcluster import DevCluster
+from tests.conftest import _apply_crds
+from tests.helpers import MailSink, OperatorProcess, SwitchableService, WebhookProcess
+
+
+@dataclass
+class PrivateCluster:
+    cluster: DevCluster
+    kubeconfig: Path
+    client: kube.KubeClient
+
+
+@pytest.fixture(scope="session")
+def private_cluster() -> PrivateCluster:
+    """A control plane of this suite's own, whose components the tests stop and restart."""
+    root = Path(tempfile.mkdtemp(prefix="paramedic-chaos-cluster-"))
+    cluster = DevCluster(root=root / "cluster", kubeconfig=root / "kubeconfig")
+    client = None
+    try:
+        cluster.up(log=lambda msg: None)
+        _apply_crds(cluster.kubeconfig)
+        client = kube.KubeClient(kube.Connection.load(str(cluster.kubeconfig)))
+        yield PrivateCluster(cluster, cluster.kubeconfig, client)
+    finally:
+        if client is not None:
+            client.close()
+        cluster.down(quiet=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_namespace(private_cluster) -> str:
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    private_cluster.client.create(kube.NAMESPACES, {"metadata": {"name": name}})
+    yield name
+    try:
+        private_cluster.client.delete(kube.NAMESPACES, name)
+    except (kube.ApiError, kube.Unavailable):
+        pass
+
+
+@pytest.fixture
+def operators(tmp_path):
+    """Start operator processes against any kubeconfig; all stopped at the end."""
+    started: list[OperatorProcess] = []
+
+    def start(kubeconfig: Path, *namespaces: str, env: dict[str, str] | None = None, standalone: bool = True,
+              extra_args: list[str] | None = None, tag: str = "") -> OperatorProcess:
+        proc = OperatorProcess(kubeconfig, list(namespaces), tmp_path, env, standalone=standalone,
+                               extra_args=extra_args, tag=tag).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+        if os.environ.get("PARAMEDIC_TEST_SHOW_LOGS"):
+            print(proc.logs())
+
+
+@pytest.fixture
+def webhooks(tmp_path):
+    """Start `paramedic-webhook` (gunicorn) processes; all stopped at the end."""
+    started: list[WebhookProcess] = []
+
+    def start(kubeconfig: Path, namespace: str, token: str, env: dict[str, str] | None = None,
+              port: int | None = None) -> WebhookProcess:
+        proc = WebhookProcess(kubeconfig, namespace, tmp_path, token, env, port).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def mail():
+    sink = MailSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def http_service():
+    svc = SwitchableService()
+    yield svc
+    svc.stop()
+
+
+def leftover_processes(marker: str) -> list[str]:
+    """Command lines of live processes containing `marker`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmd:
+            found.append(cmd.replace(b"\0", b" ").decode(errors="replace"))
+    return found
