@@ -16,7 +16,7 @@ from typing import Any
 from paramedic import kube, metrics
 from paramedic.domain import lifecycle, oncall, remediation, sla
 from paramedic.domain import notify_render as nr
-from paramedic.domain.timeutil import iso, parse_or_none, utcnow
+from paramedic.domain.timeutil import iso, iso_ms, parse_or_none, utcnow
 
 from .runtime import Key, Runtime
 
@@ -72,6 +72,10 @@ class IncidentReconciler:
         ns, name = key
         now = utcnow()
         svc = self.rt.services.get((ns, inc["spec"].get("service", "")))
+        if svc is None and inc["spec"].get("managed", True):
+            # Right after a restart the incident watch may deliver before the services
+            # watch: ask the API rather than mistake "not cached yet" for "gone".
+            svc = await self.rt.client.get_or_none(kube.MONITORED_SERVICES, inc["spec"].get("service", ""), ns)
         team = ((svc or {}).get("spec") or {}).get("team", "") or (inc.get("status") or {}).get("team", "")
         schedule = self.rt.schedules.get((ns, team)) if team else None
         plan = Plan(inc, self.rt.settings.timeline_limit)
@@ -160,7 +164,7 @@ class IncidentReconciler:
         seen = plan.status.get("observedState") or "open"
         if state == seen:
             return
-        effects = lifecycle.state_effects(seen, state, plan.status, now)
+        effects = lifecycle.state_effects(seen, state, plan.status, lifecycle.changed_at({**inc, "status": plan.status}, now))
         if not effects:
             return
         plan.set(**effects)
@@ -332,9 +336,15 @@ class IncidentReconciler:
             self._verify(plan, inc, svc, attempts, rem, last, now)
             return
         decision = remediation.decide(view, svc, now, enabled_globally=self.rt.settings.remediation_enabled)
+        if decision.kind == remediation.ACT and svc is not None:
+            # The cache may not show another incident's claim yet: decide again on the stored
+            # service, whose resourceVersion then guards the claim (one remediation at a time).
+            svc = await self.rt.client.get_or_none(kube.MONITORED_SERVICES, svc["metadata"]["name"], ns)
+            decision = remediation.decide(view, svc, now, enabled_globally=self.rt.settings.remediation_enabled)
         if decision.kind == remediation.ACT:
             await self._act(plan, inc, svc, attempts, rem, decision, now)
             return
+        self._finish_after_crash(plan, inc, svc, attempts)
         phase = {remediation.SKIP: "Skipped", remediation.EXHAUSTED: "Exhausted", remediation.CAPPED: "Capped",
                  remediation.WAIT: "Waiting"}[decision.kind]
         if decision.kind == remediation.SKIP and any(a.get("result") == "Succeeded" for a in attempts):
@@ -356,7 +366,7 @@ class IncidentReconciler:
         what = remediation.describe_action(decision.action, target)
         attempt = {"id": decision.attempt_id, "index": decision.action_index,
                    "action": remediation.action_type(decision.action), "detail": what, "dryRun": decision.dry_run,
-                   "startedAt": iso(now), "restartedAt": iso(now)}
+                   "startedAt": iso(now), "restartedAt": iso_ms(now)}  # two attempts in one second differ
         if decision.dry_run:
             attempt.update(result="DryRun", finishedAt=iso(now), message=f"dry run: would {what}")
             metrics.REMEDIATIONS.labels(attempt["action"], "dry_run").inc()
@@ -372,10 +382,25 @@ class IncidentReconciler:
         # Claim the service (hourly cap, one at a time) before acting.
         svc_status = (svc.get("status") or {}).get("remediation") or {}
         recent = remediation.prune_recent(svc_status.get("recent"), now) + [iso(now)]
+        # A Conflict (someone wrote the service since it was read) fails this reconciliation
+        # before anything is recorded; the retry decides again.
         await self.rt.client.patch(kube.MONITORED_SERVICES, svc["metadata"]["name"],
-                                   {"status": {"remediation": {"inFlight": name, "recent": recent}}}, ns,
+                                   {"metadata": {"resourceVersion": svc["metadata"]["resourceVersion"]},
+                                    "status": {"remediation": {"inFlight": name, "recent": recent}}}, ns,
                                    subresource="status")
         plan.after_write.append(lambda: self._spawn_action(inc, svc, attempt))
+
+    def _finish_after_crash(self, plan: Plan, inc: dict, svc: dict | None, attempts: list) -> None:
+        """What follows an attempt's end in status (the move to mitigated, the release of the
+        service) is written after it: an operator killed in between lost it. Redo it."""
+        name = inc["metadata"]["name"]
+        last = attempts[-1] if attempts else None
+        if last is not None and last.get("result") == remediation.SUCCEEDED \
+                and inc["spec"].get("state") in remediation.ACTIVE_STATES and "state" not in plan.spec_patch.get("spec", {}):
+            plan.spec_patch = lifecycle.spec_patch({**plan.spec_patch.get("spec", {}), "state": "mitigated"},
+                                                   "paramedic/remediation", last.get("message") or "remediation succeeded")
+        if (((svc or {}).get("status") or {}).get("remediation") or {}).get("inFlight") == name:
+            self._release(plan, inc, svc)
 
     def _spawn_action(self, inc: dict, svc: dict, attempt: dict) -> None:
         from .remediation import run_action
@@ -437,7 +462,7 @@ class IncidentReconciler:
             plan.log(now, "remediation-succeeded", f"attempt {idx} worked: {how}")
             if inc["spec"].get("state") in ("open", "acknowledged", "investigating"):
                 plan.spec_patch = lifecycle.spec_patch({**plan.spec_patch.get("spec", {}), "state": "mitigated"},
-                                                       "paramedic/remediation", how)
+                                                       "paramedic/remediation", how, now)
             self._release(plan, inc, svc)
             self._announce_result(plan, inc, svc, attempt)
         elif now >= verify_by:

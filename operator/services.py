@@ -125,7 +125,7 @@ class ServiceReconciler:
         if current is None or current.get("spec", {}).get("state") not in lifecycle.ACTIVE_STATES:
             return
         await self.rt.client.patch(kube.INCIDENTS, incident, lifecycle.state_patch("resolved", PROBER_ACTOR,
-                                                                                "probe recovered"), ns)
+                                                                                "probe recovered", result.time), ns)
         log.info("auto-resolved incident %s/%s: probe recovered", ns, incident)
 
     def _poke_incident(self, ns: str, incident: str) -> None:

@@ -293,7 +293,7 @@ def cmd_show(s: Session) -> None:
 
 def patch_incident(s: Session, name: str, spec: dict, reason: str | None = None) -> dict:
     """One merge patch: the spec change plus who made it (and why), for the operator's timeline."""
-    return s.client.patch(kube.INCIDENTS, name, spec_patch(spec, s.actor(), reason), s.one_namespace())
+    return s.client.patch(kube.INCIDENTS, name, spec_patch(spec, s.actor(), reason, utcnow()), s.one_namespace())
 
 
 def cmd_state(s: Session) -> None:

@@ -428,7 +428,7 @@ class _Run:
             self._auto_resolve(plan, obj)
 
     def _auto_resolve(self, plan: _Plan, obj: dict) -> None:
-        patch = state_patch("resolved", ACTOR, "all alerts resolved")
+        patch = state_patch("resolved", ACTOR, "all alerts resolved", self.now)
         try:
             self.client.patch(kube.INCIDENTS, plan.name, patch, plan.namespace)
         except kube.Invalid as exc:

@@ -176,12 +176,36 @@ REASON_ANNOTATION = "paramedic.dev/reason"
 PAUSED_ANNOTATION = "paramedic.dev/paused"
 
 
-def spec_patch(changes: Mapping[str, Any], actor: str, reason: str | None = None) -> dict[str, Any]:
-    """A merge patch of incident spec fields, saying who made the change and why."""
-    return {"metadata": {"annotations": {ACTOR_ANNOTATION: actor, REASON_ANNOTATION: reason or None}},
-            "spec": dict(changes)}
+# "<state> <RFC 3339 time>": when the person (or component) made the state change, so the
+# timestamps and MTTA/MTTR don't depend on when the operator got round to noticing it.
+CHANGED_AT_ANNOTATION = "paramedic.dev/state-changed-at"
 
 
-def state_patch(state: str, actor: str, reason: str | None = None) -> dict[str, Any]:
-    """A merge patch moving an incident to `state`, saying who did it and why."""
-    return spec_patch({"state": state}, actor, reason)
+def spec_patch(changes: Mapping[str, Any], actor: str, reason: str | None = None,
+               at: datetime | None = None) -> dict[str, Any]:
+    """A merge patch of incident spec fields, saying who made the change, why and (for a
+    state change) when."""
+    annotations: dict[str, Any] = {ACTOR_ANNOTATION: actor, REASON_ANNOTATION: reason or None}
+    if "state" in changes and at is not None:
+        annotations[CHANGED_AT_ANNOTATION] = f"{changes['state']} {iso_ms(at)}"
+    return {"metadata": {"annotations": annotations}, "spec": dict(changes)}
+
+
+def state_patch(state: str, actor: str, reason: str | None = None, at: datetime | None = None) -> dict[str, Any]:
+    """A merge patch moving an incident to `state`, saying who did it, why and when."""
+    return spec_patch({"state": state}, actor, reason, at)
+
+
+def changed_at(incident: Mapping[str, Any], now: datetime) -> datetime:
+    """When the incident moved to its current state: the stamp its changer left, if it names
+    that state and lies between creation and now; else `now` (someone used plain kubectl)."""
+    meta = incident.get("metadata") or {}
+    stamp = str((meta.get("annotations") or {}).get(CHANGED_AT_ANNOTATION) or "")
+    state, _, when = stamp.partition(" ")
+    at = parse_or_none(when)
+    created = parse_or_none((incident.get("status") or {}).get("createdAt")) or parse_or_none(meta.get("creationTimestamp"))
+    if at is None or state != (incident.get("spec") or {}).get("state") or at > now:
+        return now
+    if created is not None and at < created:
+        return created
+    return at

@@ -73,6 +73,7 @@ def test_lifecycle_assignment_mtta_mttr_and_mail(kube_client, namespace, operato
 
     time.sleep(1.2)
     assert cli(kubeconfig, namespace, "ack", "inc-1").returncode == 0
+    wait_for(lambda: get(kube_client, namespace, "inc-1")["status"].get("acknowledgedAt"), 30, "acknowledgement seen")
     time.sleep(1.2)
     assert cli(kubeconfig, namespace, "resolve", "inc-1").returncode == 0
     inc = wait_for(lambda: (lambda i: i if i["status"].get("mttrSeconds") is not None else None)(

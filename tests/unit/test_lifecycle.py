@@ -148,3 +148,24 @@ def test_set_condition_keeps_other_conditions_and_rejects_bad_status():
     assert lc.get_condition(conds, "C") is None
     with pytest.raises(ValueError):
         lc.set_condition(conds, "A", "true", "r", "m", T0)
+
+
+def test_changed_at_uses_the_changers_stamp_only_when_it_fits():
+    from datetime import datetime, timedelta, timezone
+
+    from paramedic.domain.lifecycle import changed_at, state_patch
+
+    created = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    now = created + timedelta(minutes=10)
+    acked = created + timedelta(minutes=3)
+    patch = state_patch("acknowledged", "alice", "on it", acked)
+    inc = {"metadata": {"annotations": patch["metadata"]["annotations"]}, "spec": {"state": "acknowledged"},
+           "status": {"createdAt": "2026-11-01T12:00:00Z"}}
+    assert changed_at(inc, now) == acked
+    # a stamp naming another state (plain kubectl moved it on afterwards) is ignored
+    assert changed_at({**inc, "spec": {"state": "resolved"}}, now) == now
+    # a stamp from the future or before creation is clamped
+    assert changed_at(inc, created + timedelta(minutes=1)) == created + timedelta(minutes=1)
+    early = state_patch("acknowledged", "a", None, created - timedelta(hours=1))["metadata"]["annotations"]
+    assert changed_at({**inc, "metadata": {"annotations": early}}, now) == created
+    assert changed_at({"metadata": {}, "spec": {"state": "open"}}, now) == now
