@@ -296,7 +296,10 @@ class IncidentReconciler:
             effect = f"notify:{uid}:{entry.get('key')}:{entry.get('channel')}"
             if not self.rt.effects.has_result(effect):
                 continue
-            outcome = self.rt.effects.take(effect)
+            # Dropped from memory only once the status holding it is written: a conflict
+            # retries with the result still here, so nothing is sent twice.
+            outcome = self.rt.effects.peek(effect)
+            plan.after_write.append(lambda e=effect: self.rt.effects.take(e))
             results = outcome if isinstance(outcome, list) else [
                 nr.DeliveryResult("email", entry.get("recipients") or [], ok=False, error=str(outcome))]
             if entry.get("channel") == "pending":
@@ -381,7 +384,9 @@ class IncidentReconciler:
             return
         # Claim the service (hourly cap, one at a time) before acting.
         svc_status = (svc.get("status") or {}).get("remediation") or {}
-        recent = remediation.prune_recent(svc_status.get("recent"), now) + [iso(now)]
+        recent = remediation.prune_recent(svc_status.get("recent"), now)
+        if svc_status.get("inFlight") != name:  # not a claim repeated after a failed status write or a crash
+            recent.append(iso(now))
         # A Conflict (someone wrote the service since it was read) fails this reconciliation
         # before anything is recorded; the retry decides again.
         await self.rt.client.patch(kube.MONITORED_SERVICES, svc["metadata"]["name"],
@@ -425,9 +430,12 @@ class IncidentReconciler:
             outcome: dict[str, Any] = {"result": "Interrupted",
                                        "message": "the operator restarted during the run; not repeated"}
         else:
-            outcome = self.rt.effects.take(effect)
+            outcome = self.rt.effects.peek(effect)
+            plan.after_write.append(lambda e=effect: self.rt.effects.take(e))
             if isinstance(outcome, Exception):
                 outcome = {"result": "Failed", "message": f"{outcome.__class__.__name__}: {outcome}"}
+            else:
+                outcome = dict(outcome)
         attempt.update(outcome)
         attempt["finishedAt"] = attempt.get("finishedAt") or iso(now)
         action = attempt.get("action", "unknown")
@@ -508,6 +516,13 @@ class IncidentReconciler:
             if current and ((current.get("status") or {}).get("remediation") or {}).get("inFlight") == name:
                 await self.rt.client.patch(kube.MONITORED_SERVICES, svc_name,
                                            {"status": {"remediation": {"inFlight": None}}}, ns, subresource="status")
+            # Incidents waiting for this service wait on no timer: a status-only change of the
+            # service does not requeue them either.
+            for other in self.rt.incidents.values():
+                meta, spec = other["metadata"], other.get("spec") or {}
+                if meta.get("namespace") == ns and spec.get("service") == svc_name and meta["name"] != name \
+                        and lifecycle.is_active(spec.get("state", "open")) and self.queue is not None:
+                    self.queue.add((ns, meta["name"]))
 
         plan.after_write.append(lambda: self.rt.effects.spawn(f"release:{ns}/{svc_name}:{name}:{time.monotonic_ns()}",
                                                               None, release()))

@@ -3,6 +3,9 @@ operator assigns, announces and repairs (rollout restart); the resolved alert re
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+
 import pytest
 
 from paramedic import kube
@@ -53,6 +56,9 @@ def test_alertmanager_alert_drives_an_auto_restart(kube_client, namespace, opera
             assert expected in types, (expected, types)
         wait_for(lambda: any("remediation" in s.lower() for s in mail.subjects()), 30, "remediation e-mail")
         assert len(kube_client.list(kube.INCIDENTS, namespace)) == 1
+        time.sleep(2)  # a duplicate would follow within the operator's next reconciliations
+        per_event = Counter(s for s in mail.subjects())
+        assert all(n == 1 for n in per_event.values()), per_event
     finally:
         mail.stop()
 
