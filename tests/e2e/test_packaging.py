@@ -323,3 +323,43 @@ def test_namespaced_install_grants_only_the_watched_namespaces(helm, kubeconfig,
     finally:
         helm("uninstall", name, "--namespace", ns, "--wait", "--timeout", "120s", kubeconfig=kubeconfig, check=False)
         kube_client.delete(kube.NAMESPACES, ns)
+
+
+def test_operator_works_under_the_charts_service_account(release, run_kubectl, kube_client, kubeconfig, namespace,
+                                                         operator_factory, tmp_path):
+    """Not the admin: the operator runs with a token of the chart's ServiceAccount and still does its job."""
+    from paramedic.devcluster import kubeconfig_yaml
+    from tests.e2e.test_control_plane import deployment
+    from tests.helpers import SwitchableService, wait_for
+
+    name, ns = release
+    token = run_kubectl("create", "token", f"{name}-paramedic-operator", "-n", ns, "--duration=1h").stdout.strip()
+    admin = json.loads(Path(kubeconfig).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    sa_config = tmp_path / "sa-kubeconfig"
+    sa_config.write_text(kubeconfig_yaml(cluster["server"], Path(cluster["certificate-authority"]), token,
+                                         user="paramedic-operator"))
+    assert run_kubectl("--kubeconfig", str(sa_config), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"
+                       ).stdout == f"system:serviceaccount:{ns}:{name}-paramedic-operator"
+
+    target = SwitchableService()
+    try:
+        kube_client.create(kube.DEPLOYMENTS, deployment("shop"), namespace)
+        wait_for(lambda: (kube_client.get(kube.DEPLOYMENTS, "shop", namespace).get("status") or {})
+                 .get("availableReplicas") == 2, 90, "shop available")
+        kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "shop"}, "spec": {
+            "target": {"name": "shop"},
+            "probe": {"url": target.url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2},
+            "remediation": {"actions": [{"restart": {}}]}}}, namespace)
+        operator_factory(namespace, env={"PARAMEDIC_KUBECONFIG": str(sa_config), "KUBECONFIG": str(sa_config)})
+        wait_for(lambda: (kube_client.get(kube.MONITORED_SERVICES, "shop", namespace).get("status") or {})
+                 .get("health") == "Healthy", 40, "probe status written under the ServiceAccount")
+        target.set("failing")
+        wait_for(lambda: kube_client.get_or_none(kube.INCIDENTS, "shop-down-1", namespace), 40, "incident created")
+        wait_for(lambda: (kube_client.get(kube.DEPLOYMENTS, "shop", namespace)["spec"]["template"]["metadata"]
+                          .get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"), 40, "restart")
+        events = [e for e in kube_client.list(kube.EVENTS, namespace) if e.get("reportingController") ==
+                  "paramedic.dev/operator"]
+        assert events, "events are posted under the ServiceAccount"
+    finally:
+        target.stop()
