@@ -138,6 +138,9 @@ class IncidentReconciler:
             f"event:{inc['metadata'].get('uid')}:opened", None,
             self.rt.post_event(inc, "IncidentOpened", f"{spec.get('severity', 'high')}: {spec.get('title', '')}",
                                "Warning")))
+        if spec.get("source", "manual") == "manual":
+            # The webhook and the prober count what they create; people's incidents are counted here.
+            metrics.INCIDENTS_CREATED.labels(spec.get("severity", "high"), "manual").inc()
         if not spec.get("managed", True):
             plan.log(now, "unmanaged", "no MonitoredService matched: recorded for people, no remediation")
         assignee = spec.get("assignee", "")
