@@ -106,3 +106,13 @@ def operator_factory(kubeconfig, tmp_path):
         proc.stop()
         if os.environ.get("PARAMEDIC_TEST_SHOW_LOGS"):
             print(proc.logs())
+
+
+@pytest.fixture
+def http_service():
+    """A local HTTP service the test switches healthy, failing, slow or unreachable."""
+    from tests.helpers import SwitchableService
+
+    svc = SwitchableService()
+    yield svc
+    svc.stop()

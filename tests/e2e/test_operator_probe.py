@@ -34,13 +34,6 @@ def status_of(client, res, name, ns) -> dict:
     return client.get(res, name, ns).get("status") or {}
 
 
-@pytest.fixture
-def http_service():
-    svc = SwitchableService()
-    yield svc
-    svc.stop()
-
-
 def test_service_and_schedule_are_reconciled(kube_client, namespace, operator_factory):
     kube_client.create(kube.ONCALL_SCHEDULES, schedule(), namespace)
     kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "ghost"},

@@ -6,7 +6,7 @@ import pytest
 
 from paramedic import kube
 from tests.e2e.test_control_plane import deployment
-from tests.helpers import SwitchableService, wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -32,13 +32,6 @@ def attempts(client, ns, name) -> list[dict]:
 
 def replicasets(client, ns, app) -> list[dict]:
     return client.list(kube.REPLICASETS, ns, labels={"app": app})
-
-
-@pytest.fixture
-def http_service():
-    svc = SwitchableService()
-    yield svc
-    svc.stop()
 
 
 def start_available(client, ns, name):
