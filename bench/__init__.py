@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.run_all [--quick] [NAME ...]` (`make bench`). Figures go to stdout."""
