@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 import kopf
 
@@ -20,9 +21,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     p.add_argument("--standalone", action="store_true", help="no peering: act even if other replicas run")
     p.add_argument("--peering", default="paramedic", help="Kopf peering object shared by replicas (default: paramedic)")
-    p.add_argument("--priority", type=int, default=0, help="peering priority (highest active replica acts)")
+    p.add_argument("--priority", type=int, default=None,
+                   help="peering priority (the highest live replica acts); default: by start time, earliest first")
     p.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
+
+
+def startup_priority() -> int:
+    """Kopf pauses every peer of equal priority, so replicas left at one default all stand by.
+    Earlier starts rank higher: a replica that starts later waits, and the one acting is
+    never paused by a newcomer (its caches and probes would go stale while it waits)."""
+    return -(time.time_ns() // 1000)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         standalone=args.standalone,
         # Naming a peering makes Kopf require its CRD; standalone needs none.
         peering_name=None if args.standalone else args.peering,
-        priority=args.priority,
+        priority=args.priority if args.priority is not None else startup_priority(),
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
     )
     return 0
