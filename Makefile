@@ -35,7 +35,7 @@ cluster-down: ## stop the local control plane and remove its state
 crds: ## copy the CRDs into the chart (manifests/crds is the one source)
 	@mkdir -p charts/paramedic/crds && cp manifests/crds/*.yaml charts/paramedic/crds/
 
-test: deps chart-crds ## run the whole suite against a real local control plane
+test: deps ## run the whole suite against a real local control plane
 	$(PY) -m pytest -q tests
 
 unit: venv ## fast tests of pure logic only
