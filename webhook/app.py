@@ -33,6 +33,8 @@ OPEN_ENDPOINTS = frozenset({"healthz", "readyz", "metrics", "static"})
 RETRY_AFTER_UNAVAILABLE = "10"
 RETRY_AFTER_CONFLICT = "1"
 _READ_CHUNK = 64 * 1024
+_DRAIN_LIMIT = 16 * 1024 * 1024
+"""Most of a refused body read and dropped, so the sender sees the 413 instead of a reset connection."""
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
@@ -187,6 +189,7 @@ def _read_json(max_body: int) -> Any:
         raise BadRequest(415, f"Content-Type must be application/json, not {request.mimetype or 'missing'}")
     length = request.content_length
     if length is not None and length > max_body:
+        _drain(length)
         raise BadRequest(413, f"body of {length} bytes is over the {max_body}-byte limit")
     # Cap what is read too: a chunked body carries no Content-Length.
     chunks: list[bytes] = []
@@ -200,8 +203,10 @@ def _read_json(max_body: int) -> Any:
             chunks.append(chunk)
             total += len(chunk)
             if total > max_body:
+                _drain(None)
                 raise BadRequest(413, f"body is over the {max_body}-byte limit")
     except RequestEntityTooLarge:
+        _drain(None)
         raise BadRequest(413, f"body is over the {max_body}-byte limit") from None
     data = b"".join(chunks)
     if not data.strip():
@@ -218,6 +223,29 @@ def _read_json(max_body: int) -> Any:
         raise BadRequest(400, f"malformed JSON: {exc}", "body") from None
     except RecursionError:
         raise BadRequest(400, "malformed JSON: nested too deeply", "body") from None
+
+
+def _drain(length: int | None) -> None:
+    """Read and drop what is left of a refused body, up to _DRAIN_LIMIT.
+
+    Closing a connection with unread data in it makes the kernel answer with a reset,
+    which can destroy the 413 in flight: the sender would retry a body that can never
+    fit instead of being told so. Beyond the limit the connection is simply closed.
+    """
+    if length is not None and length > _DRAIN_LIMIT:
+        return
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return
+    left = _DRAIN_LIMIT
+    try:
+        while left > 0:
+            chunk = stream.read(min(_READ_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except (OSError, ValueError):
+        pass
 
 
 def _reject_constant(name: str) -> Any:
