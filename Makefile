@@ -99,3 +99,9 @@ minikube-deploy: chart-crds ## build the image inside Minikube, helm upgrade --i
 	  -l app.kubernetes.io/instance=$(RELEASE)
 
 .PHONY: image chart-crds lint-chart kind-up kind-deploy minikube-deploy
+
+# --- Reliability: faults and abuse (docs/RELIABILITY.md) ---
+chaos: deps ## fault injection and abuse suite (operator kills, API server/etcd down, fuzzing); ~6 min
+	$(PY) -m pytest -q -m chaos tests/chaos
+
+.PHONY: chaos
