@@ -30,9 +30,10 @@ class PrivateCluster:
     client: kube.KubeClient
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def private_cluster() -> PrivateCluster:
-    """A control plane of this suite's own, whose components the tests stop and restart."""
+    """A control plane of this suite's own, whose components the tests stop and restart.
+    Module-scoped: it does not keep loading the machine while the rest of the suite runs."""
     root = Path(tempfile.mkdtemp(prefix="paramedic-chaos-cluster-"))
     cluster = DevCluster(root=root / "cluster", kubeconfig=root / "kubeconfig")
     client = None

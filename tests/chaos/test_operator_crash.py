@@ -9,7 +9,7 @@ started again. Afterwards, for every attempt: its restartedAt stamp is on exactl
 one new ReplicaSet, nothing is left Running, and the timeline tells each step once.
 
 PARAMEDIC_CHAOS_SERVICES (default 25: 50 remediations) and PARAMEDIC_CHAOS_SEED
-change the scale and the kill schedule; the seed is printed.
+change the scale and the kill schedule (fixed by default); the seed is printed.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def template_stamp(obj: dict) -> str | None:
 
 
 def test_sigkill_at_random_points_of_remediations(kube_client, namespace, operator_factory):
-    seed = int(os.environ.get("PARAMEDIC_CHAOS_SEED") or random.SystemRandom().randrange(1 << 30))
+    # A fixed default keeps CI's kill schedule the same run to run; set the variable to explore.
+    seed = int(os.environ.get("PARAMEDIC_CHAOS_SEED") or 20261122)
     rng = random.Random(seed)
     print(f"\nchaos seed {seed}: {SERVICES} services x {ROUNDS} incidents")
     names = [f"svc{i:02d}" for i in range(SERVICES)]
