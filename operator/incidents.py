@@ -351,6 +351,10 @@ class IncidentReconciler:
             await self._act(plan, inc, svc, attempts, rem, decision, now)
             return
         self._finish_after_crash(plan, inc, svc, attempts)
+        holder = (((svc or {}).get("status") or {}).get("remediation") or {}).get("inFlight")
+        if decision.kind == remediation.WAIT and holder and holder != name and svc is not None:
+            if await self._release_orphaned_claim(svc, holder):
+                plan.wake_at(now + timedelta(seconds=1))  # once the watch shows the freed service
         phase = {remediation.SKIP: "Skipped", remediation.EXHAUSTED: "Exhausted", remediation.CAPPED: "Capped",
                  remediation.WAIT: "Waiting"}[decision.kind]
         if decision.kind == remediation.SKIP and any(a.get("result") == "Succeeded" for a in attempts):
@@ -397,6 +401,20 @@ class IncidentReconciler:
                                     "status": {"remediation": {"inFlight": name, "recent": recent}}}, ns,
                                    subresource="status")
         plan.after_write.append(lambda: self._spawn_action(inc, svc, attempt))
+
+    async def _release_orphaned_claim(self, svc: dict, holder: str) -> bool:
+        """Free the service when the incident holding it was deleted (nothing else ever would)."""
+        ns, svc_name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+        if await self.rt.client.get_or_none(kube.INCIDENTS, holder, ns) is not None:
+            return False
+        try:
+            await self.rt.client.patch(kube.MONITORED_SERVICES, svc_name,
+                                       {"metadata": {"resourceVersion": svc["metadata"]["resourceVersion"]},
+                                        "status": {"remediation": {"inFlight": None}}}, ns, subresource="status")
+        except kube.Conflict:
+            pass  # the service changed meanwhile: the next look decides again
+        log.info("released %s/%s: its remediation claim was held by deleted incident %s", ns, svc_name, holder)
+        return True
 
     def _finish_after_crash(self, plan: Plan, inc: dict, svc: dict | None, attempts: list) -> None:
         """What follows an attempt's end in status (the move to mitigated, the release of the
