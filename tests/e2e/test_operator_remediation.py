@@ -60,8 +60,9 @@ def test_incident_restarts_deployment_then_resolves(kube_client, namespace, oper
     assert inc["status"].get("mitigatedAt")
     dep = kube_client.get(kube.DEPLOYMENTS, "checkout", namespace)
     assert dep["status"].get("updatedReplicas") == 2
-    svc = kube_client.get(kube.MONITORED_SERVICES, "checkout", namespace)
-    assert not svc["status"]["remediation"].get("inFlight")
+    # The service is released right after the attempt's end is written, asynchronously.
+    svc = wait_for(lambda: (lambda s: s if not s["status"]["remediation"].get("inFlight") else None)(
+        kube_client.get(kube.MONITORED_SERVICES, "checkout", namespace)), 15, "the service released")
     assert len(svc["status"]["remediation"]["recent"]) == 1
 
 
