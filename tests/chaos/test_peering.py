@@ -3,8 +3,6 @@ stands by, nothing is remediated twice, and the standby takes over when the acti
 
 from __future__ import annotations
 
-import re
-import time
 
 import pytest
 

@@ -15,7 +15,6 @@ import pytest
 from paramedic import kube
 from paramedic.domain import alerts as dom
 from tests.e2e.test_webhook import am_alert, am_payload
-from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.slow]
 

@@ -10,7 +10,6 @@ login (tests/e2e/test_notify_smtp.py).
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import threading
@@ -24,7 +23,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from paramedic import kube
 from paramedic.devcluster import free_port
 from tests.e2e.test_webhook import am_alert, am_payload
-from tests.helpers import VENV_BIN, WebhookProcess, wait_for
+from tests.helpers import WebhookProcess, wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
