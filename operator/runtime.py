@@ -85,10 +85,12 @@ class SideEffects:
 
         async def run() -> None:
             try:
-                self._results[key] = await coro
+                result = await coro
             except Exception as exc:  # recorded as a failed result, never raised into the void
                 log.exception("side effect %s failed", key)
-                self._results[key] = exc
+                result = exc
+            if owner is not None:  # fire-and-forget effects (events, releases) keep nothing
+                self._results[key] = result
             finally:
                 self._tasks.pop(key, None)
                 self.done_callback(owner)
