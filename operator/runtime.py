@@ -84,13 +84,15 @@ class SideEffects:
             return
 
         async def run() -> None:
+            result: Any
             try:
-                result = await coro
-            except Exception as exc:  # recorded as a failed result, never raised into the void
-                log.exception("side effect %s failed", key)
-                result = exc
-            if owner is not None:  # fire-and-forget effects (events, releases) keep nothing
-                self._results[key] = result
+                try:
+                    result = await coro
+                except Exception as exc:  # recorded as a failed result, never raised into the void
+                    log.exception("side effect %s failed", key)
+                    result = exc
+                if owner is not None:  # fire-and-forget effects (events, releases) keep nothing
+                    self._results[key] = result
             finally:
                 self._tasks.pop(key, None)
                 self.done_callback(owner)
