@@ -11,9 +11,9 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,ansible]'
+	@test -x $(PY) || (cd / && $(PYTHON) -m venv $(CURDIR)/$(VENV))
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test,ansible]'
 	@touch $@
 
 venv: $(VENV)/.installed ## Python deps in .venv (editable install)

@@ -21,3 +21,11 @@ def test_console_scripts_are_installed():
         assert (bin_dir / script).exists(), script
     help_text = subprocess.run([str(bin_dir / "paramedic-operator"), "--help"], capture_output=True, text=True).stdout
     assert "--all-namespaces" in help_text and "--namespace" in help_text
+
+
+def test_repository_root_on_sys_path_still_gives_the_standard_library():
+    # -S: no site, so nothing imports `operator` before the repository root is searched.
+    out = subprocess.run([sys.executable, "-S", "-c", "import operator; print(operator.attrgetter('real')(3))"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
