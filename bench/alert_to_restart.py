@@ -24,7 +24,7 @@ from paramedic.incidents import build_incident
 from paramedic.domain.alerts import incident_name
 from paramedic.domain.timeutil import utcnow
 
-from .common import (RESTARTED_AT, Context, Operator, Result, Watcher, am_alert, am_payload, create_all,
+from .common import (RESTARTED_AT, Context, CpuMeter, Operator, control_plane_pids, Result, Watcher, am_alert, am_payload, create_all,
                      deployment, log, percentile, utc_iso, wait_for, Webhook)
 
 NAME = "alert_to_restart"
@@ -95,15 +95,18 @@ def run(ctx: Context, result: Result) -> None:
     floor_ns = ctx.namespace("bench-a2r-floor")
     names = [f"svc-{i:03d}" for i in range(n)]
     took = create_all(client, kube.DEPLOYMENTS, ns, [deployment(x) for x in names + ["warm-up"]])
-    took += create_all(client, kube.DEPLOYMENTS, floor_ns, [deployment(x) for x in names])
+    # The floor's Deployments need no pods: its interval ends at the write, before any rollout.
+    took += create_all(client, kube.DEPLOYMENTS, floor_ns, [deployment(x, replicas=0) for x in names])
     took += create_all(client, kube.MONITORED_SERVICES, ns, [service(x) for x in names + ["warm-up"]])
     log(f"created {2 * n + 1} Deployments and {n + 1} MonitoredServices in {took:.1f}s")
 
     def available() -> bool:
         deps = client.list(kube.DEPLOYMENTS, ns) + client.list(kube.DEPLOYMENTS, floor_ns)
-        return sum(1 for d in deps if (d.get("status") or {}).get("availableReplicas") == 1) == len(deps)
+        return all((d.get("status") or {}).get("availableReplicas", 0) == d["spec"]["replicas"] for d in deps)
+    ready_from = time.monotonic()
     try:
         wait_for(available, 240, "all Deployments available", interval=2)
+        log(f"Deployments available after {time.monotonic() - ready_from:.0f}s")
     except TimeoutError as exc:
         result.notes.append(f"not every Deployment became available before the run: {exc}")
 
@@ -145,6 +148,8 @@ def run(ctx: Context, result: Result) -> None:
     floors: list[float] = []
     missing: list[str] = []
     errors = 0
+    meter = CpuMeter({"webhook": hook.pid, "operator": op.pid, **control_plane_pids(ctx.kubeconfig)})
+    meter.start()
     started = time.monotonic()
     for name in names:
         # The real path.
@@ -170,6 +175,7 @@ def run(ctx: Context, result: Result) -> None:
         if when is not None:
             floors.append(when - f0)
     elapsed = time.monotonic() - started
+    used = meter.used()
 
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     f50, f99 = percentile(floors, 50), percentile(floors, 99)
@@ -185,6 +191,7 @@ def run(ctx: Context, result: Result) -> None:
     result.figure("floor p99 (ms)", f99 * 1000)
     result.figure("p50 / floor p50", p50 / f50 if f50 else float("nan"))
     result.figure("run time (s)", elapsed)
+    result.figure("CPU during the run (% of one core)", ", ".join(f"{k} {100 * v / elapsed:.0f}" for k, v in used.items()))
     # Where the time goes: when the incident appeared, got its alert, got its remediation attempt.
     for stage, what in (("created", "Incident created"), ("alerts", "alert recorded in status"),
                         ("attempt", "remediation attempt recorded")):

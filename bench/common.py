@@ -160,8 +160,9 @@ def apply_crds(kubeconfig: Path) -> None:
 class Context:
     """One benchmark's cluster, client, scratch directory and namespaces (deleted at the end)."""
 
-    def __init__(self, kubeconfig: Path, workdir: Path, quick: bool):
+    def __init__(self, kubeconfig: Path, workdir: Path, quick: bool, private: bool = False):
         self.kubeconfig = kubeconfig
+        self.private = private  # a cluster of our own, torn down afterwards: no need to delete namespaces
         self.workdir = workdir
         self.quick = quick
         self.conn = kube.Connection.load(str(kubeconfig))
@@ -185,7 +186,7 @@ class Context:
                 fn()
             except Exception as exc:  # cleanup goes on
                 log(f"cleanup: {exc}")
-        for ns in self._namespaces:
+        for ns in [] if self.private else self._namespaces:
             try:
                 self.client.delete(kube.NAMESPACES, ns)
             except Exception as exc:
@@ -370,6 +371,46 @@ def rss_bytes(pid: int, tree: bool = True) -> int:
     return total
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def control_plane_pids(kubeconfig: Path) -> dict[str, int]:
+    """kube-apiserver and etcd pids of the cluster `kubeconfig` points at (by port), when local."""
+    from urllib.parse import urlsplit
+
+    conn = kube.Connection.load(str(kubeconfig))
+    port = str(urlsplit(conn.host).port)
+    out: dict[str, int] = {}
+    procs = {int(e): _cmdline(int(e)) for e in os.listdir("/proc") if e.isdigit()}
+    etcd_url = ""
+    for pid, args in procs.items():
+        if args and args[0].endswith("kube-apiserver") and port in args:
+            out["kube-apiserver"] = pid
+            etcd_url = args[args.index("--etcd-servers") + 1] if "--etcd-servers" in args else ""
+    for pid, args in procs.items():
+        if etcd_url and args and args[0].endswith("etcd") and etcd_url in args:
+            out["etcd"] = pid
+    return out
+
+
+class CpuMeter:
+    """CPU seconds of several processes over a window: `start()`, then `shares(elapsed)`."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = pids
+        self._start: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._start = {k: cpu_seconds(p) for k, p in self.pids.items()}
+
+    def used(self) -> dict[str, float]:
+        return {k: cpu_seconds(p) - self._start.get(k, 0.0) for k, p in self.pids.items()}
+
+
 def peak_rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -444,9 +485,14 @@ class Operator(Proc):
                   "PARAMEDIC_PLAYBOOKS_DIR": str(REPO / "playbooks"), "PARAMEDIC_NAMESPACE": namespaces[0]})
         e.update(env or {})
         args = [str(VENV_BIN / "paramedic-operator"), "--standalone"]
+        variant = os.environ.get("PARAMEDIC_BENCH_OPERATOR", "")
+        if variant == "whatif-aiohttp":  # the proposed fix, measured before it is made (bench/whatif_operator.py)
+            args = [str(VENV_BIN / "python"), "-m", "bench.whatif_operator", "--standalone"]
+        elif variant:
+            raise ValueError(f"PARAMEDIC_BENCH_OPERATOR={variant!r}: only 'whatif-aiohttp' is known")
         for ns in namespaces:
             args += ["--namespace", ns]
-        super().__init__("operator", args, e, ctx.workdir / f"operator-{namespaces[0]}.log", cpus)
+        super().__init__("operator", args, e, ctx.workdir / f"operator-{namespaces[0]}.log", cpus, cwd=REPO)
         ctx.on_close(self.stop)
 
     def wait_ready(self, timeout: float = 60) -> None:

@@ -52,7 +52,7 @@ def service_handled(obj: dict) -> bool:
 
 def run(ctx: Context, result: Result) -> None:
     n_inc, n_svc = (1000, 400) if ctx.quick else (5000, 2000)
-    limit = 300.0
+    limit = 90.0 if ctx.quick else 120.0  # the target is 60 s; past this the figure is "missed" anyway
     client = ctx.client
     ns = ctx.namespace("bench-scale")
     client.create(kube.DEPLOYMENTS, deployment("bench-target", replicas=0), ns)
@@ -107,9 +107,9 @@ def run(ctx: Context, result: Result) -> None:
     rss_busy = rss_bytes(op.pid)
 
     # At rest: let pending follow-ups (notification results) finish, then measure.
-    time.sleep(15 if ctx.quick else 30)
+    time.sleep(15)
     c0, w0 = cpu_seconds(op.pid), time.monotonic()
-    time.sleep(15 if ctx.quick else 30)
+    time.sleep(15)
     rest_cpu = (cpu_seconds(op.pid) - c0) / (time.monotonic() - w0)
     rss, peak = rss_bytes(op.pid), peak_rss_bytes(op.pid)
     # Handled once is the target; how far the rest of the work got is worth showing too.
@@ -118,6 +118,9 @@ def run(ctx: Context, result: Result) -> None:
     notified = sum(1 for i in sample if any(n.get("result") not in ("pending", None)
                                             for n in (i.get("status") or {}).get("notifications") or []))
 
+    if not all_done:
+        result.notes.append(f"not every object was handled {limit:.0f}s after the operator started; "
+                            "'all handled' is then reported as infinite")
     result.figure("incidents handled", f"{done_inc:,}/{n_inc:,} in {t_inc:.1f}s")
     result.figure("services handled", f"{done_svc:,}/{n_svc:,} in {t_svc:.1f}s")
     result.figure("operator start → all handled (s)", t_all)

@@ -50,7 +50,8 @@ def machine() -> dict[str, str]:
     return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpus": str(os.cpu_count()),
             "cpu": cpu, "memory": mem, "load average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
             "python": platform.python_version(), "commit": commit,
-            "cluster": os.environ.get("PARAMEDIC_KUBECONFIG") or "fresh DevCluster per benchmark"}
+            "cluster": os.environ.get("PARAMEDIC_KUBECONFIG") or "fresh DevCluster per benchmark",
+            "operator": os.environ.get("PARAMEDIC_BENCH_OPERATOR") or "paramedic-operator (as shipped)"}
 
 
 def run_one(name: str, quick: bool, keep: bool) -> Result:
@@ -61,7 +62,7 @@ def run_one(name: str, quick: bool, keep: bool) -> Result:
     print(f"== {name}{' (quick)' if quick else ''}", file=sys.stderr, flush=True)
     try:
         with control_plane(wd) as kubeconfig:
-            ctx = Context(kubeconfig, wd, quick)
+            ctx = Context(kubeconfig, wd, quick, private=not os.environ.get("PARAMEDIC_KUBECONFIG"))
             try:
                 module.run(ctx, result)
             finally:

@@ -23,8 +23,8 @@ import uuid
 
 from paramedic import kube
 
-from .common import (Context, Operator, Result, Webhook, am_alert, am_payload, create_all, deployment, percentile,
-                     utc_iso, wait_for)
+from .common import (Context, CpuMeter, Operator, Result, Webhook, am_alert, am_payload, control_plane_pids,
+                     create_all, deployment, percentile, utc_iso, wait_for)
 from .webhook_throughput import SENDERS, send_all, service
 
 NAME = "storm"
@@ -91,9 +91,12 @@ def run(ctx: Context, result: Result) -> None:
     wait_for(lambda: all((m.get("status") or {}).get("observedGeneration") for m in
                          client.list(kube.MONITORED_SERVICES, ns)), 120, "services reconciled", interval=1)
 
+    meter = CpuMeter({"webhook": hook.pid, "operator": op.pid, **control_plane_pids(ctx.kubeconfig)})
+    meter.start()
     t0 = time.monotonic()
     out = send_all(hook.url, hook.headers(), per_sender, t0 + 600)
     drain = time.monotonic() - t0
+    used = meter.used()
 
     incidents = client.list(kube.INCIDENTS, ns)
     recorded: dict[str, list[str]] = {}
@@ -117,6 +120,7 @@ def run(ctx: Context, result: Result) -> None:
     result.figure("alerts/s (posted)", total_alerts / drain)
     result.figure("request p50 (ms)", percentile(lat, 50) * 1000)
     result.figure("request p99 (ms)", percentile(lat, 99) * 1000)
+    result.figure("CPU while draining (% of one core)", ", ".join(f"{k} {100 * v / drain:.0f}" for k, v in used.items()))
     result.figure("503 answers retried / failed / unsent", f"{out['retried']} / {out['failed']} / {out['unsent']}")
     result.figure("incidents (expected)", f"{len(incidents)} ({n_services})")
     result.figure("alerts lost", lost)

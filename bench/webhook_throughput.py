@@ -21,8 +21,8 @@ import httpx
 
 from paramedic import kube
 
-from .common import (Context, Result, Webhook, am_alert, am_payload, cpu_seconds, create_all, deployment, log,
-                     percentile, utc_iso)
+from .common import (Context, CpuMeter, Result, Webhook, am_alert, am_payload, control_plane_pids, create_all,
+                     deployment, log, percentile, utc_iso)
 
 NAME = "webhook_throughput"
 SENDERS = 8
@@ -131,18 +131,22 @@ def run(ctx: Context, result: Result) -> None:
             per_sender.append(bodies)
             fingerprints.append(fps)
         # All alerts must fall in one correlation window (5 min): start the phase right away.
-        c0, t0 = cpu_seconds(hook.pid), time.monotonic()
+        meter = CpuMeter({"webhook": hook.pid, **control_plane_pids(ctx.kubeconfig)})
+        meter.start()
+        t0 = time.monotonic()
         out = send_all(hook.url, hook.headers(), per_sender, t0 + PHASE_SECONDS)
-        elapsed, cpu = time.monotonic() - t0, cpu_seconds(hook.pid) - c0
+        elapsed = time.monotonic() - t0
+        used = meter.used()
+        cpu = used["webhook"]
         alerts_ok = out["ok"] * batch
         sent_requests = requests * SENDERS - out["unsent"]
-        used = {f"svc-{k + SENDERS * (j % SERVICES_PER_SENDER):02d}" for k in range(SENDERS)
+        services_used = {f"svc-{k + SENDERS * (j % SERVICES_PER_SENDER):02d}" for k in range(SENDERS)
                 for j in range(min(requests, SERVICES_PER_SENDER))}
         n_inc, seen, _ = recorded(client, ns)
         # Acknowledged (200) alerts must all be recorded; others may or may not be.
         expected = set().union(*(fingerprints[k][i] for k, i in out["acked"])) if out["acked"] else set()
         lost = sum(1 for fp in expected if fp not in seen)
-        dupes = sum(c - 1 for c in seen.values() if c > 1) + max(0, n_inc - len(used))
+        dupes = sum(c - 1 for c in seen.values() if c > 1) + max(0, n_inc - len(services_used))
         lat = out["latencies"]
         tag = f"batch {batch}"
         result.figure(f"{tag}: alerts/s", alerts_ok / elapsed)
@@ -151,12 +155,12 @@ def run(ctx: Context, result: Result) -> None:
         result.figure(f"{tag}: request p99 (ms)", percentile(lat, 99) * 1000)
         result.figure(f"{tag}: alerts sent / requests", f"{alerts_ok:,} / {sent_requests:,} in {elapsed:.1f}s")
         result.figure(f"{tag}: 503 retried / failed / unsent", f"{out['retried']} / {out['failed']} / {out['unsent']}")
-        result.figure(f"{tag}: webhook CPU (% of one core)", 100 * cpu / elapsed)
+        result.figure(f"{tag}: CPU (% of one core)", ", ".join(f"{k} {100 * v / elapsed:.0f}" for k, v in used.items()))
         result.figure(f"{tag}: alerts per webhook CPU-second", alerts_ok / cpu if cpu else float("nan"))
-        result.figure(f"{tag}: incidents (expected)", f"{n_inc} ({len(used)})")
+        result.figure(f"{tag}: incidents (expected)", f"{n_inc} ({len(services_used)})")
         result.figure(f"{tag}: alerts lost / duplicated", f"{lost} / {dupes}")
         if batch == 100:
             result.check("alerts/s with batches of 100", alerts_ok / elapsed, ">=", 1000, " alerts/s")
         result.check(f"{tag}: duplicates (extra incidents or alerts recorded twice)", dupes, "==", 0)
-        result.check(f"{tag}: incidents as correlation implies", n_inc, "==", len(used))
+        result.check(f"{tag}: incidents as correlation implies", n_inc, "==", len(services_used))
         result.check(f"{tag}: acknowledged alerts lost", lost, "==", 0)
