@@ -94,8 +94,9 @@ def run(ctx: Context, result: Result) -> None:
     ns = ctx.namespace("bench-a2r")
     floor_ns = ctx.namespace("bench-a2r-floor")
     names = [f"svc-{i:03d}" for i in range(n)]
-    took = create_all(client, kube.DEPLOYMENTS, ns, [deployment(x) for x in names + ["warm-up"]])
-    # The floor's Deployments need no pods: its interval ends at the write, before any rollout.
+    # No pods: the interval ends at the template write, before any rollout, and 400 fake pods
+    # starting (kwok, scheduler, controllers) would cost a minute and disturb the first samples.
+    took = create_all(client, kube.DEPLOYMENTS, ns, [deployment(x, replicas=0) for x in names + ["warm-up"]])
     took += create_all(client, kube.DEPLOYMENTS, floor_ns, [deployment(x, replicas=0) for x in names])
     took += create_all(client, kube.MONITORED_SERVICES, ns, [service(x) for x in names + ["warm-up"]])
     log(f"created {2 * n + 1} Deployments and {n + 1} MonitoredServices in {took:.1f}s")

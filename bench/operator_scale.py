@@ -11,6 +11,7 @@ that, the operator is left alone and its CPU and RSS at rest are read from /proc
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -18,8 +19,8 @@ from datetime import datetime, timedelta, timezone
 from paramedic import kube
 from paramedic.incidents import build_incident
 
-from .common import (Context, Operator, Result, Watcher, cpu_seconds, create_all, deployment, log, peak_rss_bytes,
-                     rss_bytes)
+from .common import (Context, CpuMeter, Operator, Result, Watcher, control_plane_pids, cpu_seconds, create_all,
+                     deployment, log, peak_rss_bytes, rss_bytes)
 
 NAME = "operator_scale"
 TEAMS = 10
@@ -91,6 +92,8 @@ def run(ctx: Context, result: Result) -> None:
 
     op = Operator(ctx, [ns], cpus=None)
     op.start()
+    meter = CpuMeter({"operator": op.pid, "benchmark (watches)": os.getpid(), **control_plane_pids(ctx.kubeconfig)})
+    meter.start()
     t0 = op.started_at
     deadline = t0 + limit
     while time.monotonic() < deadline and (len(inc_seen.first) < n_inc or len(svc_seen.first) < n_svc):
@@ -103,6 +106,8 @@ def run(ctx: Context, result: Result) -> None:
     t_inc = max(inc_seen.first.values(), default=t0) - t0
     t_svc = max(svc_seen.first.values(), default=t0) - t0
     t_all = max(t_inc, t_svc) if all_done else float("inf")
+    busy = time.monotonic() - t0
+    split = meter.used()
     cpu_busy = cpu_seconds(op.pid)
     rss_busy = rss_bytes(op.pid)
 
@@ -126,6 +131,7 @@ def run(ctx: Context, result: Result) -> None:
     result.figure("operator start → all handled (s)", t_all)
     result.figure("handled per second", (done_inc + done_svc) / max(t_inc, t_svc, 1e-9))
     result.figure("operator CPU seconds until all handled", cpu_busy)
+    result.figure("CPU while handling (% of one core)", ", ".join(f"{k} {100 * v / busy:.0f}" for k, v in split.items()))
     result.figure("RSS when all handled (MB)", rss_busy / 1e6)
     result.figure("RSS at rest (MB)", rss / 1e6)
     result.figure("peak RSS (MB)", peak / 1e6)
