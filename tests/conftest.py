@@ -90,14 +90,16 @@ def run_kubectl(kubeconfig):
 
 
 @pytest.fixture
-def operator_factory(kubeconfig, tmp_path):
-    """Start `paramedic-operator` processes watching given namespaces; all stopped at the end."""
+def operators(tmp_path):
+    """Start `paramedic-operator` processes against any kubeconfig; all stopped at the end."""
     from tests.helpers import OperatorProcess
 
     started: list[OperatorProcess] = []
 
-    def start(*namespaces: str, env: dict[str, str] | None = None) -> OperatorProcess:
-        proc = OperatorProcess(kubeconfig, list(namespaces), tmp_path, env).start()
+    def start(kubeconfig: Path, *namespaces: str, env: dict[str, str] | None = None, standalone: bool = True,
+              extra_args: list[str] | None = None, tag: str = "") -> OperatorProcess:
+        proc = OperatorProcess(kubeconfig, list(namespaces), tmp_path, env, standalone=standalone,
+                               extra_args=extra_args, tag=tag).start()
         started.append(proc)
         return proc
 
@@ -106,6 +108,14 @@ def operator_factory(kubeconfig, tmp_path):
         proc.stop()
         if os.environ.get("PARAMEDIC_TEST_SHOW_LOGS"):
             print(proc.logs())
+
+
+@pytest.fixture
+def operator_factory(kubeconfig, operators):
+    """Start operators watching given namespaces of the session's control plane."""
+    def start(*namespaces: str, env: dict[str, str] | None = None):
+        return operators(kubeconfig, *namespaces, env=env)
+    return start
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from paramedic import kube
 from paramedic.devcluster import DevCluster
 from tests.conftest import _apply_crds
-from tests.helpers import MailSink, OperatorProcess, SwitchableService, WebhookProcess
+from tests.helpers import MailSink, SwitchableService, WebhookProcess
 
 
 @dataclass
@@ -57,25 +57,6 @@ def private_namespace(private_cluster) -> str:
         private_cluster.client.delete(kube.NAMESPACES, name)
     except (kube.ApiError, kube.Unavailable):
         pass
-
-
-@pytest.fixture
-def operators(tmp_path):
-    """Start operator processes against any kubeconfig; all stopped at the end."""
-    started: list[OperatorProcess] = []
-
-    def start(kubeconfig: Path, *namespaces: str, env: dict[str, str] | None = None, standalone: bool = True,
-              extra_args: list[str] | None = None, tag: str = "") -> OperatorProcess:
-        proc = OperatorProcess(kubeconfig, list(namespaces), tmp_path, env, standalone=standalone,
-                               extra_args=extra_args, tag=tag).start()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop()
-        if os.environ.get("PARAMEDIC_TEST_SHOW_LOGS"):
-            print(proc.logs())
 
 
 @pytest.fixture
