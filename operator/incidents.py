@@ -78,6 +78,9 @@ class IncidentReconciler:
             svc = await self.rt.client.get_or_none(kube.MONITORED_SERVICES, inc["spec"].get("service", ""), ns)
         team = ((svc or {}).get("spec") or {}).get("team", "") or (inc.get("status") or {}).get("team", "")
         schedule = self.rt.schedules.get((ns, team)) if team else None
+        if team and schedule is None:
+            # As for services: right after a start the schedules watch may lag behind.
+            schedule = await self.rt.client.get_or_none(kube.ONCALL_SCHEDULES, team, ns)
         plan = Plan(inc, self.rt.settings.timeline_limit)
 
         # observedState is the operator's own mark; creators (the webhook) may have
