@@ -104,7 +104,10 @@ class IncidentReconciler:
         if plan.status.get("observedGeneration") != gen:
             plan.set(observedGeneration=gen)
         if plan.patch:
-            await self._write_status(inc, plan.patch)
+            try:
+                await self._write_status(inc, plan.patch)
+            except kube.Conflict:
+                return 0.0  # someone wrote in between: decide again at once on the fresh object
         if plan.spec_patch:
             await self.rt.client.patch(kube.INCIDENTS, name, plan.spec_patch, ns)
         for run in plan.after_write:

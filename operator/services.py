@@ -67,7 +67,7 @@ class ServiceReconciler:
             patch["conditions"] = conditions
         if status.get("observedGeneration") != gen:
             patch["observedGeneration"] = gen
-        if not status.get("health"):
+        if not status.get("health") and key not in self._states:  # the prober may already know better
             patch["health"] = UNKNOWN
         if patch:
             await self.rt.client.patch(kube.MONITORED_SERVICES, name, {"status": patch}, ns, subresource="status")

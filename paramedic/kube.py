@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, urlencode
@@ -121,10 +122,14 @@ class Connection:
                 ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
             verify = ctx
 
+        refreshed = [0.0]
+
         def token() -> str | None:
-            # In-cluster tokens rotate; the loader's refresh hook re-reads them.
-            if cfg.refresh_api_key_hook is not None:
+            # In-cluster tokens rotate; the loader's refresh hook re-reads them. Rebuilding
+            # it on every request costs more than the request, so at most once a minute.
+            if cfg.refresh_api_key_hook is not None and time.monotonic() - refreshed[0] > 60:
                 cfg.refresh_api_key_hook(cfg)
+                refreshed[0] = time.monotonic()
             value = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
             if value and not value.lower().startswith("bearer "):
                 value = "Bearer " + value
