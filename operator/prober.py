@@ -1,8 +1,11 @@
 """One shared probe scheduler for every MonitoredService.
 
-A single timer heap and one pooled httpx client serve thousands of services:
+A single timer heap and one pooled aiohttp session serve thousands of services:
 no task or thread per object. First probes are spread over the interval by a
 hash of the key, so a restarted operator does not probe everything at once.
+aiohttp rather than httpx: httpcore's pool walks every pooled connection on each
+request, which with thousands of origins cost 16x the CPU per probe
+(bench/RESULTS.md, probe_scale).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Hashable
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+import aiohttp.abc
 
 from paramedic import metrics
 from paramedic.domain.probe import ProbeResult, ProbeSpec, classify
@@ -56,11 +60,8 @@ class Prober:
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._deny_private = deny_private
-        self._client = httpx.AsyncClient(
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            headers={"User-Agent": "paramedic-probe/1"},
-        )
+        self._concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task | None = None
         self._inflight: set[asyncio.Task] = set()
 
@@ -93,6 +94,19 @@ class Prober:
         return len(self._entries)
 
     # --- running ----------------------------------------------------------------
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # When private targets are denied, the check sits in the resolver, so the
+            # address checked is the address connected to (no second DNS answer).
+            resolver = _GuardedResolver() if self._deny_private else None
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._concurrency, keepalive_timeout=15, ttl_dns_cache=60,
+                                               resolver=resolver),
+                headers={"User-Agent": "paramedic-probe/1"},
+                auto_decompress=False,  # the body is drained, never read
+            )
+        return self._session
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="prober")
 
@@ -103,7 +117,9 @@ class Prober:
         for t in list(self._inflight):
             t.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
-        await self._client.aclose()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
     async def _loop(self) -> None:
         while True:
@@ -151,24 +167,47 @@ class Prober:
         status = None
         try:
             if self._deny_private:
-                await self._refuse_forbidden(spec.url)
-            resp = await self._client.get(spec.url, timeout=spec.timeout)
-            status = resp.status_code
-        except httpx.TimeoutException:
+                _refuse_forbidden_literal(spec.url)
+            async with self._open().get(spec.url, allow_redirects=False,
+                                        timeout=aiohttp.ClientTimeout(total=spec.timeout)) as resp:
+                status = resp.status
+                await resp.read()  # drain, so the connection can be reused
+        except asyncio.TimeoutError:
             error = f"timeout after {spec.timeout:g}s"
-        except httpx.ConnectError as exc:
+        except aiohttp.ClientConnectorError as exc:
             error = f"connection failed: {_root_cause(exc)}"
-        except (httpx.HTTPError, OSError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             error = f"{exc.__class__.__name__}: {_root_cause(exc)}"
         latency_ms = int((time.perf_counter() - started) * 1000)
         return classify(spec, utcnow(), status_code=status, latency_ms=latency_ms, error=error)
 
-    async def _refuse_forbidden(self, url: str) -> None:
-        host = urlsplit(url).hostname or ""
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+
+def _refuse_forbidden_literal(url: str) -> None:
+    """An IP literal in the URL never reaches the resolver: check it here."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name: _GuardedResolver checks what it resolves to
+    if forbidden_address(str(ip)):
+        raise ValueError(f"{host} is a forbidden address")
+
+
+class _GuardedResolver(aiohttp.abc.AbstractResolver):
+    """The default resolver, refusing names that resolve to link-local or metadata addresses."""
+
+    def __init__(self) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
+        infos = await self._inner.resolve(host, port, family)
         for info in infos:
-            if forbidden_address(info[4][0]):
-                raise ValueError(f"{host} resolves to a forbidden address ({info[4][0]})")
+            if forbidden_address(info["host"]):
+                raise OSError(f"{host} resolves to a forbidden address ({info['host']})")
+        return infos
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -1,13 +1,15 @@
 """The one Kubernetes client layer.
 
 Connection details come from the `kubernetes` package's loaders (kubeconfig or
-in-cluster service account); requests go through httpx, plain JSON in and out,
-with one pooled client per process: sync for the webhook and the CLI, async for
-the operator. Errors are mapped to a few exception types callers can act on.
+in-cluster service account); plain JSON in and out, with one pooled client per
+process: sync (httpx) for the webhook and the CLI, async (aiohttp) for the
+operator, whose request rate makes the client's CPU per request matter (see
+bench/RESULTS.md). Errors are mapped to a few exception types callers can act on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
@@ -16,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
+import aiohttp
 import httpx
+from yarl import URL
 
 GROUP = "paramedic.dev"
 VERSION = "v1alpha1"
@@ -138,7 +142,7 @@ class Connection:
         return cls(host=cfg.host.rstrip("/"), verify=verify, token=token)
 
 
-def _raise_for(resp: httpx.Response) -> None:
+def _raise_for(resp: "httpx.Response | _Answer") -> None:
     if resp.status_code < 400:
         return
     try:
@@ -269,32 +273,62 @@ class KubeClient:
             return False
 
 
+class _Answer:
+    """The parts of a response `_raise_for` reads, for the async client."""
+
+    def __init__(self, status: int, content: bytes):
+        self.status_code, self.content = status, content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 class AsyncKubeClient:
-    """Asynchronous client for the operator: one pooled connection set for all handlers."""
+    """Asynchronous client for the operator: one pooled connection set for all handlers.
+
+    The aiohttp session is created on first use, inside the running loop; `aclose`
+    ends it (a later request opens a new one).
+    """
 
     def __init__(self, conn: Connection, timeout: float = 10.0, max_connections: int = 64):
         self.conn = conn
-        self._http = httpx.AsyncClient(base_url=conn.host, verify=conn.verify, timeout=timeout,
-                                       limits=httpx.Limits(max_connections=max_connections,
-                                                           max_keepalive_connections=max_connections))
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._limit = max_connections
+        self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> "AsyncKubeClient":
         return cls(Connection.load(settings.kubeconfig), timeout=settings.api_timeout_seconds)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._limit, ssl=self.conn.verify, keepalive_timeout=30))
+        return self._session
 
     async def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
                       params: Mapping[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body)
+        # Paths and queries are quoted already: tell yarl not to quote them again.
+        url = URL(self.conn.host + path + _query(params), encoded=True)
         try:
-            resp = await self._http.request(method, path + _query(params), content=data,
-                                            headers=_headers(self.conn, content_type if data is not None else None))
-        except _TRANSPORT_ERRORS as exc:
+            async with self._open().request(method, url, data=data,
+                                            headers=_headers(self.conn, content_type if data is not None else None)) as r:
+                answer = _Answer(r.status, await r.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise Unavailable(f"API server unreachable: {exc.__class__.__name__}: {exc}") from exc
-        _raise_for(resp)
-        return resp.json() if resp.content else None
+        _raise_for(answer)
+        return answer.json() if answer.content else None
 
     async def get(self, res: Resource, name: str, namespace: str | None = None, subresource: str | None = None) -> dict:
         return await self.request("GET", res.path(namespace, name, subresource))

@@ -1,0 +1,120 @@
+"""Prober.check against real loopback HTTP servers: how each outcome is classified."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from paramedic.domain.probe import ProbeSpec
+from paramedic.operator import prober as prober_mod
+from paramedic.operator.prober import Prober
+
+
+async def _noop(*_: Any) -> None:
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spec(url: str, timeout: float = 2.0) -> ProbeSpec:
+    return ProbeSpec(url=url, interval=10, timeout=timeout, failure_threshold=1, success_threshold=1)
+
+
+async def serve(routes: dict[str, Any]) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_outcomes_are_classified_and_connections_reused() -> None:
+    peers: set[int] = set()
+
+    async def ok(request: web.Request) -> web.Response:
+        peers.add(request.transport.get_extra_info("peername")[1])
+        return web.Response(text="fine" * 1000)
+
+    async def broken(_: web.Request) -> web.Response:
+        return web.Response(status=503, text="down")
+
+    async def moved(_: web.Request) -> web.Response:
+        raise web.HTTPFound("/elsewhere")
+
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(3)
+        return web.Response(text="late")
+
+    async def main() -> dict[str, Any]:
+        runner, base = await serve({"/ok": ok, "/broken": broken, "/moved": moved, "/slow": slow})
+        p = Prober(_noop, concurrency=4)
+        try:
+            out = {"ok": await p.check(spec(base + "/ok")), "again": await p.check(spec(base + "/ok"))}
+            out.update({name: await p.check(spec(base + "/" + name, timeout=0.5 if name == "slow" else 2))
+                        for name in ("broken", "moved", "slow")})
+            out["refused"] = await p.check(spec(f"http://127.0.0.1:{free_port()}/"))
+            out["bad-url"] = await p.check(spec("not a url"))
+            return out
+        finally:
+            await p.stop()
+            await runner.cleanup()
+
+    out = run(main())
+    assert out["ok"].ok and out["ok"].status_code == 200 and not out["ok"].error
+    assert out["again"].ok
+    assert len(peers) == 1, "the second probe of one target should reuse the kept-alive connection"
+    assert not out["broken"].ok and out["broken"].status_code == 503
+    assert not out["moved"].ok and out["moved"].status_code == 302, "redirects are not followed"
+    assert not out["slow"].ok and out["slow"].error == "timeout after 0.5s"
+    assert not out["refused"].ok and out["refused"].error.startswith("connection failed:"), out["refused"].error
+    assert out["refused"].status_code is None
+    assert not out["bad-url"].ok and out["bad-url"].error
+
+
+def test_forbidden_literal_address_is_refused_without_a_request() -> None:
+    async def main() -> Any:
+        p = Prober(_noop, deny_private=True)
+        try:
+            return await p.check(spec("http://169.254.169.254/latest/meta-data/"))
+        finally:
+            await p.stop()
+
+    result = run(main())
+    assert not result.ok and "forbidden address" in result.error and "169.254.169.254" in result.error
+
+
+def test_names_resolving_to_forbidden_addresses_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Imds:
+        async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict]:
+            return [{"hostname": host, "host": "169.254.169.254", "port": port, "family": family,
+                     "proto": 0, "flags": 0}]
+
+        async def close(self) -> None:
+            return None
+
+    monkeypatch.setattr(prober_mod.aiohttp, "ThreadedResolver", Imds)
+
+    async def main() -> Any:
+        p = Prober(_noop, deny_private=True)
+        try:
+            return await p.check(spec("http://metadata.internal/latest/"))
+        finally:
+            await p.stop()
+
+    result = run(main())
+    assert not result.ok and "forbidden address (169.254.169.254)" in result.error, result.error
