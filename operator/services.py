@@ -6,7 +6,7 @@ import logging
 
 from paramedic import kube, metrics
 from paramedic.domain import lifecycle
-from paramedic.domain.probe import UNKNOWN, ProbeResult, ProbeSpec, ProbeState, advance, incident_name, \
+from paramedic.domain.probe import UNKNOWN, ProbeResult, ProbeSpec, ProbeState, advance, incident_name, write_phase, \
     incident_text
 from paramedic.domain.timeutil import utcnow
 
@@ -82,7 +82,7 @@ class ServiceReconciler:
             return
         ns, name = key
         state = self._states.get(key) or ProbeState.from_status(body.get("status"))
-        step = advance(state, result, spec)
+        step = advance(state, result, spec, write_phase(f"{ns}/{name}"))
         new = step.state
         metrics.PROBE_SUCCESS.labels(ns, name).set(1 if result.ok else 0)
 

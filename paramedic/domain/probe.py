@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from .timeutil import iso
+from .timeutil import iso, parse_or_none
 
 HEALTHY, DEGRADED, DOWN, UNKNOWN = "Healthy", "Degraded", "Down", "Unknown"
 BUCKET_SECONDS = 300  # availability history granularity
@@ -144,9 +144,15 @@ class Step:
     persist: bool = False  # status should be written
 
 
-def advance(state: ProbeState, result: ProbeResult, spec: ProbeSpec) -> Step:
+def write_phase(key: str) -> int:
+    """A stable per-service offset into the history bucket, so that thousands of services
+    do not all write their steady state in the same second (see `advance`)."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % BUCKET_SECONDS
+
+
+def advance(state: ProbeState, result: ProbeResult, spec: ProbeSpec, phase: int = 0) -> Step:
     now = result.time
-    history, rolled = _record(state.history, result, now)
+    history, _ = _record(state.history, result, now)
     last_probe = {
         "time": iso(now),
         "ok": result.ok,
@@ -186,11 +192,18 @@ def advance(state: ProbeState, result: ProbeResult, spec: ProbeSpec) -> Step:
         history=history,
         last_probe=last_probe,
     )
-    # Counters are written while they move toward a threshold; a steady state is
-    # written only when its history bucket rolls over (every BUCKET_SECONDS).
+    # Counters are written while they move toward a threshold; a steady state once
+    # per BUCKET_SECONDS, at the service's own phase (the buckets stay wall-clock aligned).
     counters_moved = (successes, failures) != (state.consecutive_successes, state.consecutive_failures)
     return Step(new, health_changed=changed, open_incident=opened, recovered=recovered,
-                persist=changed or counters_moved or rolled or opened)
+                persist=changed or counters_moved or opened or _write_due(state.last_probe.get("time"), now, phase))
+
+
+def _write_due(previous: object, now: datetime, phase: int) -> bool:
+    before = parse_or_none(previous)
+    if before is None:
+        return True
+    return (int(before.timestamp()) - phase) // BUCKET_SECONDS != (int(now.timestamp()) - phase) // BUCKET_SECONDS
 
 
 def _record(history: tuple[tuple[int, int, int], ...], result: ProbeResult, now: datetime):

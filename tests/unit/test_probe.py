@@ -1,7 +1,7 @@
 from datetime import datetime, timedelta, timezone
 
 from paramedic.domain.probe import (DEGRADED, DOWN, HEALTHY, UNKNOWN, ProbeSpec, ProbeState, advance, availability,
-                                    classify, incident_name, probe_url)
+                                    classify, incident_name, probe_url, write_phase)
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 SPEC = ProbeSpec(url="http://x/healthz", expected_status=200, interval=10, timeout=2, latency_threshold_ms=500,
@@ -72,6 +72,27 @@ def test_steady_state_is_not_persisted_every_probe():
     # first probe (Unknown -> Healthy), second (counter reaches threshold), then only bucket roll-overs
     assert persisted[:2] == [True, True]
     assert sum(persisted[2:]) <= 1
+
+
+def test_steady_state_writes_are_spread_over_the_bucket_by_service():
+    # 300 steady services probed every 10 s for 20 minutes: each writes its steady
+    # state once per bucket, and not all in the same probe round.
+    rounds = 120
+    write_rounds: dict[int, int] = {}
+    for n in range(300):
+        phase = write_phase(f"shop/svc-{n}")
+        state = ProbeState(health=HEALTHY, consecutive_successes=2, last_probe={"time": "2026-11-01T11:59:55Z"})
+        writes = 0
+        for i in range(rounds):
+            step = advance(state, ok(T0 + timedelta(seconds=10 * i)), SPEC, phase)
+            state = step.state
+            if step.persist:
+                writes += 1
+                write_rounds[i % 30] = write_rounds.get(i % 30, 0) + 1
+        assert 3 <= writes <= 5, (n, writes)
+    assert len(write_rounds) == 30, "every round of a bucket carries some services' writes"
+    assert max(write_rounds.values()) < 300 * 4 / 10, write_rounds
+    assert write_phase("shop/a") == write_phase("shop/a") and 0 <= write_phase("shop/a") < 300
 
 
 def test_status_round_trip_and_availability():
