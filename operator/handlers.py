@@ -58,7 +58,8 @@ async def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     rt.incident_reconciler = IncidentReconciler(rt)
     rt.schedule_reconciler = ScheduleReconciler(rt)
     workers = conf.workers
-    rt.service_queue = WorkQueue("services", rt.service_reconciler.reconcile, concurrency=max(2, workers // 4))
+    # Service reconciles are two small API calls each; after a start thousands wait at once.
+    rt.service_queue = WorkQueue("services", rt.service_reconciler.reconcile, concurrency=max(2, workers // 2))
     rt.incident_reconciler.queue = WorkQueue("incidents", rt.incident_reconciler.reconcile, concurrency=workers)
     rt.schedule_queue = WorkQueue("schedules", rt.schedule_reconciler.reconcile, concurrency=2)
     rt.effects.done_callback = lambda owner: owner and rt.incident_reconciler.queue.add(owner)

@@ -99,27 +99,36 @@ class IncidentReconciler:
             return None
 
         if plan.notify:
-            self._queue_notifications(plan, now)
+            self._queue_notifications(plan, inc, now)
         gen = inc["metadata"].get("generation")
         if plan.status.get("observedGeneration") != gen:
             plan.set(observedGeneration=gen)
-        if plan.patch:
-            try:
-                await self._write_status(inc, plan.patch)
-            except kube.Conflict:
-                return 0.0  # someone wrote in between: decide again at once on the fresh object
-        if plan.spec_patch:
+        written = inc
+        spec_first = bool(plan.spec_patch) and "state" not in plan.spec_patch.get("spec", {})
+        try:
+            if spec_first:
+                # An assignment goes first, guarded like the status: the status then records
+                # the new generation as observed instead of costing a write of its own later.
+                written = await self._write(inc, plan.spec_patch)
+                plan.set(observedGeneration=written["metadata"].get("generation"))
+            if plan.patch:
+                written = await self._write(written, {"status": plan.patch}, subresource="status")
+        except kube.Conflict:
+            return 0.0  # someone wrote in between: decide again at once on the fresh object
+        if plan.spec_patch and not spec_first:
+            # A state change follows the status that justifies it (a crash in between is redone).
             await self.rt.client.patch(kube.INCIDENTS, name, plan.spec_patch, ns)
         for run in plan.after_write:
             run()
         self._deliver_pending(inc, plan, now)
         return _seconds_until(min(plan.wake), now) if plan.wake else None
 
-    async def _write_status(self, inc: dict, patch: dict) -> None:
+    async def _write(self, inc: dict, patch: dict, subresource: str | None = None) -> dict:
+        """A merge patch guarded by the resourceVersion the decision was made on."""
         ns, name = inc["metadata"]["namespace"], inc["metadata"]["name"]
-        body = {"metadata": {"resourceVersion": inc["metadata"]["resourceVersion"]}, "status": patch}
+        body = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": inc["metadata"]["resourceVersion"]}}
         try:
-            updated = await self.rt.client.patch(kube.INCIDENTS, name, body, ns, subresource="status")
+            updated = await self.rt.client.patch(kube.INCIDENTS, name, body, ns, subresource=subresource)
         except kube.Conflict:
             # Someone (the webhook, a person) wrote in between: re-read and decide again.
             fresh = await self.rt.client.get_or_none(kube.INCIDENTS, name, ns)
@@ -127,6 +136,7 @@ class IncidentReconciler:
                 self.rt.incidents.put(fresh)
             raise
         self.rt.incidents.put(updated)
+        return updated
 
     # --- opening ----------------------------------------------------------------------
     def _open(self, plan: Plan, inc: dict, svc: dict | None, schedule: dict | None, team: str, now: datetime) -> None:
@@ -155,6 +165,8 @@ class IncidentReconciler:
             assignee = person.email
             plan.spec_patch.setdefault("spec", {})["assignee"] = assignee
             plan.log(now, "assigned", f"assigned to {person.name or person.email} <{person.email}>, on call for {team}")
+        elif assignee and not plan.status.get("assignee"):
+            plan.log(now, "assigned", f"assigned to {assignee}")
         elif not assignee:
             plan.log(now, "unassigned", f"no OnCallSchedule {team!r} in {inc['metadata']['namespace']}: unassigned"
                      if team else "the service names no team: unassigned")
@@ -264,17 +276,30 @@ class IncidentReconciler:
         service_admins = (((svc or {}).get("spec") or {}).get("notify") or {}).get("admins") or []
         return nr.recipients_for(event, assignee, service_admins, self.rt.settings.admin_emails)
 
-    def _queue_notifications(self, plan: Plan, now: datetime) -> None:
-        """Record each new notification as pending before sending: sent once per event."""
+    def _queue_notifications(self, plan: Plan, inc: dict, now: datetime) -> None:
+        """Record each new notification as pending before sending: sent once per event.
+
+        One that no channel could send (nothing configured) is recorded as handled
+        right away: a pending entry would only cost a second status write."""
         entries = list(plan.status.get("notifications") or [])
         known = {e.get("key") for e in entries}
+        hooks = self._hooks(inc)
         for key, event, detail, recipients in plan.notify:
             if key in known:
                 continue
-            entries.append({"key": key, "event": event, "detail": detail[:2000], "channel": "pending",
-                            "recipients": recipients, "time": iso(now), "result": "pending", "attempts": 0})
             known.add(key)
+            entry = {"key": key, "event": event, "detail": detail[:2000], "channel": "pending",
+                     "recipients": recipients, "time": iso(now), "result": "pending", "attempts": 0}
+            entries.append(entry)
+            skipped = self.notifier.unconfigured(recipients, hooks.get("slackWebhookURL", ""),
+                                                 hooks.get("webhookURL", ""))
+            if skipped is not None:
+                entries = self._apply_outcome(plan, entries, entry, skipped, now)
         plan.set(notifications=entries)
+
+    def _hooks(self, inc: dict) -> dict:
+        svc = self.rt.services.get((inc["metadata"]["namespace"], inc["spec"].get("service", ""))) or {}
+        return (svc.get("spec") or {}).get("notify") or {}
 
     def _deliver_pending(self, inc: dict, plan: Plan, now: datetime) -> None:
         ns, name = inc["metadata"]["namespace"], inc["metadata"]["name"]
@@ -292,8 +317,7 @@ class IncidentReconciler:
             n = nr.notification_from_incident(view, entry["event"], entry.get("detail", ""), entry.get("recipients") or [],
                                               self.rt.settings.dashboard_url)
             channels = None if pending else {entry["channel"]}
-            svc = self.rt.services.get((ns, inc["spec"].get("service", ""))) or {}
-            hooks = (svc.get("spec") or {}).get("notify") or {}
+            hooks = self._hooks(inc)
             self.rt.effects.spawn(effect, (ns, name), self.notifier.deliver(
                 n, channels, slack_url=hooks.get("slackWebhookURL", ""), webhook_url=hooks.get("webhookURL", "")))
 
@@ -311,26 +335,32 @@ class IncidentReconciler:
             plan.after_write.append(lambda e=effect: self.rt.effects.take(e))
             results = outcome if isinstance(outcome, list) else [
                 nr.DeliveryResult("email", entry.get("recipients") or [], ok=False, error=str(outcome))]
-            if entry.get("channel") == "pending":
-                entries = [e for e in entries if e is not entry]
-            # Unconfigured channels are not worth a status entry each; keep one only
-            # when nothing was configured at all, so the event still shows as handled.
-            attempted = [r for r in results if not r.skipped] or results[:1]
-            for res in attempted:
-                entries = nr.record_delivery(entries, entry["key"], entry["event"], res, now)
-                # carry the rendering inputs so a retry after a restart can render again
-                for e in entries:
-                    if e.get("key") == entry["key"] and e.get("channel") == res.channel:
-                        e["detail"] = entry.get("detail", "")
-                if not res.skipped:
-                    verb = "sent" if res.ok else "failed"
-                    plan.status["notifications"] = entries
-                    plan.log(now, f"notification-{verb}",
-                             f"{entry['event']} via {res.channel} to {', '.join(res.recipients) or '-'}"
-                             + (f": {res.error}" if res.error else ""))
+            entries = self._apply_outcome(plan, entries, entry, results, now)
             changed = True
         if changed:
             plan.set(notifications=entries)
+
+    def _apply_outcome(self, plan: Plan, entries: list[dict], entry: dict, results: list[nr.DeliveryResult],
+                       now: datetime) -> list[dict]:
+        """`entries` with one delivery round's results for `entry` merged in, and timeline lines for them."""
+        if entry.get("channel") == "pending":
+            entries = [e for e in entries if e is not entry]
+        # Unconfigured channels are not worth a status entry each; keep one only
+        # when nothing was configured at all, so the event still shows as handled.
+        attempted = [r for r in results if not r.skipped] or results[:1]
+        for res in attempted:
+            entries = nr.record_delivery(entries, entry["key"], entry["event"], res, now)
+            # carry the rendering inputs so a retry after a restart can render again
+            for e in entries:
+                if e.get("key") == entry["key"] and e.get("channel") == res.channel:
+                    e["detail"] = entry.get("detail", "")
+            if not res.skipped:
+                verb = "sent" if res.ok else "failed"
+                plan.status["notifications"] = entries
+                plan.log(now, f"notification-{verb}",
+                         f"{entry['event']} via {res.channel} to {', '.join(res.recipients) or '-'}"
+                         + (f": {res.error}" if res.error else ""))
+        return entries
 
     # --- remediation ------------------------------------------------------------------------
     async def _remediation(self, plan: Plan, inc: dict, svc: dict | None, now: datetime) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Hashable
 
-from paramedic import kube
+from paramedic import kube, metrics
 from paramedic.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,23 @@ class SideEffects:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
 
+class TokenBucket:
+    """`rate` tokens a second, at most `burst` saved up."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.burst, self._clock = rate, burst, clock
+        self._tokens, self._at = burst, clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
 class Runtime:
     def __init__(self, settings: Settings, client: kube.AsyncKubeClient):
         self.settings = settings
@@ -122,6 +140,10 @@ class Runtime:
         self.incidents = Cache()
         self.schedules = Cache()
         self.effects = SideEffects()
+        # Events are for people reading `kubectl describe`; thousands of incidents opened
+        # at once (a start after downtime) must not double the API server's load with them.
+        self._events = TokenBucket(settings.events_per_second, settings.events_per_second * 10)
+        self._events_dropped_logged = 0.0
         # Set by the operator's startup: the reconcilers and their queues.
         self.service_reconciler: Any = None
         self.incident_reconciler: Any = None
@@ -130,7 +152,14 @@ class Runtime:
         self.schedule_queue: Any = None
 
     async def post_event(self, regarding: dict, reason: str, note: str, type_: str = "Normal") -> None:
-        """Kubernetes Events are best effort: a failure is logged, never fatal."""
+        """Kubernetes Events are best effort: a failure is logged, never fatal; over the rate, dropped."""
+        if not self._events.take():
+            metrics.EVENTS_DROPPED.inc()
+            if time.monotonic() - self._events_dropped_logged > 60:
+                self._events_dropped_logged = time.monotonic()
+                log.warning("over %g Kubernetes Events a second: dropping some (see paramedic_events_dropped_total; "
+                            "incident timelines are complete)", self.settings.events_per_second)
+            return
         try:
             ns = regarding.get("metadata", {}).get("namespace")
             await self.client.create(kube.EVENTS, kube.event_body(regarding, reason, note, type_), namespace=ns)

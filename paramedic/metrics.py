@@ -29,6 +29,8 @@ REMEDIATION_DURATION = Histogram("paramedic_remediation_duration_seconds", "Dura
 
 NOTIFICATIONS_SENT = Counter("paramedic_notifications_sent_total", "Notification deliveries", ["channel", "result"])
 ESCALATIONS = Counter("paramedic_escalations_total", "Escalation steps taken", ["team"])
+EVENTS_DROPPED = Counter("paramedic_events_dropped_total",
+                         "Kubernetes Events not posted: over PARAMEDIC_EVENTS_PER_SECOND")
 SLA_BREACHES = Counter("paramedic_sla_breaches_total", "SLA breaches recorded", ["kind"])
 
 PROBE_DURATION = Histogram("paramedic_probe_duration_seconds", "HTTP probe duration",

@@ -110,6 +110,21 @@ class Notifier:
             results.append(DeliveryResult(channel, [], ok=False, error=f"unknown channel {channel!r}"))
         return results
 
+    def unconfigured(self, recipients: list[str], slack_url: str = "", webhook_url: str = "") -> list[DeliveryResult] | None:
+        """The `skipped` results `deliver` would return when no channel could send anything, else None.
+
+        Lets the operator record such a notification as handled in the write that
+        decides it, instead of queueing it and writing the outcome a second time.
+        """
+        if self.settings.smtp_host and any(isinstance(r, str) and is_valid_address(r.strip()) for r in recipients):
+            return None
+        if slack_url or self.settings.slack_webhook_url or webhook_url or self.settings.notify_webhook_url:
+            return None
+        email = ("SMTP not configured (PARAMEDIC_SMTP_HOST)" if not self.settings.smtp_host else "no recipients")
+        return [self._skipped("email", email, [r.strip() for r in recipients if is_valid_address(r.strip())]),
+                self._skipped("slack", "slack webhook URL not configured"),
+                self._skipped("webhook", "webhook webhook URL not configured")]
+
     # --- retry loop ---------------------------------------------------------------
 
     async def _with_retries(self, channel: str, n: Notification, recipients: list[str],

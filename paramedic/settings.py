@@ -55,6 +55,8 @@ class Settings:
     workers: int = _setting(16, "Concurrent reconciliations in the operator")
     timeline_limit: int = _setting(200, "Most timeline entries kept on an Incident (oldest dropped first)")
     retention_days: int = _setting(90, "Closed incidents older than this are deleted; 0 keeps them forever")
+    events_per_second: float = _setting(10.0, "Most Kubernetes Events the operator posts per second (bursts of 10x); "
+                                              "the rest are dropped and counted, the incident timeline keeps everything")
     # --- Probing --------------------------------------------------------------
     probe_concurrency: int = _setting(256, "Most HTTP probes in flight at once (one shared client)")
     probe_deny_private: bool = _setting(False, "Refuse probe URLs resolving to link-local or cloud metadata addresses")
@@ -113,6 +115,8 @@ class Settings:
                 raise SettingsError(f"PARAMEDIC_{name.upper()} must be at least 1")
         if self.retention_days < 0:
             raise SettingsError("PARAMEDIC_RETENTION_DAYS must be 0 or more")
+        if self.events_per_second <= 0:
+            raise SettingsError("PARAMEDIC_EVENTS_PER_SECOND must be more than 0")
 
     def secret(self, name: str) -> str:
         """A secret from its `_file` variant when set (mounted Secrets rotate), else the value."""

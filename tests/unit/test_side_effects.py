@@ -24,3 +24,32 @@ def test_one_task_per_key_results_kept_for_owners_only():
     calls, result, kept_fire, woken = asyncio.run(scenario())
     assert calls == [1, 3] and result == 1 and not kept_fire
     assert woken.count(("ns", "inc")) == 1
+
+
+def test_token_bucket_allows_bursts_then_the_rate():
+    from paramedic.operator.runtime import TokenBucket
+
+    now = [0.0]
+    bucket = TokenBucket(rate=2, burst=5, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(6)] == [True] * 5 + [False]
+    now[0] = 1.0  # two tokens back
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    now[0] = 100.0  # never more than the burst saved up
+    assert sum(bucket.take() for _ in range(10)) == 5
+
+
+def test_notifications_with_no_channel_configured_are_known_before_sending():
+    from paramedic.notify import Notifier
+    from paramedic.settings import Settings
+
+    bare = Notifier(Settings())
+    skipped = bare.unconfigured(["a@example.com"])
+    assert skipped is not None and all(r.skipped for r in skipped)
+    assert [r.channel for r in skipped] == ["email", "slack", "webhook"]
+    assert skipped[0].recipients == ["a@example.com"] and "SMTP not configured" in skipped[0].error
+    assert bare.unconfigured(["a@example.com"], slack_url="https://hooks.example/x") is None
+    assert bare.unconfigured([], webhook_url="https://hooks.example/y") is None
+    smtp = Notifier(Settings(smtp_host="mail.example"))
+    assert smtp.unconfigured(["a@example.com"]) is None
+    nobody = smtp.unconfigured(["not an address"])
+    assert nobody is not None and nobody[0].error == "no recipients"
