@@ -71,6 +71,9 @@ class IncidentReconciler:
             return None
         ns, name = key
         now = utcnow()
+        wait = _awaiting_creator(inc, now)
+        if wait:
+            return wait
         svc = self.rt.services.get((ns, inc["spec"].get("service", "")))
         if svc is None and inc["spec"].get("managed", True):
             # Right after a restart the incident watch may deliver before the services
@@ -588,6 +591,25 @@ class IncidentReconciler:
         plan.announce(nr.notification_key("remediation", attempt.get("id", "")), "remediation",
                       f"{attempt.get('detail', attempt.get('action'))}: {attempt.get('result')} — {attempt.get('message', '')}",
                       self._recipients("remediation", inc["spec"].get("assignee", ""), svc))
+
+
+CREATOR_GRACE_SECONDS = 3.0
+
+
+def _awaiting_creator(inc: dict, now: datetime) -> float | None:
+    """Seconds to leave a just-created incident alone while its creator writes its status.
+
+    The receiver creates an incident, then records its alerts in a second request
+    (status is a subresource); deciding in between would only conflict with that
+    write. Its watch event brings the incident back; the grace is the fallback for a
+    receiver that died in between."""
+    if inc.get("status") or inc["spec"].get("source") not in ("alertmanager", "api"):
+        return None
+    created = parse_or_none(inc["metadata"].get("creationTimestamp"))
+    if created is None:
+        return None
+    left = CREATOR_GRACE_SECONDS - (now - created).total_seconds()
+    return left if left > 0 else None
 
 
 def _seconds_until(when: datetime, now: datetime) -> float:

@@ -22,6 +22,8 @@ import aiohttp
 import httpx
 from yarl import URL
 
+from . import metrics
+
 GROUP = "paramedic.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -163,6 +165,22 @@ def _raise_for(resp: "httpx.Response | _Answer") -> None:
     raise ApiError(status, message, reason, body)
 
 
+def resource_of(path: str) -> str:
+    """The resource a request path names, with its subresource: `incidents/status`, `events`."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    # /api/v1/... or /apis/<group>/<version>/...; then [namespaces/<ns>/]<plural>[/<name>[/<sub>]]
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    if not rest:
+        return "-"
+    return rest[0] + (f"/{rest[2]}" if len(rest) >= 3 else "")
+
+
+def _count(method: str, path: str, code: str) -> None:
+    metrics.KUBE_REQUESTS.labels(method, resource_of(path), code).inc()
+
+
 def _query(params: Mapping[str, Any] | None) -> str:
     if not params:
         return ""
@@ -210,7 +228,9 @@ class KubeClient:
             resp = self._http.request(method, path + _query(params), content=data,
                                       headers=_headers(self.conn, content_type if data is not None else None))
         except _TRANSPORT_ERRORS as exc:
+            _count(method, path, "error")
             raise Unavailable(f"API server unreachable: {exc.__class__.__name__}: {exc}") from exc
+        _count(method, path, str(resp.status_code))
         _raise_for(resp)
         return resp.json() if resp.content else None
 
@@ -326,7 +346,9 @@ class AsyncKubeClient:
                                             headers=_headers(self.conn, content_type if data is not None else None)) as r:
                 answer = _Answer(r.status, await r.read())
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            _count(method, path, "error")
             raise Unavailable(f"API server unreachable: {exc.__class__.__name__}: {exc}") from exc
+        _count(method, path, str(answer.status_code))
         _raise_for(answer)
         return answer.json() if answer.content else None
 

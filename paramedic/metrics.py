@@ -33,6 +33,9 @@ EVENTS_DROPPED = Counter("paramedic_events_dropped_total",
                          "Kubernetes Events not posted: over PARAMEDIC_EVENTS_PER_SECOND")
 SLA_BREACHES = Counter("paramedic_sla_breaches_total", "SLA breaches recorded", ["kind"])
 
+KUBE_REQUESTS = Counter("paramedic_kube_api_requests_total", "Requests to the Kubernetes API server",
+                        ["method", "resource", "code"])
+
 PROBE_DURATION = Histogram("paramedic_probe_duration_seconds", "HTTP probe duration",
                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 PROBE_SUCCESS = Gauge("paramedic_probe_success", "1 if the last probe succeeded", ["namespace", "service"])
