@@ -578,11 +578,10 @@ class IncidentReconciler:
                                            {"status": {"remediation": {"inFlight": None}}}, ns, subresource="status")
             # Incidents waiting for this service wait on no timer: a status-only change of the
             # service does not requeue them either.
-            for other in self.rt.incidents.values():
-                meta, spec = other["metadata"], other.get("spec") or {}
-                if meta.get("namespace") == ns and spec.get("service") == svc_name and meta["name"] != name \
-                        and lifecycle.is_active(spec.get("state", "open")) and self.queue is not None:
-                    self.queue.add((ns, meta["name"]))
+            for other in self.rt.incidents.indexed((ns, svc_name)):
+                if other["metadata"]["name"] != name and lifecycle.is_active((other.get("spec") or {}).get("state", "open")) \
+                        and self.queue is not None:
+                    self.queue.add((ns, other["metadata"]["name"]))
 
         plan.after_write.append(lambda: self.rt.effects.spawn(f"release:{ns}/{svc_name}:{name}:{time.monotonic_ns()}",
                                                               None, release()))

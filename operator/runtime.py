@@ -27,10 +27,12 @@ def key_of(body: dict) -> Key:
 
 
 class Cache:
-    """Latest body of each watched object, by (namespace, name)."""
+    """Latest body of each watched object, by (namespace, name), with an optional secondary index."""
 
-    def __init__(self) -> None:
+    def __init__(self, index: Callable[[dict], Hashable] | None = None) -> None:
         self._items: dict[Key, dict] = {}
+        self._index_of = index
+        self._index: dict[Hashable, set[Key]] = {}
 
     def put(self, body: dict) -> Key:
         key = key_of(body)
@@ -38,12 +40,30 @@ class Cache:
         # Watch events can arrive after our own write's response: keep the newer one.
         if old is None or _rv(body) >= _rv(old):
             self._items[key] = body
+            if self._index_of is not None:
+                if old is not None:
+                    self._unindex(key, old)
+                self._index.setdefault(self._index_of(body), set()).add(key)
         return key
 
     def drop(self, body: dict) -> Key:
         key = key_of(body)
-        self._items.pop(key, None)
+        old = self._items.pop(key, None)
+        if old is not None and self._index_of is not None:
+            self._unindex(key, old)
         return key
+
+    def _unindex(self, key: Key, body: dict) -> None:
+        value = self._index_of(body)  # type: ignore[misc]
+        keys = self._index.get(value)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._index[value]
+
+    def indexed(self, value: Hashable) -> list[dict]:
+        """The objects whose index value is `value`."""
+        return [self._items[k] for k in self._index.get(value, ())]
 
     def get(self, key: Key) -> dict | None:
         return self._items.get(key)
@@ -53,6 +73,11 @@ class Cache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def incident_service(body: dict) -> Key:
+    """(namespace, service) of an Incident: the index of the incidents cache."""
+    return body.get("metadata", {}).get("namespace", ""), (body.get("spec") or {}).get("service", "")
 
 
 def _rv(body: dict) -> int:
@@ -137,7 +162,7 @@ class Runtime:
         self.settings = settings
         self.client = client
         self.services = Cache()
-        self.incidents = Cache()
+        self.incidents = Cache(index=incident_service)
         self.schedules = Cache()
         self.effects = SideEffects()
         # Events are for people reading `kubectl describe`; thousands of incidents opened

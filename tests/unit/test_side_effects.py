@@ -53,3 +53,21 @@ def test_notifications_with_no_channel_configured_are_known_before_sending():
     assert smtp.unconfigured(["a@example.com"]) is None
     nobody = smtp.unconfigured(["not an address"])
     assert nobody is not None and nobody[0].error == "no recipients"
+
+
+def test_cache_index_follows_puts_and_drops():
+    from paramedic.operator.runtime import Cache, incident_service
+
+    def inc(name, service, rv):
+        return {"metadata": {"namespace": "ns", "name": name, "resourceVersion": str(rv)}, "spec": {"service": service}}
+
+    cache = Cache(index=incident_service)
+    cache.put(inc("a", "checkout", 1))
+    cache.put(inc("b", "checkout", 2))
+    cache.put(inc("c", "cart", 3))
+    assert sorted(i["metadata"]["name"] for i in cache.indexed(("ns", "checkout"))) == ["a", "b"]
+    cache.put(inc("b", "cart", 1))  # older than what is cached: ignored, index unchanged
+    assert len(cache.indexed(("ns", "checkout"))) == 2
+    cache.drop(inc("a", "checkout", 4))
+    assert [i["metadata"]["name"] for i in cache.indexed(("ns", "checkout"))] == ["b"]
+    assert cache.indexed(("other", "checkout")) == []
