@@ -4,9 +4,10 @@ Every alert of a request ends up recorded on exactly one Incident (or, when it
 is a resolution of an alert nobody recorded, counted and dropped). The rules:
 
 - Alerts are grouped by (namespace, service, severity); a group joins the
-  active incident of its service and severity (found with a field selector),
-  else the incident named deterministically after the correlation window of its
-  earliest alert. Concurrent or repeated posts of one window therefore meet on
+  active incident of its service and severity (found with a field selector,
+  read from the API server's watch cache but never older than this process's
+  own writes), else the incident named deterministically after the correlation
+  window of its earliest alert. Concurrent or repeated posts of one window therefore meet on
   one object: creation that answers 409 joins what the other request created.
 - An alert key (fingerprint + startsAt) is recorded once. Status writes carry
   the resourceVersion read, so concurrent requests never overwrite each
@@ -229,6 +230,10 @@ class _Router:
         return groups
 
 
+INCIDENT_READS = kube.ReadFloor()
+"""This process's view of Incidents: correlation lists read from the watch cache, never older than our writes."""
+
+
 class _Run:
     """One group's work: find or create its incidents, then one status write per incident."""
 
@@ -290,7 +295,8 @@ class _Run:
 
     def _active(self, ns: str, service: str, severity: str) -> list[dict]:
         try:
-            return self.client.list(kube.INCIDENTS, ns, field_selector=dom.active_field_selector(service, severity))
+            return self.client.list(kube.INCIDENTS, ns, field_selector=dom.active_field_selector(service, severity),
+                                    floor=INCIDENT_READS)
         except kube.ApiError as exc:
             if exc.status != 400:
                 raise
@@ -317,7 +323,7 @@ class _Run:
         Costs one LIST per service and request, and only for resolutions found nowhere else."""
         if (ns, service) not in self._service_incidents:
             self._service_incidents[(ns, service)] = self.client.list(
-                kube.INCIDENTS, ns, field_selector=f"spec.service={service}")
+                kube.INCIDENTS, ns, field_selector=f"spec.service={service}", floor=INCIDENT_READS)
         for obj in self._service_incidents[(ns, service)]:
             if alert.key in dom.alert_keys(obj):
                 self._objects[(ns, obj["metadata"]["name"])] = obj
@@ -342,6 +348,7 @@ class _Run:
                 body = self._body(ns, name, service, severity, group, min(remaining, key=lambda a: a.starts_at))
                 try:
                     obj = self.client.create(kube.INCIDENTS, {k: v for k, v in body.items() if k != "status"}, ns)
+                    INCIDENT_READS.see(obj)
                 except kube.Conflict:
                     obj = self.client.get_or_none(kube.INCIDENTS, name, ns)
                     if obj is None:
@@ -402,6 +409,7 @@ class _Run:
             patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, **rec.patch}
             try:
                 obj = self.client.patch(kube.INCIDENTS, plan.name, patch, plan.namespace, subresource="status")
+                INCIDENT_READS.see(obj)
                 break
             except kube.Conflict:
                 # Someone else wrote in between (another request, the operator): re-read, redo,
@@ -430,7 +438,7 @@ class _Run:
     def _auto_resolve(self, plan: _Plan, obj: dict) -> None:
         patch = state_patch("resolved", ACTOR, "all alerts resolved", self.now)
         try:
-            self.client.patch(kube.INCIDENTS, plan.name, patch, plan.namespace)
+            INCIDENT_READS.see(self.client.patch(kube.INCIDENTS, plan.name, patch, plan.namespace))
         except kube.Invalid as exc:
             # Someone moved it on (closed) meanwhile: the API server refuses going back, which is right.
             log.info("incident %s/%s not auto-resolved: %s", plan.namespace, plan.name, exc.message)

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
@@ -205,6 +206,32 @@ def _headers(conn: Connection, content_type: str | None = None) -> dict[str, str
 _TRANSPORT_ERRORS = (httpx.TransportError,)
 
 
+class ReadFloor:
+    """The newest resourceVersion this process has seen of one resource: reads "not older
+    than" it are served by the API server's watch cache at once and still show every
+    write this process made. (A LIST without a resourceVersion waits until that cache has
+    caught up with etcd, which measured 60-80 ms here.) Before anything is seen, reads
+    are quorum reads. Thread-safe; a hint in memory, nothing is lost with it."""
+
+    def __init__(self) -> None:
+        self._rv = 0
+        self._lock = threading.Lock()
+
+    def see(self, obj: Mapping[str, Any] | None) -> None:
+        try:
+            rv = int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
+        except (TypeError, ValueError):
+            return  # resourceVersions are opaque by contract; etcd's are integers, others are ignored
+        with self._lock:
+            if rv > self._rv:
+                self._rv = rv
+
+    def params(self) -> dict[str, str]:
+        with self._lock:
+            rv = self._rv
+        return {"resourceVersion": str(rv), "resourceVersionMatch": "NotOlderThan"} if rv else {}
+
+
 class KubeClient:
     """Synchronous client (webhook, CLI, tests). Thread-safe: httpx pools connections."""
 
@@ -245,8 +272,9 @@ class KubeClient:
 
     def list(self, res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
              field_selector: str | None = None, label_selector_str: str | None = None,
-             cached: bool = False) -> list[dict]:
-        """All items; `cached` serves from the API server's watch cache (resourceVersion=0), cheap but may lag."""
+             cached: bool = False, floor: "ReadFloor | None" = None) -> list[dict]:
+        """All items; `cached` serves from the API server's watch cache (resourceVersion=0), cheap but may lag;
+        `floor` serves from the watch cache too, but no older than what this process last saw."""
         params: dict[str, Any] = {}
         sel = label_selector_str or (label_selector(labels) if labels else None)
         if sel:
@@ -255,15 +283,20 @@ class KubeClient:
             params["fieldSelector"] = field_selector
         if cached:
             params["resourceVersion"] = "0"
+        elif floor is not None:
+            params.update(floor.params())
         items: list[dict] = []
         while True:
             out = self.request("GET", res.path(namespace), params=params)
             items.extend(out.get("items", []))
+            if floor is not None:
+                floor.see(out)
             cont = out.get("metadata", {}).get("continue")
             if not cont:
                 return items
             params = dict(params, **{"continue": cont})
             params.pop("resourceVersion", None)
+            params.pop("resourceVersionMatch", None)
 
     def create(self, res: Resource, body: dict, namespace: str | None = None) -> dict:
         body = dict(body)

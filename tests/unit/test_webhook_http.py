@@ -283,3 +283,13 @@ def test_random_bodies_never_get_a_5xx(kube_client, namespace):
         assert resp.get_json() is not None
 
     check()
+
+
+def test_read_floor_keeps_the_newest_resource_version_seen():
+    floor = kube.ReadFloor()
+    assert floor.params() == {}, "before anything is seen, reads are quorum reads"
+    floor.see({"metadata": {"resourceVersion": "120"}})
+    floor.see({"metadata": {"resourceVersion": "95"}})  # an older answer never lowers it
+    floor.see({"metadata": {"resourceVersion": "not-a-number"}})
+    floor.see(None)
+    assert floor.params() == {"resourceVersion": "120", "resourceVersionMatch": "NotOlderThan"}
