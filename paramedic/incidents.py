@@ -34,6 +34,7 @@ from . import kube, metrics
 from .domain import alerts as dom
 from .domain.lifecycle import state_patch
 from .domain.timeutil import iso
+from .informer import Directory
 
 log = logging.getLogger("paramedic.incidents")
 
@@ -120,7 +121,7 @@ def create_incident(client: kube.KubeClient, body: dict) -> dict:
 
 
 def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now: datetime, *,
-           parallel: int = GROUP_PARALLELISM) -> IngestResult:
+           parallel: int = GROUP_PARALLELISM, services: Directory | None = None) -> IngestResult:
     """Persist `alerts`: create, join, deduplicate, resolve. Returns only once all are written.
 
     Groups touch disjoint incidents, so up to `parallel` of them are written
@@ -128,7 +129,7 @@ def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now:
     (writes kept conflicting); either way the sender should retry the whole
     request, which is safe: every step is idempotent.
     """
-    groups = _Router(client, settings).route(dom.dedupe(alerts))
+    groups = _Router(client, settings, services).route(dom.dedupe(alerts))
 
     def one(key: tuple[str, str, str]) -> IngestResult:
         run = _Run(client, settings, now)
@@ -184,17 +185,19 @@ class _Plan:
 class _Router:
     """Which group (namespace, service, severity) each alert belongs to; one LIST per namespace."""
 
-    def __init__(self, client: kube.KubeClient, settings: Any):
+    def __init__(self, client: kube.KubeClient, settings: Any, directory: Directory | None = None):
         self.client = client
         self.settings = settings
+        self.directory = directory
         self._services: dict[str, list[dict]] = {}
         self._namespaces: dict[str, bool] = {}
 
     def services(self, namespace: str) -> list[dict]:
         if namespace not in self._services:
-            # The watch cache (resourceVersion=0) is enough: a MonitoredService
-            # created a moment ago may miss this request, never a later one.
-            self._services[namespace] = self.client.list(kube.MONITORED_SERVICES, namespace, cached=True)
+            # As fresh as the watch: a MonitoredService created a moment ago may miss
+            # this request, never a later one.
+            self._services[namespace] = (self.directory.items(namespace) if self.directory is not None
+                                         else self.client.list(kube.MONITORED_SERVICES, namespace, cached=True))
         return self._services[namespace]
 
     def namespace_exists(self, namespace: str) -> bool:

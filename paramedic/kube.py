@@ -98,6 +98,10 @@ class Invalid(ApiError):
     """422: refused by the schema or a CEL rule; `message` says why."""
 
 
+class Expired(ApiError):
+    """410: the resourceVersion a watch or list asked for is no longer in the API server's history."""
+
+
 class Unavailable(Exception):
     """The API server could not be reached or answered 5xx/429: try again later."""
 
@@ -161,6 +165,8 @@ def _raise_for(resp: "httpx.Response | _Answer") -> None:
         raise Conflict(status, message, reason, body)
     if status == 422:
         raise Invalid(status, message, reason, body)
+    if status == 410:
+        raise Expired(status, message, reason, body)
     if status >= 500 or status == 429:
         raise Unavailable(f"API server answered {status}: {message}")
     raise ApiError(status, message, reason, body)
@@ -240,6 +246,8 @@ class KubeClient:
         self._http = httpx.Client(base_url=conn.host, verify=conn.verify, timeout=timeout,
                                   limits=httpx.Limits(max_connections=max_connections,
                                                       max_keepalive_connections=max_connections))
+        self._watch_http: httpx.Client | None = None
+        self._watch_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Any) -> "KubeClient":
@@ -247,6 +255,8 @@ class KubeClient:
 
     def close(self) -> None:
         self._http.close()
+        if self._watch_http is not None:
+            self._watch_http.close()
 
     def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
                 params: Mapping[str, Any] | None = None) -> Any:
@@ -297,6 +307,42 @@ class KubeClient:
             params = dict(params, **{"continue": cont})
             params.pop("resourceVersion", None)
             params.pop("resourceVersionMatch", None)
+
+    def watch(self, res: Resource, namespace: str | None, resource_version: str,
+              timeout_seconds: int) -> Iterable[dict]:
+        """The events of one watch request (with bookmarks), until the server ends it."""
+        params = {"watch": "1", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
+                  "timeoutSeconds": str(timeout_seconds)}
+        # No read timeout shorter than the server's own: bookmarks arrive about once a minute.
+        timeout = httpx.Timeout(10.0, read=timeout_seconds + 30.0)
+        path = res.path(namespace) + _query(params)
+        try:
+            with self._watches().stream("GET", path, headers=_headers(self.conn), timeout=timeout) as resp:
+                _count("WATCH", path, str(resp.status_code))
+                if resp.status_code >= 400:
+                    resp.read()
+                    _raise_for(resp)
+                for line in resp.iter_lines():
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        code = int(status.get("code") or 500)
+                        if code == 410:
+                            raise Expired(code, status.get("message", "too old resource version"), "Expired", status)
+                        raise ApiError(code, status.get("message", "watch error"), status.get("reason", ""), status)
+                    yield event
+        except _TRANSPORT_ERRORS as exc:
+            raise Unavailable(f"watch of {res.plural} broke: {exc.__class__.__name__}: {exc}") from exc
+
+    def _watches(self) -> httpx.Client:
+        # Watches hold their connection for minutes: never out of the pool requests use.
+        with self._watch_lock:
+            if self._watch_http is None:
+                self._watch_http = httpx.Client(base_url=self.conn.host, verify=self.conn.verify,
+                                                limits=httpx.Limits(max_connections=None, max_keepalive_connections=8))
+            return self._watch_http
 
     def create(self, res: Resource, body: dict, namespace: str | None = None) -> dict:
         body = dict(body)

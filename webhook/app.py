@@ -22,6 +22,7 @@ from paramedic import kube, metrics
 from paramedic.domain import alerts as dom
 from paramedic.domain.timeutil import utcnow
 from paramedic.incidents import IngestConflict, ingest
+from paramedic.informer import Directory
 from paramedic.settings import Settings
 
 from .auth import TokenSource, challenge
@@ -60,7 +61,10 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
     app = Flask("paramedic.webhook")
     app.config["MAX_CONTENT_LENGTH"] = max_body
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["paramedic"] = {"settings": settings, "client": client, "tokens": tokens}
+    # Watch-fed MonitoredServices per namespace, started by the first alert from it (after
+    # gunicorn's fork, so the watch threads live in the worker that serves requests).
+    services = Directory(client, kube.MONITORED_SERVICES)
+    app.extensions["paramedic"] = {"settings": settings, "client": client, "tokens": tokens, "services": services}
 
     @app.before_request
     def authenticate() -> Response | None:
@@ -88,7 +92,7 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
         for alert in alerts:
             metrics.ALERTS_RECEIVED.labels(alert.status).inc()
         try:
-            result = ingest(client, settings, alerts, utcnow())
+            result = ingest(client, settings, alerts, utcnow(), services=services)
         except kube.Unavailable as exc:
             log.warning("cannot persist %d alerts (%s): %s", len(alerts), kind, exc)
             return _error(503, f"Kubernetes API unavailable, retry later: {exc}", retry_after=RETRY_AFTER_UNAVAILABLE)

@@ -132,9 +132,10 @@ those on cluster-scoped ones.
 - apiGroups: [paramedic.dev]
   resources: [incidents/status]
   verbs: [get, patch, update]
+# Routing reads MonitoredServices from a watch-fed cache per namespace.
 - apiGroups: [paramedic.dev]
   resources: [monitoredservices]
-  verbs: [get, list]
+  verbs: [get, list, watch]
 {{- end -}}
 
 {{- define "paramedic.webhookClusterRules" -}}
