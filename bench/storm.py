@@ -22,6 +22,7 @@ import time
 import uuid
 
 from paramedic import kube
+from paramedic.domain import alerts as dom
 
 from .common import (Context, CpuMeter, Operator, Result, Webhook, am_alert, am_payload, control_plane_pids,
                      create_all, deployment, percentile, utc_iso, wait_for)
@@ -104,7 +105,7 @@ def run(ctx: Context, result: Result) -> None:
     for inc in incidents:
         per_svc.setdefault(inc["spec"]["service"], []).append(inc)
         for a in (inc.get("status") or {}).get("alerts") or []:
-            recorded.setdefault(a["fingerprint"], []).append(a.get("status", ""))
+            recorded.setdefault(dom.entry_fingerprint(a), []).append(a.get("status", ""))
     distinct = {a["fingerprint"] for alerts in firing.values() for a in alerts}
     lost = sum(1 for fp in distinct if fp not in recorded)
     dupes = sum(len(v) - 1 for v in recorded.values() if len(v) > 1)

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from paramedic import kube
+from paramedic.domain import alerts as dom
 
 from .common import (Context, CpuMeter, Result, Webhook, am_alert, am_payload, control_plane_pids, create_all,
                      deployment, log, percentile, utc_iso)
@@ -101,7 +102,8 @@ def recorded(client: kube.KubeClient, ns: str) -> tuple[int, dict[str, int], set
         svc = inc["spec"]["service"]
         per_service[svc] = per_service.get(svc, 0) + 1
         for a in (inc.get("status") or {}).get("alerts") or []:
-            seen[a["fingerprint"]] = seen.get(a["fingerprint"], 0) + 1
+            fp = dom.entry_fingerprint(a)
+            seen[fp] = seen.get(fp, 0) + 1
     return len(incidents), seen, {s for s, c in per_service.items() if c > 1}
 
 

@@ -487,24 +487,49 @@ def alert_keys(incident: Mapping[str, Any]) -> set[str]:
 # --- recording alerts on an incident ------------------------------------------
 
 
-def alert_entry(alert: Alert, now: datetime) -> dict[str, Any]:
-    """The status.alerts entry of a newly recorded alert."""
+def alert_entry(alert: Alert, now: datetime, common: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The status.alerts entry of a newly recorded alert.
+
+    Labels are stored as the difference from `common` (the incident's spec.labels):
+    alerts of one group share most of theirs, and every status write carries every
+    entry, so repeating them made large incidents' writes twice as costly.
+    """
+    common = common or {}
     entry: dict[str, Any] = {
         "key": alert.key,
-        "fingerprint": alert.fingerprint,
         "alertname": alert.alertname,
         "status": alert.status,
         "startsAt": iso_ms(alert.starts_at),
         "receivedAt": iso_ms(now),
-        "summary": _truncate(alert.summary, 1024),
-        "labels": dict(alert.labels),
     }
+    summary = _truncate(alert.summary, 1024)
+    if summary:
+        entry["summary"] = summary
+    own = {k: v for k, v in alert.labels.items() if common.get(k) != v}
+    if own:
+        entry["labels"] = own
+    absent = sorted(k for k in common if k not in alert.labels)
+    if absent:
+        entry["absentLabels"] = absent
     if alert.generator_url:
         entry["generatorURL"] = alert.generator_url
     if alert.status == RESOLVED:
         entry["resolvedAt"] = iso_ms(now)
         entry["endsAt"] = iso_ms(alert.ends_at or now)
     return entry
+
+
+def entry_labels(incident: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, str]:
+    """The full label set of a status.alerts entry (see `alert_entry`)."""
+    absent = set(entry.get("absentLabels") or ())
+    common = ((incident.get("spec") or {}).get("labels") or {}) if "fingerprint" not in entry else {}
+    labels = {k: v for k, v in common.items() if k not in absent}
+    labels.update(entry.get("labels") or {})
+    return labels
+
+
+def entry_fingerprint(entry: Mapping[str, Any]) -> str:
+    return entry.get("fingerprint") or str(entry.get("key", "")).partition("@")[0]
 
 
 @dataclass
@@ -531,6 +556,7 @@ def record_alerts(incident: Mapping[str, Any], alerts: list[Alert], now: datetim
     `created` sets status.createdAt for an incident created just now.
     """
     status = incident.get("status") or {}
+    common = (incident.get("spec") or {}).get("labels") or {}
     current = [dict(a) for a in (status.get("alerts") or [])]
     index = {a.get("key"): i for i, a in enumerate(current)}
     was_all_resolved = bool(current) and all(a.get("status") == RESOLVED for a in current)
@@ -540,7 +566,7 @@ def record_alerts(incident: Mapping[str, Any], alerts: list[Alert], now: datetim
     for alert in alerts:
         i = index.get(alert.key)
         if i is None:
-            current.append(alert_entry(alert, now))
+            current.append(alert_entry(alert, now, common))
             index[alert.key] = len(current) - 1
             out.added.append(alert.key)
             (fired if alert.status == FIRING else cleared).append(alert)
@@ -590,7 +616,7 @@ def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, entry in enumerate(out):
         if total <= ALERTS_BYTES_BUDGET:
             break
-        for name in ("labels", "summary", "generatorURL"):
+        for name in ("labels", "absentLabels", "summary", "generatorURL"):
             entry.pop(name, None)
         slim = _entry_size(entry)
         total -= sizes[i] - slim

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
+from .alerts import entry_fingerprint
 from .lifecycle import is_active
 from .stats import format_duration
 from .timeutil import iso, parse_or_none
@@ -118,7 +119,7 @@ def _alerts(status: Mapping[str, Any]) -> list[str]:
     if not alerts:
         return ["## Alerts", "", "_No alerts._"]
     rows = [[a.get("alertname"), a.get("status"), a.get("startsAt"), a.get("resolvedAt") or a.get("endsAt"),
-             a.get("summary"), a.get("fingerprint")] for a in alerts]
+             a.get("summary"), entry_fingerprint(a)] for a in alerts]
     return ["## Alerts", ""] + _table(["Alert", "Status", "Started", "Resolved", "Summary", "Fingerprint"], rows)
 
 

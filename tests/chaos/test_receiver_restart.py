@@ -91,7 +91,7 @@ def test_receiver_restarted_during_a_storm_loses_nothing(kube_client, namespace,
     assert len(sent) == SENDERS * REQUESTS * ALERTS_PER_REQUEST
 
     def recorded() -> list[str]:
-        return [a["fingerprint"] for inc in kube_client.list(kube.INCIDENTS, namespace)
+        return [dom.entry_fingerprint(a) for inc in kube_client.list(kube.INCIDENTS, namespace)
                 for a in (inc.get("status") or {}).get("alerts") or []]
 
     got = recorded()
@@ -105,6 +105,7 @@ def test_receiver_restarted_during_a_storm_loses_nothing(kube_client, namespace,
     assert retries > 0, "no sender ever had to retry: the restarts missed the storm"
     assert not missing, f"{len(missing)} alerts lost"
     assert len(got) == len(set(got)), "an alert was recorded twice"
-    assert all(f == dom.labels_fingerprint(a["labels"]) for inc in kube_client.list(kube.INCIDENTS, namespace)
-               for a in (inc.get("status") or {}).get("alerts") or [] if a.get("labels")
-               for f in [a["fingerprint"]])
+    entries = [(inc, a) for inc in kube_client.list(kube.INCIDENTS, namespace)
+               for a in (inc.get("status") or {}).get("alerts") or []]
+    assert all(dom.entry_fingerprint(a) == dom.labels_fingerprint(dom.entry_labels(inc, a)) for inc, a in entries), \
+        "an entry's labels do not add up to the alert that was sent"

@@ -155,7 +155,7 @@ def test_alertmanager_groups_resends_and_resolutions(kube_client, namespace, liv
     assert inc["spec"]["source"] == "alertmanager" and inc["spec"]["managed"] is True
     for entry in inc["status"]["alerts"]:
         # Alertmanager's own fingerprint is the Prometheus label-set hash the receiver computes too.
-        assert entry["fingerprint"] == dom.labels_fingerprint(entry["labels"])
+        assert dom.entry_fingerprint(entry) == dom.labels_fingerprint(dom.entry_labels(inc, entry))
         assert entry["generatorURL"].startswith("http://prometheus.example:9090/")
 
     # repeat_interval (5s) re-sends the unchanged group: answered 200, recorded nothing new.
@@ -212,7 +212,7 @@ def test_an_outage_loses_nothing(kube_client, namespace, start_alertmanager):
             return items if items and len((items[0].get("status") or {}).get("alerts") or []) == 3 else None
 
         [inc] = wait_for(all_three, 60, "Alertmanager's retries to land")
-        assert sorted(a["labels"]["instance"] for a in inc["status"]["alerts"]) == ["pod-0", "pod-1", "pod-2"]
+        assert sorted(dom.entry_labels(inc, a)["instance"] for a in inc["status"]["alerts"]) == ["pod-0", "pod-1", "pod-2"]
         assert 200 in receiver.statuses()
         assert len(incidents(kube_client, namespace)) == 1
     finally:

@@ -145,7 +145,7 @@ def test_a_group_of_alerts_becomes_one_incident_once(kube_client, namespace, rec
     assert spec["title"] == "HighErrorRate on 10.0.0.0"
     assert spec["runbookURL"] == "https://runbooks/checkout"
     assert status["createdAt"]
-    assert sorted(a["labels"]["instance"] for a in status["alerts"]) == ["10.0.0.0", "10.0.0.1", "10.0.0.2"]
+    assert sorted(dom.entry_labels(inc, a)["instance"] for a in status["alerts"]) == ["10.0.0.0", "10.0.0.1", "10.0.0.2"]
     assert all(a["status"] == "firing" for a in status["alerts"])
     assert [e["type"] for e in status["timeline"]] == ["alert-firing"] * 3
     assert counter(metrics.INCIDENTS_CREATED, "critical", "alertmanager") == created_before + 1
@@ -178,7 +178,7 @@ def test_resolved_alerts_are_recorded_and_auto_resolve(kube_client, namespace, r
     out = post(http, receiver, am_payload(resolved(alerts[0]), alerts[1]))
     assert out["resolved"] == 1 and out["deduplicated"] == 1 and out["autoResolved"] == 0
     inc = kube_client.get(kube.INCIDENTS, name, namespace)
-    by_instance = {a["labels"]["instance"]: a for a in inc["status"]["alerts"]}
+    by_instance = {dom.entry_labels(inc, a)["instance"]: a for a in inc["status"]["alerts"]}
     assert by_instance["0"]["status"] == "resolved" and by_instance["0"]["resolvedAt"] and by_instance["0"]["endsAt"]
     assert by_instance["1"]["status"] == "firing"
     assert inc["spec"]["state"] == "open"
@@ -272,7 +272,7 @@ def test_concurrent_different_alerts_are_all_kept(kube_client, namespace, receiv
         answers = list(pool.map(send, range(8)))
     assert all(codes[-1] == 200 and set(codes) <= {200, 503} for codes in answers), answers
     [inc] = incidents(kube_client, namespace)
-    instances = [a["labels"]["instance"] for a in inc["status"]["alerts"]]
+    instances = [dom.entry_labels(inc, a)["instance"] for a in inc["status"]["alerts"]]
     assert sorted(instances) == sorted(f"{i}-{j}" for i in range(8) for j in range(3))
 
 

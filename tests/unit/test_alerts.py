@@ -466,3 +466,23 @@ def test_build_incident():
     with pytest.raises(ValueError):
         build_incident("shop", "x", service="s", severity="warning", title="t", description="", source="api",
                        managed=True, labels={}, runbook_url="", now=NOW)
+
+
+def test_entries_store_labels_as_the_difference_from_the_incident_and_read_back_whole():
+    first = am_alert()
+    other = am_alert(fingerprint="bb", labels={**first["labels"], "instance": "10.0.0.2:8080", "zone": "b"})
+    fewer = am_alert(fingerprint="cc", labels={k: v for k, v in first["labels"].items() if k != "instance"})
+    alerts = dom.parse_alertmanager(payload(first, other, fewer))
+    inc = incident()
+    inc["spec"]["labels"] = dict(first["labels"])  # as the webhook creates it: the first alert's labels
+    status = dom.record_alerts(inc, alerts, NOW, timeline_limit=50).patch["status"]
+    entries = status["alerts"]
+    assert "labels" not in entries[0] and "absentLabels" not in entries[0], "nothing beyond the incident's labels"
+    assert entries[1]["labels"] == {"instance": "10.0.0.2:8080", "zone": "b"}
+    assert entries[2]["absentLabels"] == ["instance"] and "labels" not in entries[2]
+    assert [dom.entry_labels(inc, e) for e in entries] == [dict(a.labels) for a in alerts]
+    assert [dom.entry_fingerprint(e) for e in entries] == [a.fingerprint for a in alerts]
+    assert all("fingerprint" not in e for e in entries)
+    # Entries written by earlier versions carry their fingerprint and every label.
+    old = {"key": "ff@2026-03-02T10:00:00.000Z", "fingerprint": "ff", "labels": {"a": "b"}}
+    assert dom.entry_labels(inc, old) == {"a": "b"} and dom.entry_fingerprint(old) == "ff"
