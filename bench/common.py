@@ -28,10 +28,9 @@ from typing import Any, Callable, Iterable, Iterator
 import httpx
 
 from paramedic import kube
-from paramedic.devcluster import REPO, DevCluster, free_port, tools_bin
+from paramedic.devcluster import REPO, DevCluster, apply_crds, free_port, tools_bin
 
 VENV_BIN = Path(sys.executable).parent
-CRD_DIR = REPO / "manifests" / "crds"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -140,21 +139,6 @@ def kubectl(kubeconfig: Path, *args: str) -> str:
     out = subprocess.run([str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig), *args],
                          check=True, capture_output=True, text=True)
     return out.stdout
-
-
-def apply_crds(kubeconfig: Path) -> None:
-    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR))
-    # Established is not enough: until a CRD's watch cache is ready, lists answer 429
-    # ("storage is (re)initializing"), which would be measured as the operator's startup.
-    client = kube.KubeClient(kube.Connection.load(str(kubeconfig)))
-    try:
-        for res in (kube.INCIDENTS, kube.MONITORED_SERVICES, kube.ONCALL_SCHEDULES):
-            wait_for(lambda: client.list(res, "default", cached=True) is not None, 120,
-                     f"{res.plural} served from the watch cache", interval=0.5)
-            wait_for(lambda: client.list(res, "default") is not None, 120, f"{res.plural} listable", interval=0.5)
-    finally:
-        client.close()
 
 
 class Context:

@@ -7,11 +7,14 @@ operator starts. A watch from this process notes when each object is handled:
 an Incident once its status has createdAt and observedGeneration, a
 MonitoredService once status.observedGeneration matches its generation. After
 that, the operator is left alone and its CPU and RSS at rest are read from /proc.
+Last, the floor: the API requests handling needs at the least, sent by a plain
+script (see `write_floor`), to tell the operator's cost from the API server's.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -61,6 +64,49 @@ def api_requests(op: Operator) -> str:
                                                                        else f" ({labels.get('code')})")
         counts[what] = counts.get(what, 0) + value
     return ", ".join(f"{k} {v:,.0f}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "-"
+
+
+FLOOR_SHARE = 5
+"""The floor writes 1/FLOOR_SHARE of the objects and is scaled up (it would otherwise double the run)."""
+
+
+def write_floor(ctx: Context, incidents: list[dict], services: list[dict]) -> tuple[float, int]:
+    """The API writes the operator makes to handle these objects once, made by a plain
+    16-thread script on fresh copies in another namespace: per Incident a guarded spec
+    PATCH (the assignee) and a status PATCH; per MonitoredService a GET of its target and
+    a status PATCH. Returns (seconds scaled to all objects, requests sent)."""
+    client = ctx.client
+    ns = ctx.namespace("bench-scale-floor")
+    client.create(kube.DEPLOYMENTS, deployment("bench-target", replicas=0), ns)
+    incs = [{**b, "metadata": {"name": b["metadata"]["name"]}} for b in incidents[::FLOOR_SHARE]]
+    svcs = services[::FLOOR_SHARE]
+    create_all(client, kube.MONITORED_SERVICES, ns, svcs, threads=48)
+    create_all(client, kube.INCIDENTS, ns, incs, threads=48)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # The operator has the bodies from its watch: read them before the clock starts.
+    versions = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in client.list(kube.INCIDENTS, ns)}
+
+    def incident(body: dict) -> None:
+        name = body["metadata"]["name"]
+        obj = client.patch(kube.INCIDENTS, name, {"metadata": {"resourceVersion": versions[name]},
+                                                  "spec": {"assignee": "p0-0@example.com"}}, ns)
+        client.patch(kube.INCIDENTS, name, {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                                            "status": {"createdAt": now, "observedGeneration": obj["metadata"]["generation"],
+                                                       "observedState": "open", "assignee": "p0-0@example.com"}},
+                     ns, subresource="status")
+
+    def service(body: dict) -> None:
+        client.get(kube.DEPLOYMENTS, "bench-target", ns)
+        client.patch(kube.MONITORED_SERVICES, body["metadata"]["name"], {"status": {"observedGeneration": 1}}, ns,
+                     subresource="status")
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(incident, incs))
+        list(pool.map(service, svcs))
+    took = time.monotonic() - started
+    return took * FLOOR_SHARE, 2 * (len(incs) + len(svcs))
 
 
 def run(ctx: Context, result: Result) -> None:
@@ -138,6 +184,8 @@ def run(ctx: Context, result: Result) -> None:
     notified = sum(1 for i in sample if any(n.get("result") not in ("pending", None)
                                             for n in (i.get("status") or {}).get("notifications") or []))
 
+    floor, floor_requests = write_floor(ctx, incidents, services)
+
     if not all_done:
         result.notes.append(f"not every object was handled {limit:.0f}s after the operator started; "
                             "'all handled' is then reported as infinite")
@@ -148,6 +196,9 @@ def run(ctx: Context, result: Result) -> None:
     result.figure("operator CPU seconds until all handled", cpu_busy)
     result.figure("CPU while handling (% of one core)", ", ".join(f"{k} {100 * v / busy:.0f}" for k, v in split.items()))
     result.figure("operator API requests until all handled", requests)
+    result.figure(f"floor: the same writes by a plain script (1/{FLOOR_SHARE} of the objects, "
+                  f"{floor_requests:,} requests, scaled) (s)", floor)
+    result.figure("all handled / floor", t_all / floor if floor else float("inf"))
     result.figure("RSS when all handled (MB)", rss_busy / 1e6)
     result.figure("RSS at rest (MB)", rss / 1e6)
     result.figure("peak RSS (MB)", peak / 1e6)

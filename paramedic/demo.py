@@ -39,12 +39,11 @@ from typing import Any, Callable
 import httpx
 
 from . import kube
-from .devcluster import REPO, DevCluster, free_port, tools_bin
+from .devcluster import REPO, DevCluster, apply_crds, free_port, tools_bin
 from .domain.report import render_postmortem
 from .domain.timeutil import utcnow
 
 HACK = REPO / "hack" / "demo"
-CRD_DIR = REPO / "manifests" / "crds"
 PEERING_CRDS = REPO / "manifests" / "kopf-peering-crds.yaml"
 VENV_BIN = Path(sys.executable).parent
 BINARIES = {
@@ -321,10 +320,10 @@ class Demo:
 
     def _crds(self) -> None:
         # Kopf's peering CRDs too: the operator's watches wait for them even when standalone.
-        for path in (CRD_DIR, PEERING_CRDS):
-            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        for path in (CRD_DIR, PEERING_CRDS):
-            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(path))
+        try:
+            apply_crds(self.kubeconfig, PEERING_CRDS)
+        except subprocess.CalledProcessError as exc:
+            raise DemoError(f"applying the CRDs failed: {(exc.stderr or exc.stdout or '').strip()}") from None
 
     def _clean_namespace(self) -> None:
         """A previous run's objects would skew the story (old incidents, probe counters)."""

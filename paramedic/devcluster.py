@@ -255,6 +255,42 @@ class DevCluster:
             return c.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
 
 
+CRD_DIR = REPO / "manifests" / "crds"
+
+
+def apply_crds(kubeconfig: Path, *extra: Path, timeout: float = 120) -> None:
+    """Apply Paramedic's CRDs (and `extra` manifests), then wait until they are served.
+
+    Established is not servable yet: until a new resource's watch cache is ready the
+    API server answers 429 ("storage is (re)initializing"), which a test would take for
+    a failure and a benchmark would measure as the operator's start-up.
+    """
+    from . import kube
+
+    kubectl = [str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig)]
+    for path in (CRD_DIR, *extra):
+        subprocess.run([*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(path)],
+                       check=True, capture_output=True, text=True)
+    for path in (CRD_DIR, *extra):
+        subprocess.run([*kubectl, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(path)],
+                       check=True, capture_output=True, text=True)
+    client = kube.KubeClient(kube.Connection.load(str(kubeconfig)))
+    deadline = time.monotonic() + timeout
+    try:
+        for res in (kube.INCIDENTS, kube.MONITORED_SERVICES, kube.ONCALL_SCHEDULES):
+            for cached in (True, False):
+                while True:
+                    try:
+                        client.list(res, "default", cached=cached)
+                        break
+                    except kube.Unavailable:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.2)
+    finally:
+        client.close()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -9,16 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from paramedic import kube
-from paramedic.devcluster import REPO, DevCluster, tools_bin
+from paramedic.devcluster import DevCluster, apply_crds, tools_bin
 
-CRD_DIR = REPO / "manifests" / "crds"
 
 
 @pytest.fixture(scope="session")
@@ -26,39 +24,18 @@ def kubeconfig() -> Path:
     existing = os.environ.get("PARAMEDIC_KUBECONFIG")
     if existing:
         path = Path(existing)
-        _apply_crds(path)
+        apply_crds(path)
         yield path
         return
     root = Path(tempfile.mkdtemp(prefix="paramedic-test-cluster-"))
     cluster = DevCluster(root=root / "cluster", kubeconfig=root / "kubeconfig")
     try:
         cluster.up(log=lambda msg: None)
-        _apply_crds(cluster.kubeconfig)
+        apply_crds(cluster.kubeconfig)
         yield cluster.kubeconfig
     finally:
         cluster.down(quiet=True)
         subprocess.run(["rm", "-rf", str(root)], check=False)
-
-
-def _apply_crds(path: Path) -> None:
-    kubectl(path, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-    kubectl(path, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR))
-    # Established is not yet servable: the API server answers 429 while a new
-    # resource's storage initialises.
-    client = kube.KubeClient(kube.Connection.load(str(path)))
-    try:
-        for res in (kube.INCIDENTS, kube.MONITORED_SERVICES, kube.ONCALL_SCHEDULES):
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    client.list(res)
-                    break
-                except kube.Unavailable:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-    finally:
-        client.close()
 
 
 def kubectl(path: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from paramedic import kube
-from paramedic.devcluster import DevCluster
-from tests.conftest import _apply_crds
+from paramedic.devcluster import DevCluster, apply_crds
 from tests.helpers import MailSink, SwitchableService, WebhookProcess
 
 
@@ -38,7 +37,7 @@ def private_cluster() -> PrivateCluster:
     client = None
     try:
         cluster.up(log=lambda msg: None)
-        _apply_crds(cluster.kubeconfig)
+        apply_crds(cluster.kubeconfig)
         client = kube.KubeClient(kube.Connection.load(str(cluster.kubeconfig)))
         yield PrivateCluster(cluster, cluster.kubeconfig, client)
     finally:
