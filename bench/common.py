@@ -469,11 +469,6 @@ class Operator(Proc):
                   "PARAMEDIC_PLAYBOOKS_DIR": str(REPO / "playbooks"), "PARAMEDIC_NAMESPACE": namespaces[0]})
         e.update(env or {})
         args = [str(VENV_BIN / "paramedic-operator"), "--standalone"]
-        variant = os.environ.get("PARAMEDIC_BENCH_OPERATOR", "")
-        if variant == "whatif-aiohttp":  # the proposed fix, measured before it is made (bench/whatif_operator.py)
-            args = [str(VENV_BIN / "python"), "-m", "bench.whatif_operator", "--standalone"]
-        elif variant:
-            raise ValueError(f"PARAMEDIC_BENCH_OPERATOR={variant!r}: only 'whatif-aiohttp' is known")
         for ns in namespaces:
             args += ["--namespace", ns]
         super().__init__("operator", args, e, ctx.workdir / f"operator-{namespaces[0]}.log", cpus, cwd=REPO)

@@ -51,7 +51,7 @@ def machine() -> dict[str, str]:
             "cpu": cpu, "memory": mem, "load average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
             "python": platform.python_version(), "commit": commit,
             "cluster": os.environ.get("PARAMEDIC_KUBECONFIG") or "fresh DevCluster per benchmark",
-            "operator": os.environ.get("PARAMEDIC_BENCH_OPERATOR") or "paramedic-operator (as shipped)"}
+            "operator": "paramedic-operator (as shipped)"}
 
 
 def run_one(name: str, quick: bool, keep: bool) -> Result:
