@@ -26,21 +26,13 @@ import aiohttp
 import aiohttp.abc
 
 from paramedic import metrics
+from paramedic.netguard import forbidden_address
 from paramedic.domain.probe import ProbeResult, ProbeSpec, classify
 from paramedic.domain.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 OnResult = Callable[[Hashable, ProbeSpec, ProbeResult], Awaitable[None]]
-
-# Cloud metadata endpoints answer on link-local addresses; a probe must not be a way in.
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-
-
-def forbidden_address(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip)
-    return addr.is_link_local or addr in _METADATA
-
 
 @dataclass
 class _Entry:

@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 import httpx
 
 from paramedic import metrics
+from paramedic.netguard import refuse_forbidden
 from paramedic.domain.notify_render import (
     CHANNELS,
     DeliveryResult,
@@ -269,6 +270,12 @@ class Notifier:
         body = render(n)
 
         async def attempt() -> None:
+            try:
+                await refuse_forbidden(url)
+            except ValueError as exc:
+                raise _Permanent(f"{channel} webhook URL {shown} refused: {exc}") from None
+            except OSError as exc:  # the name does not resolve (now): worth another try
+                raise ConnectionError(f"POST {shown} failed: cannot resolve the host: {_describe(exc)}") from None
             try:
                 response = await self._client().post(url, json=body)
             except httpx.TimeoutException:

@@ -391,3 +391,18 @@ def test_webhook_unreachable(hook):
     [result] = deliver(Settings(), channels={"slack"}, slack_url=url, tries=2)
     assert not result.ok and result.attempts == 2
     assert "ConnectError" in result.error and SLACK_SECRET not in result.error
+
+
+def test_webhook_to_a_metadata_address_is_refused_without_a_request(hook, monkeypatch):
+    # Safety net: were the check ever skipped, the POST would go to the local hook server
+    # through this proxy instead of leaving the machine.
+    monkeypatch.setenv("HTTP_PROXY", hook.url)
+    url = f"http://169.254.169.254/services/T000/B000/{SLACK_SECRET}"
+    [result] = deliver(Settings(), channels={"slack"}, slack_url=url, tries=3)
+    assert not result.ok and result.attempts == 1, "refused once, never retried"
+    assert "forbidden address (169.254.169.254)" in result.error and SLACK_SECRET not in result.error
+    assert hook.requests == []
+
+    # A name that does not resolve is a transient failure, retried like a refused connection.
+    [result] = deliver(Settings(), channels={"webhook"}, webhook_url="http://no-such-host.invalid/hook", tries=2)
+    assert not result.ok and result.attempts == 2 and "cannot resolve the host" in result.error

@@ -118,3 +118,17 @@ def test_names_resolving_to_forbidden_addresses_are_refused(monkeypatch: pytest.
 
     result = run(main())
     assert not result.ok and "forbidden address (169.254.169.254)" in result.error, result.error
+
+
+def test_hook_urls_naming_forbidden_addresses_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paramedic import netguard
+
+    async def resolve(host: str) -> list[str]:
+        return ["169.254.169.254"] if host == "imds" else ["10.0.0.7"]
+
+    monkeypatch.setattr(netguard, "_resolve", resolve)
+    with pytest.raises(ValueError, match=r"imds is or resolves to a forbidden address \(169.254.169.254\)"):
+        asyncio.run(netguard.refuse_forbidden("https://imds/latest"))
+    with pytest.raises(ValueError, match="fe80::1"):
+        asyncio.run(netguard.refuse_forbidden("http://[fe80::1]:8080/hook"))
+    asyncio.run(netguard.refuse_forbidden("https://chat.internal/hook"))  # a private address is fine
