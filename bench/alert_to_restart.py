@@ -24,8 +24,8 @@ from paramedic.incidents import build_incident
 from paramedic.domain.alerts import incident_name
 from paramedic.domain.timeutil import utcnow
 
-from .common import (RESTARTED_AT, Context, CpuMeter, Operator, control_plane_pids, Result, Watcher, am_alert, am_payload, create_all,
-                     deployment, log, percentile, utc_iso, wait_for, Webhook)
+from .common import (RESTARTED_AT, Context, CpuMeter, Result, Watcher, am_alert, am_payload, control_plane_pids,
+                     create_all, deployment, log, operator_and_webhook, percentile, utc_iso, wait_for)
 
 NAME = "alert_to_restart"
 TOKEN = "bench-" + uuid.uuid4().hex
@@ -119,15 +119,7 @@ def run(ctx: Context, result: Result) -> None:
     for w in watches:
         w.synced.wait(30)
 
-    op = Operator(ctx, [ns], cpus=None)
-    op.start()
-    hook = Webhook(ctx, ns, TOKEN)
-    hook.start()
-    op.wait_ready()
-    hook.wait_ready()
-    wait_for(lambda: all((m.get("status") or {}).get("observedGeneration") == m["metadata"]["generation"]
-                         for m in client.list(kube.MONITORED_SERVICES, ns)), 120,
-             "operator reconciled the MonitoredServices", interval=1)
+    op, hook = operator_and_webhook(ctx, ns, TOKEN)
 
     http = httpx.Client(base_url=hook.url, headers=hook.headers(), timeout=30)
     ctx.on_close(http.close)

@@ -606,3 +606,16 @@ def am_payload(alerts: list[dict], group_labels: dict[str, str]) -> dict:
 
 def workdir(name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"paramedic-bench-{name}-"))
+
+
+def operator_and_webhook(ctx: Context, ns: str, token: str) -> tuple[Operator, Webhook]:
+    """Both processes for `ns`, started and ready, every MonitoredService there reconciled."""
+    op, hook = Operator(ctx, [ns], cpus=None), Webhook(ctx, ns, token)
+    op.start()
+    hook.start()
+    op.wait_ready()
+    hook.wait_ready()
+    wait_for(lambda: all((m.get("status") or {}).get("observedGeneration") == m["metadata"]["generation"]
+                         for m in ctx.client.list(kube.MONITORED_SERVICES, ns)), 120,
+             "operator reconciled the MonitoredServices", interval=1)
+    return op, hook

@@ -24,8 +24,8 @@ import uuid
 from paramedic import kube
 from paramedic.domain import alerts as dom
 
-from .common import (Context, CpuMeter, Operator, Result, Webhook, am_alert, am_payload, control_plane_pids,
-                     create_all, deployment, percentile, utc_iso, wait_for)
+from .common import (Context, CpuMeter, Result, am_alert, am_payload, control_plane_pids, create_all, deployment,
+                     operator_and_webhook, percentile, utc_iso)
 from .webhook_throughput import SENDERS, send_all, service
 
 NAME = "storm"
@@ -83,14 +83,7 @@ def run(ctx: Context, result: Result) -> None:
         per_sender.append(bodies)
     requests = sum(len(b) for b in per_sender)
 
-    op = Operator(ctx, [ns], cpus=None)
-    op.start()
-    hook = Webhook(ctx, ns, TOKEN)
-    hook.start()
-    op.wait_ready()
-    hook.wait_ready()
-    wait_for(lambda: all((m.get("status") or {}).get("observedGeneration") for m in
-                         client.list(kube.MONITORED_SERVICES, ns)), 120, "services reconciled", interval=1)
+    op, hook = operator_and_webhook(ctx, ns, TOKEN)
 
     meter = CpuMeter({"webhook": hook.pid, "operator": op.pid, **control_plane_pids(ctx.kubeconfig)})
     meter.start()

@@ -13,22 +13,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import heapq
-import ipaddress
 import itertools
 import logging
-import socket
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Hashable
-from urllib.parse import urlsplit
 
 import aiohttp
-import aiohttp.abc
 
 from paramedic import metrics
-from paramedic.netguard import forbidden_address
 from paramedic.domain.probe import ProbeResult, ProbeSpec, classify
 from paramedic.domain.timeutil import utcnow
+from paramedic.netguard import GuardedResolver, refuse_forbidden_literal
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +86,7 @@ class Prober:
         if self._session is None or self._session.closed:
             # When private targets are denied, the check sits in the resolver, so the
             # address checked is the address connected to (no second DNS answer).
-            resolver = _GuardedResolver() if self._deny_private else None
+            resolver = GuardedResolver() if self._deny_private else None
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._concurrency, keepalive_timeout=15, ttl_dns_cache=60,
                                                resolver=resolver),
@@ -159,7 +155,7 @@ class Prober:
         status = None
         try:
             if self._deny_private:
-                _refuse_forbidden_literal(spec.url)
+                refuse_forbidden_literal(spec.url)
             async with self._open().get(spec.url, allow_redirects=False,
                                         timeout=aiohttp.ClientTimeout(total=spec.timeout)) as resp:
                 status = resp.status
@@ -172,34 +168,6 @@ class Prober:
             error = f"{exc.__class__.__name__}: {_root_cause(exc)}"
         latency_ms = int((time.perf_counter() - started) * 1000)
         return classify(spec, utcnow(), status_code=status, latency_ms=latency_ms, error=error)
-
-
-def _refuse_forbidden_literal(url: str) -> None:
-    """An IP literal in the URL never reaches the resolver: check it here."""
-    host = urlsplit(url).hostname or ""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return  # a name: _GuardedResolver checks what it resolves to
-    if forbidden_address(str(ip)):
-        raise ValueError(f"{host} is a forbidden address")
-
-
-class _GuardedResolver(aiohttp.abc.AbstractResolver):
-    """The default resolver, refusing names that resolve to link-local or metadata addresses."""
-
-    def __init__(self) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
-        infos = await self._inner.resolve(host, port, family)
-        for info in infos:
-            if forbidden_address(info["host"]):
-                raise OSError(f"{host} resolves to a forbidden address ({info['host']})")
-        return infos
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 def _root_cause(exc: BaseException) -> str:

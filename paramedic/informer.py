@@ -15,8 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
-
 from . import kube
 
 log = logging.getLogger("paramedic.informer")
@@ -119,18 +117,13 @@ class Directory:
                     self._informers[namespace] = Informer(self.client, self.res, namespace).start()
         return items
 
+    def fresh(self, namespace: str) -> bool:
+        """Whether the namespace is answered from memory."""
+        informer = self._informers.get(namespace)
+        return informer is not None and informer.fresh
+
     def stop(self) -> None:
         with self._lock:
             for informer in self._informers.values():
                 informer.stop()
 
-
-def wait_fresh(directory: Directory, namespace: str, timeout: float = 10.0) -> bool:
-    """For tests and benchmarks: until the namespace's informer serves from memory."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        informer: Any = directory._informers.get(namespace)
-        if informer is not None and informer.fresh:
-            return True
-        time.sleep(0.05)
-    return False

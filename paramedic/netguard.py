@@ -12,12 +12,44 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+import aiohttp
+import aiohttp.abc
+
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 
 
 def forbidden_address(ip: str) -> bool:
     addr = ipaddress.ip_address(ip)
     return addr.is_link_local or addr in _METADATA
+
+
+def refuse_forbidden_literal(url: str) -> None:
+    """ValueError when `url`'s host is a forbidden IP literal (which no resolver sees)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name: see GuardedResolver and refuse_forbidden
+    if forbidden_address(str(ip)):
+        raise ValueError(f"{host} is a forbidden address")
+
+
+class GuardedResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's threaded resolver, refusing names that resolve to forbidden addresses:
+    the address checked is the address connected to."""
+
+    def __init__(self) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
+        infos = await self._inner.resolve(host, port, family)
+        for info in infos:
+            if forbidden_address(info["host"]):
+                raise OSError(f"{host} resolves to a forbidden address ({info['host']})")
+        return infos
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 async def refuse_forbidden(url: str) -> None:

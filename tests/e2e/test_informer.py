@@ -7,7 +7,7 @@ import time
 import pytest
 
 from paramedic import kube
-from paramedic.informer import Directory, Informer, wait_fresh
+from paramedic.informer import Directory, Informer
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -27,11 +27,12 @@ def test_directory_lists_first_then_follows_the_watch(kube_client, kubeconfig, n
     directory = Directory(client, kube.MONITORED_SERVICES)
     try:
         assert directory.items(namespace) == [], "an empty namespace is answered by a LIST"
-        assert not wait_fresh(directory, namespace, timeout=0.5), "no informer for a namespace without services"
+        time.sleep(0.5)
+        assert not directory.fresh(namespace), "no informer for a namespace without services"
 
         kube_client.create(kube.MONITORED_SERVICES, service("checkout"), namespace)
         assert names(wait_for(lambda: directory.items(namespace), 10, "the new service listed")) == ["checkout"]
-        assert wait_fresh(directory, namespace), "a namespace with services gets an informer"
+        wait_for(lambda: directory.fresh(namespace), 10, "a namespace with services to get an informer")
 
         # From now on, answers come from the watch: creations, edits and deletions show.
         kube_client.create(kube.MONITORED_SERVICES, service("cart"), namespace)
