@@ -16,7 +16,7 @@ gen() { # dir module-path tools...
   (cd "$dir" && go mod init "$mod" >/dev/null 2>&1)
 }
 
-# k8s: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+# k8s: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and the real node's kubelet, kube-proxy
 gen tools/k8s paramedic.dev/tools/k8s
 {
   echo
@@ -28,7 +28,9 @@ gen tools/k8s paramedic.dev/tools/k8s
    "k8s.io/kubernetes/cmd/kube-apiserver@${K8S_VERSION}" \
    "k8s.io/kubernetes/cmd/kube-controller-manager@${K8S_VERSION}" \
    "k8s.io/kubernetes/cmd/kube-scheduler@${K8S_VERSION}" \
-   "k8s.io/kubernetes/cmd/kubectl@${K8S_VERSION}" && go mod tidy)
+   "k8s.io/kubernetes/cmd/kubectl@${K8S_VERSION}" \
+   "k8s.io/kubernetes/cmd/kubelet@${K8S_VERSION}" \
+   "k8s.io/kubernetes/cmd/kube-proxy@${K8S_VERSION}" && go mod tidy)
 
 gen tools/etcd paramedic.dev/tools/etcd
 (cd tools/etcd && go get -tool "go.etcd.io/etcd/server/v3@${ETCD_VERSION}" && go mod tidy)
@@ -38,4 +40,11 @@ gen tools/kwok paramedic.dev/tools/kwok
 
 gen tools/helm paramedic.dev/tools/helm
 (cd tools/helm && go get -tool "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" && go mod tidy)
+# containerd 2.x for the real node: the daemon, ctr and the runc shim
+gen tools/containerd paramedic.dev/tools/containerd
+(cd tools/containerd && go get -tool \
+   "github.com/containerd/containerd/v2/cmd/containerd@${CONTAINERD_VERSION}" \
+   "github.com/containerd/containerd/v2/cmd/ctr@${CONTAINERD_VERSION}" \
+   "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@${CONTAINERD_VERSION}" && go mod tidy)
+
 echo "tools go.mod files regenerated"
