@@ -1,8 +1,10 @@
-"""A real local Kubernetes control plane on loopback, for tests and the demo.
+"""A real local Kubernetes control plane, for tests and the demo.
 
 etcd, kube-apiserver (RBAC on, static admin token), kube-controller-manager,
 kube-scheduler and kwok (a fake Node that keeps Ready and turns scheduled pods
-Running), all built from their Go modules by hack/build-tools.sh.
+Running), all built from their Go modules by hack/build-tools.sh. With a real node
+(`paramedic.devnode`: kubelet, containerd, runc, CNI) beside kwok's when the machine
+allows it: PARAMEDIC_REAL_NODE=auto (default), 1 (required) or 0 (kwok only).
 
     python -m paramedic.devcluster up      # writes .paramedic/kubeconfig
     python -m paramedic.devcluster down
@@ -25,9 +27,25 @@ from pathlib import Path
 
 import httpx
 
+from . import devnode
+
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".paramedic"
 NODE_NAME = "kwok-node-0"
+PAUSE_IMAGE = "localhost/pause:3.10"
+IMAGE = "localhost/paramedic:dev"
+
+
+def image_archive(name: str = "paramedic") -> Path:
+    """The archive of one of the project's images (`paramedic` or `pause`), built when its inputs changed."""
+    out = subprocess.run([str(REPO / "hack" / "build-image.sh"), *([name] if name != "paramedic" else [])],
+                         check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def real_node_mode() -> str:
+    mode = os.environ.get("PARAMEDIC_REAL_NODE", "auto").strip().lower()
+    return {"1": "1", "true": "1", "yes": "1", "0": "0", "false": "0", "no": "0"}.get(mode, "auto")
 
 
 def free_port() -> int:
@@ -55,11 +73,17 @@ def make_pki(d: Path) -> None:
              "-days", "3650", "-subj", "/CN=paramedic-local-ca", cwd=d)
     (d / "san.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-        "DNS:kubernetes.default.svc,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n")
+        f"DNS:kubernetes.default.svc,IP:10.0.0.1,IP:{devnode.GATEWAY}\nextendedKeyUsage=serverAuth\n")
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr",
              "-subj", "/CN=kube-apiserver", cwd=d)
     _openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
              "-out", "apiserver.crt", "-days", "3650", "-extfile", "san.ext", cwd=d)
+    # The API server's client certificate towards kubelets (logs, exec).
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "kubelet-client.key", "-out", "kubelet-client.csr",
+             "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client", cwd=d)
+    _openssl("x509", "-req", "-in", "kubelet-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "kubelet-client.crt", "-days", "3650", "-extfile", "client.ext", cwd=d)
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
@@ -81,6 +105,7 @@ class DevCluster:
     root: Path = STATE / "cluster"
     kubeconfig: Path = STATE / "kubeconfig"
     procs: dict[str, int] = field(default_factory=dict)
+    real_node: str = field(default_factory=real_node_mode)  # "auto", "1" or "0"
 
     @property
     def state_file(self) -> Path:
@@ -92,6 +117,25 @@ class DevCluster:
         state = json.loads(self.state_file.read_text())
         return all(_alive(pid) for pid in state.get("pids", {}).values()) and self._ready(state["server"], state["token"])
 
+    def node(self) -> devnode.RealNode | None:
+        """The real node of this cluster, if it has one."""
+        if not self.state_file.exists() or not json.loads(self.state_file.read_text()).get("real_node"):
+            return None
+        return devnode.RealNode(self.root / "node", tools_bin())
+
+    def _want_node(self, log) -> devnode.RealNode | None:
+        if self.real_node == "0":
+            return None
+        node = devnode.RealNode(self.root / "node", tools_bin(), log=log)
+        try:
+            node.network_up()
+            return node
+        except devnode.NodeError as exc:
+            if self.real_node == "1":
+                raise
+            log(f"no real node ({exc}); pods run on kwok's fake node only")
+            return None
+
     def up(self, log=print) -> Path:
         if self.running():
             log(f"control plane already running: KUBECONFIG={self.kubeconfig}")
@@ -100,6 +144,9 @@ class DevCluster:
         started = time.monotonic()
         bin_dir = tools_bin()
         self.root.mkdir(parents=True, exist_ok=True)
+        node = self._want_node(log)
+        # With a real node the API server binds the bridge gateway, where pods reach it too.
+        address = devnode.GATEWAY if node else "127.0.0.1"
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         pki = self.root / "pki"
@@ -107,9 +154,9 @@ class DevCluster:
         token = secrets.token_hex(16)
         (self.root / "tokens.csv").write_text(f'{token},admin,admin,"system:masters"\n')
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
-        server = f"https://127.0.0.1:{api_port}"
+        server = f"https://{address}:{api_port}"
         state = {"server": server, "token": token, "pids": {}, "bin": str(bin_dir), "args": {},
-                 "etcd": f"http://127.0.0.1:{etcd_port}"}
+                 "etcd": f"http://127.0.0.1:{etcd_port}", "real_node": bool(node)}
 
         def spawn(name: str, *args: str) -> None:
             state["pids"][name] = self._spawn(bin_dir, name, list(args))
@@ -126,7 +173,11 @@ class DevCluster:
               "--log-level", "warn")
         _wait(lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"), 30, "etcd")
         spawn("kube-apiserver", "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
-              "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(api_port),
+              "--bind-address", address, "--advertise-address", address, "--secure-port", str(api_port),
+              # kubelets by InternalIP: the API server never resolves a node's name
+              "--kubelet-preferred-address-types", "InternalIP",
+              "--kubelet-client-certificate", str(pki / "kubelet-client.crt"),
+              "--kubelet-client-key", str(pki / "kubelet-client.key"),
               "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
               "--client-ca-file", str(pki / "ca.crt"),
               "--token-auth-file", str(self.root / "tokens.csv"), "--authorization-mode", "Node,RBAC",
@@ -156,9 +207,16 @@ class DevCluster:
         _wait(lambda: self._node_ready(server, token), 60, "kwok node")
         _wait(lambda: self._default_sa(server, token), 60, "default ServiceAccount")
         log(f"control plane up in {time.monotonic() - started:.1f}s: KUBECONFIG={self.kubeconfig}")
+        if node:
+            node.up(self.kubeconfig, pki, server, [image_archive("pause")], PAUSE_IMAGE)
         return self.kubeconfig
 
     def down(self, quiet: bool = False) -> None:
+        if (self.root / "node" / "node.json").exists():
+            node = devnode.RealNode(self.root / "node", tools_bin(), log=(lambda m: None) if quiet else print)
+            leftovers = node.down(self.kubeconfig if self.kubeconfig.exists() else None)
+            if leftovers:
+                print("the real node left the host changed:\n  " + "\n  ".join(leftovers), file=sys.stderr)
         if self.state_file.exists():
             state = json.loads(self.state_file.read_text())
             for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):

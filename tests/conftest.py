@@ -1,7 +1,8 @@
 """Shared fixtures: a real local control plane for the whole session.
 
 Set PARAMEDIC_KUBECONFIG to reuse a running one (`make cluster-up`); otherwise
-the suite starts its own on free loopback ports and stops it at the end.
+the suite starts its own on free loopback ports and stops it at the end, with the
+machine's real node beside kwok's when it can have one (PARAMEDIC_REAL_NODE).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from paramedic import kube
+from paramedic import devnode, kube
 from paramedic.devcluster import DevCluster, apply_crds, tools_bin
 
+_SESSION: dict[str, DevCluster] = {}
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +31,47 @@ def kubeconfig() -> Path:
         return
     root = Path(tempfile.mkdtemp(prefix="paramedic-test-cluster-"))
     cluster = DevCluster(root=root / "cluster", kubeconfig=root / "kubeconfig")
+    _SESSION["cluster"] = cluster
+    leftovers: list[str] = []
     try:
         cluster.up(log=lambda msg: None)
         apply_crds(cluster.kubeconfig)
         yield cluster.kubeconfig
     finally:
+        node = cluster.node()
+        if node is not None:
+            leftovers = node.down(cluster.kubeconfig)
         cluster.down(quiet=True)
         subprocess.run(["rm", "-rf", str(root)], check=False)
+    # Tear-down leaves the machine as it found it: anything else fails the session.
+    assert not leftovers, "the real node left the host changed:\n" + "\n".join(leftovers)
+
+
+@pytest.fixture(scope="session")
+def real_node(kubeconfig):
+    """The session cluster's real node (kubelet, containerd, runc, CNI).
+
+    Without one, real-node tests skip with the reason, except in CI (CI=true), where
+    they fail: CI must prove Paramedic on real containers.
+    """
+    cluster = _SESSION.get("cluster")
+    if cluster is not None:
+        node = cluster.node()
+    else:  # a reused cluster (PARAMEDIC_KUBECONFIG): the machine's node, if it joined that cluster
+        node = devnode.RealNode.current(tools_bin(), log=lambda m: None)
+        client = kube.KubeClient(kube.Connection.load(str(kubeconfig)))
+        try:
+            if node is not None and client.get_or_none(kube.NODES, devnode.NODE_NAME) is None:
+                node = None
+        finally:
+            client.close()
+    if node is None:
+        why = ("the reused cluster (PARAMEDIC_KUBECONFIG) has none" if cluster is None else
+               "this machine cannot run one (PARAMEDIC_REAL_NODE=1 says why)")
+        if os.environ.get("CI"):
+            pytest.fail(f"no real node in CI: {why}")
+        pytest.skip(f"no real node: {why}")
+    return node
 
 
 def kubectl(path: Path, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
