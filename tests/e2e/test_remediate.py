@@ -325,6 +325,12 @@ def test_rollback_playbook_returns_to_the_previous_template(kube_client, kubecon
         {"name": "app", "image": "registry.local/demo:2"}]}}}}, namespace, content_type=kube.STRATEGIC)
     status = arun(kubeconfig, lambda c: wait_rollout(c, namespace, "Deployment", "api", timeout=90))
     assert status.done, status.message
+    # A rollout restart of the bad revision makes a revision of its own with the same pod spec:
+    # rolling back to it would change nothing, so the rollback skips it.
+    kube_client.patch(kube.DEPLOYMENTS, "api", {"spec": {"template": {"metadata": {"annotations": {
+        "kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}}}}}, namespace, content_type=kube.STRATEGIC)
+    status = arun(kubeconfig, lambda c: wait_rollout(c, namespace, "Deployment", "api", timeout=90))
+    assert status.done, status.message
     result = play(PLAYBOOKS, "rollback-deployment.yml", {
         "namespace": namespace, "deployment": "api", "kubeconfig": str(kubeconfig)})
     assert result.ok, result.output_tail
