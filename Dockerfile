@@ -8,8 +8,8 @@
 #   docker build --secret id=pipca,src=/path/to/ca-bundle.crt -t paramedic:dev .
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- stage 1: Paramedic and its dependencies in a virtualenv ------------------
-FROM ${PYTHON_IMAGE} AS build
+# --- stage 1: Paramedic's dependencies in a virtualenv --------------------------
+FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -17,9 +17,9 @@ WORKDIR /src
 RUN python -m venv /opt/paramedic/venv
 COPY hack/image/build_helper.py /usr/local/lib/paramedic-build/
 COPY pyproject.toml ./
-# Dependencies first (they change less often than the source): Paramedic's own, and of the
-# `ansible` bundle only the collections the playbooks use (ANSIBLE_COLLECTIONS), with the
-# ansible-core that bundle was released with and the Python packages those collections need.
+# Paramedic's dependencies, and of the `ansible` bundle (pyproject's `ansible` extra) only the
+# collections the playbooks use (ANSIBLE_COLLECTIONS), with the ansible-core that bundle was
+# released with and the Python packages those collections need. Galaxy need not be reachable.
 ARG ANSIBLE_COLLECTIONS="kubernetes.core"
 RUN --mount=type=secret,id=pipca,target=/run/secrets/pipca \
     set -eu; \
@@ -33,19 +33,27 @@ RUN --mount=type=secret,id=pipca,target=/run/secrets/pipca \
         -r /tmp/deps.txt -r /tmp/collections/requirements.txt; \
     site=$(/opt/paramedic/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
     cp -a /tmp/collections/ansible_collections "$site/"; \
-    rm -rf /tmp/bundle
+    rm -rf /tmp/bundle /tmp/collections
+
+# The runtime's copy: pip is not needed at run time.
+FROM deps AS venv
+RUN /opt/paramedic/venv/bin/pip uninstall -y -q pip
+
+# --- stage 2: Paramedic itself, its installed files alone in /out ---------------
+# (a small layer of its own in the runtime: a change to the source leaves the big one alone)
+FROM deps AS app
 COPY README.md ./
 COPY paramedic/ paramedic/
 COPY operator/ operator/
 COPY webhook/ webhook/
-# Paramedic itself; pip is not needed at run time.
 RUN --mount=type=secret,id=pipca,target=/run/secrets/pipca \
     set -eu; \
     if [ -s /run/secrets/pipca ]; then export PIP_CERT=/run/secrets/pipca; fi; \
     /opt/paramedic/venv/bin/pip install --no-deps . ; \
-    /opt/paramedic/venv/bin/pip uninstall -y -q pip
+    site=$(/opt/paramedic/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
+    python /usr/local/lib/paramedic-build/build_helper.py installed paramedic "$site" /out
 
-# --- stage 2: runtime ---------------------------------------------------------
+# --- stage 3: runtime ---------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="paramedic" \
@@ -66,7 +74,8 @@ RUN groupadd --system --gid 10001 paramedic \
  && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
             --shell /usr/sbin/nologin paramedic
 
-COPY --from=build /opt/paramedic/venv/ /opt/paramedic/venv/
+COPY --from=venv /opt/paramedic/venv/ /opt/paramedic/venv/
+COPY --from=app /out/ /
 COPY playbooks/ /opt/paramedic/playbooks/
 
 # The root filesystem is read-only in the cluster: everything that writes

@@ -6,6 +6,8 @@
                                                DEST/ansible_collections; write DEST/constraints.txt (the
                                                ansible-core the bundle was released with) and
                                                DEST/requirements.txt (the collections' Python needs)
+  build_helper.py installed DIST SITE OUT      copy the files pip installed for DIST (its RECORD) from the
+                                               environment of site-packages SITE to OUT, same paths
 
 The image carries ansible-core and only the collections Paramedic's playbooks use, not the whole
 `ansible` bundle (hundreds of collections); Galaxy need not be reachable.
@@ -13,7 +15,10 @@ The image carries ansible-core and only the collections Paramedic's playbooks us
 
 from __future__ import annotations
 
+import csv
+import os
 import re
+import shutil
 import sys
 import tomllib
 import zipfile
@@ -48,6 +53,21 @@ def unpack(wheel: str, dest: str, names: list[str]) -> None:
     (out / "requirements.txt").write_text("".join(f"{r}\n" for r in dict.fromkeys(r for r in requirements if r)))
 
 
+def installed(dist: str, site: str, out: str) -> None:
+    """Copies DIST's installed files (package, dist-info, console scripts) to OUT, keeping their paths,
+    so the runtime image gets Paramedic's own files in a small layer of their own."""
+    records = list(Path(site).glob(f"{dist}-*.dist-info/RECORD"))
+    if len(records) != 1:
+        sys.exit(f"build_helper: expected one {dist} RECORD in {site}, found {len(records)}")
+    with records[0].open(newline="") as f:
+        paths = [row[0] for row in csv.reader(f) if row]
+    for rel in paths:
+        src = os.path.normpath(os.path.join(site, rel))
+        dst = os.path.join(out, src.lstrip("/"))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy2(src, dst)
+
+
 def main(argv: list[str]) -> None:
     cmd, *args = argv
     if cmd == "deps":
@@ -56,6 +76,8 @@ def main(argv: list[str]) -> None:
         print("\n".join(project(args[0])["optional-dependencies"]["ansible"]))
     elif cmd == "unpack":
         unpack(args[0], args[1], args[2:])
+    elif cmd == "installed":
+        installed(args[0], args[1], args[2])
     else:
         sys.exit(f"build_helper: unknown command {cmd!r}")
 
