@@ -114,7 +114,7 @@ python_base() { # prints the image to build on
   if image_exists "$slim" || timeout "${PARAMEDIC_PULL_TIMEOUT:-60}" "$builder" pull -q "$slim" >/dev/null 2>&1; then
     echo "$slim"; return
   fi
-  log "cannot pull $slim: building a stand-in from Debian packages (hack/python-base.sh)"
+  log "cannot pull $slim: using a stand-in built from Debian packages (hack/python-base.sh)"
   local containerfile
   containerfile=$'FROM scratch\nADD rootfs.tar /\nENV LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nCMD ["python3"]\n'
   local key; key=$( (cat "$root/hack/python-base.sh"; printf %s "$containerfile") | sha256sum | cut -c1-16)
@@ -122,6 +122,7 @@ python_base() { # prints the image to build on
   if [ "$(image_label "$base")" != "$key" ]; then
     local rootfs="$cache/python-base-3.11-bookworm-$key.rootfs.tar"
     if [ ! -s "$rootfs" ]; then
+      log "building its root filesystem with mmdebstrap (about 2 minutes)"
       # (mmdebstrap picks its output format from the name: keep .tar at the end)
       "$root/hack/python-base.sh" "${rootfs%.tar}.tmp.tar" >&2
       mv "${rootfs%.tar}.tmp.tar" "$rootfs"
@@ -184,9 +185,10 @@ else
       || die "$image carries the build's CA bundle: not cached"
   fi
   mv "$ctx/image.tar" "$tar"
-  # Only the newest archive of each image is kept.
+  # The three newest archives of each image are kept (worktrees and branches share the cache).
   name=${tar##*/}
-  find "$cache" -maxdepth 1 -name "${name%-*}-*.tar" ! -name "$name" -delete
+  # shellcheck disable=SC2012 # names are ours: no odd characters
+  ls -t "$cache/${name%-*}-"*.tar | tail -n +4 | xargs -r rm -f
   log "$image built in $((SECONDS - start)) s, $(du -m "$tar" | cut -f1) MB archive"
 fi
 [ -n "$extra_tag" ] && tag "$image" "$extra_tag"
