@@ -68,6 +68,13 @@ image_label() { # IMAGE -> the image's io.paramedic.inputs label, empty when abs
     buildah) buildah inspect --type image -f '{{index .OCIv1.Config.Labels "io.paramedic.inputs"}}' "$1" 2>/dev/null ;;
   esac || true
 }
+image_id() {
+  case $builder in
+    docker) docker image inspect -f '{{.Id}}' "$1" 2>/dev/null ;;
+    podman) podman image inspect -f '{{.Id}}' "$1" 2>/dev/null ;;
+    buildah) buildah inspect --type image -f '{{.FromImageID}}' "$1" 2>/dev/null ;;
+  esac || true
+}
 image_exists() {
   case $builder in
     docker) docker image inspect "$1" >/dev/null 2>&1 ;;
@@ -167,6 +174,7 @@ else
     paramedic)
       base=$(python_base)
       log "building $image with $builder on $base${ca:+ (package index CA: $ca, as a build secret)}"
+      previous=$(image_id "$image")
       "${build[@]}" "${secret[@]}" --build-arg "PYTHON_IMAGE=$base" --label "io.paramedic.inputs=$key" \
         -t "$image" -f "$root/Dockerfile" "$root" >&2
       ;;
@@ -179,6 +187,10 @@ else
       "${build[@]}" --label "io.paramedic.inputs=$key" -t "$image" -f "$ctx/Containerfile" "$ctx" >&2
       ;;
   esac
+  # The image this build replaced, now untagged, goes (if nothing else uses it).
+  if [ "$target" = paramedic ] && [ -n "$previous" ] && [ "$previous" != "$(image_id "$image")" ]; then
+    $builder rmi "$previous" >/dev/null 2>&1 || true
+  fi
   save "$image" "$ctx/image.tar"
   if [ -n "$ca" ]; then
     python3 "$root/hack/image/check_no_secret.py" "$ctx/image.tar" "$ca" \
