@@ -196,7 +196,8 @@ else
     python3 "$root/hack/image/check_no_secret.py" "$ctx/image.tar" "$ca" \
       || die "$image carries the build's CA bundle: not cached"
   fi
-  mv "$ctx/image.tar" "$tar"
+  # Complete or absent: the temporary dir may be on another filesystem.
+  mv "$ctx/image.tar" "$tar.part" && mv "$tar.part" "$tar"
   # The three newest archives of each image are kept (worktrees and branches share the cache).
   name=${tar##*/}
   # shellcheck disable=SC2012 # names are ours: no odd characters
