@@ -1,22 +1,59 @@
 # Paramedic: one image, two commands.
 #   operator: paramedic-operator --all-namespaces
 #   webhook:  paramedic-webhook
-# Build: docker build -t paramedic:dev .   (or `make image`)
+# Build: `make image` (hack/build-image.sh: Docker, podman or buildah, cached), or
+#   docker build -t paramedic:dev .
+# Behind a TLS-intercepting proxy, give pip the proxy's CA as a build secret; it is
+# mounted for the RUN steps that need it and never stored in a layer:
+#   docker build --secret id=pipca,src=/path/to/ca-bundle.crt -t paramedic:dev .
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- stage 1: build the wheel -------------------------------------------------
-FROM ${PYTHON_IMAGE} AS build
+# --- stage 1: Paramedic's dependencies in a virtualenv --------------------------
+FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-COPY pyproject.toml README.md ./
+RUN python -m venv /opt/paramedic/venv
+COPY hack/image/build_helper.py /usr/local/lib/paramedic-build/
+COPY pyproject.toml ./
+# Paramedic's dependencies, and of the `ansible` bundle (pyproject's `ansible` extra) only the
+# collections the playbooks use (ANSIBLE_COLLECTIONS), with the ansible-core that bundle was
+# released with and the Python packages those collections need. Galaxy need not be reachable.
+ARG ANSIBLE_COLLECTIONS="kubernetes.core"
+RUN --mount=type=secret,id=pipca,target=/run/secrets/pipca \
+    set -eu; \
+    if [ -s /run/secrets/pipca ]; then export PIP_CERT=/run/secrets/pipca; fi; \
+    helper=/usr/local/lib/paramedic-build/build_helper.py; \
+    python "$helper" bundle pyproject.toml > /tmp/bundle.txt; \
+    pip download --no-deps --dest /tmp/bundle -r /tmp/bundle.txt; \
+    python "$helper" unpack /tmp/bundle/ansible-*.whl /tmp/collections $ANSIBLE_COLLECTIONS; \
+    python "$helper" deps pyproject.toml > /tmp/deps.txt; \
+    /opt/paramedic/venv/bin/pip install -c /tmp/collections/constraints.txt \
+        -r /tmp/deps.txt -r /tmp/collections/requirements.txt; \
+    site=$(/opt/paramedic/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
+    cp -a /tmp/collections/ansible_collections "$site/"; \
+    rm -rf /tmp/bundle /tmp/collections
+
+# The runtime's copy: pip is not needed at run time.
+FROM deps AS venv
+RUN /opt/paramedic/venv/bin/pip uninstall -y -q pip
+
+# --- stage 2: Paramedic itself, its installed files alone in /out ---------------
+# (a small layer of its own in the runtime: a change to the source leaves the big one alone)
+FROM deps AS app
+COPY README.md ./
 COPY paramedic/ paramedic/
 COPY operator/ operator/
 COPY webhook/ webhook/
-# Only Paramedic's own wheel: its dependencies are resolved in the runtime stage.
-RUN pip wheel --no-deps --wheel-dir /wheels .
+RUN --mount=type=secret,id=pipca,target=/run/secrets/pipca \
+    set -eu; \
+    if [ -s /run/secrets/pipca ]; then export PIP_CERT=/run/secrets/pipca; fi; \
+    /opt/paramedic/venv/bin/pip install --no-deps . ; \
+    site=$(/opt/paramedic/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
+    python /usr/local/lib/paramedic-build/build_helper.py installed paramedic "$site" /out
 
-# --- stage 2: runtime ---------------------------------------------------------
+# --- stage 3: runtime ---------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="paramedic" \
@@ -25,27 +62,26 @@ LABEL org.opencontainers.image.title="paramedic" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # tini as PID 1 reaps the processes ansible-runner leaves behind and forwards signals.
-# (Unpinned: the slim base already fixes the Debian release.)
+# A base built from Debian packages (hack/python-base.sh) has it already.
+# (Unpinned: the base already fixes the Debian release.)
 # hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends tini \
- && rm -rf /var/lib/apt/lists/*
+RUN command -v tini >/dev/null \
+ || { apt-get update \
+      && apt-get install -y --no-install-recommends tini \
+      && rm -rf /var/lib/apt/lists/*; }
 
 RUN groupadd --system --gid 10001 paramedic \
  && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
             --shell /usr/sbin/nologin paramedic
 
-COPY --from=build /wheels/ /tmp/wheels/
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN pip install "$(ls /tmp/wheels/paramedic-*.whl)[ansible]" \
- && rm -rf /tmp/wheels
-
+COPY --from=venv /opt/paramedic/venv/ /opt/paramedic/venv/
+COPY --from=app /out/ /
 COPY playbooks/ /opt/paramedic/playbooks/
 
 # The root filesystem is read-only in the cluster: everything that writes
 # (Python, Ansible, ansible-runner) is pointed at /tmp, an emptyDir there.
-ENV PYTHONDONTWRITEBYTECODE=1 \
+ENV PATH=/opt/paramedic/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     PARAMEDIC_PLAYBOOKS_DIR=/opt/paramedic/playbooks \

@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## Python deps in .venv (editable install)
 
-apt: ## Debian packages: Prometheus, Alertmanager, blackbox_exporter
+apt: ## Debian packages: Prometheus, Alertmanager, blackbox_exporter, image builders, real-node runtime
 	@hack/apt-deps.sh
 
 tools: ## build etcd, kube-*, kubectl, kwok and helm from their Go modules (cached)
@@ -64,8 +64,13 @@ RELEASE ?= paramedic
 RELEASE_NAMESPACE ?= paramedic
 HELM_IMAGE_ARGS = --set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) --set image.pullPolicy=IfNotPresent
 
-image: ## build the container image paramedic:dev (needs Docker)
-	docker build -t $(IMAGE) .
+# Docker, else podman, else buildah; cached under ~/.cache/paramedic/images, keyed by the inputs.
+# Tags $(IMAGE) in the builder's store (Docker's for kind) and prints the docker-archive tar's path.
+image: ## build the image localhost/paramedic:dev, also tagged IMAGE (paramedic:dev), cached
+	@hack/build-image.sh --tag $(IMAGE)
+
+image-pause: ## build the real node's sandbox image localhost/pause:3.10 (cached)
+	@hack/build-image.sh pause
 
 chart-crds: crds ## crds, plus Kopf's peering CRDs, into the chart
 	@cp manifests/kopf-peering-crds.yaml charts/paramedic/crds/
@@ -98,7 +103,7 @@ minikube-deploy: chart-crds ## build the image inside Minikube, helm upgrade --i
 	kubectl --context minikube -n $(RELEASE_NAMESPACE) rollout restart deployment \
 	  -l app.kubernetes.io/instance=$(RELEASE)
 
-.PHONY: image chart-crds lint-chart kind-up kind-deploy minikube-deploy
+.PHONY: image image-pause chart-crds lint-chart kind-up kind-deploy minikube-deploy
 
 # --- Reliability: faults and abuse (docs/RELIABILITY.md) ---
 chaos: deps ## fault injection and abuse suite (operator kills, API server/etcd down, fuzzing); ~6 min

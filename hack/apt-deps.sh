@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Paramedic's tests and demo use, when missing.
+# Installs the Debian packages Paramedic's tests, demo, image builds and local real node use,
+# when missing.
 set -euo pipefail
 need=()
+has_pkg() { dpkg-query -W -f '${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+# Tests and demo.
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v prometheus-blackbox-exporter >/dev/null || need+=(prometheus-blackbox-exporter)
+# Images without Docker (hack/build-image.sh): buildah builds, mmdebstrap makes the Python base
+# when python:3.11-slim cannot be pulled, gcc and the static libc build the pause image.
+command -v buildah >/dev/null || need+=(buildah)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v gcc >/dev/null || need+=(gcc)
+has_pkg libc6-dev || need+=(libc6-dev)
+# The real node: the OCI runtime, the CNI plugins (bridge, host-local, loopback, portmap in
+# /usr/lib/cni), and what kube-proxy in iptables mode drives.
+command -v runc >/dev/null || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
+command -v conntrack >/dev/null || need+=(conntrack)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 echo "installing ${need[*]} from Debian..." >&2

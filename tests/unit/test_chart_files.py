@@ -330,11 +330,18 @@ def test_chart_metadata():
     assert chart["appVersion"] == _pyproject_version()
 
 
-def test_dockerfile_builds_a_wheel_and_runs_unprivileged():
+def test_dockerfile_builds_a_venv_and_runs_unprivileged():
     text = (REPO / "Dockerfile").read_text()
     stages = re.findall(r"^FROM\s+(\S+)", text, re.M)
-    assert len(stages) == 2 and "python:3.11-slim" in text
-    assert "pip wheel" in text and "[ansible]" in text
+    assert stages[0] == stages[-1] == "${PYTHON_IMAGE}" and "ARG PYTHON_IMAGE=python:3.11-slim" in text
+    # The runtime gets the venv and Paramedic's files from build stages, no pip run of its own.
+    runtime = text[text.rindex("\nFROM "):]
+    assert "pip install" not in runtime and re.search(r"COPY --from=\S+ /opt/paramedic/venv/", runtime)
+    assert re.search(r'^ARG ANSIBLE_COLLECTIONS="[^"]*kubernetes\.core', text, re.M)
+    # A private CA reaches pip only as a build secret, never through COPY/ADD.
+    pip_runs = [r for r in re.split(r"\n(?=[A-Z]+ )", text) if r.startswith("RUN") and "pip install" in r]
+    assert pip_runs and all("--mount=type=secret,id=pipca" in r for r in pip_runs)
+    assert not re.search(r"^(COPY|ADD)\s.*(\.crt|\.pem|certs)", text, re.M)
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1].split(":")[0] == "10001"
     assert re.search(r"COPY\s+playbooks/\s+/opt/paramedic/playbooks/?", text)
