@@ -3,15 +3,17 @@
     python -m paramedic.demo          # set up, break the demo service, narrate, leave it running
     python -m paramedic.demo down     # stop what it left running (`make demo-down`)
 
-It reuses a running control plane (PARAMEDIC_DEMO_KUBECONFIG, else the one a
-previous demo started, else `make cluster-up`'s) or starts its own in the demo's
-folder (stopped again by `down`); starts an SMTP server keeping mail as files, the demo service (a
-local process, standing in for the pods of the Deployment `demo`),
-blackbox_exporter, Prometheus, Alertmanager, Paramedic's webhook and operator,
-all on free loopback ports, with logs and pids in the demo's folder; applies a
-MonitoredService and an OnCallSchedule; then breaks the service and narrates
-detection, alert, incident, assignment, e-mail, remediation, recovery and the
-post-mortem, polling the API server, Prometheus, Alertmanager and the mail folder.
+It reuses a running control plane with a real node (PARAMEDIC_DEMO_KUBECONFIG, else
+the one a previous demo started, else `make cluster-up`'s) or starts its own, with the
+machine's real node, in the demo's folder (stopped again by `down`); builds Paramedic's
+image if its inputs changed and loads it into the node; runs the demo service as a real
+container on the real node (Deployment and Service `demo`); starts an SMTP server keeping
+mail as files, blackbox_exporter, Prometheus, Alertmanager, and Paramedic's webhook and
+operator as local processes, on free loopback ports, with logs and pids in the demo's
+folder; applies a MonitoredService and an OnCallSchedule; then rolls out a bad release
+(its container runs and is Ready, but fails its health check) and narrates detection,
+alert, incident, assignment, e-mail, the restart that does not help, the Ansible
+rollback that does, recovery with the containers' IDs, and the post-mortem.
 
 Environment: DEMO_EXIT=1 stops everything once the story is told (CI);
 PARAMEDIC_DEMO_DIR (default .paramedic/demo), PARAMEDIC_DEMO_NAMESPACE (default
@@ -37,9 +39,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import httpx
+import yaml
 
-from . import kube
-from .devcluster import REPO, DevCluster, apply_crds, free_port, tools_bin
+from . import devnode, kube
+from .devcluster import IMAGE, REPO, DevCluster, apply_crds, free_port, image_archive, tools_bin
 from .domain.report import render_postmortem
 from .domain.timeutil import utcnow
 
@@ -52,12 +55,14 @@ BINARIES = {
     "blackbox": "/usr/bin/prometheus-blackbox-exporter",
 }
 ALERT_NAME = "DemoServiceDown"
+# The demo Service's fixed ClusterIP: its probe targets are known before it exists.
+DEMO_CLUSTER_IP = "10.0.0.80"
 POLL = 0.4
 SETTLE_SECONDS = 5.0  # after resolution, how long late records (alert resolution, playbook result) may take
 # Seconds after the break by which each step of the story must have happened.
 DEADLINES = {
-    "probe": 20, "alert": 45, "incident": 30, "assigned": 40, "mail": 50, "alert-recorded": 60,
-    "restart": 50, "ansible": 100, "recovered": 130, "resolved": 140, "story-end": 170,
+    "probe": 25, "alert": 50, "incident": 35, "assigned": 45, "mail": 55, "alert-recorded": 65,
+    "restart": 55, "ansible": 110, "recovered": 150, "resolved": 160, "story-end": 190,
 }
 
 
@@ -198,19 +203,19 @@ class Demo:
         return self.root / "state.json"
 
     @property
-    def demo_pid_file(self) -> Path:
-        return self.root / "demo-service.pid"
-
-    @property
     def token_file(self) -> Path:
         return self.root / "webhook-token"
 
     def url(self, name: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
 
+    @staticmethod
+    def service_url(path: str = "") -> str:
+        return f"http://{DEMO_CLUSTER_IP}:8080{path}"
+
     @property
     def health_url(self) -> str:
-        return self.url("demo", "/healthz")
+        return self.service_url("/healthz")
 
     def save_state(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -238,15 +243,15 @@ class Demo:
             (self.root / sub).mkdir(parents=True)
         for old in self.root.glob("postmortem-*.md"):
             old.unlink()
-        self.state = {"namespace": self.namespace, "processes": {}, "demoPidFile": str(self.demo_pid_file),
-                      "clusterStarted": False}
+        self.state = {"namespace": self.namespace, "processes": {}, "clusterStarted": False}
         self._cluster()
         self.save_state()
         self.client = kube.KubeClient(kube.Connection.load(str(self.kubeconfig)))
         self._crds()
         self._clean_namespace()
 
-        for name in ("smtp", "demo", "blackbox", "alertmanager", "prometheus", "webhook", "operator",
+        self._image()
+        for name in ("smtp", "blackbox", "alertmanager", "prometheus", "webhook", "operator",
                      "operator-health"):
             self.ports[name] = free_port()
         self.state["ports"] = self.ports
@@ -255,7 +260,6 @@ class Demo:
         self._configs()
 
         self._start_smtp()
-        self._start_demo_service()
         self._start("blackbox", [BINARIES["blackbox"], f"--config.file={self.root / 'blackbox.yml'}",
                                  f"--web.listen-address=127.0.0.1:{self.ports['blackbox']}"],
                     ready=lambda: _http_status(self.url("blackbox", "/metrics")) == 200,
@@ -280,17 +284,18 @@ class Demo:
         self._start("operator", [str(VENV_BIN / "paramedic-operator"), "--standalone", "--namespace", self.namespace],
                     ready=lambda: _http_status(self.url("operator-health", "/healthz")) == 200,
                     what=f"Paramedic operator (health on {self.url('operator-health', '/healthz')})", timeout=90)
-        self.line("services", f"SMTP :{self.ports['smtp']}, demo :{self.ports['demo']}, "
-                              f"blackbox :{self.ports['blackbox']}, Alertmanager :{self.ports['alertmanager']}, "
-                              f"Prometheus :{self.ports['prometheus']}, webhook :{self.ports['webhook']}, "
-                              f"operator (metrics :{self.ports['operator']})")
+        self.line("services", f"SMTP :{self.ports['smtp']}, blackbox :{self.ports['blackbox']}, "
+                              f"Alertmanager :{self.ports['alertmanager']}, Prometheus :{self.ports['prometheus']}, "
+                              f"webhook :{self.ports['webhook']}, operator (metrics :{self.ports['operator']})")
+        self.line("paramedic", "the operator and the webhook run as local processes here; the Helm chart runs "
+                               "them in pods from the same image (tests/e2e/test_in_cluster.py)")
         self._apply()
         self._wait_ready()
         self.out(f"  {'ready':<14} in {time.monotonic() - started:.1f}s\n")
 
     def _cluster(self) -> None:
         given = os.environ.get("PARAMEDIC_DEMO_KUBECONFIG")
-        own = DevCluster(root=self.root / "cluster", kubeconfig=self.root / "kubeconfig")
+        own = DevCluster(root=self.root / "cluster", kubeconfig=self.root / "kubeconfig", real_node="1")
         if given:
             self.kubeconfig = Path(given).resolve()
             if not self.kubeconfig.exists():
@@ -300,20 +305,40 @@ class Demo:
             self.line("cluster", f"reusing the demo's control plane ({_rel(own.kubeconfig)})")
             self.kubeconfig = own.kubeconfig
             self.state.update(clusterStarted=True, clusterRoot=str(own.root))
-        elif DevCluster().running():
+        elif DevCluster().running() and DevCluster().node() is not None:
             self.kubeconfig = DevCluster().kubeconfig
             self.line("cluster", f"reusing the dev cluster ({_rel(self.kubeconfig)}, `make cluster-up`)")
         else:
             self.line("cluster", "starting a local control plane (etcd, kube-apiserver, controller-manager, "
-                                 "scheduler, kwok)...")
+                                 "scheduler, kwok) and the real node (kubelet, containerd, runc, CNI)...")
             own.up(log=lambda msg: self.line("cluster", msg.replace(str(own.kubeconfig), _rel(own.kubeconfig))))
             self.kubeconfig = own.kubeconfig
             self.state.update(clusterStarted=True, clusterRoot=str(own.root))
         self.state["kubeconfig"] = str(self.kubeconfig)
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    def _image(self) -> None:
+        """Paramedic's image (it has Python) runs the demo service: built when its inputs changed,
+        loaded into the real node's containerd without a registry."""
+        node = devnode.RealNode.current(tools_bin())
+        if node is None:
+            raise DemoError("the demo runs its service on the machine's real node, and none runs "
+                            f"(the cluster at {_rel(self.kubeconfig or Path('.'))} has kwok's node only; "
+                            "the real node needs root: see the README)")
+        started = time.monotonic()
+        self.line("image", f"{IMAGE}: building if its inputs changed (make image; the first build takes minutes)...")
+        try:
+            with open(self.logs / "image-build.log", "ab") as log:
+                tar = image_archive("paramedic", stderr=log)
+        except subprocess.CalledProcessError as exc:
+            raise DemoError(f"building the image failed (exit {exc.returncode}): "
+                            f"{_tail(self.logs / 'image-build.log')}\n(log: {_rel(self.logs / 'image-build.log')})") from None
+        node.import_images([tar])
+        self.line("image", f"{IMAGE} in the node's containerd ({time.monotonic() - started:.0f}s)")
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 120,
+                input: str | None = None) -> subprocess.CompletedProcess:
         proc = subprocess.run([str(tools_bin() / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, input=input)
         if check and proc.returncode != 0:
             raise DemoError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
         return proc
@@ -341,7 +366,8 @@ class Demo:
             c.create(kube.NAMESPACES, {"metadata": {"name": self.namespace,
                                                     "labels": {"app.kubernetes.io/part-of": "paramedic-demo"}}})
             return
-        self.kubectl("delete", "-n", self.namespace, "incidents,monitoredservices,oncallschedules,deployments",
+        self.kubectl("delete", "-n", self.namespace,
+                     "incidents,monitoredservices,oncallschedules,deployments,services,configmaps",
                      "--all", "--cascade=foreground", "--wait=true", "--timeout=90s", timeout=120)
 
     def _configs(self) -> None:
@@ -359,14 +385,13 @@ class Demo:
             "NAMESPACE": self.namespace,
             "ROTATION_START": hour.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "DEMO_HEALTH_URL": self.health_url,
-            "DEMO_PID_FILE": str(self.demo_pid_file),
-            "DEMO_START_COMMAND": self.demo_start_command(),
+            "DEMO_SERVICE_CODE": (HACK / "demo_service.py").read_text(),
+            "NODE_SELECTOR": devnode.PLACEMENT["nodeSelector"],
+            "TOLERATIONS": devnode.PLACEMENT["tolerations"],
+            "IMAGE": IMAGE,
+            "CLUSTER_IP": DEMO_CLUSTER_IP,
         }, as_json=True)
         (self.root / "cluster.yaml").write_text(cluster)
-
-    def demo_start_command(self) -> list[str]:
-        return [sys.executable, str(HACK / "demo_service.py"), "--daemon", "--port", str(self.ports["demo"]),
-                "--pid-file", str(self.demo_pid_file), "--log-file", str(self.logs / "demo-service.log")]
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARAMEDIC_")}
@@ -417,20 +442,19 @@ class Demo:
         self.state["processes"]["smtp"]["match"] = "mail_sink.py"
         self.save_state()
 
-    def _start_demo_service(self) -> None:
-        # Started exactly as the restart playbook will start it again.
-        proc = subprocess.run(self.demo_start_command(), capture_output=True, text=True, timeout=30,
-                              stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            raise DemoError(f"the demo service did not start: {proc.stderr.strip()}")
-        if _http_status(self.health_url) != 200:
-            raise DemoError(f"the demo service does not answer {self.health_url} "
-                            f"(log: {_rel(self.logs / 'demo-service.log')})")
-
     def _apply(self) -> None:
-        self.kubectl("apply", "-f", str(self.root / "cluster.yaml"))
-        self.line("applied", f"namespace {self.namespace}: Deployment demo (2 replicas), OnCallSchedule demo, "
-                             "MonitoredService demo")
+        # The workload first, Paramedic's objects once it answers: a probe of a container still
+        # starting would open an incident before the story begins.
+        docs = [d for d in yaml.safe_load_all((self.root / "cluster.yaml").read_text()) if d]
+        ours = [d for d in docs if d["apiVersion"].startswith("paramedic.dev/")]
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([d for d in docs if d not in ours]))
+        self.line("applied", f"namespace {self.namespace}: ConfigMap, Deployment and Service demo "
+                             "(1 replica on the real node)")
+        self._wait_checked(lambda: _http_status(self.health_url, timeout=1) == 200, 120,
+                           f"the demo service's container to answer {self.health_url}",
+                           f"kubectl describe pod -n {self.namespace} -l app=demo")
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(ours))
+        self.line("applied", "OnCallSchedule demo, MonitoredService demo")
 
     def _wait_ready(self) -> None:
         assert self.client is not None
@@ -438,14 +462,14 @@ class Demo:
 
         def deployment_ready() -> bool:
             st = (c.get_or_none(kube.DEPLOYMENTS, "demo", ns) or {}).get("status") or {}
-            return st.get("availableReplicas") == 2 and st.get("updatedReplicas") == 2
+            return st.get("availableReplicas") == 1 and st.get("updatedReplicas") == 1
 
         def probe_healthy() -> bool:
             return ((c.get_or_none(kube.MONITORED_SERVICES, "demo", ns) or {}).get("status") or {}).get("health") \
                 == "Healthy"
 
-        self._wait_checked(deployment_ready, 60, "Deployment demo to have 2 available replicas on the kwok node",
-                           "kube-controller-manager, kube-scheduler and kwok logs of the cluster")
+        self._wait_checked(deployment_ready, 90, "Deployment demo to have its container Ready on the real node",
+                           f"kubectl describe pod -n {ns} -l app=demo; the node's logs in .paramedic/…/node/logs")
         self._wait_checked(probe_healthy, 60, "the operator to probe the demo service and mark it Healthy",
                            _rel(self.logs / "operator.log"))
         self._wait_checked(lambda: self.prom_probe_success() == 1, 60,
@@ -453,8 +477,9 @@ class Demo:
                            _rel(self.logs / "prometheus.log"))
         sched = (c.get_or_none(kube.ONCALL_SCHEDULES, "demo", ns) or {}).get("status") or {}
         on_call = (sched.get("currentOnCall") or {}).get("name") or "Alice"
-        self.line("checked", f"Deployment demo 2/2 ready, Paramedic's probe Healthy, Prometheus probe_success 1, "
-                             f"{on_call} on call for team demo")
+        ids = ", ".join(sorted(container_ids(c, ns, "demo"))) or "?"
+        self.line("checked", f"Deployment demo 1/1 ready (container {ids}), Paramedic's probe Healthy, "
+                             f"Prometheus probe_success 1, {on_call} on call for team demo")
 
     def _wait_checked(self, cond: Callable[[], bool], timeout: float, what: str, logs: str) -> None:
         deadline = time.monotonic() + timeout
@@ -496,13 +521,6 @@ class Demo:
         r.raise_for_status()
         return any(a["labels"].get("alertname") == ALERT_NAME and a["status"]["state"] == "active" for a in r.json())
 
-    def demo_pid(self) -> int | None:
-        try:
-            text = self.demo_pid_file.read_text().strip()
-        except OSError:
-            return None
-        return int(text) if text.isdigit() else None
-
     def logs_hint(self) -> str:
         return f"logs in {_rel(self.logs)}/ (operator.log, webhook.log, prometheus.log, alertmanager.log, ...)"
 
@@ -536,8 +554,9 @@ class Story:
     incident: str = ""
     others: set[str] = field(default_factory=set)
     attempts: dict[str, str] = field(default_factory=dict)   # attempt id -> last result told
-    first_pid: int | None = None
+    containers: set[str] = field(default_factory=set)      # IDs of the demo's Ready containers, as last told
     restarted_at: str = ""
+    generation: int = 0
     rollout_told: bool = False
     last: dict = field(default_factory=dict)                 # the incident as last read
 
@@ -562,14 +581,17 @@ class Story:
     def run(self) -> dict:
         d = self.demo
         self.mails = {p.name for p in d.mail_dir.glob("*.eml")}
-        self.first_pid = d.demo_pid()
+        assert d.client is not None
+        self.containers = container_ids(d.client, d.namespace, "demo")
+        dep = d.client.get(kube.DEPLOYMENTS, "demo", d.namespace)
+        self.generation = dep["metadata"]["generation"]
         d.out("The story (seconds since the break):")
-        r = httpx.post(d.url("demo", "/break"), timeout=5)
+        # A bad release: its container starts and is Ready (GET / works), but /healthz answers 500.
+        d.kubectl("set", "env", "-n", d.namespace, "deployment/demo", "DEMO_HEALTH=broken")
         self.t0 = time.monotonic()
-        if r.status_code != 200:
-            raise DemoError(f"POST {d.url('demo', '/break')} answered {r.status_code}")
-        self.say("break", f"POST {d.url('demo', '/break')}: the demo service (pid {self.first_pid}) now answers "
-                          f"500 on /healthz, and only a restart of the process clears it")
+        self.say("break", f"a bad release of Deployment demo (env DEMO_HEALTH=broken) rolls out over container "
+                          f"{', '.join(sorted(self.containers))}: its new container runs and is Ready, but "
+                          f"{d.health_url} answers 500")
         while True:
             d.check_processes()
             self.poll()
@@ -580,7 +602,7 @@ class Story:
 
     def poll(self) -> None:
         for step in (self.poll_prometheus, self.poll_service, self.poll_incidents, self.poll_deployment,
-                     self.poll_demo_process, self.poll_mail):
+                     self.poll_mail):
             try:
                 step()
             except (kube.Unavailable, httpx.HTTPError, OSError, KeyError, ValueError, IndexError) as exc:
@@ -619,7 +641,8 @@ class Story:
         if st.get("health") == "Healthy" and "probe-down" in self.seen and self.once("probe-healthy"):
             self.say("recovery", "Paramedic's probe: demo is Healthy again (2 consecutive successes)")
         if _http_status(d.health_url, timeout=1) == 200 and "ansible-start" in self.seen and self.once("recovered"):
-            self.say("recovery", f"{d.health_url} answers 200 again")
+            self.say("recovery", f"{d.health_url} answers 200 again, from container "
+                                 f"{', '.join(sorted(self.containers)) or '?'}")
 
     def poll_incidents(self) -> None:
         d = self.demo
@@ -679,7 +702,8 @@ class Story:
             self.once("restart" if action == "restart" else ("ansible-start" if action == "ansible" else action))
             what = attempt.get("detail") or action
             if action == "ansible":
-                what += " (ansible-runner): stop the demo process by its pid file, start it, wait for /healthz"
+                what += (" (ansible-runner, kubernetes.core): roll Deployment demo back to its last revision "
+                         "with a different pod spec, then wait for the rollout")
             self.say("remediation", f"attempt {n}: {what}")
             if result == "Running":
                 return
@@ -703,26 +727,41 @@ class Story:
         d = self.demo
         assert d.client is not None
         dep = d.client.get_or_none(kube.DEPLOYMENTS, "demo", d.namespace) or {}
-        ann = (((dep.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
+        template = ((dep.get("spec") or {}).get("template") or {})
+        ann = (template.get("metadata") or {}).get("annotations") or {}
         restarted = ann.get("kubectl.kubernetes.io/restartedAt", "")
         if restarted and restarted != self.restarted_at:
             self.restarted_at = restarted
-            self.rollout_told = False
             self.say("remediation", f"Deployment demo: rollout restart (template annotation restartedAt={restarted})")
+        generation = (dep.get("metadata") or {}).get("generation", 0)
+        if generation != self.generation:
+            self.generation = generation
+            self.rollout_told = False
+            env = {e.get("name"): e.get("value") for c in (template.get("spec") or {}).get("containers") or []
+                   for e in c.get("env") or []}
+            rev = (dep.get("metadata", {}).get("annotations") or {}).get("deployment.kubernetes.io/revision", "?")
+            if "ansible-start" in self.seen and "DEMO_HEALTH" not in env and self.once("rolled-back"):
+                self.say("remediation", f"Deployment demo: pod template rolled back (revision {rev}, "
+                                        "no DEMO_HEALTH=broken)")
         st = dep.get("status") or {}
         want = (dep.get("spec") or {}).get("replicas", 1)
-        if restarted and not self.rollout_told and st.get("observedGeneration", 0) >= dep["metadata"]["generation"] \
+        if not self.rollout_told and st.get("observedGeneration", 0) >= generation \
                 and st.get("updatedReplicas") == want and st.get("availableReplicas") == want \
                 and st.get("replicas") == want:
-            self.rollout_told = True
-            self.once("rollout-done")
-            self.say("remediation", f"Deployment demo: rollout finished, {want}/{want} new pods ready "
-                                    "(on kwok's node; the local process is still broken)")
-
-    def poll_demo_process(self) -> None:
-        pid = self.demo.demo_pid()
-        if pid and self.first_pid and pid != self.first_pid and self.once("process-restarted"):
-            self.say("remediation", f"the playbook restarted the demo process: pid {self.first_pid} → {pid}")
+            ids = container_ids(d.client, d.namespace, "demo")
+            if ids and ids != self.containers:
+                self.rollout_told = True
+                self.once("rollout-done")
+                # kube-proxy moves the Service to the new pod a moment after the rollout ends.
+                code = None
+                deadline = time.monotonic() + 3
+                while code is None and time.monotonic() < deadline:
+                    code = _http_status(d.health_url, timeout=1)
+                    time.sleep(0 if code else 0.1)
+                self.say("remediation", f"Deployment demo: rollout finished on the real node: container "
+                                        f"{', '.join(sorted(self.containers)) or '-'} → {', '.join(sorted(ids))} "
+                                        f"(Ready; /healthz {code or 'unreachable'})")
+                self.containers = ids
 
     def poll_mail(self) -> None:
         for path in sorted(self.demo.mail_dir.glob("*.eml")):
@@ -771,8 +810,8 @@ class Story:
         ("mail", ("mail",), "an e-mail in the mail folder (the operator sends through the demo's SMTP server)"),
         ("alert-recorded", ("alert-recorded",), "Alertmanager's alert recorded on the incident by the webhook"),
         ("restart", ("restart",), "remediation attempt 1: a rollout restart of Deployment demo"),
-        ("ansible", ("ansible-start",), "remediation attempt 2: the Ansible playbook restart-local-service.yml"),
-        ("recovered", ("recovered",), "the demo service answering 200 again after the playbook restarted it"),
+        ("ansible", ("ansible-start",), "remediation attempt 2: the Ansible playbook rollback-deployment.yml"),
+        ("recovered", ("recovered",), "the demo service answering 200 again after the playbook rolled it back"),
         ("resolved", ("resolved",), "the incident resolved (probe recovered or all alerts resolved), with MTTR"),
         ("story-end", ("__finished__",), "Alertmanager's resolution and every e-mail delivered "
                                          "(incl. the 'resolved' one)"),
@@ -808,6 +847,18 @@ class Story:
         return "".join(line + "\n" for line in lines)
 
 
+def container_ids(client: kube.KubeClient, namespace: str, app: str) -> set[str]:
+    """Short IDs of the Ready containers of an app's pods that are not going away."""
+    out = set()
+    for pod in client.list(kube.PODS, namespace, labels={"app": app}):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("ready") and cs.get("containerID"):
+                out.add(cs["containerID"].split("://", 1)[-1][:12])
+    return out
+
+
 def _secs(value: Any) -> str:
     if value is None:
         return "-"
@@ -838,12 +889,13 @@ def try_next(demo: Demo, incident: str) -> None:
         f"  kubectl get inc {incident} -n {ns} -o yaml         # timeline, alerts, remediation, notifications",
         f"  kubectl paramedic list -n {ns}",
         f"  kubectl paramedic show {incident} -n {ns}",
-        f"  kubectl paramedic rca {incident} -n {ns} --root-cause 'a fault only a restart clears'",
+        f"  kubectl paramedic rca {incident} -n {ns} --root-cause 'a bad release (DEMO_HEALTH=broken)'",
         f"  kubectl paramedic close {incident} -n {ns}",
         f"  kubectl paramedic report {incident} -n {ns}",
         f"  kubectl paramedic oncall demo -n {ns}",
         f"  kubectl paramedic stats -n {ns}",
-        f"  curl -X POST {demo.url('demo', '/break')}     # break it again: the next incident",
+        f"  curl -X POST {demo.service_url('/break')}     # break it in memory: the restart heals this one",
+        f"  kubectl get pods -n {ns} -o wide                 # the demo's real container on {devnode.NODE_NAME}",
         "  # an alert no MonitoredService matches: an unmanaged incident, recorded, not remediated",
         f"  PARAMEDIC_WEBHOOK_URL={demo.url('webhook')} PARAMEDIC_WEBHOOK_TOKEN_FILE={demo.token_file} \\",
         f"    kubectl paramedic fire -n {ns} --service billing --severity low --message 'disk 80% full'",
@@ -918,13 +970,6 @@ def stop_recorded(root: Path, *, stop_cluster: bool, delete_namespace: bool, log
         rec = procs[name]
         if stop_process(int(rec.get("pid") or 0), rec.get("match") or name):
             log(f"stopped {name} (pid {rec['pid']})")
-    pid_file = Path(state.get("demoPidFile") or root / "demo-service.pid")
-    try:
-        text = pid_file.read_text().strip()
-    except OSError:
-        text = ""
-    if text.isdigit() and stop_process(int(text), "demo_service.py"):
-        log(f"stopped the demo service (pid {text})")
     kubeconfig = state.get("kubeconfig")
     if state.get("clusterStarted") and stop_cluster:
         cluster_root = Path(state.get("clusterRoot") or root / "cluster")

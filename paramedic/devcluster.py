@@ -36,10 +36,11 @@ PAUSE_IMAGE = "localhost/pause:3.10"
 IMAGE = "localhost/paramedic:dev"
 
 
-def image_archive(name: str = "paramedic") -> Path:
-    """The archive of one of the project's images (`paramedic` or `pause`), built when its inputs changed."""
-    out = subprocess.run([str(REPO / "hack" / "build-image.sh"), *([name] if name != "paramedic" else [])],
-                         check=True, stdout=subprocess.PIPE, text=True)
+def image_archive(name: str = "paramedic", stderr=None) -> Path:
+    """The archive of one of the project's images (`paramedic` or `pause`), built when its inputs changed;
+    the builder's output goes to `stderr` (a file; default: this process's stderr)."""
+    out = subprocess.run([str(REPO / "hack" / "build-image.sh"), name], check=True, stdout=subprocess.PIPE,
+                         stderr=stderr, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 

@@ -5,7 +5,11 @@
 
 GET /healthz answers 200 "ok" while healthy and 500 once broken. POST /break breaks
 it (the fault lives in memory, like a leaked connection pool: only a restart clears
-it); POST /fix repairs it by hand. GET / says who is answering.
+it); POST /fix repairs it by hand. GET / says who is answering, and answers 200 even
+when broken: it is the shallow readiness check, /healthz the deep one.
+
+DEMO_HEALTH=broken starts it broken: a bad release whose process runs and is Ready,
+yet fails its health check, which only a rollback repairs.
 
 With --daemon it detaches (double fork, new session) and returns only once it
 listens and its pid file is written, which is what the restart-local-service
@@ -27,8 +31,8 @@ from pathlib import Path
 
 class State:
     def __init__(self) -> None:
-        self.broken_since: float | None = None
         self.started = time.time()
+        self.broken_since: float | None = self.started if os.environ.get("DEMO_HEALTH") == "broken" else None
 
 
 def make_handler(state: State) -> type[BaseHTTPRequestHandler]:

@@ -1,8 +1,9 @@
 """`make demo` end to end: the whole story, told by `python -m paramedic.demo` with DEMO_EXIT=1.
 
 It runs against the session's control plane (PARAMEDIC_DEMO_KUBECONFIG) in a namespace of
-its own, with real Prometheus, blackbox_exporter and Alertmanager, the webhook, the operator,
-an SMTP server and Ansible; every checkpoint of the story must appear, in causal order.
+its own, its demo service a real container on the real node, with real Prometheus,
+blackbox_exporter and Alertmanager, the webhook, the operator, an SMTP server and Ansible;
+every checkpoint of the story must appear, in causal order.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # (name, pattern) in the order the story must tell them; each is searched after the previous
 # one of its chain (see CHAINS), so the narration's causality is checked, not just its words.
 CHECKPOINTS = {
-    "break": r"\[break\]\s+POST http://127\.0\.0\.1:\d+/break",
+    "break": r"\[break\]\s+a bad release of Deployment demo .* over container [0-9a-f]{12}",
+    "bad-rollout": r"\[remediation\]\s+Deployment demo: rollout finished on the real node: container "
+                   r"[0-9a-f]{12} → [0-9a-f]{12} \(Ready; /healthz 500\)",
     "probe": r"\[probe\]\s+Paramedic's probe: demo is Down",
     "blackbox": r"\[probe\]\s+blackbox_exporter: probe_success 0",
     "incident": r"\[incident\]\s+Incident demo-down-1 opened by probe",
@@ -38,11 +41,14 @@ CHECKPOINTS = {
     "alert-am": r"\[alert\]\s+Alertmanager: DemoServiceDown active",
     "alert-recorded": r"\[alert\]\s+webhook: .*DemoServiceDown recorded on demo-down-1",
     "restart": r"\[remediation\]\s+attempt 1: rollout restart Deployment/demo",
-    "rollout": r"\[remediation\]\s+Deployment demo: rollout finished, 2/2 new pods ready",
+    "rollout": r"\[remediation\]\s+Deployment demo: rollout finished on the real node: container "
+               r"[0-9a-f]{12} → [0-9a-f]{12} \(Ready; /healthz 500\)",
     "restart-failed": r"\[remediation\]\s+attempt 1 failed: .*did not recover",
-    "ansible": r"\[remediation\]\s+attempt 2: ansible restart-local-service\.yml",
-    "process-restarted": r"\[remediation\]\s+the playbook restarted the demo process: pid \d+ → \d+",
-    "recovered": r"\[recovery\]\s+http://127\.0\.0\.1:\d+/healthz answers 200 again",
+    "ansible": r"\[remediation\]\s+attempt 2: ansible rollback-deployment\.yml \(ansible-runner, kubernetes\.core\)",
+    "rolled-back": r"\[remediation\]\s+Deployment demo: pod template rolled back",
+    "healed-rollout": r"\[remediation\]\s+Deployment demo: rollout finished on the real node: container "
+                      r"[0-9a-f]{12} → [0-9a-f]{12} \(Ready; /healthz 200\)",
+    "recovered": r"\[recovery\]\s+http://10\.0\.0\.80:8080/healthz answers 200 again, from container [0-9a-f]{12}",
     "resolved": r"\[resolved\]\s+demo-down-1 resolved .*MTTA \d+s, MTTR \d+s",
     "kubectl-resolved": r"demo-down-1\s+resolved\s+high\s+demo\s+alice@example\.com",
     "alert-resolved": r"\[alert\]\s+Alertmanager: DemoServiceDown resolved",
@@ -56,10 +62,10 @@ CHAINS = [
     # see either first, so the probe line is only required after the break.
     ["break", "incident", "kubectl-open", "assigned", "resolved", "kubectl-resolved", "report",
      "summary", "stopping", "stopped"],
-    ["break", "probe", "resolved"],
+    ["break", "bad-rollout", "probe", "resolved"],
     ["break", "blackbox", "alert-firing", "alert-am", "alert-recorded", "alert-resolved", "report"],
     ["incident", "mail-opened", "resolved"],
-    ["incident", "restart", "rollout", "restart-failed", "ansible", "process-restarted", "resolved"],
+    ["incident", "restart", "rollout", "restart-failed", "ansible", "rolled-back", "healed-rollout", "resolved"],
     ["ansible", "recovered", "resolved"],
 ]
 
@@ -89,7 +95,7 @@ def _logs(demo_dir: Path) -> str:
 
 
 @pytest.mark.timeout(480)
-def test_demo_tells_the_whole_self_healing_story(kubeconfig, kube_client, tmp_path):
+def test_demo_tells_the_whole_self_healing_story(kubeconfig, kube_client, real_node, tmp_path):
     demo_dir = tmp_path / "demo"
     namespace = f"demo-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARAMEDIC_DEMO_")}
@@ -120,7 +126,7 @@ def test_demo_tells_the_whole_self_healing_story(kubeconfig, kube_client, tmp_pa
     text = report.read_text()
     assert text.startswith("# Post-mortem: demo is down")
     assert f"`{namespace}/demo-down-1`" in text and "| State | resolved |" in text
-    assert "DemoServiceDown" in text and "restart-local-service.yml" in text
+    assert "DemoServiceDown" in text and "rollback-deployment.yml" in text
 
     mails = sorted((demo_dir / "mail").glob("*.eml"))
     assert len(mails) >= 3, f"expected opened, remediation and resolved e-mails, got {len(mails)}"
@@ -133,7 +139,7 @@ def test_demo_tells_the_whole_self_healing_story(kubeconfig, kube_client, tmp_pa
     # DEMO_EXIT stopped everything it started, and removed its namespace from the shared cluster.
     assert not (demo_dir / "state.json").exists()
     stopped = [int(pid) for pid in re.findall(r"^stopped .* \(pid (\d+)\)$", output, re.M)]
-    assert len(stopped) >= 7, output  # six processes and the demo service
+    assert len(stopped) >= 6, output  # six processes (the demo service is a pod of the namespace)
     assert not [pid for pid in stopped if _alive(pid)]
     ns = kube_client.get_or_none(kube.NAMESPACES, namespace)
     assert ns is None or ns["metadata"].get("deletionTimestamp"), json.dumps(ns)[:500]
