@@ -143,6 +143,18 @@ def test_errors_name_the_field(body, field, message):
     assert str(err.value).startswith(f"{field}: ")
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("2021-10-12T09:51:03.157076+02:00", datetime(2021, 10, 12, 7, 51, 3, 157076, tzinfo=timezone.utc)),
+    ("2026-03-02T09:58:01.5-05:30", datetime(2026, 3, 2, 15, 28, 1, 500000, tzinfo=timezone.utc)),
+    ("2026-03-02T09:58:01.123456789Z", datetime(2026, 3, 2, 9, 58, 1, 123456, tzinfo=timezone.utc)),
+    ("2026-03-02T09:58:01+01:00", datetime(2026, 3, 2, 8, 58, 1, tzinfo=timezone.utc)),
+])
+def test_times_with_fractions_keep_their_offset(text, expected):
+    # Grafana writes local times with an offset after the fraction; its digits are not fractions.
+    from paramedic.domain.timeutil import parse
+    assert parse(text) == expected
+
+
 def test_alert_count_is_limited():
     with pytest.raises(dom.PayloadError, match="at most 3 alerts"):
         dom.parse_alertmanager(payload(*[am_alert()] * 4), max_alerts=3)
