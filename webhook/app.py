@@ -110,10 +110,12 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
 
     @app.post("/api/v1/alertmanager")
     def alertmanager():  # type: ignore[no-untyped-def]
+        # Alertmanager's payload (version 4) and Grafana alerting's (version 1+, same shape).
         def parse(payload: Any) -> list[dom.Alert]:
             alerts = dom.parse_alertmanager(payload, max_alerts=max_alerts)
             if payload.get("truncatedAlerts"):
-                log.warning("Alertmanager left out %s alerts of group %s (max_alerts): they are not recorded",
+                log.warning("%s left out %s alerts of group %s (max_alerts): they are not recorded",
+                            "Grafana" if alerts and alerts[0].source == dom.SOURCE_GRAFANA else "Alertmanager",
                             payload["truncatedAlerts"], payload.get("groupKey", "?"))
             return alerts
 

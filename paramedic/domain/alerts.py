@@ -1,6 +1,8 @@
 """Alerts: payload parsing, alert keys, routing to MonitoredServices, correlation and names.
 
-Two inputs become `Alert`s: Alertmanager's webhook payload (version 4) and the
+Three inputs become `Alert`s: Alertmanager's webhook payload (version 4),
+Grafana alerting's webhook payload (the same shape, version "1" and later, with
+`orgId`, `state`, `title`, `message` and per alert links and values), and the
 generic `{service, severity, message, labels, timestamp}` alert. Validation
 errors name the offending field (`alerts[2].labels: ...`) so a sender can fix
 its payload; nothing here does I/O or reads a clock.
@@ -34,8 +36,15 @@ SEVERITY_ALIASES: dict[str, str] = {
 FIRING, RESOLVED = "firing", "resolved"
 STATUSES = (FIRING, RESOLVED)
 
-SOURCE_ALERTMANAGER, SOURCE_API = "alertmanager", "api"
+SOURCE_ALERTMANAGER, SOURCE_GRAFANA, SOURCE_API = "alertmanager", "grafana", "api"
 ACTOR = "paramedic/webhook"
+
+ALERTMANAGER_VERSION = "4"
+"""The one Alertmanager webhook payload version (Alertmanager 0.x has sent it since 2016)."""
+GRAFANA_LINKS = ("silenceURL", "dashboardURL", "panelURL")
+"""Per-alert links of Grafana's payload, kept on the alert's status.alerts entry."""
+MAX_VALUES = 32
+"""Most of a Grafana alert's `values` kept (query refID → number)."""
 
 # Limits: an Incident is one etcd object (~1.5 MB), and spec.labels mirrors an
 # alert's labels (the CRD allows 64 of at most 1024 characters each).
@@ -81,6 +90,8 @@ class Alert:
     ends_at: datetime | None = None
     generator_url: str = ""
     source: str = SOURCE_ALERTMANAGER
+    links: Mapping[str, str] = field(default_factory=dict)     # Grafana: silenceURL, dashboardURL, panelURL
+    values: Mapping[str, float | None] = field(default_factory=dict)  # Grafana: query refID → value
 
     @cached_property
     def key(self) -> str:
@@ -136,13 +147,33 @@ class Alert:
 # --- parsing -------------------------------------------------------------------
 
 
+def payload_source(payload: Mapping[str, Any]) -> str:
+    """Who sent an Alertmanager-shaped payload: SOURCE_ALERTMANAGER or SOURCE_GRAFANA.
+
+    Alertmanager sends version "4" (a missing version is taken as 4). Grafana
+    alerting sends the same shape as version "1", with `orgId` beside it; a later
+    Grafana version is accepted when it carries `orgId`. Anything else is refused,
+    naming the `version` field.
+    """
+    version = payload.get("version")
+    grafana = "orgId" in payload
+    if version is None:
+        return SOURCE_GRAFANA if grafana else SOURCE_ALERTMANAGER
+    if not isinstance(version, str):
+        raise PayloadError("version", f"unsupported payload version {version!r}: must be a string, as \"4\"")
+    if version == ALERTMANAGER_VERSION and not grafana:
+        return SOURCE_ALERTMANAGER
+    if version == "1" or (grafana and version.isascii() and version.isdigit() and int(version) >= 1):
+        return SOURCE_GRAFANA
+    raise PayloadError("version", f"unsupported payload version {version!r}; expected \"4\" (Alertmanager) "
+                                  f"or \"1\" and later with orgId (Grafana alerting)")
+
+
 def parse_alertmanager(payload: Any, *, max_alerts: int = MAX_ALERTS) -> list[Alert]:
-    """The alerts of an Alertmanager webhook payload (version 4), validated."""
+    """The alerts of an Alertmanager (version 4) or Grafana alerting (version 1+) webhook payload, validated."""
     if not isinstance(payload, dict):
         raise PayloadError("body", "must be a JSON object (an Alertmanager webhook payload)")
-    version = payload.get("version")
-    if version is not None and version != "4":
-        raise PayloadError("version", f"unsupported payload version {version!r}; expected \"4\"")
+    source = payload_source(payload)
     for name in ("receiver", "groupKey", "externalURL"):
         if name in payload and payload[name] is not None and not isinstance(payload[name], str):
             raise PayloadError(name, "must be a string")
@@ -154,6 +185,8 @@ def parse_alertmanager(payload: Any, *, max_alerts: int = MAX_ALERTS) -> list[Al
     truncated = payload.get("truncatedAlerts", 0)
     if truncated is not None and (not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0):
         raise PayloadError("truncatedAlerts", "must be a non-negative integer")
+    if source == SOURCE_GRAFANA:
+        _check_grafana_envelope(payload)
     raw_alerts = payload.get("alerts")
     if raw_alerts is None:
         raise PayloadError("alerts", "required: a list of alerts")
@@ -162,10 +195,21 @@ def parse_alertmanager(payload: Any, *, max_alerts: int = MAX_ALERTS) -> list[Al
     if len(raw_alerts) > max_alerts:
         raise PayloadError("alerts", f"at most {max_alerts} alerts per request (got {len(raw_alerts)}); "
                                      f"set max_alerts on the Alertmanager webhook_config")
-    return [_parse_am_alert(raw, f"alerts[{i}]") for i, raw in enumerate(raw_alerts)]
+    return [_parse_am_alert(raw, f"alerts[{i}]", source) for i, raw in enumerate(raw_alerts)]
 
 
-def _parse_am_alert(raw: Any, where: str) -> Alert:
+def _check_grafana_envelope(payload: Mapping[str, Any]) -> None:
+    """Grafana's own top-level fields: checked for type only (the alerts carry what is recorded)."""
+    org = payload.get("orgId")
+    if org is not None and (not isinstance(org, int) or isinstance(org, bool) or org < 0):
+        raise PayloadError("orgId", "must be a non-negative integer")
+    for name in ("title", "state", "message"):
+        value = payload.get(name)
+        if value is not None and not isinstance(value, str):
+            raise PayloadError(name, "must be a string")
+
+
+def _parse_am_alert(raw: Any, where: str, source: str = SOURCE_ALERTMANAGER) -> Alert:
     if not isinstance(raw, dict):
         raise PayloadError(where, "must be an object")
     status = raw.get("status")
@@ -181,9 +225,41 @@ def _parse_am_alert(raw: Any, where: str) -> Alert:
     ends_at = _time(raw.get("endsAt"), f"{where}.endsAt", required=False)
     generator_url = _optional_string(raw.get("generatorURL"), f"{where}.generatorURL", MAX_URL, truncate=True)
     fingerprint = _optional_string(raw.get("fingerprint"), f"{where}.fingerprint", MAX_FINGERPRINT)
+    links: dict[str, str] = {}
+    values: dict[str, float | None] = {}
+    if source == SOURCE_GRAFANA:
+        for name in GRAFANA_LINKS:
+            link = _optional_string(raw.get(name), f"{where}.{name}", MAX_URL, truncate=True)
+            if link:
+                links[name] = link
+        values = _values(raw.get("values"), f"{where}.values")
+        for name in ("valueString", "imageURL"):
+            if raw.get(name) is not None and not isinstance(raw[name], str):
+                raise PayloadError(f"{where}.{name}", "must be a string")
     return Alert(fingerprint=fingerprint or labels_fingerprint(labels), status=status, labels=labels,
                  annotations=annotations, starts_at=starts_at, ends_at=ends_at,
-                 generator_url=generator_url, source=SOURCE_ALERTMANAGER)
+                 generator_url=generator_url, source=source, links=links, values=values)
+
+
+def _values(value: Any, where: str) -> dict[str, float | None]:
+    """Grafana's `values`: query refID → number (null when Grafana has none). The first MAX_VALUES are kept."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(where, "must be an object of numbers")
+    out: dict[str, float | None] = {}
+    for name, number in value.items():
+        if number is not None and (not isinstance(number, (int, float)) or isinstance(number, bool)):
+            raise PayloadError(f"{where}.{name}", "must be a number")
+        if len(name) > MAX_LABEL_NAME:
+            raise PayloadError(where, f"names must be at most {MAX_LABEL_NAME} characters")
+        _check_text(name, where)
+        if len(out) < MAX_VALUES:
+            try:
+                out[name] = None if number is None else float(number)
+            except OverflowError:
+                raise PayloadError(f"{where}.{name}", "out of range for a number") from None
+    return out
 
 
 def parse_generic(payload: Any, *, now: datetime, max_alerts: int = MAX_ALERTS) -> list[Alert]:
@@ -513,6 +589,7 @@ def alert_entry(alert: Alert, now: datetime, common: Mapping[str, str] | None = 
         entry["absentLabels"] = absent
     if alert.generator_url:
         entry["generatorURL"] = alert.generator_url
+    entry.update(alert.links)
     if alert.status == RESOLVED:
         entry["resolvedAt"] = iso_ms(now)
         entry["endsAt"] = iso_ms(alert.ends_at or now)
@@ -604,7 +681,7 @@ def record_alerts(incident: Mapping[str, Any], alerts: list[Alert], now: datetim
 def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """status.alerts kept within MAX_ALERTS_PER_INCIDENT entries and about ALERTS_BYTES_BUDGET bytes.
 
-    The oldest entries shed their detail (labels, summary, URL) first: their
+    The oldest entries shed their detail (labels, summary, URLs) first: their
     keys still deduplicate re-sends. Only then do the oldest resolved entries go.
     """
     out = _drop_resolved(entries, len(entries) - MAX_ALERTS_PER_INCIDENT)
@@ -616,7 +693,7 @@ def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, entry in enumerate(out):
         if total <= ALERTS_BYTES_BUDGET:
             break
-        for name in ("labels", "absentLabels", "summary", "generatorURL"):
+        for name in ("labels", "absentLabels", "summary", "generatorURL", *GRAFANA_LINKS):
             entry.pop(name, None)
         slim = _entry_size(entry)
         total -= sizes[i] - slim
@@ -650,6 +727,16 @@ def _entry_size(entry: Mapping[str, Any]) -> int:
     return size
 
 
+MAX_VALUES_TEXT = 256
+
+
+def format_values(values: Mapping[str, float | None]) -> str:
+    """`B=44.24, C=1`: a Grafana alert's values as its timeline entry shows them (bounded)."""
+    parts = [f"{name}={'null' if v is None else format(v, '.6g')}" for name, v in values.items()]
+    text = ", ".join(parts)
+    return _truncate(text, MAX_VALUES_TEXT)
+
+
 def _timeline_messages(alerts: list[Alert], verb: str) -> list[str]:
     if not alerts:
         return []
@@ -658,7 +745,9 @@ def _timeline_messages(alerts: list[Alert], verb: str) -> list[str]:
         # The fingerprint keeps entries of same-named alerts apart (equal entries are merged).
         name = f"{a.alertname or a.service_hint} [{a.fingerprint}]"
         text = a.summary.strip().splitlines()[0] if a.summary.strip() else ""
-        return f"{name}: {text}" if text else name
+        line = f"{name}: {text}" if text else name
+        values = format_values(a.values)
+        return f"{line} ({values})" if values else line
 
     if len(alerts) <= 3:
         return [f"alert {verb}: {describe(a)}" for a in alerts]
