@@ -456,27 +456,171 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
     return True
 
 
-def match_service(alert: Alert, services: list[dict]) -> dict | None:
-    """The MonitoredService an alert belongs to, or None.
+# A MonitoredService claims an alert of its namespace by, in this order (the first
+# rule that claims it decides; within a rule the smallest service name wins, so
+# every receiver replica decides alike):
+#   1. its alertSelector matching the alert's labels;
+#   2. the alert's `service` label equal to the service's name;
+#   3. the alert's `deployment`, `statefulset` or `daemonset` label equal to its target's
+#      name (and the label naming the target's kind), as kube-state-metrics' rules carry;
+#   4. the alert's `pod` label naming a pod its target owns (Deployment → ReplicaSet → Pod,
+#      StatefulSet → Pod, DaemonSet → Pod), or, once that pod is gone, a name only its
+#      target's controller gives pods.
+# Rules 3 and 4 need the alert's own `namespace` label: they never reach across namespaces.
 
-    Candidates are the services of the alert's namespace (when the alert has
-    one; the caller passes that namespace's services). A matching alertSelector
-    wins over a name equal to the alert's `service` label; among equals the
-    first name in sort order wins, so every replica decides alike.
+CLAIM_SELECTOR = "alertSelector"
+CLAIM_SERVICE_LABEL = "service label"
+CLAIM_WORKLOAD_LABEL = "workload label"
+CLAIM_POD_OWNER = "pod owner"
+CLAIM_POD_NAME = "pod name"
+
+WORKLOAD_LABELS: dict[str, str] = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet"}
+"""Alert labels naming a workload of the alert's namespace (kube-state-metrics' names), and its kind."""
+POD_LABEL = "pod"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+GENERATED_BASE = 58
+"""Kubernetes cuts a generateName base to 58 characters (63 minus the 5 random ones)."""
+_SAFE = "bcdfghjklmnpqrstvwxz2456789"
+"""The alphabet of generated name suffixes and pod-template hashes (k8s.io/apimachinery/pkg/util/rand)."""
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload of one namespace, as a MonitoredService's target or a pod's owner."""
+
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Which MonitoredService an alert belongs to, and by which rule."""
+
+    service: dict
+    rule: str
+
+    @property
+    def name(self) -> str:
+        return _name(self.service)
+
+
+def target_of(service: Mapping[str, Any]) -> Workload | None:
+    """A MonitoredService's target (kind defaults to Deployment, as the CRD does)."""
+    target = (service.get("spec") or {}).get("target") or {}
+    name = target.get("name")
+    kind = target.get("kind") or "Deployment"
+    if not isinstance(name, str) or not name or kind not in WORKLOAD_KINDS:
+        return None
+    return Workload(kind, name)
+
+
+def controller_of(obj: Mapping[str, Any]) -> Workload | None:
+    """The controller owner of a Pod or ReplicaSet body (its ownerReference with controller: true)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") and isinstance(ref.get("kind"), str) and isinstance(ref.get("name"), str):
+            return Workload(ref["kind"], ref["name"])
+    return None
+
+
+def could_own_pod(target: Workload, pod: str) -> bool:
+    """Whether `target`'s controller could have named a pod `pod`: its pods' names all start with
+    `<name>-` (cut as generateName cuts it). A necessary condition only: it decides whether a
+    lookup is worth making, never a claim."""
+    prefix = f"{target.name}-"[:GENERATED_BASE]
+    return len(pod) > len(prefix) and pod.startswith(prefix)
+
+
+def pod_name_fits(target: Workload, pod: str) -> bool:
+    """Whether `pod` is a name `target`'s controller gives its pods (used once the pod is gone):
+    `<deployment>-<template hash>-<5>`, `<statefulset>-<ordinal>`, `<daemonset>-<5>`. Names that
+    generateName had to cut are never matched this way."""
+    name = re.escape(target.name)
+    if target.kind == "StatefulSet":
+        pattern = rf"{name}-(0|[1-9][0-9]*)"
+    elif target.kind == "DaemonSet":
+        if len(target.name) + 1 > GENERATED_BASE:
+            return False
+        pattern = rf"{name}-[{_SAFE}]{{5}}"
+    else:
+        pattern = rf"{name}-[{_SAFE}]{{1,10}}-[{_SAFE}]{{5}}"
+        if not re.fullmatch(pattern, pod):
+            return False
+        return len(pod) - 5 <= GENERATED_BASE  # the ReplicaSet's name + "-" was not cut
+    return re.fullmatch(pattern, pod) is not None
+
+
+def named_workloads(alert: Alert) -> set[Workload]:
+    """The workloads an alert names through kube-state-metrics' labels."""
+    return {Workload(kind, alert.labels[label]) for label, kind in WORKLOAD_LABELS.items() if alert.labels.get(label)}
+
+
+def pod_to_look_up(alert: Alert, services: list[Mapping[str, Any]]) -> str | None:
+    """The pod whose owner would decide the claim, or None when no lookup can help: the
+    alert has no namespace or `pod` label, or no target of the namespace could own a pod so named."""
+    pod = alert.labels.get(POD_LABEL)
+    ns = alert.namespace
+    if not pod or not ns or not _DNS_SUBDOMAIN.match(pod):
+        return None
+    for svc in services:
+        target = target_of(svc)
+        if target is not None and _namespace_of(svc) == ns and could_own_pod(target, pod):
+            return pod
+    return None
+
+
+def claim(alert: Alert, services: list[dict], *, pod_owner: Workload | None = None,
+          pod_gone: bool = False) -> Claim | None:
+    """The MonitoredService an alert belongs to, and the rule that decided (see the rules above).
+
+    Candidates are the services of the alert's namespace (when the alert has one;
+    the caller passes that namespace's services). `pod_owner` is the controller of
+    the pod the alert's `pod` label names, when the caller looked it up
+    (`pod_to_look_up`); `pod_gone` says that pod no longer exists.
     """
     ns = alert.namespace
-    candidates = [s for s in services
-                  if ns is None or s.get("metadata", {}).get("namespace") in (None, ns)]
+    candidates = [s for s in services if ns is None or _namespace_of(s) in (None, ns)]
     by_selector = [s for s in candidates
                    if selector_matches((s.get("spec") or {}).get("alertSelector"), alert.labels)]
     if by_selector:
-        return min(by_selector, key=_name)
+        return Claim(min(by_selector, key=_name), CLAIM_SELECTOR)
     wanted = alert.labels.get("service")
     if wanted:
         by_name = [s for s in candidates if _name(s) == wanted]
         if by_name:
-            return by_name[0]
+            return Claim(by_name[0], CLAIM_SERVICE_LABEL)
+    if ns is None:
+        return None  # a workload is named within a namespace: no namespace, no claim by target
+    own = [(s, t) for s in candidates if _namespace_of(s) == ns and (t := target_of(s)) is not None]
+    if not own:
+        return None
+    named = named_workloads(alert)
+    if named:
+        by_workload = [s for s, t in own if t in named]
+        if by_workload:
+            return Claim(min(by_workload, key=_name), CLAIM_WORKLOAD_LABEL)
+    if pod_owner is not None:
+        by_owner = [s for s, t in own if t == pod_owner]
+        if by_owner:
+            return Claim(min(by_owner, key=_name), CLAIM_POD_OWNER)
+    pod = alert.labels.get(POD_LABEL)
+    if pod_gone and pod:
+        by_pod_name = [s for s, t in own if pod_name_fits(t, pod)]
+        if by_pod_name:
+            return Claim(min(by_pod_name, key=_name), CLAIM_POD_NAME)
     return None
+
+
+def match_service(alert: Alert, services: list[dict], *, pod_owner: Workload | None = None,
+                  pod_gone: bool = False) -> dict | None:
+    """The MonitoredService an alert belongs to, or None (see `claim`)."""
+    found = claim(alert, services, pod_owner=pod_owner, pod_gone=pod_gone)
+    return found.service if found else None
+
+
+def _namespace_of(obj: Mapping[str, Any]) -> str | None:
+    return (obj.get("metadata") or {}).get("namespace")
 
 
 def _name(obj: Mapping[str, Any]) -> str:
