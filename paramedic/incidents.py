@@ -186,7 +186,7 @@ class _Plan:
 
 
 class _Router:
-    """Which group (namespace, service, severity) each alert belongs to; one LIST per namespace."""
+    """Which group (namespace, service, severity) each alert belongs to; at most one LIST per namespace."""
 
     def __init__(self, client: kube.KubeClient, settings: Any, directory: Directory | None = None,
                  owners: PodOwners | None = None):
@@ -194,16 +194,18 @@ class _Router:
         self.settings = settings
         self.directory = directory
         self.owners = owners
-        self._services: dict[str, list[dict]] = {}
+        self._tables: dict[str, dom.RoutingTable] = {}
         self._namespaces: dict[str, bool] = {}
 
-    def services(self, namespace: str) -> list[dict]:
-        if namespace not in self._services:
-            # As fresh as the watch: a MonitoredService created a moment ago may miss
-            # this request, never a later one.
-            self._services[namespace] = (self.directory.items(namespace) if self.directory is not None
-                                         else self.client.list(kube.MONITORED_SERVICES, namespace, cached=True))
-        return self._services[namespace]
+    def table(self, namespace: str) -> dom.RoutingTable:
+        """The namespace's MonitoredServices, indexed for routing; read once per request. As fresh as
+        the watch: a MonitoredService created a moment ago may miss this request, never a later one.
+        From the informer, the index is rebuilt only when a MonitoredService changed."""
+        if namespace not in self._tables:
+            self._tables[namespace] = (
+                self.directory.view(namespace, dom.RoutingTable) if self.directory is not None
+                else dom.RoutingTable(self.client.list(kube.MONITORED_SERVICES, namespace, cached=True)))
+        return self._tables[namespace]
 
     def namespace_exists(self, namespace: str) -> bool:
         if namespace == self.settings.namespace:
@@ -239,10 +241,9 @@ class _Router:
             group.alerts.append(alert)
         return groups
 
-
     def claim(self, alert: dom.Alert, ns: str) -> dom.Claim | None:
         """The cheap rules first; the pod's owner is read only for alerts none of them claims."""
-        services = self.services(ns)
+        services = self.table(ns)
         found = dom.claim(alert, services)
         if found is not None or self.owners is None:
             return found

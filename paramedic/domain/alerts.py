@@ -556,63 +556,100 @@ def named_workloads(alert: Alert) -> set[Workload]:
     return {Workload(kind, alert.labels[label]) for label, kind in WORKLOAD_LABELS.items() if alert.labels.get(label)}
 
 
-def pod_to_look_up(alert: Alert, services: list[Mapping[str, Any]]) -> str | None:
+class RoutingTable:
+    """MonitoredServices indexed for `claim`: build one per namespace and request, and routing an
+    alert costs its selectors plus a few dict lookups, however many services have targets."""
+
+    def __init__(self, services: Iterable[dict]):
+        self.services = sorted(services, key=_name)
+        self.namespaces = {_namespace_of(svc) for svc in self.services}
+        # Name order throughout: the first match is the smallest name (the tie-break).
+        self.selectors = [(svc, sel) for svc in self.services
+                          if (sel := (svc.get("spec") or {}).get("alertSelector"))]
+        self.by_name: dict[str, dict] = {}
+        self.by_target: dict[tuple[str | None, Workload], dict] = {}
+        self.targets: list[tuple[str | None, Workload, dict]] = []
+        prefixes: dict[str | None, dict[int, set[str]]] = {}
+        for svc in self.services:
+            self.by_name.setdefault(_name(svc), svc)
+            target = target_of(svc)
+            if target is None:
+                continue
+            ns = _namespace_of(svc)
+            self.by_target.setdefault((ns, target), svc)
+            self.targets.append((ns, target, svc))
+            prefix = f"{target.name}-"[:GENERATED_BASE]
+            prefixes.setdefault(ns, {}).setdefault(len(prefix), set()).add(prefix)
+        self._prefixes = {ns: sorted(by_len.items()) for ns, by_len in prefixes.items()}
+
+    def could_own(self, namespace: str, pod: str) -> bool:
+        """Whether a target of `namespace` could have named a pod `pod` (see `could_own_pod`)."""
+        return any(len(pod) > n and pod[:n] in names for n, names in self._prefixes.get(namespace, ()))
+
+    def scoped(self, namespace: str | None) -> "RoutingTable":
+        """This table, or one holding only the services an alert of `namespace` may reach."""
+        if namespace is None or self.namespaces <= {None, namespace}:
+            return self
+        return RoutingTable(svc for svc in self.services if _namespace_of(svc) in (None, namespace))
+
+
+def _table(services: "RoutingTable | Iterable[dict]") -> RoutingTable:
+    return services if isinstance(services, RoutingTable) else RoutingTable(services)
+
+
+def pod_to_look_up(alert: Alert, services: "RoutingTable | Iterable[dict]") -> str | None:
     """The pod whose owner would decide the claim, or None when no lookup can help: the
     alert has no namespace or `pod` label, or no target of the namespace could own a pod so named."""
     pod = alert.labels.get(POD_LABEL)
     ns = alert.namespace
     if not pod or not ns or not _DNS_SUBDOMAIN.match(pod):
         return None
-    for svc in services:
-        target = target_of(svc)
-        if target is not None and _namespace_of(svc) == ns and could_own_pod(target, pod):
-            return pod
-    return None
+    return pod if _table(services).could_own(ns, pod) else None
 
 
-def claim(alert: Alert, services: list[dict], *, pod_owner: Workload | None = None,
+def claim(alert: Alert, services: "RoutingTable | Iterable[dict]", *, pod_owner: Workload | None = None,
           pod_gone: bool = False) -> Claim | None:
     """The MonitoredService an alert belongs to, and the rule that decided (see the rules above).
 
     Candidates are the services of the alert's namespace (when the alert has one;
-    the caller passes that namespace's services). `pod_owner` is the controller of
-    the pod the alert's `pod` label names, when the caller looked it up
-    (`pod_to_look_up`); `pod_gone` says that pod no longer exists.
+    the caller passes that namespace's services, best as a `RoutingTable`).
+    `pod_owner` is the controller of the pod the alert's `pod` label names, when
+    the caller looked it up (`pod_to_look_up`); `pod_gone` says that pod no longer exists.
     """
     ns = alert.namespace
-    candidates = [s for s in services if ns is None or _namespace_of(s) in (None, ns)]
-    by_selector = [s for s in candidates
-                   if selector_matches((s.get("spec") or {}).get("alertSelector"), alert.labels)]
-    if by_selector:
-        return Claim(min(by_selector, key=_name), CLAIM_SELECTOR)
-    wanted = alert.labels.get("service")
+    table = _table(services).scoped(ns)
+    labels = alert.labels
+    for svc, selector in table.selectors:
+        if selector_matches(selector, labels):
+            return Claim(svc, CLAIM_SELECTOR)
+    wanted = labels.get("service")
     if wanted:
-        by_name = [s for s in candidates if _name(s) == wanted]
-        if by_name:
-            return Claim(by_name[0], CLAIM_SERVICE_LABEL)
-    if ns is None:
+        svc = table.by_name.get(wanted)
+        if svc is not None:
+            return Claim(svc, CLAIM_SERVICE_LABEL)
+    if ns is None or not table.targets:
         return None  # a workload is named within a namespace: no namespace, no claim by target
-    own = [(s, t) for s in candidates if _namespace_of(s) == ns and (t := target_of(s)) is not None]
-    if not own:
-        return None
-    named = named_workloads(alert)
-    if named:
-        by_workload = [s for s, t in own if t in named]
-        if by_workload:
-            return Claim(min(by_workload, key=_name), CLAIM_WORKLOAD_LABEL)
+    best: dict | None = None
+    for label, kind in WORKLOAD_LABELS.items():
+        value = labels.get(label)
+        svc = table.by_target.get((ns, Workload(kind, value))) if value else None
+        if svc is not None and (best is None or _name(svc) < _name(best)):
+            best = svc
+    if best is not None:
+        return Claim(best, CLAIM_WORKLOAD_LABEL)
     if pod_owner is not None:
-        by_owner = [s for s, t in own if t == pod_owner]
-        if by_owner:
-            return Claim(min(by_owner, key=_name), CLAIM_POD_OWNER)
-    pod = alert.labels.get(POD_LABEL)
+        svc = table.by_target.get((ns, pod_owner))
+        if svc is not None:
+            return Claim(svc, CLAIM_POD_OWNER)
+    pod = labels.get(POD_LABEL)
     if pod_gone and pod:
-        by_pod_name = [s for s, t in own if pod_name_fits(t, pod)]
-        if by_pod_name:
-            return Claim(min(by_pod_name, key=_name), CLAIM_POD_NAME)
+        for target_ns, target, svc in table.targets:
+            if target_ns == ns and pod_name_fits(target, pod):
+                return Claim(svc, CLAIM_POD_NAME)
     return None
 
 
-def match_service(alert: Alert, services: list[dict], *, pod_owner: Workload | None = None,
+def match_service(alert: Alert, services: "RoutingTable | Iterable[dict]", *, pod_owner: Workload | None = None,
                   pod_gone: bool = False) -> dict | None:
     """The MonitoredService an alert belongs to, or None (see `claim`)."""
     found = claim(alert, services, pod_owner=pod_owner, pod_gone=pod_gone)

@@ -266,3 +266,21 @@ def test_router_reads_pods_only_for_alerts_no_cheaper_rule_claims():
     assert by_service == {"checkout": ["0"], "web": ["1", "2"]}
     workload_reads = [g for g in client.gets if g[0] in ("pods", "replicasets")]
     assert workload_reads == [("pods", "shop", "web-7d9f8b6c5d-x2x4z"), ("replicasets", "shop", "web-7d9f8b6c5d")]
+
+
+def test_routing_table_prefix_check_agrees_with_could_own_pod():
+    targets = [msvc("web"), msvc("web-api"), msvc("db", kind="StatefulSet"), msvc("x" * 70)]
+    table = dom.RoutingTable(targets)
+    pods = ["web-7d9f8b6c5d-x2x4z", "web-api-7d9f8b6c5d-x2x4z", "web", "web-", "db-0", "dbx-0", "cart-1",
+            ("x" * 70 + "-")[:58] + "bcdfg", "x" * 57]
+    for pod in pods:
+        expected = any(dom.could_own_pod(dom.target_of(s), pod) for s in targets)
+        assert table.could_own("shop", pod) is expected, pod
+        assert table.could_own("other", pod) is False
+
+
+def test_a_table_scopes_itself_to_the_alerts_namespace():
+    table = dom.RoutingTable([msvc("checkout", ns="shop"), msvc("checkout", ns="other", target="else")])
+    assert claimed(alert(namespace="shop", deployment="checkout"), table) == ("checkout", dom.CLAIM_WORKLOAD_LABEL)
+    assert claimed(alert(namespace="other", deployment="checkout"), table) is None
+    assert claimed(alert(namespace="other", deployment="else"), table) == ("checkout", dom.CLAIM_WORKLOAD_LABEL)
