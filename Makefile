@@ -82,6 +82,13 @@ lint-chart: chart-crds ## helm lint and render the chart (values.schema.json app
 	helm template $(RELEASE) charts/paramedic --namespace $(RELEASE_NAMESPACE) \
 	  --set serviceMonitor.enabled=true --set prometheusRule.enabled=true \
 	  --set grafanaDashboard.enabled=true --set allNamespaces=false --set 'watchNamespaces={default}' >/dev/null
+	helm template $(RELEASE) charts/paramedic --namespace $(RELEASE_NAMESPACE) --set kubePrometheusStack.enabled=true >/dev/null
+	helm template $(RELEASE) charts/paramedic --namespace $(RELEASE_NAMESPACE) --set kubePrometheusStack.enabled=true \
+	  --set allNamespaces=false --set 'watchNamespaces={default}' --set webhook.existingSecret=am-token >/dev/null
+	@! helm template $(RELEASE) charts/paramedic --set 'kubePrometheusStack.alertmanagerConfig.matchers[0].name=a' \
+	  --set 'kubePrometheusStack.alertmanagerConfig.matchers[0].value=b' \
+	  --set 'kubePrometheusStack.alertmanagerConfig.matchers[0].matchType=~' >/dev/null 2>&1 \
+	  || { echo "values.schema.json accepted matchType ~" >&2; exit 1; }
 	@! helm template $(RELEASE) charts/paramedic --set webhook.replicas=x >/dev/null 2>&1 \
 	  || { echo "values.schema.json accepted webhook.replicas=x" >&2; exit 1; }
 

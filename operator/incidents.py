@@ -150,8 +150,8 @@ class IncidentReconciler:
         ack_min, res_min = sla.targets(spec.get("severity"), override)
         plan.set(createdAt=created, team=team or None, observedState="open", escalationLevel=0,
                  sla=sla.deadlines(created_dt, ack_min, res_min))
-        origin = {"probe": "health probe", "alertmanager": "Alertmanager", "api": "alert API",
-                  "manual": "a person"}.get(spec.get("source", "manual"), spec.get("source"))
+        origin = {"probe": "health probe", "alertmanager": "Alertmanager", "grafana": "Grafana alerting",
+                  "api": "alert API", "manual": "a person"}.get(spec.get("source", "manual"), spec.get("source"))
         plan.log(now, "opened", f"{spec.get('severity', 'high')} incident opened by {origin}: {spec.get('title', '')}")
         plan.after_write.append(lambda: self.rt.effects.spawn(
             f"event:{inc['metadata'].get('uid')}:opened", None,
@@ -602,7 +602,7 @@ def _awaiting_creator(inc: dict, now: datetime) -> float | None:
     (status is a subresource); deciding in between would only conflict with that
     write. Its watch event brings the incident back; the grace is the fallback for a
     receiver that died in between."""
-    if inc.get("status") or inc["spec"].get("source") not in ("alertmanager", "api"):
+    if inc.get("status") or inc["spec"].get("source") not in ("alertmanager", "grafana", "api"):
         return None
     created = parse_or_none(inc["metadata"].get("creationTimestamp"))
     if created is None:

@@ -35,6 +35,7 @@ from .domain import alerts as dom
 from .domain.lifecycle import state_patch
 from .domain.timeutil import iso
 from .informer import Directory
+from .owners import PodOwners
 
 log = logging.getLogger("paramedic.incidents")
 
@@ -121,15 +122,17 @@ def create_incident(client: kube.KubeClient, body: dict) -> dict:
 
 
 def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now: datetime, *,
-           parallel: int = GROUP_PARALLELISM, services: Directory | None = None) -> IngestResult:
+           parallel: int = GROUP_PARALLELISM, services: Directory | None = None,
+           owners: PodOwners | None = None) -> IngestResult:
     """Persist `alerts`: create, join, deduplicate, resolve. Returns only once all are written.
 
     Groups touch disjoint incidents, so up to `parallel` of them are written
     at once. Raises kube.Unavailable (API server unreachable) or IngestConflict
     (writes kept conflicting); either way the sender should retry the whole
-    request, which is safe: every step is idempotent.
+    request, which is safe: every step is idempotent. Without `owners`, alerts
+    naming only a pod are not routed by the pod's owner.
     """
-    groups = _Router(client, settings, services).route(dom.dedupe(alerts))
+    groups = _Router(client, settings, services, owners).route(dom.dedupe(alerts))
 
     def one(key: tuple[str, str, str]) -> IngestResult:
         run = _Run(client, settings, now)
@@ -183,22 +186,26 @@ class _Plan:
 
 
 class _Router:
-    """Which group (namespace, service, severity) each alert belongs to; one LIST per namespace."""
+    """Which group (namespace, service, severity) each alert belongs to; at most one LIST per namespace."""
 
-    def __init__(self, client: kube.KubeClient, settings: Any, directory: Directory | None = None):
+    def __init__(self, client: kube.KubeClient, settings: Any, directory: Directory | None = None,
+                 owners: PodOwners | None = None):
         self.client = client
         self.settings = settings
         self.directory = directory
-        self._services: dict[str, list[dict]] = {}
+        self.owners = owners
+        self._tables: dict[str, dom.RoutingTable] = {}
         self._namespaces: dict[str, bool] = {}
 
-    def services(self, namespace: str) -> list[dict]:
-        if namespace not in self._services:
-            # As fresh as the watch: a MonitoredService created a moment ago may miss
-            # this request, never a later one.
-            self._services[namespace] = (self.directory.items(namespace) if self.directory is not None
-                                         else self.client.list(kube.MONITORED_SERVICES, namespace, cached=True))
-        return self._services[namespace]
+    def table(self, namespace: str) -> dom.RoutingTable:
+        """The namespace's MonitoredServices, indexed for routing; read once per request. As fresh as
+        the watch: a MonitoredService created a moment ago may miss this request, never a later one.
+        From the informer, the index is rebuilt only when a MonitoredService changed."""
+        if namespace not in self._tables:
+            self._tables[namespace] = (
+                self.directory.view(namespace, dom.RoutingTable) if self.directory is not None
+                else dom.RoutingTable(self.client.list(kube.MONITORED_SERVICES, namespace, cached=True)))
+        return self._tables[namespace]
 
     def namespace_exists(self, namespace: str) -> bool:
         if namespace == self.settings.namespace:
@@ -221,7 +228,9 @@ class _Router:
         groups: dict[tuple[str, str, str], _Group] = {}
         for alert in alerts:
             ns = alert.namespace or self.settings.namespace
-            svc = dom.match_service(alert, self.services(ns)) if _DNS_LABEL.match(ns) else None
+            claim = self.claim(alert, ns) if _DNS_LABEL.match(ns) else None
+            metrics.ALERTS_ROUTED.labels(_RULE_METRIC.get(claim.rule if claim else "", "none")).inc()
+            svc = claim.service if claim is not None else None
             if svc is not None:
                 key = (ns, svc["metadata"]["name"], dom.incident_severity(alert, svc))
                 group = groups.setdefault(key, _Group(managed=True, service=svc))
@@ -232,6 +241,22 @@ class _Router:
             group.alerts.append(alert)
         return groups
 
+    def claim(self, alert: dom.Alert, ns: str) -> dom.Claim | None:
+        """The cheap rules first; the pod's owner is read only for alerts none of them claims."""
+        services = self.table(ns)
+        found = dom.claim(alert, services)
+        if found is not None or self.owners is None:
+            return found
+        pod = dom.pod_to_look_up(alert, services)
+        if pod is None:
+            return None
+        owner = self.owners.owner(ns, pod)  # ns is the alert's own namespace (pod_to_look_up requires one)
+        return dom.claim(alert, services, pod_owner=owner.workload, pod_gone=not owner.exists)
+
+
+_RULE_METRIC = {dom.CLAIM_SELECTOR: "selector", dom.CLAIM_SERVICE_LABEL: "service_label",
+                dom.CLAIM_WORKLOAD_LABEL: "workload_label", dom.CLAIM_POD_OWNER: "pod_owner",
+                dom.CLAIM_POD_NAME: "pod_name"}
 
 INCIDENT_READS = kube.ReadFloor()
 """This process's view of Incidents: correlation lists read from the watch cache, never older than our writes."""

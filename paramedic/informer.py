@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any, Callable
+
 from . import kube
 
 log = logging.getLogger("paramedic.informer")
@@ -31,6 +33,8 @@ class Informer:
     def __init__(self, client: kube.KubeClient, res: kube.Resource, namespace: str):
         self.client, self.res, self.namespace = client, res, namespace
         self._items: dict[str, dict] = {}
+        self._generation = 0  # moves with every change of _items
+        self._views: dict[Callable[[list[dict]], Any], tuple[int, Any]] = {}
         self._rv = ""
         self._lock = threading.Lock()
         self._listed = False
@@ -54,6 +58,19 @@ class Informer:
         with self._lock:
             return list(self._items.values())
 
+    def view(self, build: Callable[[list[dict]], Any]) -> Any:
+        """`build(items)`, computed again only after the items changed (an index over them)."""
+        with self._lock:
+            generation = self._generation
+            cached = self._views.get(build)
+            if cached is not None and cached[0] == generation:
+                return cached[1]
+            items = list(self._items.values())
+        value = build(items)
+        with self._lock:
+            self._views[build] = (generation, value)
+        return value
+
     def _run(self) -> None:
         backoff = 0.5
         while not self._stopped.is_set():
@@ -76,6 +93,7 @@ class Informer:
         out = self.client.request("GET", self.res.path(self.namespace))
         with self._lock:
             self._items = {o["metadata"]["name"]: o for o in out.get("items", [])}
+            self._generation += 1
         self._rv = out.get("metadata", {}).get("resourceVersion", "")
         self._listed = True
         self._failing_since = None
@@ -89,9 +107,11 @@ class Informer:
             if kind in ("ADDED", "MODIFIED"):
                 with self._lock:
                     self._items[meta["name"]] = obj
+                    self._generation += 1
             elif kind == "DELETED":
                 with self._lock:
                     self._items.pop(meta.get("name", ""), None)
+                    self._generation += 1
             self._rv = meta.get("resourceVersion") or self._rv  # BOOKMARK events carry only this
             self._failing_since = None
 
@@ -116,6 +136,14 @@ class Directory:
                 if namespace not in self._informers and len(self._informers) < self.limit:
                     self._informers[namespace] = Informer(self.client, self.res, namespace).start()
         return items
+
+    def view(self, namespace: str, build: Callable[[list[dict]], Any]) -> Any:
+        """`build` over the namespace's objects (see `items`): kept between calls while the
+        informer answers and nothing changed, so an index is built once per change, not per request."""
+        informer = self._informers.get(namespace)
+        if informer is not None and informer.fresh:
+            return informer.view(build)
+        return build(self.items(namespace))
 
     def fresh(self, namespace: str) -> bool:
         """Whether the namespace is answered from memory."""

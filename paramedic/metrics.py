@@ -22,6 +22,10 @@ ALERTS_RECEIVED = Counter("paramedic_alerts_received_total", "Alerts received by
 ALERTS_DEDUPLICATED = Counter("paramedic_alerts_deduplicated_total", "Alerts already recorded (re-sends, HA duplicates)")
 ALERT_PROCESSING = Histogram("paramedic_alert_processing_seconds", "Time to persist one webhook request",
                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+ALERTS_ROUTED = Counter("paramedic_alerts_routed_total",
+                        "Alerts by the rule that gave them a MonitoredService (none: unmanaged)", ["rule"])
+POD_OWNER_LOOKUPS = Counter("paramedic_pod_owner_lookups_total",
+                            "Pod owner lookups of alert routing (cached, found, unowned, gone, forbidden)", ["result"])
 
 REMEDIATIONS = Counter("paramedic_remediations_total", "Remediation attempts", ["action", "result"])
 REMEDIATION_DURATION = Histogram("paramedic_remediation_duration_seconds", "Duration of remediation attempts",

@@ -23,6 +23,7 @@ from paramedic.domain import alerts as dom
 from paramedic.domain.timeutil import utcnow
 from paramedic.incidents import IngestConflict, ingest
 from paramedic.informer import Directory
+from paramedic.owners import PodOwners
 from paramedic.settings import Settings
 
 from .auth import TokenSource, challenge
@@ -64,7 +65,10 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
     # Watch-fed MonitoredServices per namespace, started by the first alert from it (after
     # gunicorn's fork, so the watch threads live in the worker that serves requests).
     services = Directory(client, kube.MONITORED_SERVICES)
-    app.extensions["paramedic"] = {"settings": settings, "client": client, "tokens": tokens, "services": services}
+    # Pod → owning workload, for alerts that name only a pod (cached, bounded).
+    owners = PodOwners(client)
+    app.extensions["paramedic"] = {"settings": settings, "client": client, "tokens": tokens, "services": services,
+                                   "owners": owners}
 
     @app.before_request
     def authenticate() -> Response | None:
@@ -92,7 +96,7 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
         for alert in alerts:
             metrics.ALERTS_RECEIVED.labels(alert.status).inc()
         try:
-            result = ingest(client, settings, alerts, utcnow(), services=services)
+            result = ingest(client, settings, alerts, utcnow(), services=services, owners=owners)
         except kube.Unavailable as exc:
             log.warning("cannot persist %d alerts (%s): %s", len(alerts), kind, exc)
             return _error(503, f"Kubernetes API unavailable, retry later: {exc}", retry_after=RETRY_AFTER_UNAVAILABLE)
@@ -110,10 +114,12 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
 
     @app.post("/api/v1/alertmanager")
     def alertmanager():  # type: ignore[no-untyped-def]
+        # Alertmanager's payload (version 4) and Grafana alerting's (version 1+, same shape).
         def parse(payload: Any) -> list[dom.Alert]:
             alerts = dom.parse_alertmanager(payload, max_alerts=max_alerts)
             if payload.get("truncatedAlerts"):
-                log.warning("Alertmanager left out %s alerts of group %s (max_alerts): they are not recorded",
+                log.warning("%s left out %s alerts of group %s (max_alerts): they are not recorded",
+                            "Grafana" if alerts and alerts[0].source == dom.SOURCE_GRAFANA else "Alertmanager",
                             payload["truncatedAlerts"], payload.get("groupKey", "?"))
             return alerts
 

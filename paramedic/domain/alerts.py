@@ -1,6 +1,8 @@
 """Alerts: payload parsing, alert keys, routing to MonitoredServices, correlation and names.
 
-Two inputs become `Alert`s: Alertmanager's webhook payload (version 4) and the
+Three inputs become `Alert`s: Alertmanager's webhook payload (version 4),
+Grafana alerting's webhook payload (the same shape, version "1" and later, with
+`orgId`, `state`, `title`, `message` and per alert links and values), and the
 generic `{service, severity, message, labels, timestamp}` alert. Validation
 errors name the offending field (`alerts[2].labels: ...`) so a sender can fix
 its payload; nothing here does I/O or reads a clock.
@@ -34,8 +36,15 @@ SEVERITY_ALIASES: dict[str, str] = {
 FIRING, RESOLVED = "firing", "resolved"
 STATUSES = (FIRING, RESOLVED)
 
-SOURCE_ALERTMANAGER, SOURCE_API = "alertmanager", "api"
+SOURCE_ALERTMANAGER, SOURCE_GRAFANA, SOURCE_API = "alertmanager", "grafana", "api"
 ACTOR = "paramedic/webhook"
+
+ALERTMANAGER_VERSION = "4"
+"""The one Alertmanager webhook payload version (Alertmanager 0.x has sent it since 2016)."""
+GRAFANA_LINKS = ("silenceURL", "dashboardURL", "panelURL")
+"""Per-alert links of Grafana's payload, kept on the alert's status.alerts entry."""
+MAX_VALUES = 32
+"""Most of a Grafana alert's `values` kept (query refID → number)."""
 
 # Limits: an Incident is one etcd object (~1.5 MB), and spec.labels mirrors an
 # alert's labels (the CRD allows 64 of at most 1024 characters each).
@@ -81,6 +90,8 @@ class Alert:
     ends_at: datetime | None = None
     generator_url: str = ""
     source: str = SOURCE_ALERTMANAGER
+    links: Mapping[str, str] = field(default_factory=dict)     # Grafana: silenceURL, dashboardURL, panelURL
+    values: Mapping[str, float | None] = field(default_factory=dict)  # Grafana: query refID → value
 
     @cached_property
     def key(self) -> str:
@@ -136,13 +147,33 @@ class Alert:
 # --- parsing -------------------------------------------------------------------
 
 
+def payload_source(payload: Mapping[str, Any]) -> str:
+    """Who sent an Alertmanager-shaped payload: SOURCE_ALERTMANAGER or SOURCE_GRAFANA.
+
+    Alertmanager sends version "4" (a missing version is taken as 4). Grafana
+    alerting sends the same shape as version "1", with `orgId` beside it; a later
+    Grafana version is accepted when it carries `orgId`. Anything else is refused,
+    naming the `version` field.
+    """
+    version = payload.get("version")
+    grafana = "orgId" in payload
+    if version is None:
+        return SOURCE_GRAFANA if grafana else SOURCE_ALERTMANAGER
+    if not isinstance(version, str):
+        raise PayloadError("version", f"unsupported payload version {version!r}: must be a string, as \"4\"")
+    if version == ALERTMANAGER_VERSION and not grafana:
+        return SOURCE_ALERTMANAGER
+    if version == "1" or (grafana and version.isascii() and version.isdigit() and int(version) >= 1):
+        return SOURCE_GRAFANA
+    raise PayloadError("version", f"unsupported payload version {version!r}; expected \"4\" (Alertmanager) "
+                                  f"or \"1\" and later with orgId (Grafana alerting)")
+
+
 def parse_alertmanager(payload: Any, *, max_alerts: int = MAX_ALERTS) -> list[Alert]:
-    """The alerts of an Alertmanager webhook payload (version 4), validated."""
+    """The alerts of an Alertmanager (version 4) or Grafana alerting (version 1+) webhook payload, validated."""
     if not isinstance(payload, dict):
         raise PayloadError("body", "must be a JSON object (an Alertmanager webhook payload)")
-    version = payload.get("version")
-    if version is not None and version != "4":
-        raise PayloadError("version", f"unsupported payload version {version!r}; expected \"4\"")
+    source = payload_source(payload)
     for name in ("receiver", "groupKey", "externalURL"):
         if name in payload and payload[name] is not None and not isinstance(payload[name], str):
             raise PayloadError(name, "must be a string")
@@ -154,6 +185,8 @@ def parse_alertmanager(payload: Any, *, max_alerts: int = MAX_ALERTS) -> list[Al
     truncated = payload.get("truncatedAlerts", 0)
     if truncated is not None and (not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0):
         raise PayloadError("truncatedAlerts", "must be a non-negative integer")
+    if source == SOURCE_GRAFANA:
+        _check_grafana_envelope(payload)
     raw_alerts = payload.get("alerts")
     if raw_alerts is None:
         raise PayloadError("alerts", "required: a list of alerts")
@@ -162,10 +195,21 @@ def parse_alertmanager(payload: Any, *, max_alerts: int = MAX_ALERTS) -> list[Al
     if len(raw_alerts) > max_alerts:
         raise PayloadError("alerts", f"at most {max_alerts} alerts per request (got {len(raw_alerts)}); "
                                      f"set max_alerts on the Alertmanager webhook_config")
-    return [_parse_am_alert(raw, f"alerts[{i}]") for i, raw in enumerate(raw_alerts)]
+    return [_parse_am_alert(raw, f"alerts[{i}]", source) for i, raw in enumerate(raw_alerts)]
 
 
-def _parse_am_alert(raw: Any, where: str) -> Alert:
+def _check_grafana_envelope(payload: Mapping[str, Any]) -> None:
+    """Grafana's own top-level fields: checked for type only (the alerts carry what is recorded)."""
+    org = payload.get("orgId")
+    if org is not None and (not isinstance(org, int) or isinstance(org, bool) or org < 0):
+        raise PayloadError("orgId", "must be a non-negative integer")
+    for name in ("title", "state", "message"):
+        value = payload.get(name)
+        if value is not None and not isinstance(value, str):
+            raise PayloadError(name, "must be a string")
+
+
+def _parse_am_alert(raw: Any, where: str, source: str = SOURCE_ALERTMANAGER) -> Alert:
     if not isinstance(raw, dict):
         raise PayloadError(where, "must be an object")
     status = raw.get("status")
@@ -181,9 +225,41 @@ def _parse_am_alert(raw: Any, where: str) -> Alert:
     ends_at = _time(raw.get("endsAt"), f"{where}.endsAt", required=False)
     generator_url = _optional_string(raw.get("generatorURL"), f"{where}.generatorURL", MAX_URL, truncate=True)
     fingerprint = _optional_string(raw.get("fingerprint"), f"{where}.fingerprint", MAX_FINGERPRINT)
+    links: dict[str, str] = {}
+    values: dict[str, float | None] = {}
+    if source == SOURCE_GRAFANA:
+        for name in GRAFANA_LINKS:
+            link = _optional_string(raw.get(name), f"{where}.{name}", MAX_URL, truncate=True)
+            if link:
+                links[name] = link
+        values = _values(raw.get("values"), f"{where}.values")
+        for name in ("valueString", "imageURL"):
+            if raw.get(name) is not None and not isinstance(raw[name], str):
+                raise PayloadError(f"{where}.{name}", "must be a string")
     return Alert(fingerprint=fingerprint or labels_fingerprint(labels), status=status, labels=labels,
                  annotations=annotations, starts_at=starts_at, ends_at=ends_at,
-                 generator_url=generator_url, source=SOURCE_ALERTMANAGER)
+                 generator_url=generator_url, source=source, links=links, values=values)
+
+
+def _values(value: Any, where: str) -> dict[str, float | None]:
+    """Grafana's `values`: query refID → number (null when Grafana has none). The first MAX_VALUES are kept."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(where, "must be an object of numbers")
+    out: dict[str, float | None] = {}
+    for name, number in value.items():
+        if number is not None and (not isinstance(number, (int, float)) or isinstance(number, bool)):
+            raise PayloadError(f"{where}.{name}", "must be a number")
+        if len(name) > MAX_LABEL_NAME:
+            raise PayloadError(where, f"names must be at most {MAX_LABEL_NAME} characters")
+        _check_text(name, where)
+        if len(out) < MAX_VALUES:
+            try:
+                out[name] = None if number is None else float(number)
+            except OverflowError:
+                raise PayloadError(f"{where}.{name}", "out of range for a number") from None
+    return out
 
 
 def parse_generic(payload: Any, *, now: datetime, max_alerts: int = MAX_ALERTS) -> list[Alert]:
@@ -380,27 +456,208 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
     return True
 
 
-def match_service(alert: Alert, services: list[dict]) -> dict | None:
-    """The MonitoredService an alert belongs to, or None.
+# A MonitoredService claims an alert of its namespace by, in this order (the first
+# rule that claims it decides; within a rule the smallest service name wins, so
+# every receiver replica decides alike):
+#   1. its alertSelector matching the alert's labels;
+#   2. the alert's `service` label equal to the service's name;
+#   3. the alert's `deployment`, `statefulset` or `daemonset` label equal to its target's
+#      name (and the label naming the target's kind), as kube-state-metrics' rules carry;
+#   4. the alert's `pod` label naming a pod its target owns (Deployment → ReplicaSet → Pod,
+#      StatefulSet → Pod, DaemonSet → Pod), or, once that pod is gone, a name only its
+#      target's controller gives pods.
+# Rules 3 and 4 need the alert's own `namespace` label: they never reach across namespaces.
 
-    Candidates are the services of the alert's namespace (when the alert has
-    one; the caller passes that namespace's services). A matching alertSelector
-    wins over a name equal to the alert's `service` label; among equals the
-    first name in sort order wins, so every replica decides alike.
+CLAIM_SELECTOR = "alertSelector"
+CLAIM_SERVICE_LABEL = "service label"
+CLAIM_WORKLOAD_LABEL = "workload label"
+CLAIM_POD_OWNER = "pod owner"
+CLAIM_POD_NAME = "pod name"
+
+WORKLOAD_LABELS: dict[str, str] = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet"}
+"""Alert labels naming a workload of the alert's namespace (kube-state-metrics' names), and its kind."""
+POD_LABEL = "pod"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+GENERATED_BASE = 58
+"""Kubernetes cuts a generateName base to 58 characters (63 minus the 5 random ones)."""
+_SAFE = "bcdfghjklmnpqrstvwxz2456789"
+"""The alphabet of generated name suffixes and pod-template hashes (k8s.io/apimachinery/pkg/util/rand)."""
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload of one namespace, as a MonitoredService's target or a pod's owner."""
+
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Which MonitoredService an alert belongs to, and by which rule."""
+
+    service: dict
+    rule: str
+
+    @property
+    def name(self) -> str:
+        return _name(self.service)
+
+
+def target_of(service: Mapping[str, Any]) -> Workload | None:
+    """A MonitoredService's target (kind defaults to Deployment, as the CRD does)."""
+    target = (service.get("spec") or {}).get("target") or {}
+    name = target.get("name")
+    kind = target.get("kind") or "Deployment"
+    if not isinstance(name, str) or not name or kind not in WORKLOAD_KINDS:
+        return None
+    return Workload(kind, name)
+
+
+def controller_of(obj: Mapping[str, Any]) -> Workload | None:
+    """The controller owner of a Pod or ReplicaSet body (its ownerReference with controller: true)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") and isinstance(ref.get("kind"), str) and isinstance(ref.get("name"), str):
+            return Workload(ref["kind"], ref["name"])
+    return None
+
+
+def could_own_pod(target: Workload, pod: str) -> bool:
+    """Whether `target`'s controller could have named a pod `pod`: its pods' names all start with
+    `<name>-` (cut as generateName cuts it). A necessary condition only: it decides whether a
+    lookup is worth making, never a claim."""
+    prefix = f"{target.name}-"[:GENERATED_BASE]
+    return len(pod) > len(prefix) and pod.startswith(prefix)
+
+
+def pod_name_fits(target: Workload, pod: str) -> bool:
+    """Whether `pod` is a name `target`'s controller gives its pods (used once the pod is gone):
+    `<deployment>-<template hash>-<5>`, `<statefulset>-<ordinal>`, `<daemonset>-<5>`. Names that
+    generateName had to cut are never matched this way."""
+    name = re.escape(target.name)
+    if target.kind == "StatefulSet":
+        pattern = rf"{name}-(0|[1-9][0-9]*)"
+    elif target.kind == "DaemonSet":
+        if len(target.name) + 1 > GENERATED_BASE:
+            return False
+        pattern = rf"{name}-[{_SAFE}]{{5}}"
+    else:
+        pattern = rf"{name}-[{_SAFE}]{{1,10}}-[{_SAFE}]{{5}}"
+        if not re.fullmatch(pattern, pod):
+            return False
+        return len(pod) - 5 <= GENERATED_BASE  # the ReplicaSet's name + "-" was not cut
+    return re.fullmatch(pattern, pod) is not None
+
+
+def named_workloads(alert: Alert) -> set[Workload]:
+    """The workloads an alert names through kube-state-metrics' labels."""
+    return {Workload(kind, alert.labels[label]) for label, kind in WORKLOAD_LABELS.items() if alert.labels.get(label)}
+
+
+class RoutingTable:
+    """MonitoredServices indexed for `claim`: build one per namespace and request, and routing an
+    alert costs its selectors plus a few dict lookups, however many services have targets."""
+
+    def __init__(self, services: Iterable[dict]):
+        self.services = sorted(services, key=_name)
+        self.namespaces = {_namespace_of(svc) for svc in self.services}
+        # Name order throughout: the first match is the smallest name (the tie-break).
+        self.selectors = [(svc, sel) for svc in self.services
+                          if (sel := (svc.get("spec") or {}).get("alertSelector"))]
+        self.by_name: dict[str, dict] = {}
+        self.by_target: dict[tuple[str | None, Workload], dict] = {}
+        self.targets: list[tuple[str | None, Workload, dict]] = []
+        prefixes: dict[str | None, dict[int, set[str]]] = {}
+        for svc in self.services:
+            self.by_name.setdefault(_name(svc), svc)
+            target = target_of(svc)
+            if target is None:
+                continue
+            ns = _namespace_of(svc)
+            self.by_target.setdefault((ns, target), svc)
+            self.targets.append((ns, target, svc))
+            prefix = f"{target.name}-"[:GENERATED_BASE]
+            prefixes.setdefault(ns, {}).setdefault(len(prefix), set()).add(prefix)
+        self._prefixes = {ns: sorted(by_len.items()) for ns, by_len in prefixes.items()}
+
+    def could_own(self, namespace: str, pod: str) -> bool:
+        """Whether a target of `namespace` could have named a pod `pod` (see `could_own_pod`)."""
+        return any(len(pod) > n and pod[:n] in names for n, names in self._prefixes.get(namespace, ()))
+
+    def scoped(self, namespace: str | None) -> "RoutingTable":
+        """This table, or one holding only the services an alert of `namespace` may reach."""
+        if namespace is None or self.namespaces <= {None, namespace}:
+            return self
+        return RoutingTable(svc for svc in self.services if _namespace_of(svc) in (None, namespace))
+
+
+def _table(services: "RoutingTable | Iterable[dict]") -> RoutingTable:
+    return services if isinstance(services, RoutingTable) else RoutingTable(services)
+
+
+def pod_to_look_up(alert: Alert, services: "RoutingTable | Iterable[dict]") -> str | None:
+    """The pod whose owner would decide the claim, or None when no lookup can help: the
+    alert has no namespace or `pod` label, or no target of the namespace could own a pod so named."""
+    pod = alert.labels.get(POD_LABEL)
+    ns = alert.namespace
+    if not pod or not ns or not _DNS_SUBDOMAIN.match(pod):
+        return None
+    return pod if _table(services).could_own(ns, pod) else None
+
+
+def claim(alert: Alert, services: "RoutingTable | Iterable[dict]", *, pod_owner: Workload | None = None,
+          pod_gone: bool = False) -> Claim | None:
+    """The MonitoredService an alert belongs to, and the rule that decided (see the rules above).
+
+    Candidates are the services of the alert's namespace (when the alert has one;
+    the caller passes that namespace's services, best as a `RoutingTable`).
+    `pod_owner` is the controller of the pod the alert's `pod` label names, when
+    the caller looked it up (`pod_to_look_up`); `pod_gone` says that pod no longer exists.
     """
     ns = alert.namespace
-    candidates = [s for s in services
-                  if ns is None or s.get("metadata", {}).get("namespace") in (None, ns)]
-    by_selector = [s for s in candidates
-                   if selector_matches((s.get("spec") or {}).get("alertSelector"), alert.labels)]
-    if by_selector:
-        return min(by_selector, key=_name)
-    wanted = alert.labels.get("service")
+    table = _table(services).scoped(ns)
+    labels = alert.labels
+    for svc, selector in table.selectors:
+        if selector_matches(selector, labels):
+            return Claim(svc, CLAIM_SELECTOR)
+    wanted = labels.get("service")
     if wanted:
-        by_name = [s for s in candidates if _name(s) == wanted]
-        if by_name:
-            return by_name[0]
+        svc = table.by_name.get(wanted)
+        if svc is not None:
+            return Claim(svc, CLAIM_SERVICE_LABEL)
+    if ns is None or not table.targets:
+        return None  # a workload is named within a namespace: no namespace, no claim by target
+    best: dict | None = None
+    for label, kind in WORKLOAD_LABELS.items():
+        value = labels.get(label)
+        svc = table.by_target.get((ns, Workload(kind, value))) if value else None
+        if svc is not None and (best is None or _name(svc) < _name(best)):
+            best = svc
+    if best is not None:
+        return Claim(best, CLAIM_WORKLOAD_LABEL)
+    if pod_owner is not None:
+        svc = table.by_target.get((ns, pod_owner))
+        if svc is not None:
+            return Claim(svc, CLAIM_POD_OWNER)
+    pod = labels.get(POD_LABEL)
+    if pod_gone and pod:
+        for target_ns, target, svc in table.targets:
+            if target_ns == ns and pod_name_fits(target, pod):
+                return Claim(svc, CLAIM_POD_NAME)
     return None
+
+
+def match_service(alert: Alert, services: "RoutingTable | Iterable[dict]", *, pod_owner: Workload | None = None,
+                  pod_gone: bool = False) -> dict | None:
+    """The MonitoredService an alert belongs to, or None (see `claim`)."""
+    found = claim(alert, services, pod_owner=pod_owner, pod_gone=pod_gone)
+    return found.service if found else None
+
+
+def _namespace_of(obj: Mapping[str, Any]) -> str | None:
+    return (obj.get("metadata") or {}).get("namespace")
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -513,6 +770,7 @@ def alert_entry(alert: Alert, now: datetime, common: Mapping[str, str] | None = 
         entry["absentLabels"] = absent
     if alert.generator_url:
         entry["generatorURL"] = alert.generator_url
+    entry.update(alert.links)
     if alert.status == RESOLVED:
         entry["resolvedAt"] = iso_ms(now)
         entry["endsAt"] = iso_ms(alert.ends_at or now)
@@ -604,7 +862,7 @@ def record_alerts(incident: Mapping[str, Any], alerts: list[Alert], now: datetim
 def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """status.alerts kept within MAX_ALERTS_PER_INCIDENT entries and about ALERTS_BYTES_BUDGET bytes.
 
-    The oldest entries shed their detail (labels, summary, URL) first: their
+    The oldest entries shed their detail (labels, summary, URLs) first: their
     keys still deduplicate re-sends. Only then do the oldest resolved entries go.
     """
     out = _drop_resolved(entries, len(entries) - MAX_ALERTS_PER_INCIDENT)
@@ -616,7 +874,7 @@ def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, entry in enumerate(out):
         if total <= ALERTS_BYTES_BUDGET:
             break
-        for name in ("labels", "absentLabels", "summary", "generatorURL"):
+        for name in ("labels", "absentLabels", "summary", "generatorURL", *GRAFANA_LINKS):
             entry.pop(name, None)
         slim = _entry_size(entry)
         total -= sizes[i] - slim
@@ -650,6 +908,16 @@ def _entry_size(entry: Mapping[str, Any]) -> int:
     return size
 
 
+MAX_VALUES_TEXT = 256
+
+
+def format_values(values: Mapping[str, float | None]) -> str:
+    """`B=44.24, C=1`: a Grafana alert's values as its timeline entry shows them (bounded)."""
+    parts = [f"{name}={'null' if v is None else format(v, '.6g')}" for name, v in values.items()]
+    text = ", ".join(parts)
+    return _truncate(text, MAX_VALUES_TEXT)
+
+
 def _timeline_messages(alerts: list[Alert], verb: str) -> list[str]:
     if not alerts:
         return []
@@ -658,7 +926,9 @@ def _timeline_messages(alerts: list[Alert], verb: str) -> list[str]:
         # The fingerprint keeps entries of same-named alerts apart (equal entries are merged).
         name = f"{a.alertname or a.service_hint} [{a.fingerprint}]"
         text = a.summary.strip().splitlines()[0] if a.summary.strip() else ""
-        return f"{name}: {text}" if text else name
+        line = f"{name}: {text}" if text else name
+        values = format_values(a.values)
+        return f"{line} ({values})" if values else line
 
     if len(alerts) <= 3:
         return [f"alert {verb}: {describe(a)}" for a in alerts]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta, timezone
 
 
@@ -37,7 +38,7 @@ def parse(value: str) -> datetime:
     # Python accepts at most 6 fractional digits.
     if "." in text:
         head, _, rest = text.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
+        digits = "".join(itertools.takewhile(str.isdigit, rest))  # the offset's digits are not fractions
         tail = rest[len(digits):]
         text = f"{head}.{digits[:6].ljust(6, '0')}{tail}"
     dt = datetime.fromisoformat(text)

@@ -218,3 +218,50 @@ def test_an_outage_loses_nothing(kube_client, namespace, start_alertmanager):
     finally:
         receiver.stop()
 
+
+
+AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
+
+
+def amtool(am: Alertmanager, *args: str) -> str:
+    """Debian's amtool, a real client of Alertmanager's API."""
+    out = subprocess.run([AMTOOL, f"--alertmanager.url={am.url}", "--timeout=10s", *args],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+@pytest.mark.skipif(not Path(AMTOOL).exists(), reason="amtool not installed (hack/apt-deps.sh)")
+def test_amtool_alert_reaches_the_service_by_its_deployment_label(kube_client, namespace, live_receiver,
+                                                                  start_alertmanager):
+    # No alertSelector: the alert's namespace and deployment labels name the target.
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "checkout"}, "spec": {
+        "target": {"kind": "Deployment", "name": "checkout"}}}, namespace)
+    am = start_alertmanager(live_receiver)
+    starts = (datetime.now(timezone.utc) - timedelta(seconds=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    labels = ["alertname=KubeDeploymentReplicasMismatch", f"namespace={namespace}", "deployment=checkout",
+              "severity=warning", "job=kube-state-metrics"]
+    amtool(am, "alert", "add", *labels, f"--start={starts}",
+           "--annotation=summary=Deployment checkout has not matched the expected number of replicas")
+
+    def managed_incident():
+        items = incidents(kube_client, namespace)
+        return items if items and (items[0].get("status") or {}).get("alerts") else None
+
+    [inc] = wait_for(managed_incident, 30, "the incident from amtool's alert")
+    assert inc["spec"]["service"] == "checkout" and inc["spec"]["managed"] is True
+    assert inc["spec"]["source"] == "alertmanager" and inc["spec"]["severity"] == "medium"  # warning
+    assert inc["spec"]["labels"]["deployment"] == "checkout"
+    assert "KubeDeploymentReplicasMismatch" in amtool(am, "alert", "query")
+
+    # amtool ends the alert; Alertmanager sends the resolution; the incident resolves.
+    ended = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    amtool(am, "alert", "add", *labels, f"--start={starts}", f"--end={ended}",
+           "--annotation=summary=Deployment checkout has not matched the expected number of replicas")
+
+    def resolved():
+        [item] = incidents(kube_client, namespace)
+        return item if item["spec"]["state"] == "resolved" else None
+
+    wait_for(resolved, 30, "the incident resolved by Alertmanager's resolved notification")
+    assert set(live_receiver.statuses()) == {200}

@@ -43,6 +43,18 @@ def test_directory_lists_first_then_follows_the_watch(kube_client, kubeconfig, n
                              for s in directory.items(namespace)), 10, "the edit via the watch")
         kube_client.delete(kube.MONITORED_SERVICES, "checkout", namespace)
         wait_for(lambda: names(directory.items(namespace)) == ["cart"], 10, "the deletion via the watch")
+
+        # A view (the routing index) is built once per change, not per call.
+        built: list[int] = []
+
+        def build(items: list[dict]) -> list[str]:
+            built.append(1)
+            return names(items)
+
+        assert directory.view(namespace, build) == ["cart"] and directory.view(namespace, build) == ["cart"]
+        assert len(built) == 1
+        kube_client.create(kube.MONITORED_SERVICES, service("basket"), namespace)
+        wait_for(lambda: directory.view(namespace, build) == ["basket", "cart"], 10, "the view rebuilt on a change")
     finally:
         directory.stop()
         client.close()

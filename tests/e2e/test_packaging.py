@@ -295,6 +295,12 @@ def test_installed_webhook_service_account_only_writes_incidents(release, run_ku
     assert can_i(run_kubectl, sa, "patch", "incidents.paramedic.dev", namespace, subresource="status")
     assert can_i(run_kubectl, sa, "list", "monitoredservices.paramedic.dev", namespace)
     assert can_i(run_kubectl, sa, "get", "namespaces")
+    # Routing alerts that name only a pod: the pod's owner, read one object at a time.
+    assert can_i(run_kubectl, sa, "get", "pods", namespace)
+    assert can_i(run_kubectl, sa, "get", "replicasets.apps", namespace)
+    assert not can_i(run_kubectl, sa, "list", "pods", namespace)
+    assert not can_i(run_kubectl, sa, "get", "pods", namespace, subresource="log")
+    assert not can_i(run_kubectl, sa, "get", "deployments.apps", namespace)
     assert not can_i(run_kubectl, sa, "delete", "incidents.paramedic.dev", namespace)
     assert not can_i(run_kubectl, sa, "patch", "monitoredservices.paramedic.dev", namespace)
     assert not can_i(run_kubectl, sa, "list", "namespaces")

@@ -143,6 +143,159 @@ def test_errors_name_the_field(body, field, message):
     assert str(err.value).startswith(f"{field}: ")
 
 
+# --- Grafana alerting's payload ---------------------------------------------------
+
+
+def grafana_alert(**over) -> dict:
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "High memory usage", "grafana_folder": "shop", "namespace": "shop",
+                   "service": "checkout", "team": "blue"},
+        "annotations": {"summary": "memory above 90%", "runbook_url": "https://runbooks.example.com/mem"},
+        "startsAt": "2026-03-02T10:58:01.123456+01:00",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "https://grafana.example.com/alerting/grafana/abc/view?orgId=1",
+        "fingerprint": "c6eadffa33fcdf37",
+        "silenceURL": "https://grafana.example.com/alerting/silence/new?alertmanager=grafana&matcher=a%3Db",
+        "dashboardURL": "https://grafana.example.com/d/dash?orgId=1",
+        "panelURL": "https://grafana.example.com/d/dash?orgId=1&viewPanel=2",
+        "values": {"B": 44.23943737541908, "C": 1},
+        "valueString": "[ var='B' labels={} value=44.23943737541908 ]",
+    }
+    alert.update(over)
+    return alert
+
+
+def grafana_payload(*alerts: dict, **over) -> dict:
+    body = {
+        "receiver": "paramedic", "status": "firing", "orgId": 1, "alerts": list(alerts) or [grafana_alert()],
+        "groupLabels": {"alertname": "High memory usage"}, "commonLabels": {"team": "blue"},
+        "commonAnnotations": {}, "externalURL": "https://grafana.example.com/", "version": "1",
+        "groupKey": '{}/{}:{alertname="High memory usage"}', "truncatedAlerts": 0,
+        "title": "[FIRING:1] High memory usage (shop blue)", "state": "alerting",
+        "message": "**Firing**\n\nValue: B=44.2, C=1\n",
+    }
+    body.update(over)
+    return body
+
+
+def test_parses_grafanas_payload_with_its_links_and_values():
+    [alert] = dom.parse_alertmanager(grafana_payload())
+    assert alert.source == "grafana"
+    assert alert.status == "firing" and alert.fingerprint == "c6eadffa33fcdf37"
+    assert alert.starts_at == datetime(2026, 3, 2, 9, 58, 1, 123456, tzinfo=timezone.utc)  # offset honoured
+    assert alert.ends_at is None
+    assert alert.links == {"silenceURL": grafana_alert()["silenceURL"], "dashboardURL": grafana_alert()["dashboardURL"],
+                           "panelURL": grafana_alert()["panelURL"]}
+    assert alert.values == {"B": 44.23943737541908, "C": 1.0}
+    assert alert.runbook_url == "https://runbooks.example.com/mem"
+    entry = dom.alert_entry(alert, NOW)
+    assert entry["silenceURL"].startswith("https://grafana.example.com/alerting/silence/")
+    assert entry["dashboardURL"] and entry["panelURL"].endswith("viewPanel=2")
+    rec = dom.record_alerts({"metadata": {}, "spec": {"state": "open"}}, [alert], NOW, timeline_limit=50)
+    [line] = rec.patch["status"]["timeline"]
+    assert line["message"] == "alert firing: High memory usage [c6eadffa33fcdf37]: memory above 90% (B=44.2394, C=1)"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2021-10-12T09:51:03.157076+02:00", datetime(2021, 10, 12, 7, 51, 3, 157076, tzinfo=timezone.utc)),
+    ("2026-03-02T09:58:01.5-05:30", datetime(2026, 3, 2, 15, 28, 1, 500000, tzinfo=timezone.utc)),
+    ("2026-03-02T09:58:01.123456789Z", datetime(2026, 3, 2, 9, 58, 1, 123456, tzinfo=timezone.utc)),
+    ("2026-03-02T09:58:01+01:00", datetime(2026, 3, 2, 8, 58, 1, tzinfo=timezone.utc)),
+])
+def test_times_with_fractions_keep_their_offset(text, expected):
+    # Grafana writes local times with an offset after the fraction; its digits are not fractions.
+    from paramedic.domain.timeutil import parse
+    assert parse(text) == expected
+
+
+def test_grafana_empty_links_and_null_values_are_left_out():
+    raw = grafana_alert(dashboardURL="", panelURL="", values=None)
+    del raw["silenceURL"]
+    [alert] = dom.parse_alertmanager(grafana_payload(raw))
+    assert alert.links == {} and alert.values == {}
+    entry = dom.alert_entry(alert, NOW)
+    assert not {"silenceURL", "dashboardURL", "panelURL"} & set(entry)
+    [alert] = dom.parse_alertmanager(grafana_payload(grafana_alert(values={"A": None})))
+    assert dom.format_values(alert.values) == "A=null"
+
+
+@pytest.mark.parametrize("over, source", [
+    ({"version": "1"}, "grafana"),
+    ({"version": "2"}, "grafana"),            # a later Grafana version, same shape
+    ({"version": "17"}, "grafana"),
+    ({"version": "4"}, "grafana"),            # orgId says Grafana, whatever the number
+])
+def test_grafana_versions_one_and_later_are_accepted(over, source):
+    [alert] = dom.parse_alertmanager(grafana_payload(**over))
+    assert alert.source == source
+
+
+def test_grafana_version_one_without_org_id_is_still_grafana_and_alertmanager_stays_alertmanager():
+    body = grafana_payload()
+    del body["orgId"]
+    assert dom.parse_alertmanager(body)[0].source == "grafana"
+    assert dom.payload_source(payload()) == "alertmanager"
+    assert dom.payload_source({"alerts": []}) == "alertmanager"  # no version: Alertmanager's
+    # Grafana's per-alert extras in an Alertmanager payload are not Alertmanager's: not recorded.
+    [alert] = dom.parse_alertmanager(payload(grafana_alert()))
+    assert alert.source == "alertmanager" and alert.links == {} and alert.values == {}
+
+
+def test_grafana_resolution_resolves():
+    firing = dom.parse_alertmanager(grafana_payload())
+    inc = {"metadata": {}, "spec": {"state": "open"}}
+    inc["status"] = dom.record_alerts(inc, firing, NOW, timeline_limit=50).patch["status"]
+    resolved = dom.parse_alertmanager(grafana_payload(
+        grafana_alert(status="resolved", endsAt="2026-03-02T10:05:00Z", values={"B": 12.5, "C": 0}),
+        status="resolved", state="ok"))
+    rec = dom.record_alerts(inc, resolved, NOW, timeline_limit=50)
+    assert rec.resolved == [firing[0].key] and rec.became_all_resolved
+    messages = [e["message"] for e in rec.patch["status"]["timeline"]]
+    assert messages[-2].endswith("(B=12.5, C=0)") and messages[-1] == "all alerts resolved"
+
+
+@pytest.mark.parametrize("body, field, message", [
+    (grafana_payload(version="x"), "version", "unsupported"),
+    (grafana_payload(version="0"), "version", "unsupported"),
+    (grafana_payload(version="-1"), "version", "unsupported"),
+    (payload(version="2"), "version", "Grafana"),                # no orgId: not Grafana, not Alertmanager
+    (payload(version="5"), "version", "unsupported"),
+    (payload(version=4), "version", "must be a string"),
+    (grafana_payload(version=1), "version", "must be a string"),
+    (grafana_payload(orgId="1"), "orgId", "integer"),
+    (grafana_payload(orgId=True), "orgId", "integer"),
+    (grafana_payload(title=["x"]), "title", "string"),
+    (grafana_payload(state=1), "state", "string"),
+    (grafana_payload(message={}), "message", "string"),
+    (grafana_payload(grafana_alert(values=[1])), "alerts[0].values", "object of numbers"),
+    (grafana_payload(grafana_alert(values={"B": "44"})), "alerts[0].values.B", "number"),
+    (grafana_payload(grafana_alert(values={"B": True})), "alerts[0].values.B", "number"),
+    (grafana_payload(grafana_alert(values={"B": 10 ** 400})), "alerts[0].values.B", "out of range"),
+    (grafana_payload(grafana_alert(silenceURL=3)), "alerts[0].silenceURL", "must be a string"),
+    (grafana_payload(grafana_alert(dashboardURL=[])), "alerts[0].dashboardURL", "must be a string"),
+    (grafana_payload(grafana_alert(imageURL=1)), "alerts[0].imageURL", "must be a string"),
+])
+def test_grafana_errors_name_the_field(body, field, message):
+    with pytest.raises(dom.PayloadError) as err:
+        dom.parse_alertmanager(body)
+    assert err.value.field == field
+    assert message in err.value.message
+
+
+def test_grafana_values_and_links_are_bounded():
+    many = {f"R{i}": float(i) for i in range(100)}
+    [alert] = dom.parse_alertmanager(grafana_payload(grafana_alert(values=many, panelURL="https://g/" + "p" * 3000)))
+    assert len(alert.values) == dom.MAX_VALUES
+    assert "panelURL" not in alert.links  # a cut URL is a wrong URL
+    assert len(dom.format_values(alert.values)) <= dom.MAX_VALUES_TEXT
+    # Old entries shed their links with the rest of their detail when status.alerts grows too large.
+    entries = [dict(dom.alert_entry(alert, NOW), key=f"k{i}", status="resolved", summary="s" * 900)
+               for i in range(600)]
+    kept = dom._bounded(entries)
+    assert "silenceURL" not in kept[0] and kept[-1].get("silenceURL")
+
+
 def test_alert_count_is_limited():
     with pytest.raises(dom.PayloadError, match="at most 3 alerts"):
         dom.parse_alertmanager(payload(*[am_alert()] * 4), max_alerts=3)

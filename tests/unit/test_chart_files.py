@@ -159,6 +159,17 @@ def test_manifest_rbac_has_no_wildcards_and_is_least_privilege():
     assert not any(r == "pods" and v in ("create", "delete", "patch") for _, r, v in granted)
 
 
+def test_manifest_webhook_may_read_a_pods_owner_and_nothing_more():
+    webhook = next(d for d in manifest_docs() if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "paramedic-webhook")
+    granted = {(g, r, v) for rule in webhook["rules"] for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}
+    # Routing alerts that name only a pod: GET the pod and its ReplicaSet (no list, no write).
+    assert {("", "pods", "get"), ("apps", "replicasets", "get")} <= granted
+    assert {(g, r, v) for g, r, v in granted if r in ("pods", "replicasets")} == \
+        {("", "pods", "get"), ("apps", "replicasets", "get")}
+    assert not any(r in ("deployments", "statefulsets", "daemonsets", "secrets") for _, r, _ in granted)
+
+
 def test_rbac_check_catches_a_wildcard():
     bad = [{"kind": "ClusterRole", "metadata": {"name": "x"},
             "rules": [{"apiGroups": [""], "resources": ["*"], "verbs": ["get"]}]}]

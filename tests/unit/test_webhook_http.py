@@ -190,6 +190,12 @@ def test_alert_count_limit_is_400(client):
     (b'{"alerts": [{"status": "firing", "labels": {"a": "\\ud800"}, "startsAt": "2026-03-02T10:00:00Z"}]}',
      "alerts[0].labels.a", "Unicode"),
     (b'{"alerts": [], "version": 4}', "version", "unsupported"),
+    # Grafana alerting's payload is "1" and later with orgId; any other version is still refused.
+    (b'{"alerts": [], "version": "2"}', "version", "unsupported payload version '2'"),
+    (b'{"alerts": [], "version": "v1", "orgId": 1}', "version", "unsupported"),
+    (b'{"alerts": [], "version": "1", "orgId": "one"}', "orgId", "integer"),
+    (b'{"version": "1", "orgId": 1, "alerts": [{"status": "firing", "labels": {}, "startsAt": '
+     b'"2026-03-02T10:00:00+02:00", "values": {"B": "high"}}]}', "alerts[0].values.B", "number"),
 ])
 def test_malformed_bodies_are_400_naming_the_field(client, body, field, fragment):
     app = create_app(make_settings(webhook_max_body_bytes=10**6), unreachable_client())

@@ -136,6 +136,14 @@ those on cluster-scoped ones.
 - apiGroups: [paramedic.dev]
   resources: [monitoredservices]
   verbs: [get, list, watch]
+# Routing an alert that names only a pod: which workload owns it (pod → ReplicaSet →
+# Deployment), read in the alert's own namespace, cached. Never list, never write.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get]
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [get]
 {{- end -}}
 
 {{- define "paramedic.webhookClusterRules" -}}
