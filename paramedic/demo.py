@@ -27,7 +27,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import httpx
 import yaml
 
 from . import devnode, kube
+from .devproc import alive, terminate
 from .devcluster import IMAGE, REPO, DevCluster, apply_crds, free_port, image_archive, tools_bin
 from .domain.report import render_postmortem
 from .domain.timeutil import utcnow
@@ -88,14 +88,6 @@ def _rel(path: Path) -> str:
 # --- processes ------------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-    except (OSError, IndexError):
-        return False
-
-
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
@@ -109,33 +101,10 @@ def stop_process(pid: int, match: str, grace: float = 10.0) -> bool:
 
     The check guards against a stale record naming a recycled pid.
     """
-    if not pid or not _alive(pid) or match not in _cmdline(pid):
+    if not pid or not alive(pid) or match not in _cmdline(pid):
         return False
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return False
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
-        _reap(pid)
-        time.sleep(0.1)
-    if _alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    _reap(pid)
+    terminate(pid, grace)
     return True
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _http_status(url: str, timeout: float = 2.0) -> int | None:

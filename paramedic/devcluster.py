@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from . import devnode
+from .devproc import alive as _alive, reap as _reap, terminate as _terminate, zombie as _zombie
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".paramedic"
@@ -348,47 +349,6 @@ def apply_crds(kubeconfig: Path, *extra: Path, timeout: float = 120) -> None:
                         time.sleep(0.2)
     finally:
         client.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def _terminate(pid: int, grace: float = 10.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-        try:  # reap if it is our child
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-    if _alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _http_ok(url: str) -> bool:

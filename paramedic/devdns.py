@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord  # noqa: F401  (A used by name)
+from dnslib import QTYPE, RCODE, RR, A
 from dnslib.server import BaseResolver, DNSServer
 
 DOMAIN = "cluster.local"

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .devproc import alive, terminate
+
 NODE_NAME = "pm-real-0"
 BRIDGE = "pmnode0"
 GATEWAY = "10.77.0.1"
@@ -272,38 +274,6 @@ def serialized() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _stop_pid(pid: int, grace: float = 15.0) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.1)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
 @dataclass
 class RealNode:
     """The machine's real node; its state (configs, PKI, logs, containerd root) lives in `root`."""
@@ -352,7 +322,7 @@ class RealNode:
             if owner_root == self.root:
                 return
             other = RealNode(owner_root, self.bin_dir, self.log) if owner.get("root") else None
-            if other and any(_alive(p) for p in other._state().get("pids", {}).values()):
+            if other and any(alive(p) for p in other._state().get("pids", {}).values()):
                 raise NodeError(f"a real node already runs on this machine, owned by {owner_root} "
                                 f"(one per machine); stop it there first (make cluster-down)")
             self.log(f"taking over the real-node lock from {owner_root or 'an unknown owner'} (its node is gone)")
@@ -482,7 +452,7 @@ class RealNode:
         return proc.pid
 
     def pids(self) -> dict[str, int]:
-        return {k: v for k, v in self._state().get("pids", {}).items() if _alive(v)}
+        return {k: v for k, v in self._state().get("pids", {}).items() if alive(v)}
 
     # -- tear-down ----------------------------------------------------------------------------
     def down(self, kubeconfig: Path | None = None, remove_lock: bool = True) -> list[str]:
@@ -492,18 +462,18 @@ class RealNode:
             return []
         with serialized():
             pids = state.get("pids", {})
-            if kubeconfig is not None and pids.get("kubelet") and _alive(pids["kubelet"]):
+            if kubeconfig is not None and pids.get("kubelet") and alive(pids["kubelet"]):
                 self._drain(kubeconfig)
             for name in ("dns", "kube-proxy"):
                 if pids.get(name):
-                    _stop_pid(pids[name])
+                    terminate(pids[name])
             if (self.bin_dir / "kube-proxy").exists():
                 _run(str(self.bin_dir / "kube-proxy"), "--cleanup", check=False)
             if pids.get("kubelet"):
-                _stop_pid(pids["kubelet"])
-            if pids.get("containerd") and _alive(pids["containerd"]):
+                terminate(pids["kubelet"])
+            if pids.get("containerd") and alive(pids["containerd"]):
                 self._remove_containers()
-                _stop_pid(pids["containerd"])
+                terminate(pids["containerd"])
             self._unmount()
             self._remove_cgroups()
             self._restore_network(state.get("baseline", {}))
