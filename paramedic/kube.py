@@ -106,6 +106,32 @@ class Unavailable(Exception):
     """The API server could not be reached or answered 5xx/429: try again later."""
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def uses_service_account(kubeconfig: str = "", env: Mapping[str, str] | None = None,
+                         home_kubeconfig: str = "~/.kube/config") -> bool:
+    """Whether credentials come from the pod's service account rather than a kubeconfig:
+    no kubeconfig given (argument or $KUBECONFIG), none in the home directory, and
+    KUBERNETES_SERVICE_HOST set. Paramedic's client and Kopf's login both follow this,
+    so they talk to the same server as the same identity."""
+    env = os.environ if env is None else env
+    return not (kubeconfig or env.get("KUBECONFIG")) and not os.path.exists(os.path.expanduser(home_kubeconfig)) \
+        and bool(env.get("KUBERNETES_SERVICE_HOST"))
+
+
+def service_host_url(env: Mapping[str, str] | None = None) -> str | None:
+    """The API server's in-cluster URL from KUBERNETES_SERVICE_HOST/PORT, as client-go builds it
+    (no cluster DNS needed, unlike https://kubernetes.default.svc); None outside a pod."""
+    env = os.environ if env is None else env
+    host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
+    if not host or not port:
+        return None
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 literal
+    return f"https://{host}:{port}"
+
+
 @dataclass(frozen=True)
 class Connection:
     host: str
@@ -118,9 +144,7 @@ class Connection:
 
         cfg = client.Configuration()
         path = kubeconfig or os.environ.get("KUBECONFIG", "")
-        in_cluster = not path and not os.path.exists(os.path.expanduser("~/.kube/config")) \
-            and os.environ.get("KUBERNETES_SERVICE_HOST")
-        if in_cluster:
+        if uses_service_account(kubeconfig):
             config.load_incluster_config(client_configuration=cfg)
         else:
             config.load_kube_config(config_file=path or None, context=context, client_configuration=cfg,
