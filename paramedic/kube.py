@@ -71,6 +71,10 @@ NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
 SECRETS = Resource("", "v1", "secrets", "Secret")
 EVENTS = Resource("events.k8s.io", "v1", "events", "Event")
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False)
+SELF_SUBJECT_ACCESS_REVIEWS = Resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews",
+                                      "SelfSubjectAccessReview", namespaced=False)
+SELF_SUBJECT_REVIEWS = Resource("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview",
+                                namespaced=False)
 
 WORKLOADS = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS, "DaemonSet": DAEMONSETS}
 
@@ -387,6 +391,16 @@ class KubeClient:
             self.request("DELETE", res.path(namespace, name))
         except NotFound:
             pass
+
+    def served(self, group: str, version: str) -> set[str] | None:
+        """The resources (plurals, no subresources) the API server serves in one group version
+        (discovery, which every authenticated identity may read); None when it serves none."""
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        try:
+            out = self.request("GET", path)
+        except NotFound:
+            return None
+        return {r["name"] for r in (out or {}).get("resources", []) if "/" not in r.get("name", "/")}
 
     def healthy(self) -> bool:
         try:
