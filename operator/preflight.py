@@ -50,8 +50,8 @@ NAMESPACED_PEERINGS = kube.Resource("kopf.dev", "v1", "kopfpeerings", "KopfPeeri
 
 CRDS_FIX = "kubectl apply -f manifests/crds/ (or install the chart charts/paramedic, which carries them)"
 PEERING_CRDS_FIX = "kubectl apply -f manifests/kopf-peering-crds.yaml"
-RBAC_FIX = ("grant them: manifests/rbac.yaml (ClusterRole paramedic-operator) or the chart (rbac.create=true) "
-            "has every rule the operator needs")
+RBAC_FIX = ("grant them with manifests/rbac.yaml (ClusterRole paramedic-operator) or the chart (rbac.create=true), "
+            "which hold every rule the operator needs")
 BACKOFF_CAP_SECONDS = 30.0
 FULL_REPORT_EVERY_SECONDS = 300.0
 
@@ -159,7 +159,7 @@ def decide(found: Findings, namespaces: Sequence[str], peering_name: str | None,
     if denied:
         lines = "\n".join(f"  - {n.describe()}" for n in denied)
         v.problems.append(f"RBAC forbids {who} {len(denied)} permission(s) the operator needs:\n{lines}\n"
-                          f"Fix: {RBAC_FIX}; check with: {denied[0].can_i(found.user)}")
+                          f"Fix: {RBAC_FIX}. Check with: {denied[0].can_i(found.user)}")
         v.waiting_for.append("RBAC: " + "; ".join(n.describe() for n in denied))
 
     if found.rbac_unchecked:
@@ -250,7 +250,7 @@ class Reporter:
     def lines(self, verdict: Verdict, now: float) -> list[tuple[int, str]]:
         if verdict.problems != self._last or now - self._last_full >= self.full_every:
             self._last, self._last_full = list(verdict.problems), now
-            out = [(logging.ERROR, f"{p} Re-checking every {self.interval:g}s.") for p in verdict.problems]
+            out = [(logging.ERROR, f"waiting (re-checking every {self.interval:g}s): {p}") for p in verdict.problems]
             return out + [(logging.WARNING, w) for w in verdict.warnings]
         return [(logging.ERROR, f"still waiting for {'; '.join(verdict.waiting_for)} "
                                 f"(re-checking every {self.interval:g}s)")]
