@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import handlers  # noqa: F401  (registers the handlers)
 
+    kopf_settings = kopf.OperatorSettings()
+    kopf_settings.scanning.disabled = not verdict.scanning
     kopf.run(
+        settings=kopf_settings,
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=standalone,

@@ -8,7 +8,9 @@ retries quietly. So before `kopf.run` the operator checks, through `paramedic.ku
   retries with exponential backoff);
 - Paramedic's CRDs are served (API discovery, which any identity may read);
 - RBAC allows list and watch of each watched resource and patch of its status, in each
-  watched namespace or cluster-wide (SelfSubjectAccessReview);
+  watched namespace or cluster-wide (SelfSubjectAccessReview); when the namespaces to
+  watch are listed and the namespaces themselves may not be listed, Kopf's scanning is
+  turned off (it would retry for about a minute before watching anything);
 - with peering on: Kopf's peering CRD is served, the peering object exists, and RBAC
   allows Kopf to use it.
 
@@ -81,7 +83,8 @@ class Need:
 
     @property
     def what(self) -> str:
-        return f"{self.resource.plural}{'/' + self.subresource if self.subresource else ''}.{self.resource.group}"
+        group = f".{self.resource.group}" if self.resource.group else ""
+        return f"{self.resource.plural}{'/' + self.subresource if self.subresource else ''}{group}"
 
     def describe(self) -> str:
         where = f"in namespace {self.namespace}" if self.namespace else "cluster-wide"
@@ -105,6 +108,10 @@ class Need:
     def peering(self) -> bool:
         return self.resource.group == "kopf.dev"
 
+    @property
+    def scanning(self) -> bool:
+        return self.resource == kube.NAMESPACES
+
 
 def needs(namespaces: Sequence[str], peering: bool) -> list[Need]:
     """What Kopf's watches and the reconcilers' status writes need, in every watched scope."""
@@ -117,6 +124,8 @@ def needs(namespaces: Sequence[str], peering: bool) -> list[Need]:
         res = peering_resource(namespaces)
         for ns in scopes(namespaces) if res.namespaced else [None]:
             out += [Need(verb, res, namespace=ns) for verb in ("list", "watch", "patch")]
+    if namespaces:  # Kopf's namespace scanning; without it the namespaces given are watched as they are
+        out += [Need("list", kube.NAMESPACES), Need("watch", kube.NAMESPACES)]
     return out
 
 
@@ -137,6 +146,7 @@ class Verdict:
     warnings: list[str] = field(default_factory=list)
     waiting_for: list[str] = field(default_factory=list)  # short forms, for /healthz and repeated lines
     standalone: bool = False
+    scanning: bool = True  # Kopf's namespace and CRD scanning
 
     @property
     def ready(self) -> bool:
@@ -155,12 +165,20 @@ def decide(found: Findings, namespaces: Sequence[str], peering_name: str | None,
                           f"they are. Fix: {CRDS_FIX}.")
         v.waiting_for.append("CRDs " + ", ".join(missing))
 
-    denied = [n for n in found.denied if not n.peering]
+    denied = [n for n in found.denied if not n.peering and not n.scanning]
     if denied:
         lines = "\n".join(f"  - {n.describe()}" for n in denied)
         v.problems.append(f"RBAC forbids {who} {len(denied)} permission(s) the operator needs:\n{lines}\n"
                           f"Fix: {RBAC_FIX}. Check with: {denied[0].can_i(found.user)}")
         v.waiting_for.append("RBAC: " + "; ".join(n.describe() for n in denied))
+
+    unscanned = [n for n in found.denied if n.scanning]
+    if unscanned:
+        # Kopf would retry the forbidden namespace listing for about a minute before going on.
+        v.scanning = False
+        v.warnings.append(f"{who} may not {' or '.join(n.describe() for n in unscanned)}: Kopf's scanning is off, "
+                          f"so {', '.join(namespaces)} are watched as given, and a namespace or CRD created or "
+                          f"re-created while the operator runs is only seen after a restart")
 
     if found.rbac_unchecked:
         v.warnings.append(f"could not check the operator's permissions ({found.rbac_unchecked}); going on: "

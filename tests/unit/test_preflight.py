@@ -24,7 +24,8 @@ def test_needs_list_watch_and_status_patch_in_every_watched_namespace():
             assert f"list {plural}.paramedic.dev in namespace {ns}" in got
             assert f"watch {plural}.paramedic.dev in namespace {ns}" in got
             assert f"patch {plural}/status.paramedic.dev in namespace {ns}" in got
-    assert len(got) == 2 * 3 * 3
+    assert got - {"list namespaces cluster-wide", "watch namespaces cluster-wide"} == \
+        {d for d in got if "paramedic.dev" in d} and len(got) == 2 * 3 * 3 + 2
     assert not any("kopf" in d for d in got)
 
 
@@ -114,6 +115,15 @@ def test_forbidden_peering_is_a_peering_problem_not_a_wait():
 def test_standalone_asked_for_checks_no_peering():
     v = decide(Findings(served=ALL_CRDS), [], None, peering_required=True)
     assert v.ready and v.standalone and not v.warnings
+
+
+def test_namespaces_that_may_not_be_listed_turn_kopfs_scanning_off():
+    ns_list = Need("list", kube.NAMESPACES)
+    v = decide(Findings(served=ALL_CRDS, denied=[ns_list]), ["shop"], None)
+    assert v.ready and not v.scanning
+    assert "may not list namespaces cluster-wide: Kopf's scanning is off, so shop are watched as given" in v.warnings[0]
+    assert decide(Findings(served=ALL_CRDS), ["shop"], None).scanning
+    assert not any(n.resource == kube.NAMESPACES for n in needs([], peering=False))  # cluster-wide: no scan needed
 
 
 def test_unchecked_permissions_warn_but_do_not_block():
@@ -230,3 +240,14 @@ def test_the_operator_runs_kopf_standalone_after_a_fallback(monkeypatch):
     monkeypatch.setattr(main_mod.kopf, "run", lambda **kw: runs.append(kw))
     assert main_mod.main(["-A"]) == 0
     assert runs[0]["standalone"] is True and runs[0]["peering_name"] is None
+    assert runs[0]["settings"].scanning.disabled is False
+
+
+def test_the_operator_runs_kopf_without_scanning_when_namespaces_may_not_be_listed(monkeypatch):
+    from paramedic.operator import main as main_mod
+
+    monkeypatch.setattr(preflight, "wait_until_ready", lambda settings, ns, peering: preflight.Verdict(scanning=False))
+    runs: list[dict] = []
+    monkeypatch.setattr(main_mod.kopf, "run", lambda **kw: runs.append(kw))
+    assert main_mod.main(["--standalone", "-n", "shop"]) == 0
+    assert runs[0]["settings"].scanning.disabled is True and runs[0]["namespaces"] == ["shop"]
