@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import Counter
 from typing import Any
 
@@ -15,6 +14,7 @@ from paramedic import kube, metrics
 from paramedic.domain import lifecycle
 from paramedic.settings import Settings
 
+from . import login as _login
 from .incidents import IncidentReconciler
 from .runtime import Runtime
 from .schedules import ScheduleReconciler
@@ -34,11 +34,10 @@ def runtime() -> Runtime:
 
 
 @kopf.on.login()
-def login(**kwargs: object) -> kopf.ConnectionInfo | None:
-    # Kopf's own loaders: a kubeconfig when one is given, else the pod's service account.
-    if os.environ.get("KUBECONFIG"):
-        return kopf.login_with_kubeconfig(**kwargs)
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # A kubeconfig when there is one, else the pod's service account at
+    # KUBERNETES_SERVICE_HOST:PORT (no cluster DNS needed): as Paramedic's own client.
+    return _login.login(**kwargs)
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):

@@ -12,6 +12,8 @@ import kopf
 
 from paramedic.settings import Settings, SettingsError
 
+from . import preflight
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="paramedic-operator", description="Paramedic's Kubernetes operator.")
@@ -48,14 +50,27 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # Kopf's login reads it
     namespaces = args.namespace or ([] if args.all_namespaces else settings.watch_namespaces)
 
+    # Kopf waits silently for what is missing; the preflight says what, and waits loudly.
+    try:
+        verdict = preflight.wait_until_ready(settings, namespaces, None if args.standalone else args.peering)
+    except preflight.ConfigurationError as exc:
+        logging.getLogger("paramedic.operator").error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    standalone = args.standalone or verdict.standalone
+
     from . import handlers  # noqa: F401  (registers the handlers)
 
+    kopf_settings = kopf.OperatorSettings()
+    kopf_settings.scanning.disabled = not verdict.scanning
     kopf.run(
+        settings=kopf_settings,
         clusterwide=not namespaces,
         namespaces=namespaces,
-        standalone=args.standalone,
-        # Naming a peering makes Kopf require its CRD; standalone needs none.
-        peering_name=None if args.standalone else args.peering,
+        standalone=standalone,
+        # Naming a peering makes Kopf require its CRD and object; standalone needs none.
+        peering_name=None if standalone else args.peering,
         priority=args.priority if args.priority is not None else startup_priority(),
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
     )

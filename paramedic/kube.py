@@ -72,6 +72,10 @@ NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
 SECRETS = Resource("", "v1", "secrets", "Secret")
 EVENTS = Resource("events.k8s.io", "v1", "events", "Event")
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False)
+SELF_SUBJECT_ACCESS_REVIEWS = Resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews",
+                                      "SelfSubjectAccessReview", namespaced=False)
+SELF_SUBJECT_REVIEWS = Resource("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview",
+                                namespaced=False)
 
 WORKLOADS = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS, "DaemonSet": DAEMONSETS}
 
@@ -107,6 +111,32 @@ class Unavailable(Exception):
     """The API server could not be reached or answered 5xx/429: try again later."""
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def uses_service_account(kubeconfig: str = "", env: Mapping[str, str] | None = None,
+                         home_kubeconfig: str = "~/.kube/config") -> bool:
+    """Whether credentials come from the pod's service account rather than a kubeconfig:
+    no kubeconfig given (argument or $KUBECONFIG), none in the home directory, and
+    KUBERNETES_SERVICE_HOST set. Paramedic's client and Kopf's login both follow this,
+    so they talk to the same server as the same identity."""
+    env = os.environ if env is None else env
+    return not (kubeconfig or env.get("KUBECONFIG")) and not os.path.exists(os.path.expanduser(home_kubeconfig)) \
+        and bool(env.get("KUBERNETES_SERVICE_HOST"))
+
+
+def service_host_url(env: Mapping[str, str] | None = None) -> str | None:
+    """The API server's in-cluster URL from KUBERNETES_SERVICE_HOST/PORT, as client-go builds it
+    (no cluster DNS needed, unlike https://kubernetes.default.svc); None outside a pod."""
+    env = os.environ if env is None else env
+    host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
+    if not host or not port:
+        return None
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 literal
+    return f"https://{host}:{port}"
+
+
 @dataclass(frozen=True)
 class Connection:
     host: str
@@ -119,9 +149,7 @@ class Connection:
 
         cfg = client.Configuration()
         path = kubeconfig or os.environ.get("KUBECONFIG", "")
-        in_cluster = not path and not os.path.exists(os.path.expanduser("~/.kube/config")) \
-            and os.environ.get("KUBERNETES_SERVICE_HOST")
-        if in_cluster:
+        if uses_service_account(kubeconfig):
             config.load_incluster_config(client_configuration=cfg)
         else:
             config.load_kube_config(config_file=path or None, context=context, client_configuration=cfg,
@@ -364,6 +392,16 @@ class KubeClient:
             self.request("DELETE", res.path(namespace, name))
         except NotFound:
             pass
+
+    def served(self, group: str, version: str) -> set[str] | None:
+        """The resources (plurals, no subresources) the API server serves in one group version
+        (discovery, which every authenticated identity may read); None when it serves none."""
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        try:
+            out = self.request("GET", path)
+        except NotFound:
+            return None
+        return {r["name"] for r in (out or {}).get("resources", []) if "/" not in r.get("name", "/")}
 
     def healthy(self) -> bool:
         try:

@@ -57,6 +57,10 @@ class Settings:
     retention_days: int = _setting(90, "Closed incidents older than this are deleted; 0 keeps them forever")
     events_per_second: float = _setting(10.0, "Most Kubernetes Events the operator posts per second (bursts of 10x); "
                                               "the rest are dropped and counted, the incident timeline keeps everything")
+    preflight_interval_seconds: float = _setting(10.0, "At start-up, how often the operator re-checks what it waits for "
+                                                       "(API server, CRDs, RBAC, peering), logging an ERROR each time")
+    peering_required: bool = _setting(False, "Wait (ERROR) for a missing Kopf peering CRD or object instead of "
+                                             "falling back to standalone (WARNING); set it when running 2+ replicas")
     # --- Probing --------------------------------------------------------------
     probe_concurrency: int = _setting(256, "Most HTTP probes in flight at once (one shared client)")
     probe_deny_private: bool = _setting(False, "Refuse probe URLs resolving to link-local or cloud metadata addresses")
@@ -117,6 +121,8 @@ class Settings:
             raise SettingsError("PARAMEDIC_RETENTION_DAYS must be 0 or more")
         if self.events_per_second <= 0:
             raise SettingsError("PARAMEDIC_EVENTS_PER_SECOND must be more than 0")
+        if self.preflight_interval_seconds <= 0:
+            raise SettingsError("PARAMEDIC_PREFLIGHT_INTERVAL_SECONDS must be more than 0")
 
     def secret(self, name: str) -> str:
         """A secret from its `_file` variant when set (mounted Secrets rotate), else the value."""

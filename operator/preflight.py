@@ -1,0 +1,425 @@
+"""Start-up preflight: before Kopf runs, find out what the operator would wait for, and say so.
+
+Kopf waits silently when what it needs is missing: with no Paramedic CRDs it watches
+nothing, with no peering CRD or object it pauses every watch, and a forbidden list
+retries quietly. So before `kopf.run` the operator checks, through `paramedic.kube`:
+
+- the API server answers and accepts the credentials (else: an ERROR per attempt, and
+  retries with exponential backoff);
+- Paramedic's CRDs are served (API discovery, which any identity may read);
+- RBAC allows list and watch of each watched resource and patch of its status, in each
+  watched namespace or cluster-wide (SelfSubjectAccessReview); when the namespaces to
+  watch are listed and the namespaces themselves may not be listed, Kopf's scanning is
+  turned off (it would retry for about a minute before watching anything);
+- with peering on: Kopf's peering CRD is served, the peering object exists, and RBAC
+  allows Kopf to use it.
+
+Missing CRDs or permissions are logged as an ERROR naming each missing piece and the
+fix, then re-checked every PARAMEDIC_PREFLIGHT_INTERVAL_SECONDS, so applying them later
+lets the operator start without a restart. Meanwhile /healthz answers 200 with
+`{"status": "waiting", "waitingFor": [...]}`: the process is alive and doing the right
+thing, and a restart would not fix a missing CRD (it would only add CrashLoopBackOff's
+delay once it is fixed).
+
+A missing peering falls back to standalone with a WARNING (one replica, the default,
+then works), or, with PARAMEDIC_PEERING_REQUIRED, is waited for like a CRD: two
+replicas that both fell back would both act.
+
+The decisions are the pure functions here (`needs`, `decide`, `connection_problem`,
+`retry_delay`, `Reporter`); `inspect` and `wait_until_ready` are the I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Iterable, Mapping, Sequence
+
+from paramedic import kube
+from paramedic.settings import Settings
+
+log = logging.getLogger("paramedic.operator.preflight")
+
+PARAMEDIC_RESOURCES = (kube.INCIDENTS, kube.MONITORED_SERVICES, kube.ONCALL_SCHEDULES)
+CLUSTER_PEERINGS = kube.Resource("kopf.dev", "v1", "clusterkopfpeerings", "ClusterKopfPeering", namespaced=False)
+NAMESPACED_PEERINGS = kube.Resource("kopf.dev", "v1", "kopfpeerings", "KopfPeering")
+
+CRDS_FIX = "kubectl apply -f manifests/crds/ (or install the chart charts/paramedic, which carries them)"
+PEERING_CRDS_FIX = "kubectl apply -f manifests/kopf-peering-crds.yaml"
+RBAC_FIX = ("grant them with manifests/rbac.yaml (ClusterRole paramedic-operator) or the chart (rbac.create=true), "
+            "which hold every rule the operator needs")
+BACKOFF_CAP_SECONDS = 30.0
+FULL_REPORT_EVERY_SECONDS = 300.0
+
+
+def crd_name(res: kube.Resource) -> str:
+    return f"{res.plural}.{res.group}"
+
+
+def scopes(namespaces: Sequence[str]) -> list[str | None]:
+    """Where the operator watches: each namespace, or (None) the whole cluster."""
+    return list(namespaces) or [None]
+
+
+def peering_resource(namespaces: Sequence[str]) -> kube.Resource:
+    """Kopf uses the cluster-wide peering when it watches every namespace, else one per namespace."""
+    return NAMESPACED_PEERINGS if namespaces else CLUSTER_PEERINGS
+
+
+@dataclass(frozen=True)
+class Need:
+    """One permission the operator needs: `verb` on a resource, in a namespace or cluster-wide (None)."""
+
+    verb: str
+    resource: kube.Resource
+    subresource: str = ""
+    namespace: str | None = None
+
+    @property
+    def what(self) -> str:
+        group = f".{self.resource.group}" if self.resource.group else ""
+        return f"{self.resource.plural}{'/' + self.subresource if self.subresource else ''}{group}"
+
+    def describe(self) -> str:
+        where = f"in namespace {self.namespace}" if self.namespace else "cluster-wide"
+        return f"{self.verb} {self.what} {where}"
+
+    def can_i(self, user: str = "") -> str:
+        """The kubectl command that shows the same answer."""
+        where = f" -n {self.namespace}" if self.namespace else " --all-namespaces"
+        return f"kubectl auth can-i {self.verb} {self.what}{where}" + (f" --as={user}" if user else "")
+
+    def review(self) -> dict:
+        attrs = {"group": self.resource.group, "resource": self.resource.plural, "verb": self.verb}
+        if self.subresource:
+            attrs["subresource"] = self.subresource
+        if self.namespace:
+            attrs["namespace"] = self.namespace
+        return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attrs}}
+
+    @property
+    def peering(self) -> bool:
+        return self.resource.group == "kopf.dev"
+
+    @property
+    def scanning(self) -> bool:
+        return self.resource == kube.NAMESPACES
+
+
+def needs(namespaces: Sequence[str], peering: bool) -> list[Need]:
+    """What Kopf's watches and the reconcilers' status writes need, in every watched scope."""
+    out: list[Need] = []
+    for ns in scopes(namespaces):
+        for res in PARAMEDIC_RESOURCES:
+            out += [Need("list", res, namespace=ns), Need("watch", res, namespace=ns),
+                    Need("patch", res, "status", namespace=ns)]
+    if peering:
+        res = peering_resource(namespaces)
+        for ns in scopes(namespaces) if res.namespaced else [None]:
+            out += [Need(verb, res, namespace=ns) for verb in ("list", "watch", "patch")]
+    if namespaces:  # Kopf's namespace scanning; without it the namespaces given are watched as they are
+        out += [Need("list", kube.NAMESPACES), Need("watch", kube.NAMESPACES)]
+    return out
+
+
+@dataclass
+class Findings:
+    """What `inspect` found on the API server."""
+
+    served: set[str] = field(default_factory=set)  # "plural.group" of the resources asked about
+    peering_missing: list[str | None] = field(default_factory=list)  # scopes without the peering object
+    denied: list[Need] = field(default_factory=list)
+    rbac_unchecked: str = ""  # why permissions could not be checked, if they could not
+    user: str = ""  # who the API server says we are, when it says
+
+
+@dataclass
+class Verdict:
+    problems: list[str] = field(default_factory=list)  # the operator waits until none is left
+    warnings: list[str] = field(default_factory=list)
+    waiting_for: list[str] = field(default_factory=list)  # short forms, for /healthz and repeated lines
+    standalone: bool = False
+    scanning: bool = True  # Kopf's namespace and CRD scanning
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
+
+
+def decide(found: Findings, namespaces: Sequence[str], peering_name: str | None,
+           peering_required: bool = False) -> Verdict:
+    """What the findings mean. `peering_name` None: standalone was asked for."""
+    v = Verdict(standalone=peering_name is None)
+    who = found.user or "the operator's identity"
+
+    missing = [crd_name(r) for r in PARAMEDIC_RESOURCES if crd_name(r) not in found.served]
+    if missing:
+        v.problems.append(f"Paramedic's CRDs are not installed: {', '.join(missing)}. Nothing is watched until "
+                          f"they are. Fix: {CRDS_FIX}.")
+        v.waiting_for.append("CRDs " + ", ".join(missing))
+
+    denied = [n for n in found.denied if not n.peering and not n.scanning]
+    if denied:
+        lines = "\n".join(f"  - {n.describe()}" for n in denied)
+        v.problems.append(f"RBAC forbids {who} {len(denied)} permission(s) the operator needs:\n{lines}\n"
+                          f"Fix: {RBAC_FIX}. Check with: {denied[0].can_i(found.user)}")
+        v.waiting_for.append("RBAC: " + "; ".join(n.describe() for n in denied))
+
+    unscanned = [n for n in found.denied if n.scanning]
+    if unscanned:
+        # Kopf would retry the forbidden namespace listing for about a minute before going on.
+        v.scanning = False
+        v.warnings.append(f"{who} may not {' or '.join(n.describe() for n in unscanned)}: Kopf's scanning is off, "
+                          f"so {', '.join(namespaces)} are watched as given, and a namespace or CRD created or "
+                          f"re-created while the operator runs is only seen after a restart")
+
+    if found.rbac_unchecked:
+        v.warnings.append(f"could not check the operator's permissions ({found.rbac_unchecked}); going on: "
+                          f"a forbidden watch will only show in Kopf's own retries")
+
+    if peering_name is not None:
+        issues = _peering_issues(found, namespaces, peering_name)
+        if issues:
+            what = f"Kopf peering {peering_name!r} is unusable: " + "; ".join(issues) + "."
+            if peering_required:
+                v.problems.append(f"{what} Kopf would pause every watch until it is usable, silently. Waiting for "
+                                  f"it (PARAMEDIC_PEERING_REQUIRED=true; unset it to fall back to standalone).")
+                v.waiting_for.append(f"peering {peering_name}")
+            else:
+                v.warnings.append(f"{what} FALLING BACK TO STANDALONE: this replica acts without coordinating with "
+                                  f"any other, so run only one. Fix the peering and restart to use it, or set "
+                                  f"PARAMEDIC_PEERING_REQUIRED=true to wait for it instead.")
+                v.standalone = True
+    return v
+
+
+def _peering_issues(found: Findings, namespaces: Sequence[str], name: str) -> list[str]:
+    res = peering_resource(namespaces)
+    issues: list[str] = []
+    if crd_name(res) not in found.served:
+        issues.append(f"its CRD {crd_name(res)} is not installed (fix: {PEERING_CRDS_FIX}, then create the "
+                      f"{res.kind} {name!r}: {_peering_fix(res, name, scopes(namespaces))})")
+    elif found.peering_missing:
+        where = ("cluster-wide" if found.peering_missing == [None]
+                 else "in namespace " + ", ".join(ns or "" for ns in found.peering_missing))
+        issues.append(f"the {res.kind} {name!r} does not exist {where} "
+                      f"(fix: {_peering_fix(res, name, found.peering_missing)})")
+    denied = [n for n in found.denied if n.peering]
+    if denied:
+        issues.append("RBAC forbids " + ", ".join(n.describe() for n in denied) + f" ({RBAC_FIX})")
+    return issues
+
+
+def _peering_fix(res: kube.Resource, name: str, where: Sequence[str | None]) -> str:
+    if not res.namespaced and name == "paramedic":
+        return "kubectl apply -f manifests/kopf-peering.yaml"
+    obj = json.dumps({"apiVersion": res.api_version, "kind": res.kind, "metadata": {"name": name}},
+                     separators=(",", ":"))
+    if not res.namespaced:
+        return f"echo '{obj}' | kubectl create -f -"
+    return "; ".join(f"echo '{obj}' | kubectl -n {w} create -f -" for w in where if w)
+
+
+# --- connecting ------------------------------------------------------------------
+
+def credentials_source(kubeconfig: str = "", env: Mapping[str, str] | None = None) -> str:
+    """Where the credentials come from, for messages (the order `kube.Connection.load` uses)."""
+    env = os.environ if env is None else env
+    if kubeconfig:
+        return f"kubeconfig {kubeconfig}"
+    if env.get("KUBECONFIG"):
+        return f"kubeconfig {env['KUBECONFIG']} ($KUBECONFIG)"
+    if kube.uses_service_account(env=env):
+        return "the pod's service account"
+    return "kubeconfig ~/.kube/config"
+
+
+def connection_problem(exc: Exception, host: str, source: str) -> str:
+    """What a failed request says about the connection, in words a newcomer can act on."""
+    if isinstance(exc, kube.ApiError) and exc.status == 401:
+        return (f"the API server at {host} refused the credentials from {source} (401 Unauthorized): the token "
+                f"or client certificate is wrong or expired")
+    if isinstance(exc, kube.ApiError):
+        return f"the API server at {host} answered {exc} (credentials from {source})"
+    return f"cannot reach the API server at {host} (credentials from {source}): {exc}"
+
+
+def retry_delay(attempt: int, cap: float = BACKOFF_CAP_SECONDS) -> float:
+    """Seconds before attempt `attempt + 1`: 1, 2, 4, ... up to `cap`."""
+    return min(cap, 2.0 ** max(0, attempt - 1))
+
+
+class Reporter:
+    """The full ERROR when what is missing changes, and at least every few minutes; a
+    one-line ERROR on the re-checks in between, so a long wait is loud but not a flood."""
+
+    def __init__(self, interval: float, full_every: float = FULL_REPORT_EVERY_SECONDS):
+        self.interval, self.full_every = interval, full_every
+        self._last: list[str] | None = None
+        self._last_full = 0.0
+
+    def lines(self, verdict: Verdict, now: float) -> list[tuple[int, str]]:
+        if verdict.problems != self._last or now - self._last_full >= self.full_every:
+            self._last, self._last_full = list(verdict.problems), now
+            out = [(logging.ERROR, f"waiting (re-checking every {self.interval:g}s): {p}") for p in verdict.problems]
+            return out + [(logging.WARNING, w) for w in verdict.warnings]
+        return [(logging.ERROR, f"still waiting for {'; '.join(verdict.waiting_for)} "
+                                f"(re-checking every {self.interval:g}s)")]
+
+
+# --- I/O ---------------------------------------------------------------------------
+
+def inspect(client: kube.KubeClient, namespaces: Sequence[str], peering_name: str | None,
+            workers: int = 8) -> Findings:
+    """Ask the API server. Raises kube.Unavailable / kube.ApiError when it cannot be asked at all."""
+    found = Findings()
+    found.served |= {f"{p}.{kube.GROUP}" for p in client.served(kube.GROUP, kube.VERSION) or ()}
+    if peering_name is not None:
+        found.served |= {f"{p}.kopf.dev" for p in client.served("kopf.dev", "v1") or ()}
+        res = peering_resource(namespaces)
+        if crd_name(res) in found.served:
+            for ns in scopes(namespaces) if res.namespaced else [None]:
+                try:
+                    if client.get_or_none(res, peering_name, ns) is None:
+                        found.peering_missing.append(ns)
+                except kube.ApiError as exc:
+                    if exc.status != 403:  # forbidden shows in the access reviews
+                        raise
+    found.user = whoami(client)
+    wanted = needs(namespaces, peering_name is not None)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        answers = list(pool.map(lambda n: _allowed(client, n), wanted))
+    for need, answer in zip(wanted, answers):
+        if isinstance(answer, kube.ApiError):
+            found.rbac_unchecked = f"SelfSubjectAccessReview: {answer}"
+        elif not answer:
+            found.denied.append(need)
+    return found
+
+
+def _allowed(client: kube.KubeClient, need: Need) -> bool | kube.ApiError:
+    try:
+        out = client.create(kube.SELF_SUBJECT_ACCESS_REVIEWS, need.review())
+    except kube.ApiError as exc:
+        if exc.status == 401:
+            raise
+        return exc
+    return bool((out.get("status") or {}).get("allowed"))
+
+
+def whoami(client: kube.KubeClient) -> str:
+    """The user name the API server sees (SelfSubjectReview); empty when it does not say."""
+    try:
+        out = client.create(kube.SELF_SUBJECT_REVIEWS, {})
+    except kube.ApiError as exc:
+        if exc.status == 401:
+            raise
+        return ""
+    return ((out.get("status") or {}).get("userInfo") or {}).get("username", "")
+
+
+class WaitingHealth:
+    """/healthz while the preflight waits: 200 with what it waits for (alive, not stuck)."""
+
+    def __init__(self, port: int, host: str = "0.0.0.0"):
+        self.port, self.host = port, host
+        self.waiting_for: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    def update(self, waiting_for: Iterable[str]) -> None:
+        self.waiting_for = list(waiting_for)
+        if self._server is None:
+            self._start()
+
+    def _start(self) -> None:
+        health = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.split("?", 1)[0] != "/healthz":
+                    self.send_error(404)
+                    return
+                body = json.dumps({"status": "waiting", "waitingFor": health.waiting_for}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        try:
+            self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        except OSError as exc:
+            log.warning("cannot serve /healthz on port %d while waiting: %s", self.port, exc)
+            self._server = None
+            self.port = -1  # do not try again
+            return
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="preflight-healthz", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class ConfigurationError(Exception):
+    """Nothing to retry: the credentials cannot even be loaded."""
+
+
+def wait_until_ready(settings: Settings, namespaces: Sequence[str], peering_name: str | None,
+                     sleep: Callable[[float], None] = time.sleep,
+                     clock: Callable[[], float] = time.monotonic) -> Verdict:
+    """Block until the operator has what it needs; the verdict says whether to run standalone."""
+    source = credentials_source(settings.kubeconfig)
+    try:
+        conn = kube.Connection.load(settings.kubeconfig)
+    except Exception as exc:  # the loaders raise many kinds: a missing file, bad YAML, no context
+        raise ConfigurationError(f"cannot load Kubernetes credentials from {source}: "
+                                 f"{exc.__class__.__name__}: {exc}") from exc
+    client = kube.KubeClient(conn, timeout=settings.api_timeout_seconds)
+    health = WaitingHealth(settings.health_port)
+    reporter = Reporter(settings.preflight_interval_seconds)
+    where = ", ".join(f"namespace {n}" for n in namespaces) or "all namespaces"
+    log.info("preflight: checking the API server at %s (credentials from %s), Paramedic's CRDs, RBAC for %s%s",
+             conn.host, source, where, f" and Kopf peering {peering_name!r}" if peering_name else "")
+    failures = 0
+    try:
+        while True:
+            try:
+                found = inspect(client, namespaces, peering_name)
+            except (kube.Unavailable, kube.ApiError) as exc:
+                failures += 1
+                delay = retry_delay(failures)
+                problem = connection_problem(exc, conn.host, source)
+                log.error("preflight attempt %d: %s; retrying in %gs", failures, problem, delay)
+                health.update([problem])
+                sleep(delay)
+                continue
+            if failures:
+                log.info("preflight: the API server at %s answered after %d failed attempt(s)", conn.host, failures)
+                failures = 0
+            verdict = decide(found, namespaces, peering_name, settings.peering_required)
+            if verdict.ready:
+                for w in verdict.warnings:
+                    log.warning(w)
+                log.info("preflight passed: CRDs served, permissions granted%s; starting Kopf",
+                         " (standalone)" if verdict.standalone else f", peering {peering_name!r} ready")
+                return verdict
+            for level, line in reporter.lines(verdict, clock()):
+                log.log(level, line)
+            health.update(verdict.waiting_for)
+            sleep(settings.preflight_interval_seconds)
+    finally:
+        health.stop()
+        client.close()
