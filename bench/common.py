@@ -117,14 +117,16 @@ def percentile(values: Iterable[float], q: float) -> float:
 
 
 @contextlib.contextmanager
-def control_plane(workdir: Path) -> Iterator[Path]:
-    """A kubeconfig with the CRDs applied: PARAMEDIC_KUBECONFIG's cluster, else a fresh one in `workdir`."""
+def control_plane(workdir: Path, real_node: bool = False) -> Iterator[Path]:
+    """A kubeconfig with the CRDs applied: PARAMEDIC_KUBECONFIG's cluster, else a fresh one in `workdir`,
+    with the machine's real node when `real_node` (kwok's node alone otherwise)."""
     existing = os.environ.get("PARAMEDIC_KUBECONFIG")
     if existing:
         apply_crds(Path(existing))
         yield Path(existing)
         return
-    cluster = DevCluster(root=workdir / "cluster", kubeconfig=workdir / "kubeconfig")
+    cluster = DevCluster(root=workdir / "cluster", kubeconfig=workdir / "kubeconfig",
+                         real_node="1" if real_node else "0")
     started = time.monotonic()
     try:
         cluster.up(log=lambda msg: None)

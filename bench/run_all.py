@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 
 from .common import Context, Result, control_plane, fmt, log, workdir
 
-BENCHMARKS = ["alert_to_restart", "webhook_throughput", "storm", "probe_scale", "operator_scale"]
+BENCHMARKS = ["alert_to_restart", "webhook_throughput", "storm", "probe_scale", "operator_scale", "heal_real"]
 
 
 def machine() -> dict[str, str]:
@@ -61,7 +61,7 @@ def run_one(name: str, quick: bool, keep: bool) -> Result:
     started = time.monotonic()
     print(f"== {name}{' (quick)' if quick else ''}", file=sys.stderr, flush=True)
     try:
-        with control_plane(wd) as kubeconfig:
+        with control_plane(wd, real_node=getattr(module, "REAL_NODE", False)) as kubeconfig:
             ctx = Context(kubeconfig, wd, quick, private=not os.environ.get("PARAMEDIC_KUBECONFIG"))
             try:
                 module.run(ctx, result)
