@@ -56,7 +56,7 @@ clean: cluster-down ## remove local state (not the tool cache)
 .PHONY: help venv apt tools deps cluster-up cluster-down crds test unit demo demo-down bench clean
 
 # --- Packaging: image and chart on kind or Minikube (need Docker, kind/minikube, helm) ---
-IMAGE_REPO ?= paramedic
+IMAGE_REPO ?= localhost/paramedic
 IMAGE_TAG ?= dev
 IMAGE := $(IMAGE_REPO):$(IMAGE_TAG)
 KIND_CLUSTER ?= paramedic
@@ -66,7 +66,7 @@ HELM_IMAGE_ARGS = --set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_T
 
 # Docker, else podman, else buildah; cached under ~/.cache/paramedic/images, keyed by the inputs.
 # Tags $(IMAGE) in the builder's store (Docker's for kind) and prints the docker-archive tar's path.
-image: ## build the image localhost/paramedic:dev, also tagged IMAGE (paramedic:dev), cached
+image: ## build the image localhost/paramedic:dev (IMAGE), cached
 	@hack/build-image.sh --tag $(IMAGE)
 
 image-pause: ## build the real node's sandbox image localhost/pause:3.10 (cached)
@@ -95,16 +95,18 @@ lint-chart: chart-crds ## helm lint and render the chart (values.schema.json app
 kind-up: ## create the kind cluster `paramedic`
 	kind create cluster --name $(KIND_CLUSTER)
 
-kind-deploy: image chart-crds ## build the image, load it into kind, helm upgrade --install
-	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+# kind and Minikube take the image archive `make image` caches, whichever builder made it
+# (Docker, podman or buildah): no registry, no builder inside the cluster.
+kind-deploy: chart-crds ## build the image, load it into kind, helm upgrade --install
+	@tar=$$(hack/build-image.sh --tag $(IMAGE) | tail -n 1) && kind load image-archive "$$tar" --name $(KIND_CLUSTER)
 	helm upgrade --install $(RELEASE) charts/paramedic --kube-context kind-$(KIND_CLUSTER) \
 	  --namespace $(RELEASE_NAMESPACE) --create-namespace $(HELM_IMAGE_ARGS) --wait --timeout 5m
 	@# Same tag, new image: restart so the pods run what was just built.
 	kubectl --context kind-$(KIND_CLUSTER) -n $(RELEASE_NAMESPACE) rollout restart deployment \
 	  -l app.kubernetes.io/instance=$(RELEASE)
 
-minikube-deploy: chart-crds ## build the image inside Minikube, helm upgrade --install
-	minikube image build -t $(IMAGE) .
+minikube-deploy: chart-crds ## build the image, load it into Minikube, helm upgrade --install
+	@tar=$$(hack/build-image.sh --tag $(IMAGE) | tail -n 1) && minikube image load "$$tar"
 	helm upgrade --install $(RELEASE) charts/paramedic --kube-context minikube \
 	  --namespace $(RELEASE_NAMESPACE) --create-namespace $(HELM_IMAGE_ARGS) --wait --timeout 5m
 	kubectl --context minikube -n $(RELEASE_NAMESPACE) rollout restart deployment \
