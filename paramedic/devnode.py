@@ -171,6 +171,8 @@ state = "{d / 'state'}"
     snapshotter = "overlayfs"
     [plugins."io.containerd.cri.v1.images".pinned_images]
       sandbox = "{pause_image}"
+    [plugins."io.containerd.cri.v1.images".registry]
+      config_path = "{d / 'certs.d'}"
   [plugins."io.containerd.cri.v1.runtime"]
     enable_selinux = false
     restrict_oom_score_adj = true
@@ -193,6 +195,16 @@ state = "{d / 'state'}"
   [plugins."io.containerd.nri.v1.nri"]
     disable = true
 '''
+
+
+# Every registry, whatever its name, is this closed loopback port: an image missing from the
+# node's store fails to pull at once, and no pull ever resolves a name or leaves the machine.
+NO_REGISTRY = "http://127.0.0.1:9"
+
+
+def registry_hosts() -> str:
+    """containerd's `_default` hosts.toml: the one place any pull may go."""
+    return f'server = "{NO_REGISTRY}"\n\n[host."{NO_REGISTRY}"]\n  capabilities = ["pull", "resolve"]\n'
 
 
 def cni_config(node_dir: Path) -> dict:
@@ -371,6 +383,8 @@ class RealNode:
         for sub in ("containerd", "cni/net.d", "kubelet", "logs", "pki", "pod-logs"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         (d / "containerd" / "config.toml").write_text(containerd_config(d, pause_image))
+        (d / "containerd" / "certs.d" / "_default").mkdir(parents=True, exist_ok=True)
+        (d / "containerd" / "certs.d" / "_default" / "hosts.toml").write_text(registry_hosts())
         (d / "cni" / "net.d" / "10-pmnode.conflist").write_text(json.dumps(cni_config(d), indent=1))
         (d / "kubelet-config.json").write_text(json.dumps(kubelet_config(d, pki / "ca.crt"), indent=1))
         self._credentials(pki, server)

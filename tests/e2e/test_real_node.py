@@ -85,3 +85,21 @@ def test_one_real_node_per_machine(real_node, tmp_path):
     other = devnode.RealNode(tmp_path / "other", real_node.bin_dir, log=lambda m: None)
     with pytest.raises(devnode.NodeError, match="already runs on this machine"):
         other.acquire()
+
+
+def test_an_image_missing_from_the_node_is_never_pulled_from_anywhere(real_node, kube_client, namespace):
+    # "localhost/…" keeps this test on loopback even if the guard failed: the failure would then
+    # name localhost, not the closed port every pull is sent to.
+    pod = pause_pod("nopull", devnode.PLACEMENT)
+    pod["spec"]["containers"][0].update(image="localhost/not-on-this-node:1", imagePullPolicy="Always")
+    kube_client.create(kube.PODS, pod, namespace)
+
+    def pull_error():
+        for cs in (kube_client.get(kube.PODS, "nopull", namespace).get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff") and waiting.get("message"):
+                return waiting["message"]
+        return None
+
+    message = wait_for(pull_error, 60, "the pull to fail")
+    assert devnode.NO_REGISTRY.removeprefix("http://") in message, message

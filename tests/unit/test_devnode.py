@@ -68,6 +68,14 @@ def test_containerd_config_never_raises_oom_scores_and_pins_the_sandbox():
     assert 'address = "/n/containerd/containerd.sock"' in text
 
 
+def test_no_pull_leaves_the_machine():
+    text = devnode.containerd_config(Path("/n"), "localhost/pause:3.10")
+    assert 'config_path = "/n/containerd/certs.d"' in text
+    hosts = devnode.registry_hosts()
+    assert hosts.startswith('server = "http://127.0.0.1:9"')
+    assert "127.0.0.1:9" in hosts and hosts.count("http://") == 2
+
+
 def test_pods_route_only_to_the_service_range_and_never_masquerade():
     bridge = devnode.cni_config(Path("/n"))["plugins"][0]
     assert bridge["ipMasq"] is False
