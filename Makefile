@@ -13,7 +13,7 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || (cd / && $(PYTHON) -m venv $(CURDIR)/$(VENV))
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,ansible]'
+	$(VENV)/bin/pip install -q -e '.[test,ansible,lint]'
 	@touch $@
 
 venv: $(VENV)/.installed ## Python deps in .venv (editable install)

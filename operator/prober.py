@@ -16,8 +16,8 @@ import heapq
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Hashable
 
 import aiohttp
 
@@ -126,7 +126,7 @@ class Prober:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _probe(self, key: Hashable, entry: _Entry) -> None:
@@ -160,7 +160,7 @@ class Prober:
                                         timeout=aiohttp.ClientTimeout(total=spec.timeout)) as resp:
                 status = resp.status
                 await resp.read()  # drain, so the connection can be reused
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = f"timeout after {spec.timeout:g}s"
         except aiohttp.ClientConnectorError as exc:
             error = f"connection failed: {_root_cause(exc)}"

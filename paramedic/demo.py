@@ -32,11 +32,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import yaml
@@ -184,7 +185,7 @@ class Demo:
     client: kube.KubeClient | None = None
 
     @classmethod
-    def from_env(cls) -> "Demo":
+    def from_env(cls) -> Demo:
         root = Path(os.environ.get("PARAMEDIC_DEMO_DIR") or REPO / ".paramedic" / "demo").resolve()
         return cls(root=root, namespace=os.environ.get("PARAMEDIC_DEMO_NAMESPACE") or "paramedic-demo",
                    exit_after=_env_flag("DEMO_EXIT"))
@@ -331,7 +332,8 @@ class Demo:
                 tar = image_archive("paramedic", stderr=log)
         except subprocess.CalledProcessError as exc:
             raise DemoError(f"building the image failed (exit {exc.returncode}): "
-                            f"{_tail(self.logs / 'image-build.log')}\n(log: {_rel(self.logs / 'image-build.log')})") from None
+                            f"{_tail(self.logs / 'image-build.log')}\n"
+                            f"(log: {_rel(self.logs / 'image-build.log')})") from None
         node.import_images([tar])
         self.line("image", f"{IMAGE} in the node's containerd ({time.monotonic() - started:.0f}s)")
 

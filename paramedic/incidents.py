@@ -25,10 +25,11 @@ import logging
 import random
 import re
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from . import kube, metrics
 from .domain import alerts as dom
@@ -448,7 +449,7 @@ class _Run:
                     raise IngestConflict(f"incident {plan.namespace}/{plan.name} was deleted meanwhile") from None
                 if plan.joining - dom.alert_keys(obj) and not dom.incident_active(obj):
                     # It was resolved meanwhile: new alerts belong to a successor, which a retry finds.
-                    raise IngestConflict(f"incident {plan.namespace}/{plan.name} was resolved meanwhile")
+                    raise IngestConflict(f"incident {plan.namespace}/{plan.name} was resolved meanwhile") from None
         else:
             raise IngestConflict(f"status of incident {plan.namespace}/{plan.name} kept changing "
                                  f"({WRITE_ATTEMPTS} conflicting writes)")

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .lifecycle import append_timeline, is_active, timeline_entry
 from .timeutil import iso, iso_ms, parse
@@ -66,7 +67,7 @@ ALERTS_BYTES_BUDGET = 400_000
 """About how large status.alerts may grow: etcd refuses objects over 1.5 MB, and every write costs per byte."""
 
 # Alertmanager writes Go's zero time for "no end"; anything before 1971 is that.
-_NO_TIME_BEFORE = datetime(1971, 1, 1, tzinfo=timezone.utc)
+_NO_TIME_BEFORE = datetime(1971, 1, 1, tzinfo=UTC)
 
 
 class PayloadError(ValueError):
@@ -586,18 +587,18 @@ class RoutingTable:
         """Whether a target of `namespace` could have named a pod `pod` (see `could_own_pod`)."""
         return any(len(pod) > n and pod[:n] in names for n, names in self._prefixes.get(namespace, ()))
 
-    def scoped(self, namespace: str | None) -> "RoutingTable":
+    def scoped(self, namespace: str | None) -> RoutingTable:
         """This table, or one holding only the services an alert of `namespace` may reach."""
         if namespace is None or self.namespaces <= {None, namespace}:
             return self
         return RoutingTable(svc for svc in self.services if _namespace_of(svc) in (None, namespace))
 
 
-def _table(services: "RoutingTable | Iterable[dict]") -> RoutingTable:
+def _table(services: RoutingTable | Iterable[dict]) -> RoutingTable:
     return services if isinstance(services, RoutingTable) else RoutingTable(services)
 
 
-def pod_to_look_up(alert: Alert, services: "RoutingTable | Iterable[dict]") -> str | None:
+def pod_to_look_up(alert: Alert, services: RoutingTable | Iterable[dict]) -> str | None:
     """The pod whose owner would decide the claim, or None when no lookup can help: the
     alert has no namespace or `pod` label, or no target of the namespace could own a pod so named."""
     pod = alert.labels.get(POD_LABEL)
@@ -607,7 +608,7 @@ def pod_to_look_up(alert: Alert, services: "RoutingTable | Iterable[dict]") -> s
     return pod if _table(services).could_own(ns, pod) else None
 
 
-def claim(alert: Alert, services: "RoutingTable | Iterable[dict]", *, pod_owner: Workload | None = None,
+def claim(alert: Alert, services: RoutingTable | Iterable[dict], *, pod_owner: Workload | None = None,
           pod_gone: bool = False) -> Claim | None:
     """The MonitoredService an alert belongs to, and the rule that decided (see the rules above).
 
@@ -649,7 +650,7 @@ def claim(alert: Alert, services: "RoutingTable | Iterable[dict]", *, pod_owner:
     return None
 
 
-def match_service(alert: Alert, services: "RoutingTable | Iterable[dict]", *, pod_owner: Workload | None = None,
+def match_service(alert: Alert, services: RoutingTable | Iterable[dict], *, pod_owner: Workload | None = None,
                   pod_gone: bool = False) -> dict | None:
     """The MonitoredService an alert belongs to, or None (see `claim`)."""
     found = claim(alert, services, pod_owner=pod_owner, pod_gone=pod_gone)

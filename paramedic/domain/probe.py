@@ -38,7 +38,7 @@ class ProbeSpec:
     success_threshold: int = 2
 
     @classmethod
-    def from_service(cls, service: dict) -> "ProbeSpec | None":
+    def from_service(cls, service: dict) -> ProbeSpec | None:
         """None when the service has no probe."""
         spec = service.get("spec", {})
         probe = spec.get("probe")
@@ -101,7 +101,7 @@ class ProbeState:
     last_probe: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_status(cls, status: dict | None) -> "ProbeState":
+    def from_status(cls, status: dict | None) -> ProbeState:
         s = status or {}
         hist = tuple((int(b.get("start", 0)), int(b.get("ok", 0)), int(b.get("total", 0)))
                      for b in s.get("probeHistory") or [])

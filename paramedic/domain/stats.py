@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from .lifecycle import ACTIVE_STATES, STATES
 from .sla import DEFAULTS
@@ -120,4 +121,4 @@ def render_stats_table(stats: Mapping[str, Any]) -> str:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Left-aligned columns separated by three spaces, like kubectl."""
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    return ["   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header] + rows]
+    return ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in [header] + rows]

@@ -16,7 +16,6 @@ import os
 import secrets
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml

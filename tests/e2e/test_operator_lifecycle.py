@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from datetime import UTC
 
 import pytest
 
@@ -141,7 +142,7 @@ def test_smtp_down_is_retried_and_recorded(kube_client, namespace, operator_fact
 
 
 def test_events_and_retention(kube_client, namespace, operator_factory):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from paramedic.domain.timeutil import iso
 
@@ -150,17 +151,17 @@ def test_events_and_retention(kube_client, namespace, operator_factory):
     kube_client.create(kube.INCIDENTS, incident("old"), namespace)
     kube_client.create(kube.INCIDENTS, incident("recent"), namespace)
     for name in ("old", "recent"):
-        wait_for(lambda: get(kube_client, namespace, name).get("status", {}).get("observedState"), 30, "opened")
+        wait_for(lambda name=name: get(kube_client, namespace, name).get("status", {}).get("observedState"), 30, "opened")
         kube_client.patch(kube.INCIDENTS, name, {"spec": {"state": "resolved"}}, namespace)
-        wait_for(lambda: get(kube_client, namespace, name)["status"].get("resolvedAt"), 30, "resolved")
+        wait_for(lambda name=name: get(kube_client, namespace, name)["status"].get("resolvedAt"), 30, "resolved")
     events = wait_for(lambda: [e for e in kube_client.list(kube.EVENTS, namespace)
                                if e["regarding"]["name"] == "old" and e["reason"] == "IncidentResolved"], 30, "event")
     assert "open → resolved" in events[0]["note"]
     # A closed incident past retention is deleted; a recent one stays.
     for name in ("old", "recent"):
         kube_client.patch(kube.INCIDENTS, name, {"spec": {"state": "closed", "rca": {"rootCause": "x"}}}, namespace)
-        wait_for(lambda: get(kube_client, namespace, name)["status"].get("closedAt"), 30, "closed")
-    long_ago = iso(datetime.now(timezone.utc) - timedelta(days=31))
+        wait_for(lambda name=name: get(kube_client, namespace, name)["status"].get("closedAt"), 30, "closed")
+    long_ago = iso(datetime.now(UTC) - timedelta(days=31))
     kube_client.patch(kube.INCIDENTS, "old", {"status": {"closedAt": long_ago}}, namespace, subresource="status")
     wait_for(lambda: kube_client.get_or_none(kube.INCIDENTS, "old", namespace) is None, 30, "old incident deleted")
     assert kube_client.get_or_none(kube.INCIDENTS, "recent", namespace) is not None

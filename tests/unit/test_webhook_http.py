@@ -13,12 +13,14 @@ import os
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from paramedic.webhook.app import create_app
 
 from paramedic import kube
 from paramedic.devcluster import free_port
 from paramedic.settings import Settings, SettingsError
-from paramedic.webhook.app import create_app
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
