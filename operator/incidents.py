@@ -388,7 +388,7 @@ class IncidentReconciler:
             # service, whose resourceVersion then guards the claim (one remediation at a time).
             svc = await self.rt.client.get_or_none(kube.MONITORED_SERVICES, svc["metadata"]["name"], ns)
             decision = remediation.decide(view, svc, now, enabled_globally=self.rt.settings.remediation_enabled)
-        if decision.kind == remediation.ACT:
+        if decision.kind == remediation.ACT and svc is not None:  # decide() never acts without a service
             await self._act(plan, inc, svc, attempts, rem, decision, now)
             return
         self._finish_after_crash(plan, inc, svc, attempts)

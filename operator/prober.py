@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -28,7 +29,9 @@ from paramedic.netguard import GuardedResolver, refuse_forbidden_literal
 
 log = logging.getLogger(__name__)
 
-OnResult = Callable[[Hashable, ProbeSpec, ProbeResult], Awaitable[None]]
+# The key is the caller's (any hashable), handed back to it as given: Any, so that a callback may
+# declare the key type it uses (Callable parameters are contravariant).
+OnResult = Callable[[Any, ProbeSpec, ProbeResult], Awaitable[None]]
 
 @dataclass
 class _Entry:

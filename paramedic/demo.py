@@ -347,6 +347,7 @@ class Demo:
 
     def _crds(self) -> None:
         # Kopf's peering CRDs too: the operator's watches wait for them even when standalone.
+        assert self.kubeconfig is not None  # set by the cluster step before the CRDs
         try:
             apply_crds(self.kubeconfig, PEERING_CRDS)
         except subprocess.CalledProcessError as exc:
@@ -684,11 +685,11 @@ class Story:
         if state == "mitigated" and self.once("mitigated"):
             self.say("incident", f"{self.incident} mitigated: the remediation worked")
         if state in ("resolved", "closed") and st.get("mttrSeconds") is not None and self.once("resolved"):
-            entry = next((e for e in reversed(st.get("timeline") or []) if e.get("type") == "state"
-                          and "resolved" in e.get("message", "")), {})
-            by = f" by {entry['actor']}" if entry.get("actor") else ""
+            change: dict[str, Any] = next((e for e in reversed(st.get("timeline") or []) if e.get("type") == "state"
+                                          and "resolved" in e.get("message", "")), {})
+            by = f" by {change['actor']}" if change.get("actor") else ""
             nobody = " (nobody had to acknowledge it)" if st.get("acknowledgedAt") == st.get("resolvedAt") else ""
-            self.say("resolved", f"{self.incident} resolved{by} ({entry.get('message', state)}): "
+            self.say("resolved", f"{self.incident} resolved{by} ({change.get('message', state)}): "
                                  f"MTTA {_secs(st.get('mttaSeconds'))}, MTTR {_secs(st.get('mttrSeconds'))}{nobody}")
             self.kubectl_get()
 

@@ -444,9 +444,10 @@ class _Run:
                 # Someone else wrote in between (another request, the operator): re-read, redo,
                 # after a short random pause so that writers in lockstep drift apart.
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
-                obj = self.client.get_or_none(kube.INCIDENTS, plan.name, plan.namespace)
-                if obj is None:
+                fresh = self.client.get_or_none(kube.INCIDENTS, plan.name, plan.namespace)
+                if fresh is None:
                     raise IngestConflict(f"incident {plan.namespace}/{plan.name} was deleted meanwhile") from None
+                obj = fresh
                 if plan.joining - dom.alert_keys(obj) and not dom.incident_active(obj):
                     # It was resolved meanwhile: new alerts belong to a successor, which a retry finds.
                     raise IngestConflict(f"incident {plan.namespace}/{plan.name} was resolved meanwhile") from None

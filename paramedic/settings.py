@@ -172,7 +172,7 @@ def markdown_table() -> str:
         elif f.name == "playbooks_dir":
             default = "playbooks/ beside the package"
         else:
-            default = ",".join(f.default_factory()) if f.default_factory is not dataclasses.MISSING else ""  # type: ignore[misc]
+            default = ",".join(f.default_factory()) if f.default_factory is not dataclasses.MISSING else ""
         if isinstance(default, bool):
             default = str(default).lower()
         shown = f"`{default}`" if default not in ("", []) else "(empty)"

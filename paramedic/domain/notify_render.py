@@ -200,7 +200,8 @@ def _template_event(event: str) -> str:
 
 
 def headline(n: Notification) -> str:
-    return _context(n)["headline"]
+    text: str = _context(n)["headline"]
+    return text
 
 
 def render_subject(n: Notification) -> str:

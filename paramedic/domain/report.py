@@ -177,7 +177,7 @@ def _metrics(status: Mapping[str, Any]) -> list[str]:
             return "-"
         return "**yes**" if sla.get(f"{kind}Breached") else "no"
 
-    rows = [
+    rows: list[list[Any]] = [
         ["MTTA (time to acknowledge)", secs("mttaSeconds")],
         ["MTTR (time to resolve)", secs("mttrSeconds")],
         ["SLA acknowledge target", target("acknowledge")],
