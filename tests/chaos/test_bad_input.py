@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from paramedic.webhook.app import create_app
 
 from paramedic import kube
 from paramedic.settings import Settings
+from paramedic.webhook.app import create_app
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from paramedic.webhook.app import create_app
 
 from paramedic import kube
 from paramedic.domain import alerts as dom
 from paramedic.domain.timeutil import iso_ms
+from paramedic.webhook.app import create_app
 from tests.e2e.test_control_plane import deployment, running_pods
 from tests.e2e.test_webhook import TOKEN, Receiver, am_payload, http, post, receiver, receiver_settings  # noqa: F401 (fixtures)
 from tests.helpers import wait_for

@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from paramedic.webhook.app import create_app
 from prometheus_client.parser import text_string_to_metric_families
 
 from paramedic import kube
 from paramedic.devcluster import free_port
 from paramedic.domain import alerts as dom
 from paramedic.domain.timeutil import iso_ms
+from paramedic.webhook.app import create_app
 from tests.e2e.test_webhook import TOKEN, Receiver, make_service, receiver_settings
 from tests.helpers import wait_for
 

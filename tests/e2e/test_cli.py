@@ -310,10 +310,10 @@ def test_fire_posts_the_generic_alert(cli, capture_server, tmp_path):
 
 
 def test_fire_through_the_real_webhook_opens_an_incident(cli, kube_client, kubeconfig, namespace):
-    from paramedic.webhook.app import create_app
     from werkzeug.serving import make_server
 
     from paramedic.settings import Settings
+    from paramedic.webhook.app import create_app
 
     app = create_app(Settings(kubeconfig=str(kubeconfig), webhook_token="fire-token"), kube_client)
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from paramedic.operator import prober as prober_mod
-from paramedic.operator.prober import Prober
 
 from paramedic.domain.probe import ProbeSpec
+from paramedic.operator import prober as prober_mod
+from paramedic.operator.prober import Prober
 
 
 async def _noop(*_: Any) -> None:
