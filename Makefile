@@ -13,7 +13,7 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || (cd / && $(PYTHON) -m venv $(CURDIR)/$(VENV))
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,ansible]'
+	$(VENV)/bin/pip install -q -e '.[test,ansible,lint]'
 	@touch $@
 
 venv: $(VENV)/.installed ## Python deps in .venv (editable install)
@@ -35,7 +35,18 @@ cluster-down: ## stop the local control plane and remove its state
 crds: ## copy the CRDs into the chart (manifests/crds is the one source)
 	@mkdir -p charts/paramedic/crds && cp manifests/crds/*.yaml charts/paramedic/crds/
 
-test: deps ## run the whole suite against a real local control plane
+# mypy and import-linter see the package as installed: operator/ is paramedic.operator and
+# webhook/ is paramedic.webhook, so they run on a tree of symlinks laid out that way.
+LINT_TREE := $(STATE)/lint
+lint: venv ## ruff, mypy (strict on paramedic/domain) and the layers' import contracts (.importlinter)
+	$(VENV)/bin/ruff check .
+	@rm -rf $(LINT_TREE) && mkdir -p $(LINT_TREE) && cp -rs $(CURDIR)/paramedic $(LINT_TREE)/paramedic \
+	  && cp -rs $(CURDIR)/operator $(LINT_TREE)/paramedic/operator && cp -rs $(CURDIR)/webhook $(LINT_TREE)/paramedic/webhook \
+	  && find $(LINT_TREE) -name __pycache__ -prune -exec rm -rf {} +
+	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/mypy --cache-dir $(CURDIR)/$(STATE)/mypy-cache --config-file $(CURDIR)/pyproject.toml paramedic
+	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/lint-imports --no-cache $(CURDIR)/.importlinter
+
+test: deps lint ## lint, then the whole suite against a real local control plane
 	$(PY) -m pytest -q tests
 
 unit: venv ## fast tests of pure logic only
@@ -53,7 +64,7 @@ bench: deps ## benchmarks; figures go to stdout (record them in bench/RESULTS.md
 clean: cluster-down ## remove local state (not the tool cache)
 	rm -rf $(STATE) .pytest_cache
 
-.PHONY: help venv apt tools deps cluster-up cluster-down crds test unit demo demo-down bench clean
+.PHONY: help venv apt tools deps cluster-up cluster-down crds lint test unit demo demo-down bench clean
 
 # --- Packaging: image and chart on kind or Minikube (need Docker, kind/minikube, helm) ---
 IMAGE_REPO ?= localhost/paramedic

@@ -20,12 +20,27 @@ import uuid
 import httpx
 
 from paramedic import kube
-from paramedic.incidents import build_incident
 from paramedic.domain.alerts import incident_name
 from paramedic.domain.timeutil import utcnow
+from paramedic.incidents import build_incident
 
-from .common import (RESTARTED_AT, Context, CpuMeter, Result, Watcher, am_alert, am_payload, control_plane_pids,
-                     create_all, deployment, log, operator_and_webhook, percentile, utc_iso, wait_for)
+from .common import (
+    RESTARTED_AT,
+    Context,
+    CpuMeter,
+    Result,
+    Watcher,
+    am_alert,
+    am_payload,
+    control_plane_pids,
+    create_all,
+    deployment,
+    log,
+    operator_and_webhook,
+    percentile,
+    utc_iso,
+    wait_for,
+)
 
 NAME = "alert_to_restart"
 TOKEN = "bench-" + uuid.uuid4().hex

@@ -19,11 +19,12 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import httpx
 
@@ -224,7 +225,7 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
 
 
 def utc_iso(when: datetime | None = None) -> str:
-    when = when or datetime.now(timezone.utc)
+    when = when or datetime.now(UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
@@ -254,7 +255,7 @@ class Watcher:
         tok = self.conn.token()
         return {"Accept": "application/json", **({"Authorization": tok} if tok else {})}
 
-    def start(self) -> "Watcher":
+    def start(self) -> Watcher:
         self._thread.start()
         return self
 
@@ -422,7 +423,7 @@ class Proc:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         log_file = open(self.log_path, "ab")
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
@@ -544,7 +545,7 @@ class Histogram:
     sum: float
 
     @classmethod
-    def from_samples(cls, samples: list[tuple[str, dict[str, str], float]]) -> "Histogram":
+    def from_samples(cls, samples: list[tuple[str, dict[str, str], float]]) -> Histogram:
         buckets, count, total = [], 0.0, 0.0
         for name, labels, value in samples:
             if name.endswith("_bucket"):
@@ -556,7 +557,7 @@ class Histogram:
         buckets.sort()
         return cls(buckets, count, total)
 
-    def minus(self, earlier: "Histogram") -> "Histogram":
+    def minus(self, earlier: Histogram) -> Histogram:
         before = dict(earlier.buckets)
         return Histogram([(le, c - before.get(le, 0.0)) for le, c in self.buckets],
                          self.count - earlier.count, self.sum - earlier.sum)

@@ -58,7 +58,7 @@ async def serve(count: int, ports_file: Path, max_seconds: float) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
         await asyncio.wait_for(stop.wait(), max_seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     for s in servers:
         s.close()

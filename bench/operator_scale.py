@@ -14,16 +14,28 @@ script (see `write_floor`), to tell the operator's cost from the API server's.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 from paramedic import kube
 from paramedic.incidents import build_incident
 
-from .common import (Context, CpuMeter, Operator, Result, Watcher, control_plane_pids, cpu_seconds, create_all,
-                     deployment, log, peak_rss_bytes, rss_bytes)
+from .common import (
+    Context,
+    CpuMeter,
+    Operator,
+    Result,
+    Watcher,
+    control_plane_pids,
+    cpu_seconds,
+    create_all,
+    deployment,
+    log,
+    peak_rss_bytes,
+    rss_bytes,
+)
 
 NAME = "operator_scale"
 TEAMS = 10
@@ -82,7 +94,7 @@ def write_floor(ctx: Context, incidents: list[dict], services: list[dict]) -> tu
     svcs = services[::FLOOR_SHARE]
     create_all(client, kube.MONITORED_SERVICES, ns, svcs, threads=48)
     create_all(client, kube.INCIDENTS, ns, incs, threads=48)
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # The operator has the bodies from its watch: read them before the clock starts.
     versions = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in client.list(kube.INCIDENTS, ns)}
@@ -115,7 +127,7 @@ def run(ctx: Context, result: Result) -> None:
     client = ctx.client
     ns = ctx.namespace("bench-scale")
     client.create(kube.DEPLOYMENTS, deployment("bench-target", replicas=0), ns)
-    start = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     schedules = [{"metadata": {"name": f"team-{t}"}, "spec": {
         "participants": [{"name": f"P{t}-{p}", "email": f"p{t}-{p}@example.com"} for p in range(3)],
         "rotation": {"start": start, "lengthHours": 24},
@@ -124,7 +136,7 @@ def run(ctx: Context, result: Result) -> None:
     services = [{"metadata": {"name": f"svc-{i:04d}"}, "spec": {
         "team": f"team-{i % TEAMS}", "severity": "high", "target": {"kind": "Deployment", "name": "bench-target"},
         "alertSelector": {"matchLabels": {"service": f"svc-{i:04d}"}}}} for i in range(n_svc)]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     incidents = []
     for i in range(n_inc):
         svc = f"svc-{i % n_svc:04d}"

@@ -22,10 +22,24 @@ import time
 import aiohttp
 
 from paramedic import kube
-
-from .common import (REPO, VENV_BIN, Context, Operator, Proc, Result, cpu_seconds, create_all, deployment,
-                     histogram, log, peak_rss_bytes, rss_bytes, wait_for)
 from paramedic.devcluster import free_port
+
+from .common import (
+    REPO,
+    VENV_BIN,
+    Context,
+    Operator,
+    Proc,
+    Result,
+    cpu_seconds,
+    create_all,
+    deployment,
+    histogram,
+    log,
+    peak_rss_bytes,
+    rss_bytes,
+    wait_for,
+)
 
 NAME = "probe_scale"
 INTERVAL = 10.0
@@ -100,7 +114,8 @@ def run(ctx: Context, result: Result) -> None:
     time.sleep(window)
     m1, c1, t1 = op.metrics(), cpu_seconds(op.pid), time.monotonic()
     rss, peak = rss_bytes(op.pid), peak_rss_bytes(op.pid)
-    probes = histogram(m1, "paramedic_probe_duration_seconds").count - histogram(m0, "paramedic_probe_duration_seconds").count
+    probes = (histogram(m1, "paramedic_probe_duration_seconds").count
+              - histogram(m0, "paramedic_probe_duration_seconds").count)
     lag = histogram(m1, "paramedic_probe_schedule_lag_seconds").minus(histogram(m0, "paramedic_probe_schedule_lag_seconds"))
     failed = sum(1 for _, labels, v in m1.get("paramedic_probe_success", []) if v == 0)
     cpu = c1 - c0
@@ -180,7 +195,7 @@ async def drive_blackbox(port: int, targets: list[int], warmup: float, window: f
                                                      "module": "http_2xx"}) as resp:
                     body = await resp.text()
                 ok = resp.status == 200 and "\nprobe_success 1" in "\n" + body
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 ok = False
             if counting:
                 stats["done"] += 1

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .common import Context, Result, control_plane, fmt, log, workdir
 
@@ -47,7 +47,7 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpus": str(os.cpu_count()),
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpus": str(os.cpu_count()),
             "cpu": cpu, "memory": mem, "load average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
             "python": platform.python_version(), "commit": commit,
             "cluster": os.environ.get("PARAMEDIC_KUBECONFIG") or "fresh DevCluster per benchmark",

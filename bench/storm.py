@@ -24,8 +24,19 @@ import uuid
 from paramedic import kube
 from paramedic.domain import alerts as dom
 
-from .common import (Context, CpuMeter, Result, am_alert, am_payload, control_plane_pids, create_all, deployment,
-                     operator_and_webhook, percentile, utc_iso)
+from .common import (
+    Context,
+    CpuMeter,
+    Result,
+    am_alert,
+    am_payload,
+    control_plane_pids,
+    create_all,
+    deployment,
+    operator_and_webhook,
+    percentile,
+    utc_iso,
+)
 from .webhook_throughput import SENDERS, send_all, service
 
 NAME = "storm"

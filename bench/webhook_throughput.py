@@ -22,8 +22,20 @@ import httpx
 from paramedic import kube
 from paramedic.domain import alerts as dom
 
-from .common import (Context, CpuMeter, Result, Webhook, am_alert, am_payload, control_plane_pids, create_all,
-                     deployment, log, percentile, utc_iso)
+from .common import (
+    Context,
+    CpuMeter,
+    Result,
+    Webhook,
+    am_alert,
+    am_payload,
+    control_plane_pids,
+    create_all,
+    deployment,
+    log,
+    percentile,
+    utc_iso,
+)
 
 NAME = "webhook_throughput"
 SENDERS = 8
@@ -68,7 +80,7 @@ def send_all(url: str, headers: dict[str, str], per_sender: list[list[bytes]], d
                     with lock:
                         out["unsent"] += len(bodies) - i
                     return
-                for attempt in range(20):
+                for _attempt in range(20):
                     t0 = time.perf_counter()
                     r = http.post("/api/v1/alertmanager", content=body)
                     dt = time.perf_counter() - t0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Hashable
 from typing import Any
 
 import kopf
@@ -76,7 +77,11 @@ async def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     rt.service_queue = WorkQueue("services", rt.service_reconciler.reconcile, concurrency=max(2, workers // 2))
     rt.incident_reconciler.queue = WorkQueue("incidents", rt.incident_reconciler.reconcile, concurrency=workers)
     rt.schedule_queue = WorkQueue("schedules", rt.schedule_reconciler.reconcile, concurrency=2)
-    rt.effects.done_callback = lambda owner: owner and rt.incident_reconciler.queue.add(owner)
+    def wake(owner: Hashable) -> None:
+        if owner:
+            rt.incident_reconciler.queue.add(owner)
+
+    rt.effects.done_callback = wake
     for q in (rt.service_queue, rt.incident_reconciler.queue, rt.schedule_queue):
         q.start()
     rt.service_reconciler.prober.start()
@@ -103,7 +108,7 @@ async def cleanup(**_: object) -> None:
 
 
 @kopf.on.event(G, V, "monitoredservices")
-async def service_event(event: dict, **_: object) -> None:
+async def service_event(event: Any, **_: Any) -> None:  # event: kopf.RawEvent, its object used as a dict
     rt = runtime()
     body = event["object"]
     old = rt.services.get((body["metadata"].get("namespace", ""), body["metadata"]["name"]))
@@ -124,7 +129,7 @@ def _intent(body: dict) -> tuple:
 
 
 @kopf.on.event(G, V, "incidents")
-async def incident_event(event: dict, **_: object) -> None:
+async def incident_event(event: Any, **_: Any) -> None:
     rt = runtime()
     body = event["object"]
     key = rt.incidents.drop(body) if event.get("type") == "DELETED" else rt.incidents.put(body)
@@ -132,7 +137,7 @@ async def incident_event(event: dict, **_: object) -> None:
 
 
 @kopf.on.event(G, V, "oncallschedules")
-async def schedule_event(event: dict, **_: object) -> None:
+async def schedule_event(event: Any, **_: Any) -> None:
     rt = runtime()
     body = event["object"]
     key = rt.schedules.drop(body) if event.get("type") == "DELETED" else rt.schedules.put(body)

@@ -188,7 +188,8 @@ class IncidentReconciler:
         seen = plan.status.get("observedState") or "open"
         if state == seen:
             return
-        effects = lifecycle.state_effects(seen, state, plan.status, lifecycle.changed_at({**inc, "status": plan.status}, now))
+        changed_at = lifecycle.changed_at({**inc, "status": plan.status}, now)
+        effects = lifecycle.state_effects(seen, state, plan.status, changed_at)
         if not effects:
             return
         plan.set(**effects)
@@ -273,7 +274,8 @@ class IncidentReconciler:
 
     # --- notifications (an outbox in status) -------------------------------------------
     def _admins(self, svc: dict | None) -> list[str]:
-        return list(self.rt.settings.admin_emails) + list((((svc or {}).get("spec") or {}).get("notify") or {}).get("admins") or [])
+        notify = ((svc or {}).get("spec") or {}).get("notify") or {}
+        return list(self.rt.settings.admin_emails) + list(notify.get("admins") or [])
 
     def _recipients(self, event: str, assignee: str, svc: dict | None) -> list[str]:
         service_admins = (((svc or {}).get("spec") or {}).get("notify") or {}).get("admins") or []
@@ -386,7 +388,7 @@ class IncidentReconciler:
             # service, whose resourceVersion then guards the claim (one remediation at a time).
             svc = await self.rt.client.get_or_none(kube.MONITORED_SERVICES, svc["metadata"]["name"], ns)
             decision = remediation.decide(view, svc, now, enabled_globally=self.rt.settings.remediation_enabled)
-        if decision.kind == remediation.ACT:
+        if decision.kind == remediation.ACT and svc is not None:  # decide() never acts without a service
             await self._act(plan, inc, svc, attempts, rem, decision, now)
             return
         self._finish_after_crash(plan, inc, svc, attempts)
@@ -579,8 +581,8 @@ class IncidentReconciler:
             # Incidents waiting for this service wait on no timer: a status-only change of the
             # service does not requeue them either.
             for other in self.rt.incidents.indexed((ns, svc_name)):
-                if other["metadata"]["name"] != name and lifecycle.is_active((other.get("spec") or {}).get("state", "open")) \
-                        and self.queue is not None:
+                other_state = (other.get("spec") or {}).get("state", "open")
+                if other["metadata"]["name"] != name and lifecycle.is_active(other_state) and self.queue is not None:
                     self.queue.add((ns, other["metadata"]["name"]))
 
         plan.after_write.append(lambda: self.rt.effects.spawn(f"release:{ns}/{svc_name}:{name}:{time.monotonic_ns()}",
@@ -588,7 +590,8 @@ class IncidentReconciler:
 
     def _announce_result(self, plan: Plan, inc: dict, svc: dict | None, attempt: dict) -> None:
         plan.announce(nr.notification_key("remediation", attempt.get("id", "")), "remediation",
-                      f"{attempt.get('detail', attempt.get('action'))}: {attempt.get('result')} — {attempt.get('message', '')}",
+                      f"{attempt.get('detail', attempt.get('action'))}: {attempt.get('result')} "
+                      f"— {attempt.get('message', '')}",
                       self._recipients("remediation", inc["spec"].get("assignee", ""), svc))
 
 

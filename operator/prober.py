@@ -16,8 +16,9 @@ import heapq
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Hashable
+from typing import Any
 
 import aiohttp
 
@@ -28,7 +29,9 @@ from paramedic.netguard import GuardedResolver, refuse_forbidden_literal
 
 log = logging.getLogger(__name__)
 
-OnResult = Callable[[Hashable, ProbeSpec, ProbeResult], Awaitable[None]]
+# The key is the caller's (any hashable), handed back to it as given: Any, so that a callback may
+# declare the key type it uses (Callable parameters are contravariant).
+OnResult = Callable[[Any, ProbeSpec, ProbeResult], Awaitable[None]]
 
 @dataclass
 class _Entry:
@@ -126,7 +129,7 @@ class Prober:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _probe(self, key: Hashable, entry: _Entry) -> None:
@@ -160,7 +163,7 @@ class Prober:
                                         timeout=aiohttp.ClientTimeout(total=spec.timeout)) as resp:
                 status = resp.status
                 await resp.read()  # drain, so the connection can be reused
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = f"timeout after {spec.timeout:g}s"
         except aiohttp.ClientConnectorError as exc:
             error = f"connection failed: {_root_cause(exc)}"

@@ -73,7 +73,8 @@ async def run_action(rt: Runtime, inc: dict, svc: dict, attempt: dict) -> dict[s
                 return {**fields, "result": "TimedOut", "message": f"playbook {spec_a['playbook']} timed out"}
             if result.rc == 0 and result.status == "successful":
                 return {**fields, "result": "Verifying", "message": f"playbook {spec_a['playbook']} succeeded"}
-            return {**fields, "result": "Failed", "message": f"playbook {spec_a['playbook']} {result.status} (rc {result.rc})"}
+            return {**fields, "result": "Failed",
+                    "message": f"playbook {spec_a['playbook']} {result.status} (rc {result.rc})"}
         return {"result": "Failed", "message": "unknown action"}
     except RemediationError as exc:
         metrics.REMEDIATIONS.labels(attempt.get("action", "unknown"), "refused").inc()

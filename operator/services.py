@@ -6,8 +6,16 @@ import logging
 
 from paramedic import kube, metrics
 from paramedic.domain import lifecycle
-from paramedic.domain.probe import UNKNOWN, ProbeResult, ProbeSpec, ProbeState, advance, incident_name, write_phase, \
-    incident_text
+from paramedic.domain.probe import (
+    UNKNOWN,
+    ProbeResult,
+    ProbeSpec,
+    ProbeState,
+    advance,
+    incident_name,
+    incident_text,
+    write_phase,
+)
 from paramedic.domain.timeutil import utcnow
 
 from .prober import Prober

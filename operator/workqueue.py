@@ -12,7 +12,7 @@ import heapq
 import itertools
 import logging
 import time
-from typing import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class WorkQueue:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _run(self) -> None:

@@ -19,9 +19,10 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import httpx
 import yaml
@@ -98,7 +99,7 @@ def parse_window(text: str) -> timedelta | None:
 def table(header: list[str], rows: list[list[str]]) -> str:
     """kubectl-style columns: left-aligned, three spaces apart."""
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    lines = ["   ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + rows]
+    lines = ["   ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in [header] + rows]
     return "\n".join(lines) + "\n"
 
 
@@ -228,7 +229,7 @@ def cmd_list(s: Session) -> None:
                      spec.get("service", ""), spec.get("assignee") or "<none>", age(inc, s.now), sla_left(inc, s.now)])
     if s.args.all_namespaces:
         header = ["NAMESPACE"] + header
-        rows = [[i["metadata"]["namespace"]] + r for i, r in zip(items, rows)]
+        rows = [[i["metadata"]["namespace"]] + r for i, r in zip(items, rows, strict=True)]
     print(table(header, rows), end="")
 
 
@@ -437,7 +438,7 @@ def cmd_oncall(s: Session) -> None:
     header = ["TEAM", "ON CALL", "OVERRIDE", "NEXT HANDOFF", "NEXT"]
     if s.args.all_namespaces:
         header = ["NAMESPACE"] + header
-        rows = [[v["namespace"]] + r for v, r in zip(views, rows)]
+        rows = [[v["namespace"]] + r for v, r in zip(views, rows, strict=True)]
     print(table(header, rows), end="")
 
 
@@ -566,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _api_message(exc: kube.ApiError, session: "Session | None") -> str:
+def _api_message(exc: kube.ApiError, session: Session | None) -> str:
     message = exc.message or str(exc)
     if isinstance(exc, kube.NotFound) and session is not None and not session.args.all_namespaces:
         return f"{message} in namespace {session.namespace!r}"

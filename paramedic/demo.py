@@ -31,11 +31,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import yaml
@@ -153,7 +154,7 @@ class Demo:
     client: kube.KubeClient | None = None
 
     @classmethod
-    def from_env(cls) -> "Demo":
+    def from_env(cls) -> Demo:
         root = Path(os.environ.get("PARAMEDIC_DEMO_DIR") or REPO / ".paramedic" / "demo").resolve()
         return cls(root=root, namespace=os.environ.get("PARAMEDIC_DEMO_NAMESPACE") or "paramedic-demo",
                    exit_after=_env_flag("DEMO_EXIT"))
@@ -300,7 +301,8 @@ class Demo:
                 tar = image_archive("paramedic", stderr=log)
         except subprocess.CalledProcessError as exc:
             raise DemoError(f"building the image failed (exit {exc.returncode}): "
-                            f"{_tail(self.logs / 'image-build.log')}\n(log: {_rel(self.logs / 'image-build.log')})") from None
+                            f"{_tail(self.logs / 'image-build.log')}\n"
+                            f"(log: {_rel(self.logs / 'image-build.log')})") from None
         node.import_images([tar])
         self.line("image", f"{IMAGE} in the node's containerd ({time.monotonic() - started:.0f}s)")
 
@@ -314,6 +316,7 @@ class Demo:
 
     def _crds(self) -> None:
         # Kopf's peering CRDs too: the operator's watches wait for them even when standalone.
+        assert self.kubeconfig is not None  # set by the cluster step before the CRDs
         try:
             apply_crds(self.kubeconfig, PEERING_CRDS)
         except subprocess.CalledProcessError as exc:
@@ -651,11 +654,11 @@ class Story:
         if state == "mitigated" and self.once("mitigated"):
             self.say("incident", f"{self.incident} mitigated: the remediation worked")
         if state in ("resolved", "closed") and st.get("mttrSeconds") is not None and self.once("resolved"):
-            entry = next((e for e in reversed(st.get("timeline") or []) if e.get("type") == "state"
-                          and "resolved" in e.get("message", "")), {})
-            by = f" by {entry['actor']}" if entry.get("actor") else ""
+            change: dict[str, Any] = next((e for e in reversed(st.get("timeline") or []) if e.get("type") == "state"
+                                          and "resolved" in e.get("message", "")), {})
+            by = f" by {change['actor']}" if change.get("actor") else ""
             nobody = " (nobody had to acknowledge it)" if st.get("acknowledgedAt") == st.get("resolvedAt") else ""
-            self.say("resolved", f"{self.incident} resolved{by} ({entry.get('message', state)}): "
+            self.say("resolved", f"{self.incident} resolved{by} ({change.get('message', state)}): "
                                  f"MTTA {_secs(st.get('mttaSeconds'))}, MTTR {_secs(st.get('mttrSeconds'))}{nobody}")
             self.kubectl_get()
 

@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -157,7 +158,7 @@ class DevCluster:
         (self.root / "tokens.csv").write_text(f'{token},admin,admin,"system:masters"\n')
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
         server = f"https://{address}:{api_port}"
-        state = {"server": server, "token": token, "pids": {}, "bin": str(bin_dir), "args": {},
+        state: dict[str, Any] = {"server": server, "token": token, "pids": {}, "bin": str(bin_dir), "args": {},
                  "etcd": f"http://127.0.0.1:{etcd_port}", "real_node": bool(node)}
 
         def spawn(name: str, *args: str) -> None:

@@ -36,9 +36,9 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .devproc import alive, terminate
 
@@ -299,7 +299,7 @@ class RealNode:
         return self.root / "node.json"
 
     @classmethod
-    def current(cls, bin_dir: Path, log: Callable[[str], None] = print) -> "RealNode | None":
+    def current(cls, bin_dir: Path, log: Callable[[str], None] = print) -> RealNode | None:
         """The machine's running real node, whichever cluster owns it; None when none runs."""
         try:
             root = Path(json.loads(LOCK_FILE.read_text())["root"])

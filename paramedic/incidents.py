@@ -25,10 +25,11 @@ import logging
 import random
 import re
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from . import kube, metrics
 from .domain import alerts as dom
@@ -443,12 +444,13 @@ class _Run:
                 # Someone else wrote in between (another request, the operator): re-read, redo,
                 # after a short random pause so that writers in lockstep drift apart.
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
-                obj = self.client.get_or_none(kube.INCIDENTS, plan.name, plan.namespace)
-                if obj is None:
+                fresh = self.client.get_or_none(kube.INCIDENTS, plan.name, plan.namespace)
+                if fresh is None:
                     raise IngestConflict(f"incident {plan.namespace}/{plan.name} was deleted meanwhile") from None
+                obj = fresh
                 if plan.joining - dom.alert_keys(obj) and not dom.incident_active(obj):
                     # It was resolved meanwhile: new alerts belong to a successor, which a retry finds.
-                    raise IngestConflict(f"incident {plan.namespace}/{plan.name} was resolved meanwhile")
+                    raise IngestConflict(f"incident {plan.namespace}/{plan.name} was resolved meanwhile") from None
         else:
             raise IngestConflict(f"status of incident {plan.namespace}/{plan.name} kept changing "
                                  f"({WRITE_ATTEMPTS} conflicting writes)")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import kube
 
@@ -42,7 +43,7 @@ class Informer:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"informer-{res.plural}-{namespace}")
 
-    def start(self) -> "Informer":
+    def start(self) -> Informer:
         self._thread.start()
         return self
 

@@ -9,14 +9,14 @@ bench/RESULTS.md). Errors are mapped to a few exception types callers can act on
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -144,7 +144,7 @@ class Connection:
     token: Callable[[], str | None]
 
     @classmethod
-    def load(cls, kubeconfig: str = "", context: str | None = None) -> "Connection":
+    def load(cls, kubeconfig: str = "", context: str | None = None) -> Connection:
         from kubernetes import client, config  # the loaders handle every kubeconfig flavour
 
         cfg = client.Configuration()
@@ -178,7 +178,7 @@ class Connection:
         return cls(host=cfg.host.rstrip("/"), verify=verify, token=token)
 
 
-def _raise_for(resp: "httpx.Response | _Answer") -> None:
+def _raise_for(resp: httpx.Response | _Answer) -> None:
     if resp.status_code < 400:
         return
     try:
@@ -279,7 +279,7 @@ class KubeClient:
         self._watch_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "KubeClient":
+    def from_settings(cls, settings: Any) -> KubeClient:
         return cls(Connection.load(settings.kubeconfig), timeout=settings.api_timeout_seconds)
 
     def close(self) -> None:
@@ -311,7 +311,7 @@ class KubeClient:
 
     def list(self, res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
              field_selector: str | None = None, label_selector_str: str | None = None,
-             cached: bool = False, floor: "ReadFloor | None" = None) -> list[dict]:
+             cached: bool = False, floor: ReadFloor | None = None) -> list[dict]:
         """All items; `cached` serves from the API server's watch cache (resourceVersion=0), cheap but may lag;
         `floor` serves from the watch cache too, but no older than what this process last saw."""
         params: dict[str, Any] = {}
@@ -439,7 +439,7 @@ class AsyncKubeClient:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "AsyncKubeClient":
+    def from_settings(cls, settings: Any) -> AsyncKubeClient:
         return cls(Connection.load(settings.kubeconfig), timeout=settings.api_timeout_seconds)
 
     async def aclose(self) -> None:
@@ -463,7 +463,7 @@ class AsyncKubeClient:
             async with self._open().request(method, url, data=data,
                                             headers=_headers(self.conn, content_type if data is not None else None)) as r:
                 answer = _Answer(r.status, await r.read())
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             _count(method, path, "error")
             raise Unavailable(f"API server unreachable: {exc.__class__.__name__}: {exc}") from exc
         _count(method, path, str(answer.status_code))
@@ -520,7 +520,7 @@ class AsyncKubeClient:
 def event_body(regarding: Mapping[str, Any], reason: str, note: str, type_: str = "Normal",
                action: str = "Reconcile", now: str | None = None) -> dict:
     """An events.k8s.io/v1 Event about an object (shown by `kubectl describe`)."""
-    from .domain.timeutil import utcnow_iso, micro_iso
+    from .domain.timeutil import micro_iso, utcnow_iso
 
     meta = regarding.get("metadata", {})
     return {

@@ -71,4 +71,4 @@ async def refuse_forbidden(url: str) -> None:
 
 async def _resolve(host: str) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]
+    return [str(info[4][0]) for info in infos]  # an address string (typed str | int for AF_UNIX's sake)

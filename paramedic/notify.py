@@ -13,14 +13,14 @@ import logging
 import smtplib
 import ssl
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 
 from paramedic import metrics
-from paramedic.netguard import refuse_forbidden
 from paramedic.domain.notify_render import (
     CHANNELS,
     DeliveryResult,
@@ -31,6 +31,7 @@ from paramedic.domain.notify_render import (
     render_webhook,
     sender_address,
 )
+from paramedic.netguard import refuse_forbidden
 from paramedic.settings import Settings, SettingsError
 
 __all__ = ["DeliveryResult", "Notifier", "redact_url"]
@@ -71,7 +72,7 @@ class Notifier:
         self.http_timeout = http_timeout
         self._http: httpx.AsyncClient | None = None
 
-    async def __aenter__(self) -> "Notifier":
+    async def __aenter__(self) -> Notifier:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -187,7 +188,7 @@ class Notifier:
             try:
                 refused.update(await asyncio.wait_for(
                     asyncio.to_thread(self._smtp_send, msg, recipients, password), overall))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 # The thread may still finish sending; another try could mail twice.
                 raise _Permanent(f"SMTP {s.smtp_host}:{s.smtp_port} did not finish within {overall:.0f} s") from None
 
@@ -195,7 +196,8 @@ class Notifier:
         if result.ok and refused:
             # Some recipients refused, the others got it: report, do not resend to everyone.
             return DeliveryResult("email", [r for r in recipients if r not in refused], ok=True,
-                                  error="refused: " + ", ".join(f"{r} ({code} {_text(m)})" for r, (code, m) in refused.items()),
+                                  error="refused: " + ", ".join(f"{r} ({code} {_text(m)})"
+                                                                for r, (code, m) in refused.items()),
                                   attempts=result.attempts)
         return result
 

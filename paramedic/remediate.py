@@ -18,10 +18,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
-
+from typing import Any
 
 from . import kube
 from .domain.rollout import RolloutStatus, already_restarted, is_paused, restart_patch, rollout_status

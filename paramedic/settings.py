@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 PREFIX = "PARAMEDIC_"
 
@@ -46,7 +47,8 @@ def _setting(default: Any, doc: str, secret: bool = False) -> Any:
 class Settings:
     # --- Kubernetes ---------------------------------------------------------
     kubeconfig: str = _setting("", "Path of a kubeconfig; empty: $KUBECONFIG, ~/.kube/config, then in-cluster")
-    namespace: str = _setting("paramedic", "Paramedic's own namespace (unmatched alerts land here when theirs does not exist)")
+    namespace: str = _setting("paramedic", "Paramedic's own namespace "
+                                                    "(unmatched alerts land here when theirs does not exist)")
     watch_namespaces: list[str] = _setting([], "Comma-separated namespaces the operator watches; empty: all namespaces")
     api_timeout_seconds: float = _setting(10.0, "Timeout of one Kubernetes API request")
     # --- Operator -----------------------------------------------------------
@@ -70,14 +72,17 @@ class Settings:
     webhook_insecure: bool = _setting(False, "Allow the receiver to run without a token (local use only)")
     webhook_max_body_bytes: int = _setting(1024 * 1024, "Largest accepted request body; larger gets 413")
     webhook_url: str = _setting("", "URL of the receiver, used by `kubectl paramedic fire`")
-    webhook_max_alerts: int = _setting(1000, "Most alerts accepted in one request; more gets 400 (set Alertmanager's max_alerts)")
+    webhook_max_alerts: int = _setting(1000, "Most alerts accepted in one request; more gets 400 "
+                                                  "(set Alertmanager's max_alerts)")
     webhook_bind: str = _setting("0.0.0.0:8080", "HOST:PORT the receiver listens on (`paramedic-webhook --bind`)")
     webhook_workers: int = _setting(1, "gunicorn worker processes of the receiver (metrics are per process: keep 1)")
     webhook_threads: int = _setting(8, "Threads per receiver worker (concurrent requests)")
-    correlation_window_seconds: int = _setting(300, "Alerts of one service and severity this close together share an incident")
+    correlation_window_seconds: int = _setting(300, "Alerts of one service and severity this close "
+                                                         "together share an incident")
     # --- Remediation ----------------------------------------------------------
     remediation_enabled: bool = _setting(True, "Global switch: false stops all remediation")
-    playbooks_dir: str = _setting(_default_playbooks_dir, "Directory remediation playbooks are taken from (paths leaving it are refused)")
+    playbooks_dir: str = _setting(_default_playbooks_dir, "Directory remediation playbooks are taken "
+                                                           "from (paths leaving it are refused)")
     ansible_timeout_seconds: int = _setting(300, "Default time limit of one playbook run")
     rollout_timeout_seconds: int = _setting(300, "How long a restart waits for its rollout")
     # --- Notifications --------------------------------------------------------
@@ -98,7 +103,7 @@ class Settings:
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING, ERROR")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
@@ -173,7 +178,7 @@ def markdown_table() -> str:
         elif f.name == "playbooks_dir":
             default = "playbooks/ beside the package"
         else:
-            default = ",".join(f.default_factory()) if f.default_factory is not dataclasses.MISSING else ""  # type: ignore[misc]
+            default = ",".join(f.default_factory()) if f.default_factory is not dataclasses.MISSING else ""
         if isinstance(default, bool):
             default = str(default).lower()
         shown = f"`{default}`" if default not in ("", []) else "(empty)"

@@ -8,9 +8,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 from paramedic.devcluster import REPO, free_port
 
@@ -29,7 +29,8 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: fl
         except Exception as exc:  # conditions may race object creation
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
+                         + (f" (last error: {last_exc})" if last_exc else ""))
 
 
 class SwitchableService:
@@ -99,7 +100,7 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "OperatorProcess":
+    def start(self) -> OperatorProcess:
         env = dict(os.environ)
         env.update({
             "PARAMEDIC_KUBECONFIG": str(self.kubeconfig),
@@ -156,7 +157,7 @@ class MailSink:
 
         self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
 
-    def start(self) -> "MailSink":
+    def start(self) -> MailSink:
         self._controller.start()
         return self
 
@@ -185,7 +186,7 @@ class WebhookProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait: bool = True) -> "WebhookProcess":
+    def start(self, wait: bool = True) -> WebhookProcess:
         import httpx
 
         env = {k: v for k, v in os.environ.items() if k != "PARAMEDIC_WEBHOOK_TOKEN"}

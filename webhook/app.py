@@ -13,7 +13,8 @@ import json
 import logging
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -113,7 +114,7 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
         return jsonify(status="ok", received=len(alerts), **result.as_dict())
 
     @app.post("/api/v1/alertmanager")
-    def alertmanager():  # type: ignore[no-untyped-def]
+    def alertmanager():
         # Alertmanager's payload (version 4) and Grafana alerting's (version 1+, same shape).
         def parse(payload: Any) -> list[dom.Alert]:
             alerts = dom.parse_alertmanager(payload, max_alerts=max_alerts)
@@ -126,26 +127,26 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
         return receive(parse, "alertmanager")
 
     @app.post("/api/v1/alerts")
-    def generic_alerts():  # type: ignore[no-untyped-def]
+    def generic_alerts():
         return receive(lambda p: dom.parse_generic(p, now=utcnow(), max_alerts=max_alerts), "api")
 
     @app.get("/healthz")
-    def healthz():  # type: ignore[no-untyped-def]
+    def healthz():
         return jsonify(status="ok")
 
     @app.get("/readyz")
-    def readyz():  # type: ignore[no-untyped-def]
+    def readyz():
         if client.healthy():
             return jsonify(status="ok")
         return _error(503, "Kubernetes API server not reachable", retry_after=RETRY_AFTER_UNAVAILABLE)
 
     @app.get("/metrics", endpoint="metrics")
-    def metrics_route():  # type: ignore[no-untyped-def]
+    def metrics_route():
         body, content_type = metrics.exposition()
         return Response(body, content_type=content_type)
 
     @app.get("/api/v1/incidents/<namespace>/<name>/report.md")
-    def report(namespace: str, name: str):  # type: ignore[no-untyped-def]
+    def report(namespace: str, name: str):
         if not _DNS_LABEL.match(namespace):
             return _error(400, "namespace: not a valid namespace name", "namespace")
         if not _DNS_SUBDOMAIN.match(name):
@@ -168,14 +169,14 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
         return Response(render(incident, utcnow()), content_type="text/markdown; charset=utf-8")
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+    def http_error(exc: HTTPException):
         resp = _error(exc.code or 500, exc.description or exc.name)
         if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             resp.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return resp
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+    def unexpected(exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.path)
         return _error(500, f"internal error: {exc.__class__.__name__}")
 

@@ -34,7 +34,7 @@ class TokenSource:
             self._reload(initial=True)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "TokenSource":
+    def from_settings(cls, settings: Any) -> TokenSource:
         """Raises SettingsError when no token is configured and insecure mode is off."""
         source = cls(settings.webhook_token, settings.webhook_token_file, settings.webhook_insecure)
         if not source.current() and not settings.webhook_insecure:

@@ -83,12 +83,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from gunicorn.app.base import BaseApplication
 
-    class Server(BaseApplication):  # type: ignore[misc]
+    class Server(BaseApplication):
         def load_config(self) -> None:
             for key, value in gunicorn_options(args, settings).items():
                 self.cfg.set(key, value)
 
-        def load(self):  # type: ignore[no-untyped-def]
+        def load(self):
             from .app import create_app
             return create_app(settings)
 

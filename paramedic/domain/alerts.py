@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .lifecycle import append_timeline, is_active, timeline_entry
 from .timeutil import iso, iso_ms, parse
@@ -66,7 +67,7 @@ ALERTS_BYTES_BUDGET = 400_000
 """About how large status.alerts may grow: etcd refuses objects over 1.5 MB, and every write costs per byte."""
 
 # Alertmanager writes Go's zero time for "no end"; anything before 1971 is that.
-_NO_TIME_BEFORE = datetime(1971, 1, 1, tzinfo=timezone.utc)
+_NO_TIME_BEFORE = datetime(1971, 1, 1, tzinfo=UTC)
 
 
 class PayloadError(ValueError):
@@ -498,7 +499,7 @@ class Workload:
 class Claim:
     """Which MonitoredService an alert belongs to, and by which rule."""
 
-    service: dict
+    service: dict[str, Any]
     rule: str
 
     @property
@@ -560,15 +561,15 @@ class RoutingTable:
     """MonitoredServices indexed for `claim`: build one per namespace and request, and routing an
     alert costs its selectors plus a few dict lookups, however many services have targets."""
 
-    def __init__(self, services: Iterable[dict]):
+    def __init__(self, services: Iterable[dict[str, Any]]):
         self.services = sorted(services, key=_name)
         self.namespaces = {_namespace_of(svc) for svc in self.services}
         # Name order throughout: the first match is the smallest name (the tie-break).
         self.selectors = [(svc, sel) for svc in self.services
                           if (sel := (svc.get("spec") or {}).get("alertSelector"))]
-        self.by_name: dict[str, dict] = {}
-        self.by_target: dict[tuple[str | None, Workload], dict] = {}
-        self.targets: list[tuple[str | None, Workload, dict]] = []
+        self.by_name: dict[str, dict[str, Any]] = {}
+        self.by_target: dict[tuple[str | None, Workload], dict[str, Any]] = {}
+        self.targets: list[tuple[str | None, Workload, dict[str, Any]]] = []
         prefixes: dict[str | None, dict[int, set[str]]] = {}
         for svc in self.services:
             self.by_name.setdefault(_name(svc), svc)
@@ -586,18 +587,18 @@ class RoutingTable:
         """Whether a target of `namespace` could have named a pod `pod` (see `could_own_pod`)."""
         return any(len(pod) > n and pod[:n] in names for n, names in self._prefixes.get(namespace, ()))
 
-    def scoped(self, namespace: str | None) -> "RoutingTable":
+    def scoped(self, namespace: str | None) -> RoutingTable:
         """This table, or one holding only the services an alert of `namespace` may reach."""
         if namespace is None or self.namespaces <= {None, namespace}:
             return self
         return RoutingTable(svc for svc in self.services if _namespace_of(svc) in (None, namespace))
 
 
-def _table(services: "RoutingTable | Iterable[dict]") -> RoutingTable:
+def _table(services: RoutingTable | Iterable[dict[str, Any]]) -> RoutingTable:
     return services if isinstance(services, RoutingTable) else RoutingTable(services)
 
 
-def pod_to_look_up(alert: Alert, services: "RoutingTable | Iterable[dict]") -> str | None:
+def pod_to_look_up(alert: Alert, services: RoutingTable | Iterable[dict[str, Any]]) -> str | None:
     """The pod whose owner would decide the claim, or None when no lookup can help: the
     alert has no namespace or `pod` label, or no target of the namespace could own a pod so named."""
     pod = alert.labels.get(POD_LABEL)
@@ -607,7 +608,7 @@ def pod_to_look_up(alert: Alert, services: "RoutingTable | Iterable[dict]") -> s
     return pod if _table(services).could_own(ns, pod) else None
 
 
-def claim(alert: Alert, services: "RoutingTable | Iterable[dict]", *, pod_owner: Workload | None = None,
+def claim(alert: Alert, services: RoutingTable | Iterable[dict[str, Any]], *, pod_owner: Workload | None = None,
           pod_gone: bool = False) -> Claim | None:
     """The MonitoredService an alert belongs to, and the rule that decided (see the rules above).
 
@@ -624,23 +625,23 @@ def claim(alert: Alert, services: "RoutingTable | Iterable[dict]", *, pod_owner:
             return Claim(svc, CLAIM_SELECTOR)
     wanted = labels.get("service")
     if wanted:
-        svc = table.by_name.get(wanted)
-        if svc is not None:
-            return Claim(svc, CLAIM_SERVICE_LABEL)
+        named = table.by_name.get(wanted)
+        if named is not None:
+            return Claim(named, CLAIM_SERVICE_LABEL)
     if ns is None or not table.targets:
         return None  # a workload is named within a namespace: no namespace, no claim by target
-    best: dict | None = None
+    best: dict[str, Any] | None = None
     for label, kind in WORKLOAD_LABELS.items():
         value = labels.get(label)
-        svc = table.by_target.get((ns, Workload(kind, value))) if value else None
-        if svc is not None and (best is None or _name(svc) < _name(best)):
-            best = svc
+        by_label = table.by_target.get((ns, Workload(kind, value))) if value else None
+        if by_label is not None and (best is None or _name(by_label) < _name(best)):
+            best = by_label
     if best is not None:
         return Claim(best, CLAIM_WORKLOAD_LABEL)
     if pod_owner is not None:
-        svc = table.by_target.get((ns, pod_owner))
-        if svc is not None:
-            return Claim(svc, CLAIM_POD_OWNER)
+        owned = table.by_target.get((ns, pod_owner))
+        if owned is not None:
+            return Claim(owned, CLAIM_POD_OWNER)
     pod = labels.get(POD_LABEL)
     if pod_gone and pod:
         for target_ns, target, svc in table.targets:
@@ -649,8 +650,8 @@ def claim(alert: Alert, services: "RoutingTable | Iterable[dict]", *, pod_owner:
     return None
 
 
-def match_service(alert: Alert, services: "RoutingTable | Iterable[dict]", *, pod_owner: Workload | None = None,
-                  pod_gone: bool = False) -> dict | None:
+def match_service(alert: Alert, services: RoutingTable | Iterable[dict[str, Any]], *, pod_owner: Workload | None = None,
+                  pod_gone: bool = False) -> dict[str, Any] | None:
     """The MonitoredService an alert belongs to, or None (see `claim`)."""
     found = claim(alert, services, pod_owner=pod_owner, pod_gone=pod_gone)
     return found.service if found else None
@@ -661,7 +662,8 @@ def _namespace_of(obj: Mapping[str, Any]) -> str | None:
 
 
 def _name(obj: Mapping[str, Any]) -> str:
-    return obj.get("metadata", {}).get("name", "")
+    name: str = obj.get("metadata", {}).get("name", "")
+    return name
 
 
 def incident_severity(alert: Alert, service: Mapping[str, Any] | None) -> str:

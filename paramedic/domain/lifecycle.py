@@ -7,8 +7,9 @@ every state reached (including skipped ones), MTTA and MTTR.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from .timeutil import iso, iso_ms, parse_or_none
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import email.policy
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import jinja2
 
@@ -199,7 +200,8 @@ def _template_event(event: str) -> str:
 
 
 def headline(n: Notification) -> str:
-    return _context(n)["headline"]
+    text: str = _context(n)["headline"]
+    return text
 
 
 def render_subject(n: Notification) -> str:

@@ -9,9 +9,10 @@ one listed last. People are identified by e-mail (case-insensitive).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from .timeutil import parse, parse_or_none
 

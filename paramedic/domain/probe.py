@@ -8,6 +8,7 @@ MonitoredService status, so a restarted operator continues where it stopped.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -38,7 +39,7 @@ class ProbeSpec:
     success_threshold: int = 2
 
     @classmethod
-    def from_service(cls, service: dict) -> "ProbeSpec | None":
+    def from_service(cls, service: dict[str, Any]) -> ProbeSpec | None:
         """None when the service has no probe."""
         spec = service.get("spec", {})
         probe = spec.get("probe")
@@ -56,9 +57,10 @@ class ProbeSpec:
         )
 
 
-def probe_url(probe: dict, namespace: str) -> str:
+def probe_url(probe: dict[str, Any], namespace: str) -> str:
     if probe.get("url"):
-        return probe["url"]
+        url: str = probe["url"]
+        return url
     svc = probe.get("service") or {}
     path = svc.get("path", "/")
     if not path.startswith("/"):
@@ -101,7 +103,7 @@ class ProbeState:
     last_probe: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_status(cls, status: dict | None) -> "ProbeState":
+    def from_status(cls, status: dict[str, Any] | None) -> ProbeState:
         s = status or {}
         hist = tuple((int(b.get("start", 0)), int(b.get("ok", 0)), int(b.get("total", 0)))
                      for b in s.get("probeHistory") or [])
@@ -116,7 +118,7 @@ class ProbeState:
             last_probe=dict(s.get("lastProbe") or {}),
         )
 
-    def to_status(self, now: datetime) -> dict:
+    def to_status(self, now: datetime) -> dict[str, Any]:
         return {
             "health": self.health,
             "consecutiveSuccesses": self.consecutive_successes,
@@ -206,7 +208,8 @@ def _write_due(previous: object, now: datetime, phase: int) -> bool:
     return (int(before.timestamp()) - phase) // BUCKET_SECONDS != (int(now.timestamp()) - phase) // BUCKET_SECONDS
 
 
-def _record(history: tuple[tuple[int, int, int], ...], result: ProbeResult, now: datetime):
+def _record(history: tuple[tuple[int, int, int], ...], result: ProbeResult,
+            now: datetime) -> tuple[tuple[tuple[int, int, int], ...], bool]:
     start = int(now.timestamp()) // BUCKET_SECONDS * BUCKET_SECONDS
     cutoff = start - DAY_SECONDS
     kept = [b for b in history if b[0] > cutoff]
@@ -218,7 +221,7 @@ def _record(history: tuple[tuple[int, int, int], ...], result: ProbeResult, now:
     return tuple(kept), rolled
 
 
-def availability(history, now: datetime, window_seconds: int) -> float | None:
+def availability(history: Iterable[tuple[int, int, int]], now: datetime, window_seconds: int) -> float | None:
     since = now.timestamp() - window_seconds
     ok = total = 0
     for start, o, t in history:

@@ -14,9 +14,10 @@ action was tried (list an action twice to try it twice).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from .lifecycle import PAUSED_ANNOTATION
 from .timeutil import parse_or_none

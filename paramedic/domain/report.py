@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .alerts import entry_fingerprint
 from .lifecycle import is_active
@@ -176,7 +177,7 @@ def _metrics(status: Mapping[str, Any]) -> list[str]:
             return "-"
         return "**yes**" if sla.get(f"{kind}Breached") else "no"
 
-    rows = [
+    rows: list[list[Any]] = [
         ["MTTA (time to acknowledge)", secs("mttaSeconds")],
         ["MTTR (time to resolve)", secs("mttrSeconds")],
         ["SLA acknowledge target", target("acknowledge")],

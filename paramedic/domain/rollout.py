@@ -7,8 +7,9 @@ Paramedic records reads like what an operator would see in a terminal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 KINDS = ("Deployment", "StatefulSet", "DaemonSet")

@@ -7,8 +7,9 @@ status.sla when the incident opens; breaches are recorded there once each.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from .timeutil import iso, parse, parse_or_none
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from .lifecycle import ACTIVE_STATES, STATES
 from .sla import DEFAULTS
@@ -39,7 +40,7 @@ def summarize(values: list[float]) -> dict[str, Any]:
     }
 
 
-def _seconds(incidents: list[Mapping[str, Any]], field: str) -> list[float]:
+def _seconds(incidents: Sequence[Mapping[str, Any]], field: str) -> list[float]:
     out = []
     for inc in incidents:
         value = (inc.get("status") or {}).get(field)
@@ -48,13 +49,13 @@ def _seconds(incidents: list[Mapping[str, Any]], field: str) -> list[float]:
     return out
 
 
-def _ordered_counts(counter: Counter, order: tuple[str, ...] = ()) -> dict[str, int]:
+def _ordered_counts(counter: Counter[str], order: tuple[str, ...] = ()) -> dict[str, int]:
     """Counts in a stable order: known keys first in `order`, then the rest by name."""
     keys = [k for k in order if k in counter] + sorted(k for k in counter if k not in order)
     return {k: counter[k] for k in keys}
 
 
-def compute_stats(incidents: list[Mapping[str, Any]], now: datetime, window: timedelta | None = None) -> dict[str, Any]:
+def compute_stats(incidents: Sequence[Mapping[str, Any]], now: datetime, window: timedelta | None = None) -> dict[str, Any]:
     """Figures over the incidents created within `window` before `now` (all when None)."""
     if window is not None:
         since = now - window
@@ -120,4 +121,4 @@ def render_stats_table(stats: Mapping[str, Any]) -> str:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Left-aligned columns separated by three spaces, like kubectl."""
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    return ["   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header] + rows]
+    return ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in [header] + rows]

@@ -16,7 +16,9 @@ import uuid
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from paramedic import kube
 from paramedic.settings import Settings

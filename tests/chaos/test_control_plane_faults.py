@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -41,7 +41,7 @@ class RetryingSender:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._i = 0
 
-    def start(self) -> "RetryingSender":
+    def start(self) -> RetryingSender:
         self._thread.start()
         return self
 
@@ -57,7 +57,7 @@ class RetryingSender:
                 self._i += 1
                 body = {"service": self.service, "severity": "critical", "message": f"errors on {instance}",
                         "labels": {"namespace": self.namespace, "instance": instance, "app": self.service},
-                        "timestamp": iso_ms(datetime.now(timezone.utc))}
+                        "timestamp": iso_ms(datetime.now(UTC))}
                 delay = 0.2
                 while time.monotonic() < self._deadline:
                     try:
@@ -95,7 +95,7 @@ def test_api_server_down_30s_during_an_alert_stream(private_cluster, private_nam
     am = Alertmanager(tmp_path / "am", hook.url + "/api/v1/alertmanager", TOKEN)
     sender = RetryingSender(hook.url, ns, "checkout").start()
     injected_am: list[str] = []
-    starts = datetime.now(timezone.utc) - timedelta(seconds=5)
+    starts = datetime.now(UTC) - timedelta(seconds=5)
 
     def inject(n: int) -> None:
         for _ in range(n):

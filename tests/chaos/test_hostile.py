@@ -64,14 +64,12 @@ INJECTED_TITLE = "checkout down\r\nBcc: evil@example.com\r\nX-Injected: yes\r\n\
 def test_header_injection_in_a_title_stays_in_the_subject(kube_client, namespace, operators, kubeconfig, mail):
     kube_client.create(kube.MONITORED_SERVICES, msvc("checkout", notify={"admins": ["ops@example.com"]},
                                                      runbookURL="javascript:alert(document.cookie)"), namespace)
-    try:
-        kube_client.create(kube.INCIDENTS, incident("inject", title=INJECTED_TITLE,
-                                                    description="line1\r\nSubject: forged\r\n.\r\nMAIL FROM:<x@y>"),
-                           namespace)
-        stored = kube_client.get(kube.INCIDENTS, "inject", namespace)["spec"]["title"]
-    except kube.Invalid as exc:  # refusing control characters outright is fine too
-        assert "title" in exc.message
-        return
+    # The CRD puts no pattern on a title (alert summaries are free text): it is accepted and
+    # stored byte for byte, and made safe where it is used (the e-mail below).
+    kube_client.create(kube.INCIDENTS, incident("inject", title=INJECTED_TITLE,
+                                                description="line1\r\nSubject: forged\r\n.\r\nMAIL FROM:<x@y>"),
+                       namespace)
+    stored = kube_client.get(kube.INCIDENTS, "inject", namespace)["spec"]["title"]
     assert stored == INJECTED_TITLE  # carried as data
     operators(kubeconfig, namespace, env={"PARAMEDIC_SMTP_HOST": "127.0.0.1", "PARAMEDIC_SMTP_PORT": str(mail.port),
                                           "PARAMEDIC_SMTP_FROM": "paramedic@example.com"})

@@ -146,7 +146,8 @@ def stuck(client, ns) -> str:
         rem = st.get("remediation") or {}
         svc = client.get(kube.MONITORED_SERVICES, inc["spec"]["service"], ns).get("status") or {}
         lines.append(f"{inc['metadata']['name']}: state {inc['spec'].get('state')}, phase {rem.get('phase')} "
-                     f"({rem.get('message')}), attempts {[(a.get('result'), a.get('message')) for a in rem.get('attempts') or []]}, "
+                     f"({rem.get('message')}), "
+                     f"attempts {[(a.get('result'), a.get('message')) for a in rem.get('attempts') or []]}, "
                      f"service claim {svc.get('remediation')}, last timeline "
                      f"{[(e['type'], e['message']) for e in (st.get('timeline') or [])[-3:]]}")
     return "\n".join(lines)

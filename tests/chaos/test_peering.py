@@ -3,7 +3,6 @@ stands by, nothing is remediated twice, and the standby takes over when the acti
 
 from __future__ import annotations
 
-
 import pytest
 
 from paramedic import kube

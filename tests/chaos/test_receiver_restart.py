@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -69,7 +69,7 @@ def test_receiver_restarted_during_a_storm_loses_nothing(kube_client, namespace,
         kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": app}, "spec": {
             "target": {"name": app}, "alertSelector": {"matchLabels": {"app": app}}}}, namespace)
     hook = webhooks(kubeconfig, namespace, TOKEN)
-    starts = datetime.now(timezone.utc)
+    starts = datetime.now(UTC)
     senders = [Sender(hook.url, namespace, app, starts) for app in apps]
     started = time.monotonic()
     for s in senders:

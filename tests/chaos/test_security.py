@@ -10,13 +10,13 @@ login (tests/e2e/test_notify_smtp.py).
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-import threading
 
 import httpx
-import yaml
 import pytest
+import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -144,9 +144,11 @@ def test_secrets_never_appear_in_logs_status_or_events(kube_client, namespace, o
         "webhook log": receiver.logs(),
         "incidents": json.dumps(kube_client.list(kube.INCIDENTS, namespace)),
         "services": json.dumps(kube_client.list(kube.MONITORED_SERVICES, namespace)),
-        "events": json.dumps(kube_client.list(kube.EVENTS, namespace)) + json.dumps(kube_client.list(EVENTS_CORE, namespace)),
+        "events": (json.dumps(kube_client.list(kube.EVENTS, namespace))
+                   + json.dumps(kube_client.list(EVENTS_CORE, namespace))),
     }
-    assert len(places["operator log"]) > 1000 and "DEBUG" in places["operator log"], "the operator logged too little to judge"
+    assert len(places["operator log"]) > 1000 and "DEBUG" in places["operator log"], \
+        "the operator logged too little to judge"
     leaks = [f"{what} in the {where}" for where, text in places.items() for what, secret in secrets.items()
              if secret in text]
     assert not leaks, leaks

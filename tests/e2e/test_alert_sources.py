@@ -5,7 +5,7 @@ target's own labels (deployment, pod → ReplicaSet → Deployment) with no aler
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -15,8 +15,7 @@ from paramedic.domain import alerts as dom
 from paramedic.domain.timeutil import iso_ms
 from paramedic.webhook.app import create_app
 from tests.e2e.test_control_plane import deployment, running_pods
-from tests.e2e.test_webhook import (TOKEN, Receiver, am_payload, http, post, receiver,  # noqa: F401 (fixtures)
-                                    receiver_settings)
+from tests.e2e.test_webhook import TOKEN, Receiver, am_payload, http, post, receiver, receiver_settings  # noqa: F401 (fixtures)
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -26,14 +25,14 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 def grafana_alert(status: str = "firing", starts: datetime | None = None, **labels: str) -> dict:
     labels = {"alertname": "CheckoutMemoryHigh", "grafana_folder": "shop", **labels}
-    starts = starts or datetime.now(timezone.utc)
+    starts = starts or datetime.now(UTC)
     return {
         "status": status,
         "labels": labels,
         "annotations": {"summary": "checkout memory above 90%"},
         # Grafana writes local times with an offset.
         "startsAt": starts.astimezone(timezone(timedelta(hours=2))).isoformat(),
-        "endsAt": iso_ms(datetime.now(timezone.utc)) if status == "resolved" else "0001-01-01T00:00:00Z",
+        "endsAt": iso_ms(datetime.now(UTC)) if status == "resolved" else "0001-01-01T00:00:00Z",
         "generatorURL": "https://grafana.example.com/alerting/grafana/mem1/view?orgId=1",
         "fingerprint": dom.labels_fingerprint(labels),
         "silenceURL": "https://grafana.example.com/alerting/silence/new?alertmanager=grafana&matcher=alertname%3DX",
@@ -59,8 +58,8 @@ def ksm_alert(name: str, status: str = "firing", starts: datetime | None = None,
         "status": status,
         "labels": labels,
         "annotations": {"summary": f"{name} on {labels.get('deployment') or labels.get('pod')}"},
-        "startsAt": iso_ms(starts or datetime.now(timezone.utc)),
-        "endsAt": iso_ms(datetime.now(timezone.utc)) if status == "resolved" else "0001-01-01T00:00:00Z",
+        "startsAt": iso_ms(starts or datetime.now(UTC)),
+        "endsAt": iso_ms(datetime.now(UTC)) if status == "resolved" else "0001-01-01T00:00:00Z",
         "fingerprint": dom.labels_fingerprint(labels),
     }
 
@@ -81,7 +80,7 @@ def test_grafana_payload_creates_and_resolves_an_incident(kube_client, namespace
     kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "checkout"}, "spec": {
         "target": {"name": "checkout"}, "severity": "high",
         "alertSelector": {"matchLabels": {"grafana_folder": "shop"}}}}, namespace)
-    starts = datetime.now(timezone.utc) - timedelta(seconds=20)
+    starts = datetime.now(UTC) - timedelta(seconds=20)
     firing = grafana_alert(starts=starts, namespace=namespace)
 
     out = post(http, receiver, grafana_payload(firing))
@@ -172,7 +171,7 @@ def test_pod_label_reaches_the_service_that_owns_the_pod(kube_client, namespace,
     for name in ("web", "web-api"):
         kube_client.create(kube.MONITORED_SERVICES, target_service(name), namespace)
     web_pod, api_pod = web_pods[0]["metadata"]["name"], api_pods[0]["metadata"]["name"]
-    starts = datetime.now(timezone.utc)
+    starts = datetime.now(UTC)
     crash = ksm_alert("KubePodCrashLooping", starts=starts, namespace=namespace, pod=web_pod, container="app",
                       severity="warning")
     # web-api's pods also start with "web-": only their owner decides.
@@ -192,7 +191,7 @@ def test_pod_label_reaches_the_service_that_owns_the_pod(kube_client, namespace,
     fresh = Receiver(create_app(receiver_settings(namespace), kube_client))
     try:
         resp = http.post(fresh.url + "/api/v1/alertmanager",
-                         json=am_payload({**crash, "status": "resolved", "endsAt": iso_ms(datetime.now(timezone.utc))}))
+                         json=am_payload({**crash, "status": "resolved", "endsAt": iso_ms(datetime.now(UTC))}))
         assert resp.status_code == 200, resp.text
         assert resp.json()["resolved"] == 1 and resp.json()["autoResolved"] == 1
     finally:

@@ -11,8 +11,7 @@ import pytest
 from paramedic import kube
 from tests.e2e.test_control_plane import deployment
 from tests.e2e.test_operator_lifecycle import schedule, smtp_env
-from tests.e2e.test_webhook import am_alert, am_payload, post, resolved, TOKEN  # noqa: F401 (fixtures below)
-from tests.e2e.test_webhook import http, receiver  # noqa: F401
+from tests.e2e.test_webhook import TOKEN, am_alert, am_payload, http, post, receiver, resolved  # noqa: F401 (fixtures below)  # noqa: F401
 from tests.helpers import MailSink, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ def incidents(client: kube.KubeClient, ns: str) -> list[dict]:
 def test_alertmanager_groups_resends_and_resolutions(kube_client, namespace, live_receiver, start_alertmanager):
     make_service(kube_client, namespace, "checkout")
     am = start_alertmanager(live_receiver)
-    starts = datetime.now(timezone.utc) - timedelta(seconds=30)
+    starts = datetime.now(UTC) - timedelta(seconds=30)
     alerts = [injected("HighLatency", namespace, f"10.0.0.{i}", starts) for i in range(3)]
     am.post_alerts(alerts)
 
@@ -165,7 +165,7 @@ def test_alertmanager_groups_resends_and_resolutions(kube_client, namespace, liv
     assert len(same["status"]["timeline"]) == len(inc["status"]["timeline"])
 
     # Resolution: the same alerts with endsAt in the past.
-    ended = datetime.now(timezone.utc) - timedelta(seconds=1)
+    ended = datetime.now(UTC) - timedelta(seconds=1)
     am.post_alerts([injected("HighLatency", namespace, f"10.0.0.{i}", starts, ends=ended) for i in range(3)])
 
     def resolved():
@@ -182,7 +182,7 @@ def test_alertmanager_groups_resends_and_resolutions(kube_client, namespace, liv
 def test_a_wrong_token_is_refused(kube_client, namespace, live_receiver, start_alertmanager):
     make_service(kube_client, namespace, "checkout")
     am = start_alertmanager(live_receiver, token="not-the-token")
-    am.post_alerts([injected("HighLatency", namespace, "10.0.0.1", datetime.now(timezone.utc))])
+    am.post_alerts([injected("HighLatency", namespace, "10.0.0.1", datetime.now(UTC))])
     wait_for(lambda: 401 in live_receiver.statuses(), 30, "the receiver answering 401")
     wait_for(lambda: am.webhook_counter("alertmanager_notifications_failed_total") >= 1, 30,
              "Alertmanager counting the failed notification")
@@ -198,7 +198,7 @@ def test_an_outage_loses_nothing(kube_client, namespace, start_alertmanager):
     receiver = Receiver(create_app(receiver_settings(namespace), closed))
     try:
         am = start_alertmanager(receiver)
-        starts = datetime.now(timezone.utc)
+        starts = datetime.now(UTC)
         am.post_alerts([injected("ErrorBurst", namespace, f"pod-{i}", starts) for i in range(2)])
         wait_for(lambda: receiver.statuses().count(503) >= 2, 60, "Alertmanager retrying after 503s")
         assert incidents(kube_client, namespace) == []
@@ -238,7 +238,7 @@ def test_amtool_alert_reaches_the_service_by_its_deployment_label(kube_client, n
     kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "checkout"}, "spec": {
         "target": {"kind": "Deployment", "name": "checkout"}}}, namespace)
     am = start_alertmanager(live_receiver)
-    starts = (datetime.now(timezone.utc) - timedelta(seconds=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    starts = (datetime.now(UTC) - timedelta(seconds=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
     labels = ["alertname=KubeDeploymentReplicasMismatch", f"namespace={namespace}", "deployment=checkout",
               "severity=warning", "job=kube-state-metrics"]
     amtool(am, "alert", "add", *labels, f"--start={starts}",
@@ -255,7 +255,7 @@ def test_amtool_alert_reaches_the_service_by_its_deployment_label(kube_client, n
     assert "KubeDeploymentReplicasMismatch" in amtool(am, "alert", "query")
 
     # amtool ends the alert; Alertmanager sends the resolution; the incident resolves.
-    ended = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ended = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     amtool(am, "alert", "add", *labels, f"--start={starts}", f"--end={ended}",
            "--annotation=summary=Deployment checkout has not matched the expected number of replicas")
 

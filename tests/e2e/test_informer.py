@@ -22,19 +22,36 @@ def names(items: list[dict]) -> list[str]:
     return sorted(i["metadata"]["name"] for i in items)
 
 
+def count_lists(client: kube.KubeClient) -> list[str]:
+    """Record the namespaces of the LIST fallback's calls (`client.list`; an informer's own
+    LIST goes through `client.request`), so a test can tell an answer from the watch apart."""
+    calls: list[str] = []
+    original = client.list
+
+    def list_(res, namespace=None, *args, **kwargs):
+        calls.append(namespace)
+        return original(res, namespace, *args, **kwargs)
+
+    client.list = list_  # a spy on this one client
+    return calls
+
+
 def test_directory_lists_first_then_follows_the_watch(kube_client, kubeconfig, namespace):
     client = kube.KubeClient(kube.Connection.load(str(kubeconfig)))
+    lists = count_lists(client)
     directory = Directory(client, kube.MONITORED_SERVICES)
     try:
         assert directory.items(namespace) == [], "an empty namespace is answered by a LIST"
-        time.sleep(0.5)
+        assert lists == [namespace]
         assert not directory.fresh(namespace), "no informer for a namespace without services"
+        assert directory.items(namespace) == [] and len(lists) == 2, "still a LIST each time"
 
         kube_client.create(kube.MONITORED_SERVICES, service("checkout"), namespace)
         assert names(wait_for(lambda: directory.items(namespace), 10, "the new service listed")) == ["checkout"]
         wait_for(lambda: directory.fresh(namespace), 10, "a namespace with services to get an informer")
+        listed = len(lists)
 
-        # From now on, answers come from the watch: creations, edits and deletions show.
+        # From now on, answers come from the watch, with no LIST: creations, edits and deletions show.
         kube_client.create(kube.MONITORED_SERVICES, service("cart"), namespace)
         wait_for(lambda: names(directory.items(namespace)) == ["cart", "checkout"], 10, "cart via the watch")
         kube_client.patch(kube.MONITORED_SERVICES, "cart",
@@ -55,6 +72,7 @@ def test_directory_lists_first_then_follows_the_watch(kube_client, kubeconfig, n
         assert len(built) == 1
         kube_client.create(kube.MONITORED_SERVICES, service("basket"), namespace)
         wait_for(lambda: directory.view(namespace, build) == ["basket", "cart"], 10, "the view rebuilt on a change")
+        assert len(lists) == listed, "an answer came from a LIST, not the watch"
     finally:
         directory.stop()
         client.close()

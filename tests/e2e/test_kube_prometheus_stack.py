@@ -12,12 +12,10 @@ import copy
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-from paramedic import kube
 from paramedic.devcluster import REPO, tools_bin
 from paramedic.domain import alerts as dom
 

@@ -13,7 +13,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -237,7 +237,7 @@ def test_server_down_fails_fast_then_delivers_when_it_is_back(smtp_server):
     assert sent_count("email", "failed") == failed_before + 2  # every try is counted
 
     # The operator records it for a later round...
-    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
     entries = nr.record_delivery([], nr.notification_key("opened"), "opened", result, now)
     assert entries[0]["result"] == "retrying" and "cannot connect" in entries[0]["error"]
 
@@ -372,7 +372,7 @@ def test_webhook_500_is_a_failure_with_the_status_code_and_no_secret(hook):
     assert SLACK_SECRET not in result.error
     assert len(hook.requests) == 3
     assert sent_count("slack", "failed") == failed_before + 3
-    entry = nr.record_delivery([], "opened", "opened", result, datetime(2026, 3, 1, tzinfo=timezone.utc))[0]
+    entry = nr.record_delivery([], "opened", "opened", result, datetime(2026, 3, 1, tzinfo=UTC))[0]
     assert entry["result"] == "retrying" and "HTTP 500" in entry["error"]
 
     hook.status = 200

@@ -5,15 +5,16 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paramedic.domain import alerts as dom
 from paramedic.incidents import build_incident
 
-NOW = datetime(2026, 3, 2, 10, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 T0 = "2026-03-02T09:58:01.123456789Z"
 
 
@@ -59,7 +60,7 @@ def test_parses_an_alertmanager_payload():
     [alert] = dom.parse_alertmanager(payload())
     assert alert.status == "firing"
     assert alert.fingerprint == "a1b2c3d4e5f60718"
-    assert alert.starts_at == datetime(2026, 3, 2, 9, 58, 1, 123456, tzinfo=timezone.utc)
+    assert alert.starts_at == datetime(2026, 3, 2, 9, 58, 1, 123456, tzinfo=UTC)
     assert alert.ends_at is None  # Go's zero time means "no end"
     assert alert.key == "a1b2c3d4e5f60718@2026-03-02T09:58:01.123Z"
     assert alert.severity == "critical"
@@ -183,7 +184,7 @@ def test_parses_grafanas_payload_with_its_links_and_values():
     [alert] = dom.parse_alertmanager(grafana_payload())
     assert alert.source == "grafana"
     assert alert.status == "firing" and alert.fingerprint == "c6eadffa33fcdf37"
-    assert alert.starts_at == datetime(2026, 3, 2, 9, 58, 1, 123456, tzinfo=timezone.utc)  # offset honoured
+    assert alert.starts_at == datetime(2026, 3, 2, 9, 58, 1, 123456, tzinfo=UTC)  # offset honoured
     assert alert.ends_at is None
     assert alert.links == {"silenceURL": grafana_alert()["silenceURL"], "dashboardURL": grafana_alert()["dashboardURL"],
                            "panelURL": grafana_alert()["panelURL"]}
@@ -198,10 +199,10 @@ def test_parses_grafanas_payload_with_its_links_and_values():
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("2021-10-12T09:51:03.157076+02:00", datetime(2021, 10, 12, 7, 51, 3, 157076, tzinfo=timezone.utc)),
-    ("2026-03-02T09:58:01.5-05:30", datetime(2026, 3, 2, 15, 28, 1, 500000, tzinfo=timezone.utc)),
-    ("2026-03-02T09:58:01.123456789Z", datetime(2026, 3, 2, 9, 58, 1, 123456, tzinfo=timezone.utc)),
-    ("2026-03-02T09:58:01+01:00", datetime(2026, 3, 2, 8, 58, 1, tzinfo=timezone.utc)),
+    ("2021-10-12T09:51:03.157076+02:00", datetime(2021, 10, 12, 7, 51, 3, 157076, tzinfo=UTC)),
+    ("2026-03-02T09:58:01.5-05:30", datetime(2026, 3, 2, 15, 28, 1, 500000, tzinfo=UTC)),
+    ("2026-03-02T09:58:01.123456789Z", datetime(2026, 3, 2, 9, 58, 1, 123456, tzinfo=UTC)),
+    ("2026-03-02T09:58:01+01:00", datetime(2026, 3, 2, 8, 58, 1, tzinfo=UTC)),
 ])
 def test_times_with_fractions_keep_their_offset(text, expected):
     # Grafana writes local times with an offset after the fraction; its digits are not fractions.
@@ -316,7 +317,7 @@ def test_generic_alert():
     [alert] = dom.parse_generic({"service": "frontend-api", "severity": "high", "message": "HTTP 5xx > 10%",
                                  "labels": {"env": "production"}, "timestamp": "2026-02-09T15:30:00Z"}, now=NOW)
     assert alert.labels == {"env": "production", "service": "frontend-api", "severity": "high"}
-    assert alert.starts_at == datetime(2026, 2, 9, 15, 30, tzinfo=timezone.utc)
+    assert alert.starts_at == datetime(2026, 2, 9, 15, 30, tzinfo=UTC)
     assert alert.status == "firing" and alert.source == "api"
     assert alert.title == "HTTP 5xx > 10%"
     assert alert.fingerprint == dom.labels_fingerprint(alert.labels)
@@ -462,9 +463,9 @@ DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 def test_names_are_deterministic_per_window():
-    a = dom.incident_name("checkout", "critical", datetime(2026, 3, 2, 10, 0, 1, tzinfo=timezone.utc), 300)
-    b = dom.incident_name("checkout", "critical", datetime(2026, 3, 2, 10, 4, 59, tzinfo=timezone.utc), 300)
-    c = dom.incident_name("checkout", "critical", datetime(2026, 3, 2, 10, 5, 0, tzinfo=timezone.utc), 300)
+    a = dom.incident_name("checkout", "critical", datetime(2026, 3, 2, 10, 0, 1, tzinfo=UTC), 300)
+    b = dom.incident_name("checkout", "critical", datetime(2026, 3, 2, 10, 4, 59, tzinfo=UTC), 300)
+    c = dom.incident_name("checkout", "critical", datetime(2026, 3, 2, 10, 5, 0, tzinfo=UTC), 300)
     assert a == b != c
     assert a.startswith("checkout-critical-")
     assert dom.incident_name("checkout", "critical", NOW, 300, attempt=2) == \
@@ -481,7 +482,7 @@ def test_bucket_is_compact():
 @given(st.text(min_size=1, max_size=400), st.sampled_from(dom.SEVERITIES),
        st.integers(min_value=0, max_value=4_000_000_000), st.integers(min_value=1, max_value=100))
 def test_names_are_always_valid(service, severity, epoch, attempt):
-    name = dom.incident_name(service, severity, datetime.fromtimestamp(epoch, timezone.utc), 300, attempt)
+    name = dom.incident_name(service, severity, datetime.fromtimestamp(epoch, UTC), 300, attempt)
     assert DNS1123.match(name) and len(name) <= 253
 
 

@@ -1,13 +1,13 @@
 """The CLI's pure parts: parsing, formatting, views. The commands run end to end in tests/e2e/test_cli.py."""
 
 import argparse
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from paramedic import cli
 
-NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("text,expected", [

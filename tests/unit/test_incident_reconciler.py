@@ -1,10 +1,10 @@
 """Pure decisions of the incident reconciler."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from paramedic.operator.incidents import CREATOR_GRACE_SECONDS, _awaiting_creator
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def incident(source: str, status: dict | None = None) -> dict:

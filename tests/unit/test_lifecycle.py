@@ -1,10 +1,10 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from paramedic.domain import lifecycle as lc
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def test_states_order_and_active():
@@ -151,11 +151,11 @@ def test_set_condition_keeps_other_conditions_and_rejects_bad_status():
 
 
 def test_changed_at_uses_the_changers_stamp_only_when_it_fits():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from paramedic.domain.lifecycle import changed_at, state_patch
 
-    created = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    created = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     now = created + timedelta(minutes=10)
     acked = created + timedelta(minutes=3)
     patch = state_patch("acknowledged", "alice", "on it", acked)

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -8,7 +8,7 @@ from paramedic.domain import oncall
 from paramedic.domain.oncall import Person
 from paramedic.domain.timeutil import iso, parse
 
-START = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
+START = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
 ALICE = {"name": "Alice", "email": "alice@example.com"}
 BOB = {"name": "Bob", "email": "bob@example.com"}
 CAROL = {"name": "Carol", "email": "carol@example.com"}

@@ -1,9 +1,21 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from paramedic.domain.probe import (DEGRADED, DOWN, HEALTHY, UNKNOWN, ProbeSpec, ProbeState, advance, availability,
-                                    classify, incident_name, probe_url, write_phase)
+from paramedic.domain.probe import (
+    DEGRADED,
+    DOWN,
+    HEALTHY,
+    UNKNOWN,
+    ProbeSpec,
+    ProbeState,
+    advance,
+    availability,
+    classify,
+    incident_name,
+    probe_url,
+    write_phase,
+)
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SPEC = ProbeSpec(url="http://x/healthz", expected_status=200, interval=10, timeout=2, latency_threshold_ms=500,
                  failure_threshold=3, success_threshold=2)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,7 +17,7 @@ from paramedic.domain.remediation import (
 )
 from paramedic.domain.timeutil import iso
 
-NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 RESTART = {"restart": {}}
 ANSIBLE = {"ansible": {"playbook": "restart-deployment.yml", "extraVars": {}, "timeoutSeconds": 300}}
 SCALE = {"scale": {"replicas": 3}}

@@ -7,7 +7,7 @@ and review the diff.
 
 import copy
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ import pytest
 from paramedic.domain import report
 
 GOLDEN = Path(__file__).parent / "golden" / "postmortem.md"
-NOW = datetime(2026, 3, 2, 9, 30, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)
 
 INCIDENT = {
     "apiVersion": "paramedic.dev/v1alpha1",

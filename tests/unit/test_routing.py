@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,7 +11,7 @@ from paramedic import kube, metrics
 from paramedic.domain import alerts as dom
 from paramedic.owners import PodOwner, PodOwners
 
-NOW = datetime(2026, 3, 2, 10, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 
 
 def alert(**labels: str) -> dom.Alert:

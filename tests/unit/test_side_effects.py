@@ -6,18 +6,29 @@ from paramedic.operator.runtime import SideEffects
 def test_one_task_per_key_results_kept_for_owners_only():
     async def scenario():
         woken = []
-        effects = SideEffects(done_callback=woken.append)
+        both_done = asyncio.Event()
+
+        def wake(owner):
+            woken.append(owner)
+            if len(woken) == 2:
+                both_done.set()
+
+        effects = SideEffects(done_callback=wake)
         calls = []
+        release = asyncio.Event()
 
         async def act(n):
             calls.append(n)
-            await asyncio.sleep(0.01)
+            await release.wait()  # running until the test lets it finish
             return n
 
         effects.spawn("a", ("ns", "inc"), act(1))
         effects.spawn("a", ("ns", "inc"), act(2))  # already running: not started again
         effects.spawn("fire", None, act(3))
-        await asyncio.sleep(0.05)
+        assert effects.running("a") and effects.running("fire")
+        release.set()
+        await asyncio.wait_for(both_done.wait(), 5)
+        assert not effects.running("a")
         effects.spawn("a", ("ns", "inc"), act(4))  # result not taken yet: not started again
         return calls, effects.peek("a"), effects.has_result("fire"), woken
 

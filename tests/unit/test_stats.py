@@ -1,11 +1,11 @@
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from paramedic.domain import stats
 
-NOW = datetime(2026, 3, 10, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)
 
 
 def inc(name, state, severity, service, days_ago, mtta=None, mttr=None, breached=False, status_created=True):
