@@ -82,7 +82,7 @@ def run(ctx: Context, result: Result) -> None:
 
     # The floor first, on the same Deployment, before any operator watches it.
     floor = []
-    for i in range(n):
+    for _ in range(n):
         t0 = time.monotonic()
         kubectl(ctx.kubeconfig, "rollout", "restart", "-n", ns, f"deployment/{APP}")
         kubectl(ctx.kubeconfig, "rollout", "status", "-n", ns, f"deployment/{APP}", "--timeout=120s")
@@ -111,25 +111,26 @@ def run(ctx: Context, result: Result) -> None:
         # kube-proxy may still send a connection to the pod the last restart removed: try again.
         wait_for(lambda: broke(base), 30, "the break accepted", interval=0.1)
         t0 = time.monotonic()
-        new = wait_for(lambda: [o for o in client.list(kube.INCIDENTS, ns) if o["metadata"]["name"] not in incidents],
+        new = wait_for(lambda old=incidents: [o for o in client.list(kube.INCIDENTS, ns)
+                                              if o["metadata"]["name"] not in old],
                        60, "the incident", interval=0.05)
         t_inc = time.monotonic()
-        wait_for(lambda: (client.get(kube.DEPLOYMENTS, APP, ns)["spec"]["template"]["metadata"]
-                          .get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt") != restarted,
+        wait_for(lambda old=restarted: (client.get(kube.DEPLOYMENTS, APP, ns)["spec"]["template"]["metadata"]
+                                        .get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt") != old,
                  60, "the restart decision", interval=0.05)
         t_dec = time.monotonic()
-        wait_for(lambda: (lambda ids: ids and not ids & before)(ready_containers(client, ns)), 120,
+        wait_for(lambda old=before: (lambda ids: ids and not ids & old)(ready_containers(client, ns)), 120,
                  "a new container Ready", interval=0.05)
         t_new = time.monotonic()
         wait_for(lambda: healthy(base + "/healthz"), 60, "healthy again", interval=0.05)
         t_ok = time.monotonic()
         totals.append(t_ok - t0)
-        for key, value in zip(stages, (t_inc - t0, t_dec - t_inc, t_new - t_dec, t_ok - t_new)):
+        for key, value in zip(stages, (t_inc - t0, t_dec - t_inc, t_new - t_dec, t_ok - t_new), strict=True):
             stages[key].append(value)
         log(f"break {i + 1}: healthy after {t_ok - t0:.1f}s (detect {t_inc - t0:.1f}, decide {t_dec - t_inc:.2f}, "
             f"restart {t_new - t_dec:.1f}, healthy {t_ok - t_new:.2f})")
         name = new[0]["metadata"]["name"]
-        wait_for(lambda: client.get(kube.INCIDENTS, name, ns)["spec"]["state"] in ("resolved", "closed"), 90,
+        wait_for(lambda n=name: client.get(kube.INCIDENTS, n, ns)["spec"]["state"] in ("resolved", "closed"), 90,
                  "the incident resolved", interval=0.2)
 
     pids = node.pids()

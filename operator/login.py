@@ -10,8 +10,9 @@ which the kubelet sets in every container, with the service account's token and 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import kopf
 

@@ -36,10 +36,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable, Mapping, Sequence
 
 from paramedic import kube
 from paramedic.settings import Settings
@@ -296,7 +296,7 @@ def inspect(client: kube.KubeClient, namespaces: Sequence[str], peering_name: st
     wanted = needs(namespaces, peering_name is not None)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         answers = list(pool.map(lambda n: _allowed(client, n), wanted))
-    for need, answer in zip(wanted, answers):
+    for need, answer in zip(wanted, answers, strict=True):
         if isinstance(answer, kube.ApiError):
             found.rbac_unchecked = f"SelfSubjectAccessReview: {answer}"
         elif not answer:

@@ -42,8 +42,8 @@ import httpx
 import yaml
 
 from . import devnode, kube
-from .devproc import alive, terminate
 from .devcluster import IMAGE, REPO, DevCluster, apply_crds, free_port, image_archive, tools_bin
+from .devproc import alive, terminate
 from .domain.report import render_postmortem
 from .domain.timeutil import utcnow
 

@@ -29,7 +29,10 @@ from typing import Any
 import httpx
 
 from . import devnode
-from .devproc import alive as _alive, reap as _reap, terminate as _terminate, zombie as _zombie
+from .devproc import alive as _alive
+from .devproc import reap as _reap
+from .devproc import terminate as _terminate
+from .devproc import zombie as _zombie
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".paramedic"

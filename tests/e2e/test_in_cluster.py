@@ -16,18 +16,21 @@ import os
 import secrets
 import subprocess
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 import yaml
 
 from paramedic import devnode, kube
 from paramedic.devcluster import IMAGE, REPO, image_archive, tools_bin
+from tests.e2e.test_webhook import am_alert, am_payload, resolved
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
 CHART = REPO / "charts" / "paramedic"
 REPO_NAME, TAG = IMAGE.rsplit(":", 1)
+STARTS = datetime.now(UTC)
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +92,9 @@ def poster(name: str, url: str, token: str, payload: dict) -> dict:
 
 
 def alert_payload(namespace: str, status: str) -> dict:
-    alert = {"status": status, "labels": {"alertname": "CheckoutDown", "namespace": namespace,
-                                          "service": "checkout", "severity": "high"},
-             "annotations": {"summary": "checkout answers 500"}, "startsAt": "2026-11-30T09:00:00Z",
-             "endsAt": "2026-11-30T09:05:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
-             "generatorURL": "http://prometheus.local/graph", "fingerprint": "5f1a2b3c4d5e6f70"}
-    return {"version": "4", "groupKey": "{}:{alertname=\"CheckoutDown\"}", "status": status, "receiver": "paramedic",
-            "groupLabels": {"alertname": "CheckoutDown"}, "commonLabels": alert["labels"], "commonAnnotations": {},
-            "externalURL": "http://alertmanager.local", "alerts": [alert]}
+    """The sample rule's alert (manifests/samples/prometheusrule.yaml: CheckoutDown), as Alertmanager sends it."""
+    alert = am_alert("CheckoutDown", starts=STARTS, namespace=namespace, service="checkout", severity="high")
+    return am_payload(resolved(alert) if status == "resolved" else alert)
 
 
 def container_ids(client: kube.KubeClient, namespace: str, app: str) -> set[str]:
