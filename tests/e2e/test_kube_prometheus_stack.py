@@ -39,7 +39,9 @@ def prometheus_operator_crds(kubeconfig):
     existed = kubectl("get", "crd", *names, check=False).returncode == 0
     files = [arg for path in CRDS for arg in ("-f", str(path))]
     kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=paramedic-tests", *files)
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", *files)
+    # Large schemas: on a loaded 2-core machine the API server takes a while to serve them.
+    waited = kubectl("wait", "--for=condition=Established", "--timeout=180s", *files, check=False)
+    assert waited.returncode == 0, f"prometheus-operator's CRDs not Established: {waited.stderr or waited.stdout}"
     yield
     if not existed:
         kubectl("delete", "--wait=false", *files, check=False)
