@@ -398,6 +398,7 @@ class RealNode:
               30, "containerd", d / "logs")
         t_images = time.monotonic()
         self.import_images(images)
+        state = self._state()  # with what import_images recorded
         self.log(f"  containerd up, {len(images)} image(s) imported in {time.monotonic() - t_images:.1f}s")
 
         state["sysctls"] = read_sysctls()  # kubelet changes some at each start: put them back once Ready
