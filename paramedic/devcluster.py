@@ -322,6 +322,21 @@ class DevCluster:
 CRD_DIR = REPO / "manifests" / "crds"
 
 
+def wait_established(kubeconfig: Path, paths: list[Path], timeout: float) -> None:
+    """Until every CRD in `paths` is Established. `kubectl wait` fails at once, instead of
+    waiting, on a CRD whose status has no conditions yet (just created): so try again."""
+    cmd = [str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig), "wait", "--for=condition=Established",
+           "--timeout=5s", *[arg for p in paths for arg in ("-f", str(p))]]
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"CRDs not Established within {timeout:.0f}s: {out.stderr.strip() or out.stdout.strip()}")
+        time.sleep(0.5)
+
+
 def apply_crds(kubeconfig: Path, *extra: Path, timeout: float = 120) -> None:
     """Apply Paramedic's CRDs (and `extra` manifests), then wait until they are served.
 
@@ -335,9 +350,7 @@ def apply_crds(kubeconfig: Path, *extra: Path, timeout: float = 120) -> None:
     for path in (CRD_DIR, *extra):
         subprocess.run([*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(path)],
                        check=True, capture_output=True, text=True)
-    for path in (CRD_DIR, *extra):
-        subprocess.run([*kubectl, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(path)],
-                       check=True, capture_output=True, text=True)
+    wait_established(kubeconfig, [CRD_DIR, *extra], timeout=60)
     client = kube.KubeClient(kube.Connection.load(str(kubeconfig)))
     deadline = time.monotonic() + timeout
     try:

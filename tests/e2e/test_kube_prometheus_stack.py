@@ -16,7 +16,7 @@ import subprocess
 import pytest
 import yaml
 
-from paramedic.devcluster import REPO, tools_bin
+from paramedic.devcluster import REPO, tools_bin, wait_established
 from paramedic.domain import alerts as dom
 
 pytestmark = pytest.mark.e2e
@@ -39,9 +39,7 @@ def prometheus_operator_crds(kubeconfig):
     existed = kubectl("get", "crd", *names, check=False).returncode == 0
     files = [arg for path in CRDS for arg in ("-f", str(path))]
     kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=paramedic-tests", *files)
-    # Large schemas: on a loaded 2-core machine the API server takes a while to serve them.
-    waited = kubectl("wait", "--for=condition=Established", "--timeout=180s", *files, check=False)
-    assert waited.returncode == 0, f"prometheus-operator's CRDs not Established: {waited.stderr or waited.stdout}"
+    wait_established(kubeconfig, CRDS, timeout=180)
     yield
     if not existed:
         kubectl("delete", "--wait=false", *files, check=False)
