@@ -21,15 +21,15 @@ venv: $(VENV)/.installed ## Python deps in .venv (editable install)
 apt: ## Debian packages: Prometheus, Alertmanager, blackbox_exporter, image builders, real-node runtime
 	@hack/apt-deps.sh
 
-tools: ## build etcd, kube-*, kubectl, kwok and helm from their Go modules (cached)
+tools: ## build etcd, kube-*, kubelet, kube-proxy, kubectl, kwok, helm and containerd from their Go modules (cached)
 	@hack/build-tools.sh >/dev/null
 
 deps: venv apt tools ## everything the tests and the demo need
 
-cluster-up: deps ## start the local control plane, write .paramedic/kubeconfig
+cluster-up: deps ## start the local control plane and (as root) the real node; write .paramedic/kubeconfig
 	$(PY) -m paramedic.devcluster up
 
-cluster-down: ## stop the local control plane and remove its state
+cluster-down: ## stop the local control plane and the real node; restore the host
 	@test -x $(PY) && $(PY) -m paramedic.devcluster down || true
 
 crds: ## copy the CRDs into the chart (manifests/crds is the one source)
