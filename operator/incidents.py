@@ -16,7 +16,9 @@ from typing import Any
 from paramedic import kube, metrics
 from paramedic.domain import lifecycle, oncall, remediation, sla
 from paramedic.domain import notify_render as nr
+from paramedic.domain.remediation import Kind
 from paramedic.domain.timeutil import iso, iso_ms, parse_or_none, utcnow
+from paramedic.domain.vocabulary import DEFAULT_SEVERITY, AttemptResult, State
 
 from .runtime import Key, Runtime
 
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 
 OPERATOR = "paramedic/operator"
 ACTOR_ANNOTATION, REASON_ANNOTATION = lifecycle.ACTOR_ANNOTATION, lifecycle.REASON_ANNOTATION
-STATE_EVENTS = {"resolved": "resolved", "closed": "closed"}
+STATE_EVENTS = {State.RESOLVED: "resolved", State.CLOSED: "closed"}
 
 
 class Plan:
@@ -148,7 +150,7 @@ class IncidentReconciler:
         created_dt = parse_or_none(created) or now
         override = ((svc or {}).get("spec") or {}).get("sla")
         ack_min, res_min = sla.targets(spec.get("severity"), override)
-        plan.set(createdAt=created, team=team or None, observedState="open", escalationLevel=0,
+        plan.set(createdAt=created, team=team or None, observedState=State.OPEN, escalationLevel=0,
                  sla=sla.deadlines(created_dt, ack_min, res_min))
         origin = {"probe": "health probe", "alertmanager": "Alertmanager", "grafana": "Grafana alerting",
                   "api": "alert API", "manual": "a person"}.get(spec.get("source", "manual"), spec.get("source"))
@@ -159,7 +161,7 @@ class IncidentReconciler:
                                "Warning")))
         if spec.get("source", "manual") == "manual":
             # The webhook and the prober count what they create; people's incidents are counted here.
-            metrics.INCIDENTS_CREATED.labels(spec.get("severity", "high"), "manual").inc()
+            metrics.INCIDENTS_CREATED.labels(spec.get("severity", DEFAULT_SEVERITY), "manual").inc()
         if not spec.get("managed", True):
             plan.log(now, "unmanaged", "no MonitoredService matched: recorded for people, no remediation")
         assignee = spec.get("assignee", "")
@@ -184,8 +186,8 @@ class IncidentReconciler:
 
     # --- people's changes ----------------------------------------------------------------
     def _state_changes(self, plan: Plan, inc: dict, svc: dict | None, now: datetime) -> None:
-        state = inc["spec"].get("state", "open")
-        seen = plan.status.get("observedState") or "open"
+        state = inc["spec"].get("state", State.OPEN)
+        seen = plan.status.get("observedState") or State.OPEN
         if state == seen:
             return
         changed_at = lifecycle.changed_at({**inc, "status": plan.status}, now)
@@ -201,7 +203,7 @@ class IncidentReconciler:
         plan.after_write.append(lambda: self.rt.effects.spawn(
             f"event:{inc['metadata'].get('uid')}:{state}", None,
             self.rt.post_event(inc, f"Incident{state.capitalize()}", note)))
-        severity = inc["spec"].get("severity", "high")
+        severity = inc["spec"].get("severity", DEFAULT_SEVERITY)
         if "mttaSeconds" in effects:
             metrics.INCIDENT_MTTA.labels(severity).observe(effects["mttaSeconds"])
         if "mttrSeconds" in effects:
@@ -242,7 +244,7 @@ class IncidentReconciler:
         plan.wake_at(sla.next_deadline({**inc, "status": plan.status}, now))
 
     def _escalation(self, plan: Plan, inc: dict, svc: dict | None, schedule: dict | None, now: datetime) -> None:
-        if inc["spec"].get("state", "open") != "open" or schedule is None:
+        if inc["spec"].get("state", State.OPEN) != State.OPEN or schedule is None:
             return
         sched_spec = schedule.get("spec") or {}
         steps = sched_spec.get("escalation") or []
@@ -264,7 +266,7 @@ class IncidentReconciler:
     def _retention_due(self, plan: Plan, inc: dict, now: datetime) -> bool:
         days = self.rt.settings.retention_days
         closed = parse_or_none(plan.status.get("closedAt"))
-        if days <= 0 or inc["spec"].get("state") != "closed" or closed is None:
+        if days <= 0 or inc["spec"].get("state") != State.CLOSED or closed is None:
             return False
         expires = closed + timedelta(days=days)
         if now >= expires:
@@ -376,35 +378,35 @@ class IncidentReconciler:
         last = attempts[-1] if attempts else None
         # An attempt under way is finished whatever happened meanwhile (a person or the
         # probe may have resolved the incident): its outcome must still be recorded.
-        if last is not None and last.get("result") == remediation.RUNNING:
+        if last is not None and last.get("result") == AttemptResult.RUNNING:
             self._running(plan, inc, svc, attempts, rem, last, now)
             return
-        if last is not None and last.get("result") == remediation.VERIFYING:
+        if last is not None and last.get("result") == AttemptResult.VERIFYING:
             self._verify(plan, inc, svc, attempts, rem, last, now)
             return
         decision = remediation.decide(view, svc, now, enabled_globally=self.rt.settings.remediation_enabled)
-        if decision.kind == remediation.ACT and svc is not None:
+        if decision.kind == Kind.ACT and svc is not None:
             # The cache may not show another incident's claim yet: decide again on the stored
             # service, whose resourceVersion then guards the claim (one remediation at a time).
             svc = await self.rt.client.get_or_none(kube.MONITORED_SERVICES, svc["metadata"]["name"], ns)
             decision = remediation.decide(view, svc, now, enabled_globally=self.rt.settings.remediation_enabled)
-        if decision.kind == remediation.ACT and svc is not None:  # decide() never acts without a service
+        if decision.kind == Kind.ACT and svc is not None:  # decide() never acts without a service
             await self._act(plan, inc, svc, attempts, rem, decision, now)
             return
         self._finish_after_crash(plan, inc, svc, attempts)
         holder = (((svc or {}).get("status") or {}).get("remediation") or {}).get("inFlight")
-        if decision.kind == remediation.WAIT and holder and holder != name and svc is not None:
+        if decision.kind == Kind.WAIT and holder and holder != name and svc is not None:
             if await self._release_orphaned_claim(svc, holder):
                 plan.wake_at(now + timedelta(seconds=1))  # once the watch shows the freed service
-        phase = {remediation.SKIP: "Skipped", remediation.EXHAUSTED: "Exhausted", remediation.CAPPED: "Capped",
-                 remediation.WAIT: "Waiting"}[decision.kind]
-        if decision.kind == remediation.SKIP and any(a.get("result") == "Succeeded" for a in attempts):
+        phase = {Kind.SKIP: "Skipped", Kind.EXHAUSTED: "Exhausted", Kind.CAPPED: "Capped",
+                 Kind.WAIT: "Waiting"}[decision.kind]
+        if decision.kind == Kind.SKIP and any(a.get("result") == AttemptResult.SUCCEEDED for a in attempts):
             phase = "Succeeded"
         if (rem.get("phase"), rem.get("message")) != (phase, decision.reason):
             if phase != "Succeeded":
                 rem.update(phase=phase, message=decision.reason)
                 plan.set(remediation={**rem, "attempts": attempts})
-            if decision.kind in (remediation.EXHAUSTED, remediation.CAPPED):
+            if decision.kind in (Kind.EXHAUSTED, Kind.CAPPED):
                 plan.log(now, f"remediation-{phase.lower()}", decision.reason)
                 plan.announce(nr.notification_key("escalated", f"remediation-{phase.lower()}"), "escalated",
                               decision.reason, self._admins(svc) + [inc["spec"].get("assignee", "")])
@@ -419,11 +421,11 @@ class IncidentReconciler:
                    "action": remediation.action_type(decision.action), "detail": what, "dryRun": decision.dry_run,
                    "startedAt": iso(now), "restartedAt": iso_ms(now)}  # two attempts in one second differ
         if decision.dry_run:
-            attempt.update(result="DryRun", finishedAt=iso(now), message=f"dry run: would {what}")
+            attempt.update(result=AttemptResult.DRY_RUN, finishedAt=iso(now), message=f"dry run: would {what}")
             metrics.REMEDIATIONS.labels(attempt["action"], "dry_run").inc()
             plan.log(now, "remediation-dry-run", f"attempt {decision.action_index + 1}: would {what} (dryRun)")
         else:
-            attempt["result"] = "Running"
+            attempt["result"] = AttemptResult.RUNNING
             plan.log(now, "remediation-started", f"attempt {decision.action_index + 1}: {what}")
         attempts.append(attempt)
         rem.update(phase="Running" if not decision.dry_run else "DryRun", message=decision.reason, attempts=attempts)
@@ -462,9 +464,10 @@ class IncidentReconciler:
         service) is written after it: an operator killed in between lost it. Redo it."""
         name = inc["metadata"]["name"]
         last = attempts[-1] if attempts else None
-        if last is not None and last.get("result") == remediation.SUCCEEDED \
-                and inc["spec"].get("state") in remediation.ACTIVE_STATES and "state" not in plan.spec_patch.get("spec", {}):
-            plan.spec_patch = lifecycle.spec_patch({**plan.spec_patch.get("spec", {}), "state": "mitigated"},
+        if last is not None and last.get("result") == AttemptResult.SUCCEEDED \
+                and inc["spec"].get("state") in lifecycle.REMEDIABLE_STATES \
+                and "state" not in plan.spec_patch.get("spec", {}):
+            plan.spec_patch = lifecycle.spec_patch({**plan.spec_patch.get("spec", {}), "state": State.MITIGATED},
                                                    "paramedic/remediation", last.get("message") or "remediation succeeded")
         if (((svc or {}).get("status") or {}).get("remediation") or {}).get("inFlight") == name:
             self._release(plan, inc, svc)
@@ -489,13 +492,13 @@ class IncidentReconciler:
                 plan.log(now, "remediation-resumed", f"resuming attempt {attempt.get('index', 0) + 1} after a restart")
                 self._spawn_action(inc, svc, attempt)
                 return
-            outcome: dict[str, Any] = {"result": "Interrupted",
+            outcome: dict[str, Any] = {"result": AttemptResult.INTERRUPTED,
                                        "message": "the operator restarted during the run; not repeated"}
         else:
             outcome = self.rt.effects.peek(effect)
             plan.after_write.append(lambda e=effect: self.rt.effects.take(e))
             if isinstance(outcome, Exception):
-                outcome = {"result": "Failed", "message": f"{outcome.__class__.__name__}: {outcome}"}
+                outcome = {"result": AttemptResult.FAILED, "message": f"{outcome.__class__.__name__}: {outcome}"}
             else:
                 outcome = dict(outcome)
         attempt.update(outcome)
@@ -504,7 +507,7 @@ class IncidentReconciler:
         started = parse_or_none(attempt.get("startedAt")) or now
         metrics.REMEDIATION_DURATION.labels(action).observe(max(0.0, (now - started).total_seconds()))
         idx = attempt.get("index", 0) + 1
-        if attempt["result"] == "Verifying":
+        if attempt["result"] == AttemptResult.VERIFYING:
             verify = int((((svc or {}).get("spec") or {}).get("remediation") or {}).get("verifySeconds", 60))
             attempt["verifyBy"] = iso(now + timedelta(seconds=verify))
             plan.log(now, "remediation-acted", f"attempt {idx}: {attempt.get('message', 'done')}; verifying recovery")
@@ -526,18 +529,19 @@ class IncidentReconciler:
         recovered, how = self._recovered(inc, svc, attempt)
         idx = attempt.get("index", 0) + 1
         if recovered:
-            attempt.update(result="Succeeded", message=how)
+            attempt.update(result=AttemptResult.SUCCEEDED, message=how)
             rem["phase"] = "Succeeded"
             metrics.REMEDIATIONS.labels(attempt.get("action", "unknown"), "succeeded").inc()
             plan.log(now, "remediation-succeeded", f"attempt {idx} worked: {how}")
-            if inc["spec"].get("state") in ("open", "acknowledged", "investigating"):
-                plan.spec_patch = lifecycle.spec_patch({**plan.spec_patch.get("spec", {}), "state": "mitigated"},
+            if inc["spec"].get("state") in lifecycle.REMEDIABLE_STATES:
+                plan.spec_patch = lifecycle.spec_patch({**plan.spec_patch.get("spec", {}), "state": State.MITIGATED},
                                                        "paramedic/remediation", how, now)
             self._release(plan, inc, svc)
             self._announce_result(plan, inc, svc, attempt)
         elif now >= verify_by:
-            attempt.update(result="Failed", message=f"{attempt.get('message', 'acted')}, but the service did not "
-                                                    f"recover before {iso(verify_by)}")
+            attempt.update(result=AttemptResult.FAILED,
+                           message=f"{attempt.get('message', 'acted')}, but the service did not "
+                                   f"recover before {iso(verify_by)}")
             rem["phase"] = "Failed"
             metrics.REMEDIATIONS.labels(attempt.get("action", "unknown"), "failed").inc()
             plan.log(now, "remediation-failed", f"attempt {idx}: the service did not recover in time")
@@ -551,7 +555,7 @@ class IncidentReconciler:
         plan.set(remediation=rem)
 
     def _recovered(self, inc: dict, svc: dict | None, attempt: dict) -> tuple[bool, str]:
-        if not lifecycle.is_active(inc["spec"].get("state", "open")):
+        if not lifecycle.is_active(inc["spec"].get("state", State.OPEN)):
             return True, f"incident is {inc['spec'].get('state')}"
         alerts = (inc.get("status") or {}).get("alerts") or []
         if svc is not None and (svc.get("spec") or {}).get("probe"):
@@ -581,7 +585,7 @@ class IncidentReconciler:
             # Incidents waiting for this service wait on no timer: a status-only change of the
             # service does not requeue them either.
             for other in self.rt.incidents.indexed((ns, svc_name)):
-                other_state = (other.get("spec") or {}).get("state", "open")
+                other_state = (other.get("spec") or {}).get("state", State.OPEN)
                 if other["metadata"]["name"] != name and lifecycle.is_active(other_state) and self.queue is not None:
                     self.queue.add((ns, other["metadata"]["name"]))
 

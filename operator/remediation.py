@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from paramedic import metrics
+from paramedic.domain.vocabulary import AttemptResult
 from paramedic.remediate import RemediationError, restart_workload, run_playbook, scale_workload, wait_rollout
 
 from .runtime import Runtime
@@ -51,16 +52,16 @@ async def run_action(rt: Runtime, inc: dict, svc: dict, attempt: dict) -> dict[s
             await restart_workload(rt.client, ns, kind, name, attempt["restartedAt"])
             status = await wait_rollout(rt.client, ns, kind, name, timeout)
             if status.done:
-                return {"result": "Verifying", "message": f"rollout restart of {kind}/{name} completed"}
-            return {"result": "TimedOut" if not status.failed else "Failed",
+                return {"result": AttemptResult.VERIFYING, "message": f"rollout restart of {kind}/{name} completed"}
+            return {"result": AttemptResult.TIMED_OUT if not status.failed else AttemptResult.FAILED,
                     "message": f"rollout of {kind}/{name} did not complete: {status.message}"}
         if "scale" in action:
             replicas = int(action["scale"]["replicas"])
             await scale_workload(rt.client, ns, kind, name, replicas)
             status = await wait_rollout(rt.client, ns, kind, name, settings.rollout_timeout_seconds)
             if status.done:
-                return {"result": "Verifying", "message": f"scaled {kind}/{name} to {replicas}"}
-            return {"result": "Failed", "message": f"scaling {kind}/{name}: {status.message}"}
+                return {"result": AttemptResult.VERIFYING, "message": f"scaled {kind}/{name} to {replicas}"}
+            return {"result": AttemptResult.FAILED, "message": f"scaling {kind}/{name}: {status.message}"}
         if "ansible" in action:
             spec_a = action["ansible"]
             extravars = {**(spec_a.get("extraVars") or {}),
@@ -70,12 +71,12 @@ async def run_action(rt: Runtime, inc: dict, svc: dict, attempt: dict) -> dict[s
                                         int(spec_a.get("timeoutSeconds") or settings.ansible_timeout_seconds), env)
             fields = {"rc": result.rc, "status": result.status, "outputTail": result.output_tail[-4000:]}
             if result.timed_out:
-                return {**fields, "result": "TimedOut", "message": f"playbook {spec_a['playbook']} timed out"}
+                return {**fields, "result": AttemptResult.TIMED_OUT, "message": f"playbook {spec_a['playbook']} timed out"}
             if result.rc == 0 and result.status == "successful":
-                return {**fields, "result": "Verifying", "message": f"playbook {spec_a['playbook']} succeeded"}
-            return {**fields, "result": "Failed",
+                return {**fields, "result": AttemptResult.VERIFYING, "message": f"playbook {spec_a['playbook']} succeeded"}
+            return {**fields, "result": AttemptResult.FAILED,
                     "message": f"playbook {spec_a['playbook']} {result.status} (rc {result.rc})"}
-        return {"result": "Failed", "message": "unknown action"}
+        return {"result": AttemptResult.FAILED, "message": "unknown action"}
     except RemediationError as exc:
         metrics.REMEDIATIONS.labels(attempt.get("action", "unknown"), "refused").inc()
-        return {"result": "Failed", "message": str(exc)}
+        return {"result": AttemptResult.FAILED, "message": str(exc)}

@@ -17,6 +17,7 @@ from paramedic.domain.probe import (
     write_phase,
 )
 from paramedic.domain.timeutil import utcnow
+from paramedic.domain.vocabulary import DEFAULT_SEVERITY, State
 
 from .prober import Prober
 from .runtime import Key, Runtime
@@ -117,7 +118,7 @@ class ServiceReconciler:
         inc_name = incident_name(name, state.outage_count)
         title, description = incident_text(name, result, spec)
         svc_spec = service.get("spec", {})
-        body = build_incident(ns, inc_name, service=name, severity=svc_spec.get("severity", "high"), title=title,
+        body = build_incident(ns, inc_name, service=name, severity=svc_spec.get("severity", DEFAULT_SEVERITY), title=title,
                               description=description, source="probe", managed=True, labels={},
                               runbook_url=svc_spec.get("runbookURL", ""), now=result.time)
         try:
@@ -132,7 +133,7 @@ class ServiceReconciler:
         current = await self.rt.client.get_or_none(kube.INCIDENTS, incident, ns)
         if current is None or current.get("spec", {}).get("state") not in lifecycle.ACTIVE_STATES:
             return
-        await self.rt.client.patch(kube.INCIDENTS, incident, lifecycle.state_patch("resolved", PROBER_ACTOR,
+        await self.rt.client.patch(kube.INCIDENTS, incident, lifecycle.state_patch(State.RESOLVED, PROBER_ACTOR,
                                                                                 "probe recovered", result.time), ns)
         log.info("auto-resolved incident %s/%s: probe recovered", ns, incident)
 

@@ -33,13 +33,13 @@ from .domain.lifecycle import is_active, spec_patch
 from .domain.report import render_postmortem
 from .domain.stats import compute_stats, render_stats_table
 from .domain.timeutil import iso, iso_ms, parse_or_none, utcnow
+from .domain.vocabulary import DEFAULT_SEVERITY, SEVERITIES
 from .settings import Settings, SettingsError
 
 STATE_COMMANDS = {"ack": "acknowledged", "investigate": "investigating", "mitigate": "mitigated",
                   "resolve": "resolved", "close": "closed"}
 RCA_OPTIONS = (("root_cause", "rootCause"), ("contributing_factors", "contributingFactors"),
                ("corrective_actions", "correctiveActions"), ("prevention_actions", "preventionActions"))
-SEVERITIES = ("critical", "high", "medium", "low")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
@@ -559,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", type=parse_window, default=None, help="only incidents created within it, e.g. 7d (default: all)")
     p = add("fire", "send a test alert to the Paramedic webhook")
     p.add_argument("--service", required=True)
-    p.add_argument("--severity", choices=SEVERITIES, default="high")
+    p.add_argument("--severity", choices=SEVERITIES, default=DEFAULT_SEVERITY.value)
     p.add_argument("--message", required=True)
     p.add_argument("--label", action="append", metavar="KEY=VALUE", help="alert label (repeatable)")
     p.add_argument("--url", help="webhook base URL (default: $PARAMEDIC_WEBHOOK_URL)")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from . import kube, metrics
 from .domain import alerts as dom
 from .domain.lifecycle import state_patch
 from .domain.timeutil import iso
+from .domain.vocabulary import DNS_LABEL
 from .informer import Directory
 from .owners import PodOwners
 
@@ -48,7 +48,6 @@ MAX_SUCCESSORS = 100
 GROUP_PARALLELISM = 8
 """Groups of one request written concurrently (each touches its own incidents)."""
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class IngestConflict(Exception):
@@ -213,7 +212,7 @@ class _Router:
             return True
         if namespace not in self._namespaces:
             exists = False
-            if _DNS_LABEL.match(namespace):
+            if DNS_LABEL.match(namespace):
                 try:
                     exists = self.client.get_or_none(kube.NAMESPACES, namespace) is not None
                 except kube.ApiError as exc:
@@ -229,7 +228,7 @@ class _Router:
         groups: dict[tuple[str, str, str], _Group] = {}
         for alert in alerts:
             ns = alert.namespace or self.settings.namespace
-            claim = self.claim(alert, ns) if _DNS_LABEL.match(ns) else None
+            claim = self.claim(alert, ns) if DNS_LABEL.match(ns) else None
             metrics.ALERTS_ROUTED.labels(_RULE_METRIC.get(claim.rule if claim else "", "none")).inc()
             svc = claim.service if claim is not None else None
             if svc is not None:

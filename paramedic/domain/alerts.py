@@ -21,9 +21,10 @@ from typing import Any
 from .lifecycle import append_timeline, is_active, timeline_entry
 from .timeutil import iso, iso_ms, parse
 
-SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
-DEFAULT_SEVERITY = "high"
-"""Severity of an alert whose label says nothing usable and whose service sets no default."""
+# Re-exported (defined once, in .vocabulary); DEFAULT_SEVERITY is also the severity of an
+# alert whose label says nothing usable and whose service sets no default.
+from .vocabulary import DEFAULT_SEVERITY as DEFAULT_SEVERITY
+from .vocabulary import SEVERITIES as SEVERITIES
 
 SEVERITY_ALIASES: dict[str, str] = {
     "critical": "critical", "crit": "critical", "fatal": "critical", "emergency": "critical",
