@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from paramedic import kube
 from paramedic.domain.vocabulary import SEVERITIES
-from paramedic.incidents import build_incident
+from paramedic.ingest import build_incident
 
 from .common import (
     Context,

@@ -19,6 +19,7 @@ from paramedic.domain import notify_render as nr
 from paramedic.domain.remediation import Kind
 from paramedic.domain.timeutil import iso, iso_ms, parse_or_none, utcnow
 from paramedic.domain.vocabulary import DEFAULT_SEVERITY, AttemptResult, State
+from paramedic.remediation_io import run_attempt
 
 from .runtime import Key, Runtime
 
@@ -473,11 +474,9 @@ class IncidentReconciler:
             self._release(plan, inc, svc)
 
     def _spawn_action(self, inc: dict, svc: dict, attempt: dict) -> None:
-        from .remediation import run_action
-
         ns, name = inc["metadata"]["namespace"], inc["metadata"]["name"]
         effect = f"remediate:{inc['metadata'].get('uid', name)}:{attempt['id']}"
-        self.rt.effects.spawn(effect, (ns, name), run_action(self.rt, inc, svc, attempt))
+        self.rt.effects.spawn(effect, (ns, name), run_attempt(self.rt.client, self.rt.settings, inc, svc, attempt))
 
     def _running(self, plan: Plan, inc: dict, svc: dict | None, attempts: list, rem: dict, attempt: dict,
                  now: datetime) -> None:

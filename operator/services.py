@@ -112,7 +112,7 @@ class ServiceReconciler:
             self._poke_incident(ns, state.open_incident or new.open_incident)
 
     async def _open_incident(self, service: dict, state: ProbeState, result: ProbeResult, spec: ProbeSpec) -> ProbeState:
-        from paramedic.incidents import build_incident
+        from paramedic.ingest import build_incident
 
         ns, name = service["metadata"]["namespace"], service["metadata"]["name"]
         inc_name = incident_name(name, state.outage_count)

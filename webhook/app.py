@@ -23,8 +23,8 @@ from paramedic import kube, metrics
 from paramedic.domain import alerts as dom
 from paramedic.domain.timeutil import utcnow
 from paramedic.domain.vocabulary import DNS_LABEL
-from paramedic.incidents import IngestConflict, ingest
 from paramedic.informer import Directory
+from paramedic.ingest import IngestConflict, ingest
 from paramedic.owners import PodOwners
 from paramedic.settings import Settings
 
