@@ -114,6 +114,22 @@ def notification_from_incident(incident: Mapping[str, Any], event: str, detail: 
     )
 
 
+def unconfigured(recipients: Sequence[str], smtp_configured: bool, slack_configured: bool,
+                 webhook_configured: bool) -> list[DeliveryResult] | None:
+    """The `skipped` results a delivery would return when no channel could send anything, else
+    None. `slack_configured`/`webhook_configured`: a URL globally or on the service."""
+    if smtp_configured and any(isinstance(r, str) and is_valid_address(r.strip()) for r in recipients):
+        return None
+    if slack_configured or webhook_configured:
+        return None
+    email = ("SMTP not configured (PARAMEDIC_SMTP_HOST)" if not smtp_configured else "no recipients")
+    return [DeliveryResult("email", [r.strip() for r in recipients if is_valid_address(r.strip())], ok=False,
+                           error=email, attempts=0, skipped=True),
+            DeliveryResult("slack", [], ok=False, error="slack webhook URL not configured", attempts=0, skipped=True),
+            DeliveryResult("webhook", [], ok=False, error="webhook webhook URL not configured", attempts=0,
+                           skipped=True)]
+
+
 def is_valid_address(address: str) -> bool:
     """A plain ASCII `local@domain` address (no display name), as SMTP envelopes need."""
     return isinstance(address, str) and len(address) <= 254 and bool(_ADDRESS.match(address))

@@ -22,7 +22,7 @@ from typing import Any
 
 from .lifecycle import PAUSED_ANNOTATION
 from .timeutil import parse_or_none
-from .vocabulary import REMEDIABLE_STATES, AttemptResult, State
+from .vocabulary import IN_PROGRESS_RESULTS, REMEDIABLE_STATES, AttemptResult, State
 
 
 class Kind(StrEnum):
@@ -135,6 +135,13 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
     """The next remediation step for `incident` (see `Decision` for what each kind asks of the caller)."""
     spec = incident.get("spec") or {}
     name = str((incident.get("metadata") or {}).get("name", ""))
+    attempts = [a for a in ((incident.get("status") or {}).get("remediation") or {}).get("attempts") or []
+                if isinstance(a, Mapping)]
+    # An attempt under way is finished whatever happened meanwhile (a person or the probe may
+    # have resolved the incident, the service may be paused or gone): its outcome must still
+    # be recorded, so this comes before every reason to skip.
+    if attempts and attempts[-1].get("result") in IN_PROGRESS_RESULTS:
+        return _in_progress(attempts[-1], len(attempts) - 1, name, service, now)
     if spec.get("managed") is False:
         return Decision(Kind.SKIP, "unmanaged incident: no MonitoredService matched, nothing to remediate")
     if service is None:
@@ -155,29 +162,9 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
         return Decision(Kind.SKIP, f"incident is {state}: remediation only runs while it is "
                                    f"{', '.join(REMEDIABLE_STATES[:-1])} or {REMEDIABLE_STATES[-1]}")
 
-    attempts = [a for a in ((incident.get("status") or {}).get("remediation") or {}).get("attempts") or []
-                if isinstance(a, Mapping)]
     for position in range(len(attempts) - 1, -1, -1):
-        attempt = attempts[position]
-        result = attempt.get("result")
-        index = _index(attempt, position)
-        action = actions[index] if 0 <= index < len(actions) else None
-        att_id = attempt.get("id") or attempt_id(name, index)
-        if result == AttemptResult.RUNNING:
-            return Decision(Kind.WAIT, f"attempt {index + 1} ({attempt.get('action') or action_type(action)}) is running",
-                            index, _copy(action), None, att_id, bool(attempt.get("dryRun")))
-        if result == AttemptResult.VERIFYING:
-            verify_seconds = _int(policy.get("verifySeconds"), DEFAULT_VERIFY_SECONDS)
-            until = parse_or_none(attempt.get("verifyBy"))
-            if until is None:
-                base = parse_or_none(attempt.get("finishedAt")) or parse_or_none(attempt.get("startedAt")) or now
-                until = base + timedelta(seconds=verify_seconds)
-            if now >= until:
-                reason = f"attempt {index + 1}: verification window ended at {until.isoformat()}"
-            else:
-                reason = f"attempt {index + 1}: waiting for the service to recover until {until.isoformat()}"
-            return Decision(Kind.VERIFY, reason, index, _copy(action), until, att_id, bool(attempt.get("dryRun")))
-        if result == AttemptResult.SUCCEEDED:
+        if attempts[position].get("result") == AttemptResult.SUCCEEDED:
+            index = _index(attempts[position], position)
             return Decision(Kind.SKIP, f"attempt {index + 1} already remediated this incident")
 
     done = len(attempts)
@@ -203,9 +190,9 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
     max_per_hour = _int(policy.get("maxPerHour"), DEFAULT_MAX_PER_HOUR)
     if len(recent) >= max_per_hour:
         oldest = parse_or_none(recent[0])
-        until = oldest + HOUR if oldest else None
         return Decision(Kind.CAPPED, f"hourly cap reached: {len(recent)} attempts on this service in the last hour "
-                                f"(maxPerHour {max_per_hour}); over to people", wait_until=until)
+                                     f"(maxPerHour {max_per_hour}); over to people",
+                        wait_until=oldest + HOUR if oldest else None)
 
     in_flight = service_status.get("inFlight")
     if in_flight and in_flight != name:
@@ -219,6 +206,30 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
     what = describe_action(action, target)
     return Decision(Kind.ACT, f"attempt {done + 1} of {allowed}: {what}" + (" (dry run)" if dry_run else ""),
                     done, _copy(action), None, attempt_id(name, done), dry_run)
+
+
+def _in_progress(attempt: Mapping[str, Any], position: int, name: str, service: Mapping[str, Any] | None,
+                 now: datetime) -> Decision:
+    """The last attempt is Running (wait for its action: `attempt_id` says which) or Verifying
+    (check recovery until `wait_until`, its verifyBy)."""
+    policy = ((service or {}).get("spec") or {}).get("remediation") or {}
+    actions = policy.get("actions") or []
+    index = _index(attempt, position)
+    action = actions[index] if 0 <= index < len(actions) else None
+    att_id = attempt.get("id") or attempt_id(name, index)
+    if attempt.get("result") == AttemptResult.RUNNING:
+        return Decision(Kind.WAIT, f"attempt {index + 1} ({attempt.get('action') or action_type(action)}) is running",
+                        index, _copy(action), None, att_id, bool(attempt.get("dryRun")))
+    verify_seconds = _int(policy.get("verifySeconds"), DEFAULT_VERIFY_SECONDS)
+    until = parse_or_none(attempt.get("verifyBy"))
+    if until is None:
+        base = parse_or_none(attempt.get("finishedAt")) or parse_or_none(attempt.get("startedAt")) or now
+        until = base + timedelta(seconds=verify_seconds)
+    if now >= until:
+        reason = f"attempt {index + 1}: verification window ended at {until.isoformat()}"
+    else:
+        reason = f"attempt {index + 1}: waiting for the service to recover until {until.isoformat()}"
+    return Decision(Kind.VERIFY, reason, index, _copy(action), until, att_id, bool(attempt.get("dryRun")))
 
 
 def _copy(action: Any) -> dict[str, Any] | None:

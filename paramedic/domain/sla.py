@@ -12,16 +12,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .timeutil import iso, parse, parse_or_none
+from .vocabulary import DEFAULT_SEVERITY, Severity
 
 DEFAULTS: dict[str, tuple[int, int]] = {
-    "critical": (5, 60),
-    "high": (15, 240),
-    "medium": (60, 1440),
-    "low": (240, 4320),
+    Severity.CRITICAL: (5, 60),
+    Severity.HIGH: (15, 240),
+    Severity.MEDIUM: (60, 1440),
+    Severity.LOW: (240, 4320),
 }
 """(acknowledge, resolve) minutes per severity when the MonitoredService sets none."""
-
-DEFAULT_SEVERITY = "high"
 KINDS = ("acknowledge", "resolve")
 
 # Any state past `open` acknowledges; `resolved` or `closed` resolves.
