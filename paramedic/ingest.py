@@ -34,7 +34,7 @@ from . import kube, metrics
 from .domain import alerts as dom
 from .domain.lifecycle import state_patch
 from .domain.timeutil import iso
-from .domain.vocabulary import DNS_LABEL
+from .domain.vocabulary import DNS_LABEL, State
 from .informer import Directory
 from .owners import PodOwners
 
@@ -87,7 +87,7 @@ def build_incident(namespace: str, name: str, *, service: str, severity: str, ti
         "severity": severity,
         "title": _cut(title.strip() or f"{service} incident", dom.MAX_TITLE),
         "source": source,
-        "state": "open",
+        "state": State.OPEN,
         "managed": managed,
     }
     if description:
@@ -465,7 +465,7 @@ class _Run:
             self._auto_resolve(target, obj)
 
     def _auto_resolve(self, target: _IncidentAlerts, obj: dict) -> None:
-        patch = state_patch("resolved", ACTOR, "all alerts resolved", self.now)
+        patch = state_patch(State.RESOLVED, ACTOR, "all alerts resolved", self.now)
         try:
             INCIDENT_READS.see(self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace))
         except kube.Invalid as exc:

@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from paramedic.domain.timeutil import iso, parse_or_none
+from paramedic.domain.vocabulary import DEFAULT_SEVERITY, State
 
 EVENTS: tuple[str, ...] = ("opened", "escalated", "remediation", "sla_breach", "resolved", "closed")
 CHANNELS: tuple[str, ...] = ("email", "slack", "webhook")
@@ -102,8 +103,8 @@ def notification_from_incident(incident: Mapping[str, Any], event: str, detail: 
         incident_name=str(meta.get("name") or ""),
         namespace=str(meta.get("namespace") or ""),
         service=str(spec.get("service") or ""),
-        severity=str(spec.get("severity") or "high"),
-        state=str(spec.get("state") or "open"),
+        severity=str(spec.get("severity") or DEFAULT_SEVERITY),
+        state=str(spec.get("state") or State.OPEN),
         title=str(spec.get("title") or ""),
         description=str(spec.get("description") or ""),
         assignee=str(spec.get("assignee") or ""),

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .timeutil import iso, parse, parse_or_none
-from .vocabulary import DEFAULT_SEVERITY, Severity
+from .vocabulary import DEFAULT_SEVERITY, STATES, Severity, State
 
 DEFAULTS: dict[str, tuple[int, int]] = {
     Severity.CRITICAL: (5, 60),
@@ -26,8 +26,8 @@ KINDS = ("acknowledge", "resolve")
 # Any state past `open` acknowledges; `resolved` or `closed` resolves.
 _ACK_FIELDS = ("acknowledgedAt", "investigatingAt", "mitigatedAt", "resolvedAt", "closedAt")
 _RESOLVE_FIELDS = ("resolvedAt", "closedAt")
-_ACK_STATES = ("acknowledged", "investigating", "mitigated", "resolved", "closed")
-_RESOLVE_STATES = ("resolved", "closed")
+_ACK_STATES = STATES[STATES.index(State.ACKNOWLEDGED):]
+_RESOLVE_STATES = STATES[STATES.index(State.RESOLVED):]
 
 
 def targets(severity: str | None, override: Mapping[str, Any] | None = None) -> tuple[int, int]:
