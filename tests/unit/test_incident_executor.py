@@ -114,6 +114,14 @@ def test_opening_assigns_claims_and_starts_the_restart_after_the_writes() -> Non
         assert rt.effects.running(f"remediate:u1:{attempt['id']}")
         await asyncio.sleep(0.1)  # the restart finds no Deployment: a Failed result waits to be recorded
         assert rt.effects.peek(f"remediate:u1:{attempt['id']}")["result"] == "Failed"
+        # the next pass records it, drops it from memory and frees the service
+        await recon.reconcile(("shop", "checkout-abc"))
+        stored = client.objects[("incidents", "shop", "checkout-abc")]
+        assert stored["status"]["remediation"]["attempts"][0]["result"] == "Failed"
+        assert stored["status"]["remediation"]["phase"] == "Failed"
+        assert not rt.effects.has_result(f"remediate:u1:{attempt['id']}")
+        await asyncio.sleep(0.1)
+        assert "inFlight" not in client.objects[("monitoredservices", "shop", "checkout")]["status"]["remediation"]
         await rt.effects.stop()
 
     asyncio.run(run())
