@@ -21,7 +21,7 @@ from paramedic import kube, metrics
 from paramedic.domain import incident_plan, lifecycle
 from paramedic.domain.incident_plan import Effects, Plan, PlanSettings
 from paramedic.domain.timeutil import utcnow
-from paramedic.domain.vocabulary import IN_PROGRESS_RESULTS, State
+from paramedic.domain.vocabulary import IN_PROGRESS_RESULTS, AttemptResult, State
 from paramedic.remediation_io import run_attempt
 
 from .runtime import Key, Runtime
@@ -73,7 +73,8 @@ class IncidentReconciler:
         return schedule
 
     def _effects(self, inc: dict, svc: dict | None) -> Effects:
-        """What this process knows of the incident's side effects (and its service's probe)."""
+        """What this process knows of the incident's side effects (and, while an attempt is
+        verified, its service's probe)."""
         fx, uid = self.rt.effects, _uid(inc)
         status = inc.get("status") or {}
         running: set[str] = set()
@@ -94,7 +95,9 @@ class IncidentReconciler:
                 outcome = fx.peek(key)
                 deliveries[ref] = outcome if isinstance(outcome, (list, BaseException)) else RuntimeError(str(outcome))
         probe = None
-        if svc is not None and (svc.get("spec") or {}).get("probe") and self.rt.service_reconciler is not None:
+        verifying = bool(attempts) and attempts[-1].get("result") == AttemptResult.VERIFYING
+        if verifying and svc is not None and (svc.get("spec") or {}).get("probe") \
+                and self.rt.service_reconciler is not None:
             probe = self.rt.service_reconciler.health((svc["metadata"]["namespace"], svc["metadata"]["name"]))
         return Effects(frozenset(running), results, deliveries, probe)
 
