@@ -22,7 +22,7 @@ import httpx
 from paramedic import kube
 from paramedic.domain.alerts import incident_name
 from paramedic.domain.timeutil import utcnow
-from paramedic.incidents import build_incident
+from paramedic.ingest import build_incident
 
 from .common import (
     RESTARTED_AT,

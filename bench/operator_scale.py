@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from paramedic import kube
-from paramedic.incidents import build_incident
+from paramedic.domain.vocabulary import SEVERITIES
+from paramedic.ingest import build_incident
 
 from .common import (
     Context,
@@ -39,7 +40,6 @@ from .common import (
 
 NAME = "operator_scale"
 TEAMS = 10
-SEVERITIES = ("critical", "high", "medium", "low")
 
 
 class Handled:

@@ -13,6 +13,7 @@ import kopf
 
 from paramedic import kube, metrics
 from paramedic.domain import lifecycle
+from paramedic.domain.vocabulary import DEFAULT_SEVERITY, SEVERITIES, State
 from paramedic.settings import Settings
 
 from . import login as _login
@@ -118,7 +119,7 @@ async def service_event(event: Any, **_: Any) -> None:  # event: kopf.RawEvent, 
     rt.service_queue.add(key)
     # Incidents of this service may be waiting on its policy.
     for inc in rt.incidents.indexed(key):
-        if lifecycle.is_active(inc["spec"].get("state", "open")):
+        if lifecycle.is_active(inc["spec"].get("state", State.OPEN)):
             rt.incident_reconciler.queue.add((key[0], inc["metadata"]["name"]))
 
 
@@ -147,8 +148,8 @@ async def schedule_event(event: Any, **_: Any) -> None:
 async def _open_gauge(rt: Runtime) -> None:
     """paramedic_incidents_open from the cache, recomputed every few seconds (cheap, no API calls)."""
     while True:
-        counts = Counter(i["spec"].get("severity", "high") for i in rt.incidents.values()
-                         if lifecycle.is_active(i["spec"].get("state", "open")))
-        for sev in ("critical", "high", "medium", "low"):
+        counts = Counter(i["spec"].get("severity", DEFAULT_SEVERITY) for i in rt.incidents.values()
+                         if lifecycle.is_active(i["spec"].get("state", State.OPEN)))
+        for sev in SEVERITIES:
             metrics.INCIDENTS_OPEN.labels(sev).set(counts.get(sev, 0))
         await asyncio.sleep(5)

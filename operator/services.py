@@ -17,6 +17,7 @@ from paramedic.domain.probe import (
     write_phase,
 )
 from paramedic.domain.timeutil import utcnow
+from paramedic.domain.vocabulary import DEFAULT_SEVERITY, State
 
 from .prober import Prober
 from .runtime import Key, Runtime
@@ -111,13 +112,13 @@ class ServiceReconciler:
             self._poke_incident(ns, state.open_incident or new.open_incident)
 
     async def _open_incident(self, service: dict, state: ProbeState, result: ProbeResult, spec: ProbeSpec) -> ProbeState:
-        from paramedic.incidents import build_incident
+        from paramedic.ingest import build_incident
 
         ns, name = service["metadata"]["namespace"], service["metadata"]["name"]
         inc_name = incident_name(name, state.outage_count)
         title, description = incident_text(name, result, spec)
         svc_spec = service.get("spec", {})
-        body = build_incident(ns, inc_name, service=name, severity=svc_spec.get("severity", "high"), title=title,
+        body = build_incident(ns, inc_name, service=name, severity=svc_spec.get("severity", DEFAULT_SEVERITY), title=title,
                               description=description, source="probe", managed=True, labels={},
                               runbook_url=svc_spec.get("runbookURL", ""), now=result.time)
         try:
@@ -132,7 +133,7 @@ class ServiceReconciler:
         current = await self.rt.client.get_or_none(kube.INCIDENTS, incident, ns)
         if current is None or current.get("spec", {}).get("state") not in lifecycle.ACTIVE_STATES:
             return
-        await self.rt.client.patch(kube.INCIDENTS, incident, lifecycle.state_patch("resolved", PROBER_ACTOR,
+        await self.rt.client.patch(kube.INCIDENTS, incident, lifecycle.state_patch(State.RESOLVED, PROBER_ACTOR,
                                                                                 "probe recovered", result.time), ns)
         log.info("auto-resolved incident %s/%s: probe recovered", ns, incident)
 

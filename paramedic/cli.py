@@ -21,6 +21,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,13 +34,13 @@ from .domain.lifecycle import is_active, spec_patch
 from .domain.report import render_postmortem
 from .domain.stats import compute_stats, render_stats_table
 from .domain.timeutil import iso, iso_ms, parse_or_none, utcnow
+from .domain.vocabulary import DEFAULT_SEVERITY, SEVERITIES, STATES, State
 from .settings import Settings, SettingsError
 
-STATE_COMMANDS = {"ack": "acknowledged", "investigate": "investigating", "mitigate": "mitigated",
-                  "resolve": "resolved", "close": "closed"}
+STATE_COMMANDS = {"ack": State.ACKNOWLEDGED, "investigate": State.INVESTIGATING, "mitigate": State.MITIGATED,
+                  "resolve": State.RESOLVED, "close": State.CLOSED}
 RCA_OPTIONS = (("root_cause", "rootCause"), ("contributing_factors", "contributingFactors"),
                ("corrective_actions", "correctiveActions"), ("prevention_actions", "preventionActions"))
-SEVERITIES = ("critical", "high", "medium", "low")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
@@ -103,10 +104,17 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML; the vocabulary's str-valued enums (`State.OPEN`) as their plain values."""
+
+
+_Dumper.add_multi_representer(StrEnum, lambda d, v: d.represent_str(str(v.value)))
+
+
 def dump(obj: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
-    return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
 def as_list(items: list[dict]) -> dict:
@@ -194,7 +202,7 @@ def kubeconfig_user(kubeconfig: str, context: str | None) -> str | None:
 def sla_left(inc: dict, now: datetime) -> str:
     """Time to the next SLA deadline, `breached` once one passed, `-` when no clock runs."""
     spec = inc.get("spec") or {}
-    if not is_active(spec.get("state", "open")):
+    if not is_active(spec.get("state", State.OPEN)):
         return "-"
     left = sla.time_left(inc, now)
     if left is None:
@@ -210,9 +218,9 @@ def age(obj: dict, now: datetime) -> str:
 def cmd_list(s: Session) -> None:
     items = s.client.list(kube.INCIDENTS, s.scope())
     if s.args.state:
-        items = [i for i in items if (i.get("spec") or {}).get("state", "open") == s.args.state]
+        items = [i for i in items if (i.get("spec") or {}).get("state", State.OPEN) == s.args.state]
     if s.args.active:
-        items = [i for i in items if is_active((i.get("spec") or {}).get("state", "open"))]
+        items = [i for i in items if is_active((i.get("spec") or {}).get("state", State.OPEN))]
     items.sort(key=lambda i: (i["metadata"].get("creationTimestamp", ""), i["metadata"]["name"]), reverse=True)
     if s.args.output != "table":
         print(dump(as_list(items), s.args.output), end="")
@@ -225,7 +233,7 @@ def cmd_list(s: Session) -> None:
     rows = []
     for inc in items:
         spec = inc.get("spec") or {}
-        rows.append([inc["metadata"]["name"], spec.get("state", "open"), spec.get("severity", "high"),
+        rows.append([inc["metadata"]["name"], spec.get("state", State.OPEN), spec.get("severity", DEFAULT_SEVERITY),
                      spec.get("service", ""), spec.get("assignee") or "<none>", age(inc, s.now), sla_left(inc, s.now)])
     if s.args.all_namespaces:
         header = ["NAMESPACE"] + header
@@ -238,7 +246,7 @@ def describe(inc: dict, now: datetime) -> str:
     meta, spec, status = inc.get("metadata") or {}, inc.get("spec") or {}, inc.get("status") or {}
     rows: list[tuple[str, Any]] = [
         ("Name", meta.get("name")), ("Namespace", meta.get("namespace")), ("Title", spec.get("title")),
-        ("Service", spec.get("service")), ("Severity", spec.get("severity")), ("State", spec.get("state", "open")),
+        ("Service", spec.get("service")), ("Severity", spec.get("severity")), ("State", spec.get("state", State.OPEN)),
         ("Source", spec.get("source")), ("Assignee", spec.get("assignee") or "<none>"),
         ("Team", status.get("team")), ("Age", age(inc, now)),
     ]
@@ -300,7 +308,7 @@ def patch_incident(s: Session, name: str, spec: dict, reason: str | None = None)
 def cmd_state(s: Session) -> None:
     target = STATE_COMMANDS[s.args.command]
     name = s.args.name
-    current = (s.get_incident(name).get("spec") or {}).get("state", "open")
+    current = (s.get_incident(name).get("spec") or {}).get("state", State.OPEN)
     if current == target:
         print(f"incident.paramedic.dev/{name} is already {target}")
         return
@@ -536,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("list", "list incidents (newest first)")
-    p.add_argument("--state", choices=("open", "acknowledged", "investigating", "mitigated", "resolved", "closed"))
+    p.add_argument("--state", choices=STATES)
     p.add_argument("--active", action="store_true", help="only incidents not yet resolved")
     add("show", "show one incident").add_argument("name")
     for command, state in STATE_COMMANDS.items():
@@ -559,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", type=parse_window, default=None, help="only incidents created within it, e.g. 7d (default: all)")
     p = add("fire", "send a test alert to the Paramedic webhook")
     p.add_argument("--service", required=True)
-    p.add_argument("--severity", choices=SEVERITIES, default="high")
+    p.add_argument("--severity", choices=SEVERITIES, default=DEFAULT_SEVERITY.value)
     p.add_argument("--message", required=True)
     p.add_argument("--label", action="append", metavar="KEY=VALUE", help="alert label (repeatable)")
     p.add_argument("--url", help="webhook base URL (default: $PARAMEDIC_WEBHOOK_URL)")

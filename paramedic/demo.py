@@ -46,6 +46,7 @@ from .devcluster import IMAGE, REPO, DevCluster, apply_crds, free_port, image_ar
 from .devproc import alive, terminate
 from .domain.report import render_postmortem
 from .domain.timeutil import utcnow
+from .domain.vocabulary import ENDED_UNSUCCESSFULLY, IN_PROGRESS_RESULTS, AttemptResult
 
 HACK = REPO / "hack" / "demo"
 PEERING_CRDS = REPO / "manifests" / "kopf-peering-crds.yaml"
@@ -677,18 +678,18 @@ class Story:
                 what += (" (ansible-runner, kubernetes.core): roll Deployment demo back to its last revision "
                          "with a different pod spec, then wait for the rollout")
             self.say("remediation", f"attempt {n}: {what}")
-            if result == "Running":
+            if result == AttemptResult.RUNNING:
                 return
         if action == "restart":
             self.poll_deployment()  # the rollout's own lines first: they happened before this result
         message = attempt.get("message", "")
-        if result == "Verifying":
+        if result == AttemptResult.VERIFYING:
             extra = f"; playbook rc {attempt.get('rc')}, {attempt.get('status')}" if action == "ansible" else ""
             self.say("remediation", f"attempt {n} done ({message}{extra}); verifying the service recovers")
-        elif result == "Succeeded":
+        elif result == AttemptResult.SUCCEEDED:
             self.once(f"attempt-{action}-succeeded")
             self.say("remediation", f"attempt {n} succeeded: {message}")
-        elif result in ("Failed", "TimedOut", "Interrupted"):
+        elif result in ENDED_UNSUCCESSFULLY:
             self.say("remediation", f"attempt {n} {result.lower()}: {message}")
             if action == "ansible" and attempt.get("outputTail"):
                 self.detail(attempt["outputTail"][-800:])
@@ -770,7 +771,7 @@ class Story:
             return False
         attempts = (st.get("remediation") or {}).get("attempts") or []
         settled = ("alert-resolved" in self.seen or not st.get("alerts")) \
-            and not any(a.get("result") in ("Running", "Verifying") for a in attempts)
+            and not any(a.get("result") in IN_PROGRESS_RESULTS for a in attempts)
         return settled or self.elapsed() - self.seen["resolved"] > SETTLE_SECONDS
 
     REQUIRED = (

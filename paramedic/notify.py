@@ -30,6 +30,7 @@ from paramedic.domain.notify_render import (
     render_slack,
     render_webhook,
     sender_address,
+    unconfigured,
 )
 from paramedic.netguard import refuse_forbidden
 from paramedic.settings import Settings, SettingsError
@@ -118,14 +119,12 @@ class Notifier:
         Lets the operator record such a notification as handled in the write that
         decides it, instead of queueing it and writing the outcome a second time.
         """
-        if self.settings.smtp_host and any(isinstance(r, str) and is_valid_address(r.strip()) for r in recipients):
-            return None
-        if slack_url or self.settings.slack_webhook_url or webhook_url or self.settings.notify_webhook_url:
-            return None
-        email = ("SMTP not configured (PARAMEDIC_SMTP_HOST)" if not self.settings.smtp_host else "no recipients")
-        return [self._skipped("email", email, [r.strip() for r in recipients if is_valid_address(r.strip())]),
-                self._skipped("slack", "slack webhook URL not configured"),
-                self._skipped("webhook", "webhook webhook URL not configured")]
+        results = unconfigured(recipients, bool(self.settings.smtp_host),
+                               bool(slack_url or self.settings.slack_webhook_url),
+                               bool(webhook_url or self.settings.notify_webhook_url))
+        for r in results or []:
+            metrics.NOTIFICATIONS_SENT.labels(r.channel, "skipped").inc()
+        return results
 
     # --- retry loop ---------------------------------------------------------------
 

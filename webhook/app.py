@@ -22,8 +22,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from paramedic import kube, metrics
 from paramedic.domain import alerts as dom
 from paramedic.domain.timeutil import utcnow
-from paramedic.incidents import IngestConflict, ingest
+from paramedic.domain.vocabulary import DNS_LABEL
 from paramedic.informer import Directory
+from paramedic.ingest import IngestConflict, ingest
 from paramedic.owners import PodOwners
 from paramedic.settings import Settings
 
@@ -38,7 +39,6 @@ RETRY_AFTER_CONFLICT = "1"
 _READ_CHUNK = 64 * 1024
 _DRAIN_LIMIT = 16 * 1024 * 1024
 """Most of a refused body read and dropped, so the sender sees the 413 instead of a reset connection."""
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
@@ -147,7 +147,7 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
 
     @app.get("/api/v1/incidents/<namespace>/<name>/report.md")
     def report(namespace: str, name: str):
-        if not _DNS_LABEL.match(namespace):
+        if not DNS_LABEL.match(namespace):
             return _error(400, "namespace: not a valid namespace name", "namespace")
         if not _DNS_SUBDOMAIN.match(name):
             return _error(400, "name: not a valid incident name", "name")

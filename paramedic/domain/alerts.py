@@ -21,9 +21,11 @@ from typing import Any
 from .lifecycle import append_timeline, is_active, timeline_entry
 from .timeutil import iso, iso_ms, parse
 
-SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
-DEFAULT_SEVERITY = "high"
-"""Severity of an alert whose label says nothing usable and whose service sets no default."""
+# Re-exported (defined once, in .vocabulary); DEFAULT_SEVERITY is also the severity of an
+# alert whose label says nothing usable and whose service sets no default.
+from .vocabulary import DEFAULT_SEVERITY as DEFAULT_SEVERITY
+from .vocabulary import SEVERITIES as SEVERITIES
+from .vocabulary import State
 
 SEVERITY_ALIASES: dict[str, str] = {
     "critical": "critical", "crit": "critical", "fatal": "critical", "emergency": "critical",
@@ -736,7 +738,7 @@ def active_field_selector(service: str, severity: str) -> str:
 
 
 def incident_active(incident: Mapping[str, Any]) -> bool:
-    return is_active((incident.get("spec") or {}).get("state") or "open")
+    return is_active((incident.get("spec") or {}).get("state") or State.OPEN)
 
 
 def alert_keys(incident: Mapping[str, Any]) -> set[str]:

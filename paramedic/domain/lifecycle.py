@@ -13,18 +13,21 @@ from typing import Any
 
 from .timeutil import iso, iso_ms, parse_or_none
 
-STATES: tuple[str, ...] = ("open", "acknowledged", "investigating", "mitigated", "resolved", "closed")
-"""Lifecycle order: state only moves forward (skipping allowed)."""
+# Re-exported: the states are defined once, in .vocabulary.
+from .vocabulary import ACTIVE_STATES as ACTIVE_STATES
+from .vocabulary import REMEDIABLE_STATES as REMEDIABLE_STATES
+from .vocabulary import STATES as STATES
+from .vocabulary import State as State
 
-ACTIVE_STATES: tuple[str, ...] = STATES[: STATES.index("resolved")]
-"""States in which an incident still needs people (before resolved)."""
+# STATES: lifecycle order, state only moves forward (skipping allowed).
+# ACTIVE_STATES: before resolved (mitigated included); REMEDIABLE_STATES: before mitigated.
 
 TIMESTAMP_FIELDS: dict[str, str] = {
-    "acknowledged": "acknowledgedAt",
-    "investigating": "investigatingAt",
-    "mitigated": "mitigatedAt",
-    "resolved": "resolvedAt",
-    "closed": "closedAt",
+    State.ACKNOWLEDGED: "acknowledgedAt",
+    State.INVESTIGATING: "investigatingAt",
+    State.MITIGATED: "mitigatedAt",
+    State.RESOLVED: "resolvedAt",
+    State.CLOSED: "closedAt",
 }
 """The status field recording when each state was reached (`open` is status.createdAt)."""
 
@@ -68,7 +71,7 @@ def state_effects(old_state: str | None, new_state: str, status: Mapping[str, An
     if resolution was skipped by an older object). `observedState` is set to
     `new_state`. A move that is not forward yields an empty dict.
     """
-    old = old_state or "open"
+    old = old_state or State.OPEN
     if not is_forward(old, new_state):
         return {}
     stamp = iso(now)
@@ -83,7 +86,7 @@ def state_effects(old_state: str | None, new_state: str, status: Mapping[str, An
         ack = _first_reached(merged, STATES[1:])
         if ack is not None and "mttaSeconds" not in status:
             effects["mttaSeconds"] = _seconds(created, ack)
-        res = _first_reached(merged, ("resolved", "closed"))
+        res = _first_reached(merged, (State.RESOLVED, State.CLOSED))
         if res is not None and "mttrSeconds" not in status:
             effects["mttrSeconds"] = _seconds(created, res)
     effects["observedState"] = new_state

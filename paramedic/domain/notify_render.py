@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from paramedic.domain.timeutil import iso, parse_or_none
+from paramedic.domain.vocabulary import DEFAULT_SEVERITY, State
 
 EVENTS: tuple[str, ...] = ("opened", "escalated", "remediation", "sla_breach", "resolved", "closed")
 CHANNELS: tuple[str, ...] = ("email", "slack", "webhook")
@@ -102,8 +103,8 @@ def notification_from_incident(incident: Mapping[str, Any], event: str, detail: 
         incident_name=str(meta.get("name") or ""),
         namespace=str(meta.get("namespace") or ""),
         service=str(spec.get("service") or ""),
-        severity=str(spec.get("severity") or "high"),
-        state=str(spec.get("state") or "open"),
+        severity=str(spec.get("severity") or DEFAULT_SEVERITY),
+        state=str(spec.get("state") or State.OPEN),
         title=str(spec.get("title") or ""),
         description=str(spec.get("description") or ""),
         assignee=str(spec.get("assignee") or ""),
@@ -112,6 +113,22 @@ def notification_from_incident(incident: Mapping[str, Any], event: str, detail: 
         recipients=list(recipients),
         dashboard_url=str(dashboard_url or ""),
     )
+
+
+def unconfigured(recipients: Sequence[str], smtp_configured: bool, slack_configured: bool,
+                 webhook_configured: bool) -> list[DeliveryResult] | None:
+    """The `skipped` results a delivery would return when no channel could send anything, else
+    None. `slack_configured`/`webhook_configured`: a URL globally or on the service."""
+    if smtp_configured and any(isinstance(r, str) and is_valid_address(r.strip()) for r in recipients):
+        return None
+    if slack_configured or webhook_configured:
+        return None
+    email = ("SMTP not configured (PARAMEDIC_SMTP_HOST)" if not smtp_configured else "no recipients")
+    return [DeliveryResult("email", [r.strip() for r in recipients if is_valid_address(r.strip())], ok=False,
+                           error=email, attempts=0, skipped=True),
+            DeliveryResult("slack", [], ok=False, error="slack webhook URL not configured", attempts=0, skipped=True),
+            DeliveryResult("webhook", [], ok=False, error="webhook webhook URL not configured", attempts=0,
+                           skipped=True)]
 
 
 def is_valid_address(address: str) -> bool:

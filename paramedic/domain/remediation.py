@@ -17,26 +17,27 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from .lifecycle import PAUSED_ANNOTATION
 from .timeutil import parse_or_none
+from .vocabulary import IN_PROGRESS_RESULTS, REMEDIABLE_STATES, AttemptResult, State
 
-ACT = "act"
-WAIT = "wait"
-SKIP = "skip"
-EXHAUSTED = "exhausted"
-CAPPED = "capped"
-VERIFY = "verify"
 
-ACTIVE_STATES = ("open", "acknowledged", "investigating")
+class Kind(StrEnum):
+    """What a `Decision` asks of the caller."""
+
+    ACT = "act"
+    WAIT = "wait"
+    SKIP = "skip"
+    EXHAUSTED = "exhausted"
+    CAPPED = "capped"
+    VERIFY = "verify"
+
+
 ACTION_TYPES = ("restart", "ansible", "scale")
 HOUR = timedelta(hours=1)
-
-# Attempt results (Incident CRD): the first two are still in progress.
-RUNNING = "Running"
-VERIFYING = "Verifying"
-SUCCEEDED = "Succeeded"
 
 DEFAULT_COOLDOWN_SECONDS = 120
 DEFAULT_VERIFY_SECONDS = 60
@@ -58,7 +59,7 @@ class Decision:
     - `capped`: the service's hourly cap is reached; people take over (a slot frees at `wait_until`).
     """
 
-    kind: str
+    kind: Kind
     reason: str
     action_index: int | None = None
     action: dict[str, Any] | None = None
@@ -134,49 +135,37 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
     """The next remediation step for `incident` (see `Decision` for what each kind asks of the caller)."""
     spec = incident.get("spec") or {}
     name = str((incident.get("metadata") or {}).get("name", ""))
-    if spec.get("managed") is False:
-        return Decision(SKIP, "unmanaged incident: no MonitoredService matched, nothing to remediate")
-    if service is None:
-        return Decision(SKIP, f"MonitoredService {spec.get('service', '?')!r} not found")
-    if not enabled_globally:
-        return Decision(SKIP, "remediation is switched off globally (PARAMEDIC_REMEDIATION_ENABLED=false)")
-    policy = (service.get("spec") or {}).get("remediation") or {}
-    if policy.get("enabled") is False:
-        return Decision(SKIP, "remediation is disabled for this service (spec.remediation.enabled: false)")
-    annotations = (service.get("metadata") or {}).get("annotations") or {}
-    if str(annotations.get(PAUSED_ANNOTATION, "")).strip().lower() == "true":
-        return Decision(SKIP, f"remediation is paused on this service (annotation {PAUSED_ANNOTATION}=true)")
-    actions = policy.get("actions") or []
-    if not actions:
-        return Decision(SKIP, "no remediation actions configured (spec.remediation.actions is empty)")
-    state = spec.get("state") or "open"
-    if state not in ACTIVE_STATES:
-        return Decision(SKIP, f"incident is {state}: remediation only runs while it is open, acknowledged or investigating")
-
     attempts = [a for a in ((incident.get("status") or {}).get("remediation") or {}).get("attempts") or []
                 if isinstance(a, Mapping)]
+    # An attempt under way is finished whatever happened meanwhile (a person or the probe may
+    # have resolved the incident, the service may be paused or gone): its outcome must still
+    # be recorded, so this comes before every reason to skip.
+    if attempts and attempts[-1].get("result") in IN_PROGRESS_RESULTS:
+        return _in_progress(attempts[-1], len(attempts) - 1, name, service, now)
+    if spec.get("managed") is False:
+        return Decision(Kind.SKIP, "unmanaged incident: no MonitoredService matched, nothing to remediate")
+    if service is None:
+        return Decision(Kind.SKIP, f"MonitoredService {spec.get('service', '?')!r} not found")
+    if not enabled_globally:
+        return Decision(Kind.SKIP, "remediation is switched off globally (PARAMEDIC_REMEDIATION_ENABLED=false)")
+    policy = (service.get("spec") or {}).get("remediation") or {}
+    if policy.get("enabled") is False:
+        return Decision(Kind.SKIP, "remediation is disabled for this service (spec.remediation.enabled: false)")
+    annotations = (service.get("metadata") or {}).get("annotations") or {}
+    if str(annotations.get(PAUSED_ANNOTATION, "")).strip().lower() == "true":
+        return Decision(Kind.SKIP, f"remediation is paused on this service (annotation {PAUSED_ANNOTATION}=true)")
+    actions = policy.get("actions") or []
+    if not actions:
+        return Decision(Kind.SKIP, "no remediation actions configured (spec.remediation.actions is empty)")
+    state = spec.get("state") or State.OPEN
+    if state not in REMEDIABLE_STATES:
+        return Decision(Kind.SKIP, f"incident is {state}: remediation only runs while it is "
+                                   f"{', '.join(REMEDIABLE_STATES[:-1])} or {REMEDIABLE_STATES[-1]}")
+
     for position in range(len(attempts) - 1, -1, -1):
-        attempt = attempts[position]
-        result = attempt.get("result")
-        index = _index(attempt, position)
-        action = actions[index] if 0 <= index < len(actions) else None
-        att_id = attempt.get("id") or attempt_id(name, index)
-        if result == RUNNING:
-            return Decision(WAIT, f"attempt {index + 1} ({attempt.get('action') or action_type(action)}) is running",
-                            index, _copy(action), None, att_id, bool(attempt.get("dryRun")))
-        if result == VERIFYING:
-            verify_seconds = _int(policy.get("verifySeconds"), DEFAULT_VERIFY_SECONDS)
-            until = parse_or_none(attempt.get("verifyBy"))
-            if until is None:
-                base = parse_or_none(attempt.get("finishedAt")) or parse_or_none(attempt.get("startedAt")) or now
-                until = base + timedelta(seconds=verify_seconds)
-            if now >= until:
-                reason = f"attempt {index + 1}: verification window ended at {until.isoformat()}"
-            else:
-                reason = f"attempt {index + 1}: waiting for the service to recover until {until.isoformat()}"
-            return Decision(VERIFY, reason, index, _copy(action), until, att_id, bool(attempt.get("dryRun")))
-        if result == SUCCEEDED:
-            return Decision(SKIP, f"attempt {index + 1} already remediated this incident")
+        if attempts[position].get("result") == AttemptResult.SUCCEEDED:
+            index = _index(attempts[position], position)
+            return Decision(Kind.SKIP, f"attempt {index + 1} already remediated this incident")
 
     done = len(attempts)
     max_attempts = _int(policy.get("maxAttempts"), DEFAULT_MAX_ATTEMPTS)
@@ -186,14 +175,14 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
             why = f"maxAttempts ({max_attempts}) reached"
         else:
             why = f"all {len(actions)} configured actions were tried"
-        return Decision(EXHAUSTED, f"remediation exhausted after {done} attempt(s): {why}; over to people")
+        return Decision(Kind.EXHAUSTED, f"remediation exhausted after {done} attempt(s): {why}; over to people")
 
     if attempts:
         ended = _ended(attempts[-1])
         cooldown = _int(policy.get("cooldownSeconds"), DEFAULT_COOLDOWN_SECONDS)
         if ended is not None and cooldown > 0 and now < ended + timedelta(seconds=cooldown):
             until = ended + timedelta(seconds=cooldown)
-            return Decision(WAIT, f"cooling down ({cooldown}s after the last attempt) until {until.isoformat()}",
+            return Decision(Kind.WAIT, f"cooling down ({cooldown}s after the last attempt) until {until.isoformat()}",
                             wait_until=until)
 
     service_status = (service.get("status") or {}).get("remediation") or {}
@@ -201,22 +190,46 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
     max_per_hour = _int(policy.get("maxPerHour"), DEFAULT_MAX_PER_HOUR)
     if len(recent) >= max_per_hour:
         oldest = parse_or_none(recent[0])
-        until = oldest + HOUR if oldest else None
-        return Decision(CAPPED, f"hourly cap reached: {len(recent)} attempts on this service in the last hour "
-                                f"(maxPerHour {max_per_hour}); over to people", wait_until=until)
+        return Decision(Kind.CAPPED, f"hourly cap reached: {len(recent)} attempts on this service in the last hour "
+                                     f"(maxPerHour {max_per_hour}); over to people",
+                        wait_until=oldest + HOUR if oldest else None)
 
     in_flight = service_status.get("inFlight")
     if in_flight and in_flight != name:
-        return Decision(WAIT, f"incident {in_flight} is remediating this service; one at a time")
+        return Decision(Kind.WAIT, f"incident {in_flight} is remediating this service; one at a time")
 
     action = actions[done]
     if action_type(action) == "unknown":
-        return Decision(SKIP, f"action {done + 1} is invalid: needs exactly one of restart, ansible or scale")
+        return Decision(Kind.SKIP, f"action {done + 1} is invalid: needs exactly one of restart, ansible or scale")
     dry_run = policy.get("dryRun") is True
     target = (service.get("spec") or {}).get("target") or {}
     what = describe_action(action, target)
-    return Decision(ACT, f"attempt {done + 1} of {allowed}: {what}" + (" (dry run)" if dry_run else ""),
+    return Decision(Kind.ACT, f"attempt {done + 1} of {allowed}: {what}" + (" (dry run)" if dry_run else ""),
                     done, _copy(action), None, attempt_id(name, done), dry_run)
+
+
+def _in_progress(attempt: Mapping[str, Any], position: int, name: str, service: Mapping[str, Any] | None,
+                 now: datetime) -> Decision:
+    """The last attempt is Running (wait for its action: `attempt_id` says which) or Verifying
+    (check recovery until `wait_until`, its verifyBy)."""
+    policy = ((service or {}).get("spec") or {}).get("remediation") or {}
+    actions = policy.get("actions") or []
+    index = _index(attempt, position)
+    action = actions[index] if 0 <= index < len(actions) else None
+    att_id = attempt.get("id") or attempt_id(name, index)
+    if attempt.get("result") == AttemptResult.RUNNING:
+        return Decision(Kind.WAIT, f"attempt {index + 1} ({attempt.get('action') or action_type(action)}) is running",
+                        index, _copy(action), None, att_id, bool(attempt.get("dryRun")))
+    verify_seconds = _int(policy.get("verifySeconds"), DEFAULT_VERIFY_SECONDS)
+    until = parse_or_none(attempt.get("verifyBy"))
+    if until is None:
+        base = parse_or_none(attempt.get("finishedAt")) or parse_or_none(attempt.get("startedAt")) or now
+        until = base + timedelta(seconds=verify_seconds)
+    if now >= until:
+        reason = f"attempt {index + 1}: verification window ended at {until.isoformat()}"
+    else:
+        reason = f"attempt {index + 1}: waiting for the service to recover until {until.isoformat()}"
+    return Decision(Kind.VERIFY, reason, index, _copy(action), until, att_id, bool(attempt.get("dryRun")))
 
 
 def _copy(action: Any) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from .alerts import entry_fingerprint
 from .lifecycle import is_active
 from .stats import format_duration
 from .timeutil import iso, parse_or_none
+from .vocabulary import State
 
 RCA_FIELDS = (
     ("rootCause", "Root cause"),
@@ -60,7 +61,7 @@ def _summary(inc: Mapping[str, Any], now: datetime) -> list[str]:
     end = status.get("resolvedAt") or status.get("closedAt")
     if end:
         duration = f"{format_duration(_duration(created, end))} (opened to resolved)"
-    elif not is_active(spec.get("state", "open")):
+    elif not is_active(spec.get("state", State.OPEN)):
         duration = "- (resolution time not recorded)"
     elif created:
         duration = f"{format_duration(_duration(created, iso(now)))} so far (not resolved)"
@@ -70,7 +71,7 @@ def _summary(inc: Mapping[str, Any], now: datetime) -> list[str]:
         ["Service", spec.get("service")],
         ["Severity", spec.get("severity")],
         ["Source", spec.get("source")],
-        ["State", spec.get("state", "open")],
+        ["State", spec.get("state", State.OPEN)],
         ["Assignee", spec.get("assignee") or "unassigned"],
         ["Team", status.get("team")],
         ["Opened", _when(created)],

@@ -12,23 +12,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .timeutil import iso, parse, parse_or_none
+from .vocabulary import DEFAULT_SEVERITY, STATES, Severity, State
 
 DEFAULTS: dict[str, tuple[int, int]] = {
-    "critical": (5, 60),
-    "high": (15, 240),
-    "medium": (60, 1440),
-    "low": (240, 4320),
+    Severity.CRITICAL: (5, 60),
+    Severity.HIGH: (15, 240),
+    Severity.MEDIUM: (60, 1440),
+    Severity.LOW: (240, 4320),
 }
 """(acknowledge, resolve) minutes per severity when the MonitoredService sets none."""
-
-DEFAULT_SEVERITY = "high"
 KINDS = ("acknowledge", "resolve")
 
 # Any state past `open` acknowledges; `resolved` or `closed` resolves.
 _ACK_FIELDS = ("acknowledgedAt", "investigatingAt", "mitigatedAt", "resolvedAt", "closedAt")
 _RESOLVE_FIELDS = ("resolvedAt", "closedAt")
-_ACK_STATES = ("acknowledged", "investigating", "mitigated", "resolved", "closed")
-_RESOLVE_STATES = ("resolved", "closed")
+_ACK_STATES = STATES[STATES.index(State.ACKNOWLEDGED):]
+_RESOLVE_STATES = STATES[STATES.index(State.RESOLVED):]
 
 
 def targets(severity: str | None, override: Mapping[str, Any] | None = None) -> tuple[int, int]:

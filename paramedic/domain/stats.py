@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .lifecycle import ACTIVE_STATES, STATES
-from .sla import DEFAULTS
 from .timeutil import parse_or_none
+from .vocabulary import DEFAULT_SEVERITY, SEVERITIES, State
 
 
 def created_at(incident: Mapping[str, Any]) -> datetime | None:
@@ -52,7 +52,7 @@ def _seconds(incidents: Sequence[Mapping[str, Any]], field: str) -> list[float]:
 def _ordered_counts(counter: Counter[str], order: tuple[str, ...] = ()) -> dict[str, int]:
     """Counts in a stable order: known keys first in `order`, then the rest by name."""
     keys = [k for k in order if k in counter] + sorted(k for k in counter if k not in order)
-    return {k: counter[k] for k in keys}
+    return {str(k): counter[k] for k in keys}  # plain str keys, also for the vocabulary's enums
 
 
 def compute_stats(incidents: Sequence[Mapping[str, Any]], now: datetime, window: timedelta | None = None) -> dict[str, Any]:
@@ -66,9 +66,9 @@ def compute_stats(incidents: Sequence[Mapping[str, Any]], now: datetime, window:
     return {
         "window": None if window is None else int(window.total_seconds()),
         "total": total,
-        "active": sum(1 for s in spec if s.get("state", "open") in ACTIVE_STATES),
-        "byState": _ordered_counts(Counter(s.get("state", "open") for s in spec), STATES),
-        "bySeverity": _ordered_counts(Counter(s.get("severity", "high") for s in spec), tuple(DEFAULTS)),
+        "active": sum(1 for s in spec if s.get("state", State.OPEN) in ACTIVE_STATES),
+        "byState": _ordered_counts(Counter(s.get("state", State.OPEN) for s in spec), STATES),
+        "bySeverity": _ordered_counts(Counter(s.get("severity", DEFAULT_SEVERITY) for s in spec), SEVERITIES),
         "byService": _ordered_counts(Counter(s.get("service", "") for s in spec)),
         "mtta": summarize(_seconds(incidents, "mttaSeconds")),
         "mttr": summarize(_seconds(incidents, "mttrSeconds")),

@@ -17,7 +17,7 @@ import pytest
 
 from paramedic import kube
 from paramedic.domain.rollout import RESTARTED_AT
-from paramedic.remediate import (
+from paramedic.remediation_io import (
     RemediationError,
     resolve_playbook,
     restart_workload,

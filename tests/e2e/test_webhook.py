@@ -401,7 +401,7 @@ def test_paramedic_webhook_serves_with_gunicorn(kubeconfig, kube_client, namespa
 
 
 def test_create_incident_writes_status_after_create(kube_client, namespace):
-    from paramedic.incidents import build_incident, create_incident
+    from paramedic.ingest import build_incident, create_incident
 
     now = datetime.now(UTC)
     body = build_incident(namespace, "manual-1", service="checkout", severity="low", title="by hand",

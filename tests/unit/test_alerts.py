@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paramedic.domain import alerts as dom
-from paramedic.incidents import build_incident
+from paramedic.ingest import build_incident
 
 NOW = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 T0 = "2026-03-02T09:58:01.123456789Z"

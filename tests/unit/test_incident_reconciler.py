@@ -1,8 +1,9 @@
-"""Pure decisions of the incident reconciler."""
+"""Pure decisions of the incident reconciler (the planner's creator grace)."""
 
 from datetime import UTC, datetime, timedelta
 
-from paramedic.operator.incidents import CREATOR_GRACE_SECONDS, _awaiting_creator
+from paramedic.domain.incident_plan import CREATOR_GRACE_SECONDS
+from paramedic.domain.incident_plan import awaiting_creator as _awaiting_creator
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

@@ -246,7 +246,7 @@ class RouterClient(FakeClient):
 
 
 def test_router_reads_pods_only_for_alerts_no_cheaper_rule_claims():
-    from paramedic.incidents import _Router
+    from paramedic.ingest import _Router
     from paramedic.settings import Settings
 
     client = RouterClient(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -35,10 +34,11 @@ from . import kube, metrics
 from .domain import alerts as dom
 from .domain.lifecycle import state_patch
 from .domain.timeutil import iso
+from .domain.vocabulary import DNS_LABEL, State
 from .informer import Directory
 from .owners import PodOwners
 
-log = logging.getLogger("paramedic.incidents")
+log = logging.getLogger("paramedic.ingest")
 
 ACTOR = dom.ACTOR
 WRITE_ATTEMPTS = 10
@@ -48,7 +48,6 @@ MAX_SUCCESSORS = 100
 GROUP_PARALLELISM = 8
 """Groups of one request written concurrently (each touches its own incidents)."""
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class IngestConflict(Exception):
@@ -88,7 +87,7 @@ def build_incident(namespace: str, name: str, *, service: str, severity: str, ti
         "severity": severity,
         "title": _cut(title.strip() or f"{service} incident", dom.MAX_TITLE),
         "source": source,
-        "state": "open",
+        "state": State.OPEN,
         "managed": managed,
     }
     if description:
@@ -174,7 +173,7 @@ class _Group:
 
 
 @dataclass
-class _Plan:
+class _IncidentAlerts:
     """The alerts one incident receives in this request (one status write)."""
 
     namespace: str
@@ -213,7 +212,7 @@ class _Router:
             return True
         if namespace not in self._namespaces:
             exists = False
-            if _DNS_LABEL.match(namespace):
+            if DNS_LABEL.match(namespace):
                 try:
                     exists = self.client.get_or_none(kube.NAMESPACES, namespace) is not None
                 except kube.ApiError as exc:
@@ -229,7 +228,7 @@ class _Router:
         groups: dict[tuple[str, str, str], _Group] = {}
         for alert in alerts:
             ns = alert.namespace or self.settings.namespace
-            claim = self.claim(alert, ns) if _DNS_LABEL.match(ns) else None
+            claim = self.claim(alert, ns) if DNS_LABEL.match(ns) else None
             metrics.ALERTS_ROUTED.labels(_RULE_METRIC.get(claim.rule if claim else "", "none")).inc()
             svc = claim.service if claim is not None else None
             if svc is not None:
@@ -273,7 +272,7 @@ class _Run:
         self.window = int(settings.correlation_window_seconds)
         self.result = IngestResult()
         self._objects: dict[tuple[str, str], dict | None] = {}   # incidents read in this request
-        self._plans: dict[tuple[str, str], _Plan] = {}
+        self._targets: dict[tuple[str, str], _IncidentAlerts] = {}
         self._service_incidents: dict[tuple[str, str], list[dict]] = {}
 
     # correlation ---------------------------------------------------------------
@@ -291,7 +290,7 @@ class _Run:
         for alert in group.alerts:
             holder = held_by.get(alert.key)
             if holder is not None:
-                self._plan(ns, holder, group).alerts.append(alert)
+                self._target(ns, holder, group).alerts.append(alert)
             else:
                 pending.append(alert)
         firing = [a for a in pending if a.status == dom.FIRING]
@@ -308,7 +307,7 @@ class _Run:
             if holder is None and alert.status != dom.FIRING:
                 holder = self._any_holder(ns, service, alert)
             if holder is not None:
-                self._plan(ns, holder, group).alerts.append(alert)
+                self._target(ns, holder, group).alerts.append(alert)
             elif alert.status == dom.FIRING:
                 new_firing.append(alert)
             else:
@@ -360,10 +359,10 @@ class _Run:
         return None
 
     def _join(self, ns: str, obj: dict, group: _Group, firing: list[dom.Alert], created: bool = False) -> None:
-        plan = self._plan(ns, obj, group)
-        plan.created = plan.created or created
-        plan.alerts.extend(firing)
-        plan.joining.update(a.key for a in firing)
+        target = self._target(ns, obj, group)
+        target.created = target.created or created
+        target.alerts.extend(firing)
+        target.joining.update(a.key for a in firing)
 
     def _create_or_join(self, ns: str, service: str, severity: str, group: _Group,
                         firing: list[dom.Alert]) -> None:
@@ -394,7 +393,7 @@ class _Run:
             keys = dom.alert_keys(obj)
             held = [a for a in remaining if a.key in keys]
             if held:  # re-sent alerts of a resolved incident: duplicates there, never a new incident
-                self._plan(ns, obj, group).alerts.extend(held)
+                self._target(ns, obj, group).alerts.extend(held)
                 remaining = [a for a in remaining if a.key not in keys]
                 if not remaining:
                     return
@@ -415,68 +414,68 @@ class _Run:
             self._objects[(ns, name)] = self.client.get_or_none(kube.INCIDENTS, name, ns)
         return self._objects[(ns, name)]
 
-    def _plan(self, ns: str, obj: dict, group: _Group) -> _Plan:
+    def _target(self, ns: str, obj: dict, group: _Group) -> _IncidentAlerts:
         name = obj["metadata"]["name"]
-        plan = self._plans.get((ns, name))
-        if plan is None:
-            plan = self._plans[(ns, name)] = _Plan(ns, name, obj, auto_resolve=group.auto_resolve)
-        return plan
+        target = self._targets.get((ns, name))
+        if target is None:
+            target = self._targets[(ns, name)] = _IncidentAlerts(ns, name, obj, auto_resolve=group.auto_resolve)
+        return target
 
     # writes --------------------------------------------------------------------
     def flush(self) -> None:
-        for key in sorted(self._plans):
-            self._write(self._plans[key])
+        for key in sorted(self._targets):
+            self._write(self._targets[key])
 
-    def _write(self, plan: _Plan) -> None:
-        obj = plan.obj
+    def _write(self, target: _IncidentAlerts) -> None:
+        obj = target.obj
         limit = int(self.settings.timeline_limit)
         for attempt in range(WRITE_ATTEMPTS):
-            rec = dom.record_alerts(obj, plan.alerts, self.now, timeline_limit=limit,
-                                    auto_resolve=plan.auto_resolve, created=plan.created)
+            rec = dom.record_alerts(obj, target.alerts, self.now, timeline_limit=limit,
+                                    auto_resolve=target.auto_resolve, created=target.created)
             if rec.patch is None:
                 break
             patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, **rec.patch}
             try:
-                obj = self.client.patch(kube.INCIDENTS, plan.name, patch, plan.namespace, subresource="status")
+                obj = self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace, subresource="status")
                 INCIDENT_READS.see(obj)
                 break
             except kube.Conflict:
                 # Someone else wrote in between (another request, the operator): re-read, redo,
                 # after a short random pause so that writers in lockstep drift apart.
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
-                fresh = self.client.get_or_none(kube.INCIDENTS, plan.name, plan.namespace)
+                fresh = self.client.get_or_none(kube.INCIDENTS, target.name, target.namespace)
                 if fresh is None:
-                    raise IngestConflict(f"incident {plan.namespace}/{plan.name} was deleted meanwhile") from None
+                    raise IngestConflict(f"incident {target.namespace}/{target.name} was deleted meanwhile") from None
                 obj = fresh
-                if plan.joining - dom.alert_keys(obj) and not dom.incident_active(obj):
+                if target.joining - dom.alert_keys(obj) and not dom.incident_active(obj):
                     # It was resolved meanwhile: new alerts belong to a successor, which a retry finds.
-                    raise IngestConflict(f"incident {plan.namespace}/{plan.name} was resolved meanwhile") from None
+                    raise IngestConflict(f"incident {target.namespace}/{target.name} was resolved meanwhile") from None
         else:
-            raise IngestConflict(f"status of incident {plan.namespace}/{plan.name} kept changing "
+            raise IngestConflict(f"status of incident {target.namespace}/{target.name} kept changing "
                                  f"({WRITE_ATTEMPTS} conflicting writes)")
         added = set(rec.added)
-        self.result.joined += sum(1 for a in plan.alerts if a.key in added and a.status == dom.FIRING)
+        self.result.joined += sum(1 for a in target.alerts if a.key in added and a.status == dom.FIRING)
         self.result.resolved += len(rec.resolved)
         self.result.deduplicated += len(rec.duplicates)
         if rec.duplicates:
             metrics.ALERTS_DEDUPLICATED.inc(len(rec.duplicates))
-        self.result.incidents.append(f"{plan.namespace}/{plan.name}")
-        has_resolution = any(a.status == dom.RESOLVED for a in plan.alerts)
-        if has_resolution and rec.all_resolved and plan.auto_resolve and dom.incident_active(obj):
-            self._auto_resolve(plan, obj)
+        self.result.incidents.append(f"{target.namespace}/{target.name}")
+        has_resolution = any(a.status == dom.RESOLVED for a in target.alerts)
+        if has_resolution and rec.all_resolved and target.auto_resolve and dom.incident_active(obj):
+            self._auto_resolve(target, obj)
 
-    def _auto_resolve(self, plan: _Plan, obj: dict) -> None:
-        patch = state_patch("resolved", ACTOR, "all alerts resolved", self.now)
+    def _auto_resolve(self, target: _IncidentAlerts, obj: dict) -> None:
+        patch = state_patch(State.RESOLVED, ACTOR, "all alerts resolved", self.now)
         try:
-            INCIDENT_READS.see(self.client.patch(kube.INCIDENTS, plan.name, patch, plan.namespace))
+            INCIDENT_READS.see(self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace))
         except kube.Invalid as exc:
             # Someone moved it on (closed) meanwhile: the API server refuses going back, which is right.
-            log.info("incident %s/%s not auto-resolved: %s", plan.namespace, plan.name, exc.message)
+            log.info("incident %s/%s not auto-resolved: %s", target.namespace, target.name, exc.message)
             return
         except kube.NotFound:
             return
         self.result.auto_resolved += 1
-        log.info("auto-resolved incident %s/%s: all alerts resolved", plan.namespace, plan.name)
+        log.info("auto-resolved incident %s/%s: all alerts resolved", target.namespace, target.name)
 
 
 def _cut(text: str, limit: int) -> str:

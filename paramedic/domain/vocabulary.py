@@ -1,0 +1,67 @@
+"""Paramedic's vocabulary: the one definition of each set of names that crosses modules.
+
+String-valued enums: a member equals its value (`State.OPEN == "open"`), so CR bodies
+read from the API server compare with them directly and they serialise as plain strings.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """An incident's state (Incident `spec.state`), in lifecycle order: it only moves forward."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    INVESTIGATING = "investigating"
+    MITIGATED = "mitigated"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+STATES: tuple[State, ...] = tuple(State)
+"""Lifecycle order."""
+
+ACTIVE_STATES: tuple[State, ...] = STATES[: STATES.index(State.RESOLVED)]
+"""States in which an incident still needs people: everything before resolved (mitigated
+included: the symptom is gone, the cause is not yet known to be fixed)."""
+
+REMEDIABLE_STATES: tuple[State, ...] = STATES[: STATES.index(State.MITIGATED)]
+"""The active states in which automatic remediation runs: before mitigated, which is what a
+successful remediation moves the incident to (a mitigated incident is not remediated again)."""
+
+
+class Severity(StrEnum):
+    """An incident's severity (Incident `spec.severity`), most severe first."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+SEVERITIES: tuple[Severity, ...] = tuple(Severity)
+DEFAULT_SEVERITY = Severity.HIGH
+"""Severity of an incident or alert that says nothing usable."""
+
+
+class AttemptResult(StrEnum):
+    """The result of one remediation attempt (Incident `status.remediation.attempts[].result`)."""
+
+    RUNNING = "Running"          # the action is under way
+    VERIFYING = "Verifying"      # the action worked; recovery is being confirmed
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+    INTERRUPTED = "Interrupted"  # the operator restarted during a playbook run, not repeated
+    DRY_RUN = "DryRun"
+
+
+IN_PROGRESS_RESULTS: tuple[AttemptResult, ...] = (AttemptResult.RUNNING, AttemptResult.VERIFYING)
+ENDED_UNSUCCESSFULLY: tuple[AttemptResult, ...] = (AttemptResult.FAILED, AttemptResult.TIMED_OUT,
+                                                   AttemptResult.INTERRUPTED)
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+"""An RFC 1123 label: a namespace's name."""
