@@ -27,23 +27,25 @@ tools: ## build etcd, kube-*, kubectl, kwok and helm from their Go modules (cach
 deps: venv apt tools ## everything the tests and the demo need
 
 cluster-up: deps ## start the local control plane, write .paramedic/kubeconfig
-	$(PY) -m paramedic.devcluster up
+	$(PY) -m devtools.cluster up
 
 cluster-down: ## stop the local control plane and remove its state
-	@test -x $(PY) && $(PY) -m paramedic.devcluster down || true
+	@test -x $(PY) && $(PY) -m devtools.cluster down || true
 
 crds: ## copy the CRDs into the chart (manifests/crds is the one source)
 	@mkdir -p charts/paramedic/crds && cp manifests/crds/*.yaml charts/paramedic/crds/
 
 # mypy and import-linter see the package as installed: operator/ is paramedic.operator and
-# webhook/ is paramedic.webhook, so they run on a tree of symlinks laid out that way.
+# webhook/ is paramedic.webhook, so they run on a tree of symlinks laid out that way
+# (devtools/ beside it: checked too, never installed).
 LINT_TREE := $(STATE)/lint
 lint: venv ## ruff, mypy (strict on paramedic/domain) and the layers' import contracts (.importlinter)
 	$(VENV)/bin/ruff check .
 	@rm -rf $(LINT_TREE) && mkdir -p $(LINT_TREE) && cp -rs $(CURDIR)/paramedic $(LINT_TREE)/paramedic \
 	  && cp -rs $(CURDIR)/operator $(LINT_TREE)/paramedic/operator && cp -rs $(CURDIR)/webhook $(LINT_TREE)/paramedic/webhook \
+	  && cp -rs $(CURDIR)/devtools $(LINT_TREE)/devtools \
 	  && find $(LINT_TREE) -name __pycache__ -prune -exec rm -rf {} +
-	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/mypy --cache-dir $(CURDIR)/$(STATE)/mypy-cache --config-file $(CURDIR)/pyproject.toml paramedic
+	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/mypy --cache-dir $(CURDIR)/$(STATE)/mypy-cache --config-file $(CURDIR)/pyproject.toml paramedic devtools
 	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/lint-imports --no-cache $(CURDIR)/.importlinter
 
 test: deps lint ## lint, then the whole suite against a real local control plane
@@ -53,10 +55,10 @@ unit: venv ## fast tests of pure logic only
 	$(PY) -m pytest -q tests/unit
 
 demo: deps ## the whole self-healing story on one machine
-	$(PY) -m paramedic.demo
+	$(PY) -m devtools.demo
 
 demo-down: ## stop what `make demo` left running
-	@test -x $(PY) && $(PY) -m paramedic.demo down || true
+	@test -x $(PY) && $(PY) -m devtools.demo down || true
 
 bench: deps ## benchmarks; figures go to stdout (record them in bench/RESULTS.md)
 	$(PY) -m bench.run_all

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.cluster import DevCluster, apply_crds
 from paramedic import kube
-from paramedic.devcluster import DevCluster, apply_crds
 from tests.helpers import MailSink, SwitchableService, WebhookProcess
 
 

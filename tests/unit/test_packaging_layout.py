@@ -62,3 +62,16 @@ def test_pytest_with_the_root_on_sys_path_gives_the_standard_library(tmp_path):
 def test_operator_package_has_no_exec():
     text = (REPO / "operator" / "__init__.py").read_text()
     assert "exec(" not in text and "import" not in text.split('"""')[-1]
+
+
+def test_development_tools_are_not_shipped():
+    import tomllib
+
+    setup = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert not [p for p in setup["packages"] if p.split(".")[0] == "devtools"]
+    assert "devtools" not in setup["package-dir"]
+    # the runtime package holds no development tool any more
+    assert not sorted(p.name for p in (REPO / "paramedic").glob("dev*.py")) + \
+        sorted(p.name for p in (REPO / "paramedic").glob("demo*.py"))
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "devtools" not in dockerfile

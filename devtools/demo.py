@@ -1,7 +1,7 @@
 """`make demo`: the whole self-healing story on one machine.
 
-    python -m paramedic.demo          # set up, break the demo service, narrate, leave it running
-    python -m paramedic.demo down     # stop what it left running (`make demo-down`)
+    python -m devtools.demo          # set up, break the demo service, narrate, leave it running
+    python -m devtools.demo down     # stop what it left running (`make demo-down`)
 
 It reuses a running control plane with a real node (PARAMEDIC_DEMO_KUBECONFIG, else
 the one a previous demo started, else `make cluster-up`'s) or starts its own, with the
@@ -41,11 +41,13 @@ from typing import Any
 import httpx
 import yaml
 
-from . import devnode, kube
-from .devcluster import IMAGE, REPO, DevCluster, apply_crds, free_port, image_archive, tools_bin
-from .devproc import alive, terminate
-from .domain.report import render_postmortem
-from .domain.timeutil import utcnow
+from paramedic import kube
+from paramedic.domain.report import render_postmortem
+from paramedic.domain.timeutil import utcnow
+
+from . import node as devnode
+from .cluster import IMAGE, REPO, DevCluster, apply_crds, free_port, image_archive, tools_bin
+from .proc import alive, terminate
 
 HACK = REPO / "hack" / "demo"
 PEERING_CRDS = REPO / "manifests" / "kopf-peering-crds.yaml"
@@ -978,7 +980,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "down":
         _down(Demo.from_env().root, say)
         return 0
-    print("usage: python -m paramedic.demo [down]", file=sys.stderr)
+    print("usage: python -m devtools.demo [down]", file=sys.stderr)
     return 2
 
 
