@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 from devtools.cluster import REPO, DevCluster, apply_crds, free_port, tools_bin
+from devtools.proc import cmdline
 from devtools.wait import wait_for as _wait_for
 from paramedic import kube
 
@@ -350,13 +351,6 @@ def rss_bytes(pid: int, tree: bool = True) -> int:
     return total
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
 def control_plane_pids(kubeconfig: Path) -> dict[str, int]:
     """kube-apiserver and etcd pids of the cluster `kubeconfig` points at (by port), when local."""
     from urllib.parse import urlsplit
@@ -364,7 +358,7 @@ def control_plane_pids(kubeconfig: Path) -> dict[str, int]:
     conn = kube.Connection.load(str(kubeconfig))
     port = str(urlsplit(conn.host).port)
     out: dict[str, int] = {}
-    procs = {int(e): _cmdline(int(e)) for e in os.listdir("/proc") if e.isdigit()}
+    procs = {int(e): cmdline(int(e)) for e in os.listdir("/proc") if e.isdigit()}
     etcd_url = ""
     for pid, args in procs.items():
         if args and args[0].endswith("kube-apiserver") and port in args:

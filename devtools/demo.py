@@ -47,7 +47,7 @@ from paramedic.domain.timeutil import utcnow
 
 from . import node as devnode
 from .cluster import IMAGE, REPO, DevCluster, apply_crds, free_port, image_archive, tools_bin
-from .proc import alive, terminate
+from .proc import alive, cmdline, terminate
 
 HACK = REPO / "hack" / "demo"
 PEERING_CRDS = REPO / "manifests" / "kopf-peering-crds.yaml"
@@ -91,20 +91,12 @@ def _rel(path: Path) -> str:
 # --- processes ------------------------------------------------------------------------------
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def stop_process(pid: int, match: str, grace: float = 10.0) -> bool:
     """SIGTERM the process group led by `pid`, then SIGKILL; only if its command line has `match`.
 
     The check guards against a stale record naming a recycled pid.
     """
-    if not pid or not alive(pid) or match not in _cmdline(pid):
+    if not pid or not alive(pid) or match not in " ".join(cmdline(pid)):
         return False
     terminate(pid, grace)
     return True

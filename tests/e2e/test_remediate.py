@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from devtools.proc import alive
+from devtools.proc import alive, find
 from paramedic import kube
 from paramedic.domain.rollout import RESTARTED_AT
 from paramedic.remediate import (
@@ -242,13 +242,7 @@ def test_hanging_playbook_times_out_and_leaves_nothing_running(tmp_path):
     assert result.timed_out and result.status == "timeout"
     assert result.rc != 0
     assert time.monotonic() - started < 45
-    leftovers = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                leftovers.append(pid)
-        except OSError:
-            pass
+    leftovers = list(find(token))
     assert not leftovers, "the timed-out run left processes behind"
 
 
