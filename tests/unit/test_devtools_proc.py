@@ -15,7 +15,7 @@ def test_find_alive_terminate():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker], start_new_session=True)
     try:
         assert proc.alive(child.pid)
-        assert proc.cmdline(child.pid)[-1] == marker
+        wait_for(lambda: proc.cmdline(child.pid)[-1:] == [marker], 10, "the child's exec", interval=0.02)
         assert list(proc.find(marker)) == [child.pid]
         proc.terminate(child.pid, grace=5)
         assert not proc.alive(child.pid)
