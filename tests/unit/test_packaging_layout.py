@@ -37,6 +37,9 @@ def test_python_c_from_the_repository_root_gives_the_standard_library():
     # `python -c` puts the current directory (the repository root, holding operator/) first.
     out = _run([sys.executable, "-c", STDLIB_CHECK])
     assert out.returncode == 0 and out.stdout.strip() == "stdlib", out.stderr
+    # What it rests on: the standard library's operator is imported before the root is on sys.path.
+    out = _run([sys.executable, "-c", "import sys; print('operator' in sys.modules, sys.path[0] == '')"])
+    assert out.stdout.split() == ["True", "True"], "the start-up no longer imports operator: see operator/__init__.py"
 
 
 def test_python_m_from_the_repository_root_gives_the_standard_library():
