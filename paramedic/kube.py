@@ -392,6 +392,10 @@ class KubeClient:
         body.setdefault("kind", res.kind)
         return self.request("POST", res.path(namespace), body)
 
+    def replace(self, res: Resource, name: str, body: dict, namespace: str | None = None,
+                subresource: str | None = None) -> dict:
+        return self.request("PUT", res.path(namespace, name, subresource), body)
+
     def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None,
               subresource: str | None = None, content_type: str = MERGE) -> dict:
         return self.request("PATCH", res.path(namespace, name, subresource), patch, content_type)
@@ -510,6 +514,10 @@ class AsyncKubeClient:
     async def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None,
                     subresource: str | None = None, content_type: str = MERGE) -> dict:
         return await self.request("PATCH", res.path(namespace, name, subresource), patch, content_type)
+
+    async def replace(self, res: Resource, name: str, body: dict, namespace: str | None = None,
+                      subresource: str | None = None) -> dict:
+        return await self.request("PUT", res.path(namespace, name, subresource), body)
 
     async def delete(self, res: Resource, name: str, namespace: str | None = None) -> None:
         try:

@@ -4,7 +4,7 @@ import inspect
 
 from paramedic import kube
 
-SHARED = ("request", "get", "get_or_none", "list", "create", "patch", "delete", "from_settings")
+SHARED = ("request", "get", "get_or_none", "list", "create", "replace", "patch", "delete", "from_settings")
 
 
 def test_sync_and_async_clients_take_the_same_parameters():
