@@ -10,13 +10,24 @@ export PATH := $(CURDIR)/$(STATE)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# Every package pinned with its hashes (requirements-dev.lock, `make lock`), the build
+# backend included; then Paramedic itself, editable, from those alone. pip installs the
+# lock's uv (its hashes checked), and uv the rest: ten times faster than pip from cold.
+LOCK := requirements-dev.lock
+UV := $(VENV)/bin/uv pip install -q --python $(PY)
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(PY) || (cd / && $(PYTHON) -m venv $(CURDIR)/$(VENV))
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,ansible,lint]'
+	@sed -n '/^uv==/,/^ *# via/p' $(LOCK) > $(VENV)/uv-requirement.txt
+	$(VENV)/bin/pip install -q --require-hashes --no-deps -r $(VENV)/uv-requirement.txt
+	$(UV) --require-hashes --no-deps -r $(LOCK)
+	$(UV) --no-deps --no-build-isolation -e .
 	@touch $@
 
-venv: $(VENV)/.installed ## Python deps in .venv (editable install)
+venv: $(VENV)/.installed ## Python deps in .venv (pinned and hashed: requirements-dev.lock; editable install)
+
+lock: venv ## regenerate requirements-dev.lock from pyproject.toml (uv; pinned versions with their hashes)
+	$(VENV)/bin/uv pip compile pyproject.toml requirements-build.in --extra test --extra ansible --extra lint \
+	  --generate-hashes --python-version 3.11 --custom-compile-command 'make lock' -o $(LOCK)
 
 apt: ## Debian packages: Prometheus, Alertmanager, blackbox_exporter, image builders, real-node runtime
 	@hack/apt-deps.sh
@@ -27,23 +38,25 @@ tools: ## build etcd, kube-*, kubelet, kube-proxy, kubectl, kwok, helm and conta
 deps: venv apt tools ## everything the tests and the demo need
 
 cluster-up: deps ## start the local control plane and (as root) the real node; write .paramedic/kubeconfig
-	$(PY) -m paramedic.devcluster up
+	$(PY) -m devtools.cluster up
 
 cluster-down: ## stop the local control plane and the real node; restore the host
-	@test -x $(PY) && $(PY) -m paramedic.devcluster down || true
+	@test -x $(PY) && $(PY) -m devtools.cluster down || true
 
 crds: ## copy the CRDs into the chart (manifests/crds is the one source)
 	@mkdir -p charts/paramedic/crds && cp manifests/crds/*.yaml charts/paramedic/crds/
 
 # mypy and import-linter see the package as installed: operator/ is paramedic.operator and
-# webhook/ is paramedic.webhook, so they run on a tree of symlinks laid out that way.
+# webhook/ is paramedic.webhook, so they run on a tree of symlinks laid out that way
+# (devtools/ beside it: checked too, never installed).
 LINT_TREE := $(STATE)/lint
 lint: venv ## ruff, mypy (strict on paramedic/domain) and the layers' import contracts (.importlinter)
 	$(VENV)/bin/ruff check .
 	@rm -rf $(LINT_TREE) && mkdir -p $(LINT_TREE) && cp -rs $(CURDIR)/paramedic $(LINT_TREE)/paramedic \
 	  && cp -rs $(CURDIR)/operator $(LINT_TREE)/paramedic/operator && cp -rs $(CURDIR)/webhook $(LINT_TREE)/paramedic/webhook \
+	  && cp -rs $(CURDIR)/devtools $(LINT_TREE)/devtools \
 	  && find $(LINT_TREE) -name __pycache__ -prune -exec rm -rf {} +
-	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/mypy --cache-dir $(CURDIR)/$(STATE)/mypy-cache --config-file $(CURDIR)/pyproject.toml paramedic
+	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/mypy --cache-dir $(CURDIR)/$(STATE)/mypy-cache --config-file $(CURDIR)/pyproject.toml paramedic devtools
 	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/lint-imports --no-cache $(CURDIR)/.importlinter
 
 test: deps lint ## lint, then the whole suite against a real local control plane
@@ -53,10 +66,10 @@ unit: venv ## fast tests of pure logic only
 	$(PY) -m pytest -q tests/unit
 
 demo: deps ## the whole self-healing story on one machine
-	$(PY) -m paramedic.demo
+	$(PY) -m devtools.demo
 
 demo-down: ## stop what `make demo` left running
-	@test -x $(PY) && $(PY) -m paramedic.demo down || true
+	@test -x $(PY) && $(PY) -m devtools.demo down || true
 
 bench: deps ## benchmarks; figures go to stdout (record them in bench/RESULTS.md)
 	$(PY) -m bench.run_all
@@ -64,7 +77,7 @@ bench: deps ## benchmarks; figures go to stdout (record them in bench/RESULTS.md
 clean: cluster-down ## remove local state (not the tool cache)
 	rm -rf $(STATE) .pytest_cache
 
-.PHONY: help venv apt tools deps cluster-up cluster-down crds lint test unit demo demo-down bench clean
+.PHONY: help venv lock apt tools deps cluster-up cluster-down crds lint test unit demo demo-down bench clean
 
 # --- Packaging: image and chart on kind or Minikube (need Docker, kind/minikube, helm) ---
 IMAGE_REPO ?= localhost/paramedic

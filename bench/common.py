@@ -9,6 +9,7 @@ processes under test are the real entry points (`paramedic-operator`,
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -28,8 +29,10 @@ from typing import Any
 
 import httpx
 
+from devtools.cluster import REPO, DevCluster, apply_crds, free_port, tools_bin
+from devtools.proc import cmdline
+from devtools.wait import wait_for as _wait_for
 from paramedic import kube
-from paramedic.devcluster import REPO, DevCluster, apply_crds, free_port, tools_bin
 
 VENV_BIN = Path(sys.executable).parent
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -210,18 +213,8 @@ def deployment(name: str, replicas: int = 1) -> dict:
                                   "spec": {"containers": [{"name": "app", "image": "registry.local/bench:1"}]}}}}
 
 
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last})" if last else ""))
+# The benchmarks poll at 0.5 s unless told otherwise (what they measured with).
+wait_for = functools.partial(_wait_for, interval=0.5)
 
 
 def utc_iso(when: datetime | None = None) -> str:
@@ -358,13 +351,6 @@ def rss_bytes(pid: int, tree: bool = True) -> int:
     return total
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
 def control_plane_pids(kubeconfig: Path) -> dict[str, int]:
     """kube-apiserver and etcd pids of the cluster `kubeconfig` points at (by port), when local."""
     from urllib.parse import urlsplit
@@ -372,7 +358,7 @@ def control_plane_pids(kubeconfig: Path) -> dict[str, int]:
     conn = kube.Connection.load(str(kubeconfig))
     port = str(urlsplit(conn.host).port)
     out: dict[str, int] = {}
-    procs = {int(e): _cmdline(int(e)) for e in os.listdir("/proc") if e.isdigit()}
+    procs = {int(e): cmdline(int(e)) for e in os.listdir("/proc") if e.isdigit()}
     etcd_url = ""
     for pid, args in procs.items():
         if args and args[0].endswith("kube-apiserver") and port in args:

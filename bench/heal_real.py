@@ -14,8 +14,9 @@ import time
 
 import httpx
 
-from paramedic import devnode, kube
-from paramedic.devcluster import IMAGE, REPO, image_archive, tools_bin
+from devtools import node as devnode
+from devtools.cluster import IMAGE, REPO, image_archive, tools_bin
+from paramedic import kube
 
 from .common import Context, Operator, Result, kubectl, log, percentile, rss_bytes, wait_for
 

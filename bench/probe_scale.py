@@ -21,8 +21,8 @@ import time
 
 import aiohttp
 
+from devtools.cluster import free_port
 from paramedic import kube
-from paramedic.devcluster import free_port
 
 from .common import (
     REPO,

@@ -1,12 +1,10 @@
-"""The Kopf operator (imported as paramedic.operator)."""
+"""The Kopf operator, installed and imported as `paramedic.operator`.
 
-if __name__ == "operator":  # pragma: no cover - only when the repository root is on sys.path
-    # `python -m ...` run from the repository root puts the root first on sys.path, and a
-    # bare `import operator` (the standard library's, imported by `collections` at start-up)
-    # would find this folder. Load the standard library's module in its place.
-    import os as _os
-
-    _std = _os.path.join(_os.path.dirname(_os.__file__), "operator.py")
-    with open(_std, encoding="utf-8") as _f:
-        exec(compile(_f.read(), _std, "exec"))
-    del _os, _std, _f
+Never imported as a top-level `operator` (the standard library's module), although
+`python -m`/`-c` from the repository root and pytest put the root first on sys.path: they
+do so only after start-up, and by then the standard library's `operator` is imported (the
+editable install's .pth loads its finder, which imports pathlib, functools, collections,
+operator), and a module once imported is not searched for again. Nothing in the repository
+puts the root on PYTHONPATH or runs `python -S` from it. tests/unit/test_packaging_layout.py
+checks this for each way `make` and CI start Python.
+"""

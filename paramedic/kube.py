@@ -30,7 +30,6 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 MERGE = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 
 
@@ -69,7 +68,6 @@ PODS = Resource("", "v1", "pods", "Pod")
 SERVICES = Resource("", "v1", "services", "Service")
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
-SECRETS = Resource("", "v1", "secrets", "Secret")
 EVENTS = Resource("events.k8s.io", "v1", "events", "Event")
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False)
 SELF_SUBJECT_ACCESS_REVIEWS = Resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews",
@@ -267,6 +265,36 @@ class ReadFloor:
         return {"resourceVersion": str(rv), "resourceVersionMatch": "NotOlderThan"} if rv else {}
 
 
+def _list_params(labels: Mapping[str, str] | None, field_selector: str | None, cached: bool,
+                 floor: ReadFloor | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if labels:
+        params["labelSelector"] = label_selector(labels)
+    if field_selector:
+        params["fieldSelector"] = field_selector
+    if cached:
+        params["resourceVersion"] = "0"
+    elif floor is not None:
+        params.update(floor.params())
+    return params
+
+
+def _list_page(out: Mapping[str, Any], items: list[dict], floor: ReadFloor | None) -> str | None:
+    """Adds one page's items; the continue token of the next page, if any."""
+    items.extend(out.get("items", []))
+    if floor is not None:
+        floor.see(out)
+    return out.get("metadata", {}).get("continue") or None
+
+
+def _next_page(params: Mapping[str, Any], cont: str) -> dict[str, Any]:
+    # Later pages follow the first one's snapshot: no resourceVersion of their own.
+    params = dict(params, **{"continue": cont})
+    params.pop("resourceVersion", None)
+    params.pop("resourceVersionMatch", None)
+    return params
+
+
 class KubeClient:
     """Synchronous client (webhook, CLI, tests). Thread-safe: httpx pools connections."""
 
@@ -310,32 +338,17 @@ class KubeClient:
             return None
 
     def list(self, res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
-             field_selector: str | None = None, label_selector_str: str | None = None,
-             cached: bool = False, floor: ReadFloor | None = None) -> list[dict]:
+             field_selector: str | None = None, cached: bool = False, floor: ReadFloor | None = None) -> list[dict]:
         """All items; `cached` serves from the API server's watch cache (resourceVersion=0), cheap but may lag;
         `floor` serves from the watch cache too, but no older than what this process last saw."""
-        params: dict[str, Any] = {}
-        sel = label_selector_str or (label_selector(labels) if labels else None)
-        if sel:
-            params["labelSelector"] = sel
-        if field_selector:
-            params["fieldSelector"] = field_selector
-        if cached:
-            params["resourceVersion"] = "0"
-        elif floor is not None:
-            params.update(floor.params())
+        params = _list_params(labels, field_selector, cached, floor)
         items: list[dict] = []
         while True:
             out = self.request("GET", res.path(namespace), params=params)
-            items.extend(out.get("items", []))
-            if floor is not None:
-                floor.see(out)
-            cont = out.get("metadata", {}).get("continue")
+            cont = _list_page(out, items, floor)
             if not cont:
                 return items
-            params = dict(params, **{"continue": cont})
-            params.pop("resourceVersion", None)
-            params.pop("resourceVersionMatch", None)
+            params = _next_page(params, cont)
 
     def watch(self, res: Resource, namespace: str | None, resource_version: str,
               timeout_seconds: int) -> Iterable[dict]:
@@ -480,21 +493,17 @@ class AsyncKubeClient:
             return None
 
     async def list(self, res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
-                   cached: bool = False) -> list[dict]:
-        params: dict[str, Any] = {}
-        if labels:
-            params["labelSelector"] = label_selector(labels)
-        if cached:
-            params["resourceVersion"] = "0"
+                   field_selector: str | None = None, cached: bool = False,
+                   floor: ReadFloor | None = None) -> list[dict]:
+        """As KubeClient.list."""
+        params = _list_params(labels, field_selector, cached, floor)
         items: list[dict] = []
         while True:
             out = await self.request("GET", res.path(namespace), params=params)
-            items.extend(out.get("items", []))
-            cont = out.get("metadata", {}).get("continue")
+            cont = _list_page(out, items, floor)
             if not cont:
                 return items
-            params = dict(params, **{"continue": cont})
-            params.pop("resourceVersion", None)
+            params = _next_page(params, cont)
 
     async def create(self, res: Resource, body: dict, namespace: str | None = None) -> dict:
         body = dict(body)
@@ -544,13 +553,3 @@ def event_body(regarding: Mapping[str, Any], reason: str, note: str, type_: str 
         },
     }
 
-
-def iter_chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from paramedic import devnode, kube
-from paramedic.devcluster import DevCluster, apply_crds, tools_bin
+from devtools import node as devnode
+from devtools.cluster import DevCluster, apply_crds, tools_bin
+from paramedic import kube
 
 _SESSION: dict[str, DevCluster] = {}
 

@@ -8,29 +8,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from paramedic.devcluster import REPO, free_port
+from devtools.cluster import REPO, free_port
+from devtools.wait import wait_for
 
 VENV_BIN = Path(sys.executable).parent
-
-
-def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.2):
-    """Poll until `cond()` is truthy; its value is returned. Fails with `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:  # conditions may race object creation
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
-                         + (f" (last error: {last_exc})" if last_exc else ""))
 
 
 class SwitchableService:

@@ -8,7 +8,6 @@ requests that can never succeed (auth, size, type, malformed body).
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import re
@@ -21,6 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from paramedic import kube, metrics
 from paramedic.domain import alerts as dom
+from paramedic.domain.report import render_postmortem
 from paramedic.domain.timeutil import utcnow
 from paramedic.domain.vocabulary import DNS_LABEL
 from paramedic.informer import Directory
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
     tokens = TokenSource.from_settings(settings)
     client = client or kube.KubeClient.from_settings(settings)
     max_body = int(settings.webhook_max_body_bytes)
-    max_alerts = int(getattr(settings, "webhook_max_alerts", dom.MAX_ALERTS))
+    max_alerts = int(settings.webhook_max_alerts)
 
     app = Flask("paramedic.webhook")
     app.config["MAX_CONTENT_LENGTH"] = max_body
@@ -152,21 +152,12 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
         if not _DNS_SUBDOMAIN.match(name):
             return _error(400, "name: not a valid incident name", "name")
         try:
-            module = importlib.import_module("paramedic.domain.report")
-        except ModuleNotFoundError as exc:
-            if exc.name != "paramedic.domain.report":
-                raise
-            return _error(501, "post-mortem reports are not available in this version")
-        render = getattr(module, "render_postmortem", None)
-        if render is None:
-            return _error(501, "post-mortem reports are not available in this version")
-        try:
             incident = client.get_or_none(kube.INCIDENTS, name, namespace)
         except kube.Unavailable as exc:
             return _error(503, f"Kubernetes API unavailable, retry later: {exc}", retry_after=RETRY_AFTER_UNAVAILABLE)
         if incident is None:
             return _error(404, f"incident {namespace}/{name} not found")
-        return Response(render(incident, utcnow()), content_type="text/markdown; charset=utf-8")
+        return Response(render_postmortem(incident, utcnow()), content_type="text/markdown; charset=utf-8")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -7,7 +7,6 @@ one (`PARAMEDIC_KUBECONFIG`): other suites may be using that at the same time.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import uuid
@@ -16,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.cluster import DevCluster, apply_crds
+from devtools.proc import find
 from paramedic import kube
-from paramedic.devcluster import DevCluster, apply_crds
 from tests.helpers import MailSink, SwitchableService, WebhookProcess
 
 
@@ -90,12 +90,4 @@ def http_service():
 
 def leftover_processes(marker: str) -> list[str]:
     """Command lines of live processes containing `marker`."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in cmd:
-            found.append(cmd.replace(b"\0", b" ").decode(errors="replace"))
-    return found
+    return list(find(marker).values())

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.cluster import REPO
 from paramedic import kube
-from paramedic.devcluster import REPO
 from tests.chaos.test_operator_crash import incident, service, template_stamp
 from tests.e2e.test_control_plane import deployment
 from tests.helpers import wait_for

@@ -20,8 +20,8 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from devtools.cluster import free_port
 from paramedic import kube
-from paramedic.devcluster import free_port
 from tests.e2e.test_webhook import am_alert, am_payload
 from tests.helpers import WebhookProcess, wait_for
 

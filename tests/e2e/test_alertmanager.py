@@ -19,8 +19,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.cluster import free_port
 from paramedic import kube
-from paramedic.devcluster import free_port
 from paramedic.domain import alerts as dom
 from paramedic.domain.timeutil import iso_ms
 from paramedic.webhook.app import create_app

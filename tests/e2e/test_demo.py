@@ -1,4 +1,4 @@
-"""`make demo` end to end: the whole story, told by `python -m paramedic.demo` with DEMO_EXIT=1.
+"""`make demo` end to end: the whole story, told by `python -m devtools.demo` with DEMO_EXIT=1.
 
 It runs against the session's control plane (PARAMEDIC_DEMO_KUBECONFIG) in a namespace of
 its own, its demo service a real container on the real node, with real Prometheus,
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.cluster import REPO
+from devtools.proc import alive
 from paramedic import kube
-from paramedic.devcluster import REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -78,14 +79,6 @@ def _index(lines: list[str], name: str, after: int) -> int:
     raise AssertionError(f"checkpoint {name!r} ({CHECKPOINTS[name]}) missing after line {after + 1}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _logs(demo_dir: Path) -> str:
     out = []
     for log in sorted((demo_dir / "logs").glob("*.log")):
@@ -102,11 +95,11 @@ def test_demo_tells_the_whole_self_healing_story(kubeconfig, kube_client, real_n
     env.update(DEMO_EXIT="1", PARAMEDIC_DEMO_KUBECONFIG=str(kubeconfig), PARAMEDIC_DEMO_DIR=str(demo_dir),
                PARAMEDIC_DEMO_NAMESPACE=namespace)
     try:
-        proc = subprocess.run([sys.executable, "-m", "paramedic.demo"], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+        proc = subprocess.run([sys.executable, "-m", "devtools.demo"], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=420)
     finally:
         # Whatever happened (a timeout above kills only the narrator), nothing may keep running.
-        subprocess.run([sys.executable, "-m", "paramedic.demo", "down"], cwd=REPO, env=env,
+        subprocess.run([sys.executable, "-m", "devtools.demo", "down"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=120)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"the demo failed (exit {proc.returncode}):\n{output}\n{_logs(demo_dir)}"
@@ -140,14 +133,14 @@ def test_demo_tells_the_whole_self_healing_story(kubeconfig, kube_client, real_n
     assert not (demo_dir / "state.json").exists()
     stopped = [int(pid) for pid in re.findall(r"^stopped .* \(pid (\d+)\)$", output, re.M)]
     assert len(stopped) >= 6, output  # six processes (the demo service is a pod of the namespace)
-    assert not [pid for pid in stopped if _alive(pid)]
+    assert not [pid for pid in stopped if alive(pid)]
     ns = kube_client.get_or_none(kube.NAMESPACES, namespace)
     assert ns is None or ns["metadata"].get("deletionTimestamp"), json.dumps(ns)[:500]
 
 
 def test_demo_down_without_a_demo_says_so(tmp_path):
     env = {**os.environ, "PARAMEDIC_DEMO_DIR": str(tmp_path / "none")}
-    proc = subprocess.run([sys.executable, "-m", "paramedic.demo", "down"], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "devtools.demo", "down"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert "no demo running" in proc.stdout

@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
-from paramedic import devnode, kube
-from paramedic.devcluster import IMAGE, REPO, image_archive, tools_bin
+from devtools import node as devnode
+from devtools.cluster import IMAGE, REPO, image_archive, tools_bin
+from paramedic import kube
 from tests.e2e.test_webhook import am_alert, am_payload, resolved
 from tests.helpers import wait_for
 

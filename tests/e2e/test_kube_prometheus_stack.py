@@ -16,7 +16,7 @@ import subprocess
 import pytest
 import yaml
 
-from paramedic.devcluster import REPO, tools_bin, wait_established
+from devtools.cluster import REPO, tools_bin, wait_established
 from paramedic.domain import alerts as dom
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devtools.cluster import free_port
 from paramedic import kube
-from paramedic.devcluster import free_port
 from paramedic.domain.timeutil import parse
 from tests.helpers import VENV_BIN, MailSink, wait_for
 

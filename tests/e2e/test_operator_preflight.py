@@ -11,8 +11,8 @@ import httpx
 import pytest
 import yaml
 
+from devtools.cluster import REPO, DevCluster, apply_crds, free_port, kubeconfig_yaml
 from paramedic import kube
-from paramedic.devcluster import REPO, DevCluster, apply_crds, free_port, kubeconfig_yaml
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devtools.cluster import REPO, tools_bin
 from paramedic import kube
-from paramedic.devcluster import REPO, tools_bin
 
 pytestmark = pytest.mark.e2e
 
@@ -334,7 +334,7 @@ def test_namespaced_install_grants_only_the_watched_namespaces(helm, kubeconfig,
 def test_operator_works_under_the_charts_service_account(release, run_kubectl, kube_client, kubeconfig, namespace,
                                                          operator_factory, tmp_path):
     """Not the admin: the operator runs with a token of the chart's ServiceAccount and still does its job."""
-    from paramedic.devcluster import kubeconfig_yaml
+    from devtools.cluster import kubeconfig_yaml
     from tests.e2e.test_control_plane import deployment
     from tests.helpers import SwitchableService, wait_for
 

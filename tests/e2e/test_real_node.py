@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
-from paramedic import devnode, kube
-from paramedic.devcluster import PAUSE_IMAGE
+from devtools import node as devnode
+from devtools.cluster import PAUSE_IMAGE
+from paramedic import kube
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from devtools.proc import alive, find
 from paramedic import kube
 from paramedic.domain.rollout import RESTARTED_AT
 from paramedic.remediation_io import (
@@ -241,13 +242,7 @@ def test_hanging_playbook_times_out_and_leaves_nothing_running(tmp_path):
     assert result.timed_out and result.status == "timeout"
     assert result.rc != 0
     assert time.monotonic() - started < 45
-    leftovers = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                leftovers.append(pid)
-        except OSError:
-            pass
+    leftovers = list(find(token))
     assert not leftovers, "the timed-out run left processes behind"
 
 
@@ -357,14 +352,6 @@ open(sys.argv[1], "w").write(str(p.pid))
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def test_restart_local_service_playbook(tmp_path):
     marker = f"paramedic-test-svc-{uuid.uuid4().hex[:8]}"
     start = tmp_path / "start.py"
@@ -374,18 +361,18 @@ def test_restart_local_service_playbook(tmp_path):
     old = int(pid_file.read_text())
     new = None
     try:
-        assert _alive(old)
+        assert alive(old)
         result = play(PLAYBOOKS, "restart-local-service.yml", {
             "pid_file": str(pid_file), "start_command": [sys.executable, str(start), str(pid_file), marker],
             "expect_cmdline": marker, "stop_timeout": 5})
         assert result.ok, result.output_tail
         new = int(pid_file.read_text())
         assert new != old
-        eventually(lambda: not _alive(old), timeout=10, what="old process gone")
-        assert _alive(new)
+        eventually(lambda: not alive(old), timeout=10, what="old process gone")
+        assert alive(new)
     finally:
         for pid in (old, new):
-            if pid and _alive(pid):
+            if pid and alive(pid):
                 os.kill(pid, 9)
 
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from werkzeug.serving import make_server
 
+from devtools.cluster import free_port
 from paramedic import kube, metrics
-from paramedic.devcluster import free_port
 from paramedic.domain import alerts as dom
 from paramedic.domain.timeutil import iso_ms
 from paramedic.settings import Settings

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paramedic import devdns, devnode
+from devtools import dns as devdns
+from devtools import node as devnode
 
 
 def test_prerequisites_name_each_missing_piece(tmp_path):

@@ -1,5 +1,6 @@
 """`operator/` is installed as `paramedic.operator`; the stdlib's `operator` stays itself."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,57 @@ def test_console_scripts_are_installed():
     assert "--all-namespaces" in help_text and "--namespace" in help_text
 
 
-def test_repository_root_on_sys_path_still_gives_the_standard_library():
-    # -S: no site, so nothing imports `operator` before the repository root is searched.
-    out = subprocess.run([sys.executable, "-S", "-c", "import operator; print(operator.attrgetter('real')(3))"],
-                         cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "3"
+STDLIB_CHECK = ("import operator; assert operator.__file__.endswith('/operator.py'), operator.__file__; "
+                f"assert not operator.__file__.startswith({str(REPO)!r}), operator.__file__; "
+                "assert operator.attrgetter('real')(3) == 3; print('stdlib')")
+
+
+def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def test_python_c_from_the_repository_root_gives_the_standard_library():
+    # `python -c` puts the current directory (the repository root, holding operator/) first.
+    out = _run([sys.executable, "-c", STDLIB_CHECK])
+    assert out.returncode == 0 and out.stdout.strip() == "stdlib", out.stderr
+    # What it rests on: the standard library's operator is imported before the root is on sys.path.
+    out = _run([sys.executable, "-c", "import sys; print('operator' in sys.modules, sys.path[0] == '')"])
+    assert out.stdout.split() == ["True", "True"], "the start-up no longer imports operator: see operator/__init__.py"
+
+
+def test_python_m_from_the_repository_root_gives_the_standard_library():
+    # How `make demo`, `make bench` and `make cluster-up` start Python: `python -m module` with the
+    # repository root as the current directory (sys.path[0]). A throw-away module there plays the part.
+    probe = REPO / f"_probe_operator_{os.getpid()}.py"
+    probe.write_text(STDLIB_CHECK + "\n")
+    try:
+        out = _run([sys.executable, "-m", probe.stem])
+    finally:
+        probe.unlink()
+    assert out.returncode == 0 and out.stdout.strip() == "stdlib", out.stderr
+
+
+def test_pytest_with_the_root_on_sys_path_gives_the_standard_library(tmp_path):
+    # `make test`/`make unit`: `python -m pytest` from the root, which also inserts the root
+    # (tests/ is a package) before importing test modules.
+    out = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(REPO),
+                "-o", "addopts=", "-k", "test_python_c_from", str(Path(__file__))])
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_operator_package_has_no_exec():
+    text = (REPO / "operator" / "__init__.py").read_text()
+    assert "exec(" not in text and "import" not in text.split('"""')[-1]
+
+
+def test_development_tools_are_not_shipped():
+    import tomllib
+
+    setup = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert not [p for p in setup["packages"] if p.split(".")[0] == "devtools"]
+    assert "devtools" not in setup["package-dir"]
+    # the runtime package holds no development tool any more
+    assert not sorted(p.name for p in (REPO / "paramedic").glob("dev*.py")) + \
+        sorted(p.name for p in (REPO / "paramedic").glob("demo*.py"))
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "devtools" not in dockerfile

@@ -7,8 +7,8 @@ import logging
 import httpx
 import pytest
 
+from devtools.cluster import free_port
 from paramedic import kube
-from paramedic.devcluster import free_port
 from paramedic.operator import preflight
 from paramedic.operator.preflight import Findings, Need, Reporter, decide, needs
 from paramedic.settings import Settings
@@ -168,7 +168,7 @@ def test_reporter_repeats_the_full_error_only_when_it_changes_or_now_and_then():
 
 @pytest.fixture
 def kubeconfig(tmp_path):
-    from paramedic.devcluster import kubeconfig_yaml
+    from devtools.cluster import kubeconfig_yaml
 
     ca = tmp_path / "ca.crt"
     ca.write_text("")

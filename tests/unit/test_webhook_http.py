@@ -14,8 +14,8 @@ import time
 
 import pytest
 
+from devtools.cluster import free_port
 from paramedic import kube
-from paramedic.devcluster import free_port
 from paramedic.settings import Settings, SettingsError
 from paramedic.webhook.app import create_app
 

@@ -5,7 +5,7 @@ Pods on the real node use it as their only name server (kubelet's `clusterDNS`),
 cluster. Any other name gets NXDOMAIN: a pod never makes this machine's resolver, or
 anything past it, look a name up.
 
-    python -m paramedic.devdns --kubeconfig .paramedic/kubeconfig --bind 10.77.0.1
+    python -m devtools.dns --kubeconfig .paramedic/kubeconfig --bind 10.77.0.1
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class ServiceDirectory:
         self._lock = threading.Lock()
 
     def lookup(self, name: str, namespace: str) -> str | None:
-        from . import kube
+        from paramedic import kube
 
         with self._lock:
             if time.monotonic() - self._at > self.max_age:
@@ -76,12 +76,12 @@ class Resolver(BaseResolver):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="paramedic.devdns", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="devtools.dns", description=__doc__.splitlines()[0])
     p.add_argument("--kubeconfig", required=True)
     p.add_argument("--bind", required=True, help="address to serve on, port 53 (UDP and TCP)")
     p.add_argument("--port", type=int, default=53)
     args = p.parse_args(argv)
-    from . import kube
+    from paramedic import kube
 
     directory = ServiceDirectory(kube.KubeClient(kube.Connection.load(args.kubeconfig)))
     resolver = Resolver(directory)

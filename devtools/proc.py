@@ -1,4 +1,5 @@
-"""Processes of the local cluster and its real node: alive, stopped, reaped (development only)."""
+"""Processes of the local cluster, its real node, the demo, the tests and the benchmarks: alive,
+stopped, reaped, their command lines (development only)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,23 @@ def terminate(pid: int, grace: float = 10.0) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
     reap(pid)
+
+
+def cmdline(pid: int) -> list[str]:
+    """A process's arguments ([] once it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")[:-1] if raw else []
+
+
+def find(marker: str) -> dict[int, str]:
+    """Live processes whose command line contains `marker`: pid → the command line, space-separated."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            line = " ".join(cmdline(int(entry)))
+            if marker in line:
+                found[int(entry)] = line
+    return found

@@ -3,11 +3,11 @@
 etcd, kube-apiserver (RBAC on, static admin token), kube-controller-manager,
 kube-scheduler and kwok (a fake Node that keeps Ready and turns scheduled pods
 Running), all built from their Go modules by hack/build-tools.sh. With a real node
-(`paramedic.devnode`: kubelet, containerd, runc, CNI) beside kwok's when the machine
+(`devtools.node`: kubelet, containerd, runc, CNI) beside kwok's when the machine
 allows it: PARAMEDIC_REAL_NODE=auto (default), 1 (required) or 0 (kwok only).
 
-    python -m paramedic.devcluster up      # writes .paramedic/kubeconfig
-    python -m paramedic.devcluster down
+    python -m devtools.cluster up      # writes .paramedic/kubeconfig
+    python -m devtools.cluster down
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from typing import Any
 
 import httpx
 
-from . import devnode
-from .devproc import alive as _alive
-from .devproc import reap as _reap
-from .devproc import terminate as _terminate
-from .devproc import zombie as _zombie
+from . import node as devnode
+from .proc import alive as _alive
+from .proc import reap as _reap
+from .proc import terminate as _terminate
+from .proc import zombie as _zombie
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".paramedic"
@@ -344,7 +344,7 @@ def apply_crds(kubeconfig: Path, *extra: Path, timeout: float = 120) -> None:
     API server answers 429 ("storage is (re)initializing"), which a test would take for
     a failure and a benchmark would measure as the operator's start-up.
     """
-    from . import kube
+    from paramedic import kube
 
     kubectl = [str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig)]
     for path in (CRD_DIR, *extra):
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     elif cmd == "status":
         print("running" if cluster.running() else "stopped")
     else:
-        print("usage: python -m paramedic.devcluster up|down|status", file=sys.stderr)
+        print("usage: python -m devtools.cluster up|down|status", file=sys.stderr)
         return 2
     return 0
 

@@ -1,7 +1,7 @@
 """`make demo`: the whole self-healing story on one machine.
 
-    python -m paramedic.demo          # set up, break the demo service, narrate, leave it running
-    python -m paramedic.demo down     # stop what it left running (`make demo-down`)
+    python -m devtools.demo          # set up, break the demo service, narrate, leave it running
+    python -m devtools.demo down     # stop what it left running (`make demo-down`)
 
 It reuses a running control plane with a real node (PARAMEDIC_DEMO_KUBECONFIG, else
 the one a previous demo started, else `make cluster-up`'s) or starts its own, with the
@@ -41,12 +41,14 @@ from typing import Any
 import httpx
 import yaml
 
-from . import devnode, kube
-from .devcluster import IMAGE, REPO, DevCluster, apply_crds, free_port, image_archive, tools_bin
-from .devproc import alive, terminate
-from .domain.report import render_postmortem
-from .domain.timeutil import utcnow
-from .domain.vocabulary import ENDED_UNSUCCESSFULLY, IN_PROGRESS_RESULTS, AttemptResult
+from paramedic import kube
+from paramedic.domain.report import render_postmortem
+from paramedic.domain.timeutil import utcnow
+from paramedic.domain.vocabulary import ENDED_UNSUCCESSFULLY, IN_PROGRESS_RESULTS, AttemptResult
+
+from . import node as devnode
+from .cluster import IMAGE, REPO, DevCluster, apply_crds, free_port, image_archive, tools_bin
+from .proc import alive, cmdline, terminate
 
 HACK = REPO / "hack" / "demo"
 PEERING_CRDS = REPO / "manifests" / "kopf-peering-crds.yaml"
@@ -90,20 +92,12 @@ def _rel(path: Path) -> str:
 # --- processes ------------------------------------------------------------------------------
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def stop_process(pid: int, match: str, grace: float = 10.0) -> bool:
     """SIGTERM the process group led by `pid`, then SIGKILL; only if its command line has `match`.
 
     The check guards against a stale record naming a recycled pid.
     """
-    if not pid or not alive(pid) or match not in _cmdline(pid):
+    if not pid or not alive(pid) or match not in " ".join(cmdline(pid)):
         return False
     terminate(pid, grace)
     return True
@@ -979,7 +973,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "down":
         _down(Demo.from_env().root, say)
         return 0
-    print("usage: python -m paramedic.demo [down]", file=sys.stderr)
+    print("usage: python -m devtools.demo [down]", file=sys.stderr)
     return 2
 
 

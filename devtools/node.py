@@ -1,6 +1,6 @@
 """A real node for the local control plane: kubelet, containerd 2, runc and CNI.
 
-It joins the control plane of `paramedic.devcluster` beside kwok's fake node, so pods
+It joins the control plane of `devtools.cluster` beside kwok's fake node, so pods
 run real containers: Paramedic's own image, the demo service, workloads that crash,
 run out of memory or hang. kwok stays for what needs thousands of pods.
 
@@ -12,7 +12,7 @@ The network never leaves the machine:
   a ClusterIP without endpoints or a fake pod's IP is never sent to the default route;
 - the API server binds the bridge gateway (pods reach it there and through the
   `kubernetes` Service) and reaches kubelets by InternalIP, never by name;
-- pods resolve names with `paramedic.devdns`, which answers cluster names only and
+- pods resolve names with `devtools.dns`, which answers cluster names only and
   forwards nothing.
 
 The node is tainted `paramedic.dev/real-node=true:NoSchedule`: a workload lands on it
@@ -40,7 +40,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .devproc import alive, terminate
+from .proc import alive, terminate
+
+_REPO = Path(__file__).resolve().parent.parent
 
 NODE_NAME = "pm-real-0"
 BRIDGE = "pmnode0"
@@ -409,7 +411,7 @@ class RealNode:
             f"--cert-dir={d / 'kubelet' / 'pki'}", f"--hostname-override={NODE_NAME}",
             f"--node-ip={GATEWAY}", f"--node-labels={LABEL[0]}={LABEL[1]}", "--v=1"], env)
         self._save(state)
-        from . import kube  # the project's client; imported late so the pure parts stay light
+        from paramedic import kube  # the project's client; imported late so the pure parts stay light
 
         client = kube.KubeClient(kube.Connection.load(str(kubeconfig)))
         try:
@@ -419,8 +421,9 @@ class RealNode:
         write_sysctls(state["sysctls"])
         state["pids"]["kube-proxy"] = self._spawn("kube-proxy", [
             str(self.bin_dir / "kube-proxy"), f"--config={d / 'kube-proxy-config.json'}", "--v=1"], env)
-        state["pids"]["dns"] = self._spawn("dns", [_python(), "-m", "paramedic.devdns", "--kubeconfig", str(kubeconfig),
-                                                   "--bind", GATEWAY], env)
+        # devtools is not installed: `-m devtools.dns` from the repository root, like `make`.
+        state["pids"]["dns"] = self._spawn("dns", [_python(), "-m", "devtools.dns", "--kubeconfig", str(kubeconfig),
+                                                   "--bind", GATEWAY], env, cwd=_REPO)
         self._save(state)
         _wait(lambda: "10.0.0.1/32" in _run("iptables", "-t", "nat", "-S", "KUBE-SERVICES", check=False).stdout,
               60, "kube-proxy's Service rules", d / "logs")
@@ -460,10 +463,10 @@ class RealNode:
                 "contexts": [{"name": "c", "context": {"cluster": "local", "user": name}}],
                 "current-context": "c"}))
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> int:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> int:
         with open(self.root / "logs" / f"{name}.log", "ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=self.root, env=env)
+                                    start_new_session=True, cwd=cwd or self.root, env=env)
         return proc.pid
 
     def pids(self) -> dict[str, int]:
@@ -507,7 +510,7 @@ class RealNode:
 
     def _drain(self, kubeconfig: Path) -> None:
         """Delete the node's pods through the API so kubelet stops their containers cleanly."""
-        from . import kube
+        from paramedic import kube
 
         client = kube.KubeClient(kube.Connection.load(str(kubeconfig)))
         try:
@@ -598,7 +601,7 @@ class RealNode:
 
 
 def _node_ready(client) -> bool:
-    from . import kube
+    from paramedic import kube
 
     node = client.get_or_none(kube.NODES, NODE_NAME)
     conds = ((node or {}).get("status") or {}).get("conditions") or []
