@@ -156,6 +156,20 @@ class Plan:
         return max(0.0, (min(self.wake) - now).total_seconds()) + 0.05 if self.wake else None
 
 
+def claim_counted(svc_status: Mapping[str, Any], name: str, recent: Sequence[str],
+                  earlier: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether this attempt's claim is already in the service's hourly count: a claim repeated
+    after a failed status write or a crash. The service still naming this incident is not
+    enough: the release of its previous attempt may not have landed yet, and that attempt's
+    claim is not this one's (counting it once would let the hourly cap be overrun)."""
+    if svc_status.get("inFlight") != name:
+        return False
+    if not earlier:
+        return bool(recent)
+    since = parse_or_none(earlier[-1].get("startedAt"))
+    return since is None or any((t := parse_or_none(r)) is not None and t > since for r in recent)
+
+
 def team_of(incident: Mapping[str, Any], service: Mapping[str, Any] | None) -> str:
     """The owning team: the service's, else the one recorded when the incident opened."""
     return str(((service or {}).get("spec") or {}).get("team", "") or (incident.get("status") or {}).get("team", "")
@@ -500,7 +514,7 @@ class _Planner:
         # Claim the service (hourly cap, one at a time) before acting.
         svc_status = (svc.get("status") or {}).get("remediation") or {}
         recent = remediation.prune_recent(svc_status.get("recent"), now)
-        if svc_status.get("inFlight") != self.name:  # not a claim repeated after a failed write or a crash
+        if not claim_counted(svc_status, self.name, recent, attempts[:-1]):
             recent.append(iso(now))
         plan.claim = {"inFlight": self.name, "recent": recent}
         plan.start_attempt = attempt

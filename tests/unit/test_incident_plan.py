@@ -385,3 +385,17 @@ def test_plan_is_repeatable() -> None:
     a = plan(incident(), service(), None, Effects(), SETTINGS, NOW)
     b = plan(incident(), service(), None, Effects(), SETTINGS, NOW)
     assert (a.patch, a.spec_patch, a.claim, a.wake) == (b.patch, b.spec_patch, b.claim, b.wake)
+
+
+def test_a_claim_counts_once_even_before_the_previous_release_lands():
+    from paramedic.domain.incident_plan import claim_counted
+
+    first = {"startedAt": "2026-11-30T10:00:00Z", "result": "Failed"}
+    # The service still names this incident (attempt 1's release not seen yet): attempt 2 is new.
+    assert not claim_counted({"inFlight": "inc"}, "inc", ["2026-11-30T10:00:00Z"], [first])
+    # Attempt 2's claim was written, then the incident's status write failed: the retry is the same claim.
+    assert claim_counted({"inFlight": "inc"}, "inc", ["2026-11-30T10:00:00Z", "2026-11-30T10:00:09Z"], [first])
+    # A first attempt claimed once already, and one not claimed yet.
+    assert claim_counted({"inFlight": "inc"}, "inc", ["2026-11-30T10:00:00Z"], [])
+    assert not claim_counted({}, "inc", ["2026-11-30T10:00:00Z"], [])
+    assert not claim_counted({"inFlight": "other"}, "inc", [], [first])
