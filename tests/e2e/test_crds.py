@@ -92,7 +92,7 @@ def test_bad_remediation_specs_are_refused(kube_client, namespace):
     with pytest.raises(kube.Invalid) as err:
         kube_client.create(kube.MONITORED_SERVICES, msvc("two", remediation={"actions": [
             {"restart": {}, "ansible": {"playbook": "x.yml"}}]}), namespace)
-    assert "exactly one of restart, ansible or scale" in err.value.message
+    assert "exactly one of restart, rollback, ansible or scale" in err.value.message
     with pytest.raises(kube.Invalid) as err:
         kube_client.create(kube.MONITORED_SERVICES, msvc("esc", remediation={"actions": [
             {"ansible": {"playbook": "../../etc/passwd"}}]}), namespace)
