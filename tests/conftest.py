@@ -140,3 +140,10 @@ def http_service():
     svc = SwitchableService()
     yield svc
     svc.stop()
+
+
+@pytest.fixture
+def tenants(kube_client, kubeconfig):
+    """Two tenant namespaces, each with a ServiceAccount holding only namespace rights (tests/tenancy.py)."""
+    from tests.tenancy import tenants as make
+    yield from make(kube_client, kubeconfig)
