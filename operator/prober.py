@@ -22,10 +22,10 @@ from typing import Any
 
 import aiohttp
 
-from paramedic import metrics
+from paramedic import metrics, netguard
+from paramedic.domain.outbound import OutboundPolicy
 from paramedic.domain.probe import ProbeResult, ProbeSpec, classify
 from paramedic.domain.timeutil import utcnow
-from paramedic.netguard import GuardedResolver, refuse_forbidden_literal
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ class _Entry:
 
 
 class Prober:
-    def __init__(self, on_result: OnResult, concurrency: int = 256, deny_private: bool = False):
+    def __init__(self, on_result: OnResult, concurrency: int = 256, rules: OutboundPolicy | None = None):
+        """`rules`: the outbound address rules (default: the safe defaults, no allowlist)."""
         self._on_result = on_result
         self._entries: dict[Hashable, _Entry] = {}
         self._heap: list[tuple[float, int, Hashable, int]] = []
@@ -50,7 +51,7 @@ class Prober:
         self._versions = itertools.count(1)
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
-        self._deny_private = deny_private
+        self._rules = rules or OutboundPolicy()
         self._concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task | None = None
@@ -87,12 +88,11 @@ class Prober:
     # --- running ----------------------------------------------------------------
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            # When private targets are denied, the check sits in the resolver, so the
-            # address checked is the address connected to (no second DNS answer).
-            resolver = GuardedResolver() if self._deny_private else None
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._concurrency, keepalive_timeout=15, ttl_dns_cache=60,
-                                               resolver=resolver),
+            # The address rules sit in the resolver: the address checked is the address
+            # connected to (paramedic.netguard).
+            self._session = netguard.guarded_session(
+                self._rules, netguard.PROBE,
+                connector_args={"limit": self._concurrency, "keepalive_timeout": 15, "ttl_dns_cache": 60},
                 headers={"User-Agent": "paramedic-probe/1"},
                 auto_decompress=False,  # the body is drained, never read
             )
@@ -157,16 +157,19 @@ class Prober:
         error = ""
         status = None
         try:
-            if self._deny_private:
-                refuse_forbidden_literal(spec.url)
+            # Redirects are not followed: the one hop is the one checked.
+            netguard.refuse_literal(spec.url, self._rules, netguard.PROBE)
             async with self._open().get(spec.url, allow_redirects=False,
                                         timeout=aiohttp.ClientTimeout(total=spec.timeout)) as resp:
                 status = resp.status
                 await resp.read()  # drain, so the connection can be reused
+        except netguard.OutboundRefused as exc:
+            error = f"refused: {exc}"
         except TimeoutError:
             error = f"timeout after {spec.timeout:g}s"
         except aiohttp.ClientConnectorError as exc:
-            error = f"connection failed: {_root_cause(exc)}"
+            refused = netguard.refusal_in(exc)
+            error = f"refused: {refused}" if refused else f"connection failed: {_root_cause(exc)}"
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             error = f"{exc.__class__.__name__}: {_root_cause(exc)}"
         latency_ms = int((time.perf_counter() - started) * 1000)

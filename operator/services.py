@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from paramedic import kube, metrics
+from paramedic import kube, metrics, netguard
 from paramedic.domain import lifecycle
 from paramedic.domain.probe import (
     UNKNOWN,
@@ -35,7 +35,8 @@ class ServiceReconciler:
     def __init__(self, rt: Runtime):
         self.rt = rt
         s = rt.settings
-        self.prober = Prober(self.on_probe_result, concurrency=s.probe_concurrency, deny_private=s.probe_deny_private)
+        self.prober = Prober(self.on_probe_result, concurrency=s.probe_concurrency,
+                             rules=netguard.policy(s, netguard.PROBE))
         self._states: dict[Key, ProbeState] = {}
 
     async def reconcile(self, key: Key) -> float | None:

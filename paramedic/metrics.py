@@ -43,6 +43,9 @@ KUBE_REQUESTS = Counter("paramedic_kube_api_requests_total", "Requests to the Ku
 PROBE_DURATION = Histogram("paramedic_probe_duration_seconds", "HTTP probe duration",
                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 PROBE_SUCCESS = Gauge("paramedic_probe_success", "1 if the last probe succeeded", ["namespace", "service"])
+OUTBOUND_REFUSED = Counter("paramedic_outbound_refused_total",
+                           "Probe and hook requests refused by the outbound address rules, nothing sent",
+                           ["kind", "reason"])
 PROBE_LAG = Histogram("paramedic_probe_schedule_lag_seconds", "How late probes start against their schedule",
                       buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 

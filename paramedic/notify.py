@@ -16,11 +16,12 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from http import HTTPStatus
 from typing import Any
 
-import httpx
+import aiohttp
 
-from paramedic import metrics
+from paramedic import metrics, netguard
 from paramedic.domain.notify_render import (
     CHANNELS,
     DeliveryResult,
@@ -32,7 +33,6 @@ from paramedic.domain.notify_render import (
     sender_address,
     unconfigured,
 )
-from paramedic.netguard import refuse_forbidden
 from paramedic.settings import Settings, SettingsError
 
 __all__ = ["DeliveryResult", "Notifier", "redact_url"]
@@ -71,7 +71,9 @@ class Notifier:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.http_timeout = http_timeout
-        self._http: httpx.AsyncClient | None = None
+        # Hooks are named by MonitoredServices: private ranges are refused too (netguard).
+        self._rules = netguard.policy(settings, netguard.HOOK)
+        self._http: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Notifier:
         return self
@@ -81,13 +83,14 @@ class Notifier:
 
     async def aclose(self) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.http_timeout), follow_redirects=False,
-                                           headers={"User-Agent": "paramedic-notifier"})
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = netguard.guarded_session(self._rules, netguard.HOOK,
+                                                  timeout=aiohttp.ClientTimeout(total=self.http_timeout),
+                                                  headers={"User-Agent": "paramedic-notifier"})
         return self._http
 
     async def deliver(self, n: Notification, channels: set[str] | None = None, slack_url: str = "",
@@ -272,28 +275,45 @@ class Notifier:
 
         async def attempt() -> None:
             try:
-                await refuse_forbidden(url)
-            except ValueError as exc:
+                netguard.refuse_literal(url, self._rules, netguard.HOOK)
+                # One hop only: a redirect is a failure, never followed to an unchecked address.
+                async with self._client().post(url, json=body, allow_redirects=False) as response:
+                    code = response.status
+                    await response.release()  # the body is the hook's, never copied anywhere
+            except netguard.OutboundRefused as exc:
                 raise _Permanent(f"{channel} webhook URL {shown} refused: {exc}") from None
-            except OSError as exc:  # the name does not resolve (now): worth another try
-                raise ConnectionError(f"POST {shown} failed: cannot resolve the host: {_describe(exc)}") from None
-            try:
-                response = await self._client().post(url, json=body)
-            except httpx.TimeoutException:
+            except aiohttp.ClientConnectorDNSError as exc:
+                refused = netguard.refusal_in(exc)
+                if refused is not None:
+                    raise _Permanent(f"{channel} webhook URL {shown} refused: {refused}") from None
+                # The name does not resolve (now): worth another try.
+                raise ConnectionError(f"POST {shown} failed: cannot resolve the host: "
+                                      f"{_describe(exc.os_error)}") from None
+            except TimeoutError:
                 raise ConnectionError(f"POST {shown} timed out after {self.http_timeout:g} s") from None
-            except httpx.HTTPError as exc:
-                detail = _describe(exc).replace(url, shown)
-                raise ConnectionError(f"POST {shown} failed: {type(exc).__name__}: {detail}") from None
-            if response.is_success:
+            except aiohttp.ClientConnectorError as exc:
+                raise ConnectionError(f"POST {shown} failed: cannot connect: {_describe(exc.os_error)}") from None
+            except (aiohttp.ClientError, ValueError) as exc:
+                # The exception's text may quote the URL and its secret: only its type.
+                raise ConnectionError(f"POST {shown} failed: {type(exc).__name__}") from None
+            if 200 <= code < 300:
                 return
-            text = " ".join(response.text[:200].split())
-            message = f"POST {shown} answered HTTP {response.status_code}" + (f": {text}" if text else "")
+            # The status code and its standard phrase only: the response body is the hook
+            # server's text and never reaches the Incident, the Events or the logs.
+            message = f"POST {shown} answered HTTP {code} {_phrase(code)}".rstrip()
             # 408/429 and 5xx are transient; other 4xx mean the hook itself is wrong.
-            if response.status_code in (408, 429) or response.status_code >= 500:
+            if code in (408, 429) or code >= 500:
                 raise ConnectionError(message)
             raise _Permanent(message)
 
         return await self._with_retries(channel, n, list(n.recipients), attempt)
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return ""
 
 
 def _describe(exc: BaseException) -> str:

@@ -65,7 +65,12 @@ class Settings:
                                              "falling back to standalone (WARNING); set it when running 2+ replicas")
     # --- Probing --------------------------------------------------------------
     probe_concurrency: int = _setting(256, "Most HTTP probes in flight at once (one shared client)")
-    probe_deny_private: bool = _setting(False, "Refuse probe URLs resolving to link-local or cloud metadata addresses")
+    probe_deny_private: bool = _setting(False, "Probes also refuse private addresses (RFC 1918, CGNAT 100.64/10, "
+                                               "ULA fc00::/7) unless PARAMEDIC_OUTBOUND_ALLOW_CIDRS names them")
+    outbound_allow_cidrs: list[str] = _setting([], "Comma-separated CIDRs probes and notification hooks may reach "
+                                                   "although refused by default (loopback, link-local, reserved; "
+                                                   "private for hooks); a cloud metadata address only by an "
+                                                   "entry naming exactly it")
     # --- Alerts / webhook -----------------------------------------------------
     webhook_token: str = _setting("", "Bearer token the receiver requires", secret=True)
     webhook_token_file: str = _setting("", "File holding the bearer token (re-read when it changes)")

@@ -65,3 +65,17 @@ ENDED_UNSUCCESSFULLY: tuple[AttemptResult, ...] = (AttemptResult.FAILED, Attempt
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 """An RFC 1123 label: a namespace's name."""
+
+
+class AddressClass(StrEnum):
+    """What an outbound destination address is (`paramedic.domain.outbound.classify`); also the
+    reason label of `paramedic_outbound_refused_total`."""
+
+    METADATA = "metadata"        # a cloud metadata endpoint: hands out credentials
+    LOOPBACK = "loopback"
+    LINK_LOCAL = "link-local"
+    UNSPECIFIED = "unspecified"  # 0.0.0.0/8, ::  (Linux connects them to the local host)
+    MULTICAST = "multicast"
+    RESERVED = "reserved"        # documentation, benchmarking, future use, broadcast, malformed
+    PRIVATE = "private"          # RFC 1918, CGNAT 100.64/10, ULA fc00::/7: cluster networks live here
+    PUBLIC = "public"

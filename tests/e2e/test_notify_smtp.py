@@ -23,6 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from prometheus_client import REGISTRY
 
+from paramedic import netguard
 from paramedic.domain import notify_render as nr
 from paramedic.notify import Notifier
 from paramedic.settings import Settings
@@ -309,6 +310,7 @@ class HookServer:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict]] = []
         self.status = 200
+        self.location = ""
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -318,6 +320,8 @@ class HookServer:
                 outer.requests.append((self.path, body))
                 payload = b"ok" if outer.status == 200 else b"internal_error"
                 self.send_response(outer.status)
+                if outer.location:
+                    self.send_header("Location", outer.location)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -344,8 +348,12 @@ def hook():
     server.close()
 
 
+LOOPBACK = ["127.0.0.0/8"]
+"""The admin allowlist a hook server on loopback needs: hooks refuse loopback by default."""
+
+
 def test_slack_and_webhook_bodies(hook):
-    s = Settings(notify_webhook_url=hook.url + "/generic?token=abc")
+    s = Settings(notify_webhook_url=hook.url + "/generic?token=abc", outbound_allow_cidrs=LOOPBACK)
     slack_url = f"{hook.url}/services/T000/B000/{SLACK_SECRET}"
     results = deliver(s, notification("remediation", "restart: rollout finished in 12 s"),
                       channels={"slack", "webhook", "email"}, slack_url=slack_url)
@@ -366,9 +374,11 @@ def test_webhook_500_is_a_failure_with_the_status_code_and_no_secret(hook):
     hook.status = 500
     failed_before = sent_count("slack", "failed")
     slack_url = f"{hook.url}/services/T000/B000/{SLACK_SECRET}"
-    [result] = deliver(Settings(), channels={"slack"}, slack_url=slack_url, tries=3)
+    [result] = deliver(Settings(outbound_allow_cidrs=LOOPBACK), channels={"slack"}, slack_url=slack_url, tries=3)
     assert not result.ok and result.attempts == 3  # 5xx is transient: retried within the call
-    assert "HTTP 500" in result.error and "internal_error" in result.error
+    port = hook.server.server_address[1]
+    assert result.error == f"POST http://127.0.0.1:{port}/… answered HTTP 500 Internal Server Error"
+    assert "internal_error" not in result.error, "the hook's response body is never copied"
     assert SLACK_SECRET not in result.error
     assert len(hook.requests) == 3
     assert sent_count("slack", "failed") == failed_before + 3
@@ -376,21 +386,22 @@ def test_webhook_500_is_a_failure_with_the_status_code_and_no_secret(hook):
     assert entry["result"] == "retrying" and "HTTP 500" in entry["error"]
 
     hook.status = 200
-    [result] = deliver(Settings(slack_webhook_url=slack_url), channels={"slack"})
+    [result] = deliver(Settings(slack_webhook_url=slack_url, outbound_allow_cidrs=LOOPBACK), channels={"slack"})
     assert result.ok
 
 
 def test_webhook_4xx_is_permanent(hook):
     hook.status = 404
-    [result] = deliver(Settings(notify_webhook_url=hook.url + "/gone"), channels={"webhook"}, tries=3)
+    [result] = deliver(Settings(notify_webhook_url=hook.url + "/gone", outbound_allow_cidrs=LOOPBACK),
+                       channels={"webhook"}, tries=3)
     assert not result.ok and result.attempts == 1 and "HTTP 404" in result.error
 
 
 def test_webhook_unreachable(hook):
     url = f"http://127.0.0.1:{free_port()}/services/{SLACK_SECRET}"
-    [result] = deliver(Settings(), channels={"slack"}, slack_url=url, tries=2)
+    [result] = deliver(Settings(outbound_allow_cidrs=LOOPBACK), channels={"slack"}, slack_url=url, tries=2)
     assert not result.ok and result.attempts == 2
-    assert "ConnectError" in result.error and SLACK_SECRET not in result.error
+    assert "cannot connect" in result.error and SLACK_SECRET not in result.error
 
 
 def test_webhook_to_a_metadata_address_is_refused_without_a_request(hook, monkeypatch):
@@ -400,9 +411,77 @@ def test_webhook_to_a_metadata_address_is_refused_without_a_request(hook, monkey
     url = f"http://169.254.169.254/services/T000/B000/{SLACK_SECRET}"
     [result] = deliver(Settings(), channels={"slack"}, slack_url=url, tries=3)
     assert not result.ok and result.attempts == 1, "refused once, never retried"
-    assert "forbidden address (169.254.169.254)" in result.error and SLACK_SECRET not in result.error
+    assert "169.254.169.254 is a metadata address" in result.error and SLACK_SECRET not in result.error
     assert hook.requests == []
 
     # A name that does not resolve is a transient failure, retried like a refused connection.
+    monkeypatch.setattr(netguard.aiohttp, "ThreadedResolver", lambda: FakeResolver({}))
     [result] = deliver(Settings(), channels={"webhook"}, webhook_url="http://no-such-host.invalid/hook", tries=2)
     assert not result.ok and result.attempts == 2 and "cannot resolve the host" in result.error
+
+
+class FakeResolver:
+    """Stands in for the system resolver (no test asks the machine's DNS)."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        if host not in self.answers:
+            raise OSError(f"{host} does not resolve")
+        return [{"hostname": host, "host": self.answers[host], "port": port, "family": family, "proto": 0, "flags": 0}]
+
+    async def close(self):
+        return None
+
+
+def refused_count(kind: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("paramedic_outbound_refused_total", {"kind": kind, "reason": reason}) or 0.0
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]", "2130706433", "0x7f.1", "127.0.0.1.", "[::1]"])
+def test_hooks_on_loopback_are_refused_by_default_in_every_form(hook, host):
+    before = refused_count("hook", "loopback")
+    url = f"http://{host}:{hook.server.server_address[1]}/services/{SLACK_SECRET}"
+    [result] = deliver(Settings(), channels={"slack"}, slack_url=url, tries=3)
+    assert not result.ok and result.attempts == 1, "refused once, never retried"
+    assert "is a loopback address, refused unless PARAMEDIC_OUTBOUND_ALLOW_CIDRS names it" in result.error
+    assert SLACK_SECRET not in result.error
+    assert hook.requests == []
+    assert refused_count("hook", "loopback") == before + 1
+
+
+def test_hooks_refuse_private_addresses_unless_allowlisted(hook, monkeypatch):
+    # Refused before any connection is tried: nothing leaves the machine.
+    [result] = deliver(Settings(), channels={"webhook"}, webhook_url="http://10.96.0.10/hook", tries=2)
+    assert not result.ok and result.attempts == 1 and "10.96.0.10 is a private address" in result.error
+
+    # A name is checked on the address it resolves to, and that address is the one connected to.
+    monkeypatch.setattr(netguard.aiohttp, "ThreadedResolver", lambda: FakeResolver({"hooks.example": "127.0.0.1"}))
+    url = f"http://hooks.example:{hook.server.server_address[1]}/named"
+    [result] = deliver(Settings(), channels={"webhook"}, webhook_url=url, tries=2)
+    assert not result.ok and "hooks.example (127.0.0.1) is a loopback address" in result.error
+    assert hook.requests == []
+    [result] = deliver(Settings(outbound_allow_cidrs=["127.0.0.1/32"]), channels={"webhook"}, webhook_url=url)
+    assert result.ok and [path for path, _ in hook.requests] == ["/named"]
+
+
+def test_hooks_ignore_environment_proxies_and_redirects(hook, monkeypatch):
+    proxy = HookServer()
+    elsewhere = HookServer()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        allowed = Settings(outbound_allow_cidrs=LOOPBACK)
+        [result] = deliver(allowed, channels={"webhook"}, webhook_url=hook.url + "/direct")
+        assert result.ok and [path for path, _ in hook.requests] == ["/direct"]
+        assert proxy.requests == [], "the environment's proxy is never used"
+
+        hook.status = 307
+        hook.location = elsewhere.url + "/moved"
+        [result] = deliver(allowed, channels={"webhook"}, webhook_url=hook.url + "/redirect", tries=3)
+        assert not result.ok and result.attempts == 1 and "answered HTTP 307 Temporary Redirect" in result.error
+        assert elsewhere.requests == [], "redirects are never followed"
+    finally:
+        proxy.close()
+        elsewhere.close()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from paramedic.domain.outbound import OutboundPolicy, parse_cidrs
 from paramedic.domain.probe import ProbeSpec
 from paramedic.operator import prober as prober_mod
 from paramedic.operator.prober import Prober
@@ -39,6 +40,10 @@ async def serve(routes: dict[str, Any]) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
+LOOPBACK_ALLOWED = OutboundPolicy(allow=parse_cidrs(["127.0.0.0/8"]))
+"""The admin allowlist these tests need: the default refuses loopback."""
+
+
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
@@ -62,7 +67,7 @@ def test_outcomes_are_classified_and_connections_reused() -> None:
 
     async def main() -> dict[str, Any]:
         runner, base = await serve({"/ok": ok, "/broken": broken, "/moved": moved, "/slow": slow})
-        p = Prober(_noop, concurrency=4)
+        p = Prober(_noop, concurrency=4, rules=LOOPBACK_ALLOWED)
         try:
             out = {"ok": await p.check(spec(base + "/ok")), "again": await p.check(spec(base + "/ok"))}
             out.update({name: await p.check(spec(base + "/" + name, timeout=0.5 if name == "slow" else 2))
@@ -88,14 +93,38 @@ def test_outcomes_are_classified_and_connections_reused() -> None:
 
 def test_forbidden_literal_address_is_refused_without_a_request() -> None:
     async def main() -> Any:
-        p = Prober(_noop, deny_private=True)
+        p = Prober(_noop)
         try:
             return await p.check(spec("http://169.254.169.254/latest/meta-data/"))
         finally:
             await p.stop()
 
     result = run(main())
-    assert not result.ok and "forbidden address" in result.error and "169.254.169.254" in result.error
+    assert not result.ok and result.error.startswith("refused: 169.254.169.254 is a metadata address"), result.error
+
+
+def test_loopback_is_refused_by_default_in_every_form_and_nothing_is_sent() -> None:
+    hits: list[str] = []
+
+    async def ok(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(text="fine")
+
+    async def main() -> dict[str, Any]:
+        runner, base = await serve({"/ok": ok})
+        port = base.rsplit(":", 1)[1]
+        p = Prober(_noop)
+        try:
+            hosts = ["127.0.0.1", "[::ffff:127.0.0.1]", "2130706433", "0x7f.0.0.1", "0177.0.0.1", "127.1",
+                     "127.0.0.1.", "localhost", "[::ffff:0:7f00:1]"]
+            return {h: await p.check(spec(f"http://{h}:{port}/ok")) for h in hosts}
+        finally:
+            await p.stop()
+            await runner.cleanup()
+
+    for host, result in run(main()).items():
+        assert not result.ok and result.error.startswith("refused: ") and "loopback" in result.error, (host, result)
+    assert hits == [], "a refused probe sends nothing"
 
 
 def test_names_resolving_to_forbidden_addresses_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,25 +139,11 @@ def test_names_resolving_to_forbidden_addresses_are_refused(monkeypatch: pytest.
     monkeypatch.setattr(prober_mod.aiohttp, "ThreadedResolver", Imds)
 
     async def main() -> Any:
-        p = Prober(_noop, deny_private=True)
+        p = Prober(_noop)
         try:
             return await p.check(spec("http://metadata.internal/latest/"))
         finally:
             await p.stop()
 
     result = run(main())
-    assert not result.ok and "forbidden address (169.254.169.254)" in result.error, result.error
-
-
-def test_hook_urls_naming_forbidden_addresses_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from paramedic import netguard
-
-    async def resolve(host: str) -> list[str]:
-        return ["169.254.169.254"] if host == "imds" else ["10.0.0.7"]
-
-    monkeypatch.setattr(netguard, "_resolve", resolve)
-    with pytest.raises(ValueError, match=r"imds is or resolves to a forbidden address \(169.254.169.254\)"):
-        asyncio.run(netguard.refuse_forbidden("https://imds/latest"))
-    with pytest.raises(ValueError, match="fe80::1"):
-        asyncio.run(netguard.refuse_forbidden("http://[fe80::1]:8080/hook"))
-    asyncio.run(netguard.refuse_forbidden("https://chat.internal/hook"))  # a private address is fine
+    assert not result.ok and "metadata.internal (169.254.169.254) is a metadata address" in result.error, result.error
