@@ -455,7 +455,9 @@ class Operator(Proc):
         self.health_port = free_port()
         e = base_env(ctx.kubeconfig)
         e.update({"PARAMEDIC_METRICS_PORT": str(self.metrics_port), "PARAMEDIC_HEALTH_PORT": str(self.health_port),
-                  "PARAMEDIC_PLAYBOOKS_DIR": str(REPO / "playbooks"), "PARAMEDIC_NAMESPACE": namespaces[0]})
+                  "PARAMEDIC_PLAYBOOKS_DIR": str(REPO / "playbooks"), "PARAMEDIC_NAMESPACE": namespaces[0],
+                  # The probe targets and hooks are loopback stand-ins: the admin allowlist names them.
+                  "PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,10.77.0.0/24"})
         e.update(env or {})
         args = [str(VENV_BIN / "paramedic-operator"), "--standalone"]
         for ns in namespaces:

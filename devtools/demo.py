@@ -379,6 +379,9 @@ class Demo:
             "PARAMEDIC_SMTP_FROM": "Paramedic <paramedic@demo.local>",
             "PARAMEDIC_ADMIN_EMAILS": "admin@example.com",
             "PARAMEDIC_DASHBOARD_URL": self.url("prometheus"),
+            # The demo's services run on loopback or the real node's pod bridge, which probes
+            # and hooks refuse unless the admin allowlist names them.
+            "PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,10.77.0.0/24",
         })
         return env
 

@@ -70,6 +70,9 @@ class SwitchableService:
             self.mode = mode
 
 
+TEST_OUTBOUND_ALLOW_CIDRS = "127.0.0.0/8,10.77.0.0/24"
+
+
 class OperatorProcess:
     """`paramedic-operator` as a real subprocess against the test control plane."""
 
@@ -92,6 +95,10 @@ class OperatorProcess:
             "PARAMEDIC_METRICS_PORT": str(self.metrics_port),
             "PARAMEDIC_PLAYBOOKS_DIR": str(REPO / "playbooks"),
             "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            # The admin allowlist the tests' stand-ins need: probe targets, hooks and mail sinks
+            # live on loopback and the real node's pod bridge, which the default refuses.
+            # A test of the default passes PARAMEDIC_OUTBOUND_ALLOW_CIDRS="" in `env`.
+            "PARAMEDIC_OUTBOUND_ALLOW_CIDRS": TEST_OUTBOUND_ALLOW_CIDRS,
         })
         env.update(self.env)
         args = [str(VENV_BIN / "paramedic-operator")] + (["--standalone"] if self.standalone else [])
