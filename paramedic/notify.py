@@ -281,11 +281,11 @@ class Notifier:
                     code = response.status
                     await response.release()  # the body is the hook's, never copied anywhere
             except netguard.OutboundRefused as exc:
-                raise _Permanent(f"{channel} webhook URL {shown} refused: {exc}") from None
+                raise _Permanent(f"{channel} hook {shown} refused: {exc}") from None
             except aiohttp.ClientConnectorDNSError as exc:
                 refused = netguard.refusal_in(exc)
                 if refused is not None:
-                    raise _Permanent(f"{channel} webhook URL {shown} refused: {refused}") from None
+                    raise _Permanent(f"{channel} hook {shown} refused: {refused}") from None
                 # The name does not resolve (now): worth another try.
                 raise ConnectionError(f"POST {shown} failed: cannot resolve the host: "
                                       f"{_describe(exc.os_error)}") from None

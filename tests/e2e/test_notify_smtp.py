@@ -465,6 +465,15 @@ def test_hooks_refuse_private_addresses_unless_allowlisted(hook, monkeypatch):
     [result] = deliver(Settings(outbound_allow_cidrs=["127.0.0.1/32"]), channels={"webhook"}, webhook_url=url)
     assert result.ok and [path for path, _ in hook.requests] == ["/named"]
 
+    # A name resolving to a metadata address (such names exist in public DNS) is refused on its
+    # answer: the resolver here is a stand-in, nothing is looked up and nothing is sent.
+    monkeypatch.setattr(netguard.aiohttp, "ThreadedResolver",
+                        lambda: FakeResolver({"169.254.169.254.nip.io": "169.254.169.254"}))
+    [result] = deliver(Settings(outbound_allow_cidrs=["0.0.0.0/0"]), channels={"webhook"},
+                       webhook_url="http://169.254.169.254.nip.io/latest/meta-data/", tries=2)
+    assert not result.ok and result.attempts == 1
+    assert "169.254.169.254.nip.io (169.254.169.254) is a metadata address" in result.error
+
 
 def test_hooks_ignore_environment_proxies_and_redirects(hook, monkeypatch):
     proxy = HookServer()

@@ -147,3 +147,51 @@ def test_names_resolving_to_forbidden_addresses_are_refused(monkeypatch: pytest.
 
     result = run(main())
     assert not result.ok and "metadata.internal (169.254.169.254) is a metadata address" in result.error, result.error
+
+
+def test_probes_ignore_environment_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, int] = {"target": 0, "proxy": 0}
+
+    def counting(name: str) -> Any:
+        async def handler(_: web.Request) -> web.Response:
+            seen[name] += 1
+            return web.Response(text=name)
+        return handler
+
+    async def main() -> Any:
+        target, base = await serve({"/ok": counting("target")})
+        proxy, proxy_base = await serve({"/ok": counting("proxy")})
+        for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(var, proxy_base)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        p = Prober(_noop, rules=LOOPBACK_ALLOWED)
+        try:
+            return await p.check(spec(base + "/ok"))
+        finally:
+            await p.stop()
+            await target.cleanup()
+            await proxy.cleanup()
+
+    assert run(main()).ok
+    assert seen == {"target": 1, "proxy": 0}, "the probe went straight to its target, never through the proxy"
+
+
+def test_refused_probes_are_counted_by_reason() -> None:
+    from prometheus_client import REGISTRY
+
+    def count(reason: str) -> float:
+        return REGISTRY.get_sample_value("paramedic_outbound_refused_total", {"kind": "probe", "reason": reason}) or 0.0
+
+    before = {r: count(r) for r in ("metadata", "loopback", "unspecified")}
+
+    async def main() -> None:
+        p = Prober(_noop)
+        try:
+            for url in ("http://0xa9.0xfe.0xa9.0xfe/", "http://[::1]:9/", "http://0.0.0.0:9/"):
+                assert not (await p.check(spec(url))).ok
+        finally:
+            await p.stop()
+
+    run(main())
+    assert {r: count(r) - before[r] for r in before} == {"metadata": 1, "loopback": 1, "unspecified": 1}
