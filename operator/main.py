@@ -10,6 +10,7 @@ import time
 
 import kopf
 
+from paramedic import netguard
 from paramedic.settings import Settings, SettingsError
 
 from . import preflight
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = Settings.from_env()
+        netguard.policy(settings, netguard.PROBE)  # a bad allowlist stops start-up, not the first probe
     except SettingsError as exc:
         print(f"paramedic-operator: {exc}", file=sys.stderr)
         return 2
