@@ -158,8 +158,8 @@ def test_each_action_needs_its_own_right_and_the_targets_kind(tenant_a, kube_cli
     assert message(a.username, "update", "deployments.apps/scale", a.namespace, "scale") in err.message
     # Rights on Deployments say nothing about a StatefulSet or a DaemonSet of the same name.
     for kind, plural in (("StatefulSet", "statefulsets"), ("DaemonSet", "daemonsets")):
-        err = refusal(lambda: client.create(kube.MONITORED_SERVICES, service(
-            "api", [ACTIONS["restart"]], target={"kind": kind, "name": "api"}), a.namespace))
+        body = service("api", [ACTIONS["restart"]], target={"kind": kind, "name": "api"})
+        err = refusal(lambda b=body: client.create(kube.MONITORED_SERVICES, b, a.namespace))
         assert message(a.username, "patch", f"{plural}.apps", a.namespace, "restart") in err.message
     # A right limited to one workload by name covers that one only.
     kube_client.delete(ROLE_BINDINGS, "patcher", a.namespace)
