@@ -243,3 +243,15 @@ def test_chart_with_watched_namespaces_writes_only_there():
         assert need_operator - operator[ns] - operator[None] == set(), ns
         assert operator[ns] - need_operator == set(), ns
         assert needed(WEBHOOK_CODE, WEBHOOK_ELSEWHERE) - webhook[ns] - webhook[None] == set(), ns
+
+
+def test_chart_grants_only_the_chosen_workload_kinds():
+    operator = effective(render("rbac.workloads={deployments}"), "pm-paramedic-operator")[None]
+    assert {(r, v) for g, r, v in operator if g == "apps"} == {
+        ("deployments", "get"), ("deployments", "patch"), ("deployments/scale", "patch"),
+        ("replicasets", "get"), ("replicasets", "list")}
+    operator = effective(render("rbac.workloads={daemonsets}"), "pm-paramedic-operator")[None]
+    assert not any(r.endswith("/scale") for _, r, _ in operator)  # a DaemonSet has no scale
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        render("rbac.workloads={pods}")
+    assert "/rbac/workloads/0" in err.value.stderr

@@ -101,14 +101,17 @@ those on cluster-scoped ones.
   resources: [events]
   verbs: [create]
 # Remediation: rollout restart and rollback (patches of the pod template), the built-in
-# scale (a patch of spec.replicas) and rollout status (get).
+# scale (a patch of spec.replicas) and rollout status (get), on the kinds in rbac.workloads.
 - apiGroups: [apps]
-  resources: [deployments, statefulsets, daemonsets]
+  resources: {{ .Values.rbac.workloads | uniq | toJson }}
   verbs: [get, patch]
+{{- $scalable := without (.Values.rbac.workloads | uniq) "daemonsets" }}
+{{- if $scalable }}
 # The scale playbook (kubernetes.core.k8s_scale) writes the scale subresource.
 - apiGroups: [apps]
-  resources: [deployments/scale, statefulsets/scale]
+  resources: [{{ range $i, $r := $scalable }}{{ if $i }}, {{ end }}{{ $r }}/scale{{ end }}]
   verbs: [patch]
+{{- end }}
 # Rollback: a Deployment's previous revision is one of its ReplicaSets.
 - apiGroups: [apps]
   resources: [replicasets]
