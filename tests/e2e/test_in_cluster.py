@@ -214,6 +214,9 @@ def test_kubectl_apply_k_runs_on_the_real_node_and_heals_a_real_deployment(image
         for kind in ("deployment/paramedic-operator", "deployment/paramedic-webhook"):
             subprocess.run([*kubectl, "-n", "paramedic", "delete", kind, "--wait=true", "--timeout=60s"],
                            capture_output=True)
+        # The admission policies are cluster-wide: later tests of the session must not meet them.
+        subprocess.run([*kubectl, "delete", "--ignore-not-found", "-f", str(REPO / "manifests" / "admission-policy.yaml")],
+                       capture_output=True)
         kube_client.delete(kube.NAMESPACES, "paramedic")
         wait_for(lambda: kube_client.get_or_none(kube.NAMESPACES, "paramedic") is None, 120,
                  "namespace paramedic gone")

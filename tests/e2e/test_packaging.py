@@ -276,6 +276,14 @@ def test_installed_operator_service_account_is_least_privilege(release, run_kube
     assert can_i(run_kubectl, sa, "watch", "namespaces")
     assert can_i(run_kubectl, sa, "patch", "clusterkopfpeerings.kopf.dev")
     assert not can_i(run_kubectl, sa, "delete", "deployments.apps", elsewhere)
+    # Narrowed to what the code uses: only the status of services and schedules is written,
+    # workloads are read one by one, pods never.
+    assert can_i(run_kubectl, sa, "remediate", "monitoredservices.paramedic.dev", elsewhere)
+    assert can_i(run_kubectl, sa, "patch", "deployments.apps", elsewhere, subresource="scale")
+    assert not can_i(run_kubectl, sa, "patch", "monitoredservices.paramedic.dev", elsewhere)
+    assert not can_i(run_kubectl, sa, "update", "incidents.paramedic.dev", elsewhere)
+    assert not can_i(run_kubectl, sa, "list", "deployments.apps", elsewhere)
+    assert not can_i(run_kubectl, sa, "get", "pods", elsewhere)
     assert not can_i(run_kubectl, sa, "get", "secrets", elsewhere)
     assert not can_i(run_kubectl, sa, "get", "secrets", ns)
     assert not can_i(run_kubectl, sa, "create", "pods", elsewhere)
@@ -286,6 +294,30 @@ def test_installed_operator_service_account_is_least_privilege(release, run_kube
     resources = {line.split()[0] for line in listed.splitlines()[1:] if line.strip()}
     assert "incidents.paramedic.dev/status" in resources
     assert not {"secrets", "*.*", "*"} & resources
+
+
+def test_installed_admission_policy_refuses_a_service_beyond_its_authors_rights(release, run_kubectl, namespace):
+    name, _ = release
+    policies = json.loads(run_kubectl("get", "validatingadmissionpolicies", "-o", "json").stdout)["items"]
+    assert {f"{name}-paramedic-monitoredservice-authority", f"{name}-paramedic-incident-authority"} <= \
+        {p["metadata"]["name"] for p in policies}
+    run_kubectl("create", "serviceaccount", "author", "-n", namespace)
+    run_kubectl("create", "role", "author", "-n", namespace, "--verb=create",
+                "--resource=monitoredservices.paramedic.dev")
+    run_kubectl("create", "rolebinding", "author", "-n", namespace, "--role=author",
+                f"--serviceaccount={namespace}:author")
+    service = {"apiVersion": "paramedic.dev/v1alpha1", "kind": "MonitoredService",
+               "metadata": {"name": "shop", "namespace": namespace},
+               "spec": {"target": {"name": "shop"}, "remediation": {"actions": [{"restart": {}}]}}}
+
+    def refused() -> str:
+        out = run_kubectl("create", "--dry-run=server", "-f", "-", f"--as=system:serviceaccount:{namespace}:author",
+                          input=yaml.safe_dump(service), check=False)
+        return out.stderr if out.returncode != 0 and "which the restart action needs" in out.stderr else ""
+
+    from devtools.wait import wait_for
+    message = wait_for(refused, 60, "the chart's admission policy to be active")
+    assert f'may not patch deployments.apps "shop" in {namespace}' in message
 
 
 def test_installed_webhook_service_account_only_writes_incidents(release, run_kubectl, namespace):
@@ -303,6 +335,8 @@ def test_installed_webhook_service_account_only_writes_incidents(release, run_ku
     assert not can_i(run_kubectl, sa, "get", "deployments.apps", namespace)
     assert not can_i(run_kubectl, sa, "delete", "incidents.paramedic.dev", namespace)
     assert not can_i(run_kubectl, sa, "patch", "monitoredservices.paramedic.dev", namespace)
+    assert can_i(run_kubectl, sa, "remediate", "monitoredservices.paramedic.dev", namespace)  # managed incidents
+    assert not can_i(run_kubectl, sa, "update", "incidents.paramedic.dev", namespace)
     assert not can_i(run_kubectl, sa, "list", "namespaces")
     assert not can_i(run_kubectl, sa, "patch", "deployments.apps", namespace)
     assert not can_i(run_kubectl, sa, "get", "secrets", ns)
@@ -322,6 +356,7 @@ def test_namespaced_install_grants_only_the_watched_namespaces(helm, kubeconfig,
         assert not can_i(run_kubectl, operator, "patch", "incidents.paramedic.dev", "default", subresource="status")
         assert not can_i(run_kubectl, operator, "patch", "deployments.apps", "default")
         assert not can_i(run_kubectl, operator, "patch", "clusterkopfpeerings.kopf.dev")
+        assert not can_i(run_kubectl, operator, "remediate", "monitoredservices.paramedic.dev", "default")
         assert can_i(run_kubectl, webhook, "create", "incidents.paramedic.dev", namespace)
         assert can_i(run_kubectl, webhook, "create", "incidents.paramedic.dev", ns)  # unmatched alerts
         assert not can_i(run_kubectl, webhook, "create", "incidents.paramedic.dev", "default")

@@ -79,35 +79,49 @@ rules on namespaced resources (bound per watched namespace, or cluster-wide) and
 those on cluster-scoped ones.
 */}}
 {{- define "paramedic.operatorNamespacedRules" -}}
-# Paramedic's own resources; incidents are created (probe failures) and deleted (retention).
+# Paramedic's own resources: read and watched; only their status is written. Incidents
+# are created (probe failures), moved on and deleted (retention); `remediate` lets the
+# probe incidents it opens be managed (the admission policy checks it).
 - apiGroups: [paramedic.dev]
-  resources: [monitoredservices, oncallschedules]
-  verbs: [get, list, watch, patch, update]
+  resources: [monitoredservices]
+  verbs: [get, list, watch, remediate]
+- apiGroups: [paramedic.dev]
+  resources: [oncallschedules]
+  verbs: [get, list, watch]
 - apiGroups: [paramedic.dev]
   resources: [incidents]
-  verbs: [get, list, watch, patch, update, create, delete]
+  verbs: [get, list, watch, patch, create, delete]
 - apiGroups: [paramedic.dev]
   resources: [monitoredservices/status, incidents/status, oncallschedules/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 - apiGroups: [events.k8s.io]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-# Remediation: rollout restart (a patch of the pod template) and rollout status.
+  verbs: [create]
+# Remediation: rollout restart and rollback (patches of the pod template), the built-in
+# scale (a patch of spec.replicas) and rollout status (get), on the kinds in rbac.workloads.
 - apiGroups: [apps]
-  resources: [deployments, statefulsets, daemonsets]
-  verbs: [get, list, watch, patch]
+  resources: {{ .Values.rbac.workloads | uniq | toJson }}
+  verbs: [get, patch]
+{{- $scalable := without (.Values.rbac.workloads | uniq) "daemonsets" }}
+{{- if $scalable }}
+# The scale playbook (kubernetes.core.k8s_scale) writes the scale subresource.
+- apiGroups: [apps]
+  resources: [{{ range $i, $r := $scalable }}{{ if $i }}, {{ end }}{{ $r }}/scale{{ end }}]
+  verbs: [patch]
+{{- end }}
+# Rollback: a Deployment's previous revision is one of its ReplicaSets.
 - apiGroups: [apps]
   resources: [replicasets]
   verbs: [get, list]
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [get, list]
+{{- if not .Values.allNamespaces }}
+# Kopf peering in each watched namespace (watching all: the cluster-wide one).
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
   verbs: [get, list, watch, patch]
+{{- end }}
 {{- end -}}
 
 {{- define "paramedic.operatorClusterRules" -}}
@@ -128,14 +142,15 @@ those on cluster-scoped ones.
 {{- define "paramedic.webhookNamespacedRules" -}}
 - apiGroups: [paramedic.dev]
   resources: [incidents]
-  verbs: [get, list, create, patch, update]
+  verbs: [get, list, create, patch]
 - apiGroups: [paramedic.dev]
   resources: [incidents/status]
-  verbs: [get, patch, update]
-# Routing reads MonitoredServices from a watch-fed cache per namespace.
+  verbs: [patch]
+# Routing reads MonitoredServices from a watch-fed cache per namespace; an alert matching
+# one opens a managed incident, which needs `remediate` on it (the admission policy checks it).
 - apiGroups: [paramedic.dev]
   resources: [monitoredservices]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, remediate]
 # Routing an alert that names only a pod: which workload owns it (pod → ReplicaSet →
 # Deployment), read in the alert's own namespace, cached. Never list, never write.
 - apiGroups: [""]

@@ -1,0 +1,336 @@
+"""Authority at admission (issue #16): a tenant can make Paramedic act only as far as it could itself.
+
+The admission policy of manifests/admission-policy.yaml runs in the real API server and
+asks its authorizer about the request's own user. Every attack is made with a tenant's
+own token (tests/tenancy.py); rights are added with `tenant.grant`, so RBAC decides.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from devtools.cluster import REPO
+from devtools.wait import wait_for
+from paramedic import kube
+from tests.tenancy import ROLE_BINDINGS, ROLES, Tenant, make_tenant
+
+pytestmark = pytest.mark.e2e
+
+POLICY = REPO / "manifests" / "admission-policy.yaml"
+RBAC = REPO / "manifests" / "rbac.yaml"
+POLICIES = kube.Resource("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies",
+                         "ValidatingAdmissionPolicy", namespaced=False)
+BINDINGS = kube.Resource("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings",
+                         "ValidatingAdmissionPolicyBinding", namespaced=False)
+CLUSTER_ROLES = kube.Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False)
+SERVICE_ACCOUNTS = kube.Resource("", "v1", "serviceaccounts", "ServiceAccount")
+
+ACTIONS: dict[str, dict[str, Any]] = {
+    "restart": {"restart": {}},
+    "rollback": {"rollback": {}},
+    "ansible": {"ansible": {"playbook": "restart-deployment.yml"}},
+    "scale": {"scale": {"replicas": 3}},
+}
+PATCH_DEPLOYMENTS = [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]}]
+SCALE_DEPLOYMENTS = [{"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["update"]}]
+REMEDIATE = [{"apiGroups": ["paramedic.dev"], "resources": ["monitoredservices"], "verbs": ["remediate"]}]
+
+
+def docs(path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def service(name: str, actions: list[dict], target: dict | None = None) -> dict:
+    return {"metadata": {"name": name},
+            "spec": {"target": target or {"name": "api"}, "remediation": {"actions": actions}}}
+
+
+def incident(name: str, service_name: str = "api", **spec: Any) -> dict:
+    return {"metadata": {"name": name}, "spec": {"service": service_name, "title": "checkout is down", **spec}}
+
+
+def dry_run_create(client: kube.KubeClient, res: kube.Resource, body: dict, namespace: str) -> dict:
+    body = {"apiVersion": res.api_version, "kind": res.kind, **body}
+    return client.request("POST", res.path(namespace), body, params={"dryRun": "All"})
+
+
+def refusal(call: Callable[[], Any]) -> kube.ApiError:
+    with pytest.raises(kube.ApiError) as err:
+        call()
+    return err.value
+
+
+def eventually_accepted(call: Callable[[], Any], what: str) -> Any:
+    """RBAC changes reach the authorizer through a watch: retry until the request passes."""
+    def attempt() -> Any:
+        try:
+            return call() or True
+        except kube.ApiError as exc:
+            if exc.status != 403:
+                raise
+            return None
+    return wait_for(attempt, 30, what)
+
+
+def refused_by_policy(probe: Tenant) -> bool:
+    client = probe.client()
+    try:
+        dry_run_create(client, kube.MONITORED_SERVICES, service("probe", [ACTIONS["restart"]]), probe.namespace)
+    except kube.ApiError as exc:
+        return exc.status == 403 and "which the restart action needs" in exc.message
+    finally:
+        client.close()
+    return False
+
+
+@pytest.fixture(scope="module")
+def admission_policy(kube_client, kubeconfig, run_kubectl_module):
+    """The shipped policy, installed from manifests/ and active (a known-refused request is refused)."""
+    run_kubectl_module("apply", "--server-side", "--force-conflicts", "-f", str(POLICY))
+    remediate_role = next(d for d in docs(RBAC) if d["metadata"]["name"] == "paramedic-remediate")
+    run_kubectl_module("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump(remediate_role))
+    probe = make_tenant(kube_client, kubeconfig, "probe")
+    try:
+        wait_for(lambda: refused_by_policy(probe), 60, "the admission policy to become active")
+        yield
+    finally:
+        run_kubectl_module("delete", "--ignore-not-found", "-f", str(POLICY))
+        # Other suites must not meet it: wait until the same request passes again.
+        wait_for(lambda: not refused_by_policy(probe), 60, "the admission policy to be gone")
+        kube_client.delete(kube.NAMESPACES, probe.namespace)
+
+
+@pytest.fixture(scope="module")
+def run_kubectl_module(kubeconfig):
+    from tests.conftest import kubectl
+
+    def run(*args: str, check: bool = True, input: str | None = None):
+        return kubectl(kubeconfig, *args, check=check, input=input)
+    return run
+
+
+@pytest.fixture
+def tenant_a(tenants, admission_policy):
+    a, _ = tenants
+    client = a.client()
+    yield a, client
+    client.close()
+
+
+def message(user: str, verb: str, what: str, namespace: str, action: str, name: str = "api") -> str:
+    return f'user {user} may not {verb} {what} "{name}" in {namespace}, which the {action} action needs'
+
+
+# --- MonitoredService: the author's rights on the target --------------------------------
+
+@pytest.mark.parametrize("action", ["restart", "rollback", "ansible", "scale"])
+def test_action_is_refused_without_the_right_and_names_it(tenant_a, kube_client, action):
+    a, client = tenant_a
+    err = refusal(lambda: client.create(kube.MONITORED_SERVICES, service("api", [ACTIONS[action]]), a.namespace))
+    assert err.status == 403
+    if action == "scale":
+        assert message(a.username, "update", "deployments.apps/scale", a.namespace, "scale") in err.message
+    else:
+        assert message(a.username, "patch", "deployments.apps", a.namespace, action) in err.message
+    assert kube_client.list(kube.MONITORED_SERVICES, a.namespace) == []
+
+    # The very right the message names makes it pass.
+    a.grant(kube_client, "workload-writer", SCALE_DEPLOYMENTS if action == "scale" else PATCH_DEPLOYMENTS)
+    eventually_accepted(lambda: client.create(kube.MONITORED_SERVICES, service("api", [ACTIONS[action]]),
+                                              a.namespace), f"{action} accepted once granted")
+    assert kube_client.get(kube.MONITORED_SERVICES, "api", a.namespace)["spec"]["remediation"]["actions"] == \
+        [ACTIONS[action]]
+
+
+def test_each_action_needs_its_own_right_and_the_targets_kind(tenant_a, kube_client):
+    a, client = tenant_a
+    a.grant(kube_client, "patcher", PATCH_DEPLOYMENTS)
+    eventually_accepted(lambda: dry_run_create(client, kube.MONITORED_SERVICES, service("probe", [ACTIONS["restart"]]),
+                                               a.namespace), "patch on deployments granted")
+    # patch does not give scale: the first action lacking a right is named.
+    err = refusal(lambda: client.create(kube.MONITORED_SERVICES,
+                                        service("api", [ACTIONS["restart"], ACTIONS["scale"]]), a.namespace))
+    assert message(a.username, "update", "deployments.apps/scale", a.namespace, "scale") in err.message
+    # Rights on Deployments say nothing about a StatefulSet or a DaemonSet of the same name.
+    for kind, plural in (("StatefulSet", "statefulsets"), ("DaemonSet", "daemonsets")):
+        body = service("api", [ACTIONS["restart"]], target={"kind": kind, "name": "api"})
+        err = refusal(lambda b=body: client.create(kube.MONITORED_SERVICES, b, a.namespace))
+        assert message(a.username, "patch", f"{plural}.apps", a.namespace, "restart") in err.message
+    # A right limited to one workload by name covers that one only.
+    kube_client.delete(ROLE_BINDINGS, "patcher", a.namespace)
+    a.grant(kube_client, "one-workload", [{"apiGroups": ["apps"], "resources": ["deployments"],
+                                           "resourceNames": ["api"], "verbs": ["patch"]}])
+    wait_for(lambda: refusal_or_none(lambda: dry_run_create(client, kube.MONITORED_SERVICES,
+             service("other", [ACTIONS["restart"]], target={"name": "other"}), a.namespace)), 30,
+             "the broad grant to be withdrawn")
+    eventually_accepted(lambda: client.create(kube.MONITORED_SERVICES, service("api", [ACTIONS["restart"]]),
+                                              a.namespace), "restart of the named workload")
+    err = refusal(lambda: client.create(kube.MONITORED_SERVICES, service("other", [ACTIONS["restart"]],
+                                        target={"name": "other"}), a.namespace))
+    assert message(a.username, "patch", "deployments.apps", a.namespace, "restart", name="other") in err.message
+
+
+def refusal_or_none(call: Callable[[], Any]) -> kube.ApiError | None:
+    try:
+        call()
+    except kube.ApiError as exc:
+        return exc if exc.status == 403 else None
+    return None
+
+
+def test_a_service_without_actions_needs_no_workload_right(tenant_a, kube_client):
+    a, client = tenant_a
+    client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "watch-only"}, "spec": {"target": {"name": "api"}}},
+                  a.namespace)
+    client.create(kube.MONITORED_SERVICES, service("empty", []), a.namespace)
+    assert {s["metadata"]["name"] for s in kube_client.list(kube.MONITORED_SERVICES, a.namespace)} == \
+        {"watch-only", "empty"}
+
+
+def test_changing_the_spec_is_checked_like_a_creation(tenant_a, kube_client):
+    a, client = tenant_a
+    client.create(kube.MONITORED_SERVICES, service("api", []), a.namespace)
+    err = refusal(lambda: client.patch(kube.MONITORED_SERVICES, "api",
+                                       {"spec": {"remediation": {"actions": [ACTIONS["restart"]]}}}, a.namespace))
+    assert err.status == 403 and "which the restart action needs" in err.message
+    # Without actions, the target may change freely: nothing would be done to it.
+    client.patch(kube.MONITORED_SERVICES, "api", {"spec": {"target": {"name": "db"}}}, a.namespace)
+    assert kube_client.get(kube.MONITORED_SERVICES, "api", a.namespace)["spec"]["remediation"]["actions"] == []
+
+
+def test_tenant_cannot_aim_at_another_namespace(tenants, admission_policy, kube_client):
+    a, b = tenants
+    client = a.client()
+    try:
+        # Not in B's namespace: RBAC refuses before any policy runs.
+        err = refusal(lambda: client.create(kube.MONITORED_SERVICES, service("api", [ACTIONS["restart"]]), b.namespace))
+        assert err.status == 403 and "cannot create resource" in err.message
+        # A right to patch B's workloads does not let A's service act there: the target has
+        # no namespace (the CRD prunes one), so it is always the service's own namespace.
+        kube_client.create(ROLES, {"metadata": {"name": "a-patches-b"}, "rules": PATCH_DEPLOYMENTS}, namespace=b.namespace)
+        kube_client.create(ROLE_BINDINGS, {"metadata": {"name": "a-patches-b"}, "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "a-patches-b"},
+            "subjects": [{"kind": "ServiceAccount", "name": a.service_account, "namespace": a.namespace}]},
+            namespace=b.namespace)
+        wait_for(lambda: client.request("POST", kube.SELF_SUBJECT_ACCESS_REVIEWS.path(None), {
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": {
+                "group": "apps", "resource": "deployments", "verb": "patch", "namespace": b.namespace,
+                "name": "api"}}})["status"].get("allowed"), 30, "A may patch B's deployments")
+        aimed = service("api", [ACTIONS["restart"]], target={"name": "api", "namespace": b.namespace})
+        err = refusal(lambda: client.create(kube.MONITORED_SERVICES, aimed, a.namespace))
+        assert message(a.username, "patch", "deployments.apps", a.namespace, "restart") in err.message
+        a.grant(kube_client, "patcher", PATCH_DEPLOYMENTS)
+        eventually_accepted(lambda: client.create(kube.MONITORED_SERVICES, aimed, a.namespace), "restart in A")
+        stored = kube_client.get(kube.MONITORED_SERVICES, "api", a.namespace)
+        assert stored["spec"]["target"] == {"kind": "Deployment", "name": "api"}
+        assert kube_client.list(kube.MONITORED_SERVICES, b.namespace) == []
+    finally:
+        client.close()
+
+
+def test_status_and_metadata_writes_are_never_checked(tenant_a, kube_client):
+    """The operator writes only status; people and tools write labels and annotations."""
+    a, client = tenant_a
+    # Created by an admin, who may restart the workload.
+    kube_client.create(kube.MONITORED_SERVICES, service("api", [ACTIONS["restart"], ACTIONS["scale"]]), a.namespace)
+    # A has no right on the workload, yet may pause the service (an annotation) and label it.
+    client.patch(kube.MONITORED_SERVICES, "api", {"metadata": {"annotations": {"paramedic.dev/paused": "true"},
+                                                               "labels": {"tier": "web"}}}, a.namespace)
+    a.grant(kube_client, "status-writer", [{"apiGroups": ["paramedic.dev"], "verbs": ["patch"],
+                                             "resources": ["monitoredservices/status", "incidents/status"]}])
+    eventually_accepted(lambda: client.patch(kube.MONITORED_SERVICES, "api", {"status": {"health": "Down"}},
+                                             a.namespace, subresource="status"), "status written")
+    # ... but changing what the service does is A's own act, and A may not.
+    err = refusal(lambda: client.patch(kube.MONITORED_SERVICES, "api", {"spec": {"team": "web"}}, a.namespace))
+    assert "which the restart action needs" in err.message
+    stored = kube_client.get(kube.MONITORED_SERVICES, "api", a.namespace)
+    assert stored["status"]["health"] == "Down" and stored["metadata"]["labels"] == {"tier": "web"}
+    assert "team" not in stored["spec"]
+
+
+# --- Incidents: asking for remediation ---------------------------------------------------
+
+def test_managed_incident_needs_remediate_on_its_service(tenant_a, kube_client):
+    a, client = tenant_a
+    kube_client.create(kube.MONITORED_SERVICES, service("api", [ACTIONS["restart"]]), a.namespace)
+    err = refusal(lambda: client.create(kube.INCIDENTS, incident("inc-1"), a.namespace))  # managed by default
+    assert err.status == 403
+    assert (f'user {a.username} may not remediate monitoredservices.paramedic.dev "api" in {a.namespace}, '
+            "which a managed incident needs") in err.message
+    # Recorded without remediation: allowed, and it cannot be switched to managed later.
+    client.create(kube.INCIDENTS, incident("inc-1", managed=False), a.namespace)
+    err = refusal(lambda: client.patch(kube.INCIDENTS, "inc-1", {"spec": {"managed": True}}, a.namespace))
+    assert "may not remediate" in err.message
+    # Ordinary incident work stays possible on a managed incident someone else opened.
+    kube_client.create(kube.INCIDENTS, incident("inc-2"), a.namespace)
+    client.patch(kube.INCIDENTS, "inc-2", {"spec": {"state": "acknowledged", "assignee": "dev@example.com"}},
+                 a.namespace)
+    assert {i["metadata"]["name"]: i["spec"]["managed"] for i in kube_client.list(kube.INCIDENTS, a.namespace)} == \
+        {"inc-1": False, "inc-2": True}
+    # The right the message names, limited to one service, makes it pass.
+    a.grant(kube_client, "remediator", [{**REMEDIATE[0], "resourceNames": ["api"]}])
+    eventually_accepted(lambda: client.create(kube.INCIDENTS, incident("inc-3"), a.namespace), "remediate granted")
+    err = refusal(lambda: client.create(kube.INCIDENTS, incident("inc-4", "db"), a.namespace))
+    assert 'remediate monitoredservices.paramedic.dev "db"' in err.message
+
+
+def test_namespace_editors_keep_working(tenant_a, kube_client):
+    """Single-team set-ups: whoever holds the built-in `edit` role may already patch and scale."""
+    a, client = tenant_a
+    kube_client.create(ROLE_BINDINGS, {"metadata": {"name": "editor"}, "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": a.service_account, "namespace": a.namespace}]},
+        namespace=a.namespace)
+    eventually_accepted(lambda: client.create(kube.MONITORED_SERVICES, service(
+        "api", [ACTIONS[k] for k in ("restart", "rollback", "ansible", "scale")]), a.namespace), "edit: every action")
+    # paramedic-remediate is aggregated into `edit` by the cluster's aggregation controller.
+    eventually_accepted(lambda: client.create(kube.INCIDENTS, incident("inc-1"), a.namespace),
+                        "edit: a managed incident")
+
+
+def test_paramedics_own_service_accounts_pass(tenants, admission_policy, kube_client):
+    """The receiver opens managed incidents and the operator probe incidents, under their shipped roles."""
+    a, _ = tenants
+    kube_client.create(kube.MONITORED_SERVICES, service("api", [ACTIONS["restart"]]), a.namespace)
+    roles = {d["metadata"]["name"]: d for d in docs(RBAC) if d["kind"] == "ClusterRole"}
+    suffix = uuid.uuid4().hex[:6]
+    created = []
+    try:
+        for component in ("webhook", "operator"):
+            role = {**roles[f"paramedic-{component}"], "metadata": {"name": f"paramedic-{component}-{suffix}"}}
+            kube_client.create(CLUSTER_ROLES, role)
+            created.append(role["metadata"]["name"])
+            kube_client.create(SERVICE_ACCOUNTS, {"metadata": {"name": component}}, a.namespace)
+            kube_client.create(ROLE_BINDINGS, {"metadata": {"name": component}, "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]},
+                "subjects": [{"kind": "ServiceAccount", "name": component, "namespace": a.namespace}]},
+                namespace=a.namespace)
+            identity = Tenant(a.namespace, component, _token(kube_client, a.namespace, component), a.host, a.verify)
+            client = identity.client()
+            try:
+                eventually_accepted(lambda c=client, n=component: c.create(kube.INCIDENTS, incident(f"by-{n}"),
+                                                                            a.namespace), f"{component} incident")
+            finally:
+                client.close()
+        assert all(i["spec"]["managed"] for i in kube_client.list(kube.INCIDENTS, a.namespace))
+    finally:
+        for name in created:
+            kube_client.delete(CLUSTER_ROLES, name)
+
+
+def _token(admin: kube.KubeClient, namespace: str, service_account: str) -> str:
+    out = admin.request("POST", SERVICE_ACCOUNTS.path(namespace, service_account, "token"), {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}})
+    return out["status"]["token"]
+
+
+def test_cluster_admins_are_not_limited(tenant_a, kube_client):
+    a, _ = tenant_a
+    kube_client.create(kube.MONITORED_SERVICES, service("api", [ACTIONS[k] for k in ACTIONS]), a.namespace)
+    kube_client.create(kube.INCIDENTS, incident("inc-1"), a.namespace)
+    assert kube_client.get(kube.INCIDENTS, "inc-1", a.namespace)["spec"]["managed"] is True

@@ -1,0 +1,129 @@
+"""The chart's and the manifests' defences: admission policies, NetworkPolicies, PodDisruptionBudgets.
+
+The policies' behaviour is proven against the API server in tests/e2e/test_tenant_admission.py
+(installed from manifests/); here the chart's copies are held equal to them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tests.unit.test_rbac_needs import render
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "manifests"
+POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
+def manifest(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((MANIFESTS / name).read_text()) if d]
+
+
+def of_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def test_chart_policies_are_the_manifests_policies():
+    docs = render()
+    for kind in POLICY_KINDS:
+        chart = of_kind(docs, kind)
+        shipped = of_kind(manifest("admission-policy.yaml"), kind)
+        assert sorted(chart) == sorted(f"pm-{name}" for name in shipped)
+        for name, doc in shipped.items():
+            spec = chart[f"pm-{name}"]["spec"]
+            if kind == "ValidatingAdmissionPolicyBinding":
+                assert spec["policyName"] == f"pm-{doc['spec']['policyName']}"
+                spec = {**spec, "policyName": doc["spec"]["policyName"]}
+            assert spec == doc["spec"], name
+            assert doc["spec"].get("validationActions", ["Deny"]) == ["Deny"]
+
+
+def test_policies_deny_and_fail_closed():
+    for doc in manifest("admission-policy.yaml"):
+        if doc["kind"] == "ValidatingAdmissionPolicy":
+            assert doc["spec"]["failurePolicy"] == "Fail"
+            assert all(v["reason"] == "Forbidden" and v["messageExpression"] for v in doc["spec"]["validations"])
+            # The checks run with the request's user; status writes never match.
+            assert all("/" not in r for rule in doc["spec"]["matchConstraints"]["resourceRules"]
+                       for r in rule["resources"])
+        else:
+            assert doc["spec"]["validationActions"] == ["Deny"] and "paramRef" not in doc["spec"]
+
+
+def test_policies_can_be_turned_off():
+    assert not [d for d in render("admissionPolicy.enabled=false") if d["kind"] in POLICY_KINDS]
+
+
+def pod_labels(docs: list[dict], suffix: str) -> dict:
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith(suffix))
+    return dep["spec"]["template"]["metadata"]["labels"]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+
+def test_chart_network_policies_default_to_the_monitoring_namespace():
+    docs = render()
+    policies = of_kind(docs, "NetworkPolicy")
+    webhook, operator = policies["pm-paramedic-webhook"]["spec"], policies["pm-paramedic-operator"]["spec"]
+    assert selects(webhook["podSelector"], pod_labels(docs, "-webhook"))
+    assert selects(operator["podSelector"], pod_labels(docs, "-operator"))
+    assert not selects(webhook["podSelector"], pod_labels(docs, "-operator"))
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    alertmanager = {"namespaceSelector": monitoring, "podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "alertmanager"}}}
+    prometheus = {"namespaceSelector": monitoring, "podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "prometheus"}}}
+    [rule] = webhook["ingress"]
+    assert webhook["policyTypes"] == ["Ingress"] and rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert rule["from"][:2] == [alertmanager, prometheus]
+    # The third peer is `helm test`'s pod, in the release's own namespace only.
+    assert set(rule["from"][2]) == {"podSelector"}
+    assert rule["from"][2]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "test"
+    health, metrics = operator["ingress"]
+    assert health == {"ports": [{"port": "health", "protocol": "TCP"}]}  # the kubelet's probe
+    assert metrics == {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": [prometheus]}
+
+
+def test_chart_network_policy_sources_are_configurable():
+    docs = render("networkPolicy.monitoringNamespace=observability",
+                  "networkPolicy.webhookFrom[0].namespaceSelector.matchLabels.team=grafana",
+                  "operator.metricsPort=0")
+    policies = of_kind(docs, "NetworkPolicy")
+    [rule] = policies["pm-paramedic-webhook"]["spec"]["ingress"]
+    assert rule["from"][0] == {"namespaceSelector": {"matchLabels": {"team": "grafana"}}}
+    assert rule["from"][1]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "observability"}
+    assert [list(r) for r in policies["pm-paramedic-operator"]["spec"]["ingress"]] == [["ports"]]
+    assert not of_kind(render("networkPolicy.enabled=false"), "NetworkPolicy")
+
+
+def test_chart_disruption_budgets():
+    budgets = of_kind(render(), "PodDisruptionBudget")
+    assert list(budgets) == ["pm-paramedic-webhook"]
+    assert budgets["pm-paramedic-webhook"]["spec"]["maxUnavailable"] == 1
+    docs = render("operator.replicas=2")
+    budgets = of_kind(docs, "PodDisruptionBudget")
+    assert sorted(budgets) == ["pm-paramedic-operator", "pm-paramedic-webhook"]
+    assert selects(budgets["pm-paramedic-operator"]["spec"]["selector"], pod_labels(docs, "-operator"))
+    assert not of_kind(render("podDisruptionBudget.enabled=false", "operator.replicas=2"), "PodDisruptionBudget")
+
+
+def test_manifests_carry_the_same_defences():
+    resources = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())["resources"]
+    assert {"admission-policy.yaml", "networkpolicy.yaml", "poddisruptionbudget.yaml"} <= set(resources)
+    deployments = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+                   for name in ("operator.yaml", "webhook.yaml") for d in manifest(name) if d["kind"] == "Deployment"}
+    policies = of_kind(manifest("networkpolicy.yaml"), "NetworkPolicy")
+    assert selects(policies["paramedic-webhook"]["spec"]["podSelector"], deployments["paramedic-webhook"])
+    assert selects(policies["paramedic-operator"]["spec"]["podSelector"], deployments["paramedic-operator"])
+    chart = of_kind(render(), "NetworkPolicy")
+    for name in ("webhook", "operator"):
+        ingress = chart[f"pm-paramedic-{name}"]["spec"]["ingress"]
+        if name == "webhook":  # the chart adds `helm test`'s pod
+            ingress = [{**ingress[0], "from": ingress[0]["from"][:2]}]
+        assert policies[f"paramedic-{name}"]["spec"]["ingress"] == ingress
+    [budget] = manifest("poddisruptionbudget.yaml")
+    assert selects(budget["spec"]["selector"], deployments["paramedic-webhook"])

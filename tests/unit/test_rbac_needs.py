@@ -1,0 +1,257 @@
+"""The shipped RBAC grants exactly what the code uses: every call is allowed, nothing more.
+
+The Kubernetes calls are read from the source (every `client.<verb>(kube.X, ...)`), plus
+what the code does through other hands: Kopf's watches, peering and events, the
+playbooks' kubernetes.core modules, and the `remediate` verb the admission policy asks
+for. The grants are read from manifests/rbac.yaml and from the rendered chart, in both
+of its modes (all namespaces, and a list of watched namespaces).
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from paramedic import kube
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Which code runs under which ServiceAccount. cli.py runs as its user; kube.py is the client.
+OPERATOR_CODE = ["operator/*.py", "paramedic/remediation_io.py"]
+WEBHOOK_CODE = ["webhook/*.py", "paramedic/ingest.py", "paramedic/owners.py", "paramedic/informer.py"]
+NOT_A_COMPONENT = {"paramedic/cli.py", "paramedic/kube.py"}
+# Calls any authenticated identity may make (self reviews).
+UNRESTRICTED = {("authorization.k8s.io", "selfsubjectaccessreviews"), ("authentication.k8s.io", "selfsubjectreviews")}
+
+VERBS = {"get": "get", "get_or_none": "get", "list": "list", "watch": "watch", "create": "create",
+         "patch": "patch", "replace": "update", "delete": "delete"}
+
+WORKLOADS = ("deployments", "statefulsets", "daemonsets")
+
+# Calls on a resource held in a variable: (file, method, first argument) → what they reach.
+DYNAMIC = {
+    ("paramedic/remediation_io.py", "get_or_none", "_resource(kind)"): [("apps", r, "get") for r in WORKLOADS],
+    ("paramedic/remediation_io.py", "get_or_none", "res"): [("apps", r, "get") for r in WORKLOADS],
+    ("paramedic/remediation_io.py", "patch", "res"): [("apps", r, "patch") for r in WORKLOADS],
+    ("operator/services.py", "get_or_none", "res"): [("apps", r, "get") for r in WORKLOADS],
+    ("operator/preflight.py", "get_or_none", "res"): [("kopf.dev", "clusterkopfpeerings", "get"),
+                                                     ("kopf.dev", "kopfpeerings", "get")],
+    # Directory(client, kube.MONITORED_SERVICES) in webhook/app.py.
+    ("paramedic/informer.py", "watch", "self.res"): [("paramedic.dev", "monitoredservices", "watch")],
+    ("paramedic/informer.py", "list", "self.res"): [("paramedic.dev", "monitoredservices", "list")],
+}
+
+# What the code does through other hands.
+OPERATOR_ELSEWHERE = {
+    # Kopf watches Paramedic's kinds (list + watch), and posts events about handler errors.
+    *[("paramedic.dev", r, v) for r in ("monitoredservices", "incidents", "oncallschedules") for v in ("list", "watch")],
+    ("", "events", "create"),
+    # Kopf peering (one of the two, by mode), and its scanning of namespaces and CRDs.
+    *[("kopf.dev", r, v) for r in ("clusterkopfpeerings", "kopfpeerings") for v in ("list", "watch", "patch")],
+    ("", "namespaces", "list"), ("", "namespaces", "watch"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    # Playbooks: the scale one writes the scale subresource (kubernetes.core.k8s_scale); the
+    # rollback one lists a Deployment's ReplicaSets to find its previous revision.
+    ("apps", "deployments/scale", "patch"), ("apps", "statefulsets/scale", "patch"),
+    ("apps", "replicasets", "get"), ("apps", "replicasets", "list"),
+    # Probe incidents are managed: the admission policy asks for remediate on their service.
+    ("paramedic.dev", "monitoredservices", "remediate"),
+}
+WEBHOOK_ELSEWHERE = {
+    ("paramedic.dev", "monitoredservices", "remediate"),  # managed incidents from alerts
+}
+# Granted though no call needs it today, and why.
+OPERATOR_KEPT = {
+    ("", "namespaces", "get"): "read-only, and Kopf's namespace scanning may look one up",
+    ("apiextensions.k8s.io", "customresourcedefinitions", "get"): "read-only; Kopf's resource discovery",
+}
+WEBHOOK_KEPT = {
+    ("paramedic.dev", "monitoredservices", "get"): "read-only, on the kind it already lists and watches",
+}
+
+
+def _files(patterns: list[str]) -> list[Path]:
+    return sorted(p for pattern in patterns for p in REPO.glob(pattern))
+
+
+def _is_client(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Name) and node.id == "client") or \
+        (isinstance(node, ast.Attribute) and node.attr == "client")
+
+
+def calls(path: Path) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]]:
+    """(group, resource, verb) of the literal calls, and (file, method, argument) of the others."""
+    literal, dynamic = set(), set()
+    rel = str(path.relative_to(REPO))
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in VERBS and _is_client(node.func.value) and node.args):
+            continue
+        arg = node.args[0]
+        sub = next((k.value for k in node.keywords if k.arg == "subresource"), None)
+        # A subresource in a variable is the object itself or its status.
+        subs = [sub.value] if isinstance(sub, ast.Constant) else [None] if sub is None else [None, "status"]
+        if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == "kube":
+            res = getattr(kube, arg.attr)
+            literal |= {(res.group, res.plural + (f"/{s}" if s else ""), VERBS[node.func.attr]) for s in subs}
+        else:
+            dynamic.add((rel, node.func.attr, ast.unparse(arg)))
+    return literal, dynamic
+
+
+def needed(patterns: list[str], elsewhere: set) -> set[tuple[str, str, str]]:
+    out = set(elsewhere)
+    for path in _files(patterns):
+        literal, dynamic = calls(path)
+        out |= literal
+        for site in dynamic:
+            assert site in DYNAMIC, f"{site}: a call on a resource in a variable; say what it reaches in DYNAMIC"
+            out |= set(DYNAMIC[site])
+    return {n for n in out if n[:2] not in UNRESTRICTED}
+
+
+def grants(rules: list[dict]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def role(docs: list[dict], name: str) -> list[dict]:
+    return next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == name)["rules"]
+
+
+MANIFEST_DOCS = [d for d in yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text()) if d]
+
+
+def test_every_module_that_calls_the_api_belongs_to_a_component():
+    covered = {str(p.relative_to(REPO)) for p in _files(OPERATOR_CODE + WEBHOOK_CODE)}
+    for path in _files(["paramedic/**/*.py", "operator/*.py", "webhook/*.py"]):
+        rel = str(path.relative_to(REPO))
+        literal, dynamic = calls(path)
+        if (literal or dynamic) and rel not in NOT_A_COMPONENT:
+            assert rel in covered, f"{rel} calls the API: add it to OPERATOR_CODE or WEBHOOK_CODE"
+
+
+def test_the_scan_sees_calls():
+    literal, _ = calls(REPO / "operator" / "incidents.py")
+    assert ("paramedic.dev", "incidents", "delete") in literal
+    assert ("paramedic.dev", "monitoredservices/status", "patch") in literal
+
+
+def test_manifest_operator_role_is_exactly_what_the_operator_uses():
+    granted = grants(role(MANIFEST_DOCS, "paramedic-operator"))
+    # The manifests watch all namespaces: the namespaced peering is not used.
+    need = needed(OPERATOR_CODE, OPERATOR_ELSEWHERE) - {n for n in OPERATOR_ELSEWHERE if n[1] == "kopfpeerings"} \
+        - {("kopf.dev", "kopfpeerings", "get")}
+    assert need - granted == set(), "used but not granted"
+    assert granted - need == set(OPERATOR_KEPT), "granted but never used"
+
+
+def test_manifest_webhook_role_is_exactly_what_the_receiver_uses():
+    granted = grants(role(MANIFEST_DOCS, "paramedic-webhook"))
+    need = needed(WEBHOOK_CODE, WEBHOOK_ELSEWHERE)
+    assert need - granted == set(), "used but not granted"
+    assert granted - need == set(WEBHOOK_KEPT), "granted but never used"
+
+
+def test_nothing_dangerous_is_granted():
+    operator = grants(role(MANIFEST_DOCS, "paramedic-operator"))
+    webhook = grants(role(MANIFEST_DOCS, "paramedic-webhook"))
+    for granted in (operator, webhook):
+        assert not {r for _, r, _ in granted} & {"secrets", "configmaps", "pods/exec", "pods/log", "serviceaccounts/token"}
+        assert not {v for _, _, v in granted} & {"update", "deletecollection", "escalate", "bind", "impersonate"}
+        assert not {("paramedic.dev", r, v) for r in ("monitoredservices", "oncallschedules")
+                    for v in ("create", "patch")} & granted  # only their status is written
+    assert [(g, r) for g, r, v in operator if v == "delete"] == [("paramedic.dev", "incidents")]  # retention
+    assert not any(v == "delete" for _, _, v in webhook)
+    assert not any(r == "pods" for _, r, _ in operator)
+    assert {v for _, r, v in webhook if r == "pods"} == {"get"}
+
+
+def test_remediate_role_is_aggregated_into_edit_and_admin_and_grants_only_remediate():
+    doc = next(d for d in MANIFEST_DOCS if d["metadata"]["name"] == "paramedic-remediate")
+    labels = doc["metadata"]["labels"]
+    assert labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert grants(doc["rules"]) == {("paramedic.dev", "monitoredservices", "remediate")}
+
+
+# --- the chart, rendered ------------------------------------------------------------------
+
+def _helm() -> str:
+    from devtools.cluster import tools_bin
+    try:
+        helm = tools_bin() / "helm"
+    except (OSError, subprocess.CalledProcessError):
+        helm = None
+    if helm is None or not helm.exists():
+        found = shutil.which("helm")
+        if not found:
+            pytest.skip("helm is not built (make tools)")
+        return found
+    return str(helm)
+
+
+def render(*sets: str, namespace: str = "ops") -> list[dict]:
+    args = [_helm(), "template", "pm", str(REPO / "charts" / "paramedic"), "--namespace", namespace]
+    for s in sets:
+        args += ["--set", s]
+    out = subprocess.run(args, check=True, capture_output=True, text=True)
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def effective(docs: list[dict], subject: str) -> dict[str | None, set[tuple[str, str, str]]]:
+    """What `subject` (a ServiceAccount name) may do: cluster-wide (None) and per namespace."""
+    roles = {d["metadata"]["name"]: d.get("rules") or [] for d in docs if d["kind"] == "ClusterRole"}
+    out: dict[str | None, set] = {}
+    for b in docs:
+        if b["kind"] in ("ClusterRoleBinding", "RoleBinding") and \
+                any(s["name"] == subject for s in b["subjects"]):
+            where = b["metadata"].get("namespace") if b["kind"] == "RoleBinding" else None
+            out.setdefault(where, set()).update(grants(roles[b["roleRef"]["name"]]))
+    return out
+
+
+def test_chart_grants_what_the_manifests_grant_cluster_wide():
+    docs = render()
+    operator = effective(docs, "pm-paramedic-operator")
+    webhook = effective(docs, "pm-paramedic-webhook")
+    assert set(operator) == {None} and set(webhook) == {None}
+    assert operator[None] == grants(role(MANIFEST_DOCS, "paramedic-operator"))
+    assert webhook[None] == grants(role(MANIFEST_DOCS, "paramedic-webhook"))
+    remediate = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "pm-paramedic-remediate")
+    assert grants(remediate["rules"]) == {("paramedic.dev", "monitoredservices", "remediate")}
+
+
+def test_chart_with_watched_namespaces_writes_only_there():
+    docs = render("allNamespaces=false", "watchNamespaces={shop,payments}")
+    operator = effective(docs, "pm-paramedic-operator")
+    webhook = effective(docs, "pm-paramedic-webhook")
+    assert set(operator) == {None, "shop", "payments"} and set(webhook) == {None, "shop", "payments", "ops"}
+    # Cluster-wide: reading namespaces and CRDs, nothing else, never a write.
+    assert operator[None] == {("", "namespaces", v) for v in ("get", "list", "watch")} | \
+        {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")}
+    assert webhook[None] == {("", "namespaces", "get")}
+    need_operator = needed(OPERATOR_CODE, OPERATOR_ELSEWHERE) - {n for n in OPERATOR_ELSEWHERE
+                                                                 if n[1] == "clusterkopfpeerings"}
+    need_operator -= {("kopf.dev", "clusterkopfpeerings", "get")}
+    for ns in ("shop", "payments"):
+        assert need_operator - operator[ns] - operator[None] == set(), ns
+        assert operator[ns] - need_operator == set(), ns
+        assert needed(WEBHOOK_CODE, WEBHOOK_ELSEWHERE) - webhook[ns] - webhook[None] == set(), ns
+
+
+def test_chart_grants_only_the_chosen_workload_kinds():
+    operator = effective(render("rbac.workloads={deployments}"), "pm-paramedic-operator")[None]
+    assert {(r, v) for g, r, v in operator if g == "apps"} == {
+        ("deployments", "get"), ("deployments", "patch"), ("deployments/scale", "patch"),
+        ("replicasets", "get"), ("replicasets", "list")}
+    operator = effective(render("rbac.workloads={daemonsets}"), "pm-paramedic-operator")[None]
+    assert not any(r.endswith("/scale") for _, r, _ in operator)  # a DaemonSet has no scale
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        render("rbac.workloads={pods}")
+    assert "/rbac/workloads/0" in err.value.stderr
