@@ -104,9 +104,9 @@ class Notifier:
             if channel == "email":
                 jobs.append(self._deliver_email(n))
             elif channel == "slack":
-                jobs.append(self._deliver_http("slack", slack_url or self.settings.slack_webhook_url, render_slack, n))
+                jobs.append(self._deliver_http("slack", slack_url or self._url("slack_webhook_url"), render_slack, n))
             else:
-                jobs.append(self._deliver_http("webhook", webhook_url or self.settings.notify_webhook_url,
+                jobs.append(self._deliver_http("webhook", webhook_url or self._url("notify_webhook_url"),
                                                render_webhook, n))
         results = list(await asyncio.gather(*jobs))
         for channel in unknown:
@@ -120,8 +120,8 @@ class Notifier:
         decides it, instead of queueing it and writing the outcome a second time.
         """
         results = unconfigured(recipients, bool(self.settings.smtp_host),
-                               bool(slack_url or self.settings.slack_webhook_url),
-                               bool(webhook_url or self.settings.notify_webhook_url))
+                               bool(slack_url) or self.settings.has_secret("slack_webhook_url"),
+                               bool(webhook_url) or self.settings.has_secret("notify_webhook_url"))
         for r in results or []:
             metrics.NOTIFICATIONS_SENT.labels(r.channel, "skipped").inc()
         return results
@@ -259,8 +259,18 @@ class Notifier:
 
     # --- HTTP webhooks ------------------------------------------------------------------
 
-    async def _deliver_http(self, channel: str, url: str, render: Callable[[Notification], dict[str, Any]],
-                            n: Notification) -> DeliveryResult:
+    def _url(self, name: str) -> str | SettingsError:
+        # Read at each delivery: a mounted Secret that rotates is picked up without a restart.
+        try:
+            return self.settings.secret(name)
+        except SettingsError as exc:
+            return exc
+
+    async def _deliver_http(self, channel: str, url: str | SettingsError,
+                            render: Callable[[Notification], dict[str, Any]], n: Notification) -> DeliveryResult:
+        if isinstance(url, SettingsError):
+            metrics.NOTIFICATIONS_SENT.labels(channel, "failed").inc()
+            return DeliveryResult(channel, [], ok=False, error=str(url), attempts=1)
         if not url:
             return self._skipped(channel, f"{channel} webhook URL not configured")
         shown = redact_url(url)
