@@ -170,7 +170,9 @@ class Notifier:
             return self._skipped("email", "no recipients")
         try:
             msg = render_email(n, s.smtp_from)
-            password = s.secret("smtp_password") if s.smtp_username else ""
+            # Read at each delivery: a mounted Secret that rotates is picked up without a restart.
+            username = s.secret("smtp_username") if s.has_secret("smtp_username") else ""
+            password = s.secret("smtp_password") if username and s.has_secret("smtp_password") else ""
         except (ValueError, SettingsError) as exc:
             metrics.NOTIFICATIONS_SENT.labels("email", "failed").inc()
             return DeliveryResult("email", recipients, ok=False, error=str(exc), attempts=1)
@@ -186,7 +188,7 @@ class Notifier:
             overall = s.smtp_timeout_seconds * 4 + 1
             try:
                 refused.update(await asyncio.wait_for(
-                    asyncio.to_thread(self._smtp_send, msg, recipients, password), overall))
+                    asyncio.to_thread(self._smtp_send, msg, recipients, username, password), overall))
             except TimeoutError:
                 # The thread may still finish sending; another try could mail twice.
                 raise _Permanent(f"SMTP {s.smtp_host}:{s.smtp_port} did not finish within {overall:.0f} s") from None
@@ -207,7 +209,7 @@ class Notifier:
         except (OSError, ssl.SSLError) as exc:
             raise _Permanent(f"cannot load PARAMEDIC_SMTP_CA_FILE {ca_file!r}: {_describe(exc)}") from None
 
-    def _smtp_send(self, msg: EmailMessage, recipients: list[str], password: str) -> dict[str, Any]:
+    def _smtp_send(self, msg: EmailMessage, recipients: list[str], username: str, password: str) -> dict[str, Any]:
         s = self.settings
         where = f"{s.smtp_host}:{s.smtp_port}"
         context = self._tls_context() if s.smtp_security in ("tls", "starttls") else None
@@ -226,8 +228,8 @@ class Notifier:
             if s.smtp_security == "starttls":
                 smtp.starttls(context=context)
                 smtp.ehlo()
-            if s.smtp_username:
-                smtp.login(s.smtp_username, password)
+            if username:
+                smtp.login(username, password)
             return smtp.send_message(msg, from_addr=sender_address(s.smtp_from), to_addrs=recipients)
         except ssl.SSLCertVerificationError as exc:
             raise _Permanent(f"TLS certificate of SMTP {where} not trusted: {exc.verify_message}") from None
@@ -235,7 +237,7 @@ class Notifier:
             raise _Permanent(f"SMTP {where}: {_describe(exc)}") from None
         except smtplib.SMTPAuthenticationError as exc:
             # Never the password: only the server's answer.
-            raise _Permanent(f"SMTP {where} refused login for {s.smtp_username!r}: {exc.smtp_code} "
+            raise _Permanent(f"SMTP {where} refused login for {username!r}: {exc.smtp_code} "
                              f"{_text(exc.smtp_error)}") from None
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
@@ -262,7 +264,7 @@ class Notifier:
     def _url(self, name: str) -> str | SettingsError:
         # Read at each delivery: a mounted Secret that rotates is picked up without a restart.
         try:
-            return self.settings.secret(name)
+            return self.settings.secret(name) if self.settings.has_secret(name) else ""
         except SettingsError as exc:
             return exc
 

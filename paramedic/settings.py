@@ -94,6 +94,7 @@ class Settings:
     smtp_port: int = _setting(25, "SMTP port")
     smtp_security: str = _setting("none", "none | starttls | tls")
     smtp_username: str = _setting("", "SMTP user name")
+    smtp_username_file: str = _setting("", "File holding the SMTP user name (re-read at each use)")
     smtp_password: str = _setting("", "SMTP password", secret=True)
     smtp_password_file: str = _setting("", "File holding the SMTP password (re-read at each use)")
     smtp_from: str = _setting("paramedic@localhost", "Sender address")
@@ -145,8 +146,20 @@ class Settings:
         return getattr(self, name)
 
     def has_secret(self, name: str) -> bool:
-        """Whether secret `name` is configured, by value or by file (without reading the file)."""
-        return bool(getattr(self, name) or getattr(self, f"{name}_file", ""))
+        """Whether secret `name` is configured: a value, or a `_file` that exists and is not empty.
+
+        A missing file counts as not set: the chart mounts one Secret whose keys are all
+        optional (a channel without its key is off, as it is without its variable).
+        """
+        path = getattr(self, f"{name}_file", "")
+        if path:
+            try:
+                return bool(Path(path).read_text().strip())
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise SettingsError(f"cannot read PARAMEDIC_{name.upper()}_FILE: {exc.strerror}") from exc
+        return bool(getattr(self, name))
 
     def redacted(self) -> dict[str, Any]:
         """For logs: secrets are never printed."""
