@@ -53,7 +53,7 @@ def timeline(client: kube.KubeClient, ns: str, name: str) -> str:
     return "\n".join(e.get("message", "") for e in (inc.get("status") or {}).get("timeline") or [])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def vars_policy(kube_client):
     """manifests/playbook-vars-policy.yaml installed as shipped, and in force."""
     docs = list(yaml.safe_load_all(POLICY_FILE.read_text()))
@@ -74,7 +74,7 @@ def vars_policy(kube_client):
         kube_client.delete(res, doc["metadata"]["name"])
 
 
-@pytest.mark.parametrize("extra_vars, refusal", [
+ADMISSION_CASES = [
     ({"ansible_python_interpreter": "/bin/sh"}, "reserved by Ansible"),
     ({"ansible_connection": "ssh"}, "reserved by Ansible"),
     ({"ANSIBLE_BECOME": True}, "reserved by Ansible"),
@@ -86,18 +86,29 @@ def vars_policy(kube_client):
     ({"kubeconfig": "/etc/kubernetes/admin.conf"}, "operator sets itself"),
     ({"_name": "coredns"}, "must be variable names"),
     ({"bad name; id": 1}, "must be variable names"),
-])
-def test_api_server_refuses_reserved_and_operator_owned_vars(vars_policy, tenants, extra_vars, refusal):
+]
+
+
+def test_api_server_refuses_reserved_and_operator_owned_vars(vars_policy, tenants, kube_client):
     a, _ = tenants
+    # What the authority rule asks of an ansible action's author (issue #16), so that only
+    # this policy can refuse these.
+    a.grant(kube_client, "patch-workloads", [{"apiGroups": ["apps"], "resources": ["deployments"],
+                                              "verbs": ["patch"]}])
     client = a.client()
     try:
-        with pytest.raises(kube.ApiError) as err:
-            client.create(kube.MONITORED_SERVICES, service("evil", "dump-env.yml", extra_vars), a.namespace)
-        assert err.value.status == 422, err.value
-        assert refusal in err.value.message
-        for name in extra_vars:
-            assert name in err.value.message  # the refusal names the offending variable
-        assert client.get_or_none(kube.MONITORED_SERVICES, "evil", a.namespace) is None
+        for extra_vars, refusal in ADMISSION_CASES:
+            with pytest.raises(kube.ApiError) as err:
+                client.create(kube.MONITORED_SERVICES, service("evil", "dump-env.yml", extra_vars), a.namespace)
+            assert err.value.status == 422, (extra_vars, err.value)
+            assert refusal in err.value.message, (extra_vars, err.value.message)
+            for name in extra_vars:
+                assert name in err.value.message  # the refusal names the offending variable
+            assert client.get_or_none(kube.MONITORED_SERVICES, "evil", a.namespace) is None
+        # Allowed names pass admission (the catalog and the values are the operator's to check).
+        created = client.create(kube.MONITORED_SERVICES, service("fine", "dump-env.yml", {"dump_to": "/tmp/x"}),
+                                a.namespace)
+        assert created["spec"]["remediation"]["actions"][0]["ansible"]["extraVars"] == {"dump_to": "/tmp/x"}
     finally:
         client.close()
 
@@ -121,6 +132,11 @@ def test_operator_runs_only_catalog_playbooks_with_schema_vars_and_a_clean_envir
         (a.namespace, "unknown", "dump-env.yml", {"dump_to": str(out / "unknown.json"), "cmd": "id"}),
         (a.namespace, "good", "dump-env.yml", {"dump_to": str(out / "good.json"), "mode": "full"}),
         (b.namespace, "foreign", "dump-env.yml", {"dump_to": str(out / "foreign.json")}),
+        # Without the admission policy (a cluster that lacks it), the operator refuses these itself.
+        (a.namespace, "reserved", "dump-env.yml", {"dump_to": str(out / "reserved.json"),
+                                                   "ansible_python_interpreter": "/bin/sh", "become": True}),
+        (a.namespace, "override", "dump-env.yml", {"dump_to": str(out / "override.json"),
+                                                   "namespace": b.namespace, "target_name": "victim"}),
     ]
     for ns, name, playbook, extra in created:
         # As admin: these are about the operator's own checks, not the tenant's rights.
@@ -142,6 +158,8 @@ def test_operator_runs_only_catalog_playbooks_with_schema_vars_and_a_clean_envir
         "shell": "extraVars.mode must be one of ['names', 'full']",
         "unknown": "extraVars cmd not declared in the playbook catalog (allowed: dump_to, mode)",
         "foreign": f"playbook dump-env.yml is not allowed in namespace {b.namespace} by the playbook catalog",
+        "reserved": "extraVars may not set 'ansible_python_interpreter': reserved by Ansible",
+        "override": "extraVars may not set 'namespace': set by the operator",
     }
     for ns, name, *_ in created:
         attempt = wait_for(lambda ns=ns, name=name: finished_attempt(kube_client, ns, f"{name}-1"), 180,
