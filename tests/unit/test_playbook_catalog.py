@@ -282,3 +282,14 @@ def test_admission_policy_lists_match_the_domain(path):
     assert _cel_list(text, "operatorVars") == list(OPERATOR_VARS)
     assert "startsWith('ansible_')" in text and "^[A-Za-z][A-Za-z0-9_]{0,63}$" in text
     assert "playbook-vars-policy.yaml" in (REPO / "manifests" / "kustomization.yaml").read_text()
+
+
+@pytest.mark.parametrize("path", ["manifests/samples/monitoredservice.yaml", "hack/demo/cluster.yaml"])
+def test_shipped_examples_pass_the_default_catalog(path):
+    catalog = load_catalog(Settings(playbooks_dir=str(PLAYBOOKS)))
+    actions = [a["ansible"] for doc in yaml.safe_load_all((REPO / path).read_text())
+               if doc and doc.get("kind") == "MonitoredService"
+               for a in doc["spec"].get("remediation", {}).get("actions", []) if "ansible" in a]
+    assert actions, path
+    for action in actions:
+        catalog.check(action["playbook"], action.get("extraVars"), "shop")
