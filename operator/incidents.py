@@ -54,7 +54,8 @@ class IncidentReconciler:
             timeline_limit=s.timeline_limit, retention_days=s.retention_days,
             remediation_enabled=s.remediation_enabled, admin_emails=tuple(s.admin_emails),
             dashboard_url=s.dashboard_url, smtp_configured=bool(s.smtp_host),
-            slack_configured=bool(s.slack_webhook_url), webhook_configured=bool(s.notify_webhook_url))
+            slack_configured=s.has_secret("slack_webhook_url"),
+            webhook_configured=s.has_secret("notify_webhook_url"))
 
     # --- reads --------------------------------------------------------------------------
     async def _service(self, ns: str, inc: dict) -> dict | None:

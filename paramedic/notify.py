@@ -107,9 +107,9 @@ class Notifier:
             if channel == "email":
                 jobs.append(self._deliver_email(n))
             elif channel == "slack":
-                jobs.append(self._deliver_http("slack", slack_url or self.settings.slack_webhook_url, render_slack, n))
+                jobs.append(self._deliver_http("slack", slack_url or self._url("slack_webhook_url"), render_slack, n))
             else:
-                jobs.append(self._deliver_http("webhook", webhook_url or self.settings.notify_webhook_url,
+                jobs.append(self._deliver_http("webhook", webhook_url or self._url("notify_webhook_url"),
                                                render_webhook, n))
         results = list(await asyncio.gather(*jobs))
         for channel in unknown:
@@ -123,8 +123,8 @@ class Notifier:
         decides it, instead of queueing it and writing the outcome a second time.
         """
         results = unconfigured(recipients, bool(self.settings.smtp_host),
-                               bool(slack_url or self.settings.slack_webhook_url),
-                               bool(webhook_url or self.settings.notify_webhook_url))
+                               bool(slack_url) or self.settings.has_secret("slack_webhook_url"),
+                               bool(webhook_url) or self.settings.has_secret("notify_webhook_url"))
         for r in results or []:
             metrics.NOTIFICATIONS_SENT.labels(r.channel, "skipped").inc()
         return results
@@ -173,7 +173,9 @@ class Notifier:
             return self._skipped("email", "no recipients")
         try:
             msg = render_email(n, s.smtp_from)
-            password = s.secret("smtp_password") if s.smtp_username else ""
+            # Read at each delivery: a mounted Secret that rotates is picked up without a restart.
+            username = s.secret("smtp_username") if s.has_secret("smtp_username") else ""
+            password = s.secret("smtp_password") if username and s.has_secret("smtp_password") else ""
         except (ValueError, SettingsError) as exc:
             metrics.NOTIFICATIONS_SENT.labels("email", "failed").inc()
             return DeliveryResult("email", recipients, ok=False, error=str(exc), attempts=1)
@@ -189,7 +191,7 @@ class Notifier:
             overall = s.smtp_timeout_seconds * 4 + 1
             try:
                 refused.update(await asyncio.wait_for(
-                    asyncio.to_thread(self._smtp_send, msg, recipients, password), overall))
+                    asyncio.to_thread(self._smtp_send, msg, recipients, username, password), overall))
             except TimeoutError:
                 # The thread may still finish sending; another try could mail twice.
                 raise _Permanent(f"SMTP {s.smtp_host}:{s.smtp_port} did not finish within {overall:.0f} s") from None
@@ -210,7 +212,7 @@ class Notifier:
         except (OSError, ssl.SSLError) as exc:
             raise _Permanent(f"cannot load PARAMEDIC_SMTP_CA_FILE {ca_file!r}: {_describe(exc)}") from None
 
-    def _smtp_send(self, msg: EmailMessage, recipients: list[str], password: str) -> dict[str, Any]:
+    def _smtp_send(self, msg: EmailMessage, recipients: list[str], username: str, password: str) -> dict[str, Any]:
         s = self.settings
         where = f"{s.smtp_host}:{s.smtp_port}"
         context = self._tls_context() if s.smtp_security in ("tls", "starttls") else None
@@ -229,8 +231,8 @@ class Notifier:
             if s.smtp_security == "starttls":
                 smtp.starttls(context=context)
                 smtp.ehlo()
-            if s.smtp_username:
-                smtp.login(s.smtp_username, password)
+            if username:
+                smtp.login(username, password)
             return smtp.send_message(msg, from_addr=sender_address(s.smtp_from), to_addrs=recipients)
         except ssl.SSLCertVerificationError as exc:
             raise _Permanent(f"TLS certificate of SMTP {where} not trusted: {exc.verify_message}") from None
@@ -238,7 +240,7 @@ class Notifier:
             raise _Permanent(f"SMTP {where}: {_describe(exc)}") from None
         except smtplib.SMTPAuthenticationError as exc:
             # Never the password: only the server's answer.
-            raise _Permanent(f"SMTP {where} refused login for {s.smtp_username!r}: {exc.smtp_code} "
+            raise _Permanent(f"SMTP {where} refused login for {username!r}: {exc.smtp_code} "
                              f"{_text(exc.smtp_error)}") from None
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
@@ -262,8 +264,18 @@ class Notifier:
 
     # --- HTTP webhooks ------------------------------------------------------------------
 
-    async def _deliver_http(self, channel: str, url: str, render: Callable[[Notification], dict[str, Any]],
-                            n: Notification) -> DeliveryResult:
+    def _url(self, name: str) -> str | SettingsError:
+        # Read at each delivery: a mounted Secret that rotates is picked up without a restart.
+        try:
+            return self.settings.secret(name) if self.settings.has_secret(name) else ""
+        except SettingsError as exc:
+            return exc
+
+    async def _deliver_http(self, channel: str, url: str | SettingsError,
+                            render: Callable[[Notification], dict[str, Any]], n: Notification) -> DeliveryResult:
+        if isinstance(url, SettingsError):
+            metrics.NOTIFICATIONS_SENT.labels(channel, "failed").inc()
+            return DeliveryResult(channel, [], ok=False, error=str(url), attempts=1)
         if not url:
             return self._skipped(channel, f"{channel} webhook URL not configured")
         shown = redact_url(url)

@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from . import kube, metrics
+from .domain.playbook_catalog import Catalog, CatalogError, PlaybookRefused, parse_catalog
 from .domain.rollout import RolloutStatus, already_restarted, is_paused, restart_patch, rollout_status
 from .domain.vocabulary import AttemptResult
 from .settings import Settings
@@ -208,11 +211,32 @@ def extravars_document(extravars: Mapping[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, sort_keys=True, allow_nan=False)
 
 
-def ansible_environment(extra: Mapping[str, str] | None = None, temp_dir: str | None = None) -> dict[str, str]:
-    """Environment for ansible-playbook run by ansible-runner from this interpreter's environment."""
+# The only variables of the operator's own environment a playbook gets: where programs and the
+# home directory are, the locale (ansible-core refuses a non-UTF-8 one), and what the Kubernetes
+# client needs to find the API server. In-cluster, the kubernetes client (used by the
+# kubernetes.core modules) reads KUBERNETES_SERVICE_HOST/PORT and the ServiceAccount token and
+# CA from their fixed files under /var/run/secrets/kubernetes.io/serviceaccount/, not from the
+# environment. Every PARAMEDIC_* setting, and anything else, stays out.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "KUBECONFIG",
+                 "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+# What ansible-runner itself sets while preparing a run (its output callback and artifacts).
+RUNNER_ENV = ("ANSIBLE_STDOUT_CALLBACK", "ORIGINAL_STDOUT_CALLBACK", "ANSIBLE_CALLBACK_PLUGINS",
+              "AWX_ISOLATED_DATA_DIR", "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_CACHE_PLUGIN_CONNECTION",
+              "ANSIBLE_RETRY_FILES_ENABLED", "ANSIBLE_HOST_KEY_CHECKING")
+
+
+def ansible_environment(extra: Mapping[str, str] | None = None, temp_dir: str | None = None,
+                        inherited: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a playbook run: an allowlist, not the operator's environment.
+
+    `inherited` (default: this process's environment) contributes only INHERITED_ENV.
+    """
+    source = os.environ if inherited is None else inherited
     bin_dir = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "")
-    env: dict[str, str] = {
+    path = source.get("PATH", "") or os.defpath
+    env: dict[str, str] = {name: source[name] for name in INHERITED_ENV if source.get(name)}
+    env.setdefault("LANG", "C.UTF-8")
+    env.update({
         # ansible-runner looks ansible-playbook up on PATH: this venv's first.
         "PATH": bin_dir + (os.pathsep + path if path else ""),
         "ANSIBLE_NOCOLOR": "1",
@@ -223,7 +247,7 @@ def ansible_environment(extra: Mapping[str, str] | None = None, temp_dir: str | 
         "ANSIBLE_LOCALHOST_WARNING": "0",
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
         "PYTHONUNBUFFERED": "1",
-    }
+    })
     collections = [str(Path(p)) for p in sys.path if p and (Path(p) / "ansible_collections").is_dir()]
     if collections:
         # kubernetes.core ships in the `ansible` package inside this environment.
@@ -231,11 +255,22 @@ def ansible_environment(extra: Mapping[str, str] | None = None, temp_dir: str | 
         env["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join(dict.fromkeys(collections + defaults))
     if temp_dir:
         # The home directory may be read-only in a container.
+        env["TMPDIR"] = os.path.join(temp_dir, "tmp")
+        env["ANSIBLE_HOME"] = os.path.join(temp_dir, "home")
         env["ANSIBLE_LOCAL_TEMP"] = os.path.join(temp_dir, "tmp")
         env["ANSIBLE_REMOTE_TEMP"] = os.path.join(temp_dir, "tmp")
         env["ANSIBLE_ASYNC_DIR"] = os.path.join(temp_dir, "async")
     if extra:
         env.update({str(k): str(v) for k, v in extra.items()})
+    return env
+
+
+def runner_environment(prepared: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
+    """The environment ansible-runner will start ansible-playbook with: ours, plus only the
+    variables ansible-runner itself set (RUNNER_ENV). ansible-runner seeds a run with its
+    whole process environment (the operator's, secrets included): that part is dropped."""
+    env = {k: v for k, v in prepared.items() if k in RUNNER_ENV}
+    env.update(ours)
     return env
 
 
@@ -292,6 +327,7 @@ def _inventory() -> str:
 def _run_sync(playbook_path: Path, root: Path, extravars: Mapping[str, Any], timeout: int,
               envvars: Mapping[str, str] | None, cancelled: threading.Event) -> PlaybookResult:
     import ansible_runner
+    import ansible_runner.interface
 
     started = time.monotonic()
     marker = uuid.uuid4().hex
@@ -303,17 +339,22 @@ def _run_sync(playbook_path: Path, root: Path, extravars: Mapping[str, Any], tim
         fd = os.open(os.path.join(data_dir, "env", "extravars"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(extravars_document(extravars))
+        env = {**ansible_environment(envvars, temp_dir=data_dir), RUN_MARKER: marker}
         try:
-            runner = ansible_runner.run(
+            # ansible_runner.run() is init_runner() + run(); in between, the environment it
+            # prepared from os.environ is replaced by the allowlisted one.
+            runner = ansible_runner.interface.init_runner(
                 private_data_dir=data_dir,
                 project_dir=str(root),
                 playbook=str(playbook_path.relative_to(root)),
                 inventory=_inventory(),
-                envvars={**ansible_environment(envvars, temp_dir=data_dir), RUN_MARKER: marker},
+                envvars=env,
                 timeout=int(timeout),
                 quiet=True,
                 cancel_callback=cancelled.is_set,
             )
+            runner.config.env = runner_environment(runner.config.env, env)
+            runner.run()
         except Exception as exc:  # ansible-runner raises on configuration problems; report, don't crash
             _kill_marked(marker)
             return PlaybookResult(None, "error", f"{exc.__class__.__name__}: {exc}", False,
@@ -355,6 +396,35 @@ async def run_playbook(playbooks_dir: str | os.PathLike[str], playbook: str, ext
         # The thread cannot be interrupted; ask ansible-runner to stop the playbook.
         cancelled.set()
         raise
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    """The admin's playbook catalog, read at each run (a mounted ConfigMap updates in place).
+
+    A missing or broken catalog allows nothing: RemediationError says why.
+    """
+    path = Path(settings.playbook_catalog or Path(settings.playbooks_dir) / "catalog.yaml")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise RemediationError(f"no playbook runs without the playbook catalog: cannot read {path}: "
+                               f"{exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise RemediationError(f"playbook catalog {path} is not valid YAML: {exc}") from None
+    try:
+        return parse_catalog(doc)
+    except CatalogError as exc:
+        raise RemediationError(f"{exc} ({path})") from None
+
+
+def checked_playbook_vars(settings: Settings, ansible: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    """The tenant's `extraVars` once the catalog allows them (RemediationError says why not)."""
+    extra = ansible.get("extraVars") or {}
+    try:
+        load_catalog(settings).check(ansible.get("playbook", ""), extra, namespace)
+    except PlaybookRefused as exc:
+        raise RemediationError(f"refused: {exc}") from None
+    return dict(extra)
 
 
 # --- one attempt ----------------------------------------------------------------------------
@@ -411,7 +481,9 @@ async def run_attempt(client: kube.AsyncKubeClient, settings: Settings, inc: dic
             return {"result": AttemptResult.FAILED, "message": f"scaling {kind}/{name}: {status.message}"}
         if "ansible" in action:
             spec_a = action["ansible"]
-            extravars = {**(spec_a.get("extraVars") or {}),
+            # The catalog refuses operator-owned names in extraVars; the operator's own vars
+            # still come last, so they win even if a catalog were wrong.
+            extravars = {**checked_playbook_vars(settings, spec_a, ns),
                          **playbook_vars(inc, svc, attempt, settings.kubeconfig or os.environ.get("KUBECONFIG", ""))}
             # No PATH of its own: ansible_environment already puts this interpreter's bin first.
             result = await run_playbook(settings.playbooks_dir, spec_a["playbook"], extravars,

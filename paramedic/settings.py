@@ -88,6 +88,9 @@ class Settings:
     remediation_enabled: bool = _setting(True, "Global switch: false stops all remediation")
     playbooks_dir: str = _setting(_default_playbooks_dir, "Directory remediation playbooks are taken "
                                                            "from (paths leaving it are refused)")
+    playbook_catalog: str = _setting("", "File of the admin's playbook catalog (which playbooks namespaces may run, "
+                                         "with a JSON Schema per extra var); empty: catalog.yaml in the playbooks "
+                                         "directory")
     ansible_timeout_seconds: int = _setting(300, "Default time limit of one playbook run")
     rollout_timeout_seconds: int = _setting(300, "How long a restart waits for its rollout")
     # --- Notifications --------------------------------------------------------
@@ -96,13 +99,16 @@ class Settings:
     smtp_port: int = _setting(25, "SMTP port")
     smtp_security: str = _setting("none", "none | starttls | tls")
     smtp_username: str = _setting("", "SMTP user name")
+    smtp_username_file: str = _setting("", "File holding the SMTP user name (re-read at each use)")
     smtp_password: str = _setting("", "SMTP password", secret=True)
-    smtp_password_file: str = _setting("", "File holding the SMTP password")
+    smtp_password_file: str = _setting("", "File holding the SMTP password (re-read at each use)")
     smtp_from: str = _setting("paramedic@localhost", "Sender address")
     smtp_timeout_seconds: float = _setting(10.0, "SMTP connection timeout")
     smtp_ca_file: str = _setting("", "PEM file of CAs trusted for SMTP TLS (private CA); empty: the system CAs")
     slack_webhook_url: str = _setting("", "Slack incoming-webhook URL", secret=True)
+    slack_webhook_url_file: str = _setting("", "File holding the Slack incoming-webhook URL (re-read at each use)")
     notify_webhook_url: str = _setting("", "Generic JSON webhook notified of incident events", secret=True)
+    notify_webhook_url_file: str = _setting("", "File holding the generic JSON webhook URL (re-read at each use)")
     dashboard_url: str = _setting("", "Base URL linked from notifications (e.g. Grafana)")
     # --- Logging ----------------------------------------------------------------
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING, ERROR")
@@ -143,6 +149,22 @@ class Settings:
             except OSError as exc:
                 raise SettingsError(f"cannot read PARAMEDIC_{name.upper()}_FILE: {exc.strerror}") from exc
         return getattr(self, name)
+
+    def has_secret(self, name: str) -> bool:
+        """Whether secret `name` is configured: a value, or a `_file` that exists and is not empty.
+
+        A missing file counts as not set: the chart mounts one Secret whose keys are all
+        optional (a channel without its key is off, as it is without its variable).
+        """
+        path = getattr(self, f"{name}_file", "")
+        if path:
+            try:
+                return bool(Path(path).read_text().strip())
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise SettingsError(f"cannot read PARAMEDIC_{name.upper()}_FILE: {exc.strerror}") from exc
+        return bool(getattr(self, name))
 
     def redacted(self) -> dict[str, Any]:
         """For logs: secrets are never printed."""

@@ -12,8 +12,8 @@ DEMO_HEALTH=broken starts it broken: a bad release whose process runs and is Rea
 yet fails its health check, which only a rollback repairs.
 
 With --daemon it detaches (double fork, new session) and returns only once it
-listens and its pid file is written, which is what the restart-local-service
-playbook's start_command needs. SIGTERM stops it and removes its pid file.
+listens and its pid file is written, which is what the test-only restart-local-service
+playbook's start_command needs (tests/fixtures/playbooks). SIGTERM stops it and removes its pid file.
 """
 
 from __future__ import annotations

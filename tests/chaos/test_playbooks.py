@@ -64,6 +64,12 @@ def test_hanging_playbook_hostile_vars_and_escaping_links(kube_client, namespace
     outside.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
                        f"    - ansible.builtin.file: {{path: '{marker}-outside', state: touch}}\n")
     (books / "escape.yml").symlink_to(outside)
+    # The admin's catalog for this directory: all three listed (the escaping link is refused by
+    # the path check, not the catalog), the hostile values allowed as any strings.
+    (books / "catalog.yaml").write_text(json.dumps({"playbooks": {
+        "hang.yml": {}, "escape.yml": {},
+        "echo.yml": {"vars": {"hostile": {"type": "array", "items": {"type": "string"}},
+                              "nested": {"type": "object"}}}}}))
 
     hostile = [h.format(m=marker) for h in HOSTILE]
     nested = {"key; $(touch " + marker + "-key)": ["{{ 7 * 7 }}", None, True, 1.5]}

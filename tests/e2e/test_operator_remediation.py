@@ -89,7 +89,7 @@ def test_failing_playbook_moves_to_next_action_and_cap_hands_over(kube_client, n
     http_service.set("failing")  # never recovers: every attempt fails verification
     first = wait_for(lambda: (lambda a: a if len(a) >= 2 else None)(attempts(kube_client, namespace, "cap-down-1")),
                      90, "two attempts")
-    assert first[0]["result"] == "Failed" and "not found" in first[0]["message"]
+    assert first[0]["result"] == "Failed" and "not in the playbook catalog" in first[0]["message"]
     # The real playbook restarted the Deployment through kubernetes.core.
     wait_for(lambda: restarted_at(kube_client, namespace, "cap"), 120, "playbook restart")
     done = wait_for(lambda: (lambda a: a if a[1].get("result") in ("Failed", "TimedOut") else None)(

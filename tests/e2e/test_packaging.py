@@ -21,6 +21,7 @@ import yaml
 
 from devtools.cluster import REPO, tools_bin
 from paramedic import kube
+from paramedic.domain.playbook_catalog import parse_catalog
 
 pytestmark = pytest.mark.e2e
 
@@ -404,3 +405,39 @@ def test_operator_works_under_the_charts_service_account(release, run_kubectl, k
         assert events, "events are posted under the ServiceAccount"
     finally:
         target.stop()
+
+
+def test_chart_mounts_secrets_as_files_and_carries_the_playbook_catalog(helm, tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "smtp": {"host": "mail.example.com", "username": "bot", "password": "pw"},
+        "slack": {"webhookURL": "https://hooks.example.com/x"},
+        "playbookCatalog": {"playbooks": {
+            "scale-deployment.yml": None,   # an admin removes a default playbook...
+            "my-fix.yml": {"vars": {"level": {"enum": [1, 2]}}, "namespaces": ["shop"]}}}}))  # ...and adds one
+    docs = checks.load_docs(helm("template", "pm", str(CHART), "--namespace", "paramedic", "-f", str(values)).stdout)
+    pod = find(docs, "Deployment", "-operator")[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert not [e for e in container["env"] if "valueFrom" in e], "a secret as an environment variable"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for name in ("SMTP_USERNAME", "SMTP_PASSWORD", "SLACK_WEBHOOK_URL", "NOTIFY_WEBHOOK_URL"):
+        path = env[f"PARAMEDIC_{name}_FILE"]
+        assert volumes[mounts[path.rsplit("/", 1)[0]]]["secret"]["secretName"] == "pm-paramedic-notify"
+    secret = find(docs, "Secret", "-notify")[0]
+    assert {"smtp-username", "smtp-password", "slack-webhook-url"} <= set(secret["data"])
+
+    catalog_path = env["PARAMEDIC_PLAYBOOK_CATALOG"]
+    configmap = volumes[mounts[catalog_path.rsplit("/", 1)[0]]]["configMap"]["name"]
+    [cm] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == configmap]
+    catalog = yaml.safe_load(cm["data"][catalog_path.rsplit("/", 1)[1]])
+    assert sorted(catalog["playbooks"]) == ["my-fix.yml", "restart-deployment.yml", "rollback-deployment.yml"]
+    assert parse_catalog(catalog).entries["my-fix.yml"].namespaces == ("shop",)
+
+    [policy] = find(docs, "ValidatingAdmissionPolicy")
+    [binding] = find(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    shipped = next(yaml.safe_load_all((REPO / "manifests" / "playbook-vars-policy.yaml").read_text()))
+    assert policy["spec"] == shipped["spec"]
+    assert not find(render(helm, "playbookVarsPolicy.create=false"), "ValidatingAdmissionPolicy")

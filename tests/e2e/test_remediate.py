@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,18 +20,24 @@ from devtools.proc import alive, find
 from paramedic import kube
 from paramedic.domain.rollout import RESTARTED_AT
 from paramedic.remediation_io import (
+    RUN_MARKER,
     RemediationError,
+    checked_playbook_vars,
     resolve_playbook,
     restart_workload,
     run_playbook,
     scale_workload,
     wait_rollout,
 )
+from paramedic.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "playbooks"
+# Test-only playbooks (the demo-only local restart runs whatever command it is given: it is in
+# neither the image nor the default catalog) and their explicit test catalog.
+LOCAL = REPO / "tests" / "fixtures" / "playbooks"
 IMAGE = "registry.local/demo:1"
 
 
@@ -301,9 +308,11 @@ def test_resolve_playbook_refuses_paths_leaving_the_directory(tmp_path):
             resolve_playbook(pb, bad)
     with pytest.raises(RemediationError, match="does not exist"):
         resolve_playbook(tmp_path / "nope", "ok.yml")
-    for name in ("restart-deployment.yml", "scale-deployment.yml", "rollback-deployment.yml",
-                 "restart-local-service.yml"):
+    for name in ("restart-deployment.yml", "scale-deployment.yml", "rollback-deployment.yml"):
         assert resolve_playbook(PLAYBOOKS, name).is_file()
+    with pytest.raises(RemediationError, match="not found"):
+        resolve_playbook(PLAYBOOKS, "restart-local-service.yml")
+    assert resolve_playbook(LOCAL, "restart-local-service.yml").is_file()
 
 
 def test_scale_playbook(kube_client, kubeconfig, namespace):
@@ -352,6 +361,13 @@ open(sys.argv[1], "w").write(str(p.pid))
 """
 
 
+def local_play(playbook: str, extravars: dict, namespace: str = "team") -> Any:
+    """Run a test playbook as the operator does: its vars checked against the test catalog first."""
+    settings = Settings(playbooks_dir=str(LOCAL))
+    checked = checked_playbook_vars(settings, {"playbook": playbook, "extraVars": extravars}, namespace)
+    return play(LOCAL, playbook, checked)
+
+
 def test_restart_local_service_playbook(tmp_path):
     marker = f"paramedic-test-svc-{uuid.uuid4().hex[:8]}"
     start = tmp_path / "start.py"
@@ -362,7 +378,7 @@ def test_restart_local_service_playbook(tmp_path):
     new = None
     try:
         assert alive(old)
-        result = play(PLAYBOOKS, "restart-local-service.yml", {
+        result = local_play("restart-local-service.yml", {
             "pid_file": str(pid_file), "start_command": [sys.executable, str(start), str(pid_file), marker],
             "expect_cmdline": marker, "stop_timeout": 5})
         assert result.ok, result.output_tail
@@ -379,10 +395,32 @@ def test_restart_local_service_playbook(tmp_path):
 def test_restart_local_service_command_is_argv_not_shell(tmp_path):
     out = tmp_path / "restarted.txt"
     text = "$(id); echo pwned > /tmp/x `id` && true"
-    result = play(PLAYBOOKS, "restart-local-service.yml", {
+    result = local_play("restart-local-service.yml", {
         "restart_command": [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write(sys.argv[2])",
                             str(out), text]})
     assert result.ok, result.output_tail
     assert out.read_text() == text
-    result = play(PLAYBOOKS, "restart-local-service.yml", {"restart_command": "systemctl restart ims"})
+    # The playbook itself refuses a string (a shell would split it)...
+    result = play(LOCAL, "restart-local-service.yml", {"restart_command": "systemctl restart ims"})
     assert result.status == "failed" and "list of arguments" in result.output_tail
+    # ...and the test catalog's schema refuses it before anything runs.
+    with pytest.raises(RemediationError, match=r"extraVars.restart_command must be of type array"):
+        local_play("restart-local-service.yml", {"restart_command": "systemctl restart ims"})
+
+
+def test_playbook_environment_is_an_allowlist_not_the_operators(tmp_path, monkeypatch):
+    canary = "paramedic-canary-env"
+    for name in ("PARAMEDIC_SMTP_PASSWORD", "PARAMEDIC_SLACK_WEBHOOK_URL", "PARAMEDIC_WEBHOOK_TOKEN",
+                 "AWS_SECRET_ACCESS_KEY", "SOME_OPERATOR_SETTING"):
+        monkeypatch.setenv(name, canary)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")  # what in-cluster clients need is kept
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    out = tmp_path / "env.json"
+    result = local_play("dump-env.yml", {"dump_to": str(out)})
+    assert result.ok, result.output_tail
+    env = json.loads(out.read_text())
+    leaked = sorted(k for k, v in env.items() if canary in v or (k.startswith("PARAMEDIC_") and k != RUN_MARKER))
+    assert not leaked, leaked
+    assert env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1" and env["KUBERNETES_SERVICE_PORT"] == "6443"
+    assert env["TMPDIR"].startswith(tempfile.gettempdir()) and "paramedic-ansible-" in env["TMPDIR"]
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)

@@ -390,3 +390,23 @@ def _pyproject_scripts() -> set[str]:
 
 def _pyproject_version() -> str:
     return _pyproject()["project"]["version"]
+
+
+def test_operator_secrets_are_mounted_files_and_the_catalog_a_mounted_configmap():
+    operator = next(d for d in manifest_docs() if d["kind"] == "Deployment" and "operator" in d["metadata"]["name"])
+    pod = operator["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert not any("valueFrom" in e for e in container.get("env") or []), "no secret as an environment variable"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for name, key in [("SMTP_USERNAME", "smtp-username"), ("SMTP_PASSWORD", "smtp-password"),
+                      ("SLACK_WEBHOOK_URL", "slack-webhook-url"), ("NOTIFY_WEBHOOK_URL", "notify-webhook-url")]:
+        path = Path(env[f"PARAMEDIC_{name}_FILE"])
+        assert path.name == key and f"PARAMEDIC_{name}" not in env
+        assert volumes[mounts[str(path.parent)]]["secret"]["secretName"] == "paramedic-notify"
+    catalog = Path(env["PARAMEDIC_PLAYBOOK_CATALOG"])
+    cm = volumes[mounts[str(catalog.parent)]]["configMap"]["name"]
+    assert any(d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm and catalog.name in d["data"]
+               for d in manifest_docs())
+    assert config_problems({k: v for k, v in env.items()}) == []

@@ -27,3 +27,56 @@ def test_secrets_come_from_files_and_are_redacted(tmp_path):
     s = Settings.from_env({"PARAMEDIC_WEBHOOK_TOKEN_FILE": str(token), "PARAMEDIC_SMTP_PASSWORD": "pw"})
     assert s.secret("webhook_token") == "s3cret"
     assert "pw" not in str(s.redacted()) and "s3cret" not in str(s.redacted())
+
+
+SECRETS = ("webhook_token", "smtp_username", "smtp_password", "slack_webhook_url", "notify_webhook_url")
+
+
+def test_every_secret_has_a_file_variant():
+    import dataclasses
+    secret = {f.name for f in dataclasses.fields(Settings) if f.metadata.get("secret")}
+    assert secret <= set(SECRETS)
+    for name in SECRETS:
+        assert f"{name}_file" in Settings.__dataclass_fields__, name
+
+
+@pytest.mark.parametrize("name", SECRETS)
+def test_secret_files_are_read_at_each_use_and_a_missing_one_is_unset(tmp_path, name):
+    path = tmp_path / name
+    s = Settings.from_env({f"PARAMEDIC_{name.upper()}_FILE": str(path)})
+    assert not s.has_secret(name)  # an optional key of a mounted Secret that is absent
+    path.write_text("first\n")
+    assert s.has_secret(name) and s.secret(name) == "first"
+    path.write_text("rotated")
+    assert s.secret(name) == "rotated"
+    path.write_text("\n")
+    assert not s.has_secret(name)
+    # Plain variables keep working for local use; a file wins over a variable.
+    assert Settings.from_env({f"PARAMEDIC_{name.upper()}": "plain"}).secret(name) == "plain"
+    assert Settings.from_env({f"PARAMEDIC_{name.upper()}": "plain"}).has_secret(name)
+    both = Settings.from_env({f"PARAMEDIC_{name.upper()}": "plain", f"PARAMEDIC_{name.upper()}_FILE": str(path)})
+    path.write_text("file")
+    assert both.secret(name) == "file"
+    # Unreadable (not missing) is an error, never silence.
+    bad = Settings.from_env({f"PARAMEDIC_{name.upper()}_FILE": str(tmp_path)})
+    with pytest.raises(SettingsError, match=f"PARAMEDIC_{name.upper()}_FILE"):
+        bad.has_secret(name)
+
+
+def test_notifier_reads_hook_urls_from_rotating_files(tmp_path):
+    from paramedic.notify import Notifier
+
+    slack = tmp_path / "slack"
+    s = Settings.from_env({"PARAMEDIC_SLACK_WEBHOOK_URL_FILE": str(slack),
+                           "PARAMEDIC_NOTIFY_WEBHOOK_URL_FILE": str(tmp_path / "missing")})
+    n = Notifier(s)
+    assert n._url("slack_webhook_url") == "" and n._url("notify_webhook_url") == ""
+    assert n.unconfigured(["a@example.com"]) is not None  # nothing configured: skipped
+    slack.write_text("https://hooks.example/one\n")
+    assert n._url("slack_webhook_url") == "https://hooks.example/one"
+    assert n.unconfigured(["a@example.com"]) is None
+    slack.write_text("https://hooks.example/two")
+    assert n._url("slack_webhook_url") == "https://hooks.example/two"
+    broken = Notifier(Settings.from_env({"PARAMEDIC_SLACK_WEBHOOK_URL_FILE": str(tmp_path)}))
+    err = broken._url("slack_webhook_url")
+    assert isinstance(err, SettingsError) and "PARAMEDIC_SLACK_WEBHOOK_URL_FILE" in str(err)
