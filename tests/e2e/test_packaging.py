@@ -440,4 +440,4 @@ def test_chart_mounts_secrets_as_files_and_carries_the_playbook_catalog(helm, tm
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     shipped = next(yaml.safe_load_all((REPO / "manifests" / "playbook-vars-policy.yaml").read_text()))
     assert policy["spec"] == shipped["spec"]
-    assert not find(render(helm, "playbookVarsPolicy.create=false"), "ValidatingAdmissionPolicy")
+    assert not find(render(helm, "playbookVarsPolicy.enabled=false"), "ValidatingAdmissionPolicy")

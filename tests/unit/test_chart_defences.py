@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.unit.test_rbac_needs import render
@@ -15,6 +16,7 @@ from tests.unit.test_rbac_needs import render
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+POLICY_FILES = ("admission-policy.yaml", "playbook-vars-policy.yaml")
 
 
 def manifest(name: str) -> list[dict]:
@@ -29,7 +31,7 @@ def test_chart_policies_are_the_manifests_policies():
     docs = render()
     for kind in POLICY_KINDS:
         chart = of_kind(docs, kind)
-        shipped = of_kind(manifest("admission-policy.yaml"), kind)
+        shipped = of_kind([d for f in POLICY_FILES for d in manifest(f)], kind)
         assert sorted(chart) == sorted(f"pm-{name}" for name in shipped)
         for name, doc in shipped.items():
             spec = chart[f"pm-{name}"]["spec"]
@@ -40,11 +42,13 @@ def test_chart_policies_are_the_manifests_policies():
             assert doc["spec"].get("validationActions", ["Deny"]) == ["Deny"]
 
 
-def test_policies_deny_and_fail_closed():
-    for doc in manifest("admission-policy.yaml"):
+@pytest.mark.parametrize("path, reason", [("admission-policy.yaml", "Forbidden"),  # a missing right
+                                          ("playbook-vars-policy.yaml", "Invalid")])  # a bad value
+def test_policies_deny_and_fail_closed(path, reason):
+    for doc in manifest(path):
         if doc["kind"] == "ValidatingAdmissionPolicy":
             assert doc["spec"]["failurePolicy"] == "Fail"
-            assert all(v["reason"] == "Forbidden" and v["messageExpression"] for v in doc["spec"]["validations"])
+            assert all(v["reason"] == reason and v["messageExpression"] for v in doc["spec"]["validations"])
             # The checks run with the request's user; status writes never match.
             assert all("/" not in r for rule in doc["spec"]["matchConstraints"]["resourceRules"]
                        for r in rule["resources"])
@@ -53,7 +57,8 @@ def test_policies_deny_and_fail_closed():
 
 
 def test_policies_can_be_turned_off():
-    assert not [d for d in render("admissionPolicy.enabled=false") if d["kind"] in POLICY_KINDS]
+    assert not [d for d in render("admissionPolicy.enabled=false", "playbookVarsPolicy.enabled=false")
+                if d["kind"] in POLICY_KINDS]
 
 
 def pod_labels(docs: list[dict], suffix: str) -> dict:
