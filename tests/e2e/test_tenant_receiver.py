@@ -5,7 +5,6 @@ against the real API server, with two tenants holding only rights in their own n
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -251,13 +250,3 @@ def test_an_alert_for_an_unwatched_namespace_never_blocks_its_batch(kube_client,
         kube_client.delete(CLUSTER_ROLE_BINDINGS, f"{namespace}-receiver")
         kube_client.delete(CLUSTER_ROLES, f"{namespace}-receiver")
 
-
-def test_scoped_tokens_in_the_chart_shape(tmp_path):
-    """The tokens file the README documents parses as shown (tokenFile from a second Secret)."""
-    secret = tmp_path / "team-b"
-    secret.write_text("b\n")
-    doc = {"tokens": [{"name": "team-a", "namespaces": ["team-a", "team-a-staging"], "token": "a"},
-                      {"name": "team-b", "namespaces": ["team-b"], "tokenFile": str(secret)},
-                      {"name": "platform", "namespaces": ["*"], "token": "p"}]}
-    entries = sc.parse_tokens(json.loads(json.dumps(doc)), "paramedic")
-    assert [e.scope.home for e in entries] == ["team-a", "team-b", "paramedic"]

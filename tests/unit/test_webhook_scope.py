@@ -205,6 +205,17 @@ def test_legacy_and_scoped_tokens_together(tmp_path):
     assert s.check(bearer("legacy")).everywhere and not s.check(bearer("tok-a")).everywhere
 
 
+def test_the_documented_tokens_secret_parses():
+    from pathlib import Path
+
+    import yaml
+    docs = list(yaml.safe_load_all((Path(__file__).parents[2] / "manifests" / "secret.example.yaml").read_text()))
+    [secret] = [d for d in docs if d["metadata"]["name"] == "paramedic-webhook-tokens"]
+    entries = sc.parse_tokens(yaml.safe_load(secret["stringData"]["tokens.yaml"]), "paramedic")
+    assert [(e.scope.name, e.scope.home, sorted(e.scope.namespaces)) for e in entries] == [
+        ("team-a", "team-a", ["team-a", "team-a-staging"]), ("team-b", "team-b", ["team-b"])]
+
+
 # --- routing outside the scope ------------------------------------------------------
 
 
