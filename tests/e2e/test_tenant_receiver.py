@@ -189,7 +189,7 @@ CLUSTER_ROLE_BINDINGS = kube.Resource("rbac.authorization.k8s.io", "v1", "cluste
 
 
 def watched_only_kubeconfig(admin: kube.KubeClient, kubeconfig: Path, home: str, watched: list[str],
-                            out: Path) -> Path:
+                            out: Path, read_only: tuple[str, ...] = ()) -> Path:
     """Credentials of a receiver ServiceAccount with rights only in `home` and `watched`, as the
     chart grants them with allNamespaces=false (plus reading namespaces, cluster-wide)."""
     admin.create(SERVICE_ACCOUNTS, {"metadata": {"name": "receiver"}}, namespace=home)
@@ -200,8 +200,9 @@ def watched_only_kubeconfig(admin: kube.KubeClient, kubeconfig: Path, home: str,
                                                      "name": f"{home}-receiver"},
                                          "subjects": [{"kind": "ServiceAccount", "name": "receiver",
                                                        "namespace": home}]})
-    for ns in {home, *watched}:
-        admin.create(ROLES, {"metadata": {"name": "paramedic-receiver"}, "rules": RECEIVER_RULES}, namespace=ns)
+    for ns in {home, *watched, *read_only}:
+        rules = RECEIVER_RULES[:1] if ns in read_only else RECEIVER_RULES
+        admin.create(ROLES, {"metadata": {"name": "paramedic-receiver"}, "rules": rules}, namespace=ns)
         admin.create(ROLE_BINDINGS, {"metadata": {"name": "paramedic-receiver"},
                                      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                                  "name": "paramedic-receiver"},
@@ -250,3 +251,34 @@ def test_an_alert_for_an_unwatched_namespace_never_blocks_its_batch(kube_client,
         kube_client.delete(CLUSTER_ROLE_BINDINGS, f"{namespace}-receiver")
         kube_client.delete(CLUSTER_ROLES, f"{namespace}-receiver")
 
+
+
+def test_an_alert_for_a_namespace_it_may_not_write_never_blocks_its_batch(kube_client, kubeconfig, namespace,
+                                                                         tenants: tuple[Tenant, Tenant], tmp_path):
+    """The receiver may read B's MonitoredServices (so B's alert is claimed, managed) but not write
+    B's incidents: that group's 403 re-homes it, the other groups of the request stand."""
+    a, b = tenants
+    creds = watched_only_kubeconfig(kube_client, kubeconfig, namespace, [a.namespace], tmp_path / "receiver.kcfg",
+                                    read_only=(b.namespace,))
+    tokens = tmp_path / "tokens.yaml"
+    write_tokens(tokens, [{"name": "everything", "namespaces": ["*"], "token": TOKEN_A}])
+    hook = WebhookProcess(creds, namespace, tmp_path, LEGACY, env={"PARAMEDIC_WEBHOOK_TOKENS_FILE": str(tokens)}).start()
+    try:
+        make_service(kube_client, a.namespace, "web")
+        make_service(kube_client, b.namespace, "api")
+        batch = [am_alert("Down", app="web", namespace=a.namespace),
+                 am_alert("Down", app="api", namespace=b.namespace, service="api")]
+        out = ok(send(hook, TOKEN_A, *batch))
+        assert out["created"] == 2 and out["rehomed"] == 1, out
+        assert [i["spec"]["service"] for i in incidents(kube_client, a.namespace)] == ["web"]
+        [rehomed] = incidents(kube_client, namespace)
+        assert rehomed["spec"]["service"] == f"{b.namespace}/api" and rehomed["spec"]["managed"] is False
+        assert rehomed["metadata"]["labels"][sc.CLAIMED_NAMESPACE_LABEL] == b.namespace
+        assert incidents(kube_client, b.namespace) == []
+        again = ok(send(hook, TOKEN_A, *batch))
+        assert again["created"] == 0 and again["deduplicated"] == 2, again
+        assert "cannot write incidents in " + b.namespace in hook.logs()
+    finally:
+        hook.stop()
+        kube_client.delete(CLUSTER_ROLE_BINDINGS, f"{namespace}-receiver")
+        kube_client.delete(CLUSTER_ROLES, f"{namespace}-receiver")
