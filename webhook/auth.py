@@ -104,6 +104,7 @@ class TokenSource:
 
     def _reload(self, initial: bool = False) -> None:
         """Re-read the files when any of them changed; a broken reload keeps the previous tokens."""
+        stamps: dict[str, _Stamp] | None = None
         try:
             if self._stamps is not None and {p: _stamp(p) for p in self._watched(self._entries)} == self._stamps:
                 return
@@ -124,6 +125,8 @@ class TokenSource:
             if initial:
                 raise SettingsError(f"webhook tokens: {message}") from None
             log.warning("webhook tokens not reloaded (%s); keeping the previous ones", message)
+            if stamps is not None:
+                self._stamps = stamps  # said once per change, not on every request
             return
         if not initial and {k.token for k in keys} != {k.token for k in self._keys}:
             log.info("webhook tokens reloaded: %d token(s) accepted", len(keys))

@@ -179,6 +179,9 @@ def test_a_broken_tokens_file_keeps_the_previous_tokens(tmp_path):
     assert s.check(bearer("old")) is not None
     path.unlink()
     assert s.check(bearer("old")) is not None
+    path.write_text("- {name: a, namespaces: [team-a], token: fixed}\n")  # repaired: read again
+    touch_later(path)
+    assert s.check(bearer("old")) is None and s.check(bearer("fixed")) is not None
 
 
 def test_a_broken_tokens_file_refuses_to_start(tmp_path):
