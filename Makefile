@@ -107,6 +107,8 @@ lint-chart: chart-crds ## helm lint and render the chart (values.schema.json app
 	  --set serviceMonitor.enabled=true --set prometheusRule.enabled=true \
 	  --set grafanaDashboard.enabled=true --set allNamespaces=false --set 'watchNamespaces={default}' >/dev/null
 	helm template $(RELEASE) charts/paramedic --namespace $(RELEASE_NAMESPACE) --set kubePrometheusStack.enabled=true >/dev/null
+	helm template $(RELEASE) charts/paramedic --namespace $(RELEASE_NAMESPACE) --set 'webhook.tokenNamespaces={*}' \
+	  --set webhook.tokensSecret=paramedic-webhook-tokens >/dev/null
 	helm template $(RELEASE) charts/paramedic --namespace $(RELEASE_NAMESPACE) --set kubePrometheusStack.enabled=true \
 	  --set allNamespaces=false --set 'watchNamespaces={default}' --set webhook.existingSecret=am-token >/dev/null
 	@! helm template $(RELEASE) charts/paramedic --set 'kubePrometheusStack.alertmanagerConfig.matchers[0].name=a' \

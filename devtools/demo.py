@@ -371,6 +371,8 @@ class Demo:
             "KUBECONFIG": str(self.kubeconfig),
             "PARAMEDIC_NAMESPACE": self.namespace,
             "PARAMEDIC_WEBHOOK_TOKEN_FILE": str(self.token_file),
+            # The demo's one team: its token writes incidents in the demo namespace (the default, said).
+            "PARAMEDIC_WEBHOOK_TOKEN_NAMESPACES": self.namespace,
             "PARAMEDIC_HEALTH_PORT": str(self.ports["operator-health"]),
             "PARAMEDIC_METRICS_PORT": str(self.ports["operator"]),
             "PARAMEDIC_PLAYBOOKS_DIR": str(REPO / "playbooks"),

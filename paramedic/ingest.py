@@ -32,7 +32,8 @@ from typing import Any
 
 from . import kube, metrics
 from .domain import alerts as dom
-from .domain.lifecycle import state_patch
+from .domain import scope as sc
+from .domain.lifecycle import append_timeline, state_patch, timeline_entry
 from .domain.timeutil import iso
 from .domain.vocabulary import DNS_LABEL, State
 from .informer import Directory
@@ -64,12 +65,13 @@ class IngestResult:
     resolved: int = 0           # resolved alerts newly recorded
     ignored: int = 0            # resolved alerts no incident holds: nothing to resolve
     auto_resolved: int = 0      # incidents moved to resolved because all their alerts are
+    rehomed: int = 0            # alerts recorded in the token's home namespace instead of the one they claim
     incidents: list[str] = field(default_factory=list)   # "namespace/name" of every incident touched
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "joined": self.joined, "deduplicated": self.deduplicated,
                 "resolved": self.resolved, "ignored": self.ignored, "autoResolved": self.auto_resolved,
-                "incidents": sorted(set(self.incidents))}
+                "rehomed": self.rehomed, "incidents": sorted(set(self.incidents))}
 
 
 def build_incident(namespace: str, name: str, *, service: str, severity: str, title: str, description: str = "",
@@ -121,32 +123,58 @@ def create_incident(client: kube.KubeClient, body: dict) -> dict:
     return created
 
 
+def everywhere(settings: Any) -> sc.Scope:
+    """The scope of a sender trusted with every namespace (home: Paramedic's own)."""
+    return sc.Scope("everywhere", settings.namespace, frozenset({settings.namespace}), everywhere=True)
+
+
 def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now: datetime, *,
            parallel: int = GROUP_PARALLELISM, services: Directory | None = None,
-           owners: PodOwners | None = None) -> IngestResult:
+           owners: PodOwners | None = None, scope: sc.Scope | None = None) -> IngestResult:
     """Persist `alerts`: create, join, deduplicate, resolve. Returns only once all are written.
 
+    `scope` is what the sender's token may write (default: everything): alerts claiming a
+    namespace outside it, or one the receiver may not use (403), are recorded unmanaged in
+    the scope's home namespace, so one such alert never blocks the others of its request.
     Groups touch disjoint incidents, so up to `parallel` of them are written
     at once. Raises kube.Unavailable (API server unreachable) or IngestConflict
     (writes kept conflicting); either way the sender should retry the whole
     request, which is safe: every step is idempotent. Without `owners`, alerts
     naming only a pod are not routed by the pod's owner.
     """
-    groups = _Router(client, settings, services, owners).route(dom.dedupe(alerts))
+    router = _Router(client, settings, services, owners, scope or everywhere(settings))
+    groups = router.route(dom.dedupe(alerts))
 
-    def one(key: tuple[str, str, str]) -> IngestResult:
+    def one(item: tuple[tuple[str, str, str], _Group]) -> IngestResult | None:
+        key, group = item
         run = _Run(client, settings, now)
-        run.ingest_group(key, groups[key])
-        run.flush()
+        try:
+            run.ingest_group(key, group)
+            run.flush()
+        except kube.ApiError as exc:
+            if exc.status != 403 or key[0] == router.scope.home:
+                raise
+            # The receiver may not write incidents there (a namespace it does not watch):
+            # these alerts go home like any other it cannot route, the rest of the request stands.
+            log.warning("cannot write incidents in %s (%s): its %d alerts go to %s", key[0], exc.message,
+                        len(group.alerts), router.scope.home)
+            return None
         return run.result
 
-    keys = sorted(groups)
-    if len(keys) <= 1 or parallel <= 1:
-        results = [one(key) for key in keys]
-    else:
-        with ThreadPoolExecutor(max_workers=min(parallel, len(keys)), thread_name_prefix="ingest") as pool:
-            results = list(pool.map(one, keys))
-    total = IngestResult()
+    results: list[IngestResult] = []
+    passes = 0
+    while groups:
+        passes += 1
+        items = sorted(groups.items(), key=lambda kv: kv[0])
+        if len(items) <= 1 or parallel <= 1:
+            outcomes = [one(item) for item in items]
+        else:
+            with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="ingest") as pool:
+                outcomes = list(pool.map(one, items))
+        results += [r for r in outcomes if r is not None]
+        failed = [group for (_, group), r in zip(items, outcomes, strict=True) if r is None]
+        groups = router.rehome([a for g in failed for a in g.alerts], sc.REASON_FORBIDDEN) if passes == 1 else {}
+    total = IngestResult(rehomed=router.rehomed)
     for part in results:
         total.created += part.created
         total.joined += part.joined
@@ -154,6 +182,7 @@ def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now:
         total.resolved += part.resolved
         total.ignored += part.ignored
         total.auto_resolved += part.auto_resolved
+        total.rehomed += part.rehomed
         total.incidents.extend(part.incidents)
     return total
 
@@ -166,6 +195,8 @@ class _Group:
     managed: bool
     service: dict | None
     alerts: list[dom.Alert] = field(default_factory=list)
+    claimed: str = ""     # re-homed: the namespace its alerts claim
+    note: str = ""        # re-homed: the timeline note saying why
 
     @property
     def auto_resolve(self) -> bool:
@@ -181,6 +212,7 @@ class _IncidentAlerts:
     obj: dict
     auto_resolve: bool
     created: bool = False
+    group: _Group | None = None
     alerts: list[dom.Alert] = field(default_factory=list)
     joining: set[str] = field(default_factory=set)   # keys of new firing alerts sent here because it was active
 
@@ -189,11 +221,13 @@ class _Router:
     """Which group (namespace, service, severity) each alert belongs to; at most one LIST per namespace."""
 
     def __init__(self, client: kube.KubeClient, settings: Any, directory: Directory | None = None,
-                 owners: PodOwners | None = None):
+                 owners: PodOwners | None = None, scope: sc.Scope | None = None):
         self.client = client
         self.settings = settings
         self.directory = directory
         self.owners = owners
+        self.scope = scope or everywhere(settings)
+        self.rehomed = 0
         self._tables: dict[str, dom.RoutingTable] = {}
         self._namespaces: dict[str, bool] = {}
 
@@ -208,7 +242,7 @@ class _Router:
         return self._tables[namespace]
 
     def namespace_exists(self, namespace: str) -> bool:
-        if namespace == self.settings.namespace:
+        if namespace in (self.settings.namespace, self.scope.home):
             return True
         if namespace not in self._namespaces:
             exists = False
@@ -218,27 +252,67 @@ class _Router:
                 except kube.ApiError as exc:
                     if exc.status != 403:
                         raise
-                    # Without the right to read namespaces, the receiver's own namespace is the safe home.
+                    # Without the right to read namespaces, the token's home is the safe place.
                     log.warning("cannot check namespace %s (%s): using %s", namespace, exc.message,
-                                self.settings.namespace)
+                                self.scope.home)
             self._namespaces[namespace] = exists
         return self._namespaces[namespace]
 
     def route(self, alerts: list[dom.Alert]) -> dict[tuple[str, str, str], _Group]:
         groups: dict[tuple[str, str, str], _Group] = {}
+        foreign: dict[str, list[dom.Alert]] = {}
         for alert in alerts:
-            ns = alert.namespace or self.settings.namespace
-            claim = self.claim(alert, ns) if DNS_LABEL.match(ns) else None
+            ns = alert.namespace or self.scope.home
+            if DNS_LABEL.match(ns) and not self.scope.allows(ns):
+                metrics.ALERTS_ROUTED.labels("none").inc()
+                foreign.setdefault(sc.REASON_OUT_OF_SCOPE, []).append(alert)
+                continue
+            try:
+                claim = self.claim(alert, ns) if DNS_LABEL.match(ns) else None
+            except kube.ApiError as exc:
+                if exc.status != 403:
+                    raise
+                # A namespace the receiver may not read (one Paramedic does not watch): this alert
+                # goes home unmanaged, the others of the request are not held up by it.
+                log.warning("cannot read MonitoredServices of %s (%s): alert %s goes to %s", ns, exc.message,
+                            alert.key, self.scope.home)
+                metrics.ALERTS_ROUTED.labels("none").inc()
+                foreign.setdefault(sc.REASON_FORBIDDEN, []).append(alert)
+                continue
             metrics.ALERTS_ROUTED.labels(_RULE_METRIC.get(claim.rule if claim else "", "none")).inc()
             svc = claim.service if claim is not None else None
             if svc is not None:
                 key = (ns, svc["metadata"]["name"], dom.incident_severity(alert, svc))
                 group = groups.setdefault(key, _Group(managed=True, service=svc))
             else:
-                home = ns if self.namespace_exists(ns) else self.settings.namespace
+                home = ns if self.namespace_exists(ns) else self.scope.home
                 key = (home, alert.service_hint, dom.incident_severity(alert, None))
                 group = groups.setdefault(key, _Group(managed=False, service=None))
             group.alerts.append(alert)
+        for reason, batch in foreign.items():
+            for key, group in self.rehome(batch, reason).items():
+                groups.setdefault(key, _Group(managed=False, service=None, claimed=group.claimed,
+                                              note=group.note)).alerts.extend(group.alerts)
+        return groups
+
+    def rehome(self, alerts: list[dom.Alert], reason: str) -> dict[tuple[str, str, str], _Group]:
+        """Groups recording `alerts` unmanaged in the home namespace, apart from its own incidents:
+        their service is `<claimed namespace>/<service>`, which no MonitoredService can be named."""
+        groups: dict[tuple[str, str, str], _Group] = {}
+        claimed_counts: dict[str, int] = {}
+        for alert in alerts:
+            claimed = alert.namespace or self.scope.home
+            service = sc.rehomed_service(claimed, alert.service_hint)
+            key = (self.scope.home, service, dom.incident_severity(alert, None))
+            group = groups.setdefault(key, _Group(managed=False, service=None, claimed=claimed,
+                                                  note=sc.rehomed_note(claimed, reason, self.scope.name)))
+            group.alerts.append(alert)
+            claimed_counts[claimed] = claimed_counts.get(claimed, 0) + 1
+        for claimed, count in sorted(claimed_counts.items()):
+            metrics.ALERTS_REHOMED.labels(reason).inc(count)
+            log.info("%d alert(s) claiming namespace %s recorded unmanaged in %s (token %r, %s)", count, claimed,
+                     self.scope.home, self.scope.name, reason)
+        self.rehomed += len(alerts)
         return groups
 
     def claim(self, alert: dom.Alert, ns: str) -> dom.Claim | None:
@@ -351,7 +425,7 @@ class _Run:
         Costs one LIST per service and request, and only for resolutions found nowhere else."""
         if (ns, service) not in self._service_incidents:
             self._service_incidents[(ns, service)] = self.client.list(
-                kube.INCIDENTS, ns, field_selector=f"spec.service={service}", floor=INCIDENT_READS)
+                kube.INCIDENTS, ns, field_selector=dom.service_field_selector(service), floor=INCIDENT_READS)
         for obj in self._service_incidents[(ns, service)]:
             if alert.key in dom.alert_keys(obj):
                 self._objects[(ns, obj["metadata"]["name"])] = obj
@@ -404,10 +478,13 @@ class _Run:
 
     def _body(self, ns: str, name: str, service: str, severity: str, group: _Group, alert: dom.Alert) -> dict:
         svc_spec = (group.service or {}).get("spec") or {}
-        return build_incident(
+        body = build_incident(
             ns, name, service=service, severity=severity, title=alert.title, description=alert.description,
             source=alert.source, managed=group.managed, labels=alert.labels,
             runbook_url=alert.runbook_url or svc_spec.get("runbookURL", ""), now=self.now)
+        if group.claimed:
+            body["metadata"]["labels"][sc.CLAIMED_NAMESPACE_LABEL] = group.claimed
+        return body
 
     def _read(self, ns: str, name: str) -> dict | None:
         if (ns, name) not in self._objects:
@@ -418,7 +495,8 @@ class _Run:
         name = obj["metadata"]["name"]
         target = self._targets.get((ns, name))
         if target is None:
-            target = self._targets[(ns, name)] = _IncidentAlerts(ns, name, obj, auto_resolve=group.auto_resolve)
+            target = self._targets[(ns, name)] = _IncidentAlerts(ns, name, obj, auto_resolve=group.auto_resolve,
+                                                                 group=group)
         return target
 
     # writes --------------------------------------------------------------------
@@ -434,6 +512,12 @@ class _Run:
                                     auto_resolve=target.auto_resolve, created=target.created)
             if rec.patch is None:
                 break
+            note = target.group.note if target.group is not None else ""
+            if note and not any(e.get("type") == sc.REHOMED_TIMELINE_TYPE
+                                for e in (obj.get("status") or {}).get("timeline") or []):
+                rec.patch["status"]["timeline"] = append_timeline(
+                    rec.patch["status"]["timeline"], timeline_entry(self.now, sc.REHOMED_TIMELINE_TYPE, ACTOR, note),
+                    limit)
             patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, **rec.patch}
             try:
                 obj = self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace, subresource="status")

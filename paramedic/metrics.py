@@ -24,6 +24,9 @@ ALERT_PROCESSING = Histogram("paramedic_alert_processing_seconds", "Time to pers
                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 ALERTS_ROUTED = Counter("paramedic_alerts_routed_total",
                         "Alerts by the rule that gave them a MonitoredService (none: unmanaged)", ["rule"])
+ALERTS_REHOMED = Counter("paramedic_alerts_rehomed_total",
+                         "Alerts recorded unmanaged in their token's home namespace instead of the one they claim "
+                         "(out_of_scope: the token may not write there; forbidden: the receiver may not)", ["reason"])
 POD_OWNER_LOOKUPS = Counter("paramedic_pod_owner_lookups_total",
                             "Pod owner lookups of alert routing (cached, found, unowned, gone, forbidden)", ["result"])
 

@@ -3,26 +3,26 @@
 Delivery contract with Alertmanager (which retries 5xx and never 4xx): 200
 only after every alert of the request is persisted; 503 with Retry-After when
 the API server cannot be reached or writes keep conflicting; 4xx only for
-requests that can never succeed (auth, size, type, malformed body).
+requests that can never succeed (auth, size, type, malformed body). An alert
+that cannot go where it claims (outside its token's namespaces, or somewhere the
+receiver may not write) is recorded unmanaged in the token's home namespace:
+one such alert never fails its request.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from paramedic import kube, metrics
 from paramedic.domain import alerts as dom
-from paramedic.domain.report import render_postmortem
 from paramedic.domain.timeutil import utcnow
-from paramedic.domain.vocabulary import DNS_LABEL
 from paramedic.informer import Directory
 from paramedic.ingest import IngestConflict, ingest
 from paramedic.owners import PodOwners
@@ -39,7 +39,6 @@ RETRY_AFTER_CONFLICT = "1"
 _READ_CHUNK = 64 * 1024
 _DRAIN_LIMIT = 16 * 1024 * 1024
 """Most of a refused body read and dropped, so the sender sees the 413 instead of a reset connection."""
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 class BadRequest(Exception):
@@ -75,7 +74,9 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
     def authenticate() -> Response | None:
         if request.endpoint in OPEN_ENDPOINTS:
             return None
-        if tokens.check(request.headers.get("Authorization")):
+        scope = tokens.check(request.headers.get("Authorization"))
+        if scope is not None:
+            g.scope = scope  # the namespaces this request may write incidents in
             return None
         error = "invalid_request" if not request.headers.get("Authorization") else "invalid_token"
         resp = jsonify(error="missing or wrong bearer token")
@@ -97,7 +98,7 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
         for alert in alerts:
             metrics.ALERTS_RECEIVED.labels(alert.status).inc()
         try:
-            result = ingest(client, settings, alerts, utcnow(), services=services, owners=owners)
+            result = ingest(client, settings, alerts, utcnow(), services=services, owners=owners, scope=g.scope)
         except kube.Unavailable as exc:
             log.warning("cannot persist %d alerts (%s): %s", len(alerts), kind, exc)
             return _error(503, f"Kubernetes API unavailable, retry later: {exc}", retry_after=RETRY_AFTER_UNAVAILABLE)
@@ -145,19 +146,9 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
         body, content_type = metrics.exposition()
         return Response(body, content_type=content_type)
 
-    @app.get("/api/v1/incidents/<namespace>/<name>/report.md")
-    def report(namespace: str, name: str):
-        if not DNS_LABEL.match(namespace):
-            return _error(400, "namespace: not a valid namespace name", "namespace")
-        if not _DNS_SUBDOMAIN.match(name):
-            return _error(400, "name: not a valid incident name", "name")
-        try:
-            incident = client.get_or_none(kube.INCIDENTS, name, namespace)
-        except kube.Unavailable as exc:
-            return _error(503, f"Kubernetes API unavailable, retry later: {exc}", retry_after=RETRY_AFTER_UNAVAILABLE)
-        if incident is None:
-            return _error(404, f"incident {namespace}/{name} not found")
-        return Response(render_postmortem(incident, utcnow()), content_type="text/markdown; charset=utf-8")
+    # No read API: a token only proves "may send alerts", never "may read this namespace's
+    # incidents". Post-mortems are rendered with the reader's own credentials
+    # (`kubectl paramedic report`).
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -731,6 +731,12 @@ def _escape_field_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
 
 
+def service_field_selector(service: str) -> str:
+    """Field selector for every incident of a service; the value is escaped, so a `,` or `=`
+    in an alert's `service` label can never add a requirement of its own."""
+    return f"spec.service={_escape_field_value(service)}"
+
+
 def active_field_selector(service: str, severity: str) -> str:
     """Field selector for the active incidents of a service and severity (CRD selectableFields)."""
     return (f"spec.service={_escape_field_value(service)},spec.severity={_escape_field_value(severity)},"

@@ -15,7 +15,16 @@ from paramedic.domain import alerts as dom
 from paramedic.domain.timeutil import iso_ms
 from paramedic.webhook.app import create_app
 from tests.e2e.test_control_plane import deployment, running_pods
-from tests.e2e.test_webhook import TOKEN, Receiver, am_payload, http, post, receiver, receiver_settings  # noqa: F401 (fixtures)
+from tests.e2e.test_webhook import (  # noqa: F401 (fixtures)
+    TOKEN,
+    Receiver,
+    am_payload,
+    everywhere_receiver,
+    http,
+    post,
+    receiver,
+    receiver_settings,
+)
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -146,7 +155,8 @@ def test_deployment_label_reaches_the_right_service_and_its_remediation(kube_cli
     assert RESTARTED_AT not in (cart["spec"]["template"]["metadata"].get("annotations") or {})
 
 
-def test_a_target_label_never_reaches_across_namespaces(kube_client, namespace, receiver, http):
+def test_a_target_label_never_reaches_across_namespaces(kube_client, namespace, everywhere_receiver, http):
+    receiver = everywhere_receiver  # even a token for every namespace
     kube_client.create(kube.MONITORED_SERVICES, target_service("checkout"), namespace)
     other = f"t-{uuid.uuid4().hex[:8]}"
     kube_client.create(kube.NAMESPACES, {"metadata": {"name": other}})

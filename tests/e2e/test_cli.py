@@ -315,7 +315,9 @@ def test_fire_through_the_real_webhook_opens_an_incident(cli, kube_client, kubec
     from paramedic.settings import Settings
     from paramedic.webhook.app import create_app
 
-    app = create_app(Settings(kubeconfig=str(kubeconfig), webhook_token="fire-token"), kube_client)
+    # A token for every namespace, as the admin of a single-team set-up chooses explicitly.
+    app = create_app(Settings(kubeconfig=str(kubeconfig), webhook_token="fire-token",
+                              webhook_token_namespaces=["*"]), kube_client)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -161,6 +161,7 @@ def test_helm_install_runs_on_the_real_node_and_heals_a_real_deployment(image, k
         "--set", f"image.repository={REPO_NAME}", "--set", f"image.tag={TAG}", "--set", "image.pullPolicy=Never",
         "--set", "allNamespaces=false", "--set", f"watchNamespaces={{{app_namespace}}}",
         "--set", f"webhook.token={token}", "--set", "webhook.replicas=1",
+        "--set", f"webhook.tokenNamespaces={{{app_namespace}}}",  # the token may write the app's namespace
         "--set-json", f"operator.tolerations={placement}", "--set-json", f"operator.nodeSelector={selector}",
         "--set-json", f"webhook.tolerations={placement}", "--set-json", f"webhook.nodeSelector={selector}",
         "--wait", "--timeout", "4m", env=env)
@@ -190,6 +191,9 @@ def test_kubectl_apply_k_runs_on_the_real_node_and_heals_a_real_deployment(image
     overlay.mkdir()
     patch = [{"op": "add", "path": "/spec/template/spec/tolerations", "value": devnode.PLACEMENT["tolerations"]},
              {"op": "add", "path": "/spec/template/spec/nodeSelector", "value": devnode.PLACEMENT["nodeSelector"]}]
+    # The token may write the app's namespace (by default, only paramedic's own).
+    scope = [{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
+              "value": {"name": "PARAMEDIC_WEBHOOK_TOKEN_NAMESPACES", "value": app_namespace}}]
     args = [{"op": "replace", "path": "/spec/template/spec/containers/0/args",
              "value": ["paramedic-operator", f"--namespace={app_namespace}", "--standalone"]}]
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
@@ -197,7 +201,8 @@ def test_kubectl_apply_k_runs_on_the_real_node_and_heals_a_real_deployment(image
         "resources": [os.path.relpath(REPO / "manifests", overlay)],
         "images": [{"name": "paramedic", "newName": REPO_NAME, "newTag": TAG}],
         "patches": [{"target": {"kind": "Deployment", "name": "paramedic-operator"}, "patch": json.dumps(patch + args)},
-                    {"target": {"kind": "Deployment", "name": "paramedic-webhook"}, "patch": json.dumps(patch)}]}))
+                    {"target": {"kind": "Deployment", "name": "paramedic-webhook"},
+                     "patch": json.dumps(patch + scope)}]}))
     kubectl = [str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig)]
     run(*kubectl, "apply", "-f", str(REPO / "manifests" / "namespace.yaml"))
     run(*kubectl, "-n", "paramedic", "create", "secret", "generic", "paramedic-webhook-token",
