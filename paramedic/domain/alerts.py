@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -253,34 +253,13 @@ _Status = Annotated[Literal["firing", "resolved"], _STATUS]
 _Url = Annotated[StrictStr | None, _STRING, _then(lambda v: _optional_string(v, "", MAX_URL, truncate=True))]
 _Count = Annotated[StrictInt | None, Field(ge=0), _Says("must be a non-negative integer")]
 _GroupMap = Annotated[_StrMap | None, _OBJECT_OF_STRINGS, _cut_map(MAX_LABELS * 4, MAX_ANNOTATION_VALUE)]
-_Alerts = Annotated[list[Any], _Says("must be a list", "required: a list of alerts"), WrapValidator(_alerts_list)]
+_ALERTS = _Says("must be a list", "required: a list of alerts")
 
 
 class _Payload(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
-
-
-class _AlertmanagerEnvelope(_Payload):
-    receiver: _OptStr = None
-    groupKey: _OptStr = None
-    externalURL: _OptStr = None
-    status: _Status = "firing"
-    groupLabels: _GroupMap = None
-    commonLabels: _GroupMap = None
-    commonAnnotations: _GroupMap = None
-    truncatedAlerts: _Count = None
-
-
-class _AlertmanagerPayload(_AlertmanagerEnvelope):
-    alerts: _Alerts
-
-
-class _GrafanaPayload(_AlertmanagerEnvelope):
-    orgId: _Count = None
-    title: _OptStr = None
-    state: _OptStr = None
-    message: _OptStr = None
-    alerts: _Alerts
+    item_model: ClassVar[type[_Payload] | None] = None
+    """The model of the items of this payload's list (its `alerts`)."""
 
 
 class _AlertmanagerAlert(_Payload):
@@ -303,6 +282,31 @@ class _GrafanaAlert(_AlertmanagerAlert):
                       _then(lambda v: _values(v, ""))] = None
     valueString: _OptStr = None
     imageURL: _OptStr = None
+
+
+class _AlertmanagerEnvelope(_Payload):
+    receiver: _OptStr = None
+    groupKey: _OptStr = None
+    externalURL: _OptStr = None
+    status: _Status = "firing"
+    groupLabels: _GroupMap = None
+    commonLabels: _GroupMap = None
+    commonAnnotations: _GroupMap = None
+    truncatedAlerts: _Count = None
+
+
+class _AlertmanagerPayload(_AlertmanagerEnvelope):
+    item_model = _AlertmanagerAlert
+    alerts: Annotated[list[_AlertmanagerAlert], _ALERTS, WrapValidator(_alerts_list)]
+
+
+class _GrafanaPayload(_AlertmanagerEnvelope):
+    orgId: _Count = None
+    title: _OptStr = None
+    state: _OptStr = None
+    message: _OptStr = None
+    item_model = _GrafanaAlert
+    alerts: Annotated[list[_GrafanaAlert], _ALERTS, WrapValidator(_alerts_list)]
 
 
 _NON_EMPTY = _Says("required: a non-empty string", "required: a non-empty string")
@@ -329,13 +333,27 @@ def _validate(model: type[_M], raw: Any, where: str, not_an_object: str, **conte
         return model.model_validate(raw, context=context)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-    # Errors come in the order of the fields; the first is reported, as the field it is in.
-    name = str(err["loc"][0])
-    path = f"{where}.{name}" if where else name
+    # Errors come in the order of the fields (and of a list's items); the first is reported, as
+    # the field it is in: `alerts[2].labels`, with that field's own words.
+    path, says = where, None
+    current: type[_Payload] | None = model
+    items: type[_Payload] | None = None
+    for part in err["loc"]:  # fields of models and items of their lists; not into a field's value
+        if isinstance(part, int):
+            if items is None:
+                break
+            path += f"[{part}]"
+            current, says, items = items, _Says("must be an object"), None
+            continue
+        if current is None:
+            break
+        path = f"{path}.{part}" if path else part
+        field = current.model_fields.get(part)
+        says = next((m for m in field.metadata if isinstance(m, _Says)), None) if field is not None else None
+        items, current = (current.item_model if part == "alerts" else None), None
     ctx = err.get("ctx") or {}
     if err["type"] == "payload":
         raise PayloadError(path + str(ctx.get("at", "")), str(ctx["message"]))
-    says = next((m for m in model.model_fields[name].metadata if isinstance(m, _Says)), None)
     if says is None:
         raise PayloadError(path, err["msg"])
     raise PayloadError(path, says.missing if err["type"] == "missing" and says.missing else says.wrong)
@@ -369,15 +387,14 @@ def parse_alertmanager(payload: Any, *, max_alerts: int = MAX_ALERTS) -> list[Al
         raise PayloadError("body", "must be a JSON object (an Alertmanager webhook payload)")
     source = payload_source(payload)
     grafana = source == SOURCE_GRAFANA
-    # The envelope first (its errors, then the alert count, come before any alert's)...
+    # One validation of the whole payload: the envelope's fields, then the alert count, then
+    # each alert (errors are reported in that order).
+    envelope: _AlertmanagerPayload | _GrafanaPayload
     if grafana:
-        raw_alerts = _validate(_GrafanaPayload, payload, "", "", max_alerts=max_alerts).alerts
+        envelope = _validate(_GrafanaPayload, payload, "", "", max_alerts=max_alerts)
     else:
-        raw_alerts = _validate(_AlertmanagerPayload, payload, "", "", max_alerts=max_alerts).alerts
-    # ...then each alert, so that an error names its index.
-    model = _GrafanaAlert if grafana else _AlertmanagerAlert
-    return [_alert(_validate(model, raw, f"alerts[{i}]", "must be an object"), source)
-            for i, raw in enumerate(raw_alerts)]
+        envelope = _validate(_AlertmanagerPayload, payload, "", "", max_alerts=max_alerts)
+    return [_alert(m, source) for m in envelope.alerts]
 
 
 def _alert(m: _AlertmanagerAlert, source: str) -> Alert:
