@@ -16,31 +16,38 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 RUN python -m venv /opt/paramedic/venv
 COPY hack/image/build_helper.py /usr/local/lib/paramedic-build/
-COPY pyproject.toml ./
-# Paramedic's dependencies, and of the `ansible` bundle (pyproject's `ansible` extra) only the
-# collections the playbooks use (ANSIBLE_COLLECTIONS), with the ansible-core that bundle was
-# released with and the Python packages those collections need. Galaxy need not be reachable.
+COPY pyproject.toml requirements.lock ./
+# Every package from requirements.lock (`make lock`: pinned, with hashes that pip checks), and of
+# the `ansible` bundle (pyproject's `ansible` extra; its wheel is hash-checked too) only the
+# collections the playbooks use (ANSIBLE_COLLECTIONS). The lock holds the ansible-core that
+# bundle was released with and the Python packages those collections need: checked below,
+# offline. Galaxy need not be reachable.
 ARG ANSIBLE_COLLECTIONS="kubernetes.core"
 RUN --mount=type=secret,id=pipca,target=/run/secrets/pipca \
     set -eu; \
     if [ -s /run/secrets/pipca ]; then export PIP_CERT=/run/secrets/pipca; fi; \
-    helper=/usr/local/lib/paramedic-build/build_helper.py; \
-    python "$helper" bundle pyproject.toml > /tmp/bundle.txt; \
-    pip download --no-deps --dest /tmp/bundle -r /tmp/bundle.txt; \
-    python "$helper" unpack /tmp/bundle/ansible-*.whl /tmp/collections $ANSIBLE_COLLECTIONS; \
-    python "$helper" deps pyproject.toml > /tmp/deps.txt; \
-    /opt/paramedic/venv/bin/pip install -c /tmp/collections/constraints.txt \
-        -r /tmp/deps.txt -r /tmp/collections/requirements.txt; \
+    b=/usr/local/lib/paramedic-build; \
+    bundle=$(python "$b/build_helper.py" bundle pyproject.toml); \
+    python "$b/build_helper.py" pick requirements.lock $bundle > /tmp/bundle.txt; \
+    python "$b/build_helper.py" pick requirements.lock setuptools wheel > "$b/build.txt"; \
+    python "$b/build_helper.py" omit requirements.lock $bundle setuptools wheel > /tmp/runtime.txt; \
+    pip download --no-deps --require-hashes --dest /tmp/bundle -r /tmp/bundle.txt; \
+    python "$b/build_helper.py" unpack /tmp/bundle/ansible-*.whl /tmp/collections $ANSIBLE_COLLECTIONS; \
+    /opt/paramedic/venv/bin/pip install --require-hashes --no-deps -r /tmp/runtime.txt; \
+    /opt/paramedic/venv/bin/pip install --no-index -r /tmp/collections/requirements.txt \
+        -r /tmp/collections/constraints.txt; \
+    /opt/paramedic/venv/bin/pip check; \
     site=$(/opt/paramedic/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
     cp -a /tmp/collections/ansible_collections "$site/"; \
-    rm -rf /tmp/bundle /tmp/collections
+    rm -rf /tmp/bundle /tmp/collections /tmp/bundle.txt /tmp/runtime.txt
 
 # The runtime's copy: pip is not needed at run time.
 FROM deps AS venv
 RUN /opt/paramedic/venv/bin/pip uninstall -y -q pip
 
 # --- stage 2: Paramedic itself, its installed files alone in /out ---------------
-# (a small layer of its own in the runtime: a change to the source leaves the big one alone)
+# (a small layer of its own in the runtime: a change to the source leaves the big one alone;
+# built with the lock's setuptools and wheel, not whatever the index has that day)
 FROM deps AS app
 COPY README.md ./
 COPY paramedic/ paramedic/
@@ -49,7 +56,8 @@ COPY webhook/ webhook/
 RUN --mount=type=secret,id=pipca,target=/run/secrets/pipca \
     set -eu; \
     if [ -s /run/secrets/pipca ]; then export PIP_CERT=/run/secrets/pipca; fi; \
-    /opt/paramedic/venv/bin/pip install --no-deps . ; \
+    /opt/paramedic/venv/bin/pip install --require-hashes --no-deps -r /usr/local/lib/paramedic-build/build.txt; \
+    /opt/paramedic/venv/bin/pip install --no-deps --no-build-isolation . ; \
     site=$(/opt/paramedic/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
     python /usr/local/lib/paramedic-build/build_helper.py installed paramedic "$site" /out
 

@@ -25,9 +25,14 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 
 venv: $(VENV)/.installed ## Python deps in .venv (pinned and hashed: requirements-dev.lock; editable install)
 
-lock: venv ## regenerate requirements-dev.lock from pyproject.toml (uv; pinned versions with their hashes)
+# requirements.lock: what the image installs (hack/image/build_helper.py splits it into the
+# runtime's packages, the `ansible` bundle the collections come from, and the build backend).
+lock: venv ## regenerate requirements-dev.lock and the image's requirements.lock (uv; pinned versions with their hashes)
 	$(VENV)/bin/uv pip compile pyproject.toml requirements-build.in --extra test --extra ansible --extra lint \
 	  --generate-hashes --python-version 3.11 --custom-compile-command 'make lock' -o $(LOCK)
+	$(VENV)/bin/uv pip compile pyproject.toml requirements-build.in requirements-image.in --extra ansible \
+	  --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	  --custom-compile-command 'make lock' -o requirements.lock
 
 apt: ## Debian packages: Prometheus, Alertmanager, blackbox_exporter, image builders, real-node runtime
 	@hack/apt-deps.sh

@@ -148,7 +148,7 @@ python_base() { # prints the image to build on
 case $target in
   paramedic)
     image=localhost/paramedic:dev
-    inputs=(Dockerfile .dockerignore pyproject.toml README.md paramedic operator webhook playbooks
+    inputs=(Dockerfile .dockerignore pyproject.toml requirements.lock README.md paramedic operator webhook playbooks
             hack/image hack/build-image.sh hack/python-base.sh)
     key=$( (hash_files "${inputs[@]}"; echo "base=${PARAMEDIC_PYTHON_IMAGE:-auto}") | sha256sum | cut -c1-16)
     tar="$cache/paramedic-dev-$key.tar"

@@ -25,6 +25,8 @@ from paramedic.domain.vocabulary import IN_PROGRESS_RESULTS, AttemptResult, Stat
 from paramedic.remediation_io import run_attempt
 
 from .runtime import Key, Runtime
+from .services import ServiceReconciler
+from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,14 @@ _HISTOGRAMS = {
 
 
 class IncidentReconciler:
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, services: ServiceReconciler | None = None):
         self.rt = rt
+        # The probes' view of a service's health (verification), and its per-incident state to forget.
+        self.services = services
         from paramedic.notify import Notifier
 
         self.notifier = Notifier(rt.settings)
-        self.queue: Any = None  # set by the operator
+        self.queue: WorkQueue[Key] | None = None  # set by wiring.Operator
         s = rt.settings
         self.plan_settings = PlanSettings(
             timeline_limit=s.timeline_limit, retention_days=s.retention_days,
@@ -98,8 +102,8 @@ class IncidentReconciler:
         probe = None
         verifying = bool(attempts) and attempts[-1].get("result") == AttemptResult.VERIFYING
         if verifying and svc is not None and (svc.get("spec") or {}).get("probe") \
-                and self.rt.service_reconciler is not None:
-            probe = self.rt.service_reconciler.health((svc["metadata"]["namespace"], svc["metadata"]["name"]))
+                and self.services is not None:
+            probe = self.services.health((svc["metadata"]["namespace"], svc["metadata"]["name"]))
         return Effects(frozenset(running), results, deliveries, probe)
 
     # --- entry point ------------------------------------------------------------------
@@ -182,9 +186,9 @@ class IncidentReconciler:
         for event in plan.events:
             fx.spawn(f"event:{inc['metadata'].get('uid')}:{event.id}", None,
                      self.rt.post_event(inc, event.reason, event.note, event.type))
-        if plan.forget and self.rt.service_reconciler is not None:
+        if plan.forget and self.services is not None:
             svc_key = (ns, inc["spec"].get("service", ""))
-            fx.spawn(f"forget:{svc_key}:{name}", None, self.rt.service_reconciler.forget_incident(svc_key, name))
+            fx.spawn(f"forget:{svc_key}:{name}", None, self.services.forget_incident(svc_key, name))
         for att_id in plan.taken_attempts:
             fx.take(_attempt_effect(uid, att_id))
         for ref in plan.taken_deliveries:

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     standalone = args.standalone or verdict.standalone
 
     from . import handlers  # noqa: F401  (registers the handlers)
+    from .wiring import Memo
 
     kopf_settings = kopf.OperatorSettings()
     kopf_settings.scanning.disabled = not verdict.scanning
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         peering_name=None if standalone else args.peering,
         priority=args.priority if args.priority is not None else startup_priority(),
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        memo=Memo(),  # the handlers' typed memo: the startup handler builds the Operator into it
     )
     return 0
 

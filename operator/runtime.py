@@ -159,6 +159,8 @@ class TokenBucket:
 
 
 class Runtime:
+    """State every reconciler shares; the reconcilers and their queues are wired in `wiring.Operator`."""
+
     def __init__(self, settings: Settings, client: kube.AsyncKubeClient):
         self.settings = settings
         self.client = client
@@ -170,12 +172,6 @@ class Runtime:
         # at once (a start after downtime) must not double the API server's load with them.
         self._events = TokenBucket(settings.events_per_second, settings.events_per_second * 10)
         self._events_dropped_logged = 0.0
-        # Set by the operator's startup: the reconcilers and their queues.
-        self.service_reconciler: Any = None
-        self.incident_reconciler: Any = None
-        self.schedule_reconciler: Any = None
-        self.service_queue: Any = None
-        self.schedule_queue: Any = None
 
     async def post_event(self, regarding: dict, reason: str, note: str, type_: str = "Normal") -> None:
         """Kubernetes Events are best effort: a failure is logged, never fatal; over the rate, dropped."""

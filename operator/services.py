@@ -21,6 +21,7 @@ from paramedic.domain.vocabulary import DEFAULT_SEVERITY, State
 
 from .prober import Prober
 from .runtime import Key, Runtime
+from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class ServiceReconciler:
         self.prober = Prober(self.on_probe_result, concurrency=s.probe_concurrency,
                              rules=netguard.policy(s, netguard.PROBE))
         self._states: dict[Key, ProbeState] = {}
+        self.incident_queue: WorkQueue[Key] | None = None  # set by wiring.Operator: incidents a probe result moves
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.rt.services.get(key)
@@ -139,8 +141,8 @@ class ServiceReconciler:
         log.info("auto-resolved incident %s/%s: probe recovered", ns, incident)
 
     def _poke_incident(self, ns: str, incident: str) -> None:
-        if incident and self.rt.incident_reconciler is not None:
-            self.rt.incident_reconciler.queue.add((ns, incident))
+        if incident and self.incident_queue is not None:
+            self.incident_queue.add((ns, incident))
 
     # --- used by the incident reconciler -----------------------------------------
     def health(self, key: Key) -> tuple[str, str]:

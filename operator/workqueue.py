@@ -13,30 +13,32 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
-Worker = Callable[[Hashable], Awaitable["float | None"]]
+K = TypeVar("K", bound=Hashable)
+Worker = Callable[[K], Awaitable["float | None"]]
 
 
-class WorkQueue:
-    def __init__(self, name: str, worker: Worker, concurrency: int = 8, max_backoff: float = 60.0):
+class WorkQueue(Generic[K]):
+    def __init__(self, name: str, worker: Worker[K], concurrency: int = 8, max_backoff: float = 60.0):
         self.name = name
         self._worker = worker
         self._concurrency = concurrency
         self._max_backoff = max_backoff
-        self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
-        self._queued: set[Hashable] = set()
-        self._active: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()
-        self._delayed: list[tuple[float, int, Hashable]] = []
-        self._due: dict[Hashable, float] = {}
-        self._failures: dict[Hashable, int] = {}
+        self._ready: asyncio.Queue[K] = asyncio.Queue()
+        self._queued: set[K] = set()
+        self._active: set[K] = set()
+        self._dirty: set[K] = set()
+        self._delayed: list[tuple[float, int, K]] = []
+        self._due: dict[K, float] = {}
+        self._failures: dict[K, int] = {}
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
-    def add(self, key: Hashable, delay: float = 0.0) -> None:
+    def add(self, key: K, delay: float = 0.0) -> None:
         if delay > 0:
             when = time.monotonic() + delay
             # Keep only the earliest pending wake-up per key.

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tenacity import RetryCallState, Retrying, wait_exponential
+
 from . import kube
 
 log = logging.getLogger("paramedic.informer")
@@ -73,22 +75,36 @@ class Informer:
         return value
 
     def _run(self) -> None:
-        backoff = 0.5
+        # Retried forever (callers fall back to LIST meanwhile): 0.5 s doubling up to 30 s
+        # between failures, waiting on the stop event so that stop() cuts a wait short. A watch
+        # that ends normally (its server-side timeout) starts the back-off over.
+        retrying = Retrying(wait=wait_exponential(multiplier=0.5, max=30.0), sleep=self._pause,
+                            stop=lambda _state: self._stopped.is_set(), before_sleep=self._failed, reraise=True)
         while not self._stopped.is_set():
             try:
-                if not self._rv:
-                    self._relist()
-                self._watch()
-                self._failing_since = None
-                backoff = 0.5
-            except kube.Expired:
-                self._rv = ""  # too far behind: list again
-            except Exception as exc:  # a watch is retried forever; callers fall back meanwhile
-                if self._failing_since is None:
-                    self._failing_since = time.monotonic()
-                    log.warning("watch of %s in %s failed, retrying: %s", self.res.plural, self.namespace, exc)
-                self._stopped.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                retrying(self._round)
+            except Exception:  # stopped while failing
+                return
+
+    def _pause(self, seconds: float) -> None:
+        self._stopped.wait(seconds)
+
+    def _round(self) -> None:
+        if self._stopped.is_set():  # stopped during a back-off wait
+            return
+        try:
+            if not self._rv:
+                self._relist()
+            self._watch()
+            self._failing_since = None
+        except kube.Expired:
+            self._rv = ""  # too far behind: list again
+
+    def _failed(self, state: RetryCallState) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("watch of %s in %s failed, retrying: %s", self.res.plural, self.namespace, exc)
 
     def _relist(self) -> None:
         out = self.client.request("GET", self.res.path(self.namespace))

@@ -20,6 +20,7 @@ from http import HTTPStatus
 from typing import Any
 
 import aiohttp
+from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
 from paramedic import metrics, netguard
 from paramedic.domain.notify_render import (
@@ -133,30 +134,29 @@ class Notifier:
 
     async def _with_retries(self, channel: str, n: Notification, recipients: list[str],
                             attempt: Callable[[], Awaitable[None]]) -> DeliveryResult:
-        error = ""
+        # `tries` attempts, `backoff` doubling up to `max_backoff` between them; a _Permanent
+        # failure ends at once. Every failed attempt is counted.
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.tries),
+                                 wait=wait_exponential(multiplier=self.backoff, max=self.max_backoff),
+                                 retry=retry_if_not_exception_type(_Permanent), reraise=True)
         tries = 0
-        delay = self.backoff
-        while tries < self.tries:
-            tries += 1
-            try:
-                await attempt()
-            except _Permanent as exc:
-                error = str(exc)
-                metrics.NOTIFICATIONS_SENT.labels(channel, "failed").inc()
-                break
-            except Exception as exc:  # every other failure is worth another try
-                error = str(exc) or type(exc).__name__
-                metrics.NOTIFICATIONS_SENT.labels(channel, "failed").inc()
-                if tries < self.tries:
-                    await asyncio.sleep(delay)
-                    delay = min(self.max_backoff, delay * 2)
-                continue
-            metrics.NOTIFICATIONS_SENT.labels(channel, "sent").inc()
-            log.info("notification %s for %s/%s sent by %s", n.event, n.namespace, n.incident_name, channel)
-            return DeliveryResult(channel, recipients, ok=True, attempts=tries)
-        log.warning("notification %s for %s/%s failed on %s after %d tries: %s",
-                    n.event, n.namespace, n.incident_name, channel, tries, error)
-        return DeliveryResult(channel, recipients, ok=False, error=error, attempts=tries)
+        try:
+            async for state in retrying:
+                with state:
+                    tries = state.retry_state.attempt_number
+                    try:
+                        await attempt()
+                    except Exception:  # every failure but _Permanent is worth another try
+                        metrics.NOTIFICATIONS_SENT.labels(channel, "failed").inc()
+                        raise
+        except Exception as exc:
+            error = str(exc) or type(exc).__name__
+            log.warning("notification %s for %s/%s failed on %s after %d tries: %s",
+                        n.event, n.namespace, n.incident_name, channel, tries, error)
+            return DeliveryResult(channel, recipients, ok=False, error=error, attempts=tries)
+        metrics.NOTIFICATIONS_SENT.labels(channel, "sent").inc()
+        log.info("notification %s for %s/%s sent by %s", n.event, n.namespace, n.incident_name, channel)
+        return DeliveryResult(channel, recipients, ok=True, attempts=tries)
 
     def _skipped(self, channel: str, reason: str, recipients: list[str] | None = None) -> DeliveryResult:
         metrics.NOTIFICATIONS_SENT.labels(channel, "skipped").inc()

@@ -1,18 +1,25 @@
 """The one settings object: every knob is a `PARAMEDIC_*` environment variable.
 
-The README's configuration table is generated from `FIELDS` below (see
-`python -m paramedic.settings --markdown`), so the docs and the code cannot drift.
+A pydantic-settings model: the environment is read by its env source (prefix
+`PARAMEDIC_`, lists comma-separated), values are checked by pydantic, and every
+refusal is a `SettingsError` naming the variable. The README's configuration table
+is generated from the fields below (see `python -m paramedic.settings --markdown`),
+so the docs and the code cannot drift.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 PREFIX = "PARAMEDIC_"
 
@@ -32,19 +39,31 @@ def _default_playbooks_dir() -> str:
 
 
 def _setting(default: Any, doc: str, secret: bool = False) -> Any:
-    factory = default if callable(default) else None
-    kwargs: dict[str, Any] = {"metadata": {"doc": doc, "secret": secret}}
-    if factory is not None:
-        kwargs["default_factory"] = factory
-    elif isinstance(default, (list, dict)):
-        kwargs["default_factory"] = lambda d=default: type(d)(d)
-    else:
-        kwargs["default"] = default
-    return field(**kwargs)
+    """One field: its default (a callable is a factory), its line in the README table, whether it is secret."""
+    extra: dict[str, Any] = {"secret": secret}
+    if callable(default):
+        return Field(default_factory=default, description=doc, json_schema_extra=extra)
+    if isinstance(default, (list, dict)):
+        return Field(default_factory=lambda d=default: type(d)(d), description=doc, json_schema_extra=extra)
+    return Field(default=default, description=doc, json_schema_extra=extra)
 
 
-@dataclass(frozen=True)
-class Settings:
+class _Env(EnvSettingsSource):
+    """PARAMEDIC_* variables of a given mapping (the process environment by default)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._env, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+class Settings(BaseSettings):
+    # frozen: one object shared by every component; enable_decoding off: lists are
+    # comma-separated, not JSON (split by _from_text).
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore", enable_decoding=False)
+
     # --- Kubernetes ---------------------------------------------------------
     kubeconfig: str = _setting("", "Path of a kubeconfig; empty: $KUBECONFIG, ~/.kube/config, then in-cluster")
     namespace: str = _setting("paramedic", "Paramedic's own namespace "
@@ -119,20 +138,45 @@ class Settings:
     # --- Logging ----------------------------------------------------------------
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING, ERROR")
 
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_explain(type(self), exc)) from None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Settings(...) is exactly what it is given (tests, defaults); from_env() reads the environment.
+        return (init_settings,)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(PREFIX + f.name.upper())
-            if raw is None:
-                continue
-            values[f.name] = _parse(f, raw)
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        return cls(**_Env(cls, os.environ if env is None else env)())
 
-    def validate(self) -> None:
+    @field_validator("*", mode="before")
+    @classmethod
+    def _from_text(cls, value: Any, info: ValidationInfo) -> Any:
+        """Environment text: booleans as 1/true/yes/on and 0/false/no/off/empty, lists comma-separated."""
+        if not isinstance(value, str) or info.field_name is None:
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        if annotation is bool:
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+            raise SettingsError(f"{PREFIX}{info.field_name.upper()}={value!r} is not a valid bool")
+        if get_origin(annotation) is list:
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
         if self.smtp_security not in ("none", "starttls", "tls"):
             raise SettingsError(f"PARAMEDIC_SMTP_SECURITY must be none, starttls or tls, not {self.smtp_security!r}")
         for name in ("workers", "timeline_limit", "probe_concurrency", "webhook_max_body_bytes",
@@ -145,6 +189,7 @@ class Settings:
             raise SettingsError("PARAMEDIC_EVENTS_PER_SECOND must be more than 0")
         if self.preflight_interval_seconds <= 0:
             raise SettingsError("PARAMEDIC_PREFLIGHT_INTERVAL_SECONDS must be more than 0")
+        return self
 
     def secret(self, name: str) -> str:
         """A secret from its `_file` variant when set (mounted Secrets rotate), else the value."""
@@ -154,7 +199,7 @@ class Settings:
                 return Path(path).read_text().strip()
             except OSError as exc:
                 raise SettingsError(f"cannot read PARAMEDIC_{name.upper()}_FILE: {exc.strerror}") from exc
-        return getattr(self, name)
+        return str(getattr(self, name))
 
     def has_secret(self, name: str) -> bool:
         """Whether secret `name` is configured: a value, or a `_file` that exists and is not empty.
@@ -174,48 +219,44 @@ class Settings:
 
     def redacted(self) -> dict[str, Any]:
         """For logs: secrets are never printed."""
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = "***" if f.metadata.get("secret") and value else value
-        return out
+        return {name: "***" if _is_secret(f) and getattr(self, name) else getattr(self, name)
+                for name, f in type(self).model_fields.items()}
 
 
-def _parse(f: dataclasses.Field, raw: str) -> Any:
-    name = PREFIX + f.name.upper()
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    try:
-        if kind == "bool":
-            low = raw.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind.startswith("list"):
-            return [item.strip() for item in raw.split(",") if item.strip()]
-        return raw
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
+def _is_secret(f: FieldInfo) -> bool:
+    return isinstance(f.json_schema_extra, dict) and bool(f.json_schema_extra.get("secret"))
+
+
+def _kind(f: FieldInfo) -> str:
+    annotation = f.annotation
+    return getattr(get_origin(annotation) or annotation, "__name__", str(annotation))
+
+
+def _explain(cls: type[Settings], exc: ValidationError) -> str:
+    """The first refusal, as one sentence naming the variable (a SettingsError of ours is kept as it is)."""
+    err = exc.errors()[0]
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, SettingsError):
+        return str(cause)
+    name = str(err["loc"][0]) if err["loc"] else ""
+    if name not in cls.model_fields:
+        return f"settings: {err['msg']}"
+    return f"{PREFIX}{name.upper()}={err['input']!r} is not a valid {_kind(cls.model_fields[name])}"
 
 
 def markdown_table() -> str:
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for f in dataclasses.fields(Settings):
-        if f.default is not dataclasses.MISSING:
+    for name, f in Settings.model_fields.items():
+        if f.default is not PydanticUndefined:
             default = f.default
-        elif f.name == "playbooks_dir":
+        elif name == "playbooks_dir":
             default = "playbooks/ beside the package"
         else:
-            default = ",".join(f.default_factory()) if f.default_factory is not dataclasses.MISSING else ""
+            default = ",".join(f.default_factory()) if f.default_factory is not None else ""  # type: ignore[call-arg]
         if isinstance(default, bool):
             default = str(default).lower()
         shown = f"`{default}`" if default not in ("", []) else "(empty)"
-        rows.append(f"| `{PREFIX}{f.name.upper()}` | {shown} | {f.metadata['doc']} |")
+        rows.append(f"| `{PREFIX}{name.upper()}` | {shown} | {f.description} |")
     return "\n".join(rows)
 
 

@@ -1,7 +1,10 @@
 """Helps the Dockerfile's build stage (runs inside the image build, standard library only).
 
-  build_helper.py deps PYPROJECT               Paramedic's dependencies, one a line
-  build_helper.py bundle PYPROJECT             the `ansible` extra (the collection bundle), one a line
+  build_helper.py bundle PYPROJECT             the packages of the `ansible` extra (the collection bundle),
+                                               one name a line
+  build_helper.py pick LOCK REQ...             the entries of LOCK (requirements.lock: pins with their hashes)
+                                               for these packages (a requirement's name is its package)
+  build_helper.py omit LOCK REQ...             the entries of LOCK for every other package
   build_helper.py unpack WHEEL DEST NS.NAME... copy only these collections out of the bundle's wheel to
                                                DEST/ansible_collections; write DEST/constraints.txt (the
                                                ansible-core the bundle was released with) and
@@ -28,6 +31,37 @@ from pathlib import Path
 def project(pyproject: str) -> dict:
     with open(pyproject, "rb") as f:
         return tomllib.load(f)["project"]
+
+
+def _name(requirement: str) -> str:
+    match = re.match(r"[A-Za-z0-9._-]+", requirement.strip())
+    if not match:
+        sys.exit(f"build_helper: not a requirement: {requirement!r}")
+    return re.sub(r"[-_.]+", "-", match.group(0)).lower()
+
+
+def lock_entries(lock: str) -> dict[str, str]:
+    """A uv/pip-compile lock's entries by package name: `name==version` with its `--hash` lines."""
+    entries: dict[str, str] = {}
+    name = ""
+    for line in Path(lock).read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            name = _name(line)
+            entries[name] = line + "\n"
+        elif name:
+            entries[name] += line + "\n"
+    return entries
+
+
+def pick(lock: str, requirements: list[str], keep: bool) -> str:
+    entries = lock_entries(lock)
+    names = {_name(r) for r in requirements}
+    missing = names - entries.keys()
+    if missing:
+        sys.exit(f"build_helper: {', '.join(sorted(missing))} not in {lock}: run `make lock`")
+    return "".join(text for name, text in entries.items() if (name in names) == keep)
 
 
 def unpack(wheel: str, dest: str, names: list[str]) -> None:
@@ -70,10 +104,10 @@ def installed(dist: str, site: str, out: str) -> None:
 
 def main(argv: list[str]) -> None:
     cmd, *args = argv
-    if cmd == "deps":
-        print("\n".join(project(args[0])["dependencies"]))
-    elif cmd == "bundle":
-        print("\n".join(project(args[0])["optional-dependencies"]["ansible"]))
+    if cmd == "bundle":
+        print("\n".join(_name(r) for r in project(args[0])["optional-dependencies"]["ansible"]))
+    elif cmd in ("pick", "omit"):
+        print(pick(args[0], args[1:], keep=cmd == "pick"), end="")
     elif cmd == "unpack":
         unpack(args[0], args[1], args[2:])
     elif cmd == "installed":

@@ -3,20 +3,36 @@
 Three inputs become `Alert`s: Alertmanager's webhook payload (version 4),
 Grafana alerting's webhook payload (the same shape, version "1" and later, with
 `orgId`, `state`, `title`, `message` and per alert links and values), and the
-generic `{service, severity, message, labels, timestamp}` alert. Validation
-errors name the offending field (`alerts[2].labels: ...`) so a sender can fix
-its payload; nothing here does I/O or reads a clock.
+generic `{service, severity, message, labels, timestamp}` alert. Each payload is
+a pydantic model; validation errors name the offending field (`alerts[2].labels:
+...`) so a sender can fix its payload; nothing here does I/O or reads a clock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 from .lifecycle import append_timeline, is_active, timeline_entry
 from .timeutil import iso, iso_ms, parse
@@ -148,6 +164,199 @@ class Alert:
 
 
 # --- parsing -------------------------------------------------------------------
+#
+# The payloads are pydantic models: pydantic checks each field's type (strict: no
+# coercion), and each field says how it is refused (`_Says`), so a sender reads which
+# field is wrong and why. Limits that depend on the value (counts, lengths, text that
+# UTF-8 cannot carry, times) are checked after the type, by the same field. A refusal is
+# a PayloadError naming the field's path (`alerts[2].labels.x`).
+
+
+@dataclass(frozen=True)
+class _Says:
+    """A field's refusals: of a value of the wrong type, and of a missing required field."""
+
+    wrong: str
+    missing: str = ""
+
+
+def _refused(message: str, at: str = "") -> PydanticCustomError:
+    return PydanticCustomError("payload", "{message}", {"message": message, "at": at})
+
+
+def _then(check: Callable[[Any], Any]) -> AfterValidator:
+    """`check` on the typed value; its PayloadError names a field relative to this one ("" or ".name")."""
+    def validate(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except PayloadError as exc:
+            raise _refused(exc.message, exc.field) from None
+
+    return AfterValidator(validate)
+
+
+def _time_field(required: bool) -> PlainValidator:
+    def validate(value: Any) -> datetime | None:
+        try:
+            return _time(value, "", required)
+        except PayloadError as exc:
+            raise _refused(exc.message) from None
+
+    return PlainValidator(validate)
+
+
+def _alerts_list(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    if value is None:
+        raise _refused("required: a list of alerts")
+    if not isinstance(value, list):
+        raise _refused("must be a list")
+    limit = (info.context or {}).get("max_alerts", MAX_ALERTS)
+    if len(value) > limit:
+        raise _refused(f"at most {limit} alerts per request (got {len(value)}); "
+                       f"set max_alerts on the Alertmanager webhook_config")
+    return handler(value)
+
+
+def _cut_map(max_items: int, max_value: int) -> AfterValidator:
+    return _then(lambda value: _string_map(value, "", max_items, max_value, truncate=True))
+
+
+def _severity(value: str) -> str:
+    if value not in SEVERITIES:
+        raise PayloadError("", f"required: one of {', '.join(SEVERITIES)}")
+    return value
+
+
+def _text(limit: int) -> AfterValidator:
+    def check(value: str) -> str:
+        if not value.strip():
+            raise PayloadError("", "required: a non-empty string")
+        if len(value) > limit:
+            raise PayloadError("", f"at most {limit} characters")
+        return value
+
+    return _then(check)
+
+
+def _falsy_is_none(value: Any) -> Any:
+    return value or None
+
+
+_STRING = _Says("must be a string")
+_STATUS = _Says("must be \"firing\" or \"resolved\"", "must be \"firing\" or \"resolved\"")
+_OBJECT_OF_STRINGS = _Says("must be an object of strings")
+_StrMap = dict[StrictStr, StrictStr]
+_OptStr = Annotated[StrictStr | None, _STRING]
+_Status = Annotated[Literal["firing", "resolved"], _STATUS]
+_Url = Annotated[StrictStr | None, _STRING, _then(lambda v: _optional_string(v, "", MAX_URL, truncate=True))]
+_Count = Annotated[StrictInt | None, Field(ge=0), _Says("must be a non-negative integer")]
+_GroupMap = Annotated[_StrMap | None, _OBJECT_OF_STRINGS, _cut_map(MAX_LABELS * 4, MAX_ANNOTATION_VALUE)]
+_ALERTS = _Says("must be a list", "required: a list of alerts")
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    item_model: ClassVar[type[_Payload] | None] = None
+    """The model of the items of this payload's list (its `alerts`)."""
+
+
+class _AlertmanagerAlert(_Payload):
+    status: _Status
+    labels: Annotated[_StrMap, _Says("must be an object of strings", "required"), _then(lambda v: _labels(v, ""))]
+    # Alertmanager may send null, nothing or an empty value: no annotations.
+    annotations: Annotated[_StrMap | None, _OBJECT_OF_STRINGS, BeforeValidator(_falsy_is_none),
+                           _cut_map(MAX_ANNOTATIONS, MAX_ANNOTATION_VALUE)] = None
+    startsAt: Annotated[datetime, _Says("", "required: an RFC 3339 date-time"), _time_field(required=True)]
+    endsAt: Annotated[datetime | None, _time_field(required=False)] = None
+    generatorURL: _Url = None
+    fingerprint: Annotated[StrictStr | None, _STRING, _then(lambda v: _optional_string(v, "", MAX_FINGERPRINT))] = None
+
+
+class _GrafanaAlert(_AlertmanagerAlert):
+    silenceURL: _Url = None
+    dashboardURL: _Url = None
+    panelURL: _Url = None
+    values: Annotated[dict[StrictStr, Any] | None, _Says("must be an object of numbers"),
+                      _then(lambda v: _values(v, ""))] = None
+    valueString: _OptStr = None
+    imageURL: _OptStr = None
+
+
+class _AlertmanagerEnvelope(_Payload):
+    receiver: _OptStr = None
+    groupKey: _OptStr = None
+    externalURL: _OptStr = None
+    status: _Status = "firing"
+    groupLabels: _GroupMap = None
+    commonLabels: _GroupMap = None
+    commonAnnotations: _GroupMap = None
+    truncatedAlerts: _Count = None
+
+
+class _AlertmanagerPayload(_AlertmanagerEnvelope):
+    item_model = _AlertmanagerAlert
+    alerts: Annotated[list[_AlertmanagerAlert], _ALERTS, WrapValidator(_alerts_list)]
+
+
+class _GrafanaPayload(_AlertmanagerEnvelope):
+    orgId: _Count = None
+    title: _OptStr = None
+    state: _OptStr = None
+    message: _OptStr = None
+    item_model = _GrafanaAlert
+    alerts: Annotated[list[_GrafanaAlert], _ALERTS, WrapValidator(_alerts_list)]
+
+
+_NON_EMPTY = _Says("required: a non-empty string", "required: a non-empty string")
+
+
+class _GenericAlert(_Payload):
+    service: Annotated[StrictStr, _NON_EMPTY, _text(MAX_SERVICE)]
+    severity: Annotated[StrictStr, _Says(*[f"required: one of {', '.join(SEVERITIES)}"] * 2), _then(_severity)]
+    message: Annotated[StrictStr, _NON_EMPTY, _text(MAX_MESSAGE)]
+    labels: Annotated[_StrMap | None, _OBJECT_OF_STRINGS, BeforeValidator(_falsy_is_none),
+                      _then(lambda v: _labels(v, "", reserve=2))] = None
+    status: _Status = "firing"
+    timestamp: Annotated[datetime | None, _time_field(required=False)] = None
+
+
+_M = TypeVar("_M", bound=_Payload)
+
+
+def _validate(model: type[_M], raw: Any, where: str, not_an_object: str, **context: Any) -> _M:
+    """`raw` as `model`, or the first refusal as a PayloadError naming the field under `where`."""
+    if not isinstance(raw, dict):
+        raise PayloadError(where or "body", not_an_object)
+    try:
+        return model.model_validate(raw, context=context)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+    # Errors come in the order of the fields (and of a list's items); the first is reported, as
+    # the field it is in: `alerts[2].labels`, with that field's own words.
+    path, says = where, None
+    current: type[_Payload] | None = model
+    items: type[_Payload] | None = None
+    for part in err["loc"]:  # fields of models and items of their lists; not into a field's value
+        if isinstance(part, int):
+            if items is None:
+                break
+            path += f"[{part}]"
+            current, says, items = items, _Says("must be an object"), None
+            continue
+        if current is None:
+            break
+        path = f"{path}.{part}" if path else part
+        field = current.model_fields.get(part)
+        says = next((m for m in field.metadata if isinstance(m, _Says)), None) if field is not None else None
+        items, current = (current.item_model if part == "alerts" else None), None
+    ctx = err.get("ctx") or {}
+    if err["type"] == "payload":
+        raise PayloadError(path + str(ctx.get("at", "")), str(ctx["message"]))
+    if says is None:
+        raise PayloadError(path, err["msg"])
+    raise PayloadError(path, says.missing if err["type"] == "missing" and says.missing else says.wrong)
 
 
 def payload_source(payload: Mapping[str, Any]) -> str:
@@ -177,79 +386,31 @@ def parse_alertmanager(payload: Any, *, max_alerts: int = MAX_ALERTS) -> list[Al
     if not isinstance(payload, dict):
         raise PayloadError("body", "must be a JSON object (an Alertmanager webhook payload)")
     source = payload_source(payload)
-    for name in ("receiver", "groupKey", "externalURL"):
-        if name in payload and payload[name] is not None and not isinstance(payload[name], str):
-            raise PayloadError(name, "must be a string")
-    if "status" in payload and payload["status"] not in STATUSES:
-        raise PayloadError("status", "must be \"firing\" or \"resolved\"")
-    for name in ("groupLabels", "commonLabels", "commonAnnotations"):
-        if name in payload and payload[name] is not None:
-            _string_map(payload[name], name, MAX_LABELS * 4, MAX_ANNOTATION_VALUE, truncate=True)
-    truncated = payload.get("truncatedAlerts", 0)
-    if truncated is not None and (not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0):
-        raise PayloadError("truncatedAlerts", "must be a non-negative integer")
-    if source == SOURCE_GRAFANA:
-        _check_grafana_envelope(payload)
-    raw_alerts = payload.get("alerts")
-    if raw_alerts is None:
-        raise PayloadError("alerts", "required: a list of alerts")
-    if not isinstance(raw_alerts, list):
-        raise PayloadError("alerts", "must be a list")
-    if len(raw_alerts) > max_alerts:
-        raise PayloadError("alerts", f"at most {max_alerts} alerts per request (got {len(raw_alerts)}); "
-                                     f"set max_alerts on the Alertmanager webhook_config")
-    return [_parse_am_alert(raw, f"alerts[{i}]", source) for i, raw in enumerate(raw_alerts)]
+    grafana = source == SOURCE_GRAFANA
+    # One validation of the whole payload: the envelope's fields, then the alert count, then
+    # each alert (errors are reported in that order).
+    envelope: _AlertmanagerPayload | _GrafanaPayload
+    if grafana:
+        envelope = _validate(_GrafanaPayload, payload, "", "", max_alerts=max_alerts)
+    else:
+        envelope = _validate(_AlertmanagerPayload, payload, "", "", max_alerts=max_alerts)
+    return [_alert(m, source) for m in envelope.alerts]
 
 
-def _check_grafana_envelope(payload: Mapping[str, Any]) -> None:
-    """Grafana's own top-level fields: checked for type only (the alerts carry what is recorded)."""
-    org = payload.get("orgId")
-    if org is not None and (not isinstance(org, int) or isinstance(org, bool) or org < 0):
-        raise PayloadError("orgId", "must be a non-negative integer")
-    for name in ("title", "state", "message"):
-        value = payload.get(name)
-        if value is not None and not isinstance(value, str):
-            raise PayloadError(name, "must be a string")
-
-
-def _parse_am_alert(raw: Any, where: str, source: str = SOURCE_ALERTMANAGER) -> Alert:
-    if not isinstance(raw, dict):
-        raise PayloadError(where, "must be an object")
-    status = raw.get("status")
-    if status not in STATUSES:
-        raise PayloadError(f"{where}.status", "must be \"firing\" or \"resolved\"")
-    if "labels" not in raw:
-        raise PayloadError(f"{where}.labels", "required")
-    labels = _labels(raw["labels"], f"{where}.labels")
-    annotations = _string_map(raw.get("annotations") or {}, f"{where}.annotations",
-                              MAX_ANNOTATIONS, MAX_ANNOTATION_VALUE, truncate=True)
-    starts_at = _time(raw.get("startsAt"), f"{where}.startsAt", required=True)
-    assert starts_at is not None
-    ends_at = _time(raw.get("endsAt"), f"{where}.endsAt", required=False)
-    generator_url = _optional_string(raw.get("generatorURL"), f"{where}.generatorURL", MAX_URL, truncate=True)
-    fingerprint = _optional_string(raw.get("fingerprint"), f"{where}.fingerprint", MAX_FINGERPRINT)
+def _alert(m: _AlertmanagerAlert, source: str) -> Alert:
+    labels = m.labels
     links: dict[str, str] = {}
     values: dict[str, float | None] = {}
-    if source == SOURCE_GRAFANA:
-        for name in GRAFANA_LINKS:
-            link = _optional_string(raw.get(name), f"{where}.{name}", MAX_URL, truncate=True)
-            if link:
-                links[name] = link
-        values = _values(raw.get("values"), f"{where}.values")
-        for name in ("valueString", "imageURL"):
-            if raw.get(name) is not None and not isinstance(raw[name], str):
-                raise PayloadError(f"{where}.{name}", "must be a string")
-    return Alert(fingerprint=fingerprint or labels_fingerprint(labels), status=status, labels=labels,
-                 annotations=annotations, starts_at=starts_at, ends_at=ends_at,
-                 generator_url=generator_url, source=source, links=links, values=values)
+    if isinstance(m, _GrafanaAlert):
+        links = {name: link for name in GRAFANA_LINKS if (link := getattr(m, name))}
+        values = m.values or {}
+    return Alert(fingerprint=m.fingerprint or labels_fingerprint(labels), status=m.status, labels=labels,
+                 annotations=m.annotations or {}, starts_at=m.startsAt, ends_at=m.endsAt,
+                 generator_url=m.generatorURL or "", source=source, links=links, values=values)
 
 
-def _values(value: Any, where: str) -> dict[str, float | None]:
+def _values(value: dict[str, Any], where: str) -> dict[str, float | None]:
     """Grafana's `values`: query refID → number (null when Grafana has none). The first MAX_VALUES are kept."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise PayloadError(where, "must be an object of numbers")
     out: dict[str, float | None] = {}
     for name, number in value.items():
         if number is not None and (not isinstance(number, (int, float)) or isinstance(number, bool)):
@@ -283,37 +444,16 @@ def parse_generic(payload: Any, *, now: datetime, max_alerts: int = MAX_ALERTS) 
 
 
 def _parse_generic_one(raw: Any, where: str, now: datetime) -> Alert:
-    def at(name: str) -> str:
-        return f"{where}.{name}" if where else name
-
-    if not isinstance(raw, dict):
-        raise PayloadError(where or "body", "must be a JSON object {service, severity, message, labels, timestamp}")
-    service = raw.get("service")
-    if not isinstance(service, str) or not service.strip():
-        raise PayloadError(at("service"), "required: a non-empty string")
-    if len(service) > MAX_SERVICE:
-        raise PayloadError(at("service"), f"at most {MAX_SERVICE} characters")
-    severity = raw.get("severity")
-    if severity not in SEVERITIES:
-        raise PayloadError(at("severity"), f"required: one of {', '.join(SEVERITIES)}")
-    message = raw.get("message")
-    if not isinstance(message, str) or not message.strip():
-        raise PayloadError(at("message"), "required: a non-empty string")
-    if len(message) > MAX_MESSAGE:
-        raise PayloadError(at("message"), f"at most {MAX_MESSAGE} characters")
-    labels = dict(_labels(raw.get("labels") or {}, at("labels"), reserve=2))
-    labels["service"] = service
-    labels["severity"] = severity
-    status = raw.get("status", FIRING)
-    if status not in STATUSES:
-        raise PayloadError(at("status"), "must be \"firing\" or \"resolved\"")
-    starts_at = _time(raw.get("timestamp"), at("timestamp"), required=False) or now
-    return Alert(fingerprint=labels_fingerprint(labels), status=status, labels=labels,
-                 annotations={"summary": message}, starts_at=starts_at,
-                 ends_at=now if status == RESOLVED else None, source=SOURCE_API)
+    m = _validate(_GenericAlert, raw, where, "must be a JSON object {service, severity, message, labels, timestamp}")
+    labels = dict(m.labels or {})
+    labels["service"] = m.service
+    labels["severity"] = m.severity
+    return Alert(fingerprint=labels_fingerprint(labels), status=m.status, labels=labels,
+                 annotations={"summary": m.message}, starts_at=m.timestamp or now,
+                 ends_at=now if m.status == RESOLVED else None, source=SOURCE_API)
 
 
-def _labels(value: Any, where: str, reserve: int = 0) -> dict[str, str]:
+def _labels(value: dict[str, str], where: str, reserve: int = 0) -> dict[str, str]:
     labels = _string_map(value, where, MAX_LABELS - reserve, MAX_LABEL_VALUE)
     for name in labels:
         if not name:
@@ -324,17 +464,18 @@ def _labels(value: Any, where: str, reserve: int = 0) -> dict[str, str]:
     return labels
 
 
-def _string_map(value: Any, where: str, max_items: int, max_value: int, truncate: bool = False) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise PayloadError(where, "must be an object of strings")
+def _string_map(value: dict[str, str], where: str, max_items: int, max_value: int,
+                truncate: bool = False) -> dict[str, str]:
+    """Limits of a map of strings (its type is pydantic's to check)."""
     if len(value) > max_items:
         raise PayloadError(where, f"at most {max_items} entries (got {len(value)})")
     out: dict[str, str] = {}
     for name, item in value.items():
         if len(name) > MAX_LABEL_NAME:
             raise PayloadError(where, f"names must be at most {MAX_LABEL_NAME} characters")
-        _check_text(name, where)
-        _check_text(item, f"{where}.{name}")
+        if not (name.isascii() and item.isascii()):  # ASCII (the common case) is valid UTF-8
+            _check_text(name, where)
+            _check_text(item, f"{where}.{name}")
         if len(item) > max_value:
             if not truncate:
                 raise PayloadError(f"{where}.{name}", f"at most {max_value} characters")
@@ -343,12 +484,9 @@ def _string_map(value: Any, where: str, max_items: int, max_value: int, truncate
     return out
 
 
-def _optional_string(value: Any, where: str, max_len: int, truncate: bool = False) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise PayloadError(where, "must be a string")
-    _check_text(value, where)
+def _optional_string(value: str, where: str, max_len: int, truncate: bool = False) -> str:
+    if not value.isascii():
+        _check_text(value, where)
     if len(value) > max_len:
         if not truncate:
             raise PayloadError(where, f"at most {max_len} characters")

@@ -125,9 +125,7 @@ def settings(port: int, **overrides) -> Settings:
     values = dict(smtp_host="127.0.0.1", smtp_port=port, smtp_from="Paramedic <paramedic@example.com>",
                   smtp_timeout_seconds=5.0)
     values.update(overrides)
-    s = Settings(**values)
-    s.validate()
-    return s
+    return Settings(**values)  # validated as it is built (SettingsError)
 
 
 def deliver(s: Settings, n: nr.Notification | None = None, channels=frozenset({"email"}), **kwargs):

@@ -640,3 +640,31 @@ def test_entries_store_labels_as_the_difference_from_the_incident_and_read_back_
     # Entries written by earlier versions carry their fingerprint and every label.
     old = {"key": "ff@2026-03-02T10:00:00.000Z", "fingerprint": "ff", "labels": {"a": "b"}}
     assert dom.entry_labels(inc, old) == {"a": "b"} and dom.entry_fingerprint(old) == "ff"
+
+
+def test_first_refusal_is_reported_in_payload_order():
+    # The envelope's fields before the alert count, the count before any alert, alerts in order.
+    with pytest.raises(dom.PayloadError) as err:
+        dom.parse_alertmanager(payload(*["x"] * 4, status="burning"), max_alerts=3)
+    assert err.value.field == "status"
+    with pytest.raises(dom.PayloadError) as err:
+        dom.parse_alertmanager(payload(*["x"] * 4), max_alerts=3)
+    assert err.value.field == "alerts" and "at most 3 alerts" in err.value.message
+    with pytest.raises(dom.PayloadError) as err:
+        dom.parse_alertmanager(payload(am_alert(), am_alert(status="ok", labels={"a": 1})))
+    assert err.value.field == "alerts[1].status"
+    with pytest.raises(dom.PayloadError) as err:
+        dom.parse_alertmanager(payload(am_alert(labels={"a": "b"}, startsAt="noon", fingerprint=1)))
+    assert err.value.field == "alerts[0].startsAt"
+
+
+def test_missing_and_null_are_told_apart():
+    body = payload(am_alert())
+    del body["alerts"][0]["labels"]
+    with pytest.raises(dom.PayloadError, match=r"^alerts\[0\].labels: required$"):
+        dom.parse_alertmanager(body)
+    with pytest.raises(dom.PayloadError, match=r"^alerts\[0\].labels: must be an object of strings$"):
+        dom.parse_alertmanager(payload(am_alert(labels=None)))
+    with pytest.raises(dom.PayloadError, match=r"^status: must be"):
+        dom.parse_alertmanager(payload(status=None))  # absent is firing; null is refused
+    assert dom.parse_alertmanager(payload(am_alert(annotations=None)))[0].annotations == {}

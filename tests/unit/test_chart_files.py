@@ -99,7 +99,7 @@ def pod_security_problems(docs: Iterable[dict]) -> list[str]:
 
 def config_problems(data: dict[str, str]) -> list[str]:
     """ConfigMap data: only known PARAMEDIC_* settings, and values Settings accepts."""
-    known = {PREFIX + f.upper() for f in Settings.__dataclass_fields__}
+    known = {PREFIX + f.upper() for f in Settings.model_fields}
     problems = [f"unknown setting {k}" for k in data if k not in known]
     try:
         Settings.from_env({k: str(v) for k, v in data.items()})

@@ -33,11 +33,11 @@ SECRETS = ("webhook_token", "smtp_username", "smtp_password", "slack_webhook_url
 
 
 def test_every_secret_has_a_file_variant():
-    import dataclasses
-    secret = {f.name for f in dataclasses.fields(Settings) if f.metadata.get("secret")}
-    assert secret <= set(SECRETS)
+    fields = Settings.model_fields
+    secret = {name for name, f in fields.items() if (f.json_schema_extra or {}).get("secret")}
+    assert secret and secret <= set(SECRETS)
     for name in SECRETS:
-        assert f"{name}_file" in Settings.__dataclass_fields__, name
+        assert f"{name}_file" in fields, name
 
 
 @pytest.mark.parametrize("name", SECRETS)
@@ -80,3 +80,35 @@ def test_notifier_reads_hook_urls_from_rotating_files(tmp_path):
     broken = Notifier(Settings.from_env({"PARAMEDIC_SLACK_WEBHOOK_URL_FILE": str(tmp_path)}))
     err = broken._url("slack_webhook_url")
     assert isinstance(err, SettingsError) and "PARAMEDIC_SLACK_WEBHOOK_URL_FILE" in str(err)
+def test_booleans_and_lists_from_text():
+    s = Settings.from_env({"PARAMEDIC_PEERING_REQUIRED": "yes", "PARAMEDIC_REMEDIATION_ENABLED": "",
+                           "PARAMEDIC_WATCH_NAMESPACES": " a,, b ,", "PARAMEDIC_ADMIN_EMAILS": ""})
+    assert s.peering_required is True and s.remediation_enabled is False
+    assert s.watch_namespaces == ["a", "b"] and s.admin_emails == []
+    with pytest.raises(SettingsError, match="PARAMEDIC_PEERING_REQUIRED='maybe' is not a valid bool"):
+        Settings.from_env({"PARAMEDIC_PEERING_REQUIRED": "maybe"})
+    with pytest.raises(SettingsError, match="PARAMEDIC_EVENTS_PER_SECOND='fast' is not a valid float"):
+        Settings.from_env({"PARAMEDIC_EVENTS_PER_SECOND": "fast"})
+    with pytest.raises(SettingsError, match="PARAMEDIC_WORKERS must be at least 1"):
+        Settings.from_env({"PARAMEDIC_WORKERS": "0"})
+
+
+def test_constructor_takes_only_what_it_is_given(monkeypatch):
+    # Settings(...) never reads the environment (tests and defaults); from_env() does.
+    monkeypatch.setenv("PARAMEDIC_WORKERS", "3")
+    monkeypatch.setenv("PARAMEDIC_SOMETHING_ELSE", "ignored")
+    assert Settings().workers == 16
+    assert Settings.from_env().workers == 3
+    with pytest.raises(SettingsError, match="PARAMEDIC_WORKERS='x' is not a valid int"):
+        Settings(workers="x")
+    with pytest.raises(ValueError):
+        Settings().workers = 2  # one shared object: frozen
+    # list defaults are not shared between objects
+    assert Settings().admin_emails is not Settings().admin_emails
+
+
+def test_unreadable_secret_file_is_a_settings_error(tmp_path):
+    s = Settings(smtp_password_file=str(tmp_path / "missing"))
+    with pytest.raises(SettingsError, match="cannot read PARAMEDIC_SMTP_PASSWORD_FILE"):
+        s.secret("smtp_password")
+    assert Settings(smtp_password="pw").secret("smtp_password") == "pw"

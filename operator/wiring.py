@@ -1,0 +1,92 @@
+"""The operator's parts, built once at start-up by explicit construction.
+
+`Operator` owns the shared runtime, the three reconcilers and their work queues,
+and wires the few ways they reach each other (a probe result or a finished side
+effect wakes an incident; the incident reconciler asks the services' reconciler
+for probe health). Kopf hands it to every handler through `Memo`, the operator's
+memo (`kopf.run(memo=Memo())`), instead of module globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from paramedic import kube, metrics
+from paramedic.domain import lifecycle
+from paramedic.domain.vocabulary import DEFAULT_SEVERITY, SEVERITIES, State
+from paramedic.settings import Settings
+
+from .incidents import IncidentReconciler
+from .runtime import Key, Runtime
+from .schedules import ScheduleReconciler
+from .services import ServiceReconciler
+from .workqueue import WorkQueue
+
+
+class Operator:
+    def __init__(self, settings: Settings, client: kube.AsyncKubeClient) -> None:
+        self.settings = settings
+        self.runtime = rt = Runtime(settings, client)
+        self.services = ServiceReconciler(rt)
+        self.incidents = IncidentReconciler(rt, services=self.services)
+        self.schedules = ScheduleReconciler(rt)
+        workers = settings.workers
+        # Service reconciles are two small API calls each; after a start thousands wait at once.
+        self.service_queue: WorkQueue[Key] = WorkQueue("services", self.services.reconcile,
+                                                       concurrency=max(2, workers // 2))
+        self.incident_queue: WorkQueue[Key] = WorkQueue("incidents", self.incidents.reconcile, concurrency=workers)
+        self.schedule_queue: WorkQueue[Key] = WorkQueue("schedules", self.schedules.reconcile, concurrency=2)
+        self.incidents.queue = self.incident_queue
+        self.services.incident_queue = self.incident_queue
+        rt.effects.done_callback = self._effect_done
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _effect_done(self, owner: Hashable) -> None:
+        # A side effect's result waits in memory: its incident records it on the next reconcile.
+        if isinstance(owner, tuple) and owner:
+            self.incident_queue.add(owner)
+
+    def queues(self) -> tuple[WorkQueue[Key], ...]:
+        return self.service_queue, self.incident_queue, self.schedule_queue
+
+    def start(self) -> None:
+        """Workers, the prober and the open-incidents gauge (in the running event loop)."""
+        for q in self.queues():
+            q.start()
+        self.services.prober.start()
+        self._tasks.append(asyncio.create_task(self._open_gauge(), name="open-incidents-gauge"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.services.prober.stop()
+        for q in self.queues():
+            await q.stop()
+        await self.runtime.effects.stop()
+        await self.incidents.notifier.aclose()
+        await self.runtime.client.aclose()
+
+    async def _open_gauge(self) -> None:
+        """paramedic_incidents_open from the cache, recomputed every few seconds (cheap, no API calls)."""
+        while True:
+            counts = Counter(i["spec"].get("severity", DEFAULT_SEVERITY) for i in self.runtime.incidents.values()
+                             if lifecycle.is_active(i["spec"].get("state", State.OPEN)))
+            for sev in SEVERITIES:
+                metrics.INCIDENTS_OPEN.labels(sev).set(counts.get(sev, 0))
+            await asyncio.sleep(5)
+
+
+@dataclass
+class Memo:
+    """Kopf's operator-wide memo (each object's memo is a shallow copy: they share `operator`)."""
+
+    operator: Operator | None = None
+
+    def require(self) -> Operator:
+        if self.operator is None:
+            raise RuntimeError("the operator has not started (its startup handler sets Memo.operator)")
+        return self.operator
