@@ -435,9 +435,9 @@ def test_chart_mounts_secrets_as_files_and_carries_the_playbook_catalog(helm, tm
     assert sorted(catalog["playbooks"]) == ["my-fix.yml", "restart-deployment.yml", "rollback-deployment.yml"]
     assert parse_catalog(catalog).entries["my-fix.yml"].namespaces == ("shop",)
 
-    [policy] = find(docs, "ValidatingAdmissionPolicy")
-    [binding] = find(docs, "ValidatingAdmissionPolicyBinding")
+    [policy] = find(docs, "ValidatingAdmissionPolicy", "-playbook-vars")
+    [binding] = find(docs, "ValidatingAdmissionPolicyBinding", "-playbook-vars")
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     shipped = next(yaml.safe_load_all((REPO / "manifests" / "playbook-vars-policy.yaml").read_text()))
     assert policy["spec"] == shipped["spec"]
-    assert not find(render(helm, "playbookVarsPolicy.enabled=false"), "ValidatingAdmissionPolicy")
+    assert not find(render(helm, "playbookVarsPolicy.enabled=false"), "ValidatingAdmissionPolicy", "-playbook-vars")

@@ -72,6 +72,8 @@ def vars_policy(kube_client):
     yield
     for res, doc in zip((BINDINGS, POLICIES), reversed(docs), strict=True):
         kube_client.delete(res, doc["metadata"]["name"])
+    # The API server drops a deleted policy a moment later: later tests must not meet it.
+    wait_for(lambda: not refused(), 30, "the playbook-vars policy to be gone")  # (an accepted probe is deleted)
 
 
 ADMISSION_CASES = [
