@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from .lifecycle import ACTIVE_STATES, STATES
+from .lifecycle import ACTIVE_STATES, STATES, was_acknowledged
 from .timeutil import parse_or_none
 from .vocabulary import DEFAULT_SEVERITY, SEVERITIES, State
 
@@ -63,6 +63,7 @@ def compute_stats(incidents: Sequence[Mapping[str, Any]], now: datetime, window:
     total = len(incidents)
     spec = [i.get("spec") or {} for i in incidents]
     breached = sum(1 for i in incidents if ((i.get("status") or {}).get("sla") or {}).get("breached"))
+    acknowledged = [i for i in incidents if was_acknowledged(i.get("status") or {}) is not False]
     return {
         "window": None if window is None else int(window.total_seconds()),
         "total": total,
@@ -70,7 +71,9 @@ def compute_stats(incidents: Sequence[Mapping[str, Any]], now: datetime, window:
         "byState": _ordered_counts(Counter(s.get("state", State.OPEN) for s in spec), STATES),
         "bySeverity": _ordered_counts(Counter(s.get("severity", DEFAULT_SEVERITY) for s in spec), SEVERITIES),
         "byService": _ordered_counts(Counter(s.get("service", "") for s in spec)),
-        "mtta": summarize(_seconds(incidents, "mttaSeconds")),
+        # MTTA only of incidents someone acknowledged: an auto-resolved one has no acknowledgement.
+        "mtta": summarize(_seconds(acknowledged, "mttaSeconds")),
+        "unacknowledged": sum(1 for i in incidents if was_acknowledged(i.get("status") or {}) is False),
         "mttr": summarize(_seconds(incidents, "mttrSeconds")),
         "slaBreached": breached,
         "slaBreachRate": breached / total if total else None,
@@ -115,6 +118,8 @@ def render_stats_table(stats: Mapping[str, Any]) -> str:
     rate = stats.get("slaBreachRate")
     shown = "-" if rate is None else f"{rate * 100:.1f}%"
     lines.append(f"SLA breached: {stats['slaBreached']} of {stats['total']} ({shown})")
+    if stats.get("unacknowledged"):
+        lines.append(f"Resolved without acknowledgement (not in MTTA): {stats['unacknowledged']}")
     return "\n".join(lines) + "\n"
 
 

@@ -85,3 +85,18 @@ def test_render_stats_table():
     assert ["MTTA", "3", "2m 30s", "2m", "4m 24s"] in cells
     assert ["MTTR", "1", "20m", "20m", "20m"] in cells
     assert lines[-1] == "SLA breached: 1 of 4 (25.0%)"
+
+
+def test_mtta_counts_only_incidents_someone_acknowledged():
+    auto = inc("auto", "resolved", "high", "checkout", 1, mttr=3600)
+    auto["status"].update(resolvedAt="2026-03-09T13:00:00Z", unacknowledged=True)
+    # Recorded by the old rule: every skipped state stamped with the resolution time.
+    legacy = inc("legacy", "resolved", "high", "checkout", 1, mtta=900, mttr=900)
+    legacy["status"].update(acknowledgedAt="2026-03-09T12:15:00Z", resolvedAt="2026-03-09T12:15:00Z")
+    person = inc("person", "resolved", "high", "checkout", 1, mtta=60, mttr=900)
+    person["status"].update(acknowledgedAt="2026-03-09T12:01:00Z", resolvedAt="2026-03-09T12:15:00Z")
+    s = stats.compute_stats([auto, legacy, person], NOW)
+    assert s["mtta"]["count"] == 1 and s["mtta"]["mean"] == 60
+    assert s["mttr"]["count"] == 3
+    assert s["unacknowledged"] == 2
+    assert "Resolved without acknowledgement (not in MTTA): 2" in stats.render_stats_table(s)
