@@ -9,7 +9,7 @@ from typing import Any
 
 from .lifecycle import ACTIVE_STATES, STATES, was_acknowledged
 from .timeutil import parse_or_none
-from .vocabulary import DEFAULT_SEVERITY, SEVERITIES, State
+from .vocabulary import DEFAULT_SEVERITY, ENDED_UNSUCCESSFULLY, SEVERITIES, AttemptResult, State
 
 
 def created_at(incident: Mapping[str, Any]) -> datetime | None:
@@ -127,3 +127,63 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Left-aligned columns separated by three spaces, like kubectl."""
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     return ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in [header] + rows]
+
+
+def daily_series(incidents: Sequence[Mapping[str, Any]], now: datetime, days: int) -> list[dict[str, Any]]:
+    """One entry per UTC day of the last `days` days (oldest first), of the incidents created
+    that day: `day`, `total`, `bySeverity` counts, `mtta`/`mttr` mean seconds by severity
+    (only incidents someone acknowledged count for MTTA) and `breached`."""
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    first = (now - timedelta(days=days - 1)).date()
+    buckets: list[dict[str, Any]] = []
+    for n in range(days):
+        day = first + timedelta(days=n)
+        buckets.append({"day": day.isoformat(), "total": 0, "breached": 0,
+                        "bySeverity": {str(s): 0 for s in SEVERITIES}, "_mtta": {}, "_mttr": {}})
+    for inc in incidents:
+        created = created_at(inc)
+        if created is None:
+            continue
+        index = (created.date() - first).days
+        if not 0 <= index < days:
+            continue
+        bucket = buckets[index]
+        severity = str((inc.get("spec") or {}).get("severity", DEFAULT_SEVERITY))
+        status = inc.get("status") or {}
+        bucket["total"] += 1
+        bucket["bySeverity"][severity] = bucket["bySeverity"].get(severity, 0) + 1
+        if (status.get("sla") or {}).get("breached"):
+            bucket["breached"] += 1
+        if was_acknowledged(status) is not False and _number(status.get("mttaSeconds")) is not None:
+            bucket["_mtta"].setdefault(severity, []).append(float(status["mttaSeconds"]))
+        if _number(status.get("mttrSeconds")) is not None:
+            bucket["_mttr"].setdefault(severity, []).append(float(status["mttrSeconds"]))
+    for bucket in buckets:
+        for key in ("mtta", "mttr"):
+            values: dict[str, list[float]] = bucket.pop("_" + key)
+            bucket[key] = {sev: sum(v) / len(v) for sev, v in values.items()}
+    return buckets
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def noisiest_services(incidents: Sequence[Mapping[str, Any]], limit: int = 10) -> list[tuple[str, int]]:
+    """(service, incident count), most incidents first, at most `limit`."""
+    counts = Counter(str((i.get("spec") or {}).get("service", "")) for i in incidents)
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+
+def remediation_outcomes(incidents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Remediation attempts by result, and the success rate of those that ended
+    (`DryRun` and the ones still in progress are not counted in the rate)."""
+    results: Counter[str] = Counter()
+    for inc in incidents:
+        for attempt in ((inc.get("status") or {}).get("remediation") or {}).get("attempts") or []:
+            results[str(attempt.get("result") or "")] += 1
+    done = (AttemptResult.SUCCEEDED, *ENDED_UNSUCCESSFULLY)
+    ended = sum(n for r, n in results.items() if r in done)
+    return {"byResult": dict(sorted(results.items())), "ended": ended,
+            "successRate": results[AttemptResult.SUCCEEDED] / ended if ended else None}
