@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from paramedic import kube
+from paramedic.console.apiserver import address_only
 from paramedic.console.app import create_app
 from paramedic.domain.timeutil import utcnow_iso
 from paramedic.settings import Settings
@@ -22,9 +23,7 @@ READ_ONLY_RULES: list[dict[str, Any]] = [
 
 def console_app(kubeconfig: Path):
     """The console's WSGI app: the API server's address and CA from the test kubeconfig; no credentials used."""
-    conn = kube.Connection.load(str(kubeconfig))
-    app = create_app(Settings.from_env({}), kube.Connection(host=conn.host, verify=conn.verify, token=lambda: None),
-                     secret=b"k" * 32)
+    app = create_app(Settings.from_env({}), address_only(str(kubeconfig)), secret=b"k" * 32)
     app.testing = True
     return app
 

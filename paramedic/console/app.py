@@ -21,6 +21,7 @@ from paramedic.domain.vocabulary import SEVERITIES
 from paramedic.settings import Settings
 
 from . import auth, charts, views
+from .apiserver import address_only
 from .auth import SESSION_NAMESPACES, SESSION_TOKEN, SESSION_USER, Keys
 
 log = logging.getLogger("paramedic.console")
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
     """The console. `connection` gives the API server's address and CA (its credentials are
     never used for people's requests); default: the console's kubeconfig or in-cluster config."""
     settings = settings or Settings.from_env()
-    base = connection or kube.Connection.load(settings.kubeconfig)
+    base = connection or address_only(settings.kubeconfig)
     keys = Keys.derive(secret or auth.load_key(settings.console_session_key_file))
     app = Flask(__name__)
     app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]

@@ -11,10 +11,10 @@ import logging
 import sys
 from typing import Any
 
-from paramedic import kube
 from paramedic.settings import Settings, SettingsError
 
 from . import auth
+from .apiserver import address_only
 
 log = logging.getLogger("paramedic.console")
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         # The API server's address and CA only: people's requests carry their own tokens.
-        connection = kube.Connection.load(settings.kubeconfig)
+        connection = address_only(settings.kubeconfig)
     except Exception as exc:  # the kubernetes loaders raise assorted types
         print(f"paramedic-console: cannot load the API server's address: {exc}", file=sys.stderr)
         return 2

@@ -144,3 +144,29 @@ def test_charts_escape_labels_and_scale():
     line = str(charts.lines("m", ["a", "b", "c"], [("rate", [None, 50.0, 25.0])]))
     assert line.count("<circle") == 2 and "<polyline" in line
     assert "(none)" in str(charts.hbars("s", [("", 3)]))
+
+
+def test_the_console_connection_carries_no_credentials_of_its_own(tmp_path, monkeypatch):
+    import base64
+
+    import trustme
+    import yaml
+
+    from paramedic.console.apiserver import address_only
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.crt"
+    ca.cert_pem.write_to_path(str(ca_file))
+    junk = base64.b64encode(b"not a certificate").decode()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443/", "certificate-authority": str(ca_file)}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        # An admin's credentials: a client certificate (unloadable here: loading it would fail) and a token.
+        "users": [{"name": "u", "user": {"client-certificate-data": junk, "client-key-data": junk,
+                                         "token": "admin-token"}}]}))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    conn = address_only(str(kubeconfig))
+    assert conn.host == "https://127.0.0.1:6443" and conn.token() is None
+    assert auth.user_client(conn, "person", 5).conn.token() == "Bearer person"
