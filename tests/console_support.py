@@ -3,7 +3,11 @@ rights (their own ServiceAccount tokens), and incidents made as the operator wou
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,8 @@ from paramedic.console.app import create_app
 from paramedic.domain.timeutil import utcnow_iso
 from paramedic.settings import Settings
 from tests.tenancy import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS
+
+VENV_BIN = Path(sys.executable).parent
 
 READ_ONLY_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["paramedic.dev"], "resources": ["incidents", "monitoredservices", "oncallschedules"],
@@ -57,3 +63,56 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
     assert found, "no CSRF token in the page"
     return found.group(1)
+
+
+class ConsoleProcess:
+    """`paramedic-console` (gunicorn) as a real subprocess on a loopback port."""
+
+    def __init__(self, kubeconfig: Path, log_dir: Path, env: dict[str, str] | None = None):
+        from devtools.cluster import free_port
+
+        self.port = free_port()
+        self.log_path = log_dir / f"console-{self.port}.log"
+        key = log_dir / f"console-{self.port}.key"
+        key.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
+        self.env = {"PARAMEDIC_KUBECONFIG": str(kubeconfig), "PARAMEDIC_CONSOLE_SESSION_KEY_FILE": str(key),
+                    **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ConsoleProcess:
+        import httpx
+
+        from devtools.wait import wait_for
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PARAMEDIC_")}
+        env.update(self.env)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([str(VENV_BIN / "paramedic-console"), "--bind", f"127.0.0.1:{self.port}"],
+                                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def serving() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"paramedic-console exited {self.proc.returncode}: {self.logs()[-2000:]}")
+            try:
+                return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_for(serving, 60, "paramedic-console serving /healthz")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

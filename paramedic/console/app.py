@@ -309,8 +309,8 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
 
         def minutes(key: str, sev: str) -> list[float | None]:
             return [None if sev not in b[key] else b[key][sev] / 60 for b in series]
-        mtta = charts.lines("MTTA by severity (minutes)", labels, [(s, minutes("mtta", s)) for s in sevs], "{:.0f}")
-        mttr = charts.lines("MTTR by severity (minutes)", labels, [(s, minutes("mttr", s)) for s in sevs], "{:.0f}")
+        mtta = charts.lines("MTTA by severity (minutes)", labels, [(s, minutes("mtta", s)) for s in sevs], "{:.1f}")
+        mttr = charts.lines("MTTR by severity (minutes)", labels, [(s, minutes("mttr", s)) for s in sevs], "{:.1f}")
         breach = charts.lines("SLA breach rate (%)", labels,
                               [("rate", [100 * b["breached"] / b["total"] if b["total"] else None for b in series])],
                               "{:.0f}%")

@@ -28,6 +28,11 @@ def _axis_max(value: float) -> float:
     return step * 10
 
 
+def _tick(value: float, yfmt: str) -> str:
+    """An axis label: three significant digits (small axes keep their decimals), the unit of `yfmt`."""
+    return f"{value:.3g}" + ("%" if yfmt.endswith("%") else "")
+
+
 def _frame(title: str, body: list[str], ymax: float, yfmt: str) -> Markup:
     plot_h = HEIGHT - PAD_BOTTOM - PAD_TOP
     grid = []
@@ -35,7 +40,7 @@ def _frame(title: str, body: list[str], ymax: float, yfmt: str) -> Markup:
         y = PAD_TOP + plot_h * (1 - frac)
         grid.append(f'<line class="grid" x1="{PAD_LEFT}" y1="{y:.1f}" x2="{WIDTH}" y2="{y:.1f}"/>'
                     f'<text class="axis" x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                    f'{escape(yfmt.format(ymax * frac))}</text>')
+                    f'{escape(_tick(ymax * frac, yfmt))}</text>')
     return Markup(f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">'
                   f'<title>{escape(title)}</title>{"".join(grid)}{"".join(body)}</svg>')
 

@@ -170,3 +170,9 @@ def test_the_console_connection_carries_no_credentials_of_its_own(tmp_path, monk
     conn = address_only(str(kubeconfig))
     assert conn.host == "https://127.0.0.1:6443" and conn.token() is None
     assert auth.user_client(conn, "person", 5).conn.token() == "Bearer person"
+
+
+def test_small_axes_keep_their_decimals():
+    svg = str(charts.lines("m", ["a"], [("high", [0.08])], "{:.1f}"))
+    assert ">0.1</text>" in svg and ">0.05</text>" in svg
+    assert ">100%</text>" in str(charts.lines("r", ["a"], [("rate", [100.0])], "{:.0f}%"))
