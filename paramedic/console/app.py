@@ -23,6 +23,7 @@ from paramedic.settings import Settings
 from . import auth, charts, views
 from .apiserver import address_only
 from .auth import SESSION_NAMESPACES, SESSION_TOKEN, SESSION_USER, Keys
+from .people import People, Person, name_of, visible
 
 log = logging.getLogger("paramedic.console")
 
@@ -55,6 +56,9 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=12), MAX_CONTENT_LENGTH=256 * 1024)
     app.jinja_env.autoescape = True  # every template, whatever its name: CR values are escaped
     markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+    # Each signed-in person's own pooled client and watch-fed lists (console/people.py).
+    people = People(lambda token: auth.user_client(base, token, settings.api_timeout_seconds))
+    app.extensions["paramedic.people"] = people
 
     # --- the person ------------------------------------------------------------------------
     def bearer() -> str | None:
@@ -64,33 +68,36 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
         sealed = session.get(SESSION_TOKEN)
         return keys.unseal(sealed) if sealed else None
 
-    def client() -> kube.KubeClient:
-        if "client" not in g:
+    def person() -> Person:
+        if "person" not in g:
             token = bearer()
             if not token:
                 raise SignInNeeded()
             g.token = token
-            g.client = auth.user_client(base, token, settings.api_timeout_seconds)
-        return g.client
+            g.person = people.get(token)
+        return g.person
+
+    def client() -> kube.KubeClient:
+        return person().client
 
     def whoami() -> str:
         if "user" not in g:
             if auth.header_token(request) is None and session.get(SESSION_USER):
                 g.user = session[SESSION_USER]
             else:
-                g.user = identity(client())
+                g.user = name_of(person(), identity)
         return g.user
+
+    def listed(res: kube.Resource) -> tuple[list[dict], list[str]]:
+        return visible(person(), res, namespaces_hint(), list_visible)
+
+    def summaries() -> tuple[list[views.Summary], list[str]]:
+        return visible(person(), kube.INCIDENTS, namespaces_hint(), list_visible, views.summarize)
 
     def namespaces_hint() -> list[str]:
         hint = list(session.get(SESSION_NAMESPACES) or [])
         own = auth.service_account_namespace(whoami())
         return hint + ([own] if own and own not in hint else [])
-
-    @app.teardown_request
-    def close_client(_exc: BaseException | None) -> None:
-        c = g.pop("client", None)
-        if c is not None:
-            c.close()
 
     @app.context_processor
     def globals_() -> dict[str, Any]:
@@ -128,6 +135,9 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
     @app.errorhandler(kube.ApiError)
     def api_error(exc: kube.ApiError) -> Any:
         if exc.status == 401:
+            token = g.get("token")
+            if token:
+                people.forget(token)
             session.clear()
             return redirect(url_for("signin"))
         status = exc.status if exc.status in (403, 404, 409, 422) else 502
@@ -185,6 +195,9 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
 
     @app.post("/signout")
     def signout() -> Any:
+        token = bearer()
+        if token:
+            people.forget(token)
         session.clear()
         return redirect(url_for("signin"))
 
@@ -195,7 +208,7 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
     # --- incidents -------------------------------------------------------------------------
     def incident_listing() -> tuple[views.Filters, views.Listing, list[str]]:
         filters = views.Filters.parse(request.args)
-        items, denied = list_visible(client(), kube.INCIDENTS, namespaces_hint())
+        items, denied = summaries()
         return filters, views.listing(items, filters, utcnow()), denied
 
     @app.get("/incidents")
@@ -235,7 +248,8 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
 
     def patch_incident(ns: str, name: str, changes: dict[str, Any], reason: str | None = None) -> Any:
         """The same merge patch `kubectl paramedic` writes: the change, who made it, why and when."""
-        client().patch(kube.INCIDENTS, name, lifecycle.spec_patch(changes, whoami(), reason, utcnow()), ns)
+        patch = lifecycle.spec_patch(changes, whoami(), reason, utcnow())
+        person().written(kube.INCIDENTS, client().patch(kube.INCIDENTS, name, patch, ns))
         return redirect(url_for("incident", ns=ns, name=name))
 
     @app.post("/ns/<ns>/incidents/<name>/state")
@@ -268,7 +282,7 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
     @app.get("/services")
     def services() -> Any:
         whoami()
-        items, denied = list_visible(client(), kube.MONITORED_SERVICES, namespaces_hint())
+        items, denied = listed(kube.MONITORED_SERVICES)
         items.sort(key=lambda s: (s["metadata"].get("namespace", ""), s["metadata"]["name"]))
         patchable = {ns: can(client(), "patch", kube.MONITORED_SERVICES, ns)
                      for ns in {s["metadata"].get("namespace", "") for s in items}}
@@ -279,14 +293,14 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
     def pause(ns: str, name: str) -> Any:
         paused = request.form.get("paused") == "true"
         patch = {"metadata": {"annotations": {lifecycle.PAUSED_ANNOTATION: "true" if paused else None}}}
-        client().patch(kube.MONITORED_SERVICES, name, patch, ns)
+        person().written(kube.MONITORED_SERVICES, client().patch(kube.MONITORED_SERVICES, name, patch, ns))
         return redirect(url_for("services"))
 
     # --- on call ---------------------------------------------------------------------------
     @app.get("/oncall")
     def oncall() -> Any:
         whoami()
-        items, denied = list_visible(client(), kube.ONCALL_SCHEDULES, namespaces_hint())
+        items, denied = listed(kube.ONCALL_SCHEDULES)
         now = utcnow()
         teams = [views.oncall_team(s, now) for s in sorted(items, key=lambda s: (s["metadata"].get("namespace", ""),
                                                                                  s["metadata"]["name"]))]
@@ -298,7 +312,7 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
         whoami()
         rng = request.args.get("range", "30d")
         days = INSIGHT_RANGES.get(rng, 30)
-        items, denied = list_visible(client(), kube.INCIDENTS, namespaces_hint())
+        items, denied = listed(kube.INCIDENTS)
         now = utcnow()
         recent = [i for i in items if views.created_within(i, now, days)]
         series = daily_series(recent, now, days)
@@ -350,13 +364,21 @@ def can(client: kube.KubeClient, verb: str, res: kube.Resource, namespace: str, 
     return bool(((review or {}).get("status") or {}).get("allowed"))
 
 
-def list_visible(client: kube.KubeClient, res: kube.Resource, hint: list[str]) -> tuple[list[dict], list[str]]:
+def list_visible(client: kube.KubeClient, res: kube.Resource, hint: list[str],
+                 not_older_than: str = "") -> tuple[list[dict], list[str], list[str] | None]:
     """Every object of `res` the person may list: across the cluster when allowed, else in each
     namespace they may list (all namespaces' names if they may read those, plus the ones they
     named at sign-in and their ServiceAccount's). Served by the watch cache (cheap; new objects
-    show up within a moment). Returns (items, namespaces refused)."""
+    show up within a moment). Returns (items, namespaces refused, the scope listed: None for
+    cluster-wide, else the namespaces). After a write of the person's, no older than it."""
+    floor = kube.ReadFloor()
+    floor.see({"metadata": {"resourceVersion": not_older_than}})
+    cached = not not_older_than
+
+    def list_in(ns: str | None) -> list[dict]:
+        return client.list(res, ns, cached=cached, floor=None if cached else floor)
     try:
-        return client.list(res, cached=True), []
+        return list_in(None), [], None
     except kube.ApiError as exc:
         if exc.status != 403:
             raise
@@ -368,12 +390,14 @@ def list_visible(client: kube.KubeClient, res: kube.Resource, hint: list[str]) -
             raise
     items: list[dict] = []
     denied: list[str] = []
+    scope: list[str] = []
     for ns in dict.fromkeys(names):
         try:
-            items += client.list(res, ns, cached=True)
+            items += list_in(ns)
+            scope.append(ns)
         except kube.ApiError as exc:
             if exc.status not in (403, 404):
                 raise
             if ns in hint:
                 denied.append(ns)
-    return items, denied
+    return items, denied, scope

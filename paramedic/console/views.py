@@ -23,7 +23,7 @@ RANGES: dict[str, timedelta | None] = {
     "30d": timedelta(days=30), "90d": timedelta(days=90), "all": None,
 }
 SORTS = ("newest", "oldest", "severity", "state", "service", "sla")
-PAGE_ROWS = 200
+PAGE_ROWS = 100
 """Rows rendered at most (the counts cover every match): a page of 5,000 rows helps nobody."""
 
 ACTION_LABELS = {State.ACKNOWLEDGED: "Acknowledge", State.INVESTIGATING: "Investigate",
@@ -70,26 +70,54 @@ def _haystack(inc: Mapping[str, Any]) -> str:
     return " ".join(str(p) for p in parts if p).lower()
 
 
-def matches(inc: Mapping[str, Any], f: Filters, now: datetime, with_state: bool = True) -> bool:
-    spec, meta = _spec(inc), inc.get("metadata") or {}
-    if with_state and f.state and state_of(inc) != f.state:
+_SEVERITY_RANK = {str(s): n for n, s in enumerate(SEVERITIES)}
+_STATE_RANK = {str(s): n for n, s in enumerate(STATES)}
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the list filters and sorts on, taken from one Incident once (see `summarize`)."""
+
+    inc: Mapping[str, Any]
+    namespace: str
+    name: str
+    state: str
+    severity: str
+    service: str
+    assignee: str
+    source: str
+    created: datetime | None
+    stamp: str
+    haystack: str
+
+
+def summarize(items: Iterable[Mapping[str, Any]]) -> list[Summary]:
+    """One Summary per Incident: built once per change of a person's cache, not per request."""
+    out = []
+    for inc in items:
+        spec, meta = _spec(inc), inc.get("metadata") or {}
+        out.append(Summary(inc=inc, namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""),
+                           state=str(spec.get("state") or State.OPEN),
+                           severity=str(spec.get("severity") or DEFAULT_SEVERITY),
+                           service=str(spec.get("service") or ""), assignee=str(spec.get("assignee") or ""),
+                           source=str(spec.get("source") or ""), created=created_at(inc),
+                           stamp=str(meta.get("creationTimestamp") or ""), haystack=_haystack(inc)))
+    return out
+
+
+def matches(s: Summary, f: Filters, now: datetime, with_state: bool = True) -> bool:
+    if with_state and f.state and s.state != f.state:
         return False
-    if with_state and f.active and not is_active(state_of(inc)):
+    if with_state and f.active and not is_active(s.state):
         return False
-    checks = ((f.severity, spec.get("severity", DEFAULT_SEVERITY)), (f.service, spec.get("service")),
-              (f.assignee, spec.get("assignee")), (f.namespace, meta.get("namespace")), (f.source, spec.get("source")))
-    if any(want and str(have or "") != want for want, have in checks):
+    if (f.severity and s.severity != f.severity) or (f.service and s.service != f.service) \
+            or (f.assignee and s.assignee != f.assignee) or (f.namespace and s.namespace != f.namespace) \
+            or (f.source and s.source != f.source):
         return False
     window = RANGES.get(f.range)
-    if window is not None:
-        created = created_at(inc)
-        if created is None or created < now - window:
-            return False
-    if f.q:
-        hay = _haystack(inc)
-        if not all(word in hay for word in f.q.lower().split()):
-            return False
-    return True
+    if window is not None and (s.created is None or s.created < now - window):
+        return False
+    return not f.q or all(word in s.haystack for word in f.q.lower().split())
 
 
 def _sla_seconds(inc: Mapping[str, Any], now: datetime) -> float:
@@ -97,21 +125,18 @@ def _sla_seconds(inc: Mapping[str, Any], now: datetime) -> float:
     return float("inf") if left is None else left.total_seconds()
 
 
-def sort_incidents(items: list[Mapping[str, Any]], how: str, now: datetime) -> list[Mapping[str, Any]]:
-    def created(inc: Mapping[str, Any]) -> str:
-        return str((inc.get("metadata") or {}).get("creationTimestamp") or "")
-    newest = sorted(items, key=lambda i: (created(i), (i.get("metadata") or {}).get("name", "")), reverse=True)
+def sort_incidents(items: list[Summary], how: str, now: datetime) -> list[Summary]:
+    newest = sorted(items, key=lambda s: (s.stamp, s.name), reverse=True)
     if how == "oldest":
         return newest[::-1]
     if how == "severity":
-        rank = {s: n for n, s in enumerate(SEVERITIES)}
-        return sorted(newest, key=lambda i: rank.get(_spec(i).get("severity", DEFAULT_SEVERITY), len(rank)))
+        return sorted(newest, key=lambda s: _SEVERITY_RANK.get(s.severity, len(_SEVERITY_RANK)))
     if how == "state":
-        return sorted(newest, key=lambda i: state_index(state_of(i)) if state_of(i) in STATES else 99)
+        return sorted(newest, key=lambda s: _STATE_RANK.get(s.state, 99))
     if how == "service":
-        return sorted(newest, key=lambda i: str(_spec(i).get("service") or ""))
+        return sorted(newest, key=lambda s: s.service)
     if how == "sla":
-        return sorted(newest, key=lambda i: _sla_seconds(i, now))
+        return sorted(newest, key=lambda s: _sla_seconds(s.inc, now))
     return newest
 
 
@@ -124,27 +149,23 @@ class Listing:
     options: dict[str, list[str]] = field(default_factory=dict)
 
 
-def listing(items: Sequence[Mapping[str, Any]], f: Filters, now: datetime) -> Listing:
+def listing(items: Sequence[Summary], f: Filters, now: datetime) -> Listing:
     """The incidents page: counts by state among those matching every filter but the state,
     the rows matching all of them (sorted, at most PAGE_ROWS), and the filters' choices."""
-    base = [i for i in items if matches(i, f, now, with_state=False)]
-    counts = Counter(state_of(i) for i in base)
-    chosen = [i for i in base if matches(i, f, now)]
+    base = [s for s in items if matches(s, f, now, with_state=False)]
+    counts = Counter(s.state for s in base)
+    chosen = [s for s in base if (not f.state or s.state == f.state) and (not f.active or is_active(s.state))]
     ordered = sort_incidents(chosen, f.sort, now)
-    return Listing(rows=[row(i, now) for i in ordered[:PAGE_ROWS]], total=len(chosen),
+    return Listing(rows=[row(s.inc, now) for s in ordered[:PAGE_ROWS]], total=len(chosen),
                    shown=min(len(chosen), PAGE_ROWS),
                    counts={str(s): counts.get(s, 0) for s in STATES}, options=options(items))
 
 
-def options(items: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
-    seen: dict[str, set[str]] = {"service": set(), "assignee": set(), "namespace": set(), "source": set()}
-    for inc in items:
-        spec, meta = _spec(inc), inc.get("metadata") or {}
-        for key, value in (("service", spec.get("service")), ("assignee", spec.get("assignee")),
-                           ("namespace", meta.get("namespace")), ("source", spec.get("source"))):
-            if value:
-                seen[key].add(str(value))
-    return {k: sorted(v) for k, v in seen.items()}
+def options(items: Sequence[Summary]) -> dict[str, list[str]]:
+    return {"service": sorted({s.service for s in items} - {""}),
+            "assignee": sorted({s.assignee for s in items} - {""}),
+            "namespace": sorted({s.namespace for s in items} - {""}),
+            "source": sorted({s.source for s in items} - {""})}
 
 
 def age(inc: Mapping[str, Any], now: datetime) -> str:

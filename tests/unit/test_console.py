@@ -29,27 +29,30 @@ ITEMS = [
 ]
 
 
+SUMMARIES = views.summarize(ITEMS)
+
+
 def names(listing):
     return [r["name"] for r in listing.rows]
 
 
 def test_filters_counts_and_sorting():
-    every = views.listing(ITEMS, views.Filters.parse({}), NOW)
+    every = views.listing(SUMMARIES, views.Filters.parse({}), NOW)
     assert names(every) == ["i1", "i2", "i4", "i3"] and every.total == 4
     assert every.counts == {"open": 2, "acknowledged": 1, "investigating": 0, "mitigated": 0, "resolved": 1,
                             "closed": 0}
-    opened = views.listing(ITEMS, views.Filters.parse({"state": "open"}), NOW)
+    opened = views.listing(SUMMARIES, views.Filters.parse({"state": "open"}), NOW)
     assert names(opened) == ["i1", "i4"]
     assert opened.counts["resolved"] == 1  # the counts ignore the state filter, so its choices stay visible
-    assert names(views.listing(ITEMS, views.Filters.parse({"range": "24h"}), NOW)) == ["i1", "i2"]
-    assert names(views.listing(ITEMS, views.Filters.parse({"severity": "low"}), NOW)) == ["i2"]
-    assert names(views.listing(ITEMS, views.Filters.parse({"assignee": "ana@example.com"}), NOW)) == ["i2"]
-    assert names(views.listing(ITEMS, views.Filters.parse({"namespace": "b", "source": "probe"}), NOW)) == ["i3"]
-    assert names(views.listing(ITEMS, views.Filters.parse({"q": "crashlooping"}), NOW)) == ["i4"]
-    assert names(views.listing(ITEMS, views.Filters.parse({"q": "checkout 500s"}), NOW)) == ["i1"]
-    assert names(views.listing(ITEMS, views.Filters.parse({"sort": "severity"}), NOW)) == ["i1", "i4", "i3", "i2"]
-    assert names(views.listing(ITEMS, views.Filters.parse({"sort": "oldest"}), NOW))[0] == "i3"
-    assert names(views.listing(ITEMS, views.Filters.parse({"active": "1"}), NOW)) == ["i1", "i2", "i4"]
+    assert names(views.listing(SUMMARIES, views.Filters.parse({"range": "24h"}), NOW)) == ["i1", "i2"]
+    assert names(views.listing(SUMMARIES, views.Filters.parse({"severity": "low"}), NOW)) == ["i2"]
+    assert names(views.listing(SUMMARIES, views.Filters.parse({"assignee": "ana@example.com"}), NOW)) == ["i2"]
+    assert names(views.listing(SUMMARIES, views.Filters.parse({"namespace": "b", "source": "probe"}), NOW)) == ["i3"]
+    assert names(views.listing(SUMMARIES, views.Filters.parse({"q": "crashlooping"}), NOW)) == ["i4"]
+    assert names(views.listing(SUMMARIES, views.Filters.parse({"q": "checkout 500s"}), NOW)) == ["i1"]
+    assert names(views.listing(SUMMARIES, views.Filters.parse({"sort": "severity"}), NOW)) == ["i1", "i4", "i3", "i2"]
+    assert names(views.listing(SUMMARIES, views.Filters.parse({"sort": "oldest"}), NOW))[0] == "i3"
+    assert names(views.listing(SUMMARIES, views.Filters.parse({"active": "1"}), NOW)) == ["i1", "i2", "i4"]
     assert views.Filters.parse({"sort": "evil", "range": "9y"}) == views.Filters()
     assert every.options["service"] == ["cart", "checkout", "search"]
 
@@ -57,7 +60,7 @@ def test_filters_counts_and_sorting():
 def test_rows_are_capped_but_counted():
     many = [inc(f"n{i:05d}", created=f"2026-03-10T{i // 3600 % 10:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z")
             for i in range(views.PAGE_ROWS + 50)]
-    out = views.listing(many, views.Filters(), NOW)
+    out = views.listing(views.summarize(many), views.Filters(), NOW)
     assert out.total == views.PAGE_ROWS + 50 and len(out.rows) == out.shown == views.PAGE_ROWS
 
 
@@ -176,3 +179,67 @@ def test_small_axes_keep_their_decimals():
     svg = str(charts.lines("m", ["a"], [("high", [0.08])], "{:.1f}"))
     assert ">0.1</text>" in svg and ">0.05</text>" in svg
     assert ">100%</text>" in str(charts.lines("r", ["a"], [("rate", [100.0])], "{:.0f}%"))
+
+
+def test_people_are_kept_apart_forgotten_when_idle_and_bounded():
+    from paramedic.console.people import People
+
+    closed: list[str] = []
+
+    class FakeClient:
+        def __init__(self, token):
+            self.token = token
+
+        def close(self):
+            closed.append(self.token)
+
+    people = People(FakeClient, max_people=2, idle_seconds=3600)
+    a = people.get("token-a")
+    assert people.get("token-a") is a and people.get("token-b").client.token == "token-b"
+    people.get("token-c")  # a is the least recently seen: it goes
+    assert closed == ["token-a"] and people.get("token-a") is not a
+    people.forget("token-c")
+    assert "token-c" in closed
+    idle = People(FakeClient, idle_seconds=0)
+    idle.get("x")
+    idle.get("y")
+    assert "x" in closed
+
+
+def test_visible_reads_memory_only_when_fresh_and_not_older_than_the_persons_write():
+    from paramedic import kube
+    from paramedic.console import people as pp
+
+    calls = []
+
+    def lister(client, res, hint, not_older_than):
+        calls.append(not_older_than)
+        return [{"metadata": {"name": "x"}}], [], ["ns"]
+
+    class FakeInformer:
+        def __init__(self, *a):
+            self.fresh, self.rv = True, 10
+
+        def start(self):
+            return self
+
+        def seen(self, rv):
+            return self.rv >= int(rv or 0)
+
+        def items(self):
+            return [{"metadata": {"name": "from-memory"}}]
+
+    person = pp.Person(client=None)
+    orig = pp.Informer
+    pp.Informer = FakeInformer
+    try:
+        assert pp.visible(person, kube.INCIDENTS, [], lister)[0][0]["metadata"]["name"] == "x"
+        assert pp.visible(person, kube.INCIDENTS, [], lister)[0][0]["metadata"]["name"] == "from-memory"
+        person.written(kube.INCIDENTS, {"metadata": {"resourceVersion": "11"}})
+        assert pp.visible(person, kube.INCIDENTS, [], lister)[0][0]["metadata"]["name"] == "x"
+        assert calls == ["", "11"]
+        person.informers[("incidents", "ns")].fresh = False
+        pp.visible(person, kube.INCIDENTS, [], lister)
+        assert len(calls) == 3
+    finally:
+        pp.Informer = orig
