@@ -47,7 +47,8 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
     base = connection or address_only(settings.kubeconfig)
     keys = Keys.derive(secret or auth.load_key(settings.console_session_key_file))
     app = Flask(__name__)
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    # X-Forwarded-Proto from a TLS-terminating proxy: the session cookie is then Secure.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=0)  # type: ignore[method-assign]
     app.session_interface = auth.SessionInterface()
     app.secret_key = keys.signing
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
