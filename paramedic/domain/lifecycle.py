@@ -73,8 +73,8 @@ def state_effects(old_state: str | None, new_state: str, status: Mapping[str, An
     The state reached gets its timestamp (`now`), unless one is already recorded:
     re-running after a restart changes nothing. States skipped over are not stamped
     (nobody was in them), except acknowledgement when the move lands on investigating.
-    MTTA counts from status.createdAt to the acknowledgement; an incident that reached
-    resolved or closed without one gets `unacknowledged: true` and no MTTA, so an
+    MTTA counts from status.createdAt to the acknowledgement; on reaching resolved or
+    closed, `unacknowledged` records whether nobody acknowledged (then no MTTA), so an
     auto-resolved incident's MTTA is not its MTTR. MTTR counts to resolution (or closing,
     if resolution was skipped). `observedState` is set to `new_state`. A move that is
     not forward yields an empty dict.
@@ -100,19 +100,20 @@ def state_effects(old_state: str | None, new_state: str, status: Mapping[str, An
         res = _first_reached(merged, (State.RESOLVED, State.CLOSED))
         if res is not None and "mttrSeconds" not in status:
             effects["mttrSeconds"] = _seconds(created, res)
-    if ack is None and not is_active(new_state) and "unacknowledged" not in status:
-        effects["unacknowledged"] = True
+    if not is_active(new_state) and "unacknowledged" not in status:
+        # Resolved now: known. Resolved before the field existed (now closing): read as recorded then.
+        effects["unacknowledged"] = ack is None if is_active(old) else was_acknowledged(status) is False
     effects["observedState"] = new_state
     return effects
 
 
 def was_acknowledged(status: Mapping[str, Any]) -> bool | None:
     """Whether someone acknowledged the incident: True, False (it reached resolution without
-    that), or None (still active and unacknowledged). Objects recorded before
-    `unacknowledged` existed stamped every skipped state with the resolution time: an
-    acknowledgement at exactly that time is read as none."""
-    if status.get("unacknowledged"):
-        return False
+    that), or None (still active and unacknowledged). Objects resolved before
+    `unacknowledged` existed stamped every skipped state with the resolution time: for them
+    an acknowledgement at exactly that time is read as none."""
+    if isinstance(status.get("unacknowledged"), bool):
+        return not status["unacknowledged"]
     ack = parse_or_none(status.get(TIMESTAMP_FIELDS[State.ACKNOWLEDGED]))
     if ack is None:
         ack = parse_or_none(status.get(TIMESTAMP_FIELDS[State.INVESTIGATING]))

@@ -69,8 +69,17 @@ def test_investigating_straight_from_open_is_an_acknowledgement():
 def test_acknowledged_then_resolved_keeps_both_clocks_apart():
     status = {"createdAt": "2026-03-01T11:00:00Z", "acknowledgedAt": "2026-03-01T11:05:00Z", "mttaSeconds": 300}
     fx = lc.state_effects("acknowledged", "resolved", status, T0)
-    assert fx == {"resolvedAt": "2026-03-01T12:00:00Z", "mttrSeconds": 3600, "observedState": "resolved"}
+    assert fx == {"resolvedAt": "2026-03-01T12:00:00Z", "mttrSeconds": 3600, "unacknowledged": False,
+                  "observedState": "resolved"}
     assert lc.was_acknowledged({**status, **fx}) is True
+
+
+def test_acknowledged_and_resolved_in_the_same_second_is_still_acknowledged():
+    status = {"createdAt": "2026-03-01T11:00:00Z"}
+    status.update(lc.state_effects("open", "acknowledged", status, T0))
+    status.update(lc.state_effects("acknowledged", "resolved", status, T0))
+    assert status["mttaSeconds"] == status["mttrSeconds"] and status["acknowledgedAt"] == status["resolvedAt"]
+    assert lc.was_acknowledged(status) is True
 
 
 def test_objects_recorded_before_the_fix_read_as_unacknowledged():
@@ -100,7 +109,7 @@ def test_closing_after_resolution_keeps_mttr():
     status = {"createdAt": "2026-03-01T11:00:00Z", "resolvedAt": "2026-03-01T11:30:00Z", "mttrSeconds": 1800,
               "acknowledgedAt": "2026-03-01T11:05:00Z", "mttaSeconds": 300}
     fx = lc.state_effects("resolved", "closed", status, T0)
-    assert fx == {"closedAt": "2026-03-01T12:00:00Z", "observedState": "closed"}
+    assert fx == {"closedAt": "2026-03-01T12:00:00Z", "unacknowledged": False, "observedState": "closed"}
 
 
 def test_backward_or_same_state_has_no_effects():
@@ -193,3 +202,11 @@ def test_changed_at_uses_the_changers_stamp_only_when_it_fits():
     early = state_patch("acknowledged", "a", None, created - timedelta(hours=1))["metadata"]["annotations"]
     assert changed_at({**inc, "metadata": {"annotations": early}}, now) == created
     assert changed_at({"metadata": {}, "spec": {"state": "open"}}, now) == now
+
+
+def test_closing_an_incident_resolved_before_the_fix_records_what_it_was():
+    legacy = {"createdAt": "2026-03-01T11:00:00Z", "acknowledgedAt": "2026-03-01T11:30:00Z",
+              "resolvedAt": "2026-03-01T11:30:00Z", "mttaSeconds": 1800, "mttrSeconds": 1800}
+    assert lc.state_effects("resolved", "closed", legacy, T0)["unacknowledged"] is True
+    acked = {**legacy, "acknowledgedAt": "2026-03-01T11:05:00Z", "mttaSeconds": 300}
+    assert lc.state_effects("resolved", "closed", acked, T0)["unacknowledged"] is False
