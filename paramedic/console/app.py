@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -22,7 +23,7 @@ from paramedic.settings import Settings
 
 from . import auth, charts, views
 from .apiserver import address_only
-from .auth import SESSION_NAMESPACES, SESSION_TOKEN, SESSION_USER, Keys
+from .auth import SESSION_NAMESPACES, SESSION_SIGNIN, SESSION_TOKEN, SESSION_USER, Keys
 from .people import People, Person, name_of, visible
 
 log = logging.getLogger("paramedic.console")
@@ -163,6 +164,10 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
     @app.route("/signin", methods=["GET", "POST"])
     def signin() -> Any:
         error = ""
+        if request.method == "POST" and not keys.csrf_ok(session.get(SESSION_SIGNIN, ""),
+                                                         request.form.get("csrf", "")):
+            # A sign-in form posted from elsewhere (login CSRF): its page never got our cookie.
+            abort(400, "the sign-in form is stale or was not sent from this console: reload it and try again")
         if request.method == "POST":
             token = request.form.get("token", "").strip()
             wanted = [n for n in request.form.get("namespaces", "").replace(",", " ").split() if n][:50]
@@ -192,7 +197,10 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
                     if not target.startswith("/") or target.startswith("//"):
                         target = url_for("incidents")
                     return redirect(target)
-        return render_template("signin.html", error=error), (401 if error else 200)
+        if not session.get(SESSION_SIGNIN):
+            session[SESSION_SIGNIN] = secrets.token_hex(16)
+        return render_template("signin.html", error=error, signin_csrf=keys.csrf_token(session[SESSION_SIGNIN])), \
+            (401 if error else 200)
 
     @app.post("/signout")
     def signout() -> Any:

@@ -24,6 +24,8 @@ from paramedic import kube
 SESSION_TOKEN = "t"
 SESSION_USER = "u"
 SESSION_NAMESPACES = "ns"
+SESSION_SIGNIN = "s"
+"""A random value the sign-in form's CSRF token is bound to (before there is a bearer token)."""
 
 
 def load_key(path: str) -> bytes:

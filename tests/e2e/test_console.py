@@ -18,7 +18,8 @@ def app(kubeconfig):
 
 def sign_in(app, token: str, namespaces: str = ""):
     web = app.test_client()
-    resp = web.post("/signin", data={"token": token, "namespaces": namespaces})
+    form = web.get("/signin").get_data(as_text=True)
+    resp = web.post("/signin", data={"token": token, "namespaces": namespaces, "csrf": csrf_of(form)})
     assert resp.status_code == 302, resp.get_data(as_text=True)
     return web
 
@@ -44,11 +45,15 @@ def test_sign_in_shows_only_what_the_tokens_rbac_allows(app, kube_client, tenant
     assert other.status_code == 403 and "403" in other.get_data(as_text=True)
 
 
-def test_bad_token_is_refused_at_sign_in(app):
+def test_bad_token_is_refused_at_sign_in(app, tenants):
     web = app.test_client()
-    resp = web.post("/signin", data={"token": "not-a-token"})
+    token = csrf_of(web.get("/signin").get_data(as_text=True))
+    resp = web.post("/signin", data={"token": "not-a-token", "csrf": token})
     assert resp.status_code == 401 and "did not accept" in resp.get_data(as_text=True)
     assert web.get("/incidents").status_code == 302
+    # A sign-in posted from another site (no form of ours, so no CSRF token) signs nobody in.
+    forged = app.test_client().post("/signin", data={"token": tenants[0].token})
+    assert forged.status_code == 400
 
 
 def test_bearer_header_per_request_without_a_session(app, kube_client, tenants):
