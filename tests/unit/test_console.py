@@ -243,3 +243,15 @@ def test_visible_reads_memory_only_when_fresh_and_not_older_than_the_persons_wri
         assert len(calls) == 3
     finally:
         pp.Informer = orig
+
+
+def test_browser_tests_skip_without_chromium_locally_and_fail_in_ci(monkeypatch):
+    from tests.e2e import test_console_browser as browser
+
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium"):
+        browser._browser_binaries()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no browser in CI"):
+        browser._browser_binaries()
