@@ -122,6 +122,12 @@ lint-chart: chart-crds ## helm lint and render the chart (values.schema.json app
 	  || { echo "values.schema.json accepted matchType ~" >&2; exit 1; }
 	@! helm template $(RELEASE) charts/paramedic --set webhook.replicas=x >/dev/null 2>&1 \
 	  || { echo "values.schema.json accepted webhook.replicas=x" >&2; exit 1; }
+	helm template $(RELEASE) charts/paramedic --namespace $(RELEASE_NAMESPACE) --set console.ingress.enabled=true \
+	  --set console.ingress.host=paramedic.example.com --set console.ingress.tlsSecretName=console-tls \
+	  --set console.url=https://paramedic.example.com --set console.existingSecret=console-key >/dev/null
+	helm template $(RELEASE) charts/paramedic --namespace $(RELEASE_NAMESPACE) --set console.enabled=false >/dev/null
+	@! helm template $(RELEASE) charts/paramedic --set console.url=javascript:x >/dev/null 2>&1 \
+	  || { echo "values.schema.json accepted console.url=javascript:x" >&2; exit 1; }
 
 kind-up: ## create the kind cluster `paramedic`
 	kind create cluster --name $(KIND_CLUSTER)

@@ -61,6 +61,13 @@ BINARIES = {
 ALERT_NAME = "DemoServiceDown"
 # The demo Service's fixed ClusterIP: its probe targets are known before it exists.
 DEMO_CLUSTER_IP = "10.0.0.80"
+RESPONDER = "responder"
+"""The demo's on-call person for the web console: a ServiceAccount with a Role in the demo's namespace."""
+RESPONDER_RULES: list[dict[str, Any]] = [
+    {"apiGroups": ["paramedic.dev"], "resources": ["incidents", "monitoredservices"],
+     "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["paramedic.dev"], "resources": ["oncallschedules"], "verbs": ["get", "list", "watch"]},
+]
 POLL = 0.4
 SETTLE_SECONDS = 5.0  # after resolution, how long late records (alert resolution, playbook result) may take
 # Seconds after the break by which each step of the story must have happened.
@@ -171,6 +178,10 @@ class Demo:
     def token_file(self) -> Path:
         return self.root / "webhook-token"
 
+    @property
+    def console_token_file(self) -> Path:
+        return self.root / "console-token"
+
     def url(self, name: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
 
@@ -217,7 +228,7 @@ class Demo:
 
         self._image()
         for name in ("smtp", "blackbox", "alertmanager", "prometheus", "webhook", "operator",
-                     "operator-health"):
+                     "operator-health", "console"):
             self.ports[name] = free_port()
         self.state["ports"] = self.ports
         self.token_file.write_text(secrets.token_urlsafe(24) + "\n")
@@ -249,12 +260,17 @@ class Demo:
         self._start("operator", [str(VENV_BIN / "paramedic-operator"), "--standalone", "--namespace", self.namespace],
                     ready=lambda: _http_status(self.url("operator-health", "/healthz")) == 200,
                     what=f"Paramedic operator (health on {self.url('operator-health', '/healthz')})", timeout=90)
+        self._start("console", [str(VENV_BIN / "paramedic-console"), "--bind", f"127.0.0.1:{self.ports['console']}"],
+                    ready=lambda: _http_status(self.url("console", "/healthz")) == 200,
+                    what=f"Paramedic console on {self.url('console')}", timeout=60)
         self.line("services", f"SMTP :{self.ports['smtp']}, blackbox :{self.ports['blackbox']}, "
                               f"Alertmanager :{self.ports['alertmanager']}, Prometheus :{self.ports['prometheus']}, "
-                              f"webhook :{self.ports['webhook']}, operator (metrics :{self.ports['operator']})")
+                              f"webhook :{self.ports['webhook']}, operator (metrics :{self.ports['operator']}), "
+                              f"console :{self.ports['console']}")
         self.line("paramedic", "the operator and the webhook run as local processes here; the Helm chart runs "
                                "them in pods from the same image (tests/e2e/test_in_cluster.py)")
         self._apply()
+        self._responder()
         self._wait_ready()
         self.out(f"  {'ready':<14} in {time.monotonic() - started:.1f}s\n")
 
@@ -384,6 +400,8 @@ class Demo:
             # The demo's services run on loopback or the real node's pod bridge, which probes
             # and hooks refuse unless the admin allowlist names them.
             "PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,10.77.0.0/24",
+            # Notifications link to the incident's page in the console.
+            "PARAMEDIC_CONSOLE_URL": self.url("console"),
         })
         return env
 
@@ -406,6 +424,29 @@ class Demo:
                 return
             time.sleep(0.2)
         raise DemoError(f"{what} was not ready within {timeout:.0f}s (log: {_rel(log_path)})")
+
+    def _responder(self) -> None:
+        """The console's demo responder: a ServiceAccount with a Role in the demo's namespace, and
+        a sign-in token for it (what `kubectl create token responder` prints: a TokenRequest)."""
+        ns = self.namespace
+        rbac = "rbac.authorization.k8s.io"
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": RESPONDER, "namespace": ns}},
+            {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": {"name": RESPONDER, "namespace": ns},
+             "rules": RESPONDER_RULES},
+            {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": {"name": RESPONDER, "namespace": ns},
+             "roleRef": {"apiGroup": rbac, "kind": "Role", "name": RESPONDER},
+             "subjects": [{"kind": "ServiceAccount", "name": RESPONDER, "namespace": ns}]},
+        ]))
+        assert self.client is not None
+        out = self.client.request("POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{RESPONDER}/token",
+                                  {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                   "spec": {"expirationSeconds": 86400}})
+        self.console_token_file.write_text(out["status"]["token"] + "\n")
+        self.console_token_file.chmod(0o600)
+        self.line("console", f"{self.url('console')}  sign in as {RESPONDER} with the token in "
+                             f"{_rel(self.console_token_file)} (a day's TokenRequest; its Role: incidents and "
+                             f"services of {ns})")
 
     def _start_smtp(self) -> None:
         self._start("smtp", [sys.executable, str(HACK / "mail_sink.py"), "--port", str(self.ports["smtp"]),
@@ -872,6 +913,8 @@ def try_next(demo: Demo, incident: str) -> None:
         f"  PARAMEDIC_WEBHOOK_URL={demo.url('webhook')} PARAMEDIC_WEBHOOK_TOKEN_FILE={demo.token_file} \\",
         f"    kubectl paramedic fire -n {ns} --service billing --severity low --message 'disk 80% full'",
         "",
+        f"  console        {demo.url('console')}   (sign in with the token below: the demo responder)",
+        f"  token          {demo.console_token_file.read_text().strip() if demo.console_token_file.exists() else '-'}",
         f"  Prometheus     {demo.url('prometheus', '/alerts')}",
         f"  Alertmanager   {demo.url('alertmanager')}",
         f"  mail           {_rel(demo.mail_dir)}/*.eml",
@@ -927,7 +970,7 @@ def _after_failure(demo: Demo, code: int = 1) -> int:
 # --- down -------------------------------------------------------------------------------------------
 
 
-STOP_ORDER = ("operator", "webhook", "prometheus", "alertmanager", "blackbox", "smtp")
+STOP_ORDER = ("console", "operator", "webhook", "prometheus", "alertmanager", "blackbox", "smtp")
 
 
 def stop_recorded(root: Path, *, stop_cluster: bool, delete_namespace: bool, log: Callable[[str], None]) -> None:

@@ -8,6 +8,9 @@ has_pkg() { dpkg-query -W -f '${Status}' "$1" 2>/dev/null | grep -q '^install ok
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v prometheus-blackbox-exporter >/dev/null || need+=(prometheus-blackbox-exporter)
+# The web console's browser tests (Selenium drives Debian's build: browsers cannot be downloaded).
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 # Images without Docker (hack/build-image.sh): buildah builds, mmdebstrap makes the Python base
 # when python:3.11-slim cannot be pulled, gcc and the static libc build the pause image.
 command -v buildah >/dev/null || need+=(buildah)

@@ -57,7 +57,7 @@ class IncidentReconciler:
         self.plan_settings = PlanSettings(
             timeline_limit=s.timeline_limit, retention_days=s.retention_days,
             remediation_enabled=s.remediation_enabled, admin_emails=tuple(s.admin_emails),
-            dashboard_url=s.dashboard_url, smtp_configured=bool(s.smtp_host),
+            dashboard_url=s.dashboard_url, console_url=s.console_url, smtp_configured=bool(s.smtp_host),
             slack_configured=s.has_secret("slack_webhook_url"),
             webhook_configured=s.has_secret("notify_webhook_url"))
 

@@ -57,6 +57,13 @@ class Informer:
         failing = self._failing_since
         return self._listed and (failing is None or time.monotonic() - failing < STALE_AFTER)
 
+    def seen(self, resource_version: str) -> bool:
+        """Whether the cache is at least as new as `resource_version` (etcd's are integers)."""
+        try:
+            return int(self._rv or 0) >= int(resource_version or 0)
+        except ValueError:
+            return False
+
     def items(self) -> list[dict]:
         with self._lock:
             return list(self._items.values())

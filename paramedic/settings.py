@@ -135,6 +135,14 @@ class Settings(BaseSettings):
     notify_webhook_url: str = _setting("", "Generic JSON webhook notified of incident events", secret=True)
     notify_webhook_url_file: str = _setting("", "File holding the generic JSON webhook URL (re-read at each use)")
     dashboard_url: str = _setting("", "Base URL linked from notifications (e.g. Grafana)")
+    # --- Web console ------------------------------------------------------------
+    console_url: str = _setting("", "Public base URL of the web console; notifications link to the incident's page")
+    console_bind: str = _setting("0.0.0.0:8443", "HOST:PORT the web console listens on (`paramedic-console --bind`)")
+    console_session_key_file: str = _setting("", "File holding the key that signs and encrypts the console's session "
+                                                 "cookies (share it between replicas); empty: a random key per process")
+    console_tls_cert_file: str = _setting("", "PEM certificate the console serves TLS with (cookies then Secure); "
+                                              "empty: plain HTTP behind a TLS-terminating proxy")
+    console_tls_key_file: str = _setting("", "PEM private key of console_tls_cert_file")
     # --- Logging ----------------------------------------------------------------
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING, ERROR")
 

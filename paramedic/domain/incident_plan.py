@@ -43,6 +43,7 @@ class PlanSettings:
     remediation_enabled: bool = True
     admin_emails: tuple[str, ...] = ()
     dashboard_url: str = ""
+    console_url: str = ""
     smtp_configured: bool = False
     slack_configured: bool = False
     """A Slack URL in the global settings (a service may add its own)."""
@@ -406,7 +407,8 @@ class _Planner:
                 continue
             view = {**self.inc, "status": plan.status}
             n = nr.notification_from_incident(view, entry["event"], entry.get("detail", ""),
-                                              entry.get("recipients") or [], self.settings.dashboard_url)
+                                              entry.get("recipients") or [], self.settings.dashboard_url,
+                                              self.settings.console_url)
             plan.deliveries.append(Delivery(entry["key"], entry.get("channel", ""), n,
                                             None if pending else frozenset({entry["channel"]}),
                                             hooks.get("slackWebhookURL", ""), hooks.get("webhookURL", "")))

@@ -2,7 +2,7 @@
 
 The API server enforces the transition rules (CEL on the CRD); this module
 computes what the operator records when it observes a change: timestamps for
-every state reached (including skipped ones), MTTA and MTTR.
+the states reached, MTTA (only when someone acknowledged) and MTTR.
 """
 
 from __future__ import annotations
@@ -61,36 +61,68 @@ def timestamp_field(state: str) -> str | None:
     return TIMESTAMP_FIELDS.get(state)
 
 
+ACKNOWLEDGING_STATES: tuple[State, ...] = (State.ACKNOWLEDGED, State.INVESTIGATING)
+"""States only a person takes an incident to: reaching one (skipping acknowledgement to
+investigate is acknowledging) is what MTTA measures. Paramedic's own moves (remediation to
+mitigated, alerts or probes to resolved) acknowledge nothing."""
+
+
 def state_effects(old_state: str | None, new_state: str, status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """Status fields to set when the operator sees the state move from `old_state` to `new_state`.
 
-    Every state passed or skipped into gets its timestamp (`now`), unless one is
-    already recorded: re-running after a restart changes nothing. MTTA counts
-    from status.createdAt to the acknowledgement, or, when acknowledgement was
-    skipped, to the first later state reached; MTTR to resolution (or closing,
-    if resolution was skipped by an older object). `observedState` is set to
-    `new_state`. A move that is not forward yields an empty dict.
+    The state reached gets its timestamp (`now`), unless one is already recorded:
+    re-running after a restart changes nothing. States skipped over are not stamped
+    (nobody was in them), except acknowledgement when the move lands on investigating.
+    MTTA counts from status.createdAt to the acknowledgement; on reaching resolved or
+    closed, `unacknowledged` records whether nobody acknowledged (then no MTTA), so an
+    auto-resolved incident's MTTA is not its MTTR. MTTR counts to resolution (or closing,
+    if resolution was skipped). `observedState` is set to `new_state`. A move that is
+    not forward yields an empty dict.
     """
     old = old_state or State.OPEN
     if not is_forward(old, new_state):
         return {}
     stamp = iso(now)
     effects: dict[str, Any] = {}
-    for state in STATES[state_index(old) + 1: state_index(new_state) + 1]:
+    reached = [new_state]
+    if new_state == State.INVESTIGATING:
+        reached.insert(0, State.ACKNOWLEDGED)
+    for state in reached:
         field = TIMESTAMP_FIELDS[state]
         if not status.get(field):
             effects[field] = stamp
     merged = {**status, **effects}
     created = parse_or_none(merged.get("createdAt"))
+    ack = _first_reached(merged, ACKNOWLEDGING_STATES)
     if created is not None:
-        ack = _first_reached(merged, STATES[1:])
         if ack is not None and "mttaSeconds" not in status:
             effects["mttaSeconds"] = _seconds(created, ack)
         res = _first_reached(merged, (State.RESOLVED, State.CLOSED))
         if res is not None and "mttrSeconds" not in status:
             effects["mttrSeconds"] = _seconds(created, res)
+    if not is_active(new_state) and "unacknowledged" not in status:
+        # Resolved now: known. Resolved before the field existed (now closing): read as recorded then.
+        effects["unacknowledged"] = ack is None if is_active(old) else was_acknowledged(status) is False
     effects["observedState"] = new_state
     return effects
+
+
+def was_acknowledged(status: Mapping[str, Any]) -> bool | None:
+    """Whether someone acknowledged the incident: True, False (it reached resolution without
+    that), or None (still active and unacknowledged). Objects resolved before
+    `unacknowledged` existed stamped every skipped state with the resolution time: for them
+    an acknowledgement at exactly that time is read as none."""
+    if isinstance(status.get("unacknowledged"), bool):
+        return not status["unacknowledged"]
+    ack = parse_or_none(status.get(TIMESTAMP_FIELDS[State.ACKNOWLEDGED]))
+    if ack is None:
+        ack = parse_or_none(status.get(TIMESTAMP_FIELDS[State.INVESTIGATING]))
+    resolved = _first_reached(status, (State.RESOLVED, State.CLOSED))
+    if ack is None:
+        return False if resolved is not None else None
+    if resolved is not None and ack == resolved and status.get("mttaSeconds") == status.get("mttrSeconds"):
+        return False
+    return True
 
 
 def _first_reached(status: Mapping[str, Any], states: tuple[str, ...]) -> datetime | None:

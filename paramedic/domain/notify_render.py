@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 
@@ -68,6 +69,8 @@ class Notification:
     detail: str = ""
     recipients: list[str] = field(default_factory=list)
     dashboard_url: str = ""
+    console_url: str = ""
+    """Base URL of the web console; empty: no link to the incident's page."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ class DeliveryResult:
 
 
 def notification_from_incident(incident: Mapping[str, Any], event: str, detail: str,
-                               recipients: Sequence[str], dashboard_url: str = "") -> Notification:
+                               recipients: Sequence[str], dashboard_url: str = "",
+                               console_url: str = "") -> Notification:
     """A Notification from an Incident body as the API server returns it."""
     if event not in EVENTS:
         raise ValueError(f"unknown notification event {event!r}; expected one of {', '.join(EVENTS)}")
@@ -112,6 +116,7 @@ def notification_from_incident(incident: Mapping[str, Any], event: str, detail: 
         detail=_bound(str(detail or ""), DETAIL_LIMIT),
         recipients=list(recipients),
         dashboard_url=str(dashboard_url or ""),
+        console_url=str(console_url or ""),
     )
 
 
@@ -193,6 +198,15 @@ def safe_url(url: str) -> str:
     return url
 
 
+def incident_page(n: Notification) -> str:
+    """The incident's page in the web console (`<console_url>/ns/<ns>/incidents/<name>`), or empty
+    when no console URL is set or it is not an http(s) URL."""
+    base = safe_url(n.console_url)
+    if not base or not n.namespace or not n.incident_name:
+        return ""
+    return safe_url(f"{base.rstrip('/')}/ns/{quote(n.namespace, safe='')}/incidents/{quote(n.incident_name, safe='')}")
+
+
 def commands(n: Notification) -> dict[str, str]:
     return {verb: f"kubectl paramedic {verb} {n.incident_name} -n {n.namespace}"
             for verb in ("ack", "resolve", "report")}
@@ -204,6 +218,7 @@ def _context(n: Notification) -> dict[str, Any]:
         "event": n.event,
         "runbook_url": safe_url(n.runbook_url),
         "dashboard_url": safe_url(n.dashboard_url),
+        "incident_url": incident_page(n),
         "commands": commands(n),
     }
     ctx["headline"] = sanitize_header(_env().get_template("headline.txt.j2").render(ctx), SUBJECT_LIMIT)
@@ -292,6 +307,9 @@ def render_slack(n: Notification) -> dict[str, Any]:
     ]
     if dashboard:
         fields.append(f"*Dashboard*\n<{dashboard}|open dashboard>")
+    page = incident_page(n)
+    if page:
+        fields.insert(0, f"*Console*\n<{page}|open the incident>")
     detail = _slack_escape(n.detail or "(no detail)")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _bound(head, _SLACK_HEADER_LIMIT), "emoji": False}},
@@ -325,6 +343,7 @@ def render_webhook(n: Notification) -> dict[str, Any]:
         "detail": n.detail,
         "recipients": list(n.recipients),
         "dashboardURL": n.dashboard_url,
+        "incidentURL": incident_page(n),
         "commands": commands(n),
     }
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from .alerts import entry_fingerprint
-from .lifecycle import is_active
+from .lifecycle import is_active, was_acknowledged
 from .stats import format_duration
 from .timeutil import iso, parse_or_none
 from .vocabulary import State
@@ -179,7 +179,8 @@ def _metrics(status: Mapping[str, Any]) -> list[str]:
         return "**yes**" if sla.get(f"{kind}Breached") else "no"
 
     rows: list[list[Any]] = [
-        ["MTTA (time to acknowledge)", secs("mttaSeconds")],
+        ["MTTA (time to acknowledge)",
+         "not acknowledged" if was_acknowledged(status) is False else secs("mttaSeconds")],
         ["MTTR (time to resolve)", secs("mttrSeconds")],
         ["SLA acknowledge target", target("acknowledge")],
         ["SLA acknowledge breached", breached("acknowledge")],

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from .lifecycle import ACTIVE_STATES, STATES
+from .lifecycle import ACTIVE_STATES, STATES, was_acknowledged
 from .timeutil import parse_or_none
-from .vocabulary import DEFAULT_SEVERITY, SEVERITIES, State
+from .vocabulary import DEFAULT_SEVERITY, ENDED_UNSUCCESSFULLY, SEVERITIES, AttemptResult, State
 
 
 def created_at(incident: Mapping[str, Any]) -> datetime | None:
@@ -63,6 +63,7 @@ def compute_stats(incidents: Sequence[Mapping[str, Any]], now: datetime, window:
     total = len(incidents)
     spec = [i.get("spec") or {} for i in incidents]
     breached = sum(1 for i in incidents if ((i.get("status") or {}).get("sla") or {}).get("breached"))
+    acknowledged = [i for i in incidents if was_acknowledged(i.get("status") or {}) is not False]
     return {
         "window": None if window is None else int(window.total_seconds()),
         "total": total,
@@ -70,7 +71,9 @@ def compute_stats(incidents: Sequence[Mapping[str, Any]], now: datetime, window:
         "byState": _ordered_counts(Counter(s.get("state", State.OPEN) for s in spec), STATES),
         "bySeverity": _ordered_counts(Counter(s.get("severity", DEFAULT_SEVERITY) for s in spec), SEVERITIES),
         "byService": _ordered_counts(Counter(s.get("service", "") for s in spec)),
-        "mtta": summarize(_seconds(incidents, "mttaSeconds")),
+        # MTTA only of incidents someone acknowledged: an auto-resolved one has no acknowledgement.
+        "mtta": summarize(_seconds(acknowledged, "mttaSeconds")),
+        "unacknowledged": sum(1 for i in incidents if was_acknowledged(i.get("status") or {}) is False),
         "mttr": summarize(_seconds(incidents, "mttrSeconds")),
         "slaBreached": breached,
         "slaBreachRate": breached / total if total else None,
@@ -115,6 +118,8 @@ def render_stats_table(stats: Mapping[str, Any]) -> str:
     rate = stats.get("slaBreachRate")
     shown = "-" if rate is None else f"{rate * 100:.1f}%"
     lines.append(f"SLA breached: {stats['slaBreached']} of {stats['total']} ({shown})")
+    if stats.get("unacknowledged"):
+        lines.append(f"Resolved without acknowledgement (not in MTTA): {stats['unacknowledged']}")
     return "\n".join(lines) + "\n"
 
 
@@ -122,3 +127,63 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Left-aligned columns separated by three spaces, like kubectl."""
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     return ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in [header] + rows]
+
+
+def daily_series(incidents: Sequence[Mapping[str, Any]], now: datetime, days: int) -> list[dict[str, Any]]:
+    """One entry per UTC day of the last `days` days (oldest first), of the incidents created
+    that day: `day`, `total`, `bySeverity` counts, `mtta`/`mttr` mean seconds by severity
+    (only incidents someone acknowledged count for MTTA) and `breached`."""
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    first = (now - timedelta(days=days - 1)).date()
+    buckets: list[dict[str, Any]] = []
+    for n in range(days):
+        day = first + timedelta(days=n)
+        buckets.append({"day": day.isoformat(), "total": 0, "breached": 0,
+                        "bySeverity": {str(s): 0 for s in SEVERITIES}, "_mtta": {}, "_mttr": {}})
+    for inc in incidents:
+        created = created_at(inc)
+        if created is None:
+            continue
+        index = (created.date() - first).days
+        if not 0 <= index < days:
+            continue
+        bucket = buckets[index]
+        severity = str((inc.get("spec") or {}).get("severity", DEFAULT_SEVERITY))
+        status = inc.get("status") or {}
+        bucket["total"] += 1
+        bucket["bySeverity"][severity] = bucket["bySeverity"].get(severity, 0) + 1
+        if (status.get("sla") or {}).get("breached"):
+            bucket["breached"] += 1
+        if was_acknowledged(status) is not False and _number(status.get("mttaSeconds")) is not None:
+            bucket["_mtta"].setdefault(severity, []).append(float(status["mttaSeconds"]))
+        if _number(status.get("mttrSeconds")) is not None:
+            bucket["_mttr"].setdefault(severity, []).append(float(status["mttrSeconds"]))
+    for bucket in buckets:
+        for key in ("mtta", "mttr"):
+            values: dict[str, list[float]] = bucket.pop("_" + key)
+            bucket[key] = {sev: sum(v) / len(v) for sev, v in values.items()}
+    return buckets
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def noisiest_services(incidents: Sequence[Mapping[str, Any]], limit: int = 10) -> list[tuple[str, int]]:
+    """(service, incident count), most incidents first, at most `limit`."""
+    counts = Counter(str((i.get("spec") or {}).get("service", "")) for i in incidents)
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+
+def remediation_outcomes(incidents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Remediation attempts by result, and the success rate of those that ended
+    (`DryRun` and the ones still in progress are not counted in the rate)."""
+    results: Counter[str] = Counter()
+    for inc in incidents:
+        for attempt in ((inc.get("status") or {}).get("remediation") or {}).get("attempts") or []:
+            results[str(attempt.get("result") or "")] += 1
+    done = (AttemptResult.SUCCEEDED, *ENDED_UNSUCCESSFULLY)
+    ended = sum(n for r, n in results.items() if r in done)
+    return {"byResult": dict(sorted(results.items())), "ended": ended,
+            "successRate": results[AttemptResult.SUCCEEDED] / ended if ended else None}

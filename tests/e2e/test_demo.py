@@ -127,12 +127,18 @@ def test_demo_tells_the_whole_self_healing_story(kubeconfig, kube_client, real_n
         with open(path, "rb") as fh:
             msg = BytesParser(policy=policy.default).parse(fh)
         assert "alice@example.com" in msg["To"] and f"{namespace}/demo-down-1" in msg["Subject"]
+        # PARAMEDIC_CONSOLE_URL is set: every mail links to the incident's page in the console.
+        assert f"/ns/{namespace}/incidents/demo-down-1" in msg.get_body(preferencelist=("plain",)).get_content()
     assert len([line for line in lines if "[mail]" in line]) == len(mails)
+
+    # The console ran, and the demo handed out a sign-in token for its responder.
+    assert re.search(r"^  console +http://127\.0\.0\.1:\d+ +sign in as responder", output, re.M), output
+    assert "console" in re.findall(r"^stopped (\S+) \(pid", output, re.M), output
 
     # DEMO_EXIT stopped everything it started, and removed its namespace from the shared cluster.
     assert not (demo_dir / "state.json").exists()
     stopped = [int(pid) for pid in re.findall(r"^stopped .* \(pid (\d+)\)$", output, re.M)]
-    assert len(stopped) >= 6, output  # six processes (the demo service is a pod of the namespace)
+    assert len(stopped) >= 7, output  # seven processes (the demo service is a pod of the namespace)
     assert not [pid for pid in stopped if alive(pid)]
     ns = kube_client.get_or_none(kube.NAMESPACES, namespace)
     assert ns is None or ns["metadata"].get("deletionTimestamp"), json.dumps(ns)[:500]

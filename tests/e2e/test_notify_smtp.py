@@ -492,3 +492,21 @@ def test_hooks_ignore_environment_proxies_and_redirects(hook, monkeypatch):
     finally:
         proxy.close()
         elsewhere.close()
+
+
+def test_mail_and_slack_link_to_the_console_when_its_url_is_set(smtp_server, hook):
+    controller, recorder = smtp_server()
+    linked = nr.notification_from_incident(INCIDENT, "opened", "down", RECIPIENTS, "",
+                                           console_url="https://console.example.com/")
+    slack_url = f"{hook.url}/services/T000/B000/{SLACK_SECRET}"
+    results = deliver(settings(controller.port), linked, channels={"email", "slack"}, slack_url=slack_url)
+    assert all(r.ok for r in results)
+    page = "https://console.example.com/ns/shop/incidents/checkout-7f3a"
+    msg = recorder.received[0].message
+    assert page in msg.get_body(preferencelist=("plain",)).get_content()
+    assert f'<a href="{page}"' in msg.get_body(preferencelist=("html",)).get_content()
+    slack = dict(hook.requests)[f"/services/T000/B000/{SLACK_SECRET}"]
+    assert any(f"<{page}|open the incident>" in f["text"] for f in slack["blocks"][2]["fields"])
+    # Without the setting there is no link at all.
+    deliver(settings(controller.port))
+    assert "console.example.com" not in recorder.received[1].message.as_string()

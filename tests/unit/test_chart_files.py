@@ -410,3 +410,20 @@ def test_operator_secrets_are_mounted_files_and_the_catalog_a_mounted_configmap(
     assert any(d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm and catalog.name in d["data"]
                for d in manifest_docs())
     assert config_problems({k: v for k, v in env.items()}) == []
+
+
+def test_console_has_no_credentials_of_its_own():
+    # People act with their own tokens: the console's pod mounts no ServiceAccount token, its
+    # ServiceAccount is bound to no Role, and it reads only the API server's CA.
+    docs = manifest_docs()
+    console = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "paramedic-console")
+    pod = console["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    account = next(d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == pod["serviceAccountName"])
+    assert account["automountServiceAccountToken"] is False
+    bound = [s for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding") for s in d.get("subjects") or []]
+    assert pod["serviceAccountName"] not in [s.get("name") for s in bound]
+    ca = next(v for v in pod["volumes"] if v["name"] == "api-ca")
+    assert ca["configMap"] == {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["PARAMEDIC_CONSOLE_BIND"] == f"0.0.0.0:{pod['containers'][0]['ports'][0]['containerPort']}"

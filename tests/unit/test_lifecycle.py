@@ -40,21 +40,54 @@ def test_ack_sets_timestamp_and_mtta():
     assert fx == {"acknowledgedAt": "2026-03-01T12:00:00Z", "mttaSeconds": 300, "observedState": "acknowledged"}
 
 
-def test_skipping_states_stamps_every_state_in_between_and_both_clocks():
+def test_auto_resolution_from_open_records_no_acknowledgement_and_no_mtta():
+    # An alert that resolves itself: nobody acknowledged, so MTTA must not equal MTTR.
     status = {"createdAt": "2026-03-01T11:00:00Z"}
     fx = lc.state_effects("open", "resolved", status, T0)
-    for field in ("acknowledgedAt", "investigatingAt", "mitigatedAt", "resolvedAt"):
-        assert fx[field] == "2026-03-01T12:00:00Z"
-    assert "closedAt" not in fx
-    assert fx["mttaSeconds"] == 3600 and fx["mttrSeconds"] == 3600
+    assert fx == {"resolvedAt": "2026-03-01T12:00:00Z", "mttrSeconds": 3600, "unacknowledged": True,
+                  "observedState": "resolved"}
+    assert lc.was_acknowledged({**status, **fx}) is False
 
 
-def test_skipped_ack_counts_first_later_state_when_only_that_is_recorded():
-    # An older object that recorded mitigation but never acknowledgement.
-    status = {"createdAt": "2026-03-01T11:50:00Z", "mitigatedAt": "2026-03-01T11:58:00Z"}
-    fx = lc.state_effects("mitigated", "resolved", status, T0)
-    assert fx["mttaSeconds"] == 480
-    assert fx["mttrSeconds"] == 600
+def test_remediation_to_mitigated_then_resolution_is_not_an_acknowledgement():
+    status = {"createdAt": "2026-03-01T11:50:00Z"}
+    status.update(lc.state_effects("open", "mitigated", status, T0))
+    assert status == {"createdAt": "2026-03-01T11:50:00Z", "mitigatedAt": "2026-03-01T12:00:00Z",
+                      "observedState": "mitigated"}
+    assert lc.was_acknowledged(status) is None
+    fx = lc.state_effects("mitigated", "resolved", status, T0 + timedelta(minutes=2))
+    assert "mttaSeconds" not in fx and fx["unacknowledged"] is True and fx["mttrSeconds"] == 720
+
+
+def test_investigating_straight_from_open_is_an_acknowledgement():
+    status = {"createdAt": "2026-03-01T11:55:00Z"}
+    fx = lc.state_effects("open", "investigating", status, T0)
+    assert fx == {"acknowledgedAt": "2026-03-01T12:00:00Z", "investigatingAt": "2026-03-01T12:00:00Z",
+                  "mttaSeconds": 300, "observedState": "investigating"}
+
+
+def test_acknowledged_then_resolved_keeps_both_clocks_apart():
+    status = {"createdAt": "2026-03-01T11:00:00Z", "acknowledgedAt": "2026-03-01T11:05:00Z", "mttaSeconds": 300}
+    fx = lc.state_effects("acknowledged", "resolved", status, T0)
+    assert fx == {"resolvedAt": "2026-03-01T12:00:00Z", "mttrSeconds": 3600, "unacknowledged": False,
+                  "observedState": "resolved"}
+    assert lc.was_acknowledged({**status, **fx}) is True
+
+
+def test_acknowledged_and_resolved_in_the_same_second_is_still_acknowledged():
+    status = {"createdAt": "2026-03-01T11:00:00Z"}
+    status.update(lc.state_effects("open", "acknowledged", status, T0))
+    status.update(lc.state_effects("acknowledged", "resolved", status, T0))
+    assert status["mttaSeconds"] == status["mttrSeconds"] and status["acknowledgedAt"] == status["resolvedAt"]
+    assert lc.was_acknowledged(status) is True
+
+
+def test_objects_recorded_before_the_fix_read_as_unacknowledged():
+    # The old rule stamped every skipped state with the resolution time.
+    old = {"createdAt": "2026-03-01T11:00:00Z", "acknowledgedAt": "2026-03-01T12:00:00Z",
+           "investigatingAt": "2026-03-01T12:00:00Z", "mitigatedAt": "2026-03-01T12:00:00Z",
+           "resolvedAt": "2026-03-01T12:00:00Z", "mttaSeconds": 3600, "mttrSeconds": 3600}
+    assert lc.was_acknowledged(old) is False
 
 
 def test_existing_timestamps_and_clocks_are_kept():
@@ -68,7 +101,7 @@ def test_replaying_the_same_effects_changes_nothing_more():
     status = {"createdAt": "2026-03-01T11:00:00Z"}
     fx = lc.state_effects("open", "resolved", status, T0)
     status.update(fx)
-    again = lc.state_effects("acknowledged", "resolved", status, T0 + timedelta(minutes=5))
+    again = lc.state_effects("open", "resolved", status, T0 + timedelta(minutes=5))
     assert again == {"observedState": "resolved"}
 
 
@@ -76,7 +109,7 @@ def test_closing_after_resolution_keeps_mttr():
     status = {"createdAt": "2026-03-01T11:00:00Z", "resolvedAt": "2026-03-01T11:30:00Z", "mttrSeconds": 1800,
               "acknowledgedAt": "2026-03-01T11:05:00Z", "mttaSeconds": 300}
     fx = lc.state_effects("resolved", "closed", status, T0)
-    assert fx == {"closedAt": "2026-03-01T12:00:00Z", "observedState": "closed"}
+    assert fx == {"closedAt": "2026-03-01T12:00:00Z", "unacknowledged": False, "observedState": "closed"}
 
 
 def test_backward_or_same_state_has_no_effects():
@@ -169,3 +202,11 @@ def test_changed_at_uses_the_changers_stamp_only_when_it_fits():
     early = state_patch("acknowledged", "a", None, created - timedelta(hours=1))["metadata"]["annotations"]
     assert changed_at({**inc, "metadata": {"annotations": early}}, now) == created
     assert changed_at({"metadata": {}, "spec": {"state": "open"}}, now) == now
+
+
+def test_closing_an_incident_resolved_before_the_fix_records_what_it_was():
+    legacy = {"createdAt": "2026-03-01T11:00:00Z", "acknowledgedAt": "2026-03-01T11:30:00Z",
+              "resolvedAt": "2026-03-01T11:30:00Z", "mttaSeconds": 1800, "mttrSeconds": 1800}
+    assert lc.state_effects("resolved", "closed", legacy, T0)["unacknowledged"] is True
+    acked = {**legacy, "acknowledgedAt": "2026-03-01T11:05:00Z", "mttaSeconds": 300}
+    assert lc.state_effects("resolved", "closed", acked, T0)["unacknowledged"] is False

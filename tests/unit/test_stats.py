@@ -85,3 +85,42 @@ def test_render_stats_table():
     assert ["MTTA", "3", "2m 30s", "2m", "4m 24s"] in cells
     assert ["MTTR", "1", "20m", "20m", "20m"] in cells
     assert lines[-1] == "SLA breached: 1 of 4 (25.0%)"
+
+
+def test_mtta_counts_only_incidents_someone_acknowledged():
+    auto = inc("auto", "resolved", "high", "checkout", 1, mttr=3600)
+    auto["status"].update(resolvedAt="2026-03-09T13:00:00Z", unacknowledged=True)
+    # Recorded by the old rule: every skipped state stamped with the resolution time.
+    legacy = inc("legacy", "resolved", "high", "checkout", 1, mtta=900, mttr=900)
+    legacy["status"].update(acknowledgedAt="2026-03-09T12:15:00Z", resolvedAt="2026-03-09T12:15:00Z")
+    person = inc("person", "resolved", "high", "checkout", 1, mtta=60, mttr=900)
+    person["status"].update(acknowledgedAt="2026-03-09T12:01:00Z", resolvedAt="2026-03-09T12:15:00Z")
+    s = stats.compute_stats([auto, legacy, person], NOW)
+    assert s["mtta"]["count"] == 1 and s["mtta"]["mean"] == 60
+    assert s["mttr"]["count"] == 3
+    assert s["unacknowledged"] == 2
+    assert "Resolved without acknowledgement (not in MTTA): 2" in stats.render_stats_table(s)
+
+
+def test_daily_series_buckets_by_creation_day_and_severity():
+    auto = inc("auto", "resolved", "high", "checkout", 1, mttr=600)
+    auto["status"]["unacknowledged"] = True
+    series = stats.daily_series(INCIDENTS + [auto], NOW, 7)
+    assert [b["day"] for b in series][0] == "2026-03-04" and series[-1]["day"] == "2026-03-10"
+    by_day = {b["day"]: b for b in series}
+    assert by_day["2026-03-05"]["bySeverity"]["high"] == 1 and by_day["2026-03-05"]["mtta"] == {"high": 120.0}
+    assert by_day["2026-03-09"]["total"] == 2 and by_day["2026-03-09"]["breached"] == 1
+    assert by_day["2026-03-09"]["mtta"] == {} and by_day["2026-03-09"]["mttr"] == {"high": 600.0}
+    assert sum(b["total"] for b in series) == 5  # "a" is 20 days old
+    with pytest.raises(ValueError):
+        stats.daily_series([], NOW, 0)
+
+
+def test_noisiest_services_and_remediation_outcomes():
+    assert stats.noisiest_services(INCIDENTS, 2) == [("checkout", 2), ("search", 2)]
+    with_attempts = inc("r", "resolved", "high", "cart", 0)
+    with_attempts["status"]["remediation"] = {"attempts": [{"result": "Succeeded"}, {"result": "Failed"},
+                                                           {"result": "Running"}, {"result": "DryRun"}]}
+    out = stats.remediation_outcomes([with_attempts])
+    assert out["ended"] == 2 and out["successRate"] == 0.5 and out["byResult"]["Running"] == 1
+    assert stats.remediation_outcomes([])["successRate"] is None

@@ -1,0 +1,1 @@
+"""The web console: responders work incidents in a browser, with their own Kubernetes rights."""

@@ -1,0 +1,93 @@
+"""`paramedic-console`: the web console served by gunicorn.
+
+Threads, not processes: the console keeps nothing in memory that matters (the session is
+in the cookie, the data in the cluster), but one process is plenty for people's clicks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from paramedic.settings import Settings, SettingsError
+
+from . import auth
+from .apiserver import address_only
+
+log = logging.getLogger("paramedic.console")
+
+
+def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="paramedic-console",
+                                     description="Paramedic's web console: incidents in a browser, with your own "
+                                                 "Kubernetes rights.")
+    parser.add_argument("--bind", default=settings.console_bind, metavar="HOST:PORT",
+                        help="listen address (PARAMEDIC_CONSOLE_BIND, default %(default)s)")
+    parser.add_argument("--threads", type=int, default=8, help="request threads (default %(default)s)")
+    parser.add_argument("--access-log", action="store_true", help="log every request to stdout")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    if ":" not in args.bind:
+        parser.error("--bind must be HOST:PORT")
+    return args
+
+
+def gunicorn_options(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bind": [args.bind], "workers": 1, "threads": args.threads, "worker_class": "gthread",
+        "timeout": 60, "graceful_timeout": 10, "keepalive": 30, "loglevel": settings.log_level.lower(),
+        "errorlog": "-", "proc_name": "paramedic-console",
+    }
+    if settings.console_tls_cert_file:
+        options.update(certfile=settings.console_tls_cert_file, keyfile=settings.console_tls_key_file)
+    if args.access_log:
+        options["accesslog"] = "-"
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"paramedic-console: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv, settings)
+    if bool(settings.console_tls_cert_file) != bool(settings.console_tls_key_file):
+        print("paramedic-console: set both PARAMEDIC_CONSOLE_TLS_CERT_FILE and PARAMEDIC_CONSOLE_TLS_KEY_FILE",
+              file=sys.stderr)
+        return 2
+    try:
+        secret = auth.load_key(settings.console_session_key_file)
+    except (OSError, ValueError) as exc:
+        print(f"paramedic-console: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # The API server's address and CA only: people's requests carry their own tokens.
+        connection = address_only(settings.kubeconfig)
+    except Exception as exc:  # the kubernetes loaders raise assorted types
+        print(f"paramedic-console: cannot load the API server's address: {exc}", file=sys.stderr)
+        return 2
+    if not settings.console_session_key_file:
+        log.warning("no PARAMEDIC_CONSOLE_SESSION_KEY_FILE: sign-ins last until this process restarts")
+
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in gunicorn_options(args, settings).items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from .app import create_app
+            return create_app(settings, connection, secret)
+
+    Server().run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""What the console's tests share: the app against the real API server, people with limited
+rights (their own ServiceAccount tokens), and incidents made as the operator would."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from paramedic import kube
+from paramedic.console.apiserver import address_only
+from paramedic.console.app import create_app
+from paramedic.domain.timeutil import utcnow_iso
+from paramedic.settings import Settings
+from tests.tenancy import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS
+
+VENV_BIN = Path(sys.executable).parent
+
+READ_ONLY_RULES: list[dict[str, Any]] = [
+    {"apiGroups": ["paramedic.dev"], "resources": ["incidents", "monitoredservices", "oncallschedules"],
+     "verbs": ["get", "list", "watch"]},
+]
+
+
+def console_app(kubeconfig: Path):
+    """The console's WSGI app: the API server's address and CA from the test kubeconfig; no credentials used."""
+    app = create_app(Settings.from_env({}), address_only(str(kubeconfig)), secret=b"k" * 32)
+    app.testing = True
+    return app
+
+
+def person(admin: kube.KubeClient, namespace: str, name: str, rules: list[dict[str, Any]]) -> tuple[str, str]:
+    """A ServiceAccount in `namespace` with `rules` there only: (token, user name)."""
+    admin.create(SERVICE_ACCOUNTS, {"metadata": {"name": name}}, namespace=namespace)
+    admin.create(ROLES, {"metadata": {"name": name}, "rules": rules}, namespace=namespace)
+    admin.create(ROLE_BINDINGS, {"metadata": {"name": name},
+                                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                                 "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
+                 namespace=namespace)
+    out = admin.request("POST", SERVICE_ACCOUNTS.path(namespace, name, "token"),
+                        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                         "spec": {"expirationSeconds": 3600}})
+    return out["status"]["token"], f"system:serviceaccount:{namespace}:{name}"
+
+
+def make_incident(admin: kube.KubeClient, namespace: str, title: str, **spec: Any) -> dict:
+    """An Incident as the receiver writes one (status as the operator first records it)."""
+    name = f"inc-{uuid.uuid4().hex[:8]}"
+    body = {"metadata": {"name": name}, "spec": {"service": spec.pop("service", "checkout"), "title": title,
+                                                 "severity": spec.pop("severity", "high"),
+                                                 "source": spec.pop("source", "manual"), **spec}}
+    inc = admin.create(kube.INCIDENTS, body, namespace=namespace)
+    admin.patch(kube.INCIDENTS, name, {"status": {"createdAt": utcnow_iso()}}, namespace, subresource="status")
+    return inc
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+class ConsoleProcess:
+    """`paramedic-console` (gunicorn) as a real subprocess on a loopback port."""
+
+    def __init__(self, kubeconfig: Path, log_dir: Path, env: dict[str, str] | None = None):
+        from devtools.cluster import free_port
+
+        self.port = free_port()
+        self.log_path = log_dir / f"console-{self.port}.log"
+        key = log_dir / f"console-{self.port}.key"
+        key.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
+        self.env = {"PARAMEDIC_KUBECONFIG": str(kubeconfig), "PARAMEDIC_CONSOLE_SESSION_KEY_FILE": str(key),
+                    **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ConsoleProcess:
+        import httpx
+
+        from devtools.wait import wait_for
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PARAMEDIC_")}
+        env.update(self.env)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([str(VENV_BIN / "paramedic-console"), "--bind", f"127.0.0.1:{self.port}"],
+                                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def serving() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"paramedic-console exited {self.proc.returncode}: {self.logs()[-2000:]}")
+            try:
+                return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_for(serving, 60, "paramedic-console serving /healthz")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,57 @@
+"""An incident that resolves without anyone acknowledging it has no MTTA: the operator
+records `unacknowledged`, and the statistics leave it out of MTTA (it used to count its
+resolution time as its acknowledgement)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from paramedic import kube
+from paramedic.domain import alerts as dom
+from paramedic.domain.lifecycle import state_patch
+from paramedic.domain.timeutil import utcnow
+from tests.helpers import VENV_BIN, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def incident(name: str) -> dict:
+    return {"metadata": {"name": name}, "spec": {"service": "checkout", "severity": "high", "title": name,
+                                                 "source": "alertmanager"}}
+
+
+def status(client, ns, name) -> dict:
+    return client.get(kube.INCIDENTS, name, ns).get("status") or {}
+
+
+def test_auto_resolved_incident_has_no_mtta_and_stats_tell_it_apart(kube_client, namespace, operator_factory,
+                                                                    kubeconfig):
+    operator_factory(namespace)
+    for name in ("auto", "acked"):
+        kube_client.create(kube.INCIDENTS, incident(name), namespace)
+        wait_for(lambda name=name: status(kube_client, namespace, name).get("createdAt"), 30, f"{name} opened")
+
+    # What the receiver writes when all of an incident's alerts resolve.
+    kube_client.patch(kube.INCIDENTS, "auto", state_patch("resolved", dom.ACTOR, "all alerts resolved", utcnow()),
+                      namespace)
+    kube_client.patch(kube.INCIDENTS, "acked", state_patch("acknowledged", "ana@example.com", None, utcnow()),
+                      namespace)
+    wait_for(lambda: status(kube_client, namespace, "acked").get("mttaSeconds") is not None, 30, "acked's MTTA")
+    kube_client.patch(kube.INCIDENTS, "acked", state_patch("resolved", "ana@example.com", None, utcnow()), namespace)
+
+    auto = wait_for(lambda: (lambda s: s if s.get("mttrSeconds") is not None else None)(
+        status(kube_client, namespace, "auto")), 30, "auto's resolution recorded")
+    assert auto["unacknowledged"] is True and "mttaSeconds" not in auto
+    assert not any(auto.get(f) for f in ("acknowledgedAt", "investigatingAt", "mitigatedAt"))
+    acked = wait_for(lambda: (lambda s: s if s.get("mttrSeconds") is not None else None)(
+        status(kube_client, namespace, "acked")), 30, "acked's resolution recorded")
+    assert acked["unacknowledged"] is False and acked["acknowledgedAt"] and acked["mttaSeconds"] is not None
+
+    out = subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
+                          "stats", "-o", "json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout)
+    assert stats["mtta"]["count"] == 1 and stats["mttr"]["count"] == 2 and stats["unacknowledged"] == 1
