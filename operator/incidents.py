@@ -12,12 +12,13 @@ or skipping them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
 from typing import Any
 
-from paramedic import kube, metrics
+from paramedic import evidence_io, kube, metrics
 from paramedic.domain import incident_plan, lifecycle
 from paramedic.domain.incident_plan import Effects, Plan, PlanSettings
 from paramedic.domain.timeutil import utcnow
@@ -54,7 +55,9 @@ class IncidentReconciler:
             timeline_limit=s.timeline_limit, retention_days=s.retention_days,
             remediation_enabled=s.remediation_enabled, admin_emails=tuple(s.admin_emails),
             dashboard_url=s.dashboard_url, smtp_configured=bool(s.smtp_host),
-            slack_configured=bool(s.slack_webhook_url), webhook_configured=bool(s.notify_webhook_url))
+            slack_configured=bool(s.slack_webhook_url), webhook_configured=bool(s.notify_webhook_url),
+            evidence_enabled=s.evidence_enabled, evidence_refresh_seconds=s.evidence_refresh_seconds)
+        self.evidence_slots = asyncio.Semaphore(max(1, s.evidence_concurrency))
 
     # --- reads --------------------------------------------------------------------------
     async def _service(self, ns: str, inc: dict) -> dict | None:
@@ -99,7 +102,9 @@ class IncidentReconciler:
         if verifying and svc is not None and (svc.get("spec") or {}).get("probe") \
                 and self.rt.service_reconciler is not None:
             probe = self.rt.service_reconciler.health((svc["metadata"]["namespace"], svc["metadata"]["name"]))
-        return Effects(frozenset(running), results, deliveries, probe)
+        ev_key = _evidence_effect(uid)
+        evidence = fx.peek(ev_key) if fx.has_result(ev_key) else None
+        return Effects(frozenset(running), results, deliveries, probe, evidence, fx.running(ev_key))
 
     # --- entry point ------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:
@@ -188,6 +193,11 @@ class IncidentReconciler:
             fx.take(_attempt_effect(uid, att_id))
         for ref in plan.taken_deliveries:
             fx.take(_notify_effect(uid, *ref))
+        if plan.taken_evidence:
+            fx.take(_evidence_effect(uid))
+        if plan.gather_evidence and svc is not None:
+            fx.spawn(_evidence_effect(uid), (ns, name), evidence_io.gather(
+                self.rt.client, ns, (svc.get("spec") or {}).get("target") or {}, utcnow(), self.evidence_slots))
         if plan.start_attempt is not None and svc is not None:
             attempt = plan.start_attempt
             fx.spawn(_attempt_effect(uid, str(attempt.get("id"))), (ns, name),
@@ -238,6 +248,10 @@ def _uid(inc: dict) -> str:
 
 def _attempt_effect(uid: str, attempt_id: str) -> str:
     return f"remediate:{uid}:{attempt_id}"
+
+
+def _evidence_effect(uid: str) -> str:
+    return f"evidence:{uid}"
 
 
 def _notify_effect(uid: str, key: str, channel: str) -> str:

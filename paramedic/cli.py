@@ -29,7 +29,7 @@ import httpx
 import yaml
 
 from . import kube
-from .domain import oncall, sla
+from .domain import oncall, report, sla
 from .domain.lifecycle import is_active, spec_patch
 from .domain.report import render_postmortem
 from .domain.stats import compute_stats, render_stats_table
@@ -278,6 +278,7 @@ def describe(inc: dict, now: datetime) -> str:
     out = [f"{(k + ':').ljust(width)}{_indent(str(v), width)}" for k, v in shown]
     if spec.get("description"):
         out += ["Description:", "  " + _indent(spec["description"], 2)]
+    out += context_lines(status)
     timeline = status.get("timeline") or []
     if timeline:
         out.append(f"Timeline (last {min(10, len(timeline))} of {len(timeline)}):")
@@ -285,6 +286,39 @@ def describe(inc: dict, now: datetime) -> str:
                    " ".join(str(e.get("message", "")).split())] for e in timeline[-10:]]
         out += ["  " + line for line in table(["TIME", "TYPE", "ACTOR", "MESSAGE"], rows_t).splitlines()]
     return "\n".join(out) + "\n"
+
+
+def context_lines(status: dict) -> list[str]:
+    """Probable causes and the evidence they rest on, for `show`."""
+    out: list[str] = []
+    hints = status.get("hints") or []
+    if hints:
+        out.append("Probable causes:")
+        for n, h in enumerate(hints, 1):
+            out.append(f"  {n}. {' '.join(str(h.get('summary', '')).split())}")
+            out.append(f"     suggested: {h.get('suggestedAction', '-')}; evidence: {', '.join(h.get('evidence') or [])}")
+    ev = status.get("evidence") or {}
+    if not ev:
+        return out
+    out.append(f"Evidence ({ev.get('target', '-')}, gathered {ev.get('gatheredAt', '-')}"
+               + (f"; last gathering failed: {ev['error']}" if ev.get("error") else "") + "):")
+    for r in ev.get("rollouts") or []:
+        changes = report.changes_line(r)
+        out.append(f"  rollout {r.get('revision')}{' (current)' if r.get('current') else ''} at {r.get('time', '-')}: "
+                   f"{changes}")
+    rows = [[c.get("pod", ""), c.get("container", ""), "yes" if c.get("ready") else "no", str(c.get("restarts", 0)),
+             c.get("state", ""), c.get("reason") or "-",
+             f"{c.get('lastReason')} ({c.get('lastExitCode')})" if c.get("lastReason") else "-",
+             c.get("memoryLimit") or "-", c.get("node") or "-"] for c in ev.get("containers") or []]
+    if rows:
+        header = ["POD", "CONTAINER", "READY", "RESTARTS", "STATE", "REASON", "LAST EXIT", "MEM LIMIT", "NODE"]
+        out += ["  " + line for line in table(header, rows).splitlines()]
+    for e in ev.get("events") or []:
+        out.append(f"  event {e.get('time', '-')} {e.get('object', '')} {e.get('reason', '')} (x{e.get('count', 1)}): "
+                   f"{' '.join(str(e.get('message', '')).split())}")
+    for n in ev.get("nodes") or []:
+        out.append(f"  node {n.get('name')}: {', '.join(n.get('problems') or []) or 'Ready'}")
+    return out
 
 
 def _secs(value: Any) -> str | None:

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import evidence as evidence_mod
+from . import hints as hints_mod
 from . import lifecycle, oncall, remediation, sla
 from . import notify_render as nr
 from .remediation import Kind
 from .timeutil import iso, iso_ms, parse_or_none
-from .vocabulary import DEFAULT_SEVERITY, AttemptResult, State
+from .vocabulary import DEFAULT_SEVERITY, AttemptResult, State, SuggestedAction
 
 OPERATOR = "paramedic/operator"
 REMEDIATION_ACTOR = "paramedic/remediation"
@@ -48,6 +50,9 @@ class PlanSettings:
     """A Slack URL in the global settings (a service may add its own)."""
     webhook_configured: bool = False
     """A generic webhook URL in the global settings (a service may add its own)."""
+    evidence_enabled: bool = True
+    evidence_refresh_seconds: int = 60
+    """How often an active incident's evidence is gathered again (the bound on its API cost)."""
 
 
 @dataclass(frozen=True)
@@ -58,12 +63,16 @@ class Effects:
     - `attempt_results`: attempt id -> the fields the action returned, or the exception it raised.
     - `deliveries`: (notification key, channel) -> the delivery round's results, or its exception.
     - `probe`: (health, time of the last probe) of the incident's service, as the prober knows it.
+    - `evidence` / `evidence_running`: the last gathering of evidence about the target, or that one runs.
     """
 
     running: frozenset[str] = frozenset()
     attempt_results: Mapping[str, Mapping[str, Any] | BaseException] = field(default_factory=dict)
     deliveries: Mapping[tuple[str, str], Sequence[nr.DeliveryResult] | BaseException] = field(default_factory=dict)
     probe: tuple[str, str] | None = None
+    evidence: Mapping[str, Any] | BaseException | None = None
+    """A finished gathering of the incident's evidence (`paramedic.domain.evidence.build`), or its error."""
+    evidence_running: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,10 @@ class Plan:
     """The incident is over: the service's prober stops counting it as its open incident."""
     announcements: list[tuple[str, str, str, list[str]]] = field(default_factory=list)
     """(key, event, detail, recipients) of notifications decided in this pass."""
+    gather_evidence: bool = False
+    """After the write: gather the target's evidence in the background (it is missing or stale)."""
+    taken_evidence: bool = False
+    """The gathered evidence is recorded by this plan: drop it from memory once the status is written."""
 
     def set(self, **fields: Any) -> None:
         self.status.update(fields)
@@ -220,6 +233,7 @@ class _Planner:
         self._sla()
         self._escalation()
         self._record_deliveries()
+        self._evidence()
         self._remediation()
         if self._retention_due():
             return Plan(dict(self.inc.get("status") or {}), plan.limit, delete=True)
@@ -452,6 +466,49 @@ class _Planner:
                          f"{entry['event']} via {res.channel} to {', '.join(res.recipients) or '-'}"
                          + (f": {res.error}" if res.error else ""))
         return entries
+
+    # --- evidence and probable causes ------------------------------------------------------
+    def _evidence(self) -> None:
+        plan, now = self.plan, self.now
+        found = self.effects.evidence
+        if found is not None:
+            plan.taken_evidence = True
+            if isinstance(found, BaseException):
+                previous = dict(plan.status.get("evidence") or {})
+                plan.set(evidence={**previous, "gatheredAt": iso(now),
+                                   "error": evidence_mod.cut(f"{found.__class__.__name__}: {found}")})
+            else:
+                plan.set(evidence={"error": None, **found})
+                self._hints(found)
+        state = self.spec.get("state", State.OPEN)
+        if not (self.settings.evidence_enabled and self.svc is not None and lifecycle.is_active(state)):
+            return
+        gathered = parse_or_none((plan.status.get("evidence") or {}).get("gatheredAt"))
+        due = gathered + timedelta(seconds=self.settings.evidence_refresh_seconds) if gathered else now
+        if now >= due and not self.effects.evidence_running and found is None:
+            plan.gather_evidence = True
+        elif now < due:
+            plan.wake_at(due)
+
+    def _hints(self, ev: Mapping[str, Any]) -> None:
+        plan, now = self.plan, self.now
+        opened = parse_or_none(plan.status.get("createdAt")) or parse_or_none(self.meta.get("creationTimestamp"))
+        ranked = hints_mod.rank(ev, opened)
+        before = [h.get("summary") for h in plan.status.get("hints") or []]
+        if before != [h["summary"] for h in ranked]:
+            plan.set(hints=ranked)
+        top = ranked[0] if ranked else None
+        if top is not None and (not before or before[0] != top["summary"]):
+            plan.log(now, "probable-cause", hints_mod.headline(top))
+            if top["suggestedAction"] == SuggestedAction.ROLLBACK:
+                plan.log(now, "rollback-suggested", "the top hint suggests a rollback, which this service's "
+                         + ("remediation policy runs" if self._offers_rollback() else
+                            "remediation policy does not run it (add a `rollback: {}` action, or "
+                            "`kubectl rollout undo` it)"))
+
+    def _offers_rollback(self) -> bool:
+        actions = (((self.svc or {}).get("spec") or {}).get("remediation") or {}).get("actions") or []
+        return any(isinstance(a, Mapping) and "rollback" in a for a in actions)
 
     # --- remediation: the state machine ------------------------------------------------------
     def _remediation(self) -> None:

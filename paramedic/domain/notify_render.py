@@ -68,6 +68,8 @@ class Notification:
     detail: str = ""
     recipients: list[str] = field(default_factory=list)
     dashboard_url: str = ""
+    hints: tuple[str, ...] = ()
+    """Probable causes, most probable first (`status.hints` as one line each)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,10 @@ class DeliveryResult:
 # --- building ---------------------------------------------------------------------
 
 
+HINTS_SHOWN = 3
+"""Probable causes a notification carries."""
+
+
 def notification_from_incident(incident: Mapping[str, Any], event: str, detail: str,
                                recipients: Sequence[str], dashboard_url: str = "") -> Notification:
     """A Notification from an Incident body as the API server returns it."""
@@ -112,6 +118,9 @@ def notification_from_incident(incident: Mapping[str, Any], event: str, detail: 
         detail=_bound(str(detail or ""), DETAIL_LIMIT),
         recipients=list(recipients),
         dashboard_url=str(dashboard_url or ""),
+        hints=tuple(_bound(f"{h.get('summary', '')} (suggested: {h.get('suggestedAction', '')})", DETAIL_LIMIT)
+                    for h in ((incident.get("status") or {}).get("hints") or [])[:HINTS_SHOWN]
+                    if isinstance(h, Mapping)),
     )
 
 
@@ -293,6 +302,8 @@ def render_slack(n: Notification) -> dict[str, Any]:
     if dashboard:
         fields.append(f"*Dashboard*\n<{dashboard}|open dashboard>")
     detail = _slack_escape(n.detail or "(no detail)")
+    if n.hints:
+        detail += "\n*Probable causes*\n" + "\n".join(f"• {_slack_escape(h)}" for h in n.hints)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _bound(head, _SLACK_HEADER_LIMIT), "emoji": False}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _bound(detail, _SLACK_SECTION_LIMIT)}},
@@ -323,6 +334,7 @@ def render_webhook(n: Notification) -> dict[str, Any]:
             "runbookURL": n.runbook_url,
         },
         "detail": n.detail,
+        "hints": list(n.hints),
         "recipients": list(n.recipients),
         "dashboardURL": n.dashboard_url,
         "commands": commands(n),

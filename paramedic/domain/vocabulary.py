@@ -65,3 +65,21 @@ ENDED_UNSUCCESSFULLY: tuple[AttemptResult, ...] = (AttemptResult.FAILED, Attempt
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 """An RFC 1123 label: a namespace's name."""
+
+
+class SuggestedAction(StrEnum):
+    """What a probable-cause hint suggests (Incident `status.hints[].suggestedAction`).
+
+    `rollback` is also a remediation action Paramedic can run; the others are for people."""
+
+    ROLLBACK = "rollback"
+    RAISE_MEMORY_LIMIT = "raise-memory-limit"
+    FIX_IMAGE = "fix-image"
+    FIX_CONFIG = "fix-config"
+    INSPECT_LOGS = "inspect-logs"
+    CHECK_NODE = "check-node"
+    CHECK_CAPACITY = "check-capacity"
+    INVESTIGATE = "investigate"
+
+
+SUGGESTED_ACTIONS: tuple[SuggestedAction, ...] = tuple(SuggestedAction)

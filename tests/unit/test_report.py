@@ -59,6 +59,35 @@ INCIDENT = {
             {"key": "fp2:2026-03-01T10:01:00Z", "fingerprint": "fp2", "alertname": "HighLatency",
              "status": "firing", "startsAt": "2026-03-01T10:01:00Z", "summary": "p99 > 2s"},
         ],
+        "evidence": {
+            "gatheredAt": "2026-03-01T10:04:00Z", "target": "Deployment/checkout", "truncated": False,
+            "rollouts": [
+                {"ref": "rollout/7", "revision": 7, "previousRevision": 6, "current": True, "name": "checkout-7f9",
+                 "time": "2026-03-01T09:56:00Z", "images": ["shop/checkout:1.5"],
+                 "changes": ["image app: shop/checkout:1.4 → shop/checkout:1.5", "env app: +POOL_SIZE"]},
+                {"ref": "rollout/6", "revision": 6, "current": False, "name": "checkout-5c4",
+                 "time": "2026-02-20T12:00:00Z", "images": ["shop/checkout:1.4"], "changes": []},
+            ],
+            "containers": [
+                {"ref": "pod/checkout-7f9-x/app", "pod": "checkout-7f9-x", "container": "app", "node": "node-a",
+                 "revision": 7, "ready": False, "restarts": 6, "state": "Waiting", "reason": "CrashLoopBackOff",
+                 "lastReason": "Error", "lastExitCode": 1, "memoryLimit": "256Mi",
+                 "time": "2026-03-01T10:03:40Z"},
+            ],
+            "events": [
+                {"ref": "event/checkout-7f9-x.1", "time": "2026-03-01T10:03:50Z", "object": "Pod/checkout-7f9-x",
+                 "reason": "BackOff", "message": "Back-off restarting failed container app | pipe", "count": 14},
+            ],
+            "nodes": [{"ref": "node/node-a", "name": "node-a", "ready": True, "problems": [],
+                       "time": "2026-02-01T00:00:00Z"}],
+        },
+        "hints": [
+            {"rule": "bad-rollout", "suggestedAction": "rollback",
+             "summary": "Deployment/checkout rolled out revision 7 (from 6) 4 min before the incident opened: "
+                        "image app: shop/checkout:1.4 → shop/checkout:1.5; since then 1 container(s) fail: "
+                        "CrashLoopBackOff, exit code 1",
+             "evidence": ["rollout/7", "pod/checkout-7f9-x/app"]},
+        ],
         "remediation": {
             "phase": "Succeeded",
             "message": "service recovered after attempt 2",
@@ -104,7 +133,8 @@ def test_golden_postmortem():
 def test_sections_in_order():
     text = report.render_postmortem(INCIDENT, NOW)
     headings = [line for line in text.splitlines() if line.startswith("## ")]
-    assert headings == ["## Summary", "## Impact", "## Timeline", "## Alerts", "## Remediation attempts",
+    assert headings == ["## Summary", "## Impact", "## Timeline", "## Alerts", "## Probable causes", "## Evidence",
+                        "## Remediation attempts",
                         "## Notifications", "## Metrics", "## Root cause analysis", "## Runbook"]
 
 

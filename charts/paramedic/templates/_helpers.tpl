@@ -89,18 +89,20 @@ those on cluster-scoped ones.
 - apiGroups: [paramedic.dev]
   resources: [monitoredservices/status, incidents/status, oncallschedules/status]
   verbs: [get, patch, update]
+# Events about the objects it handles; Warning Events are read as incident evidence.
 - apiGroups: [events.k8s.io]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create, patch, list]
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
-# Remediation: rollout restart (a patch of the pod template) and rollout status.
+# Remediation: rollout restart and rollback (patches of the pod template) and rollout status.
 - apiGroups: [apps]
   resources: [deployments, statefulsets, daemonsets]
   verbs: [get, list, watch, patch]
+# Revisions: what changed (evidence) and what a rollback returns to.
 - apiGroups: [apps]
-  resources: [replicasets]
+  resources: [replicasets, controllerrevisions]
   verbs: [get, list]
 - apiGroups: [""]
   resources: [pods]
@@ -111,6 +113,10 @@ those on cluster-scoped ones.
 {{- end -}}
 
 {{- define "paramedic.operatorClusterRules" -}}
+# Incident evidence: the conditions of the nodes running a target's pods.
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get]
 # Kopf: namespaces (cluster-wide watching) and its resources' definitions.
 - apiGroups: [""]
   resources: [namespaces]

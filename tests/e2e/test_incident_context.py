@@ -1,0 +1,104 @@
+"""Incident context through the real API server and operator: evidence gathered about the target
+(what changed between revisions, its pods, Warning Events, nodes), refreshed while the incident
+is active, and shown by `kubectl paramedic show`. The failures themselves (crash loops, OOM
+kills) need real containers: see test_incident_context_real_node.py."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from paramedic import kube
+from paramedic.domain.timeutil import micro_iso, utcnow_iso
+from tests.e2e.test_control_plane import deployment
+from tests.helpers import VENV_BIN, wait_for
+
+pytestmark = pytest.mark.e2e
+
+IMAGE_1 = "registry.local/demo:1"
+IMAGE_2 = "registry.local/demo:2"
+
+
+def warning(ns: str, name: str, pod: str, reason: str, note: str) -> dict:
+    return {"metadata": {"name": name}, "type": "Warning", "reason": reason, "note": note,
+            "regarding": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": ns},
+            "eventTime": micro_iso(utcnow_iso()), "reportingController": "tests.paramedic.dev/e2e",
+            "reportingInstance": "e2e", "action": "Testing"}
+
+
+def evidence(client, ns, name) -> dict:
+    return ((client.get_or_none(kube.INCIDENTS, name, ns) or {}).get("status") or {}).get("evidence") or {}
+
+
+def rolled_out(client, ns, name, image) -> bool:
+    dep = client.get(kube.DEPLOYMENTS, name, ns)
+    st = dep.get("status") or {}
+    return (dep["spec"]["template"]["spec"]["containers"][0]["image"] == image
+            and st.get("observedGeneration") == dep["metadata"]["generation"]
+            and st.get("updatedReplicas") == st.get("replicas") == st.get("availableReplicas") == 2)
+
+
+def test_evidence_names_the_rollout_change_pods_events_and_nodes_and_is_refreshed(
+        kube_client, namespace, operator_factory, kubeconfig):
+    kube_client.create(kube.DEPLOYMENTS, deployment("shop"), namespace)
+    wait_for(lambda: rolled_out(kube_client, namespace, "shop", IMAGE_1), 90, "revision 1 rolled out")
+    kube_client.patch(kube.DEPLOYMENTS, "shop", {"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "image": IMAGE_2, "env": [{"name": "POOL_SIZE", "value": "secret-ish"}]}]}}}}, namespace,
+        content_type=kube.STRATEGIC)
+    wait_for(lambda: rolled_out(kube_client, namespace, "shop", IMAGE_2), 90, "revision 2 rolled out")
+    pods = [p["metadata"]["name"] for p in kube_client.list(kube.PODS, namespace, labels={"app": "shop"})
+            if p["metadata"]["labels"]["pod-template-hash"] in {
+                rs["metadata"]["labels"]["pod-template-hash"]
+                for rs in kube_client.list(kube.REPLICASETS, namespace, labels={"app": "shop"})
+                if rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"}]
+    assert pods
+    kube_client.create(kube.EVENTS, warning(namespace, "shop-backoff", pods[0], "BackOff", "Back-off restarting"), namespace)
+    kube_client.create(kube.EVENTS, warning(namespace, "someone-else", "other-pod", "BackOff", "not this service"),
+                       namespace)
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "shop"}, "spec": {
+        "target": {"kind": "Deployment", "name": "shop"}, "remediation": {"enabled": False}}}, namespace)
+    kube_client.create(kube.INCIDENTS, {"metadata": {"name": "shop-slow"}, "spec": {
+        "service": "shop", "severity": "high", "title": "shop is slow"}}, namespace)
+    operator_factory(namespace, env={"PARAMEDIC_EVIDENCE_REFRESH_SECONDS": "1"})
+
+    ev = wait_for(lambda: (lambda e: e if e.get("events") else None)(evidence(kube_client, namespace, "shop-slow")),
+                  60, "evidence gathered")
+    assert ev["target"] == "Deployment/shop" and not ev.get("error")
+    current, previous = ev["rollouts"][:2]
+    assert (current["revision"], current["previousRevision"], current["current"]) == (2, 1, True)
+    assert current["changes"] == [f"image app: {IMAGE_1} → {IMAGE_2}", "env app: +POOL_SIZE"]
+    assert "secret-ish" not in str(ev)
+    assert previous["revision"] == 1 and previous["images"] == [IMAGE_1]
+    assert {c["pod"] for c in ev["containers"]} == set(pods)  # the old revision's pods are gone
+    assert all(c["revision"] == 2 and c["ready"] and c["state"] == "Running" for c in ev["containers"])
+    assert [(e["object"], e["reason"]) for e in ev["events"]] == [(f"Pod/{pods[0]}", "BackOff")]
+    assert [n["name"] for n in ev["nodes"]] == ["kwok-node-0"]
+
+    # Refreshed while active: a later Warning shows up without anyone asking.
+    kube_client.create(kube.EVENTS, warning(namespace, "shop-unhealthy", pods[-1], "Unhealthy",
+                                            "Readiness probe failed: HTTP 503"), namespace)
+    ev = wait_for(lambda: (lambda e: e if len(e.get("events") or []) == 2 else None)(
+        evidence(kube_client, namespace, "shop-slow")), 60, "evidence refreshed")
+    assert ev["events"][0]["reason"] == "Unhealthy"
+
+    out = subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
+                          "show", "shop-slow"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Evidence (Deployment/shop" in out.stdout
+    assert f"rollout 2 (current) at {current['time']}: image app: {IMAGE_1} → {IMAGE_2}; env app: +POOL_SIZE" \
+        in out.stdout
+    assert "Unhealthy (x1): Readiness probe failed: HTTP 503" in out.stdout
+
+
+def test_a_missing_target_is_recorded_as_the_reason_and_no_hint(kube_client, namespace, operator_factory):
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "ghost"}, "spec": {
+        "target": {"kind": "Deployment", "name": "ghost"}, "remediation": {"enabled": False}}}, namespace)
+    kube_client.create(kube.INCIDENTS, {"metadata": {"name": "ghost-1"}, "spec": {
+        "service": "ghost", "severity": "low", "title": "ghost"}}, namespace)
+    operator_factory(namespace)
+    ev = wait_for(lambda: evidence(kube_client, namespace, "ghost-1") or None, 60, "evidence recorded")
+    assert ev["error"] == f"Deployment ghost not found in namespace {namespace}"
+    assert ev["containers"] == [] and ev["rollouts"] == []
+    inc = kube_client.get(kube.INCIDENTS, "ghost-1", namespace)
+    assert not inc["status"].get("hints")
