@@ -31,6 +31,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 @dataclass(frozen=True)

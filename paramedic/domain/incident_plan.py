@@ -32,8 +32,9 @@ REMEDIATION_ACTOR = "paramedic/remediation"
 STATE_EVENTS = {State.RESOLVED: "resolved", State.CLOSED: "closed"}
 """States whose reaching is announced, and the notification event for each."""
 CREATOR_GRACE_SECONDS = 3.0
-RESUMABLE_ACTIONS = ("restart", "scale")
-"""Idempotent actions (keyed by restartedAt / replica count): an operator that lost one finishes it."""
+RESUMABLE_ACTIONS = ("restart", "rollback", "scale")
+"""Idempotent actions (keyed by restartedAt / the attempt id / replica count): an operator that lost
+one finishes it."""
 
 
 @dataclass(frozen=True)

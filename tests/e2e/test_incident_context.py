@@ -102,3 +102,57 @@ def test_a_missing_target_is_recorded_as_the_reason_and_no_hint(kube_client, nam
     assert ev["containers"] == [] and ev["rollouts"] == []
     inc = kube_client.get(kube.INCIDENTS, "ghost-1", namespace)
     assert not inc["status"].get("hints")
+
+
+def image_of(client, ns, name) -> str:
+    return client.get(kube.DEPLOYMENTS, name, ns)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_rollback_returns_the_deployment_to_its_previous_revision_and_the_incident_resolves(
+        kube_client, namespace, operator_factory, http_service):
+    kube_client.create(kube.DEPLOYMENTS, deployment("cart"), namespace)
+    wait_for(lambda: rolled_out(kube_client, namespace, "cart", IMAGE_1), 90, "revision 1 rolled out")
+    kube_client.patch(kube.DEPLOYMENTS, "cart", {"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "image": IMAGE_2}]}}}}, namespace, content_type=kube.STRATEGIC)
+    wait_for(lambda: rolled_out(kube_client, namespace, "cart", IMAGE_2), 90, "revision 2 rolled out")
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "cart"}, "spec": {
+        "target": {"kind": "Deployment", "name": "cart"},
+        "probe": {"url": http_service.url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2,
+                  "successThreshold": 2},
+        "remediation": {"actions": [{"rollback": {"timeoutSeconds": 60}}], "cooldownSeconds": 1,
+                        "verifySeconds": 30}}}, namespace)
+    operator_factory(namespace)
+    wait_for(lambda: (kube_client.get(kube.MONITORED_SERVICES, "cart", namespace).get("status") or {}).get("health")
+             == "Healthy", 30, "Healthy")
+    http_service.set("failing")
+    wait_for(lambda: image_of(kube_client, namespace, "cart") == IMAGE_1, 60, "rolled back to revision 1's image")
+    dep = kube_client.get(kube.DEPLOYMENTS, "cart", namespace)
+    assert dep["metadata"]["annotations"]["paramedic.dev/rolled-back-by"] == "cart-down-1-a0"
+    # As `kubectl rollout undo`: the old ReplicaSet becomes the newest revision.
+    wait_for(lambda: rolled_out(kube_client, namespace, "cart", IMAGE_1), 90, "rollback rolled out")
+    assert dep["metadata"]["annotations"].get("deployment.kubernetes.io/revision") in ("2", "3")
+    http_service.set("healthy")
+    inc = wait_for(lambda: (lambda i: i if i["spec"]["state"] == "resolved" else None)(
+        kube_client.get(kube.INCIDENTS, "cart-down-1", namespace)), 60, "resolved")
+    [att] = inc["status"]["remediation"]["attempts"]
+    assert att["action"] == "rollback" and att["result"] == "Succeeded"
+    assert att["detail"] == "rollout undo Deployment/cart (to its previous revision)"
+    assert "back from revision 2 to 1" in " ".join(e["message"] for e in inc["status"]["timeline"])
+    assert image_of(kube_client, namespace, "cart") == IMAGE_1  # done once: not undone again
+
+
+def test_rollback_without_a_previous_revision_fails_with_the_reason(kube_client, namespace, operator_factory,
+                                                                    http_service):
+    kube_client.create(kube.DEPLOYMENTS, deployment("solo"), namespace)
+    wait_for(lambda: rolled_out(kube_client, namespace, "solo", IMAGE_1), 90, "revision 1 rolled out")
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "solo"}, "spec": {
+        "target": {"kind": "Deployment", "name": "solo"},
+        "probe": {"url": http_service.url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2},
+        "remediation": {"actions": [{"rollback": {}}], "cooldownSeconds": 1}}}, namespace)
+    http_service.set("failing")
+    operator_factory(namespace)
+    att = wait_for(lambda: next((a for a in ((kube_client.get_or_none(kube.INCIDENTS, "solo-down-1", namespace) or {})
+                                             .get("status", {}).get("remediation") or {}).get("attempts") or []
+                                 if a.get("result") == "Failed"), None), 60, "attempt failed")
+    assert att["message"] == "cannot roll back Deployment solo: no revision before 1 to roll back to"
+    assert image_of(kube_client, namespace, "solo") == IMAGE_1
