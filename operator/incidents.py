@@ -104,7 +104,8 @@ class IncidentReconciler:
             probe = self.rt.service_reconciler.health((svc["metadata"]["namespace"], svc["metadata"]["name"]))
         ev_key = _evidence_effect(uid)
         evidence = fx.peek(ev_key) if fx.has_result(ev_key) else None
-        return Effects(frozenset(running), results, deliveries, probe, evidence, fx.running(ev_key))
+        earlier = tuple(self.rt.incidents.indexed((inc["metadata"].get("namespace", ""), inc["spec"].get("service", ""))))
+        return Effects(frozenset(running), results, deliveries, probe, evidence, fx.running(ev_key), earlier)
 
     # --- entry point ------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:

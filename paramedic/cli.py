@@ -297,6 +297,13 @@ def context_lines(status: dict) -> list[str]:
         for n, h in enumerate(hints, 1):
             out.append(f"  {n}. {' '.join(str(h.get('summary', '')).split())}")
             out.append(f"     suggested: {h.get('suggestedAction', '-')}; evidence: {', '.join(h.get('evidence') or [])}")
+    seen = status.get("seenBefore") or []
+    if seen:
+        out.append("Seen before:")
+        for item in seen:
+            cause = item.get("rootCause") or (f"probable: {item['probableCause']}" if item.get("probableCause")
+                                              else "no root cause written")
+            out.append(f"  {item.get('name')} ({item.get('createdAt')}, {item.get('state')}): {cause}")
     ev = status.get("evidence") or {}
     if not ev:
         return out

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import evidence as evidence_mod
 from . import hints as hints_mod
-from . import lifecycle, oncall, remediation, sla
+from . import history, lifecycle, oncall, remediation, sla
 from . import notify_render as nr
 from .remediation import Kind
 from .timeutil import iso, iso_ms, parse_or_none
@@ -74,6 +74,8 @@ class Effects:
     evidence: Mapping[str, Any] | BaseException | None = None
     """A finished gathering of the incident's evidence (`paramedic.domain.evidence.build`), or its error."""
     evidence_running: bool = False
+    earlier: Sequence[Mapping[str, Any]] = ()
+    """Other incidents of the same service that the executor knows (for `status.seenBefore`)."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ class _Planner:
         self._escalation()
         self._record_deliveries()
         self._evidence()
+        self._seen_before()
         self._remediation()
         if self._retention_due():
             return Plan(dict(self.inc.get("status") or {}), plan.limit, delete=True)
@@ -506,6 +509,19 @@ class _Planner:
                          + ("remediation policy runs" if self._offers_rollback() else
                             "remediation policy does not run it (add a `rollback: {}` action, or "
                             "`kubectl rollout undo` it)"))
+
+    def _seen_before(self) -> None:
+        plan, now = self.plan, self.now
+        seen = history.seen_before({**self.inc, "status": plan.status}, self.effects.earlier)
+        before = plan.status.get("seenBefore") or []
+        if seen == before:
+            return
+        plan.set(seenBefore=seen)
+        if seen and not before:
+            last = seen[0]
+            cause = last.get("rootCause") or last.get("probableCause") or "no root cause written"
+            plan.log(now, "seen-before", f"{len(seen)} earlier incident(s) of this service; the last: {last['name']} "
+                                         f"({last['createdAt']}): {cause}")
 
     def _offers_rollback(self) -> bool:
         actions = (((self.svc or {}).get("spec") or {}).get("remediation") or {}).get("actions") or []

@@ -213,6 +213,15 @@ def _context(status: Mapping[str, Any]) -> list[str]:
                          for n, h in enumerate(hints, 1)])
     else:
         lines.append("_No probable cause found in the evidence._")
+    seen = status.get("seenBefore") or []
+    lines += ["", "## Seen before", ""]
+    if seen:
+        lines += _table(["Incident", "Created", "State", "Root cause"],
+                        [[i.get("name"), i.get("createdAt"), i.get("state"),
+                          i.get("rootCause") or (f"probable: {i['probableCause']}" if i.get("probableCause")
+                                                 else "not written")] for i in seen])
+    else:
+        lines.append("_No earlier incident of this service._")
     ev = status.get("evidence") or {}
     lines += ["", "## Evidence", ""]
     if not ev:

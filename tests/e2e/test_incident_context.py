@@ -156,3 +156,25 @@ def test_rollback_without_a_previous_revision_fails_with_the_reason(kube_client,
                                  if a.get("result") == "Failed"), None), 60, "attempt failed")
     assert att["message"] == "cannot roll back Deployment solo: no revision before 1 to roll back to"
     assert image_of(kube_client, namespace, "solo") == IMAGE_1
+
+
+def test_an_incident_links_the_earlier_incidents_of_its_service_with_their_root_causes(
+        kube_client, namespace, operator_factory):
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "pay"}, "spec": {
+        "target": {"kind": "Deployment", "name": "pay"}, "remediation": {"enabled": False}}}, namespace)
+    kube_client.create(kube.INCIDENTS, {"metadata": {"name": "pay-1"}, "spec": {
+        "service": "pay", "severity": "high", "title": "pay down in January",
+        "rca": {"rootCause": "the card gateway's certificate expired"}}}, namespace)
+    operator_factory(namespace)
+    first = wait_for(lambda: (kube_client.get(kube.INCIDENTS, "pay-1", namespace).get("status") or {})
+                     .get("createdAt"), 30, "pay-1 opened")
+    wait_for(lambda: utcnow_iso()[:19] > first[:19], 5, "a later second")  # createdAt has second precision
+    kube_client.create(kube.INCIDENTS, {"metadata": {"name": "pay-2"}, "spec": {
+        "service": "pay", "severity": "high", "title": "pay down again"}}, namespace)
+    seen = wait_for(lambda: (kube_client.get(kube.INCIDENTS, "pay-2", namespace).get("status") or {})
+                    .get("seenBefore"), 30, "pay-2 links pay-1")
+    assert seen == [{"name": "pay-1", "createdAt": first, "state": "open", "title": "pay down in January",
+                     "rootCause": "the card gateway's certificate expired"}]
+    timeline = kube_client.get(kube.INCIDENTS, "pay-2", namespace)["status"]["timeline"]
+    assert any(e["type"] == "seen-before" and "pay-1" in e["message"] for e in timeline)
+    assert not (kube_client.get(kube.INCIDENTS, "pay-1", namespace)["status"].get("seenBefore"))

@@ -81,6 +81,12 @@ INCIDENT = {
             "nodes": [{"ref": "node/node-a", "name": "node-a", "ready": True, "problems": [],
                        "time": "2026-02-01T00:00:00Z"}],
         },
+        "seenBefore": [
+            {"name": "checkout-down-3", "createdAt": "2026-02-20T12:05:00Z", "state": "closed",
+             "title": "checkout down", "rootCause": "release 1.4 shipped without its migration"},
+            {"name": "checkout-down-2", "createdAt": "2026-01-02T08:00:00Z", "state": "resolved",
+             "title": "checkout slow", "probableCause": "container app OOMKilled"},
+        ],
         "hints": [
             {"rule": "bad-rollout", "suggestedAction": "rollback",
              "summary": "Deployment/checkout rolled out revision 7 (from 6) 4 min before the incident opened: "
@@ -133,7 +139,8 @@ def test_golden_postmortem():
 def test_sections_in_order():
     text = report.render_postmortem(INCIDENT, NOW)
     headings = [line for line in text.splitlines() if line.startswith("## ")]
-    assert headings == ["## Summary", "## Impact", "## Timeline", "## Alerts", "## Probable causes", "## Evidence",
+    assert headings == ["## Summary", "## Impact", "## Timeline", "## Alerts", "## Probable causes", "## Seen before",
+                        "## Evidence",
                         "## Remediation attempts",
                         "## Notifications", "## Metrics", "## Root cause analysis", "## Runbook"]
 
