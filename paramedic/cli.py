@@ -357,6 +357,82 @@ def cmd_state(s: Session) -> None:
     print(f"incident.paramedic.dev/{name} {target} (was {current})")
 
 
+def append_to_spec(s: Session, name: str, field: str, entry: dict) -> dict:
+    """Append `entry` to the incident's spec list `field`, guarded by the resourceVersion read
+    (two people commenting at once both land)."""
+    for _ in range(5):
+        inc = s.get_incident(name)
+        current = list((inc.get("spec") or {}).get(field) or [])
+        try:
+            return s.client.patch(kube.INCIDENTS, name, {
+                "metadata": {"resourceVersion": inc["metadata"]["resourceVersion"]},
+                "spec": {field: current + [entry]}}, s.one_namespace())
+        except kube.Conflict:
+            continue
+    raise CliError(f"incident {name} kept changing; try again")
+
+
+def cmd_comment(s: Session) -> None:
+    entry = {"author": s.actor(), "time": iso(s.now), "text": s.args.text}
+    append_to_spec(s, s.args.name, "comments", entry)
+    print(f"incident.paramedic.dev/{s.args.name} commented as {entry['author']}")
+
+
+def runbook_view(inc: dict, svc: dict | None) -> list[dict]:
+    """The service's runbook steps with their state on this incident (the last mark of each)."""
+    steps = (((svc or {}).get("spec") or {}).get("runbook") or {}).get("steps") or []
+    applied = {int(a.get("step", 0)): a for a in (inc.get("spec") or {}).get("runbookSteps") or []}
+    out = []
+    for n, step in enumerate(steps, 1):
+        mark = applied.get(n)
+        out.append({"step": n, "title": step.get("title", ""), "text": step.get("text", ""),
+                    "link": step.get("link", ""), "command": step.get("command", ""),
+                    "state": "applied" if mark else "pending",
+                    **({"appliedBy": mark.get("author"), "appliedAt": mark.get("time"), "note": mark.get("note", "")}
+                       if mark else {})})
+    return out
+
+
+def _service_of(s: Session, inc: dict) -> dict | None:
+    name = (inc.get("spec") or {}).get("service", "")
+    return s.client.get_or_none(kube.MONITORED_SERVICES, name, inc["metadata"]["namespace"]) if name else None
+
+
+def cmd_runbook(s: Session) -> None:
+    inc = s.get_incident(s.args.name)
+    svc = _service_of(s, inc)
+    view = runbook_view(inc, svc)
+    if s.args.output != "table":
+        print(dump({"incident": s.args.name, "steps": view}, s.args.output), end="")
+        return
+    if not view:
+        print(f"MonitoredService {inc['spec'].get('service', '?')} declares no runbook steps (spec.runbook.steps)")
+        return
+    for v in view:
+        state = f"applied by {v['appliedBy']} at {v['appliedAt']}" if v["state"] == "applied" else "pending"
+        print(f"{v['step']}. [{'x' if v['state'] == 'applied' else ' '}] {v['title']}  ({state})")
+        for label in ("text", "link", "command", "note"):
+            if v.get(label):
+                shown = f"$ {v[label]}   (shown only: Paramedic never runs it)" if label == "command" else v[label]
+                print(f"     {label}: {_indent(shown, 11)}")
+
+
+def cmd_step(s: Session) -> None:
+    inc = s.get_incident(s.args.name)
+    view = runbook_view(inc, _service_of(s, inc))
+    if not 1 <= s.args.n <= len(view):
+        raise CliError(f"step {s.args.n} does not exist: MonitoredService {inc['spec'].get('service', '?')} "
+                       f"declares {len(view)} step(s)")
+    step = view[s.args.n - 1]
+    if step["state"] == "applied":
+        raise CliError(f"step {s.args.n} was already applied by {step['appliedBy']} at {step['appliedAt']}")
+    entry = {"step": s.args.n, "title": step["title"], "author": s.actor(), "time": iso(s.now)}
+    if s.args.note:
+        entry["note"] = s.args.note
+    append_to_spec(s, s.args.name, "runbookSteps", entry)
+    print(f"incident.paramedic.dev/{s.args.name} step {s.args.n} ({step['title']}) applied by {entry['author']}")
+
+
 def cmd_assign(s: Session) -> None:
     if not EMAIL.match(s.args.email):
         raise CliError(f"{s.args.email!r} is not an e-mail address", EXIT_USAGE)
@@ -551,7 +627,8 @@ def _json_or_text(body: str) -> Any:
 
 COMMANDS: dict[str, Callable[[Session], None]] = {
     "list": cmd_list, "show": cmd_show, "rca": cmd_rca, "assign": cmd_assign, "report": cmd_report,
-    "oncall": cmd_oncall, "stats": cmd_stats, "fire": cmd_fire, **{c: cmd_state for c in STATE_COMMANDS},
+    "oncall": cmd_oncall, "stats": cmd_stats, "fire": cmd_fire, "comment": cmd_comment, "runbook": cmd_runbook,
+    "step": cmd_step, **{c: cmd_state for c in STATE_COMMANDS},
 }
 
 
@@ -600,6 +677,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("assign", "assign an incident to someone")
     p.add_argument("name")
     p.add_argument("email")
+    p = add("comment", "add a comment to an incident's timeline, as you")
+    p.add_argument("name")
+    p.add_argument("text")
+    add("runbook", "list the service's runbook steps and which were applied").add_argument("name")
+    p = add("step", "mark a runbook step applied, as you")
+    p.add_argument("name")
+    p.add_argument("n", type=int, help="the step's number, from `runbook`")
+    p.add_argument("--note", help="what was done or seen, for the timeline")
     p = add("report", "render the Markdown post-mortem")
     p.add_argument("name")
     p.add_argument("-f", "--file", help="write to FILE instead of stdout")

@@ -238,6 +238,7 @@ class _Planner:
         self._record_deliveries()
         self._evidence()
         self._seen_before()
+        self._people_entries()
         self._remediation()
         if self._retention_due():
             return Plan(dict(self.inc.get("status") or {}), plan.limit, delete=True)
@@ -509,6 +510,32 @@ class _Planner:
                          + ("remediation policy runs" if self._offers_rollback() else
                             "remediation policy does not run it (add a `rollback: {}` action, or "
                             "`kubectl rollout undo` it)"))
+
+    def _people_entries(self) -> None:
+        """People's comments and applied runbook steps (spec) into the timeline, each once."""
+        plan, now = self.plan, self.now
+        recorded = dict(plan.status.get("recorded") or {})
+        changed = False
+        for field_, type_ in (("comments", "comment"), ("runbookSteps", "runbook-step")):
+            entries = [e for e in self.spec.get(field_) or [] if isinstance(e, Mapping)]
+            done = recorded.get(field_) or 0
+            if not isinstance(done, int) or done > len(entries):
+                done = len(entries) if isinstance(done, int) else 0  # a person shortened the list: nothing new
+            for entry in entries[done:]:
+                when = parse_or_none(entry.get("time")) or now
+                actor = str(entry.get("author") or "unknown")
+                if type_ == "comment":
+                    message = str(entry.get("text", ""))
+                else:
+                    message = f"step {entry.get('step')} applied: {entry.get('title') or '(untitled)'}"
+                    if entry.get("note"):
+                        message += f" — {entry['note']}"
+                plan.log(min(when, now), type_, message, actor)
+            if recorded.get(field_) != len(entries):
+                recorded[field_] = len(entries)
+                changed = True
+        if changed:
+            plan.set(recorded=recorded)
 
     def _seen_before(self) -> None:
         plan, now = self.plan, self.now

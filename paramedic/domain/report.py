@@ -252,6 +252,24 @@ def _context(status: Mapping[str, Any]) -> list[str]:
     return lines[:-1] if lines[-1] == "" else lines
 
 
+def _people(spec: Mapping[str, Any]) -> list[str]:
+    steps = spec.get("runbookSteps") or []
+    lines = ["## Runbook steps applied", ""]
+    if steps:
+        lines += _table(["Step", "Title", "By", "When", "Note"],
+                        [[st.get("step"), st.get("title"), st.get("author"), st.get("time"), st.get("note")]
+                         for st in steps])
+    else:
+        lines.append("_No runbook step marked applied._")
+    comments = spec.get("comments") or []
+    lines += ["", "## Comments", ""]
+    if comments:
+        lines += _table(["When", "By", "Comment"], [[c.get("time"), c.get("author"), c.get("text")] for c in comments])
+    else:
+        lines.append("_No comments._")
+    return lines
+
+
 def render_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
     """The post-mortem of `incident` as Markdown, generated at `now`."""
     spec, status, meta = incident.get("spec") or {}, incident.get("status") or {}, incident.get("metadata") or {}
@@ -266,6 +284,7 @@ def render_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
         _alerts(status),
         _context(status),
         _remediation(status),
+        _people(spec),
         _notifications(status),
         _metrics(status),
         _rca(spec),

@@ -178,3 +178,49 @@ def test_an_incident_links_the_earlier_incidents_of_its_service_with_their_root_
     timeline = kube_client.get(kube.INCIDENTS, "pay-2", namespace)["status"]["timeline"]
     assert any(e["type"] == "seen-before" and "pay-1" in e["message"] for e in timeline)
     assert not (kube_client.get(kube.INCIDENTS, "pay-1", namespace)["status"].get("seenBefore"))
+
+
+def test_comments_and_runbook_steps_carry_the_callers_identity_into_the_timeline_and_report(
+        kube_client, namespace, operator_factory, kubeconfig):
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
+                               *args], capture_output=True, text=True, timeout=60)
+
+    me = kube_client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})["status"]["userInfo"]["username"]
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "search"}, "spec": {
+        "target": {"kind": "Deployment", "name": "search"}, "remediation": {"enabled": False},
+        "runbook": {"steps": [{"title": "Check the index size", "link": "https://runbooks.example.com/search"},
+                              {"title": "Restart the indexer", "command": "kubectl rollout restart deploy/search"}]}}},
+        namespace)
+    kube_client.create(kube.INCIDENTS, {"metadata": {"name": "search-1"}, "spec": {
+        "service": "search", "severity": "medium", "title": "search is slow"}}, namespace)
+    operator_factory(namespace)
+
+    out = cli("comment", "search-1", "index grew 3x overnight")
+    assert out.returncode == 0, out.stderr
+    assert f"commented as {me}" in out.stdout
+    out = cli("step", "search-1", "2", "--note", "indexer restarted at 10:40")
+    assert out.returncode == 0, out.stderr
+    refused = cli("step", "search-1", "2")
+    assert refused.returncode == 1 and f"step 2 was already applied by {me}" in refused.stderr
+    missing = cli("step", "search-1", "9")
+    assert missing.returncode == 1 and "declares 2 step(s)" in missing.stderr
+    out = cli("runbook", "search-1")
+    assert out.returncode == 0, out.stderr
+    assert "1. [ ] Check the index size  (pending)" in out.stdout
+    assert f"2. [x] Restart the indexer  (applied by {me} at " in out.stdout
+    assert "$ kubectl rollout restart deploy/search   (shown only: Paramedic never runs it)" in out.stdout
+
+    def people():
+        tl = (kube_client.get(kube.INCIDENTS, "search-1", namespace).get("status") or {}).get("timeline") or []
+        found = [(e["type"], e["actor"], e["message"]) for e in tl if e["type"] in ("comment", "runbook-step")]
+        return found if len(found) == 2 else None
+
+    assert wait_for(people, 30, "comment and step in the timeline") == [
+        ("comment", me, "index grew 3x overnight"),
+        ("runbook-step", me, "step 2 applied: Restart the indexer — indexer restarted at 10:40")]
+    report = cli("report", "search-1")
+    assert report.returncode == 0, report.stderr
+    assert f"| 2 | Restart the indexer | {me} |" in report.stdout
+    assert f"| {me} | index grew 3x overnight |" in report.stdout

@@ -32,6 +32,16 @@ INCIDENT = {
         "managed": True,
         "runbookURL": "https://runbooks.example.com/checkout",
         "labels": {"service": "checkout", "env": "prod"},
+        "runbookSteps": [
+            {"step": 1, "title": "Check the pool size", "author": "alice@example.com", "time": "2026-03-01T10:09:00Z",
+             "note": "pool_size=0 | in the live config"},
+            {"step": 3, "title": "Roll back the config", "author": "system:serviceaccount:ops:bot",
+             "time": "2026-03-01T10:15:00Z"},
+        ],
+        "comments": [
+            {"author": "alice@example.com", "time": "2026-03-01T10:10:00Z", "text": "It started with the 09:56 push."},
+            {"author": "bob@example.com", "time": "2026-03-01T10:30:00Z", "text": "Mitigated\nwatching for 30 min"},
+        ],
         "rca": {
             "rootCause": "A bad config push set the DB pool size to 0.",
             "contributingFactors": "No canary for config changes.\nAlert thresholds too loose.",
@@ -142,6 +152,7 @@ def test_sections_in_order():
     assert headings == ["## Summary", "## Impact", "## Timeline", "## Alerts", "## Probable causes", "## Seen before",
                         "## Evidence",
                         "## Remediation attempts",
+                        "## Runbook steps applied", "## Comments",
                         "## Notifications", "## Metrics", "## Root cause analysis", "## Runbook"]
 
 
