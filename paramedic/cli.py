@@ -29,7 +29,7 @@ import httpx
 import yaml
 
 from . import kube
-from .domain import oncall, report, sla
+from .domain import maintenance, oncall, report, sla
 from .domain.lifecycle import is_active, spec_patch
 from .domain.report import render_postmortem
 from .domain.stats import compute_stats, render_stats_table
@@ -433,6 +433,38 @@ def cmd_step(s: Session) -> None:
     print(f"incident.paramedic.dev/{s.args.name} step {s.args.n} ({step['title']}) applied by {entry['author']}")
 
 
+def cmd_maintain(s: Session) -> None:
+    """Add a one-off maintenance window to a service (with --for), or show its windows."""
+    name, ns = s.args.service, s.one_namespace()
+    for _ in range(5):
+        svc = s.client.get(kube.MONITORED_SERVICES, name, ns)
+        windows = list((((svc.get("spec") or {}).get("maintenance") or {}).get("windows")) or [])
+        if s.args.duration is None:
+            now_state = (svc.get("status") or {}).get("maintenance") or {}
+            if s.args.output != "table":
+                print(dump({"service": name, "windows": windows, "status": now_state}, s.args.output), end="")
+                return
+            print(f"{name}: " + (f"in maintenance until {now_state.get('until')} ({now_state.get('source')})"
+                                 + (f": {now_state['reason']}" if now_state.get("reason") else "")
+                                 if now_state.get("active") else "not in maintenance"))
+            for w in windows:
+                when = (f"{w.get('start')} → {w.get('end')}" if w.get("start")
+                        else f"every '{w.get('schedule')}' for {w.get('durationMinutes')} min")
+                print(f"  {when}" + (f"  {w['reason']}" if w.get("reason") else "")
+                      + (f"  (by {w['author']})" if w.get("author") else ""))
+            return
+        window = maintenance.window_for(s.now, s.args.duration, s.args.reason or "", s.actor())
+        try:
+            s.client.patch(kube.MONITORED_SERVICES, name, {
+                "metadata": {"resourceVersion": svc["metadata"]["resourceVersion"]},
+                "spec": {"maintenance": {"windows": windows + [window]}}}, ns)
+        except kube.Conflict:
+            continue
+        print(f"monitoredservice.paramedic.dev/{name} in maintenance until {window['end']}")
+        return
+    raise CliError(f"MonitoredService {name} kept changing; try again")
+
+
 def cmd_assign(s: Session) -> None:
     if not EMAIL.match(s.args.email):
         raise CliError(f"{s.args.email!r} is not an e-mail address", EXIT_USAGE)
@@ -628,7 +660,7 @@ def _json_or_text(body: str) -> Any:
 COMMANDS: dict[str, Callable[[Session], None]] = {
     "list": cmd_list, "show": cmd_show, "rca": cmd_rca, "assign": cmd_assign, "report": cmd_report,
     "oncall": cmd_oncall, "stats": cmd_stats, "fire": cmd_fire, "comment": cmd_comment, "runbook": cmd_runbook,
-    "step": cmd_step, **{c: cmd_state for c in STATE_COMMANDS},
+    "step": cmd_step, "maintain": cmd_maintain, **{c: cmd_state for c in STATE_COMMANDS},
 }
 
 
@@ -685,6 +717,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("n", type=int, help="the step's number, from `runbook`")
     p.add_argument("--note", help="what was done or seen, for the timeline")
+    p = add("maintain", "put a service in maintenance for a while (no incidents from probes, no remediation, "
+                        "no paging), or show its windows")
+    p.add_argument("service")
+    p.add_argument("--for", dest="duration", type=parse_window, default=None, metavar="DURATION",
+                   help="how long from now, e.g. 30m or 2h")
+    p.add_argument("-m", "--reason", help="why, shown on the service and in incidents")
     p = add("report", "render the Markdown post-mortem")
     p.add_argument("name")
     p.add_argument("-f", "--file", help="write to FILE instead of stdout")

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import evidence as evidence_mod
 from . import hints as hints_mod
-from . import history, lifecycle, oncall, remediation, sla
+from . import history, lifecycle, maintenance, oncall, remediation, sla
 from . import notify_render as nr
 from .remediation import Kind
 from .timeutil import iso, iso_ms, parse_or_none
@@ -242,6 +242,9 @@ class _Planner:
         self._remediation()
         if self._retention_due():
             return Plan(dict(self.inc.get("status") or {}), plan.limit, delete=True)
+        if plan.announcements and plan.status.get("maintenance") \
+                and maintenance.active_until(self.svc, self.now) is not None:
+            plan.announcements.clear()  # in maintenance: recorded, no one paged
         if plan.announcements:
             self._queue_notifications()
         gen = self.meta.get("generation")
@@ -274,6 +277,15 @@ class _Planner:
                   "api": "alert API", "manual": "a person"}.get(spec.get("source", "manual"), spec.get("source"))
         severity = spec.get("severity", DEFAULT_SEVERITY)
         plan.log(now, "opened", f"{severity} incident opened by {origin}: {spec.get('title', '')}")
+        until = maintenance.active_until(self.svc, now)
+        if until is not None:
+            window = ((self.svc or {}).get("status") or {}).get("maintenance") or {}
+            plan.set(maintenance={"until": iso(until), "reason": window.get("reason") or "",
+                                  "source": window.get("source") or "service"})
+            plan.log(now, "in-maintenance", f"opened during a maintenance window ({window.get('source') or 'service'}) "
+                                            f"until {iso(until)}" + (f": {window['reason']}" if window.get("reason")
+                                                                     else "")
+                     + "; no one is paged and remediation waits")
         plan.events.append(Event("opened", "IncidentOpened", f"{severity}: {spec.get('title', '')}", "Warning"))
         if spec.get("source", "manual") == "manual":
             # The webhook and the prober count what they create; people's incidents are counted here.
@@ -560,7 +572,8 @@ class _Planner:
         rem = dict(plan.status.get("remediation") or {})
         attempts = [dict(a) for a in rem.get("attempts") or []]
         view = {**self.inc, "status": {**plan.status, "remediation": {**rem, "attempts": attempts}}}
-        decision = remediation.decide(view, svc, now, enabled_globally=self.settings.remediation_enabled)
+        decision = remediation.decide(view, svc, now, enabled_globally=self.settings.remediation_enabled,
+                                      maintenance_until=maintenance.active_until(svc, now))
         # decide() puts the last attempt first when it is under way (Running: a wait naming it;
         # Verifying: verify), whatever else changed meanwhile.
         if decision.kind == Kind.WAIT and decision.attempt_id is not None:

@@ -133,7 +133,7 @@ def _ended(attempt: Mapping[str, Any]) -> datetime | None:
 
 
 def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: datetime, *,
-           enabled_globally: bool) -> Decision:
+           enabled_globally: bool, maintenance_until: datetime | None = None) -> Decision:
     """The next remediation step for `incident` (see `Decision` for what each kind asks of the caller)."""
     spec = incident.get("spec") or {}
     name = str((incident.get("metadata") or {}).get("name", ""))
@@ -156,6 +156,9 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
     annotations = (service.get("metadata") or {}).get("annotations") or {}
     if str(annotations.get(PAUSED_ANNOTATION, "")).strip().lower() == "true":
         return Decision(Kind.SKIP, f"remediation is paused on this service (annotation {PAUSED_ANNOTATION}=true)")
+    if maintenance_until is not None:
+        return Decision(Kind.WAIT, f"the service is in a maintenance window until {maintenance_until.isoformat()}: "
+                                   "remediation waits", wait_until=maintenance_until)
     actions = policy.get("actions") or []
     if not actions:
         return Decision(Kind.SKIP, "no remediation actions configured (spec.remediation.actions is empty)")

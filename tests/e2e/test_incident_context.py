@@ -224,3 +224,50 @@ def test_comments_and_runbook_steps_carry_the_callers_identity_into_the_timeline
     assert report.returncode == 0, report.stderr
     assert f"| 2 | Restart the indexer | {me} |" in report.stdout
     assert f"| {me} | index grew 3x overnight |" in report.stdout
+
+
+def test_a_maintenance_window_suppresses_an_outages_incident_and_remediation_and_the_next_outage_opens_one(
+        kube_client, namespace, operator_factory, http_service, kubeconfig, run_kubectl):
+    kube_client.create(kube.DEPLOYMENTS, deployment("web"), namespace)
+    wait_for(lambda: rolled_out(kube_client, namespace, "web", IMAGE_1), 90, "web rolled out")
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "web"}, "spec": {
+        "target": {"kind": "Deployment", "name": "web"},
+        "probe": {"url": http_service.url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2,
+                  "successThreshold": 2},
+        "remediation": {"actions": [{"restart": {}}], "cooldownSeconds": 1, "verifySeconds": 20}}}, namespace)
+    operator_factory(namespace)
+
+    def svc_status() -> dict:
+        return kube_client.get(kube.MONITORED_SERVICES, "web", namespace).get("status") or {}
+
+    wait_for(lambda: svc_status().get("health") == "Healthy", 30, "Healthy")
+    out = subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
+                          "maintain", "web", "--for", "45s", "-m", "DB upgrade"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    window = wait_for(lambda: (svc_status().get("maintenance") or {}) if (svc_status().get("maintenance") or {})
+                      .get("active") else None, 30, "the service shows its window")
+    assert window["reason"] == "DB upgrade" and window["source"] == "service"
+    table = run_kubectl("get", "msvc", "-n", namespace).stdout
+    assert "MAINTENANCE-UNTIL" in table and window["until"] in table
+
+    # An outage inside the window: the service goes Down, but no incident and no restart.
+    http_service.set("failing")
+    down = wait_for(lambda: (lambda s: s if s.get("health") == "Down" else None)(svc_status()), 30, "Down")
+    assert (down.get("maintenance") or {}).get("active"), "the window ended before the outage was seen"
+    assert kube_client.list(kube.INCIDENTS, namespace) == []
+    assert (kube_client.get(kube.DEPLOYMENTS, "web", namespace)["spec"]["template"]["metadata"]
+            .get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt") is None
+    http_service.set("healthy")
+    wait_for(lambda: svc_status().get("health") == "Healthy", 30, "Healthy again")
+    assert kube_client.list(kube.INCIDENTS, namespace) == []
+
+    # The window ends (the operator looks again at its end), and the next outage opens an incident.
+    wait_for(lambda: not (svc_status().get("maintenance") or {}).get("active"), 90, "the window over")
+    http_service.set("failing")
+    incident = wait_for(lambda: next(iter(kube_client.list(kube.INCIDENTS, namespace)), None), 30, "an incident")
+    assert incident["spec"]["source"] == "probe"
+    wait_for(lambda: (kube_client.get(kube.DEPLOYMENTS, "web", namespace)["spec"]["template"]["metadata"]
+                      .get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"), 40, "remediated")
+    inc = kube_client.get(kube.INCIDENTS, incident["metadata"]["name"], namespace)
+    assert "maintenance" not in inc["status"]
