@@ -197,8 +197,10 @@ class IncidentReconciler:
         if plan.taken_evidence:
             fx.take(_evidence_effect(uid))
         if plan.gather_evidence and svc is not None:
+            logs = ((svc.get("spec") or {}).get("evidence") or {}).get("logs") or {}
             fx.spawn(_evidence_effect(uid), (ns, name), evidence_io.gather(
-                self.rt.client, ns, (svc.get("spec") or {}).get("target") or {}, utcnow(), self.evidence_slots))
+                self.rt.client, ns, (svc.get("spec") or {}).get("target") or {}, utcnow(), self.evidence_slots,
+                int(logs.get("tailLines") or 20) if logs.get("enabled") else 0))
         if plan.start_attempt is not None and svc is not None:
             attempt = plan.start_attempt
             fx.spawn(_attempt_effect(uid, str(attempt.get("id"))), (ns, name),

@@ -325,6 +325,9 @@ def context_lines(status: dict) -> list[str]:
                    f"{' '.join(str(e.get('message', '')).split())}")
     for n in ev.get("nodes") or []:
         out.append(f"  node {n.get('name')}: {', '.join(n.get('problems') or []) or 'Ready'}")
+    for lg in ev.get("logs") or []:
+        out.append(f"  log of {lg.get('pod')}/{lg.get('container')}{' (previous run)' if lg.get('previous') else ''}:")
+        out += ["    " + line for line in str(lg.get("lines", "")).splitlines()]
     return out
 
 

@@ -17,12 +17,33 @@ from .domain import evidence
 
 
 async def gather(client: kube.AsyncKubeClient, namespace: str, target: dict[str, Any], now: datetime,
-                 slots: asyncio.Semaphore | None = None) -> dict[str, Any]:
-    """`status.evidence` for `target` ({kind, name}) in `namespace`; `slots` bounds concurrent gatherings."""
+                 slots: asyncio.Semaphore | None = None, log_lines: int = 0) -> dict[str, Any]:
+    """`status.evidence` for `target` ({kind, name}) in `namespace`; `slots` bounds concurrent
+    gatherings. With `log_lines` (a service's `spec.evidence.logs`, off by default: logs can
+    hold secrets), the last lines of the first broken container's log too (one more request)."""
     if slots is None:
-        return await _gather(client, namespace, target, now)
-    async with slots:
-        return await _gather(client, namespace, target, now)
+        ev = await _gather(client, namespace, target, now)
+    else:
+        async with slots:
+            ev = await _gather(client, namespace, target, now)
+    if log_lines > 0:
+        ev["logs"] = await _logs(client, namespace, ev, log_lines, now)
+    return ev
+
+
+async def _logs(client: kube.AsyncKubeClient, namespace: str, ev: dict[str, Any], lines: int,
+                now: datetime) -> list[dict[str, Any]]:
+    found = evidence.log_target(ev)
+    if found is None:
+        return []
+    pod, container, previous = found
+    params = {"container": container, "tailLines": str(lines), "limitBytes": str(4 * evidence.MAX_LOG_CHARS),
+              "previous": "true" if previous else "false"}
+    try:
+        text = await client.get_text(kube.PODS, pod, namespace, "log", params)
+    except kube.ApiError as exc:
+        text = f"(log not available: {exc.message or exc})"
+    return [evidence.log_item(pod, container, previous, text, now)]
 
 
 async def _gather(client: kube.AsyncKubeClient, namespace: str, target: dict[str, Any],

@@ -31,6 +31,7 @@ MAX_EVENTS = 10
 MAX_NODES = 5
 MAX_CHANGES = 8
 MAX_TEXT = 300
+MAX_LOG_CHARS = 2000
 MAX_BYTES = 40 * 1024
 """The most `status.evidence` may take as JSON (unit-tested against the caps above)."""
 
@@ -307,9 +308,25 @@ def build(kind: str, workload: Mapping[str, Any] | None, revisions: Sequence[Rev
                         key=lambda n: (n["ready"] and not n["problems"], n["name"]))
     out = {"gatheredAt": iso(now), "target": f"{kind}/{name}" if name else kind,
            "rollouts": rollouts(revisions), "containers": containers[:MAX_CONTAINERS],
-           "events": list(merged.values())[:MAX_EVENTS], "nodes": node_items[:MAX_NODES],
+           "events": list(merged.values())[:MAX_EVENTS], "nodes": node_items[:MAX_NODES], "logs": [],
            "truncated": len(containers) > MAX_CONTAINERS or len(merged) > MAX_EVENTS or len(node_items) > MAX_NODES}
     return out
+
+
+def log_target(evidence: Mapping[str, Any]) -> tuple[str, str, bool] | None:
+    """(pod, container, previous) whose log is worth reading: the first broken container, its
+    last run's log when it restarted and is not running now (the crash is in that one)."""
+    for c in evidence.get("containers") or []:
+        if c.get("container") and unhealthy(c):
+            return str(c["pod"]), str(c["container"]), bool(c.get("restarts")) and c.get("state") != "Running"
+    return None
+
+
+def log_item(pod: str, container: str, previous: bool, text: str, now: datetime) -> dict[str, Any]:
+    """The last lines of a log, cut from the front to MAX_LOG_CHARS (the end is what matters)."""
+    text = text if len(text) <= MAX_LOG_CHARS else "…" + text[-(MAX_LOG_CHARS - 1):]
+    return {"ref": f"log/{pod}/{container}", "pod": pod, "container": container, "previous": previous,
+            "time": iso(now), "lines": text}
 
 
 def size(evidence: Mapping[str, Any]) -> int:

@@ -249,6 +249,11 @@ def _context(status: Mapping[str, Any]) -> list[str]:
     if nodes:
         lines += ["### Nodes", ""] + _table(["Node", "Problems"], [[n.get("name"), ", ".join(n.get("problems") or [])
                                                                     or "Ready"] for n in nodes]) + [""]
+    for lg in ev.get("logs") or []:
+        text = str(lg.get("lines", ""))
+        fence = "````" if "```" in text else "```"
+        lines += [f"### Log of `{_inline(lg.get('pod'))}/{_inline(lg.get('container'))}`"
+                  + (" (previous run)" if lg.get("previous") else ""), "", fence, text.rstrip("\n"), fence, ""]
     return lines[:-1] if lines[-1] == "" else lines
 
 

@@ -257,8 +257,28 @@ def test_the_worst_case_stays_within_max_bytes():
     assert ev["truncated"] is True
     assert len(ev["containers"]) == evidence.MAX_CONTAINERS and len(ev["events"]) == evidence.MAX_EVENTS
     assert len(ev["nodes"]) == evidence.MAX_NODES and len(ev["rollouts"]) == evidence.MAX_ROLLOUTS
+    ev["logs"] = [evidence.log_item("p" * 253, "c" * 63, True, "\u2603" * 100_000, NOW)]
     assert evidence.size(ev) <= evidence.MAX_BYTES, evidence.size(ev)
 
 
 def test_cut():
     assert evidence.cut("abc", 3) == "abc" and evidence.cut("abcd", 3) == "ab…" and evidence.cut(None) == ""
+
+
+def test_log_target_is_the_first_broken_container_and_its_previous_run_when_it_restarted():
+    crashed = {"pod": "p", "container": "app", "ready": False, "restarts": 3, "state": "Waiting"}
+    pending = {"pod": "q", "container": "app", "ready": False, "restarts": 0, "state": "Waiting"}
+    healthy = {"pod": "r", "container": "app", "ready": True, "restarts": 0, "state": "Running"}
+    assert evidence.log_target({"containers": [healthy, crashed, pending]}) == ("p", "app", True)
+    assert evidence.log_target({"containers": [pending]}) == ("q", "app", False)
+    assert evidence.log_target({"containers": [healthy]}) is None
+    assert evidence.log_target({"containers": [{"pod": "s", "container": "", "ready": False}]}) is None
+
+
+def test_a_log_keeps_its_end_within_the_bound():
+    item = evidence.log_item("p", "app", True, "x" * 10_000 + "the end\n", NOW)
+    assert len(item["lines"]) == evidence.MAX_LOG_CHARS and item["lines"].endswith("the end\n")
+    assert item["lines"].startswith("…") and item["ref"] == "log/p/app" and item["time"] == iso(NOW)
+    ev = build("Deployment", DEPLOYMENT, [], [], [], [], NOW)
+    assert ev["logs"] == []
+    assert evidence.size({**ev, "logs": [item]}) - evidence.size(ev) < evidence.MAX_LOG_CHARS * 3 + 200

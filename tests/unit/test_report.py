@@ -90,6 +90,8 @@ INCIDENT = {
             ],
             "nodes": [{"ref": "node/node-a", "name": "node-a", "ready": True, "problems": [],
                        "time": "2026-02-01T00:00:00Z"}],
+            "logs": [{"ref": "log/checkout-7f9-x/app", "pod": "checkout-7f9-x", "container": "app", "previous": True,
+                      "time": "2026-03-01T10:04:00Z", "lines": "starting\nKeyError: 'POOL_SIZE'\n"}],
         },
         "seenBefore": [
             {"name": "checkout-down-3", "createdAt": "2026-02-20T12:05:00Z", "state": "closed",

@@ -107,6 +107,10 @@ those on cluster-scoped ones.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list]
+# Incident evidence, only for services that ask for it (spec.evidence.logs).
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
   verbs: [get, list, watch, patch]
