@@ -12,12 +12,13 @@ or skipping them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
 from typing import Any
 
-from paramedic import kube, metrics
+from paramedic import evidence_io, kube, metrics
 from paramedic.domain import incident_plan, lifecycle
 from paramedic.domain.incident_plan import Effects, Plan, PlanSettings
 from paramedic.domain.timeutil import utcnow
@@ -59,7 +60,9 @@ class IncidentReconciler:
             remediation_enabled=s.remediation_enabled, admin_emails=tuple(s.admin_emails),
             dashboard_url=s.dashboard_url, console_url=s.console_url, smtp_configured=bool(s.smtp_host),
             slack_configured=s.has_secret("slack_webhook_url"),
-            webhook_configured=s.has_secret("notify_webhook_url"))
+            webhook_configured=s.has_secret("notify_webhook_url"),
+            evidence_enabled=s.evidence_enabled, evidence_refresh_seconds=s.evidence_refresh_seconds)
+        self.evidence_slots = asyncio.Semaphore(max(1, s.evidence_concurrency))
 
     # --- reads --------------------------------------------------------------------------
     async def _service(self, ns: str, inc: dict) -> dict | None:
@@ -104,7 +107,10 @@ class IncidentReconciler:
         if verifying and svc is not None and (svc.get("spec") or {}).get("probe") \
                 and self.services is not None:
             probe = self.services.health((svc["metadata"]["namespace"], svc["metadata"]["name"]))
-        return Effects(frozenset(running), results, deliveries, probe)
+        ev_key = _evidence_effect(uid)
+        evidence = fx.peek(ev_key) if fx.has_result(ev_key) else None
+        earlier = tuple(self.rt.incidents.indexed((inc["metadata"].get("namespace", ""), inc["spec"].get("service", ""))))
+        return Effects(frozenset(running), results, deliveries, probe, evidence, fx.running(ev_key), earlier)
 
     # --- entry point ------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:
@@ -193,6 +199,13 @@ class IncidentReconciler:
             fx.take(_attempt_effect(uid, att_id))
         for ref in plan.taken_deliveries:
             fx.take(_notify_effect(uid, *ref))
+        if plan.taken_evidence:
+            fx.take(_evidence_effect(uid))
+        if plan.gather_evidence and svc is not None:
+            logs = ((svc.get("spec") or {}).get("evidence") or {}).get("logs") or {}
+            fx.spawn(_evidence_effect(uid), (ns, name), evidence_io.gather(
+                self.rt.client, ns, (svc.get("spec") or {}).get("target") or {}, utcnow(), self.evidence_slots,
+                int(logs.get("tailLines") or 20) if logs.get("enabled") else 0))
         if plan.start_attempt is not None and svc is not None:
             attempt = plan.start_attempt
             fx.spawn(_attempt_effect(uid, str(attempt.get("id"))), (ns, name),
@@ -243,6 +256,10 @@ def _uid(inc: dict) -> str:
 
 def _attempt_effect(uid: str, attempt_id: str) -> str:
     return f"remediate:{uid}:{attempt_id}"
+
+
+def _evidence_effect(uid: str) -> str:
+    return f"evidence:{uid}"
 
 
 def _notify_effect(uid: str, key: str, channel: str) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from paramedic import kube, metrics, netguard
-from paramedic.domain import lifecycle
+from paramedic.domain import lifecycle, maintenance
 from paramedic.domain.probe import (
     UNKNOWN,
     ProbeResult,
@@ -40,6 +41,8 @@ class ServiceReconciler:
                              rules=netguard.policy(s, netguard.PROBE))
         self._states: dict[Key, ProbeState] = {}
         self.incident_queue: WorkQueue[Key] | None = None  # set by wiring.Operator: incidents a probe result moves
+        self._suppressed: set[Key] = set()
+        """Services whose outage began in a maintenance window (an incident opens if it outlasts it)."""
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.rt.services.get(key)
@@ -81,11 +84,20 @@ class ServiceReconciler:
             patch["observedGeneration"] = gen
         if not status.get("health") and key not in self._states:  # the prober may already know better
             patch["health"] = UNKNOWN
+        window = await self._maintenance(body, now)
+        if {k: v for k, v in window.status().items() if v is not None} != (status.get("maintenance") or {}):
+            patch["maintenance"] = window.status()
         if patch:
             await self.rt.client.patch(kube.MONITORED_SERVICES, name, {"status": patch}, ns, subresource="status")
-        if not found and not paused:
-            return 30.0  # the target may appear later
-        return None
+        waits = [w for w in ((window.next_change - now).total_seconds() + 0.5 if window.next_change else None,
+                             30.0 if not found and not paused else None) if w is not None]  # the target may appear
+        return max(0.0, min(waits)) if waits else None
+
+    async def _maintenance(self, body: dict, now: datetime) -> maintenance.State:
+        ns_obj = await self.rt.client.get_or_none(kube.NAMESPACES, body["metadata"]["namespace"])
+        ns_windows, errors = maintenance.namespace_windows(ns_obj)
+        return maintenance.state(((body.get("spec") or {}).get("maintenance") or {}).get("windows") or [],
+                                 ns_windows, now, errors)
 
     # --- probes --------------------------------------------------------------------
     async def on_probe_result(self, key: Key, spec: ProbeSpec, result: ProbeResult) -> None:
@@ -98,8 +110,18 @@ class ServiceReconciler:
         new = step.state
         metrics.PROBE_SUCCESS.labels(ns, name).set(1 if result.ok else 0)
 
-        if step.open_incident:
+        in_window = maintenance.active_until(body, result.time)
+        if (step.open_incident or key in self._suppressed) and in_window is not None:
+            # Expected: no incident; the outage is remembered in case it outlasts the window.
+            if key not in self._suppressed:
+                log.info("%s/%s is down during its maintenance window (until %s): no incident", ns, name, in_window)
+            self._suppressed.add(key)
+        elif step.open_incident or (key in self._suppressed and new.health in ("Down", "Degraded")
+                                    and not new.open_incident):
+            self._suppressed.discard(key)
             new = await self._open_incident(body, new, result, spec)
+        if result.ok:
+            self._suppressed.discard(key)
         if step.recovered and new.open_incident and body.get("spec", {}).get("autoResolve", True):
             await self._auto_resolve(ns, new.open_incident, result)
             new = _with_incident(new, "")

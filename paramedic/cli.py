@@ -29,7 +29,7 @@ import httpx
 import yaml
 
 from . import kube
-from .domain import oncall, sla
+from .domain import maintenance, oncall, report, sla
 from .domain.lifecycle import is_active, spec_patch
 from .domain.report import render_postmortem
 from .domain.stats import compute_stats, render_stats_table
@@ -278,6 +278,7 @@ def describe(inc: dict, now: datetime) -> str:
     out = [f"{(k + ':').ljust(width)}{_indent(str(v), width)}" for k, v in shown]
     if spec.get("description"):
         out += ["Description:", "  " + _indent(spec["description"], 2)]
+    out += context_lines(status)
     timeline = status.get("timeline") or []
     if timeline:
         out.append(f"Timeline (last {min(10, len(timeline))} of {len(timeline)}):")
@@ -285,6 +286,49 @@ def describe(inc: dict, now: datetime) -> str:
                    " ".join(str(e.get("message", "")).split())] for e in timeline[-10:]]
         out += ["  " + line for line in table(["TIME", "TYPE", "ACTOR", "MESSAGE"], rows_t).splitlines()]
     return "\n".join(out) + "\n"
+
+
+def context_lines(status: dict) -> list[str]:
+    """Probable causes and the evidence they rest on, for `show`."""
+    out: list[str] = []
+    hints = status.get("hints") or []
+    if hints:
+        out.append("Probable causes:")
+        for n, h in enumerate(hints, 1):
+            out.append(f"  {n}. {' '.join(str(h.get('summary', '')).split())}")
+            out.append(f"     suggested: {h.get('suggestedAction', '-')}; evidence: {', '.join(h.get('evidence') or [])}")
+    seen = status.get("seenBefore") or []
+    if seen:
+        out.append("Seen before:")
+        for item in seen:
+            cause = item.get("rootCause") or (f"probable: {item['probableCause']}" if item.get("probableCause")
+                                              else "no root cause written")
+            out.append(f"  {item.get('name')} ({item.get('createdAt')}, {item.get('state')}): {cause}")
+    ev = status.get("evidence") or {}
+    if not ev:
+        return out
+    out.append(f"Evidence ({ev.get('target', '-')}, gathered {ev.get('gatheredAt', '-')}"
+               + (f"; last gathering failed: {ev['error']}" if ev.get("error") else "") + "):")
+    for r in ev.get("rollouts") or []:
+        changes = report.changes_line(r)
+        out.append(f"  rollout {r.get('revision')}{' (current)' if r.get('current') else ''} at {r.get('time', '-')}: "
+                   f"{changes}")
+    rows = [[c.get("pod", ""), c.get("container", ""), "yes" if c.get("ready") else "no", str(c.get("restarts", 0)),
+             c.get("state", ""), c.get("reason") or "-",
+             f"{c.get('lastReason')} ({c.get('lastExitCode')})" if c.get("lastReason") else "-",
+             c.get("memoryLimit") or "-", c.get("node") or "-"] for c in ev.get("containers") or []]
+    if rows:
+        header = ["POD", "CONTAINER", "READY", "RESTARTS", "STATE", "REASON", "LAST EXIT", "MEM LIMIT", "NODE"]
+        out += ["  " + line for line in table(header, rows).splitlines()]
+    for e in ev.get("events") or []:
+        out.append(f"  event {e.get('time', '-')} {e.get('object', '')} {e.get('reason', '')} (x{e.get('count', 1)}): "
+                   f"{' '.join(str(e.get('message', '')).split())}")
+    for n in ev.get("nodes") or []:
+        out.append(f"  node {n.get('name')}: {', '.join(n.get('problems') or []) or 'Ready'}")
+    for lg in ev.get("logs") or []:
+        out.append(f"  log of {lg.get('pod')}/{lg.get('container')}{' (previous run)' if lg.get('previous') else ''}:")
+        out += ["    " + line for line in str(lg.get("lines", "")).splitlines()]
+    return out
 
 
 def _secs(value: Any) -> str | None:
@@ -314,6 +358,114 @@ def cmd_state(s: Session) -> None:
         return
     patch_incident(s, name, {"state": target}, s.args.reason)
     print(f"incident.paramedic.dev/{name} {target} (was {current})")
+
+
+def append_to_spec(s: Session, name: str, field: str, entry: dict) -> dict:
+    """Append `entry` to the incident's spec list `field`, guarded by the resourceVersion read
+    (two people commenting at once both land)."""
+    for _ in range(5):
+        inc = s.get_incident(name)
+        current = list((inc.get("spec") or {}).get(field) or [])
+        try:
+            return s.client.patch(kube.INCIDENTS, name, {
+                "metadata": {"resourceVersion": inc["metadata"]["resourceVersion"]},
+                "spec": {field: current + [entry]}}, s.one_namespace())
+        except kube.Conflict:
+            continue
+    raise CliError(f"incident {name} kept changing; try again")
+
+
+def cmd_comment(s: Session) -> None:
+    entry = {"author": s.actor(), "time": iso(s.now), "text": s.args.text}
+    append_to_spec(s, s.args.name, "comments", entry)
+    print(f"incident.paramedic.dev/{s.args.name} commented as {entry['author']}")
+
+
+def runbook_view(inc: dict, svc: dict | None) -> list[dict]:
+    """The service's runbook steps with their state on this incident (the last mark of each)."""
+    steps = (((svc or {}).get("spec") or {}).get("runbook") or {}).get("steps") or []
+    applied = {int(a.get("step", 0)): a for a in (inc.get("spec") or {}).get("runbookSteps") or []}
+    out = []
+    for n, step in enumerate(steps, 1):
+        mark = applied.get(n)
+        out.append({"step": n, "title": step.get("title", ""), "text": step.get("text", ""),
+                    "link": step.get("link", ""), "command": step.get("command", ""),
+                    "state": "applied" if mark else "pending",
+                    **({"appliedBy": mark.get("author"), "appliedAt": mark.get("time"), "note": mark.get("note", "")}
+                       if mark else {})})
+    return out
+
+
+def _service_of(s: Session, inc: dict) -> dict | None:
+    name = (inc.get("spec") or {}).get("service", "")
+    return s.client.get_or_none(kube.MONITORED_SERVICES, name, inc["metadata"]["namespace"]) if name else None
+
+
+def cmd_runbook(s: Session) -> None:
+    inc = s.get_incident(s.args.name)
+    svc = _service_of(s, inc)
+    view = runbook_view(inc, svc)
+    if s.args.output != "table":
+        print(dump({"incident": s.args.name, "steps": view}, s.args.output), end="")
+        return
+    if not view:
+        print(f"MonitoredService {inc['spec'].get('service', '?')} declares no runbook steps (spec.runbook.steps)")
+        return
+    for v in view:
+        state = f"applied by {v['appliedBy']} at {v['appliedAt']}" if v["state"] == "applied" else "pending"
+        print(f"{v['step']}. [{'x' if v['state'] == 'applied' else ' '}] {v['title']}  ({state})")
+        for label in ("text", "link", "command", "note"):
+            if v.get(label):
+                shown = f"$ {v[label]}   (shown only: Paramedic never runs it)" if label == "command" else v[label]
+                print(f"     {label}: {_indent(shown, 11)}")
+
+
+def cmd_step(s: Session) -> None:
+    inc = s.get_incident(s.args.name)
+    view = runbook_view(inc, _service_of(s, inc))
+    if not 1 <= s.args.n <= len(view):
+        raise CliError(f"step {s.args.n} does not exist: MonitoredService {inc['spec'].get('service', '?')} "
+                       f"declares {len(view)} step(s)")
+    step = view[s.args.n - 1]
+    if step["state"] == "applied":
+        raise CliError(f"step {s.args.n} was already applied by {step['appliedBy']} at {step['appliedAt']}")
+    entry = {"step": s.args.n, "title": step["title"], "author": s.actor(), "time": iso(s.now)}
+    if s.args.note:
+        entry["note"] = s.args.note
+    append_to_spec(s, s.args.name, "runbookSteps", entry)
+    print(f"incident.paramedic.dev/{s.args.name} step {s.args.n} ({step['title']}) applied by {entry['author']}")
+
+
+def cmd_maintain(s: Session) -> None:
+    """Add a one-off maintenance window to a service (with --for), or show its windows."""
+    name, ns = s.args.service, s.one_namespace()
+    for _ in range(5):
+        svc = s.client.get(kube.MONITORED_SERVICES, name, ns)
+        windows = list((((svc.get("spec") or {}).get("maintenance") or {}).get("windows")) or [])
+        if s.args.duration is None:
+            now_state = (svc.get("status") or {}).get("maintenance") or {}
+            if s.args.output != "table":
+                print(dump({"service": name, "windows": windows, "status": now_state}, s.args.output), end="")
+                return
+            print(f"{name}: " + (f"in maintenance until {now_state.get('until')} ({now_state.get('source')})"
+                                 + (f": {now_state['reason']}" if now_state.get("reason") else "")
+                                 if now_state.get("active") else "not in maintenance"))
+            for w in windows:
+                when = (f"{w.get('start')} → {w.get('end')}" if w.get("start")
+                        else f"every '{w.get('schedule')}' for {w.get('durationMinutes')} min")
+                print(f"  {when}" + (f"  {w['reason']}" if w.get("reason") else "")
+                      + (f"  (by {w['author']})" if w.get("author") else ""))
+            return
+        window = maintenance.window_for(s.now, s.args.duration, s.args.reason or "", s.actor())
+        try:
+            s.client.patch(kube.MONITORED_SERVICES, name, {
+                "metadata": {"resourceVersion": svc["metadata"]["resourceVersion"]},
+                "spec": {"maintenance": {"windows": windows + [window]}}}, ns)
+        except kube.Conflict:
+            continue
+        print(f"monitoredservice.paramedic.dev/{name} in maintenance until {window['end']}")
+        return
+    raise CliError(f"MonitoredService {name} kept changing; try again")
 
 
 def cmd_assign(s: Session) -> None:
@@ -510,7 +662,8 @@ def _json_or_text(body: str) -> Any:
 
 COMMANDS: dict[str, Callable[[Session], None]] = {
     "list": cmd_list, "show": cmd_show, "rca": cmd_rca, "assign": cmd_assign, "report": cmd_report,
-    "oncall": cmd_oncall, "stats": cmd_stats, "fire": cmd_fire, **{c: cmd_state for c in STATE_COMMANDS},
+    "oncall": cmd_oncall, "stats": cmd_stats, "fire": cmd_fire, "comment": cmd_comment, "runbook": cmd_runbook,
+    "step": cmd_step, "maintain": cmd_maintain, **{c: cmd_state for c in STATE_COMMANDS},
 }
 
 
@@ -559,6 +712,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("assign", "assign an incident to someone")
     p.add_argument("name")
     p.add_argument("email")
+    p = add("comment", "add a comment to an incident's timeline, as you")
+    p.add_argument("name")
+    p.add_argument("text")
+    add("runbook", "list the service's runbook steps and which were applied").add_argument("name")
+    p = add("step", "mark a runbook step applied, as you")
+    p.add_argument("name")
+    p.add_argument("n", type=int, help="the step's number, from `runbook`")
+    p.add_argument("--note", help="what was done or seen, for the timeline")
+    p = add("maintain", "put a service in maintenance for a while (no incidents from probes, no remediation, "
+                        "no paging), or show its windows")
+    p.add_argument("service")
+    p.add_argument("--for", dest="duration", type=parse_window, default=None, metavar="DURATION",
+                   help="how long from now, e.g. 30m or 2h")
+    p.add_argument("-m", "--reason", help="why, shown on the service and in incidents")
     p = add("report", "render the Markdown post-mortem")
     p.add_argument("name")
     p.add_argument("-f", "--file", help="write to FILE instead of stdout")

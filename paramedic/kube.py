@@ -31,6 +31,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
 STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet")
 DAEMONSETS = Resource("apps", "v1", "daemonsets", "DaemonSet")
 REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet")
+CONTROLLER_REVISIONS = Resource("apps", "v1", "controllerrevisions", "ControllerRevision")
 PODS = Resource("", "v1", "pods", "Pod")
 SERVICES = Resource("", "v1", "services", "Service")
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
@@ -485,6 +487,21 @@ class AsyncKubeClient:
 
     async def get(self, res: Resource, name: str, namespace: str | None = None, subresource: str | None = None) -> dict:
         return await self.request("GET", res.path(namespace, name, subresource))
+
+    async def get_text(self, res: Resource, name: str, namespace: str | None, subresource: str,
+                       params: Mapping[str, Any] | None = None) -> str:
+        """A subresource that answers plain text (a pod's log)."""
+        path = res.path(namespace, name, subresource)
+        url = URL(self.conn.host + path + _query(params), encoded=True)
+        try:
+            async with self._open().request("GET", url, headers=_headers(self.conn)) as r:
+                answer = _Answer(r.status, await r.read())
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            _count("GET", path, "error")
+            raise Unavailable(f"API server unreachable: {exc.__class__.__name__}: {exc}") from exc
+        _count("GET", path, str(answer.status_code))
+        _raise_for(answer)
+        return answer.content.decode("utf-8", "replace")
 
     async def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> dict | None:
         try:

@@ -28,7 +28,16 @@ import yaml
 
 from . import kube, metrics
 from .domain.playbook_catalog import Catalog, CatalogError, PlaybookRefused, parse_catalog
-from .domain.rollout import RolloutStatus, already_restarted, is_paused, restart_patch, rollout_status
+from .domain.rollout import (
+    RolloutStatus,
+    already_restarted,
+    is_paused,
+    restart_patch,
+    rollback_patch,
+    rollback_plan,
+    rolled_back_by,
+    rollout_status,
+)
 from .domain.vocabulary import AttemptResult
 from .settings import Settings
 
@@ -76,6 +85,43 @@ async def restart_workload(client: kube.AsyncKubeClient, namespace: str, kind: s
         return await client.patch(res, name, patch, namespace, content_type=kube.STRATEGIC)
     except kube.NotFound:
         raise RemediationError(f"{kind} {name} not found in namespace {namespace}") from None
+
+
+async def rollback_workload(client: kube.AsyncKubeClient, namespace: str, kind: str, name: str,
+                            attempt_id: str) -> str:
+    """`kubectl rollout undo`: return a Deployment to its previous revision's pod template.
+
+    Idempotent per `attempt_id` (recorded in an annotation by the same patch): a resumed
+    attempt does not undo again, which would return to the bad revision. Returns a line for
+    the attempt's message.
+    """
+    if kind != "Deployment":
+        raise RemediationError(f"rollback supports Deployments only, not {kind}")
+    for _ in range(3):  # the patch is guarded by the resourceVersion read: re-read if it moved
+        obj = await _get_workload(client, namespace, kind, name)
+        if rolled_back_by(obj) == attempt_id:
+            return f"{kind}/{name} was already rolled back by this attempt"
+        if is_paused(obj):
+            raise RemediationError(f"Deployment {name} is paused: a rollback would not roll out "
+                                   "(resume it with `kubectl rollout resume` first)")
+        labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        sets = await client.list(kube.REPLICASETS, namespace, labels=labels)
+        try:
+            plan = rollback_plan(obj, sets)
+        except ValueError as exc:
+            raise RemediationError(f"cannot roll back Deployment {name}: {exc}") from None
+        try:
+            await client.patch(_resource(kind), name, rollback_patch(obj, plan, attempt_id), namespace,
+                               content_type=kube.JSON_PATCH)
+        except kube.NotFound:
+            raise RemediationError(f"{kind} {name} not found in namespace {namespace}") from None
+        except (kube.Invalid, kube.Conflict) as exc:
+            if "resourceVersion" not in str(exc) and "test" not in str(exc).lower():
+                raise
+            continue
+        images = ", ".join(str(c.get("image")) for c in (plan.template.get("spec") or {}).get("containers") or [])
+        return f"rolled {kind}/{name} back from revision {plan.from_revision} to {plan.to_revision} ({images})"
+    raise RemediationError(f"Deployment {name} kept changing during the rollback; not rolled back")
 
 
 async def wait_rollout(client: kube.AsyncKubeClient, namespace: str, kind: str, name: str, timeout: float,
@@ -472,6 +518,14 @@ async def run_attempt(client: kube.AsyncKubeClient, settings: Settings, inc: dic
                 return {"result": AttemptResult.VERIFYING, "message": f"rollout restart of {kind}/{name} completed"}
             return {"result": AttemptResult.TIMED_OUT if not status.failed else AttemptResult.FAILED,
                     "message": f"rollout of {kind}/{name} did not complete: {status.message}"}
+        if "rollback" in action:
+            timeout = (action.get("rollback") or {}).get("timeoutSeconds") or settings.rollout_timeout_seconds
+            what = await rollback_workload(client, ns, kind, name, str(attempt.get("id") or attempt["restartedAt"]))
+            status = await wait_rollout(client, ns, kind, name, timeout)
+            if status.done:
+                return {"result": AttemptResult.VERIFYING, "message": f"{what}; rollout completed"}
+            return {"result": AttemptResult.TIMED_OUT if not status.failed else AttemptResult.FAILED,
+                    "message": f"{what}, but the rollout did not complete: {status.message}"}
         if "scale" in action:
             replicas = int(action["scale"]["replicas"])
             await scale_workload(client, ns, kind, name, replicas)

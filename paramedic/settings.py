@@ -118,6 +118,11 @@ class Settings(BaseSettings):
                                          "directory")
     ansible_timeout_seconds: int = _setting(300, "Default time limit of one playbook run")
     rollout_timeout_seconds: int = _setting(300, "How long a restart waits for its rollout")
+    evidence_enabled: bool = _setting(True, "Gather evidence (rollouts, pods, Warning Events, nodes) about an "
+                                            "incident's target and rank probable causes")
+    evidence_refresh_seconds: int = _setting(60, "How often an active incident's evidence is gathered again")
+    evidence_concurrency: int = _setting(8, "Most evidence gatherings in flight at once (bounds the API load "
+                                            "when many incidents open together)")
     # --- Notifications --------------------------------------------------------
     admin_emails: list[str] = _setting([], "Comma-separated admins mailed about every incident")
     smtp_host: str = _setting("", "SMTP server; empty disables e-mail")

@@ -19,19 +19,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import lifecycle, oncall, remediation, sla
+from . import evidence as evidence_mod
+from . import hints as hints_mod
+from . import history, lifecycle, maintenance, oncall, remediation, sla
 from . import notify_render as nr
 from .remediation import Kind
 from .timeutil import iso, iso_ms, parse_or_none
-from .vocabulary import DEFAULT_SEVERITY, AttemptResult, State
+from .vocabulary import DEFAULT_SEVERITY, AttemptResult, State, SuggestedAction
 
 OPERATOR = "paramedic/operator"
 REMEDIATION_ACTOR = "paramedic/remediation"
 STATE_EVENTS = {State.RESOLVED: "resolved", State.CLOSED: "closed"}
 """States whose reaching is announced, and the notification event for each."""
 CREATOR_GRACE_SECONDS = 3.0
-RESUMABLE_ACTIONS = ("restart", "scale")
-"""Idempotent actions (keyed by restartedAt / replica count): an operator that lost one finishes it."""
+RESUMABLE_ACTIONS = ("restart", "rollback", "scale")
+"""Idempotent actions (keyed by restartedAt / the attempt id / replica count): an operator that lost
+one finishes it."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class PlanSettings:
     """A Slack URL in the global settings (a service may add its own)."""
     webhook_configured: bool = False
     """A generic webhook URL in the global settings (a service may add its own)."""
+    evidence_enabled: bool = True
+    evidence_refresh_seconds: int = 60
+    """How often an active incident's evidence is gathered again (the bound on its API cost)."""
 
 
 @dataclass(frozen=True)
@@ -59,12 +65,18 @@ class Effects:
     - `attempt_results`: attempt id -> the fields the action returned, or the exception it raised.
     - `deliveries`: (notification key, channel) -> the delivery round's results, or its exception.
     - `probe`: (health, time of the last probe) of the incident's service, as the prober knows it.
+    - `evidence` / `evidence_running`: the last gathering of evidence about the target, or that one runs.
     """
 
     running: frozenset[str] = frozenset()
     attempt_results: Mapping[str, Mapping[str, Any] | BaseException] = field(default_factory=dict)
     deliveries: Mapping[tuple[str, str], Sequence[nr.DeliveryResult] | BaseException] = field(default_factory=dict)
     probe: tuple[str, str] | None = None
+    evidence: Mapping[str, Any] | BaseException | None = None
+    """A finished gathering of the incident's evidence (`paramedic.domain.evidence.build`), or its error."""
+    evidence_running: bool = False
+    earlier: Sequence[Mapping[str, Any]] = ()
+    """Other incidents of the same service that the executor knows (for `status.seenBefore`)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,10 @@ class Plan:
     """The incident is over: the service's prober stops counting it as its open incident."""
     announcements: list[tuple[str, str, str, list[str]]] = field(default_factory=list)
     """(key, event, detail, recipients) of notifications decided in this pass."""
+    gather_evidence: bool = False
+    """After the write: gather the target's evidence in the background (it is missing or stale)."""
+    taken_evidence: bool = False
+    """The gathered evidence is recorded by this plan: drop it from memory once the status is written."""
 
     def set(self, **fields: Any) -> None:
         self.status.update(fields)
@@ -221,9 +237,15 @@ class _Planner:
         self._sla()
         self._escalation()
         self._record_deliveries()
+        self._evidence()
+        self._seen_before()
+        self._people_entries()
         self._remediation()
         if self._retention_due():
             return Plan(dict(self.inc.get("status") or {}), plan.limit, delete=True)
+        if plan.announcements and plan.status.get("maintenance") \
+                and maintenance.active_until(self.svc, self.now) is not None:
+            plan.announcements.clear()  # in maintenance: recorded, no one paged
         if plan.announcements:
             self._queue_notifications()
         gen = self.meta.get("generation")
@@ -256,6 +278,15 @@ class _Planner:
                   "api": "alert API", "manual": "a person"}.get(spec.get("source", "manual"), spec.get("source"))
         severity = spec.get("severity", DEFAULT_SEVERITY)
         plan.log(now, "opened", f"{severity} incident opened by {origin}: {spec.get('title', '')}")
+        until = maintenance.active_until(self.svc, now)
+        if until is not None:
+            window = ((self.svc or {}).get("status") or {}).get("maintenance") or {}
+            plan.set(maintenance={"until": iso(until), "reason": window.get("reason") or "",
+                                  "source": window.get("source") or "service"})
+            plan.log(now, "in-maintenance", f"opened during a maintenance window ({window.get('source') or 'service'}) "
+                                            f"until {iso(until)}" + (f": {window['reason']}" if window.get("reason")
+                                                                     else "")
+                     + "; no one is paged and remediation waits")
         plan.events.append(Event("opened", "IncidentOpened", f"{severity}: {spec.get('title', '')}", "Warning"))
         if spec.get("source", "manual") == "manual":
             # The webhook and the prober count what they create; people's incidents are counted here.
@@ -455,13 +486,96 @@ class _Planner:
                          + (f": {res.error}" if res.error else ""))
         return entries
 
+    # --- evidence and probable causes ------------------------------------------------------
+    def _evidence(self) -> None:
+        plan, now = self.plan, self.now
+        found = self.effects.evidence
+        if found is not None:
+            plan.taken_evidence = True
+            if isinstance(found, BaseException):
+                previous = dict(plan.status.get("evidence") or {})
+                plan.set(evidence={**previous, "gatheredAt": iso(now),
+                                   "error": evidence_mod.cut(f"{found.__class__.__name__}: {found}")})
+            else:
+                plan.set(evidence={"error": None, **found})
+                self._hints(found)
+        state = self.spec.get("state", State.OPEN)
+        if not (self.settings.evidence_enabled and self.svc is not None and lifecycle.is_active(state)):
+            return
+        gathered = parse_or_none((plan.status.get("evidence") or {}).get("gatheredAt"))
+        due = gathered + timedelta(seconds=self.settings.evidence_refresh_seconds) if gathered else now
+        if now >= due and not self.effects.evidence_running and found is None:
+            plan.gather_evidence = True
+        elif now < due:
+            plan.wake_at(due)
+
+    def _hints(self, ev: Mapping[str, Any]) -> None:
+        plan, now = self.plan, self.now
+        opened = parse_or_none(plan.status.get("createdAt")) or parse_or_none(self.meta.get("creationTimestamp"))
+        ranked = hints_mod.rank(ev, opened)
+        before = [h.get("summary") for h in plan.status.get("hints") or []]
+        if before != [h["summary"] for h in ranked]:
+            plan.set(hints=ranked)
+        top = ranked[0] if ranked else None
+        if top is not None and (not before or before[0] != top["summary"]):
+            plan.log(now, "probable-cause", hints_mod.headline(top))
+            if top["suggestedAction"] == SuggestedAction.ROLLBACK:
+                plan.log(now, "rollback-suggested", "the top hint suggests a rollback, which this service's "
+                         + ("remediation policy runs" if self._offers_rollback() else
+                            "remediation policy does not run it (add a `rollback: {}` action, or "
+                            "`kubectl rollout undo` it)"))
+
+    def _people_entries(self) -> None:
+        """People's comments and applied runbook steps (spec) into the timeline, each once."""
+        plan, now = self.plan, self.now
+        recorded = dict(plan.status.get("recorded") or {})
+        changed = False
+        for field_, type_ in (("comments", "comment"), ("runbookSteps", "runbook-step")):
+            entries = [e for e in self.spec.get(field_) or [] if isinstance(e, Mapping)]
+            done = recorded.get(field_) or 0
+            if not isinstance(done, int) or done > len(entries):
+                done = len(entries) if isinstance(done, int) else 0  # a person shortened the list: nothing new
+            for entry in entries[done:]:
+                when = parse_or_none(entry.get("time")) or now
+                actor = str(entry.get("author") or "unknown")
+                if type_ == "comment":
+                    message = str(entry.get("text", ""))
+                else:
+                    message = f"step {entry.get('step')} applied: {entry.get('title') or '(untitled)'}"
+                    if entry.get("note"):
+                        message += f" — {entry['note']}"
+                plan.log(min(when, now), type_, message, actor)
+            if recorded.get(field_) != len(entries):
+                recorded[field_] = len(entries)
+                changed = True
+        if changed:
+            plan.set(recorded=recorded)
+
+    def _seen_before(self) -> None:
+        plan, now = self.plan, self.now
+        seen = history.seen_before({**self.inc, "status": plan.status}, self.effects.earlier)
+        before = plan.status.get("seenBefore") or []
+        if seen == before:
+            return
+        plan.set(seenBefore=seen)
+        if seen and not before:
+            last = seen[0]
+            cause = last.get("rootCause") or last.get("probableCause") or "no root cause written"
+            plan.log(now, "seen-before", f"{len(seen)} earlier incident(s) of this service; the last: {last['name']} "
+                                         f"({last['createdAt']}): {cause}")
+
+    def _offers_rollback(self) -> bool:
+        actions = (((self.svc or {}).get("spec") or {}).get("remediation") or {}).get("actions") or []
+        return any(isinstance(a, Mapping) and "rollback" in a for a in actions)
+
     # --- remediation: the state machine ------------------------------------------------------
     def _remediation(self) -> None:
         plan, svc, now = self.plan, self.svc, self.now
         rem = dict(plan.status.get("remediation") or {})
         attempts = [dict(a) for a in rem.get("attempts") or []]
         view = {**self.inc, "status": {**plan.status, "remediation": {**rem, "attempts": attempts}}}
-        decision = remediation.decide(view, svc, now, enabled_globally=self.settings.remediation_enabled)
+        decision = remediation.decide(view, svc, now, enabled_globally=self.settings.remediation_enabled,
+                                      maintenance_until=maintenance.active_until(svc, now))
         # decide() puts the last attempt first when it is under way (Running: a wait naming it;
         # Verifying: verify), whatever else changed meanwhile.
         if decision.kind == Kind.WAIT and decision.attempt_id is not None:

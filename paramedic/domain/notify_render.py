@@ -71,6 +71,8 @@ class Notification:
     dashboard_url: str = ""
     console_url: str = ""
     """Base URL of the web console; empty: no link to the incident's page."""
+    hints: tuple[str, ...] = ()
+    """Probable causes, most probable first (`status.hints` as one line each)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,10 @@ class DeliveryResult:
 
 
 # --- building ---------------------------------------------------------------------
+
+
+HINTS_SHOWN = 3
+"""Probable causes a notification carries."""
 
 
 def notification_from_incident(incident: Mapping[str, Any], event: str, detail: str,
@@ -117,6 +123,9 @@ def notification_from_incident(incident: Mapping[str, Any], event: str, detail: 
         recipients=list(recipients),
         dashboard_url=str(dashboard_url or ""),
         console_url=str(console_url or ""),
+        hints=tuple(_bound(f"{h.get('summary', '')} (suggested: {h.get('suggestedAction', '')})", DETAIL_LIMIT)
+                    for h in ((incident.get("status") or {}).get("hints") or [])[:HINTS_SHOWN]
+                    if isinstance(h, Mapping)),
     )
 
 
@@ -311,6 +320,8 @@ def render_slack(n: Notification) -> dict[str, Any]:
     if page:
         fields.insert(0, f"*Console*\n<{page}|open the incident>")
     detail = _slack_escape(n.detail or "(no detail)")
+    if n.hints:
+        detail += "\n*Probable causes*\n" + "\n".join(f"• {_slack_escape(h)}" for h in n.hints)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _bound(head, _SLACK_HEADER_LIMIT), "emoji": False}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _bound(detail, _SLACK_SECTION_LIMIT)}},
@@ -341,6 +352,7 @@ def render_webhook(n: Notification) -> dict[str, Any]:
             "runbookURL": n.runbook_url,
         },
         "detail": n.detail,
+        "hints": list(n.hints),
         "recipients": list(n.recipients),
         "dashboardURL": n.dashboard_url,
         "incidentURL": incident_page(n),

@@ -36,7 +36,7 @@ class Kind(StrEnum):
     VERIFY = "verify"
 
 
-ACTION_TYPES = ("restart", "ansible", "scale")
+ACTION_TYPES = ("restart", "rollback", "ansible", "scale")
 HOUR = timedelta(hours=1)
 
 DEFAULT_COOLDOWN_SECONDS = 120
@@ -81,7 +81,7 @@ def attempt_id(incident_name: str, index: int) -> str:
 
 
 def action_type(action: Mapping[str, Any] | None) -> str:
-    """'restart', 'ansible' or 'scale' (the metrics label); 'unknown' for anything else."""
+    """'restart', 'rollback', 'ansible' or 'scale' (the metrics label); 'unknown' for anything else."""
     if not isinstance(action, Mapping):
         return "unknown"
     present = [t for t in ACTION_TYPES if t in action]
@@ -95,6 +95,8 @@ def describe_action(action: Mapping[str, Any], target: Mapping[str, Any] | None)
     kind = action_type(action)
     if kind == "restart":
         return f"rollout restart {ref}"
+    if kind == "rollback":
+        return f"rollout undo {ref} (to its previous revision)"
     if kind == "scale":
         return f"scale {ref} to {(action.get('scale') or {}).get('replicas', '?')}"
     if kind == "ansible":
@@ -131,7 +133,7 @@ def _ended(attempt: Mapping[str, Any]) -> datetime | None:
 
 
 def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: datetime, *,
-           enabled_globally: bool) -> Decision:
+           enabled_globally: bool, maintenance_until: datetime | None = None) -> Decision:
     """The next remediation step for `incident` (see `Decision` for what each kind asks of the caller)."""
     spec = incident.get("spec") or {}
     name = str((incident.get("metadata") or {}).get("name", ""))
@@ -154,6 +156,9 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
     annotations = (service.get("metadata") or {}).get("annotations") or {}
     if str(annotations.get(PAUSED_ANNOTATION, "")).strip().lower() == "true":
         return Decision(Kind.SKIP, f"remediation is paused on this service (annotation {PAUSED_ANNOTATION}=true)")
+    if maintenance_until is not None:
+        return Decision(Kind.WAIT, f"the service is in a maintenance window until {maintenance_until.isoformat()}: "
+                                   "remediation waits", wait_until=maintenance_until)
     actions = policy.get("actions") or []
     if not actions:
         return Decision(Kind.SKIP, "no remediation actions configured (spec.remediation.actions is empty)")
@@ -200,7 +205,8 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
 
     action = actions[done]
     if action_type(action) == "unknown":
-        return Decision(Kind.SKIP, f"action {done + 1} is invalid: needs exactly one of restart, ansible or scale")
+        return Decision(Kind.SKIP, f"action {done + 1} is invalid: needs exactly one of restart, rollback, "
+                                     "ansible or scale")
     dry_run = policy.get("dryRun") is True
     target = (service.get("spec") or {}).get("target") or {}
     what = describe_action(action, target)

@@ -200,6 +200,82 @@ def _rca(spec: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def changes_line(rollout: Mapping[str, Any]) -> str:
+    changes = "; ".join(rollout.get("changes") or [])
+    return changes or ("no pod template change" if rollout.get("previousRevision") else "first revision")
+
+
+def _context(status: Mapping[str, Any]) -> list[str]:
+    hints = status.get("hints") or []
+    lines = ["## Probable causes", ""]
+    if hints:
+        lines += _table(["#", "Summary", "Suggested action", "Evidence"],
+                        [[n, h.get("summary"), h.get("suggestedAction"), ", ".join(h.get("evidence") or [])]
+                         for n, h in enumerate(hints, 1)])
+    else:
+        lines.append("_No probable cause found in the evidence._")
+    seen = status.get("seenBefore") or []
+    lines += ["", "## Seen before", ""]
+    if seen:
+        lines += _table(["Incident", "Created", "State", "Root cause"],
+                        [[i.get("name"), i.get("createdAt"), i.get("state"),
+                          i.get("rootCause") or (f"probable: {i['probableCause']}" if i.get("probableCause")
+                                                 else "not written")] for i in seen])
+    else:
+        lines.append("_No earlier incident of this service._")
+    ev = status.get("evidence") or {}
+    lines += ["", "## Evidence", ""]
+    if not ev:
+        return lines + ["_No evidence gathered._"]
+    lines += [f"Target `{_inline(ev.get('target'))}`, last gathered {_when(ev.get('gatheredAt'))}.", ""]
+    rollouts = ev.get("rollouts") or []
+    if rollouts:
+        lines += ["### Rollouts", ""] + _table(
+            ["Ref", "Revision", "Created", "Changes"],
+            [[r.get("ref"), str(r.get("revision")) + (" (current)" if r.get("current") else ""), r.get("time"),
+              changes_line(r)] for r in rollouts]) + [""]
+    containers = ev.get("containers") or []
+    if containers:
+        lines += ["### Containers", ""] + _table(
+            ["Ref", "Ready", "Restarts", "State", "Reason", "Last termination", "Memory limit", "Node"],
+            [[c.get("ref"), "yes" if c.get("ready") else "no", c.get("restarts"), c.get("state"), c.get("reason"),
+              f"{c.get('lastReason')} (exit {c.get('lastExitCode')})" if c.get("lastReason") else "",
+              c.get("memoryLimit"), c.get("node")] for c in containers]) + [""]
+    events = ev.get("events") or []
+    if events:
+        lines += ["### Warning events", ""] + _table(
+            ["Last seen", "Object", "Reason", "Count", "Message"],
+            [[e.get("time"), e.get("object"), e.get("reason"), e.get("count"), e.get("message")] for e in events]) + [""]
+    nodes = ev.get("nodes") or []
+    if nodes:
+        lines += ["### Nodes", ""] + _table(["Node", "Problems"], [[n.get("name"), ", ".join(n.get("problems") or [])
+                                                                    or "Ready"] for n in nodes]) + [""]
+    for lg in ev.get("logs") or []:
+        text = str(lg.get("lines", ""))
+        fence = "````" if "```" in text else "```"
+        lines += [f"### Log of `{_inline(lg.get('pod'))}/{_inline(lg.get('container'))}`"
+                  + (" (previous run)" if lg.get("previous") else ""), "", fence, text.rstrip("\n"), fence, ""]
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def _people(spec: Mapping[str, Any]) -> list[str]:
+    steps = spec.get("runbookSteps") or []
+    lines = ["## Runbook steps applied", ""]
+    if steps:
+        lines += _table(["Step", "Title", "By", "When", "Note"],
+                        [[st.get("step"), st.get("title"), st.get("author"), st.get("time"), st.get("note")]
+                         for st in steps])
+    else:
+        lines.append("_No runbook step marked applied._")
+    comments = spec.get("comments") or []
+    lines += ["", "## Comments", ""]
+    if comments:
+        lines += _table(["When", "By", "Comment"], [[c.get("time"), c.get("author"), c.get("text")] for c in comments])
+    else:
+        lines.append("_No comments._")
+    return lines
+
+
 def render_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
     """The post-mortem of `incident` as Markdown, generated at `now`."""
     spec, status, meta = incident.get("spec") or {}, incident.get("status") or {}, incident.get("metadata") or {}
@@ -212,7 +288,9 @@ def render_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
         _impact(incident),
         _timeline(status),
         _alerts(status),
+        _context(status),
         _remediation(status),
+        _people(spec),
         _notifications(status),
         _metrics(status),
         _rca(spec),

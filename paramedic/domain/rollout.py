@@ -7,11 +7,16 @@ Paramedic records reads like what an operator would see in a terminal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+REVISION = "deployment.kubernetes.io/revision"
+TEMPLATE_HASH = "pod-template-hash"
+ROLLED_BACK_BY = "paramedic.dev/rolled-back-by"
+"""Deployment annotation naming the remediation attempt that last rolled it back (keeps a
+resumed attempt from undoing twice, which would return to the bad revision)."""
 KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 # The Progressing condition's reason once progressDeadlineSeconds has passed.
 TIMED_OUT_REASON = "ProgressDeadlineExceeded"
@@ -161,3 +166,64 @@ def already_restarted(obj: Mapping[str, Any], restarted_at: str) -> bool:
 def is_paused(obj: Mapping[str, Any]) -> bool:
     """A paused Deployment ignores template changes; kubectl refuses to restart it."""
     return (obj.get("spec") or {}).get("paused") is True
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """What `kubectl rollout undo` would do: go `from_revision` → `to_revision` with `template`."""
+
+    from_revision: int
+    to_revision: int
+    template: dict[str, Any]
+
+
+def _revision(obj: Mapping[str, Any]) -> int:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(REVISION)
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _owned_by(obj: Mapping[str, Any], uid: Any) -> bool:
+    return any(ref.get("uid") == uid for ref in ((obj.get("metadata") or {}).get("ownerReferences") or []))
+
+
+def _spec_without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
+    meta = dict(template.get("metadata") or {})
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != TEMPLATE_HASH}
+    meta["labels"] = labels
+    return {**template, "metadata": meta}
+
+
+def rollback_plan(deployment: Mapping[str, Any], replicasets: Sequence[Mapping[str, Any]]) -> Rollback:
+    """The previous revision to return `deployment` to, as `kubectl rollout undo` picks it: the
+    owned ReplicaSet with the highest revision below the Deployment's current one. Raises
+    ValueError when there is none, or when the Deployment already runs that template."""
+    uid = (deployment.get("metadata") or {}).get("uid")
+    owned = [rs for rs in replicasets if _owned_by(rs, uid) and _revision(rs) > 0]
+    current = _revision(deployment) or max((_revision(rs) for rs in owned), default=0)
+    older = [rs for rs in owned if _revision(rs) < current]
+    if not older:
+        raise ValueError(f"no revision before {current} to roll back to")
+    previous = max(older, key=_revision)
+    template = _spec_without_hash((previous.get("spec") or {}).get("template") or {})
+    now = _spec_without_hash((deployment.get("spec") or {}).get("template") or {})
+    if template == now:
+        raise ValueError(f"the current template already matches revision {_revision(previous)}")
+    return Rollback(current, _revision(previous), template)
+
+
+def rollback_patch(deployment: Mapping[str, Any], rollback: Rollback, attempt_id: str) -> list[dict[str, Any]]:
+    """A JSON patch returning the pod template to `rollback.template` (as kubectl does, the
+    whole template is replaced) and naming the attempt; guarded by the resourceVersion read."""
+    meta = deployment.get("metadata") or {}
+    annotations = {**(meta.get("annotations") or {}), ROLLED_BACK_BY: attempt_id}
+    return [{"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")},
+            {"op": "replace", "path": "/spec/template", "value": rollback.template},
+            {"op": "add", "path": "/metadata/annotations", "value": annotations}]
+
+
+def rolled_back_by(obj: Mapping[str, Any]) -> str | None:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(ROLLED_BACK_BY)
+    return value if isinstance(value, str) else None

@@ -79,3 +79,21 @@ class AddressClass(StrEnum):
     RESERVED = "reserved"        # documentation, benchmarking, future use, broadcast, malformed
     PRIVATE = "private"          # RFC 1918, CGNAT 100.64/10, ULA fc00::/7: cluster networks live here
     PUBLIC = "public"
+
+
+class SuggestedAction(StrEnum):
+    """What a probable-cause hint suggests (Incident `status.hints[].suggestedAction`).
+
+    `rollback` is also a remediation action Paramedic can run; the others are for people."""
+
+    ROLLBACK = "rollback"
+    RAISE_MEMORY_LIMIT = "raise-memory-limit"
+    FIX_IMAGE = "fix-image"
+    FIX_CONFIG = "fix-config"
+    INSPECT_LOGS = "inspect-logs"
+    CHECK_NODE = "check-node"
+    CHECK_CAPACITY = "check-capacity"
+    INVESTIGATE = "investigate"
+
+
+SUGGESTED_ACTIONS: tuple[SuggestedAction, ...] = tuple(SuggestedAction)

@@ -69,6 +69,29 @@ def test_describe_shows_fields_and_timeline():
     assert "multi line" in text
 
 
+def test_describe_shows_probable_causes_and_evidence():
+    inc = incident("open", hints=[{"summary": "Deployment/api rolled out revision 2", "suggestedAction": "rollback",
+                                   "evidence": ["rollout/2", "pod/p/app"]}],
+                   evidence={"gatheredAt": "2026-03-01T11:59:00Z", "target": "Deployment/api", "error": "boom",
+                             "rollouts": [{"revision": 2, "previousRevision": 1, "current": True, "time": "t",
+                                           "changes": ["image app: a → b"]},
+                                          {"revision": 1, "time": "t0", "changes": []}],
+                             "containers": [{"pod": "p", "container": "app", "ready": False, "restarts": 3,
+                                             "state": "Waiting", "reason": "CrashLoopBackOff", "lastReason": "Error",
+                                             "lastExitCode": 1, "memoryLimit": "64Mi", "node": "n1"}],
+                             "events": [{"time": "t2", "object": "Pod/p", "reason": "BackOff", "count": 9,
+                                         "message": "Back-off\nrestarting"}],
+                             "nodes": [{"name": "n1", "problems": ["MemoryPressure"]}]})
+    text = cli.describe(inc, NOW)
+    assert "Probable causes:\n  1. Deployment/api rolled out revision 2\n" in text
+    assert "suggested: rollback; evidence: rollout/2, pod/p/app" in text
+    assert "Evidence (Deployment/api, gathered 2026-03-01T11:59:00Z; last gathering failed: boom):" in text
+    assert "rollout 2 (current) at t: image app: a → b" in text and "rollout 1 at t0: first revision" in text
+    assert "CrashLoopBackOff" in text and "Error (1)" in text and "64Mi" in text
+    assert "event t2 Pod/p BackOff (x9): Back-off restarting" in text
+    assert "node n1: MemoryPressure" in text
+
+
 def test_oncall_view():
     schedule = {"metadata": {"name": "payments", "namespace": "ns"},
                 "spec": {"participants": [{"name": "Alice", "email": "alice@example.com"},

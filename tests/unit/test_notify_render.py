@@ -262,3 +262,19 @@ def test_delivery_result_labels():
     assert DeliveryResult("email", [], ok=True).result == "sent"
     assert DeliveryResult("email", [], ok=False).result == "failed"
     assert DeliveryResult("email", [], ok=False, skipped=True).result == "skipped"
+
+
+def test_probable_causes_travel_in_every_channel():
+    inc = {"metadata": {"name": "checkout-1", "namespace": "shop"},
+           "spec": {"service": "checkout", "title": "down"},
+           "status": {"hints": [{"summary": f"cause {i} <b>", "suggestedAction": "rollback"} for i in range(5)]}}
+    n = nr.notification_from_incident(inc, "escalated", "no ack", ["a@example.com"])
+    assert n.hints == tuple(f"cause {i} <b> (suggested: rollback)" for i in range(nr.HINTS_SHOWN))
+    text = nr.render_text(n)
+    assert "Probable causes" in text and "1. cause 0 <b> (suggested: rollback)" in text and "cause 3" not in text
+    html = nr.render_html(n)
+    assert "<li>cause 0 &lt;b&gt; (suggested: rollback)</li>" in html
+    assert nr.render_webhook(n)["hints"] == list(n.hints)
+    assert "*Probable causes*" in nr.render_slack(n)["blocks"][1]["text"]["text"]
+    bare = nr.notification_from_incident({**inc, "status": {}}, "escalated", "", [])
+    assert bare.hints == () and "Probable causes" not in nr.render_text(bare)

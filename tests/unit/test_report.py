@@ -32,6 +32,16 @@ INCIDENT = {
         "managed": True,
         "runbookURL": "https://runbooks.example.com/checkout",
         "labels": {"service": "checkout", "env": "prod"},
+        "runbookSteps": [
+            {"step": 1, "title": "Check the pool size", "author": "alice@example.com", "time": "2026-03-01T10:09:00Z",
+             "note": "pool_size=0 | in the live config"},
+            {"step": 3, "title": "Roll back the config", "author": "system:serviceaccount:ops:bot",
+             "time": "2026-03-01T10:15:00Z"},
+        ],
+        "comments": [
+            {"author": "alice@example.com", "time": "2026-03-01T10:10:00Z", "text": "It started with the 09:56 push."},
+            {"author": "bob@example.com", "time": "2026-03-01T10:30:00Z", "text": "Mitigated\nwatching for 30 min"},
+        ],
         "rca": {
             "rootCause": "A bad config push set the DB pool size to 0.",
             "contributingFactors": "No canary for config changes.\nAlert thresholds too loose.",
@@ -58,6 +68,43 @@ INCIDENT = {
              "summary": "checkout | 5xx rate > 50%"},
             {"key": "fp2:2026-03-01T10:01:00Z", "fingerprint": "fp2", "alertname": "HighLatency",
              "status": "firing", "startsAt": "2026-03-01T10:01:00Z", "summary": "p99 > 2s"},
+        ],
+        "evidence": {
+            "gatheredAt": "2026-03-01T10:04:00Z", "target": "Deployment/checkout", "truncated": False,
+            "rollouts": [
+                {"ref": "rollout/7", "revision": 7, "previousRevision": 6, "current": True, "name": "checkout-7f9",
+                 "time": "2026-03-01T09:56:00Z", "images": ["shop/checkout:1.5"],
+                 "changes": ["image app: shop/checkout:1.4 → shop/checkout:1.5", "env app: +POOL_SIZE"]},
+                {"ref": "rollout/6", "revision": 6, "current": False, "name": "checkout-5c4",
+                 "time": "2026-02-20T12:00:00Z", "images": ["shop/checkout:1.4"], "changes": []},
+            ],
+            "containers": [
+                {"ref": "pod/checkout-7f9-x/app", "pod": "checkout-7f9-x", "container": "app", "node": "node-a",
+                 "revision": 7, "ready": False, "restarts": 6, "state": "Waiting", "reason": "CrashLoopBackOff",
+                 "lastReason": "Error", "lastExitCode": 1, "memoryLimit": "256Mi",
+                 "time": "2026-03-01T10:03:40Z"},
+            ],
+            "events": [
+                {"ref": "event/checkout-7f9-x.1", "time": "2026-03-01T10:03:50Z", "object": "Pod/checkout-7f9-x",
+                 "reason": "BackOff", "message": "Back-off restarting failed container app | pipe", "count": 14},
+            ],
+            "nodes": [{"ref": "node/node-a", "name": "node-a", "ready": True, "problems": [],
+                       "time": "2026-02-01T00:00:00Z"}],
+            "logs": [{"ref": "log/checkout-7f9-x/app", "pod": "checkout-7f9-x", "container": "app", "previous": True,
+                      "time": "2026-03-01T10:04:00Z", "lines": "starting\nKeyError: 'POOL_SIZE'\n"}],
+        },
+        "seenBefore": [
+            {"name": "checkout-down-3", "createdAt": "2026-02-20T12:05:00Z", "state": "closed",
+             "title": "checkout down", "rootCause": "release 1.4 shipped without its migration"},
+            {"name": "checkout-down-2", "createdAt": "2026-01-02T08:00:00Z", "state": "resolved",
+             "title": "checkout slow", "probableCause": "container app OOMKilled"},
+        ],
+        "hints": [
+            {"rule": "bad-rollout", "suggestedAction": "rollback",
+             "summary": "Deployment/checkout rolled out revision 7 (from 6) 4 min before the incident opened: "
+                        "image app: shop/checkout:1.4 → shop/checkout:1.5; since then 1 container(s) fail: "
+                        "CrashLoopBackOff, exit code 1",
+             "evidence": ["rollout/7", "pod/checkout-7f9-x/app"]},
         ],
         "remediation": {
             "phase": "Succeeded",
@@ -104,7 +151,10 @@ def test_golden_postmortem():
 def test_sections_in_order():
     text = report.render_postmortem(INCIDENT, NOW)
     headings = [line for line in text.splitlines() if line.startswith("## ")]
-    assert headings == ["## Summary", "## Impact", "## Timeline", "## Alerts", "## Remediation attempts",
+    assert headings == ["## Summary", "## Impact", "## Timeline", "## Alerts", "## Probable causes", "## Seen before",
+                        "## Evidence",
+                        "## Remediation attempts",
+                        "## Runbook steps applied", "## Comments",
                         "## Notifications", "## Metrics", "## Root cause analysis", "## Runbook"]
 
 

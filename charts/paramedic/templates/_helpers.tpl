@@ -94,9 +94,10 @@ those on cluster-scoped ones.
 - apiGroups: [paramedic.dev]
   resources: [monitoredservices/status, incidents/status, oncallschedules/status]
   verbs: [patch]
+# Warning Events are read as incident evidence.
 - apiGroups: [events.k8s.io]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
@@ -112,10 +113,18 @@ those on cluster-scoped ones.
   resources: [{{ range $i, $r := $scalable }}{{ if $i }}, {{ end }}{{ $r }}/scale{{ end }}]
   verbs: [patch]
 {{- end }}
-# Rollback: a Deployment's previous revision is one of its ReplicaSets.
+# Revisions: what changed (evidence) and what a rollback returns to.
 - apiGroups: [apps]
-  resources: [replicasets]
+  resources: [replicasets, controllerrevisions]
   verbs: [get, list]
+# Pods of the target: incident evidence (restarts, terminations, readiness).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+# Incident evidence, only for services that ask for it (spec.evidence.logs).
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 {{- if not .Values.allNamespaces }}
 # Kopf peering in each watched namespace (watching all: the cluster-wide one).
 - apiGroups: [kopf.dev]
@@ -125,6 +134,10 @@ those on cluster-scoped ones.
 {{- end -}}
 
 {{- define "paramedic.operatorClusterRules" -}}
+# Incident evidence: the conditions of the nodes running a target's pods.
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get]
 # Kopf: namespaces (cluster-wide watching) and its resources' definitions.
 - apiGroups: [""]
   resources: [namespaces]

@@ -1,0 +1,151 @@
+"""evidence_cost: 500 incidents opened at once after an outage, each gathering evidence about its target.
+
+100 Deployments (1 kwok pod each, quick: 20), each with a Warning Event (FailedScheduling)
+about its pod, and 500 MonitoredServices (5 per Deployment, remediation off) with one open
+Incident each, all created before one operator starts (PARAMEDIC_EVIDENCE_REFRESH_SECONDS
+3600, so each incident gathers once). A watch from this process notes when each Incident
+first has `status.evidence` and `status.hints` (the FailedScheduling event gives each an
+`unschedulable` hint). Figures: API requests per incident by resource (the operator's own
+`paramedic_kube_api_requests_total`, less what it spends without evidence: a GET of each
+service's target), and the time from the operator's start to the first hint, p50/p99/max.
+
+The floor: the same reads per incident (GET the Deployment, LIST its ReplicaSets, LIST its
+pods, LIST the namespace's Warning Events, GET its node) made by a plain script with as many
+threads as PARAMEDIC_EVIDENCE_CONCURRENCY (8).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from paramedic import kube
+from paramedic.domain.timeutil import micro_iso, utcnow_iso
+
+from .common import Context, Operator, Result, Watcher, create_all, deployment, log, percentile
+from .operator_scale import api_requests
+
+NAME = "evidence_cost"
+PER_TARGET = 5
+CONCURRENCY = 8
+EVIDENCE_RESOURCES = ("deployments", "replicasets", "pods", "events", "nodes")
+
+
+class FirstSeen:
+    def __init__(self, test) -> None:
+        self.test, self.first, self.lock = test, {}, threading.Lock()
+
+    def on_event(self, type_: str, obj: dict, now: float) -> None:
+        if type_ != "DELETED" and self.test(obj):
+            with self.lock:
+                self.first.setdefault(obj["metadata"]["name"], now)
+
+
+def requests_by_resource(op: Operator) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for sample, labels, value in op.metrics().get("paramedic_kube_api_requests", []):
+        if sample.endswith("_total"):
+            key = f"{labels.get('method')} {labels.get('resource')}"
+            counts[key] = counts.get(key, 0) + value
+    return counts
+
+
+def floor(client: kube.KubeClient, ns: str, targets: list[str], n_incidents: int) -> tuple[float, int]:
+    """The same reads by a plain script: (seconds for all incidents, requests sent)."""
+    sent = [0]
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        name = targets[i % len(targets)]
+        client.get(kube.DEPLOYMENTS, name, ns)
+        client.list(kube.REPLICASETS, ns, labels={"app": name})
+        pods = client.list(kube.PODS, ns, labels={"app": name})
+        client.list(kube.EVENTS, ns, field_selector="type=Warning")
+        nodes = {p["spec"].get("nodeName") for p in pods if p["spec"].get("nodeName")}
+        for node in nodes:
+            client.get(kube.NODES, node)
+        with lock:
+            sent[0] += 4 + len(nodes)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(one, range(n_incidents)))
+    return time.monotonic() - started, sent[0]
+
+
+def run(ctx: Context, result: Result) -> None:
+    n_targets = 20 if ctx.quick else 100
+    n_inc = n_targets * PER_TARGET
+    client = ctx.client
+    ns = ctx.namespace("bench-evidence")
+    targets = [f"app-{i:03d}" for i in range(n_targets)]
+    create_all(client, kube.DEPLOYMENTS, ns, [deployment(t) for t in targets])
+
+    def pods_running() -> bool:
+        pods = client.list(kube.PODS, ns)
+        return len([p for p in pods if (p.get("status") or {}).get("phase") == "Running"]) >= n_targets
+
+    deadline = time.monotonic() + 180
+    while not pods_running():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the target pods did not all run")
+        time.sleep(1)
+    pods = {p["metadata"]["labels"]["app"]: p["metadata"]["name"] for p in client.list(kube.PODS, ns)}
+    events = [{"metadata": {"name": f"{t}-unschedulable"}, "type": "Warning", "reason": "FailedScheduling",
+               "note": "0/2 nodes are available: 2 Insufficient memory.",
+               "regarding": {"apiVersion": "v1", "kind": "Pod", "name": pods[t], "namespace": ns},
+               "eventTime": micro_iso(utcnow_iso()), "reportingController": "bench.paramedic.dev/evidence",
+               "reportingInstance": "bench", "action": "Scheduling"} for t in targets]
+    create_all(client, kube.EVENTS, ns, events)
+    services = [{"metadata": {"name": f"svc-{i:04d}"}, "spec": {
+        "target": {"kind": "Deployment", "name": targets[i % n_targets]}, "remediation": {"enabled": False}}}
+        for i in range(n_inc)]
+    incidents = [{"metadata": {"name": f"svc-{i:04d}-down"}, "spec": {
+        "service": f"svc-{i:04d}", "severity": "high", "title": "down after the outage"}} for i in range(n_inc)]
+    create_all(client, kube.MONITORED_SERVICES, ns, services, threads=48)
+    create_all(client, kube.INCIDENTS, ns, incidents, threads=48)
+    log(f"created {n_targets} Deployments, {n_inc} MonitoredServices and {n_inc} Incidents")
+
+    evidence = FirstSeen(lambda o: bool(((o.get("status") or {}).get("evidence") or {}).get("gatheredAt")))
+    hinted = FirstSeen(lambda o: bool((o.get("status") or {}).get("hints")))
+
+    def both(type_: str, obj: dict, now: float) -> None:
+        evidence.on_event(type_, obj, now)
+        hinted.on_event(type_, obj, now)
+
+    watch = Watcher(ctx.conn, kube.INCIDENTS, ns, both).start()
+    ctx.on_close(watch.stop)
+    watch.synced.wait(60)
+    op = Operator(ctx, [ns], cpus=None, env={"PARAMEDIC_EVIDENCE_REFRESH_SECONDS": "3600",
+                                             "PARAMEDIC_EVIDENCE_CONCURRENCY": str(CONCURRENCY)})
+    op.start()
+    t0 = op.started_at
+    deadline = t0 + (120 if ctx.quick else 300)
+    while time.monotonic() < deadline and len(hinted.first) < n_inc:
+        if not op.alive():
+            raise RuntimeError(f"operator exited:\n{op.tail()}")
+        time.sleep(0.5)
+    if len(hinted.first) < n_inc:
+        raise RuntimeError(f"only {len(hinted.first)} of {n_inc} incidents got a hint in time")
+    time.sleep(3)  # let counters settle (no more gatherings are due: refresh is an hour)
+    counts = requests_by_resource(op)
+    # Reads only: the operator also POSTs Events (IncidentOpened), which are not evidence.
+    spent = {k: v for k, v in counts.items() if k.startswith("GET ") and k.split(" ")[1] in EVIDENCE_RESOURCES}
+    # Without evidence the operator still GETs each service's target once (its Ready condition).
+    spent["GET deployments"] = spent.get("GET deployments", 0) - n_inc
+    total = sum(spent.values())
+    to_hint = sorted(t - t0 for t in hinted.first.values())
+    to_evidence = sorted(t - t0 for t in evidence.first.values())
+    result.figure("incidents", n_inc)
+    result.figure("evidence requests per incident", round(total / n_inc, 2))
+    result.figure("evidence requests by kind", ", ".join(f"{k} {v:,.0f}" for k, v in sorted(spent.items())))
+    result.figure("operator requests, all", api_requests(op))
+    result.figure("time to first hint p50 (s)", round(percentile(to_hint, 50), 2))
+    result.figure("time to first hint p99 (s)", round(percentile(to_hint, 99), 2))
+    result.figure("time to first hint max (s)", round(to_hint[-1], 2))
+    result.figure("time to all evidence (s)", round(to_evidence[-1], 2))
+    took, sent = floor(client, ns, targets, n_inc)
+    result.figure("floor: requests per incident", round(sent / n_inc, 2))
+    result.figure("floor: same reads for all incidents (s)", round(took, 2))
+    result.check("evidence requests per incident", total / n_inc, "<=", 6)

@@ -1,0 +1,334 @@
+"""Evidence about an incident's target: what changed, what broke, where.
+
+`build(...)` turns what the adapter read (the workload, its revisions, its pods, Warning
+Events, the nodes involved) into the `status.evidence` object of an Incident. Pure: no
+I/O, no clock. Every list is capped and every string cut, so however long a pod crash
+loops, the incident stays within `MAX_BYTES` (Kubernetes aggregates repeated Events
+into a count; restarts are a count too).
+
+Each item carries a `ref` (the name hints cite it by) and a `time`:
+
+- rollouts: `rollout/<revision>` — when the revision was created, and its pod template
+  change from the revision before (image, command, args, env names, resources);
+- containers: `pod/<pod>/<container>` — when its current or last state began/ended;
+- events: `event/<name>` — when it was last seen;
+- nodes: `node/<name>` — when its Ready condition last changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .timeutil import iso, parse_or_none
+
+MAX_ROLLOUTS = 3
+MAX_CONTAINERS = 10
+MAX_EVENTS = 10
+MAX_NODES = 5
+MAX_CHANGES = 8
+MAX_TEXT = 300
+MAX_LOG_CHARS = 2000
+MAX_BYTES = 40 * 1024
+"""The most `status.evidence` may take as JSON (unit-tested against the caps above)."""
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+TEMPLATE_HASH_LABEL = "pod-template-hash"
+CONTROLLER_REVISION_HASH_LABEL = "controller-revision-hash"
+PRESSURE_CONDITIONS = ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One revision of a workload's pod template (a ReplicaSet or a ControllerRevision)."""
+
+    number: int
+    name: str
+    created: str
+    template: Mapping[str, Any]
+    hash: str = ""
+    """The pod-template-hash / controller-revision-hash its pods carry."""
+
+
+def cut(text: Any, limit: int = MAX_TEXT) -> str:
+    """`text` as a string of at most `limit` characters (an ellipsis marks the cut)."""
+    s = "" if text is None else str(text)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+# --- revisions --------------------------------------------------------------------------------
+
+
+def replicaset_revision(rs: Mapping[str, Any]) -> Revision:
+    meta = rs.get("metadata") or {}
+    return Revision(_int((meta.get("annotations") or {}).get(REVISION_ANNOTATION)), str(meta.get("name", "")),
+                    str(meta.get("creationTimestamp", "")), ((rs.get("spec") or {}).get("template") or {}),
+                    str((meta.get("labels") or {}).get(TEMPLATE_HASH_LABEL, "")))
+
+
+def controller_revision(cr: Mapping[str, Any]) -> Revision:
+    meta = cr.get("metadata") or {}
+    template = (((cr.get("data") or {}).get("spec") or {}).get("template")) or {}
+    name = str(meta.get("name", ""))
+    return Revision(_int(cr.get("revision")), name, str(meta.get("creationTimestamp", "")), template,
+                    str((meta.get("labels") or {}).get(CONTROLLER_REVISION_HASH_LABEL, "")) or name.rsplit("-", 1)[-1])
+
+
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in ((obj.get("metadata") or {}).get("ownerReferences") or []))
+
+
+def _containers(template: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    spec = template.get("spec") or {}
+    return {str(c.get("name", "")): c for c in (spec.get("containers") or []) if isinstance(c, Mapping)}
+
+
+def _words(value: Any) -> str:
+    return " ".join(str(v) for v in value) if isinstance(value, list) else ""
+
+
+def _resources(container: Mapping[str, Any]) -> dict[str, str]:
+    res = container.get("resources") or {}
+    return {f"{part}.{name}": str(v) for part in ("requests", "limits")
+            for name, v in sorted((res.get(part) or {}).items())}
+
+
+def template_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What changed from pod template `old` to `new`, one short line each, per container:
+    image, command, args, env names (values may be secrets: only names), resources."""
+    out: list[str] = []
+    before, after = _containers(old), _containers(new)
+    for name in sorted(set(before) - set(after)):
+        out.append(f"container {name} removed")
+    for name in sorted(set(after) - set(before)):
+        out.append(f"container {name} added (image {after[name].get('image', '?')})")
+    for name in sorted(set(before) & set(after)):
+        a, b = before[name], after[name]
+        if a.get("image") != b.get("image"):
+            out.append(f"image {name}: {a.get('image', '')} → {b.get('image', '')}")
+        for key in ("command", "args"):
+            if (a.get(key) or []) != (b.get(key) or []):
+                out.append(f"{key} {name}: {_words(a.get(key)) or '(none)'} → {_words(b.get(key)) or '(none)'}")
+        env_a = {str(e.get("name")): e for e in a.get("env") or [] if isinstance(e, Mapping)}
+        env_b = {str(e.get("name")): e for e in b.get("env") or [] if isinstance(e, Mapping)}
+        parts = [f"+{n}" for n in sorted(set(env_b) - set(env_a))] + [f"-{n}" for n in sorted(set(env_a) - set(env_b))]
+        parts += [f"~{n}" for n in sorted(set(env_a) & set(env_b)) if env_a[n] != env_b[n]]
+        if parts:
+            out.append(f"env {name}: {' '.join(parts)}")
+        res_a, res_b = _resources(a), _resources(b)
+        for key in sorted(set(res_a) | set(res_b)):
+            if res_a.get(key) != res_b.get(key):
+                out.append(f"resources {name}: {key} {res_a.get(key, '(none)')} → {res_b.get(key, '(none)')}")
+    if not out and _strip_hash(old) != _strip_hash(new):
+        out.append("pod template changed (annotations, labels or other fields)")
+    if len(out) > MAX_CHANGES:
+        out = out[: MAX_CHANGES - 1] + [f"… and {len(out) - MAX_CHANGES + 1} more"]
+    return [cut(line, 200) for line in out]
+
+
+def _strip_hash(template: Mapping[str, Any]) -> Any:
+    meta = dict(template.get("metadata") or {})
+    meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items()
+                      if k not in (TEMPLATE_HASH_LABEL, CONTROLLER_REVISION_HASH_LABEL)}
+    return {**template, "metadata": meta}
+
+
+def rollouts(revisions: Iterable[Revision]) -> list[dict[str, Any]]:
+    """The newest revisions, newest first, each with its change from the one before."""
+    ordered = sorted((r for r in revisions if r.number > 0), key=lambda r: r.number)
+    out: list[dict[str, Any]] = []
+    for i, rev in enumerate(ordered):
+        item: dict[str, Any] = {"ref": f"rollout/{rev.number}", "revision": rev.number, "name": rev.name,
+                                "time": rev.created, "current": i == len(ordered) - 1,
+                                "images": sorted({cut(c.get("image", ""), 200)
+                                                  for c in _containers(rev.template).values()})[:4]}
+        if i > 0:
+            item["previousRevision"] = ordered[i - 1].number
+            item["changes"] = template_changes(ordered[i - 1].template, rev.template)
+        else:
+            item["changes"] = []
+        out.append(item)
+    return list(reversed(out))[:MAX_ROLLOUTS]
+
+
+# --- pods and containers ------------------------------------------------------------------------
+
+
+def _limits(pod: Mapping[str, Any]) -> dict[str, str]:
+    return {str(c.get("name")): str(((c.get("resources") or {}).get("limits") or {}).get("memory", ""))
+            for c in ((pod.get("spec") or {}).get("containers") or []) if isinstance(c, Mapping)}
+
+
+def container_item(pod: Mapping[str, Any], status: Mapping[str, Any], revisions: Mapping[str, int]) -> dict[str, Any]:
+    meta = pod.get("metadata") or {}
+    pod_name = str(meta.get("name", ""))
+    name = str(status.get("name", ""))
+    state = status.get("state") or {}
+    last = (status.get("lastState") or {}).get("terminated") or {}
+    item: dict[str, Any] = {"ref": f"pod/{pod_name}/{name}", "pod": pod_name, "container": name,
+                            "node": str((pod.get("spec") or {}).get("nodeName") or ""),
+                            "ready": status.get("ready") is True, "restarts": _int(status.get("restartCount"))}
+    time = ""
+    if "waiting" in state:
+        waiting = state.get("waiting") or {}
+        item.update(state="Waiting", reason=cut(waiting.get("reason", ""), 64), message=cut(waiting.get("message", "")))
+    elif "terminated" in state:
+        term = state.get("terminated") or {}
+        item.update(state="Terminated", reason=cut(term.get("reason", ""), 64), message=cut(term.get("message", "")),
+                    exitCode=_int(term.get("exitCode")))
+        time = str(term.get("finishedAt") or "")
+    elif "running" in state:
+        item.update(state="Running")
+        time = str((state.get("running") or {}).get("startedAt") or "")
+    else:
+        item.update(state="Unknown")
+    if last:
+        item.update(lastReason=cut(last.get("reason", ""), 64), lastExitCode=_int(last.get("exitCode")),
+                    lastFinishedAt=str(last.get("finishedAt") or ""))
+        time = time or item["lastFinishedAt"]
+    limit = _limits(pod).get(name, "")
+    if limit:
+        item["memoryLimit"] = limit
+    labels = meta.get("labels") or {}
+    rev = revisions.get(str(labels.get(TEMPLATE_HASH_LABEL) or labels.get(CONTROLLER_REVISION_HASH_LABEL) or ""))
+    if rev:
+        item["revision"] = rev
+    item["time"] = time or str(meta.get("creationTimestamp", ""))
+    return item
+
+
+def pod_items(pod: Mapping[str, Any], revisions: Mapping[str, int]) -> list[dict[str, Any]]:
+    """One item per container; a pod with no container status yet (unscheduled, creating) gets one."""
+    statuses = [s for s in ((pod.get("status") or {}).get("containerStatuses") or []) if isinstance(s, Mapping)]
+    if statuses:
+        return [container_item(pod, s, revisions) for s in statuses]
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    reason, message = str(status.get("phase", "Pending")), ""
+    for cond in status.get("conditions") or []:
+        if cond.get("status") == "False" and cond.get("reason"):
+            reason, message = str(cond.get("reason")), str(cond.get("message", ""))
+            break
+    return [{"ref": f"pod/{meta.get('name', '')}/", "pod": str(meta.get("name", "")), "container": "",
+             "node": str((pod.get("spec") or {}).get("nodeName") or ""), "ready": False, "restarts": 0,
+             "state": "Waiting", "reason": cut(reason, 64), "message": cut(message),
+             "time": str(meta.get("creationTimestamp", ""))}]
+
+
+def unhealthy(item: Mapping[str, Any]) -> bool:
+    return not item.get("ready") or item.get("state") != "Running"
+
+
+def _container_order(item: Mapping[str, Any]) -> tuple[int, int, str]:
+    # The broken first, then the most restarted: those are the ones worth the space.
+    return (0 if unhealthy(item) else 1, -_int(item.get("restarts")), str(item.get("ref")))
+
+
+# --- events and nodes -----------------------------------------------------------------------------
+
+
+def event_item(event: Mapping[str, Any]) -> dict[str, Any]:
+    """An events.k8s.io/v1 Event (core v1 field names are read too)."""
+    meta = event.get("metadata") or {}
+    regarding = event.get("regarding") or event.get("involvedObject") or {}
+    series = event.get("series") or {}
+    time = (series.get("lastObservedTime") or event.get("deprecatedLastTimestamp") or event.get("lastTimestamp")
+            or event.get("eventTime") or meta.get("creationTimestamp") or "")
+    count = _int(series.get("count")) or _int(event.get("deprecatedCount")) or _int(event.get("count")) or 1
+    return {"ref": f"event/{meta.get('name', '')}", "time": str(time),
+            "object": f"{regarding.get('kind', '')}/{regarding.get('name', '')}",
+            "reason": cut(event.get("reason", ""), 64), "message": cut(event.get("note") or event.get("message") or ""),
+            "count": count}
+
+
+def node_item(node: Mapping[str, Any]) -> dict[str, Any]:
+    meta = node.get("metadata") or {}
+    conditions = {str(c.get("type")): c for c in ((node.get("status") or {}).get("conditions") or [])}
+    ready = conditions.get("Ready") or {}
+    problems = [t for t in PRESSURE_CONDITIONS if (conditions.get(t) or {}).get("status") == "True"]
+    if ready.get("status") != "True":
+        problems.insert(0, f"NotReady ({cut(ready.get('reason') or 'Unknown', 64)})")
+    taints = (node.get("spec") or {}).get("taints") or []
+    if (node.get("spec") or {}).get("unschedulable") or any(
+            t.get("key") == "node.kubernetes.io/unschedulable" for t in taints):
+        problems.append("Unschedulable (cordoned)")
+    return {"ref": f"node/{meta.get('name', '')}", "name": str(meta.get("name", "")),
+            "ready": ready.get("status") == "True", "problems": problems,
+            "time": str(ready.get("lastTransitionTime") or meta.get("creationTimestamp") or "")}
+
+
+def _newest_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def key(item: Mapping[str, Any]) -> float:
+        when = parse_or_none(item.get("time"))
+        return when.timestamp() if when is not None else 0.0
+    return sorted(items, key=key, reverse=True)
+
+
+# --- the whole --------------------------------------------------------------------------------------
+
+
+def build(kind: str, workload: Mapping[str, Any] | None, revisions: Sequence[Revision],
+          pods: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]],
+          nodes: Sequence[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
+    """`status.evidence` from what was read (see the module doc for the items)."""
+    name = str(((workload or {}).get("metadata") or {}).get("name", ""))
+    by_hash = {r.hash: r.number for r in revisions if r.hash}
+    containers: list[dict[str, Any]] = []
+    for pod in pods:
+        containers.extend(pod_items(pod, by_hash))
+    containers.sort(key=_container_order)
+    shown_pods = {c["pod"] for c in containers}
+    names = shown_pods | {name} | {r.name for r in revisions}
+    ev = [event_item(e) for e in events if e.get("type", "Warning") == "Warning"]
+    ev = [e for e in ev if e["object"].split("/", 1)[-1] in names]
+    # Kubernetes aggregates repeats already; merge what is left by reason and message.
+    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for e in _newest_first(ev):
+        key = (e["object"].split("/", 1)[0], e["reason"], e["message"][:80])
+        if key in merged:
+            merged[key]["count"] += e["count"]
+        else:
+            merged[key] = dict(e)
+    involved = {c["node"] for c in containers if c.get("node")}
+    node_items = sorted((node_item(n) for n in nodes if (n.get("metadata") or {}).get("name") in involved),
+                        key=lambda n: (n["ready"] and not n["problems"], n["name"]))
+    out = {"gatheredAt": iso(now), "target": f"{kind}/{name}" if name else kind,
+           "rollouts": rollouts(revisions), "containers": containers[:MAX_CONTAINERS],
+           "events": list(merged.values())[:MAX_EVENTS], "nodes": node_items[:MAX_NODES], "logs": [],
+           "truncated": len(containers) > MAX_CONTAINERS or len(merged) > MAX_EVENTS or len(node_items) > MAX_NODES}
+    return out
+
+
+def log_target(evidence: Mapping[str, Any]) -> tuple[str, str, bool] | None:
+    """(pod, container, previous) whose log is worth reading: the first broken container, its
+    last run's log when it restarted and is not running now (the crash is in that one)."""
+    for c in evidence.get("containers") or []:
+        if c.get("container") and unhealthy(c):
+            return str(c["pod"]), str(c["container"]), bool(c.get("restarts")) and c.get("state") != "Running"
+    return None
+
+
+def log_item(pod: str, container: str, previous: bool, text: str, now: datetime) -> dict[str, Any]:
+    """The last lines of a log, cut from the front to MAX_LOG_CHARS (the end is what matters)."""
+    text = text if len(text) <= MAX_LOG_CHARS else "…" + text[-(MAX_LOG_CHARS - 1):]
+    return {"ref": f"log/{pod}/{container}", "pod": pod, "container": container, "previous": previous,
+            "time": iso(now), "lines": text}
+
+
+def size(evidence: Mapping[str, Any]) -> int:
+    """Bytes `evidence` takes as compact JSON."""
+    return len(json.dumps(evidence, separators=(",", ":"), ensure_ascii=False).encode())

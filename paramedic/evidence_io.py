@@ -1,0 +1,76 @@
+"""Evidence I/O: the reads behind an incident's `status.evidence`.
+
+One gathering costs a fixed number of requests whatever the incident's history: the
+workload, its revisions (ReplicaSets or ControllerRevisions, one list), its pods (one
+list), the namespace's Warning Events (one list) and each node involved (at most
+`evidence.MAX_NODES` gets). What to keep is decided by `paramedic.domain.evidence`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from . import kube
+from .domain import evidence
+
+
+async def gather(client: kube.AsyncKubeClient, namespace: str, target: dict[str, Any], now: datetime,
+                 slots: asyncio.Semaphore | None = None, log_lines: int = 0) -> dict[str, Any]:
+    """`status.evidence` for `target` ({kind, name}) in `namespace`; `slots` bounds concurrent
+    gatherings. With `log_lines` (a service's `spec.evidence.logs`, off by default: logs can
+    hold secrets), the last lines of the first broken container's log too (one more request)."""
+    if slots is None:
+        ev = await _gather(client, namespace, target, now)
+    else:
+        async with slots:
+            ev = await _gather(client, namespace, target, now)
+    if log_lines > 0:
+        ev["logs"] = await _logs(client, namespace, ev, log_lines, now)
+    return ev
+
+
+async def _logs(client: kube.AsyncKubeClient, namespace: str, ev: dict[str, Any], lines: int,
+                now: datetime) -> list[dict[str, Any]]:
+    found = evidence.log_target(ev)
+    if found is None:
+        return []
+    pod, container, previous = found
+    params = {"container": container, "tailLines": str(lines), "limitBytes": str(4 * evidence.MAX_LOG_CHARS),
+              "previous": "true" if previous else "false"}
+    try:
+        text = await client.get_text(kube.PODS, pod, namespace, "log", params)
+    except kube.ApiError as exc:
+        text = f"(log not available: {exc.message or exc})"
+    return [evidence.log_item(pod, container, previous, text, now)]
+
+
+async def _gather(client: kube.AsyncKubeClient, namespace: str, target: dict[str, Any],
+                  now: datetime) -> dict[str, Any]:
+    kind, name = str(target.get("kind") or "Deployment"), str(target.get("name") or "")
+    res = kube.WORKLOADS.get(kind)
+    if res is None:
+        raise ValueError(f"unsupported target kind {kind!r}")
+    workload = await client.get_or_none(res, name, namespace)
+    if workload is None:
+        return evidence.build(kind, {"metadata": {"name": name}}, [], [], [], [], now) | {
+            "error": f"{kind} {name} not found in namespace {namespace}"}
+    uid = str(workload["metadata"].get("uid", ""))
+    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    revisions: list[evidence.Revision]
+    if kind == "Deployment":
+        sets = await client.list(kube.REPLICASETS, namespace, labels=labels)
+        revisions = [evidence.replicaset_revision(rs) for rs in sets if evidence.owned_by(rs, uid)]
+        owners = {str(rs["metadata"].get("uid")) for rs in sets if evidence.owned_by(rs, uid)}
+    else:
+        crs = await client.list(kube.CONTROLLER_REVISIONS, namespace, labels=labels)
+        revisions = [evidence.controller_revision(cr) for cr in crs if evidence.owned_by(cr, uid)]
+        owners = {uid}
+    pods = [p for p in await client.list(kube.PODS, namespace, labels=labels)
+            if any(evidence.owned_by(p, owner) for owner in owners)]
+    events = await client.list(kube.EVENTS, namespace, field_selector="type=Warning")
+    node_names = sorted({str((p.get("spec") or {}).get("nodeName")) for p in pods
+                         if (p.get("spec") or {}).get("nodeName")})[: evidence.MAX_NODES]
+    nodes = [n for n in [await client.get_or_none(kube.NODES, n) for n in node_names] if n is not None]
+    return evidence.build(kind, workload, revisions, pods, events, nodes, now)

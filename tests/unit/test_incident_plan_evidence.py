@@ -1,0 +1,81 @@
+"""The planner's evidence step: when to gather, how a gathering is recorded, hints and the timeline."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from paramedic.domain.incident_plan import Effects, PlanSettings, plan
+from paramedic.domain.timeutil import iso
+from paramedic.domain.vocabulary import State
+from tests.unit.test_incident_plan import CREATED, NOW, SETTINGS, incident, service, timeline_types
+
+CRASHING = {"ref": "pod/checkout-2-x/app", "pod": "checkout-2-x", "container": "app", "ready": False,
+            "restarts": 4, "state": "Waiting", "reason": "CrashLoopBackOff", "lastReason": "Error",
+            "lastExitCode": 1, "revision": 2}
+ROLLOUT = {"ref": "rollout/2", "revision": 2, "previousRevision": 1, "current": True,
+           "time": iso(CREATED - timedelta(minutes=3)), "changes": ["image app: shop/api:1.4 → shop/api:1.5"]}
+
+
+def gathered(at=NOW, containers=(CRASHING,), rollouts=(ROLLOUT,)) -> dict:
+    return {"gatheredAt": iso(at), "target": "Deployment/checkout", "rollouts": list(rollouts),
+            "containers": list(containers), "events": [], "nodes": [], "truncated": False}
+
+
+def test_an_active_incident_without_evidence_asks_for_a_gathering():
+    p = plan(incident(), service(), None, Effects(), SETTINGS, NOW)
+    assert p.gather_evidence and not p.taken_evidence and "evidence" not in p.patch
+
+
+def test_no_gathering_while_one_runs_when_off_without_a_service_or_once_resolved():
+    assert not plan(incident(), service(), None, Effects(evidence_running=True), SETTINGS, NOW).gather_evidence
+    off = PlanSettings(**{**SETTINGS.__dict__, "evidence_enabled": False})
+    assert not plan(incident(), service(), None, Effects(), off, NOW).gather_evidence
+    assert not plan(incident(), None, None, Effects(), SETTINGS, NOW).gather_evidence
+    done = incident(state=State.RESOLVED, observed=State.RESOLVED)
+    assert not plan(done, service(), None, Effects(), SETTINGS, NOW).gather_evidence
+
+
+def test_a_gathering_is_recorded_with_ranked_hints_and_the_top_one_in_the_timeline():
+    p = plan(incident(), service(), None, Effects(evidence=gathered()), SETTINGS, NOW)
+    assert p.taken_evidence and not p.gather_evidence
+    assert p.patch["evidence"]["containers"] == [CRASHING] and p.patch["evidence"]["error"] is None
+    assert [h["rule"] for h in p.patch["hints"]] == ["bad-rollout", "crash-loop"]
+    assert p.patch["hints"][0]["suggestedAction"] == "rollback"
+    assert "probable-cause" in timeline_types(p)
+    assert "rollback-suggested" in timeline_types(p)
+    entry = next(e for e in p.patch["timeline"] if e["type"] == "rollback-suggested")
+    assert "does not run it" in entry["message"]  # the service's actions are restart and ansible
+    # The next gathering is due after the refresh interval.
+    assert p.seconds_until_wake(NOW) <= SETTINGS.evidence_refresh_seconds + 0.1
+
+
+def test_a_service_that_offers_rollback_is_told_so():
+    svc = service(actions=[{"rollback": {}}])
+    p = plan(incident(), svc, None, Effects(evidence=gathered()), SETTINGS, NOW)
+    entry = next(e for e in p.patch["timeline"] if e["type"] == "rollback-suggested")
+    assert "remediation policy runs" in entry["message"]
+
+
+def test_the_same_top_hint_is_not_logged_again():
+    first = plan(incident(), service(), None, Effects(evidence=gathered()), SETTINGS, NOW)
+    again = plan(incident(**{k: first.status[k] for k in ("evidence", "hints", "timeline")}), service(), None,
+                 Effects(evidence=gathered(NOW + timedelta(seconds=60))), SETTINGS, NOW + timedelta(seconds=60))
+    assert timeline_types(again).count("probable-cause") == 1 and "hints" not in again.patch
+    assert again.patch["evidence"]["gatheredAt"] == iso(NOW + timedelta(seconds=60))
+
+
+def test_fresh_evidence_is_not_gathered_again_until_the_refresh_is_due():
+    fresh = incident(evidence=gathered(NOW - timedelta(seconds=10)))
+    p = plan(fresh, service(), None, Effects(), SETTINGS, NOW)
+    assert not p.gather_evidence
+    assert abs(p.seconds_until_wake(NOW) - (SETTINGS.evidence_refresh_seconds - 10)) < 0.2
+    stale = incident(evidence=gathered(NOW - timedelta(seconds=SETTINGS.evidence_refresh_seconds)))
+    assert plan(stale, service(), None, Effects(), SETTINGS, NOW).gather_evidence
+
+
+def test_a_failed_gathering_keeps_the_last_evidence_and_says_why():
+    before = gathered(NOW - timedelta(minutes=5))
+    p = plan(incident(evidence=before), service(), None, Effects(evidence=RuntimeError("API down")), SETTINGS, NOW)
+    assert p.taken_evidence and p.patch["evidence"]["error"] == "RuntimeError: API down"
+    assert p.patch["evidence"]["containers"] == [CRASHING] and p.patch["evidence"]["gatheredAt"] == iso(NOW)
+    assert "hints" not in p.patch
