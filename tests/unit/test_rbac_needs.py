@@ -22,7 +22,7 @@ from paramedic import kube
 REPO = Path(__file__).resolve().parents[2]
 
 # Which code runs under which ServiceAccount. cli.py runs as its user; kube.py is the client.
-OPERATOR_CODE = ["operator/*.py", "paramedic/remediation_io.py"]
+OPERATOR_CODE = ["operator/*.py", "paramedic/remediation_io.py", "paramedic/evidence_io.py"]
 WEBHOOK_CODE = ["webhook/*.py", "paramedic/ingest.py", "paramedic/owners.py", "paramedic/informer.py"]
 # The CLI and the console act with people's own credentials, not a ServiceAccount of Paramedic's.
 NOT_A_COMPONENT = {"paramedic/cli.py", "paramedic/kube.py"}
@@ -40,6 +40,8 @@ DYNAMIC = {
     ("paramedic/remediation_io.py", "get_or_none", "_resource(kind)"): [("apps", r, "get") for r in WORKLOADS],
     ("paramedic/remediation_io.py", "get_or_none", "res"): [("apps", r, "get") for r in WORKLOADS],
     ("paramedic/remediation_io.py", "patch", "res"): [("apps", r, "patch") for r in WORKLOADS],
+    ("paramedic/remediation_io.py", "patch", "_resource(kind)"): [("apps", r, "patch") for r in WORKLOADS],
+    ("paramedic/evidence_io.py", "get_or_none", "res"): [("apps", r, "get") for r in WORKLOADS],
     ("operator/services.py", "get_or_none", "res"): [("apps", r, "get") for r in WORKLOADS],
     ("operator/preflight.py", "get_or_none", "res"): [("kopf.dev", "clusterkopfpeerings", "get"),
                                                      ("kopf.dev", "kopfpeerings", "get")],
@@ -64,13 +66,15 @@ OPERATOR_ELSEWHERE = {
     ("apps", "replicasets", "get"), ("apps", "replicasets", "list"),
     # Probe incidents are managed: the admission policy asks for remediate on their service.
     ("paramedic.dev", "monitoredservices", "remediate"),
+    # Incident evidence: a container's last log lines, read as text (`get_text`), only for
+    # services whose author may read them (the admission policy checks spec.evidence.logs).
+    ("", "pods/log", "get"),
 }
 WEBHOOK_ELSEWHERE = {
     ("paramedic.dev", "monitoredservices", "remediate"),  # managed incidents from alerts
 }
 # Granted though no call needs it today, and why.
 OPERATOR_KEPT = {
-    ("", "namespaces", "get"): "read-only, and Kopf's namespace scanning may look one up",
     ("apiextensions.k8s.io", "customresourcedefinitions", "get"): "read-only; Kopf's resource discovery",
 }
 WEBHOOK_KEPT = {
@@ -164,13 +168,14 @@ def test_nothing_dangerous_is_granted():
     operator = grants(role(MANIFEST_DOCS, "paramedic-operator"))
     webhook = grants(role(MANIFEST_DOCS, "paramedic-webhook"))
     for granted in (operator, webhook):
-        assert not {r for _, r, _ in granted} & {"secrets", "configmaps", "pods/exec", "pods/log", "serviceaccounts/token"}
+        assert not {r for _, r, _ in granted} & {"secrets", "configmaps", "pods/exec", "serviceaccounts/token"}
         assert not {v for _, _, v in granted} & {"update", "deletecollection", "escalate", "bind", "impersonate"}
         assert not {("paramedic.dev", r, v) for r in ("monitoredservices", "oncallschedules")
                     for v in ("create", "patch")} & granted  # only their status is written
     assert [(g, r) for g, r, v in operator if v == "delete"] == [("paramedic.dev", "incidents")]  # retention
     assert not any(v == "delete" for _, _, v in webhook)
-    assert not any(r == "pods" for _, r, _ in operator)
+    assert {v for _, r, v in operator if r == "pods"} == {"list"}  # evidence: the target's pods
+    assert [r for _, r, _ in webhook if r == "pods/log"] == []
     assert {v for _, r, v in webhook if r == "pods"} == {"get"}
 
 
@@ -236,7 +241,8 @@ def test_chart_with_watched_namespaces_writes_only_there():
     assert set(operator) == {None, "shop", "payments"} and set(webhook) == {None, "shop", "payments", "ops"}
     # Cluster-wide: reading namespaces and CRDs, nothing else, never a write.
     assert operator[None] == {("", "namespaces", v) for v in ("get", "list", "watch")} | \
-        {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")}
+        {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")} | \
+        {("", "nodes", "get")}  # evidence: the conditions of the nodes a target runs on
     assert webhook[None] == {("", "namespaces", "get")}
     need_operator = needed(OPERATOR_CODE, OPERATOR_ELSEWHERE) - {n for n in OPERATOR_ELSEWHERE
                                                                  if n[1] == "clusterkopfpeerings"}
@@ -251,7 +257,7 @@ def test_chart_grants_only_the_chosen_workload_kinds():
     operator = effective(render("rbac.workloads={deployments}"), "pm-paramedic-operator")[None]
     assert {(r, v) for g, r, v in operator if g == "apps"} == {
         ("deployments", "get"), ("deployments", "patch"), ("deployments/scale", "patch"),
-        ("replicasets", "get"), ("replicasets", "list")}
+        ("replicasets", "get"), ("replicasets", "list"), ("controllerrevisions", "list")}
     operator = effective(render("rbac.workloads={daemonsets}"), "pm-paramedic-operator")[None]
     assert not any(r.endswith("/scale") for _, r, _ in operator)  # a DaemonSet has no scale
     with pytest.raises(subprocess.CalledProcessError) as err:

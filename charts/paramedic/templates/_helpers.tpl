@@ -115,8 +115,11 @@ those on cluster-scoped ones.
 {{- end }}
 # Revisions: what changed (evidence) and what a rollback returns to.
 - apiGroups: [apps]
-  resources: [replicasets, controllerrevisions]
+  resources: [replicasets]
   verbs: [get, list]
+- apiGroups: [apps]
+  resources: [controllerrevisions]
+  verbs: [list]
 # Pods of the target: incident evidence (restarts, terminations, readiness).
 - apiGroups: [""]
   resources: [pods]
