@@ -334,3 +334,49 @@ def test_cluster_admins_are_not_limited(tenant_a, kube_client):
     kube_client.create(kube.MONITORED_SERVICES, service("api", [ACTIONS[k] for k in ACTIONS]), a.namespace)
     kube_client.create(kube.INCIDENTS, incident("inc-1"), a.namespace)
     assert kube_client.get(kube.INCIDENTS, "inc-1", a.namespace)["spec"]["managed"] is True
+
+
+# --- Evidence logs and people's entries ----------------------------------------------------
+
+def test_evidence_logs_need_the_authors_right_to_read_logs(tenant_a, kube_client):
+    a, client = tenant_a
+    body = {"metadata": {"name": "logs"},
+            "spec": {"target": {"name": "api"}, "evidence": {"logs": {"enabled": True, "tailLines": 20}}}}
+    err = refusal(lambda: client.create(kube.MONITORED_SERVICES, body, a.namespace))
+    assert err.status == 403
+    assert f"user {a.username} may not get pods/log in {a.namespace}, which spec.evidence.logs needs" in err.message
+    off = {"metadata": {"name": "nologs"}, "spec": {"target": {"name": "api"}, "evidence": {"logs": {"enabled": False}}}}
+    client.create(kube.MONITORED_SERVICES, off, a.namespace)  # off needs nothing
+    a.grant(kube_client, "log-reader", [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}])
+    eventually_accepted(lambda: client.create(kube.MONITORED_SERVICES, body, a.namespace), "pods/log granted")
+
+
+def test_comments_and_steps_are_appended_in_their_authors_name(tenant_a, kube_client):
+    a, client = tenant_a
+    kube_client.create(kube.INCIDENTS, incident("talk", managed=False), a.namespace)
+
+    def append(field: str, entry: dict) -> dict:
+        current = client.get(kube.INCIDENTS, "talk", a.namespace)["spec"].get(field)
+        op = ([{"op": "add", "path": f"/spec/{field}/-", "value": entry}] if current is not None
+              else [{"op": "add", "path": f"/spec/{field}", "value": [entry]}])
+        return client.patch(kube.INCIDENTS, "talk", op, a.namespace, content_type=kube.JSON_PATCH)
+
+    append("comments", {"author": a.username, "text": "looking at the pool"})
+    err = refusal(lambda: append("comments", {"author": "alice@example.com", "text": "it was bob"}))
+    assert err.status == 403
+    assert f"must name its author as the user who adds it ({a.username})" in err.message
+    err = refusal(lambda: append("comments", {"text": "no author"}))
+    assert err.status == 403
+    # Another person's words are never rewritten or removed, whoever asks.
+    for patch in ([{"op": "replace", "path": "/spec/comments/0/text", "value": "nothing to see"}],
+                  [{"op": "remove", "path": "/spec/comments/0"}]):
+        err = refusal(lambda p=patch: client.patch(kube.INCIDENTS, "talk", p, a.namespace, content_type=kube.JSON_PATCH))
+        assert "appended only, never changed or removed" in err.message
+    append("runbookSteps", {"step": 1, "author": a.username, "note": "pool resized"})
+    err = refusal(lambda: append("runbookSteps", {"step": 2, "author": "system:admin"}))
+    assert "must name its author" in err.message
+    spec = kube_client.get(kube.INCIDENTS, "talk", a.namespace)["spec"]
+    assert [c["text"] for c in spec["comments"]] == ["looking at the pool"]
+    assert [s["step"] for s in spec["runbookSteps"]] == [1]
+    # State changes and other spec writes are not this policy's business.
+    client.patch(kube.INCIDENTS, "talk", {"spec": {"state": "acknowledged"}}, a.namespace)
