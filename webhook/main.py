@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from paramedic import kube
+from paramedic.serving import run_gunicorn, startup_settings
 from paramedic.settings import Settings, SettingsError
 
 from .auth import TokenSource
@@ -60,13 +61,9 @@ def gunicorn_options(args: argparse.Namespace, settings: Settings) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"paramedic-webhook: {exc}", file=sys.stderr)
+    settings = startup_settings("paramedic-webhook")
+    if settings is None:
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv, settings)
     # Fail here, with one clear message, rather than in every worker that boots.
     try:
@@ -81,18 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers > 1:
         log.warning("%d workers: each exposes only its own metrics on /metrics", args.workers)
 
-    from gunicorn.app.base import BaseApplication
+    def load() -> Any:
+        from .app import create_app
+        return create_app(settings)
 
-    class Server(BaseApplication):
-        def load_config(self) -> None:
-            for key, value in gunicorn_options(args, settings).items():
-                self.cfg.set(key, value)
-
-        def load(self):
-            from .app import create_app
-            return create_app(settings)
-
-    Server().run()
+    run_gunicorn(gunicorn_options(args, settings), load)
     return 0
 
 

@@ -11,7 +11,8 @@ import logging
 import sys
 from typing import Any
 
-from paramedic.settings import Settings, SettingsError
+from paramedic.serving import run_gunicorn, startup_settings
+from paramedic.settings import Settings
 
 from . import auth
 from .apiserver import address_only
@@ -49,12 +50,9 @@ def gunicorn_options(args: argparse.Namespace, settings: Settings) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"paramedic-console: {exc}", file=sys.stderr)
+    settings = startup_settings("paramedic-console")
+    if settings is None:
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv, settings)
     if bool(settings.console_tls_cert_file) != bool(settings.console_tls_key_file):
         print("paramedic-console: set both PARAMEDIC_CONSOLE_TLS_CERT_FILE and PARAMEDIC_CONSOLE_TLS_KEY_FILE",
@@ -74,18 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.console_session_key_file:
         log.warning("no PARAMEDIC_CONSOLE_SESSION_KEY_FILE: sign-ins last until this process restarts")
 
-    from gunicorn.app.base import BaseApplication
+    def load() -> Any:
+        from .app import create_app
+        return create_app(settings, connection, secret)
 
-    class Server(BaseApplication):
-        def load_config(self) -> None:
-            for key, value in gunicorn_options(args, settings).items():
-                self.cfg.set(key, value)
-
-        def load(self):
-            from .app import create_app
-            return create_app(settings, connection, secret)
-
-    Server().run()
+    run_gunicorn(gunicorn_options(args, settings), load)
     return 0
 
 
