@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 import httpx
 import yaml
 
-from . import kube
+from . import entries_io, kube
 from .domain import entries, maintenance, oncall, report, sla
 from .domain.lifecycle import is_active, spec_patch
 from .domain.report import render_postmortem
@@ -361,17 +361,11 @@ def cmd_state(s: Session) -> None:
 
 
 def append_to_spec(s: Session, name: str, field: str, entry: dict) -> dict:
-    """Append `entry` to the incident's spec list `field` (a JSON patch: see `entries.append_ops`;
-    read again when a guarded creation of the list lost a race)."""
-    for _ in range(5):
-        inc = s.get_incident(name)
-        try:
-            return s.client.patch(kube.INCIDENTS, name, entries.append_ops(inc, field, entry), s.one_namespace(),
-                                  content_type=kube.JSON_PATCH)
-        except kube.ApiError as exc:
-            if exc.status not in (409, 422) or (inc.get("spec") or {}).get(field) is not None:
-                raise
-    raise CliError(f"incident {name} kept changing; try again")
+    """Append `entry` to the incident's spec list `field` (see `entries_io.append`)."""
+    try:
+        return entries_io.append(s.client, s.one_namespace(), name, field, lambda _inc: entry)
+    except entries_io.KeptChanging as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_comment(s: Session) -> None:

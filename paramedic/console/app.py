@@ -12,7 +12,7 @@ from flask import Flask, Response, abort, g, redirect, render_template, request,
 from markdown_it import MarkdownIt
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from paramedic import kube
+from paramedic import entries_io, kube
 from paramedic.domain import entries, lifecycle
 from paramedic.domain.notify_render import safe_url
 from paramedic.domain.report import RCA_FIELDS, render_postmortem
@@ -270,25 +270,17 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
             return None
 
     def append_entry(ns: str, name: str, field: str, make: Any) -> Any:
-        """Append the entry `make(incident)` builds to `field` as the person (see entries.append_ops);
-        read again when a guarded creation of the list lost a race. The API server decides: RBAC,
-        and the attribution policy (the author must be the person; entries are append-only)."""
-        for _ in range(5):
-            inc = get_incident(ns, name)
-            try:
-                entry = make(inc)
-            except ValueError as exc:
-                abort(400, str(exc))
-            try:
-                written = client().patch(kube.INCIDENTS, name, entries.append_ops(inc, field, entry), ns,
-                                         content_type=kube.JSON_PATCH)
-            except kube.ApiError as exc:
-                if exc.status not in (409, 422) or (inc.get("spec") or {}).get(field) is not None:
-                    raise
-                continue
-            person().written(kube.INCIDENTS, written)
-            return redirect(url_for("incident", ns=ns, name=name) + "#h-notes-people")
-        abort(409, f"incident {name} kept changing; try again")
+        """Append the entry `make(incident)` builds to `field` as the person (entries_io). The API
+        server decides: RBAC, and the attribution policy (the author must be the person; entries
+        are append-only); a refusal is its error page."""
+        try:
+            written = entries_io.append(client(), ns, name, field, make)
+        except ValueError as exc:
+            abort(400, str(exc))
+        except entries_io.KeptChanging as exc:
+            abort(409, str(exc))
+        person().written(kube.INCIDENTS, written)
+        return redirect(url_for("incident", ns=ns, name=name) + "#h-notes-people")
 
     @app.post("/ns/<ns>/incidents/<name>/comment")
     def comment(ns: str, name: str) -> Any:

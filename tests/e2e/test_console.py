@@ -175,8 +175,8 @@ EVIDENCE = {
     "nodes": [], "logs": [{"ref": "log/checkout-7d9-x/app", "pod": "checkout-7d9-x", "container": "app",
                            "previous": True, "time": "2026-03-01T11:56:00Z", "lines": "fatal: <b>out of memory</b>"}],
 }
-HINTS = [{"rule": "oom", "summary": "app in checkout-7d9-x was OOMKilled (limit 64Mi)", "suggestedAction": "raise-memory-limit",
-          "evidence": ["pod/checkout-7d9-x/app", "event/checkout.1"]}]
+HINTS = [{"rule": "oom", "summary": "app in checkout-7d9-x was OOMKilled (limit 64Mi)",
+          "suggestedAction": "raise-memory-limit", "evidence": ["pod/checkout-7d9-x/app", "event/checkout.1"]}]
 
 
 def attribution_docs() -> list[dict]:

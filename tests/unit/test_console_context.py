@@ -152,3 +152,50 @@ def test_append_ops_add_to_the_end_or_create_the_list_guarded():
         {"op": "add", "path": "/spec/runbookSteps", "value": [entry]}]
     with pytest.raises(ValueError):
         entries.append_ops({"spec": {}}, "rca", entry)
+
+
+class FakeClient:
+    """Answers get with the next incident version and patch with the next outcome."""
+
+    def __init__(self, versions: list[dict], outcomes: list[object]):
+        self.versions, self.outcomes, self.patches = versions, outcomes, []
+
+    def get(self, res, name, namespace):
+        return self.versions.pop(0) if len(self.versions) > 1 else self.versions[0]
+
+    def patch(self, res, name, ops, namespace, content_type=""):
+        self.patches.append((ops, content_type))
+        out = self.outcomes.pop(0)
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+
+def version(rv: str, **spec) -> dict:
+    return {"metadata": {"name": "i", "resourceVersion": rv}, "spec": spec}
+
+
+def test_append_reads_again_only_when_a_guarded_creation_lost_a_race():
+    from paramedic import entries_io, kube
+
+    entry = {"author": "ana", "text": "hi"}
+    # The list appeared meanwhile (422 from the test op, resourceVersion moved): read again, append to it.
+    client = FakeClient([version("1"), version("2", comments=[{"author": "bo"}]), version("2", comments=[{}])],
+                        [kube.Invalid(422, "test failed", "Invalid"), {"ok": True}])
+    assert entries_io.append(client, "ns", "i", "comments", lambda inc: entry) == {"ok": True}
+    assert client.patches[0][0][0]["op"] == "test" and client.patches[0][1] == kube.JSON_PATCH
+    assert client.patches[1][0] == [{"op": "add", "path": "/spec/comments/-", "value": entry}]
+    # A 422 with the incident unchanged is the API server refusing the entry: raised as is.
+    client = FakeClient([version("1")], [kube.Invalid(422, "text too long", "Invalid")])
+    with pytest.raises(kube.Invalid, match="too long"):
+        entries_io.append(client, "ns", "i", "comments", lambda inc: entry)
+    # A refusal (RBAC, the attribution policy) is never retried.
+    client = FakeClient([version("1", comments=[])], [kube.ApiError(403, "must name its author", "Forbidden")])
+    with pytest.raises(kube.ApiError, match="must name its author"):
+        entries_io.append(client, "ns", "i", "comments", lambda inc: entry)
+    assert len(client.patches) == 1
+    # The entry is built from the incident as read; a ValueError refuses it before any write.
+    client = FakeClient([version("1")], [])
+    with pytest.raises(ValueError):
+        entries_io.append(client, "ns", "i", "comments", lambda inc: entries.comment_entry("ana", NOW, ""))
+    assert client.patches == []
