@@ -28,8 +28,8 @@ from typing import Any, NoReturn
 import httpx
 import yaml
 
-from . import kube
-from .domain import maintenance, oncall, report, sla
+from . import entries_io, kube
+from .domain import entries, maintenance, oncall, report, sla
 from .domain.lifecycle import is_active, spec_patch
 from .domain.report import render_postmortem
 from .domain.stats import compute_stats, render_stats_table
@@ -361,39 +361,23 @@ def cmd_state(s: Session) -> None:
 
 
 def append_to_spec(s: Session, name: str, field: str, entry: dict) -> dict:
-    """Append `entry` to the incident's spec list `field`, guarded by the resourceVersion read
-    (two people commenting at once both land)."""
-    for _ in range(5):
-        inc = s.get_incident(name)
-        current = list((inc.get("spec") or {}).get(field) or [])
-        try:
-            return s.client.patch(kube.INCIDENTS, name, {
-                "metadata": {"resourceVersion": inc["metadata"]["resourceVersion"]},
-                "spec": {field: current + [entry]}}, s.one_namespace())
-        except kube.Conflict:
-            continue
-    raise CliError(f"incident {name} kept changing; try again")
+    """Append `entry` to the incident's spec list `field` (see `entries_io.append`)."""
+    try:
+        return entries_io.append(s.client, s.one_namespace(), name, field, lambda _inc: entry)
+    except entries_io.KeptChanging as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_comment(s: Session) -> None:
-    entry = {"author": s.actor(), "time": iso(s.now), "text": s.args.text}
-    append_to_spec(s, s.args.name, "comments", entry)
+    try:
+        entry = entries.comment_entry(s.actor(), s.now, s.args.text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    append_to_spec(s, s.args.name, entries.COMMENTS, entry)
     print(f"incident.paramedic.dev/{s.args.name} commented as {entry['author']}")
 
 
-def runbook_view(inc: dict, svc: dict | None) -> list[dict]:
-    """The service's runbook steps with their state on this incident (the last mark of each)."""
-    steps = (((svc or {}).get("spec") or {}).get("runbook") or {}).get("steps") or []
-    applied = {int(a.get("step", 0)): a for a in (inc.get("spec") or {}).get("runbookSteps") or []}
-    out = []
-    for n, step in enumerate(steps, 1):
-        mark = applied.get(n)
-        out.append({"step": n, "title": step.get("title", ""), "text": step.get("text", ""),
-                    "link": step.get("link", ""), "command": step.get("command", ""),
-                    "state": "applied" if mark else "pending",
-                    **({"appliedBy": mark.get("author"), "appliedAt": mark.get("time"), "note": mark.get("note", "")}
-                       if mark else {})})
-    return out
+runbook_view = entries.runbook_view
 
 
 def _service_of(s: Session, inc: dict) -> dict | None:
@@ -423,17 +407,13 @@ def cmd_runbook(s: Session) -> None:
 def cmd_step(s: Session) -> None:
     inc = s.get_incident(s.args.name)
     view = runbook_view(inc, _service_of(s, inc))
-    if not 1 <= s.args.n <= len(view):
-        raise CliError(f"step {s.args.n} does not exist: MonitoredService {inc['spec'].get('service', '?')} "
-                       f"declares {len(view)} step(s)")
-    step = view[s.args.n - 1]
-    if step["state"] == "applied":
-        raise CliError(f"step {s.args.n} was already applied by {step['appliedBy']} at {step['appliedAt']}")
-    entry = {"step": s.args.n, "title": step["title"], "author": s.actor(), "time": iso(s.now)}
-    if s.args.note:
-        entry["note"] = s.args.note
-    append_to_spec(s, s.args.name, "runbookSteps", entry)
-    print(f"incident.paramedic.dev/{s.args.name} step {s.args.n} ({step['title']}) applied by {entry['author']}")
+    try:
+        entry = entries.step_entry(view, s.args.n, s.actor(), s.now, s.args.note or "",
+                                   (inc.get("spec") or {}).get("service", "?"))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    append_to_spec(s, s.args.name, entries.RUNBOOK_STEPS, entry)
+    print(f"incident.paramedic.dev/{s.args.name} step {s.args.n} ({entry['title']}) applied by {entry['author']}")
 
 
 def cmd_maintain(s: Session) -> None:

@@ -12,8 +12,8 @@ from flask import Flask, Response, abort, g, redirect, render_template, request,
 from markdown_it import MarkdownIt
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from paramedic import kube
-from paramedic.domain import lifecycle
+from paramedic import entries_io, kube
+from paramedic.domain import entries, lifecycle
 from paramedic.domain.notify_render import safe_url
 from paramedic.domain.report import RCA_FIELDS, render_postmortem
 from paramedic.domain.stats import compute_stats, daily_series, format_duration, noisiest_services, remediation_outcomes
@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
 
     @app.errorhandler(400)
     @app.errorhandler(404)
+    @app.errorhandler(409)
     @app.errorhandler(405)
     @app.errorhandler(413)
     def http_error(exc: Any) -> Any:
@@ -249,11 +250,55 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
         now = utcnow()
         may_patch = can(client(), "patch", kube.INCIDENTS, ns, name)
         report = render_postmortem(inc, now)
-        return render_template("incident.html", inc=inc, ns=ns, name=name, row=views.row(inc, now),
+        context = views.incident_context(inc, service_of(inc, ns))
+        return render_template("incident.html", inc=inc, ns=ns, name=name, row=views.row(inc, now), ctx=context,
                                clocks=views.clocks(inc), sla=views.sla_clocks(inc, now),
                                moves=views.moves(inc) if may_patch else [], may_patch=may_patch,
                                rca_fields=RCA_FIELDS, report_html=markdown.render(report),
                                spec=inc.get("spec") or {}, status=inc.get("status") or {})
+
+    def service_of(inc: dict, ns: str) -> dict | None:
+        """The incident's MonitoredService (its runbook), if the person may read it."""
+        svc = str((inc.get("spec") or {}).get("service") or "")
+        if not svc:
+            return None
+        try:
+            return client().get_or_none(kube.MONITORED_SERVICES, svc, ns)
+        except kube.ApiError as exc:
+            if exc.status != 403:
+                raise
+            return None
+
+    def append_entry(ns: str, name: str, field: str, make: Any) -> Any:
+        """Append the entry `make(incident)` builds to `field` as the person (entries_io). The API
+        server decides: RBAC, and the attribution policy (the author must be the person; entries
+        are append-only); a refusal is its error page."""
+        try:
+            written = entries_io.append(client(), ns, name, field, make)
+        except ValueError as exc:
+            abort(400, str(exc))
+        except entries_io.KeptChanging as exc:
+            abort(409, str(exc))
+        person().written(kube.INCIDENTS, written)
+        return redirect(url_for("incident", ns=ns, name=name) + "#h-notes-people")
+
+    @app.post("/ns/<ns>/incidents/<name>/comment")
+    def comment(ns: str, name: str) -> Any:
+        text = request.form.get("text", "")
+        return append_entry(ns, name, entries.COMMENTS, lambda _inc: entries.comment_entry(whoami(), utcnow(), text))
+
+    @app.post("/ns/<ns>/incidents/<name>/step")
+    def step(ns: str, name: str) -> Any:
+        try:
+            n = int(request.form.get("step", ""))
+        except ValueError:
+            abort(400, "which runbook step? (a number)")
+        note = request.form.get("note", "")
+
+        def make(inc: dict) -> dict:
+            view = entries.runbook_view(inc, service_of(inc, ns))
+            return entries.step_entry(view, n, whoami(), utcnow(), note, str(inc["spec"].get("service") or "?"))
+        return append_entry(ns, name, entries.RUNBOOK_STEPS, make)
 
     def patch_incident(ns: str, name: str, changes: dict[str, Any], reason: str | None = None) -> Any:
         """The same merge patch `kubectl paramedic` writes: the change, who made it, why and when."""
@@ -346,6 +391,7 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
                                                         list(outcomes["byResult"].items())))
 
     app.jinja_env.filters["href"] = safe_url  # http(s) links only: no javascript: from a CR
+    app.jinja_env.filters["anchor"] = views.anchor
     return app
 
 

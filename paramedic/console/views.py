@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from paramedic.domain import oncall, sla
+from paramedic.domain.entries import COMMENTS, RUNBOOK_STEPS, runbook_view
 from paramedic.domain.lifecycle import PAUSED_ANNOTATION, STATES, is_active, state_index, was_acknowledged
 from paramedic.domain.stats import created_at, format_duration
 from paramedic.domain.timeutil import iso, parse_or_none
@@ -287,6 +288,10 @@ def service_row(svc: Mapping[str, Any]) -> dict[str, Any]:
         "policy": {"enabled": rem.get("enabled", True), "actions": actions, "maxAttempts": rem.get("maxAttempts"),
                    "maxPerHour": rem.get("maxPerHour"), "cooldownSeconds": rem.get("cooldownSeconds"),
                    "dryRun": bool(rem.get("dryRun"))},
+        "maintenance": maintenance_mark(svc),
+        "runbook": [{"title": str(s.get("title") or ""), "text": str(s.get("text") or ""),
+                     "link": str(s.get("link") or ""), "command": str(s.get("command") or "")}
+                    for s in _items((spec.get("runbook") or {}).get("steps"))],
     }
 
 
@@ -312,3 +317,126 @@ def oncall_team(schedule: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     steps = sorted(spec.get("escalation") or [], key=lambda s: float(s.get("afterMinutes") or 0))
     team["escalation"] = [{"after": s.get("afterMinutes"), "notify": s.get("notify", "")} for s in steps]
     return team
+
+
+# --- incident context (status.evidence, status.hints, seen before, people's entries) ------------
+
+def _items(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value or [] if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def container_facts(c: Mapping[str, Any]) -> list[str]:
+    """A container's state in short facts: state and reason, exit codes, restarts, readiness, limit."""
+    state = str(c.get("state") or "Unknown")
+    facts = [f"{state}: {c['reason']}" if c.get("reason") else state]
+    if c.get("state") == "Terminated" and "exitCode" in c:
+        facts.append(f"exit code {c['exitCode']}")
+    if c.get("restarts"):
+        facts.append(f"{c['restarts']} restart(s)")
+    if c.get("lastReason") or "lastExitCode" in c:
+        facts.append("last run: " + " ".join(p for p in (str(c.get("lastReason") or ""),
+                                                          f"exit code {c['lastExitCode']}" if "lastExitCode" in c
+                                                          else "") if p))
+    facts.append("ready" if c.get("ready") else "not ready")
+    if c.get("memoryLimit"):
+        facts.append(f"memory limit {c['memoryLimit']}")
+    return facts
+
+
+def evidence_view(evidence: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`status.evidence` for the page: each item keyed by its ref (hints cite those), containers
+    with their facts in words. None when the operator gathered none."""
+    if not evidence:
+        return None
+    containers = [{**c, "facts": container_facts(c)} for c in _items(evidence.get("containers"))]
+    view = {"target": str(evidence.get("target") or ""), "gatheredAt": str(evidence.get("gatheredAt") or ""),
+            "truncated": bool(evidence.get("truncated")), "error": str(evidence.get("error") or ""),
+            "rollouts": _items(evidence.get("rollouts")), "containers": containers,
+            "events": _items(evidence.get("events")), "nodes": _items(evidence.get("nodes")),
+            "logs": _items(evidence.get("logs"))}
+    return view
+
+
+def _ref_label(item: Mapping[str, Any]) -> str:
+    ref = str(item.get("ref") or "")
+    kind = ref.split("/", 1)[0]
+    if kind == "rollout":
+        return f"revision {item.get('revision')}" + (" (current)" if item.get("current") else "")
+    if kind == "pod":
+        return f"{item.get('pod')}/{item.get('container')}" if item.get("container") else str(item.get("pod", ""))
+    if kind == "event":
+        return f"{item.get('reason')} on {item.get('object')}"
+    if kind == "node":
+        return f"node {item.get('name')}"
+    if kind == "log":
+        return f"log of {item.get('pod')}/{item.get('container')}"
+    return ref
+
+
+def hints_view(hints: Any, evidence: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """`status.hints` in their rank (most probable first), each with the evidence items it rests
+    on: [{rank, rule, summary, action, evidence: [{ref, label, anchor}]}]. A ref the evidence no
+    longer holds is still listed, without a link."""
+    by_ref: dict[str, Mapping[str, Any]] = {}
+    for key in ("rollouts", "containers", "events", "nodes", "logs"):
+        for item in _items((evidence or {}).get(key)):
+            by_ref.setdefault(str(item.get("ref") or ""), item)
+    out = []
+    for n, hint in enumerate(_items(hints), 1):
+        cited = []
+        for ref in hint.get("evidence") or []:
+            found = by_ref.get(str(ref))
+            cited.append({"ref": str(ref), "label": _ref_label(found) if found else str(ref),
+                          "anchor": anchor(str(ref)) if found else ""})
+        out.append({"rank": n, "rule": str(hint.get("rule") or ""), "summary": str(hint.get("summary") or ""),
+                    "action": str(hint.get("suggestedAction") or ""), "evidence": cited})
+    return out
+
+
+def anchor(ref: str) -> str:
+    """An element id for an evidence ref (ids are plain: no slashes, dots or colons)."""
+    return "ev-" + re.sub(r"[^A-Za-z0-9_-]", "-", ref)
+
+
+def people_entries(inc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Comments and applied runbook steps from the spec, oldest first: [{kind, author, time, text}]."""
+    spec = _spec(inc)
+    out = [{"kind": "comment", "author": str(c.get("author") or ""), "time": str(c.get("time") or ""),
+            "text": str(c.get("text") or "")} for c in _items(spec.get(COMMENTS))]
+    for s in _items(spec.get(RUNBOOK_STEPS)):
+        title = f"step {s.get('step')} applied" + (f": {s['title']}" if s.get("title") else "")
+        out.append({"kind": "runbook-step", "author": str(s.get("author") or ""), "time": str(s.get("time") or ""),
+                    "text": title + (f" — {s['note']}" if s.get("note") else "")})
+
+    def when(e: Mapping[str, Any]) -> float:
+        t = parse_or_none(e["time"])
+        return t.timestamp() if t is not None else 0.0
+    return sorted(out, key=when)
+
+
+def seen_before(inc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """`status.seenBefore`: earlier incidents of the service in this namespace, with their causes."""
+    ns = str((inc.get("metadata") or {}).get("namespace") or "")
+    return [{"name": str(s.get("name") or ""), "namespace": ns, "title": str(s.get("title") or ""),
+             "createdAt": str(s.get("createdAt") or ""), "state": str(s.get("state") or ""),
+             "rootCause": str(s.get("rootCause") or ""), "probableCause": str(s.get("probableCause") or "")}
+            for s in _items((inc.get("status") or {}).get("seenBefore")) if s.get("name")]
+
+
+def maintenance_mark(obj: Mapping[str, Any]) -> dict[str, str] | None:
+    """`status.maintenance` of an Incident (opened during a window) or of a MonitoredService
+    (in one now); None when there is none."""
+    m = (obj.get("status") or {}).get("maintenance")
+    if not isinstance(m, Mapping) or m.get("active") is False or not (m.get("until") or m.get("active")):
+        return None
+    return {"until": str(m.get("until") or ""), "reason": str(m.get("reason") or ""),
+            "source": str(m.get("source") or "")}
+
+
+def incident_context(inc: Mapping[str, Any], svc: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Everything the incident page's context shows, from the Incident and its MonitoredService."""
+    status = inc.get("status") or {}
+    evidence = status.get("evidence") if isinstance(status.get("evidence"), Mapping) else None
+    return {"hints": hints_view(status.get("hints"), evidence), "evidence": evidence_view(evidence),
+            "seen_before": seen_before(inc), "maintenance": maintenance_mark(inc), "entries": people_entries(inc),
+            "runbook": runbook_view(inc, svc)}

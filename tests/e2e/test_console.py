@@ -152,3 +152,136 @@ def test_services_oncall_and_insights_pages(app, kube_client, tenants):
 def test_tenant_role_rules_are_what_the_console_tests_assume():
     # The tenants may patch incidents (actions offered) but not read other namespaces.
     assert any("patch" in r["verbs"] and "incidents" in r["resources"] for r in ROLE_RULES)
+
+
+# --- incident context and people's entries ------------------------------------------------------
+
+ATTRIBUTION = "paramedic-incident-attribution"
+POLICIES = kube.Resource("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies",
+                         "ValidatingAdmissionPolicy", namespaced=False)
+POLICY_BINDINGS = kube.Resource("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings",
+                                "ValidatingAdmissionPolicyBinding", namespaced=False)
+EVIDENCE = {
+    "gatheredAt": "2026-03-01T11:56:00Z", "target": "Deployment/checkout", "truncated": False,
+    "rollouts": [{"ref": "rollout/2", "revision": 2, "name": "checkout-7d9", "time": "2026-03-01T11:50:00Z",
+                  "current": True, "images": ["checkout:1.5"], "previousRevision": 1,
+                  "changes": ["image checkout: checkout:1.4 → checkout:1.5"]}],
+    "containers": [{"ref": "pod/checkout-7d9-x/app", "pod": "checkout-7d9-x", "container": "app", "node": "n1",
+                    "ready": False, "restarts": 4, "state": "Waiting", "reason": "CrashLoopBackOff",
+                    "lastReason": "OOMKilled", "lastExitCode": 137, "memoryLimit": "64Mi",
+                    "time": "2026-03-01T11:54:00Z"}],
+    "events": [{"ref": "event/checkout.1", "time": "2026-03-01T11:54:00Z", "object": "Pod/checkout-7d9-x",
+                "reason": "BackOff", "message": "<script>alert('ev')</script>", "count": 7}],
+    "nodes": [], "logs": [{"ref": "log/checkout-7d9-x/app", "pod": "checkout-7d9-x", "container": "app",
+                           "previous": True, "time": "2026-03-01T11:56:00Z", "lines": "fatal: <b>out of memory</b>"}],
+}
+HINTS = [{"rule": "oom", "summary": "app in checkout-7d9-x was OOMKilled (limit 64Mi)",
+          "suggestedAction": "raise-memory-limit", "evidence": ["pod/checkout-7d9-x/app", "event/checkout.1"]}]
+
+
+def attribution_docs() -> list[dict]:
+    import yaml
+
+    from devtools.cluster import REPO
+    return [d for d in yaml.safe_load_all((REPO / "manifests" / "admission-policy.yaml").read_text())
+            if d and d["metadata"]["name"] == ATTRIBUTION]
+
+
+def forged_comment_refused(admin: kube.KubeClient, ns: str, name: str) -> bool:
+    """A dry-run comment in someone else's name: refused once the attribution policy is active."""
+    op = [{"op": "add", "path": "/spec/comments", "value": [{"author": "nobody@example.com", "text": "probe"}]}]
+    try:
+        admin.request("PATCH", kube.INCIDENTS.path(ns, name), op, kube.JSON_PATCH, params={"dryRun": "All"})
+    except kube.ApiError as exc:
+        return exc.status == 403 and "must name its author" in exc.message
+    return False
+
+
+@pytest.fixture
+def attribution_policy(kube_client, tenants):
+    """Only the attribution policy of manifests/admission-policy.yaml, active, and gone afterwards."""
+    from devtools.wait import wait_for
+
+    a, _ = tenants
+    probe = make_incident(kube_client, a.namespace, "policy probe")["metadata"]["name"]
+    policy, binding = attribution_docs()
+    kube_client.create(POLICIES, policy)
+    kube_client.create(POLICY_BINDINGS, binding)
+    try:
+        wait_for(lambda: forged_comment_refused(kube_client, a.namespace, probe), 60, "the attribution policy")
+        yield
+    finally:
+        kube_client.delete(POLICY_BINDINGS, ATTRIBUTION)
+        kube_client.delete(POLICIES, ATTRIBUTION)
+        # Other tests must not meet it: wait until the same request passes again.
+        wait_for(lambda: not forged_comment_refused(kube_client, a.namespace, probe), 60, "the policy to be gone")
+
+
+def test_incident_context_is_shown_escaped_and_people_comment_in_their_own_name(app, kube_client, tenants,
+                                                                                  attribution_policy):
+    a, _ = tenants
+    ns = a.namespace
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "checkout"}, "spec": {
+        "target": {"kind": "Deployment", "name": "checkout"},
+        "runbook": {"steps": [{"title": "Look at the pool", "text": "dashboards <i>first</i>"},
+                              {"title": "Roll back", "command": "kubectl rollout undo deploy/checkout"}]}}},
+                       namespace=ns)
+    kube_client.patch(kube.MONITORED_SERVICES, "checkout", {"status": {"maintenance": {
+        "active": True, "until": "2099-01-01T00:00:00Z", "reason": "DB upgrade", "source": "window"}}}, ns,
+                      subresource="status")
+    before = make_incident(kube_client, ns, "Checkout OOM last month")
+    inc = make_incident(kube_client, ns, "Checkout crash loops")
+    name = inc["metadata"]["name"]
+    # The status as the operator writes it.
+    kube_client.patch(kube.INCIDENTS, name, {"status": {
+        "evidence": EVIDENCE, "hints": HINTS,
+        "seenBefore": [{"name": before["metadata"]["name"], "createdAt": "2026-02-01T00:00:00Z", "state": "closed",
+                        "title": "Checkout OOM last month", "rootCause": "memory limit too low"}],
+        "maintenance": {"until": "2099-01-01T00:00:00Z", "reason": "DB upgrade", "source": "window"}}}, ns,
+                      subresource="status")
+    web = sign_in(app, a.token)
+    url = f"/ns/{ns}/incidents/{name}"
+    html = web.get(url).get_data(as_text=True)
+    assert "<script>alert" not in html and "&lt;script&gt;alert(&#39;ev&#39;)&lt;/script&gt;" in html
+    assert "fatal: &lt;b&gt;out of memory&lt;/b&gt;" in html and "<b>out of memory</b>" not in html
+    assert "app in checkout-7d9-x was OOMKilled (limit 64Mi)" in html and "raise-memory-limit" in html
+    assert 'href="#ev-pod-checkout-7d9-x-app"' in html and 'id="ev-pod-checkout-7d9-x-app"' in html
+    assert "image checkout: checkout:1.4 → checkout:1.5" in html
+    assert "last run: OOMKilled exit code 137" in html and "memory limit 64Mi" in html
+    assert f'href="/ns/{ns}/incidents/{before["metadata"]["name"]}"' in html and "memory limit too low" in html
+    assert 'id="maintenance"' in html and "DB upgrade" in html
+    assert "dashboards &lt;i&gt;first&lt;/i&gt;" in html and "kubectl rollout undo deploy/checkout" in html
+    assert 'id="comment-form"' in html and 'id="action-step-1"' in html
+    token = csrf_of(html)
+    # Without the CSRF token nothing is written.
+    assert web.post(url + "/comment", data={"text": "no token"}).status_code == 400
+    # A comment and a step mark land in the spec in the person's name (the attribution policy lets them).
+    assert web.post(url + "/comment", data={"text": "looking at the <pool>", "csrf": token}).status_code == 302
+    assert web.post(url + "/comment", data={"text": "second", "csrf": token}).status_code == 302
+    assert web.post(url + "/step", data={"step": "2", "note": "to 1.4", "csrf": token}).status_code == 302
+    spec = kube_client.get(kube.INCIDENTS, name, ns)["spec"]
+    assert [(c["author"], c["text"]) for c in spec["comments"]] == [(a.username, "looking at the <pool>"),
+                                                                    (a.username, "second")]
+    assert all(c["time"].startswith("20") for c in spec["comments"])
+    assert [(s["step"], s["title"], s["author"], s["note"]) for s in spec["runbookSteps"]] == [
+        (2, "Roll back", a.username, "to 1.4")]
+    html = web.get(url).get_data(as_text=True)
+    assert "looking at the &lt;pool&gt;" in html and 'id="action-step-2"' not in html and 'id="action-step-1"' in html
+    # A step already applied, or one that does not exist, is refused with the reason.
+    again = web.post(url + "/step", data={"step": "2", "csrf": token})
+    assert again.status_code == 400 and "already applied by" in again.get_data(as_text=True)
+    assert web.post(url + "/step", data={"step": "9", "csrf": token}).status_code == 400
+    assert web.post(url + "/comment", data={"text": "  ", "csrf": token}).status_code == 400
+    # A read-only person is offered no form, and a forged post is refused by the API server (403 page).
+    ro, _ = person(kube_client, ns, "reader", READ_ONLY_RULES)
+    ro_web = sign_in(app, ro)
+    ro_html = ro_web.get(url).get_data(as_text=True)
+    assert "looking at the &lt;pool&gt;" in ro_html
+    assert 'id="comment-form"' not in ro_html and 'id="action-step-1"' not in ro_html
+    forged = ro_web.post(url + "/comment", data={"text": "sneaky", "csrf": csrf_of(ro_html)})
+    assert forged.status_code == 403 and "403" in forged.get_data(as_text=True)
+    assert len(kube_client.get(kube.INCIDENTS, name, ns)["spec"]["comments"]) == 2
+    # The services page shows the maintenance and the runbook.
+    services = web.get("/services").get_data(as_text=True)
+    assert "maintenance" in services and "until 2099-01-01T00:00:00Z: DB upgrade" in services
+    assert "Runbook (2 steps)" in services and "Look at the pool" in services

@@ -164,6 +164,14 @@ def test_a_responder_works_an_incident_from_alert_to_report(kubeconfig, kube_cli
         until(chrome, timeline_names_me, "the timeline to name the person")
         shot(chrome, "incident")
 
+        # A comment, signed as the person.
+        css(chrome, "#comment-text").send_keys("checking the <pool>")
+        css(chrome, "#action-comment").click()
+        until(chrome, lambda b: "checking the <pool>" in css(b, "#entries").text, "the comment on the page")
+        assert a.username in css(chrome, "#entries").text
+        comments = kube_client.get(kube.INCIDENTS, name, ns)["spec"]["comments"]
+        assert [(c["author"], c["text"]) for c in comments] == [(a.username, "checking the <pool>")]
+
         css(chrome, "#action-resolved").click()
         until(chrome, lambda b: css(b, "#state").text == "resolved", "resolved")
         assert css(chrome, "button[title='write the root cause first']").get_attribute("disabled")
@@ -204,12 +212,23 @@ def test_a_read_only_person_gets_no_actions_and_a_forged_post_is_a_403(kube_clie
     a, _ = tenants
     inc = make_incident(kube_client, a.namespace, "Look, don't touch")
     name = inc["metadata"]["name"]
+    # Evidence as the operator writes it, with markup in an Event's message: shown as text, never run.
+    hostile = "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=1</script>"
+    kube_client.patch(kube.INCIDENTS, name, {"status": {
+        "evidence": {"target": "Deployment/checkout", "gatheredAt": "2026-03-01T11:56:00Z", "rollouts": [],
+                     "containers": [], "nodes": [], "logs": [],
+                     "events": [{"ref": "event/e1", "time": "2026-03-01T11:54:00Z", "object": "Pod/checkout-x",
+                                 "reason": "BackOff", "message": hostile, "count": 3}]},
+        "hints": [{"rule": "crash-loop", "summary": "checkout-x restarts", "suggestedAction": "inspect-logs",
+                   "evidence": ["event/e1"]}]}}, a.namespace, subresource="status")
     viewer, _ = person(kube_client, a.namespace, "viewer", READ_ONLY_RULES)
     sign_in(chrome, console, viewer)
     chrome.get(f"{console.url}/ns/{a.namespace}/incidents/{name}")
     until(chrome, lambda b: css(b, "#state").text == "open", "the incident page")
     assert not all_css(chrome, "button[name=state]") and not all_css(chrome, "#rca-form")
-    assert not all_css(chrome, "#action-assign")
+    assert not all_css(chrome, "#action-assign") and not all_css(chrome, "#comment-form")
+    assert hostile in css(chrome, "#ev-event-e1").text and "checkout-x restarts" in css(chrome, "#h-hints + ol").text
+    assert chrome.execute_script("return window.pwned") is None and not all_css(chrome, "img[src=x]")
     shot(chrome, "incident-read-only")
     # A forged form with a valid CSRF token (the one the page carries for sign-out).
     chrome.execute_script("""

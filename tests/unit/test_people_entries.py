@@ -3,7 +3,7 @@ author; the CLI's runbook view."""
 
 from __future__ import annotations
 
-from paramedic import cli
+from paramedic.domain import entries
 from paramedic.domain.incident_plan import Effects, plan
 from tests.unit.test_incident_plan import NOW, SETTINGS, incident, service
 
@@ -52,9 +52,9 @@ def test_a_shortened_list_adds_nothing():
 def test_runbook_view_marks_applied_steps():
     svc = {"spec": {"runbook": {"steps": [{"title": "Look", "text": "dashboards"},
                                           {"title": "Roll back", "command": "kubectl rollout undo deploy/api"}]}}}
-    view = cli.runbook_view({"spec": {"runbookSteps": STEPS}}, svc)
+    view = entries.runbook_view({"spec": {"runbookSteps": STEPS}}, svc)
     assert view[0] == {"step": 1, "title": "Look", "text": "dashboards", "link": "", "command": "",
                        "state": "pending"}
     assert view[1]["state"] == "applied" and view[1]["appliedBy"] == "alice@example.com"
     assert view[1]["note"] == "to 1.4" and view[1]["command"] == "kubectl rollout undo deploy/api"
-    assert cli.runbook_view({"spec": {}}, None) == []
+    assert entries.runbook_view({"spec": {}}, None) == []

@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 # Which code runs under which ServiceAccount. cli.py runs as its user; kube.py is the client.
 OPERATOR_CODE = ["operator/*.py", "paramedic/remediation_io.py", "paramedic/evidence_io.py"]
 WEBHOOK_CODE = ["webhook/*.py", "paramedic/ingest.py", "paramedic/owners.py", "paramedic/informer.py"]
-# The CLI and the console act with people's own credentials, not a ServiceAccount of Paramedic's.
-NOT_A_COMPONENT = {"paramedic/cli.py", "paramedic/kube.py"}
+# The CLI and the console act with people's own credentials, not a ServiceAccount of Paramedic's
+# (entries_io: the comments and runbook step marks both of them append).
+NOT_A_COMPONENT = {"paramedic/cli.py", "paramedic/kube.py", "paramedic/entries_io.py"}
 PEOPLES_OWN_RIGHTS = "paramedic/console/"
 # Calls any authenticated identity may make (self reviews).
 UNRESTRICTED = {("authorization.k8s.io", "selfsubjectaccessreviews"), ("authentication.k8s.io", "selfsubjectreviews")}
