@@ -707,6 +707,10 @@ class _Planner:
             if self.spec.get("state") in lifecycle.REMEDIABLE_STATES:
                 plan.spec_patch = lifecycle.spec_patch({**plan.spec_patch.get("spec", {}), "state": State.MITIGATED},
                                                        REMEDIATION_ACTOR, how, now)
+            if not plan.status.get("mitigatedAt"):
+                # Remediation mitigated it, even when the incident resolved in the meantime (the
+                # probe saw the service healthy first) or resolves at once: say when.
+                plan.set(mitigatedAt=plan.status.get("resolvedAt") or iso(now))
             self._release()
             self._announce_result(attempt)
         elif now >= verify_by:

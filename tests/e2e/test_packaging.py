@@ -229,10 +229,10 @@ def test_helm_install_deployments_become_available(release, run_kubectl, helm, k
     name, ns = release
     out = run_kubectl("wait", "-n", ns, "--for=condition=Available", "--timeout=120s",
                       "deployment", "-l", f"app.kubernetes.io/instance={name}")
-    assert out.stdout.count("condition met") == 2
+    assert out.stdout.count("condition met") == 3
     deployments = json.loads(run_kubectl("get", "deploy", "-n", ns, "-o", "json").stdout)["items"]
     assert {d["metadata"]["name"]: d["status"].get("availableReplicas") for d in deployments} == \
-        {f"{name}-paramedic-operator": 1, f"{name}-paramedic-webhook": 2}
+        {f"{name}-paramedic-operator": 1, f"{name}-paramedic-webhook": 2, f"{name}-paramedic-console": 1}
     run_kubectl("get", "clusterkopfpeering", name)
     status = helm("status", name, "--namespace", ns, kubeconfig=kubeconfig).stdout
     assert "STATUS: deployed" in status and "/api/v1/alertmanager" in status  # NOTES rendered

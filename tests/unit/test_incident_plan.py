@@ -224,6 +224,7 @@ def _interrupted(p: Plan) -> None:
 
 def _verified_by_probe(p: Plan) -> None:
     assert last_attempt(p)["result"] == "Succeeded" and last_attempt(p)["message"] == "the probe is healthy again"
+    assert p.patch["mitigatedAt"] == iso(NOW)  # recorded with the success: a resolution right after keeps it
     assert p.spec_patch["spec"] == {"state": "mitigated"} and p.release_claim
     assert p.spec_patch["metadata"]["annotations"]["paramedic.dev/actor"] == "paramedic/remediation"
 
@@ -234,6 +235,7 @@ def _verified_by_alerts(p: Plan) -> None:
 
 def _verified_resolved_meanwhile(p: Plan) -> None:
     assert last_attempt(p)["result"] == "Succeeded" and last_attempt(p)["message"] == "incident is resolved"
+    assert p.patch["mitigatedAt"]  # the remediation mitigated it, though the resolution came first
     assert "state" not in p.spec_patch.get("spec", {})
 
 
