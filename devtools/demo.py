@@ -488,6 +488,11 @@ class Demo:
         self._wait_checked(lambda: self.prom_probe_success() == 1, 60,
                            "Prometheus to scrape blackbox_exporter: probe_success 1",
                            _rel(self.logs / "prometheus.log"))
+        # The service was down while its container started: an alert from then, still pending,
+        # firing or active in Alertmanager, would arrive during the story and tell another one.
+        self._wait_checked(lambda: self.prom_alert_state() == "" and not self.am_active(), 60,
+                           f"no {ALERT_NAME} left over from start-up (pending, firing, or active in Alertmanager)",
+                           _rel(self.logs / "alertmanager.log"))
         sched = (c.get_or_none(kube.ONCALL_SCHEDULES, "demo", ns) or {}).get("status") or {}
         on_call = (sched.get("currentOnCall") or {}).get("name") or "Alice"
         ids = ", ".join(sorted(container_ids(c, ns, "demo"))) or "?"

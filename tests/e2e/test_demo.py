@@ -50,7 +50,7 @@ CHECKPOINTS = {
     "healed-rollout": r"\[remediation\]\s+Deployment demo: rollout finished on the real node: container "
                       r"[0-9a-f]{12} → [0-9a-f]{12} \(Ready; /healthz 200\)",
     "recovered": r"\[recovery\]\s+http://10\.0\.0\.80:8080/healthz answers 200 again, from container [0-9a-f]{12}",
-    "resolved": r"\[resolved\]\s+demo-down-1 resolved .*MTTA \d+s, MTTR \d+s",
+    "resolved": r"\[resolved\]\s+demo-down-1 resolved .*MTTA -, MTTR \d+s",  # nobody acknowledged: no MTTA
     "kubectl-resolved": r"demo-down-1\s+resolved\s+high\s+demo\s+alice@example\.com",
     "alert-resolved": r"\[alert\]\s+Alertmanager: DemoServiceDown resolved",
     "report": r"\[report\]\s+post-mortem written to (\S+\.md)",

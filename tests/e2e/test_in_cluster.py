@@ -136,7 +136,8 @@ def heal_through_the_receiver(client: kube.KubeClient, run_kubectl, app_ns: str,
 
 def assert_pods_ready_and_locked_down(client: kube.KubeClient, namespace: str) -> None:
     pods = [p for p in client.list(kube.PODS, namespace) if not p["metadata"].get("deletionTimestamp")]
-    assert {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods} >= {"operator", "webhook"}
+    assert {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods} >= {"operator", "webhook",
+                                                                                       "console"}
     for pod in pods:
         assert pod["spec"]["nodeName"] == devnode.NODE_NAME, pod["metadata"]["name"]
         [cs] = pod["status"]["containerStatuses"]
@@ -164,6 +165,7 @@ def test_helm_install_runs_on_the_real_node_and_heals_a_real_deployment(image, k
         "--set", f"webhook.tokenNamespaces={{{app_namespace}}}",  # the token may write the app's namespace
         "--set-json", f"operator.tolerations={placement}", "--set-json", f"operator.nodeSelector={selector}",
         "--set-json", f"webhook.tolerations={placement}", "--set-json", f"webhook.nodeSelector={selector}",
+        "--set-json", f"console.tolerations={placement}", "--set-json", f"console.nodeSelector={selector}",
         "--wait", "--timeout", "4m", env=env)
     try:
         assert_pods_ready_and_locked_down(kube_client, release_ns)
@@ -202,26 +204,30 @@ def test_kubectl_apply_k_runs_on_the_real_node_and_heals_a_real_deployment(image
         "images": [{"name": "paramedic", "newName": REPO_NAME, "newTag": TAG}],
         "patches": [{"target": {"kind": "Deployment", "name": "paramedic-operator"}, "patch": json.dumps(patch + args)},
                     {"target": {"kind": "Deployment", "name": "paramedic-webhook"},
-                     "patch": json.dumps(patch + scope)}]}))
+                     "patch": json.dumps(patch + scope)},
+                    {"target": {"kind": "Deployment", "name": "paramedic-console"}, "patch": json.dumps(patch)}]}))
     kubectl = [str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig)]
     run(*kubectl, "apply", "-f", str(REPO / "manifests" / "namespace.yaml"))
     run(*kubectl, "-n", "paramedic", "create", "secret", "generic", "paramedic-webhook-token",
         f"--from-literal=token={token}")
+    run(*kubectl, "-n", "paramedic", "create", "secret", "generic", "paramedic-console",
+        f"--from-literal=session-key={secrets.token_hex(32)}")
     try:
         run(*kubectl, "apply", "--server-side", "--force-conflicts", "-k", str(overlay))
         # Deployments roll out with pullPolicy IfNotPresent from the node's runtime: no registry.
-        for dep in ("paramedic-operator", "paramedic-webhook"):
+        for dep in ("paramedic-operator", "paramedic-webhook", "paramedic-console"):
             run(*kubectl, "-n", "paramedic", "rollout", "status", f"deploy/{dep}", "--timeout=240s")
         assert_pods_ready_and_locked_down(kube_client, "paramedic")
         heal_through_the_receiver(kube_client, run_kubectl, app_namespace,
                                   "http://paramedic-webhook.paramedic.svc:8080/api/v1/alertmanager", token)
     finally:
-        for kind in ("deployment/paramedic-operator", "deployment/paramedic-webhook"):
+        for kind in ("deployment/paramedic-operator", "deployment/paramedic-webhook", "deployment/paramedic-console"):
             subprocess.run([*kubectl, "-n", "paramedic", "delete", kind, "--wait=true", "--timeout=60s"],
                            capture_output=True)
         # The admission policies are cluster-wide: later tests of the session must not meet them.
-        subprocess.run([*kubectl, "delete", "--ignore-not-found", "-f", str(REPO / "manifests" / "admission-policy.yaml")],
-                       capture_output=True)
+        for policies in ("admission-policy.yaml", "playbook-vars-policy.yaml"):
+            subprocess.run([*kubectl, "delete", "--ignore-not-found", "-f", str(REPO / "manifests" / policies)],
+                           capture_output=True)
         kube_client.delete(kube.NAMESPACES, "paramedic")
         wait_for(lambda: kube_client.get_or_none(kube.NAMESPACES, "paramedic") is None, 120,
                  "namespace paramedic gone")
