@@ -81,9 +81,13 @@ def shot(browser, name: str) -> None:
 
 
 def until(browser, cond, what: str):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, WAIT, poll_frequency=0.2).until(cond, message=f"waiting for {what}")
+    # A form's POST reloads the page: an element found just before may be gone when read. Look again.
+    return WebDriverWait(browser, WAIT, poll_frequency=0.2,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        cond, message=f"waiting for {what}")
 
 
 def css(browser, selector: str):
