@@ -1,6 +1,7 @@
 """Incident context on the real node, through the real operator: real crash loops after a bad
 rollout (the top hint names the rollout and its image change and suggests a rollback, which
-restores health) and a real OOM kill (the hint names OOMKilled and the memory limit).
+restores health), a real OOM kill (the hint names OOMKilled and the memory limit), and a real
+outage inside a maintenance window (no incident, no remediation) and after it (both).
 
 Needs the machine's real kubelet node (PARAMEDIC_REAL_NODE=1 or auto); skips without one.
 Workloads run Paramedic's own image (it has Python); a second tag of it stands for a new
@@ -10,13 +11,15 @@ from this host through kube-proxy: the operator's probe needs no DNS.
 
 from __future__ import annotations
 
+import subprocess
+
 import httpx
 import pytest
 
 from devtools import node as devnode
 from devtools.cluster import IMAGE, image_archive
 from paramedic import kube
-from tests.helpers import wait_for
+from tests.helpers import VENV_BIN, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -140,3 +143,57 @@ def test_a_real_oom_kill_is_named_with_the_memory_limit(real_node, images, kube_
     assert "OOMKilled" in (c.get("reason"), c.get("lastReason")) and c["memoryLimit"] == "64Mi"
     assert c["node"] == devnode.NODE_NAME
     assert ev["logs"] == []
+
+
+def test_a_maintenance_window_holds_back_a_real_outages_incident_and_restart_and_the_next_outage_opens_one(
+        real_node, images, kube_client, namespace, operator_factory, kubeconfig, run_kubectl):
+    cluster_ip = "10.0.0.183"
+    url = f"http://{cluster_ip}:8080/"
+    kube_client.create(kube.DEPLOYMENTS, workload("web", SERVE), namespace)
+    kube_client.create(kube.SERVICES, {"metadata": {"name": "web"}, "spec": {
+        "clusterIP": cluster_ip, "selector": {"app": "web"}, "ports": [{"port": 8080, "targetPort": 8080}]}},
+        namespace)
+    wait_for(lambda: answers(url), 120, "web answering on its ClusterIP")
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "web"}, "spec": {
+        "target": {"kind": "Deployment", "name": "web"},
+        "probe": {"url": url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2,
+                  "successThreshold": 2},
+        "remediation": {"actions": [{"restart": {"timeoutSeconds": 120}}], "cooldownSeconds": 1,
+                        "verifySeconds": 60}}}, namespace)
+    operator_factory(namespace)
+
+    def svc_status() -> dict:
+        return kube_client.get(kube.MONITORED_SERVICES, "web", namespace).get("status") or {}
+
+    def restarted() -> str | None:
+        dep = kube_client.get(kube.DEPLOYMENTS, "web", namespace)
+        return (dep["spec"]["template"]["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt")
+
+    def scale(replicas: int) -> None:  # the outage: the real container stops, the ClusterIP refuses
+        kube_client.patch(kube.DEPLOYMENTS, "web", {"spec": {"replicas": replicas}}, namespace)
+
+    wait_for(lambda: svc_status().get("health") == "Healthy", 60, "web Healthy")
+    out = subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
+                          "maintain", "web", "--for", "60s", "-m", "node upgrade"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    window = wait_for(lambda: (lambda m: m if m.get("active") else None)(svc_status().get("maintenance") or {}),
+                      30, "the service shows its window")
+    assert window["reason"] == "node upgrade"
+    assert window["until"] in run_kubectl("get", "msvc", "-n", namespace).stdout
+
+    # The outage inside the window: Down, but no incident and no restart.
+    scale(0)
+    down = wait_for(lambda: (lambda st: st if st.get("health") == "Down" else None)(svc_status()), 60, "Down")
+    assert (down.get("maintenance") or {}).get("active"), "the window ended before the outage was seen"
+    scale(1)
+    wait_for(lambda: svc_status().get("health") == "Healthy", 90, "Healthy again after the planned outage")
+    assert kube_client.list(kube.INCIDENTS, namespace) == [] and restarted() is None
+
+    # After the window, the next outage opens an incident and the restart runs.
+    wait_for(lambda: not (svc_status().get("maintenance") or {}).get("active"), 90, "the window over")
+    scale(0)
+    incident = wait_for(lambda: next(iter(kube_client.list(kube.INCIDENTS, namespace)), None), 60, "an incident")
+    assert incident["spec"]["source"] == "probe" and "maintenance" not in (incident.get("status") or {})
+    wait_for(restarted, 60, "the restart")
+
