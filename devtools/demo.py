@@ -247,13 +247,6 @@ class Demo:
                                      "--cluster.listen-address="],
                     ready=lambda: _http_status(self.url("alertmanager", "/-/ready")) == 200,
                     what=f"Alertmanager on {self.url('alertmanager')}")
-        self._start("prometheus", [BINARIES["prometheus"], f"--config.file={self.root / 'prometheus.yml'}",
-                                   f"--storage.tsdb.path={self.root / 'prometheus-data'}",
-                                   "--storage.tsdb.retention.time=1d",
-                                   f"--web.external-url={self.url('prometheus')}",
-                                   f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}"],
-                    ready=lambda: _http_status(self.url("prometheus", "/-/ready")) == 200,
-                    what=f"Prometheus on {self.url('prometheus')}")
         self._start("webhook", [str(VENV_BIN / "paramedic-webhook"), "--bind", f"127.0.0.1:{self.ports['webhook']}"],
                     ready=lambda: _http_status(self.url("webhook", "/readyz")) == 200,
                     what=f"Paramedic webhook on {self.url('webhook')}", timeout=60)
@@ -264,12 +257,22 @@ class Demo:
                     ready=lambda: _http_status(self.url("console", "/healthz")) == 200,
                     what=f"Paramedic console on {self.url('console')}", timeout=60)
         self.line("services", f"SMTP :{self.ports['smtp']}, blackbox :{self.ports['blackbox']}, "
-                              f"Alertmanager :{self.ports['alertmanager']}, Prometheus :{self.ports['prometheus']}, "
+                              f"Alertmanager :{self.ports['alertmanager']}, "
+                              f"Prometheus :{self.ports['prometheus']} (once the demo service answers), "
                               f"webhook :{self.ports['webhook']}, operator (metrics :{self.ports['operator']}), "
                               f"console :{self.ports['console']}")
         self.line("paramedic", "the operator and the webhook run as local processes here; the Helm chart runs "
                                "them in pods from the same image (tests/e2e/test_in_cluster.py)")
         self._apply()
+        # Prometheus only once the demo service answers: its blackbox probe of a container still
+        # starting would fire DemoServiceDown, and its incident, before the story begins.
+        self._start("prometheus", [BINARIES["prometheus"], f"--config.file={self.root / 'prometheus.yml'}",
+                                   f"--storage.tsdb.path={self.root / 'prometheus-data'}",
+                                   "--storage.tsdb.retention.time=1d",
+                                   f"--web.external-url={self.url('prometheus')}",
+                                   f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}"],
+                    ready=lambda: _http_status(self.url("prometheus", "/-/ready")) == 200,
+                    what=f"Prometheus on {self.url('prometheus')}")
         self._responder()
         self._wait_ready()
         self.out(f"  {'ready':<14} in {time.monotonic() - started:.1f}s\n")
