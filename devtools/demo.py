@@ -687,9 +687,10 @@ class Story:
             return
         self.last = inc
         spec, st = inc["spec"], inc.get("status") or {}
-        if spec.get("assignee") and self.once("assigned"):
-            entry = next((e for e in st.get("timeline") or [] if e.get("type") == "assigned"), None)
-            self.say("on-call", (entry or {}).get("message") or f"assigned to {spec['assignee']}")
+        # The assignee lands in spec a moment before the timeline says who is on call: tell it from there.
+        entry = next((e for e in st.get("timeline") or [] if e.get("type") == "assigned"), None)
+        if spec.get("assignee") and entry and self.once("assigned"):
+            self.say("on-call", entry.get("message") or f"assigned to {spec['assignee']}")
         alerts = st.get("alerts") or []
         if alerts and self.once("alert-recorded"):
             a = alerts[0]
