@@ -496,6 +496,14 @@ def playbook_vars(inc: dict, svc: dict, attempt: dict, kubeconfig: str) -> dict[
     return out
 
 
+def _rollout_outcome(status: RolloutStatus, done: str, not_done: str) -> dict[str, Any]:
+    """A restart's or rollback's result from its rollout: verify next, or why not."""
+    if status.done:
+        return {"result": AttemptResult.VERIFYING, "message": done}
+    return {"result": AttemptResult.TIMED_OUT if not status.failed else AttemptResult.FAILED,
+            "message": f"{not_done}: {status.message}"}
+
+
 async def run_attempt(client: kube.AsyncKubeClient, settings: Settings, inc: dict, svc: dict,
                       attempt: dict) -> dict[str, Any]:
     """Do the attempt's action (the operator runs this as a background side effect); returns
@@ -514,18 +522,13 @@ async def run_attempt(client: kube.AsyncKubeClient, settings: Settings, inc: dic
             timeout = (action.get("restart") or {}).get("timeoutSeconds") or settings.rollout_timeout_seconds
             await restart_workload(client, ns, kind, name, attempt["restartedAt"])
             status = await wait_rollout(client, ns, kind, name, timeout)
-            if status.done:
-                return {"result": AttemptResult.VERIFYING, "message": f"rollout restart of {kind}/{name} completed"}
-            return {"result": AttemptResult.TIMED_OUT if not status.failed else AttemptResult.FAILED,
-                    "message": f"rollout of {kind}/{name} did not complete: {status.message}"}
+            return _rollout_outcome(status, f"rollout restart of {kind}/{name} completed",
+                                    f"rollout of {kind}/{name} did not complete")
         if "rollback" in action:
             timeout = (action.get("rollback") or {}).get("timeoutSeconds") or settings.rollout_timeout_seconds
             what = await rollback_workload(client, ns, kind, name, str(attempt.get("id") or attempt["restartedAt"]))
             status = await wait_rollout(client, ns, kind, name, timeout)
-            if status.done:
-                return {"result": AttemptResult.VERIFYING, "message": f"{what}; rollout completed"}
-            return {"result": AttemptResult.TIMED_OUT if not status.failed else AttemptResult.FAILED,
-                    "message": f"{what}, but the rollout did not complete: {status.message}"}
+            return _rollout_outcome(status, f"{what}; rollout completed", f"{what}, but the rollout did not complete")
         if "scale" in action:
             replicas = int(action["scale"]["replicas"])
             await scale_workload(client, ns, kind, name, replicas)

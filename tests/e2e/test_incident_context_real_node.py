@@ -62,16 +62,21 @@ def answers(url: str) -> bool:
         return False
 
 
+def serving(client, namespace: str, name: str, cluster_ip: str) -> str:
+    """A Deployment serving HTTP on the real node behind a fixed ClusterIP; its URL once it answers."""
+    url = f"http://{cluster_ip}:8080/"
+    client.create(kube.DEPLOYMENTS, workload(name, SERVE), namespace)
+    client.create(kube.SERVICES, {"metadata": {"name": name}, "spec": {
+        "clusterIP": cluster_ip, "selector": {"app": name}, "ports": [{"port": 8080, "targetPort": 8080}]}},
+        namespace)
+    wait_for(lambda: answers(url), 120, f"{name} answering on its ClusterIP")
+    return url
+
+
 def test_a_bad_rollout_is_named_and_rolled_back_and_the_incident_resolves(
         real_node, images, kube_client, namespace, operator_factory):
     good, broken = images
-    cluster_ip = "10.0.0.181"
-    url = f"http://{cluster_ip}:8080/"
-    kube_client.create(kube.DEPLOYMENTS, workload("api", SERVE), namespace)
-    kube_client.create(kube.SERVICES, {"metadata": {"name": "api"}, "spec": {
-        "clusterIP": cluster_ip, "selector": {"app": "api"}, "ports": [{"port": 8080, "targetPort": 8080}]}},
-        namespace)
-    wait_for(lambda: answers(url), 120, "api answering on its ClusterIP")
+    url = serving(kube_client, namespace, "api", "10.0.0.181")
     kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "api"}, "spec": {
         "target": {"kind": "Deployment", "name": "api"}, "evidence": {"logs": {"enabled": True, "tailLines": 5}},
         "probe": {"url": url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2,
@@ -147,13 +152,7 @@ def test_a_real_oom_kill_is_named_with_the_memory_limit(real_node, images, kube_
 
 def test_a_maintenance_window_holds_back_a_real_outages_incident_and_restart_and_the_next_outage_opens_one(
         real_node, images, kube_client, namespace, operator_factory, kubeconfig, run_kubectl):
-    cluster_ip = "10.0.0.183"
-    url = f"http://{cluster_ip}:8080/"
-    kube_client.create(kube.DEPLOYMENTS, workload("web", SERVE), namespace)
-    kube_client.create(kube.SERVICES, {"metadata": {"name": "web"}, "spec": {
-        "clusterIP": cluster_ip, "selector": {"app": "web"}, "ports": [{"port": 8080, "targetPort": 8080}]}},
-        namespace)
-    wait_for(lambda: answers(url), 120, "web answering on its ClusterIP")
+    url = serving(kube_client, namespace, "web", "10.0.0.183")
     kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "web"}, "spec": {
         "target": {"kind": "Deployment", "name": "web"},
         "probe": {"url": url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2,
