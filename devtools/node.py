@@ -277,14 +277,30 @@ def host_snapshot() -> dict:
     return snap
 
 
+_serial_depth = 0
+
+
 @contextlib.contextmanager
-def serialized() -> Iterator[None]:
-    """Start-up and tear-down of the machine's one real node never interleave."""
-    with open(SERIAL_FILE, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+def serialized(lock_file: Path = SERIAL_FILE) -> Iterator[None]:
+    """Start-up and tear-down of the machine's one real node never interleave.
+
+    Re-entrant within a process: start-up tears a crashed owner's node down while it holds
+    the lock, and a second flock on a new descriptor would wait for itself forever."""
+    global _serial_depth
+    if _serial_depth:
+        _serial_depth += 1
         try:
             yield
         finally:
+            _serial_depth -= 1
+        return
+    with open(lock_file, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        _serial_depth = 1
+        try:
+            yield
+        finally:
+            _serial_depth = 0
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 

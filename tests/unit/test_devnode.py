@@ -128,3 +128,27 @@ def test_dns_resolver_answers_known_services_and_nxdomain_for_the_rest():
     assert _ask(r, "checkout.shop.svc.cluster.local", "AAAA").rr == []
     assert _ask(r, "missing.shop.svc.cluster.local").header.rcode == RCODE.NXDOMAIN
     assert _ask(r, "pypi.org").header.rcode == RCODE.NXDOMAIN  # never forwarded
+
+
+def test_serialized_is_reentrant_so_taking_over_a_crashed_node_never_waits_for_itself(tmp_path):
+    """Start-up holds the lock while it tears a crashed owner's node down, which takes it again."""
+    import subprocess
+    import sys
+    import threading
+
+    lock = tmp_path / "serial.lock"
+    done = threading.Event()
+
+    def nested() -> None:
+        with devnode.serialized(lock), devnode.serialized(lock):
+            pass
+        done.set()
+
+    threading.Thread(target=nested, daemon=True).start()
+    assert done.wait(5), "a nested serialized() waited for its own lock"
+    # Another process is still kept out while this one holds it, and gets in once it is released.
+    probe = [sys.executable, "-c", "import fcntl,sys; fh=open(sys.argv[1],'a'); "
+             "fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)", str(lock)]
+    with devnode.serialized(lock), devnode.serialized(lock):
+        assert subprocess.run(probe, capture_output=True).returncode != 0
+    assert subprocess.run(probe, capture_output=True).returncode == 0
