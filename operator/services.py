@@ -13,6 +13,7 @@ from paramedic.domain.probe import (
     ProbeSpec,
     ProbeState,
     advance,
+    in_maintenance,
     incident_name,
     incident_text,
     write_phase,
@@ -41,8 +42,6 @@ class ServiceReconciler:
                              rules=netguard.policy(s, netguard.PROBE))
         self._states: dict[Key, ProbeState] = {}
         self.incident_queue: WorkQueue[Key] | None = None  # set by wiring.Operator: incidents a probe result moves
-        self._suppressed: set[Key] = set()
-        """Services whose outage began in a maintenance window (an incident opens if it outlasts it)."""
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.rt.services.get(key)
@@ -107,21 +106,15 @@ class ServiceReconciler:
         ns, name = key
         state = self._states.get(key) or ProbeState.from_status(body.get("status"))
         step = advance(state, result, spec, write_phase(f"{ns}/{name}"))
-        new = step.state
         metrics.PROBE_SUCCESS.labels(ns, name).set(1 if result.ok else 0)
 
         in_window = maintenance.active_until(body, result.time)
-        if (step.open_incident or key in self._suppressed) and in_window is not None:
-            # Expected: no incident; the outage is remembered in case it outlasts the window.
-            if key not in self._suppressed:
-                log.info("%s/%s is down during its maintenance window (until %s): no incident", ns, name, in_window)
-            self._suppressed.add(key)
-        elif step.open_incident or (key in self._suppressed and new.health in ("Down", "Degraded")
-                                    and not new.open_incident):
-            self._suppressed.discard(key)
+        step = in_maintenance(step, in_window is not None)
+        new = step.state
+        if new.outage_held and not state.outage_held:
+            log.info("%s/%s is down during its maintenance window (until %s): no incident", ns, name, in_window)
+        if step.open_incident:
             new = await self._open_incident(body, new, result, spec)
-        if result.ok:
-            self._suppressed.discard(key)
         if step.recovered and new.open_incident and body.get("spec", {}).get("autoResolve", True):
             await self._auto_resolve(ns, new.open_incident, result)
             new = _with_incident(new, "")

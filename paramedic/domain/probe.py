@@ -101,6 +101,7 @@ class ProbeState:
     last_transition: str = ""
     history: tuple[tuple[int, int, int], ...] = ()  # (bucket start epoch, ok, total)
     last_probe: dict[str, Any] = field(default_factory=dict)
+    outage_held: bool = False  # an outage began in a maintenance window: no incident unless it outlasts it
 
     @classmethod
     def from_status(cls, status: dict[str, Any] | None) -> ProbeState:
@@ -116,6 +117,7 @@ class ProbeState:
             last_transition=s.get("lastTransitionTime") or "",
             history=hist,
             last_probe=dict(s.get("lastProbe") or {}),
+            outage_held=bool(s.get("outageHeld")),
         )
 
     def to_status(self, now: datetime) -> dict[str, Any]:
@@ -127,6 +129,7 @@ class ProbeState:
             "openIncident": self.open_incident or None,
             "lastTransitionTime": self.last_transition or None,
             "lastProbe": self.last_probe or None,
+            "outageHeld": self.outage_held or None,
             "probeHistory": [{"start": s, "ok": o, "total": t} for s, o, t in self.history],
             "availability": {
                 "lastHour": format_percent(availability(self.history, now, 3600)),
@@ -199,6 +202,22 @@ def advance(state: ProbeState, result: ProbeResult, spec: ProbeSpec, phase: int 
     counters_moved = (successes, failures) != (state.consecutive_successes, state.consecutive_failures)
     return Step(new, health_changed=changed, open_incident=opened, recovered=recovered,
                 persist=changed or counters_moved or opened or _write_due(state.last_probe.get("time"), now, phase))
+
+
+def in_maintenance(step: Step, in_window: bool) -> Step:
+    """A maintenance window applied to a probe step. An outage that begins in a window opens no
+    incident; it is held in status (`outageHeld`, so a restarted operator still knows) and opens
+    one if it outlasts the window. Recovery, to Healthy, lets it go."""
+    st = step.state
+    outage = st.health in (DOWN, DEGRADED)
+    if in_window and (step.open_incident or (st.outage_held and outage)):
+        return replace(step, state=replace(st, outage_held=True), open_incident=False,
+                       persist=step.persist or not st.outage_held)
+    if st.outage_held and outage and not st.open_incident:
+        return replace(step, state=replace(st, outage_held=False), open_incident=True, persist=True)
+    if st.outage_held and not outage:
+        return replace(step, state=replace(st, outage_held=False), persist=True)
+    return step
 
 
 def _write_due(previous: object, now: datetime, phase: int) -> bool:

@@ -271,3 +271,40 @@ def test_a_maintenance_window_suppresses_an_outages_incident_and_remediation_and
                       .get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"), 40, "remediated")
     inc = kube_client.get(kube.INCIDENTS, incident["metadata"]["name"], namespace)
     assert "maintenance" not in inc["status"]
+
+
+def test_an_outage_that_began_in_a_window_opens_its_incident_when_it_outlasts_it_across_an_operator_restart(
+        kube_client, namespace, operator_factory, http_service, kubeconfig):
+    kube_client.create(kube.DEPLOYMENTS, deployment("web"), namespace)
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "web"}, "spec": {
+        "target": {"kind": "Deployment", "name": "web"},
+        "probe": {"url": http_service.url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2,
+                  "successThreshold": 2},
+        "remediation": {"enabled": False}}}, namespace)
+    first = operator_factory(namespace)
+
+    def svc_status() -> dict:
+        return kube_client.get(kube.MONITORED_SERVICES, "web", namespace).get("status") or {}
+
+    wait_for(lambda: svc_status().get("health") == "Healthy", 30, "Healthy")
+    out = subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
+                          "maintain", "web", "--for", "30s", "-m", "failover drill"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: (svc_status().get("maintenance") or {}).get("active"), 30, "the window active")
+
+    # The outage begins in the window: held in status, no incident.
+    http_service.set("failing")
+    held = wait_for(lambda: (lambda s: s if s.get("outageHeld") else None)(svc_status()), 30, "the outage held")
+    assert held["health"] == "Down" and (held.get("maintenance") or {}).get("active")
+    assert kube_client.list(kube.INCIDENTS, namespace) == []
+
+    # The operator restarts inside the window; the one after it reads the hold from status.
+    first.stop()
+    operator_factory(namespace)
+    incident = wait_for(lambda: next(iter(kube_client.list(kube.INCIDENTS, namespace)), None), 90,
+                        "an incident once the outage outlasts the window")
+    assert not (svc_status().get("maintenance") or {}).get("active"), "opened while the window was still active"
+    assert incident["spec"]["source"] == "probe" and "maintenance" not in (incident.get("status") or {})
+    wait_for(lambda: not svc_status().get("outageHeld") and svc_status().get("openIncident")
+             == incident["metadata"]["name"], 30, "the hold let go, the service naming its incident")

@@ -10,6 +10,7 @@ from paramedic.domain.probe import (
     advance,
     availability,
     classify,
+    in_maintenance,
     incident_name,
     probe_url,
     write_phase,
@@ -126,3 +127,55 @@ def test_names_and_urls():
     assert len(incident_name("x" * 300, 1)) <= 253
     assert probe_url({"service": {"name": "api", "port": 8080, "path": "healthz"}}, "shop") == \
         "http://api.shop.svc:8080/healthz"
+
+
+def run_with_window(results, window):
+    """Probe results through `advance` and a maintenance window (`window(t)`: is t inside one);
+    the state goes through status at each step, as a restarted operator would read it."""
+    state, steps = ProbeState(), []
+    for r in results:
+        step = in_maintenance(advance(state, r, SPEC), window(r.time))
+        steps.append(step)
+        state = ProbeState.from_status(step.state.to_status(r.time))
+    return state, steps
+
+
+def test_an_outage_in_a_window_is_held_and_opens_its_incident_when_it_outlasts_the_window():
+    ts = [T0 + timedelta(seconds=10 * i) for i in range(8)]
+    state, steps = run_with_window([ok(ts[0])] + [bad(t) for t in ts[1:]], lambda t: t < ts[5])
+    assert [s.open_incident for s in steps] == [False, False, False, False, False, True, False, False]
+    held = [s.state.outage_held for s in steps]
+    assert held == [False, False, False, True, True, False, False, False]
+    assert steps[3].persist, "the hold is written, so an operator restarted in the window still knows"
+    assert state.health == DOWN and state.outage_count == 1
+
+
+def test_a_held_outage_that_recovers_in_the_window_opens_nothing_and_is_let_go():
+    ts = [T0 + timedelta(seconds=10 * i) for i in range(9)]
+    seq = [ok(ts[0]), bad(ts[1]), bad(ts[2]), bad(ts[3]), ok(ts[4]), ok(ts[5]), bad(ts[6]), bad(ts[7]), ok(ts[8])]
+    state, steps = run_with_window(seq, lambda t: t < ts[7])
+    assert not any(s.open_incident for s in steps)
+    assert [s.state.outage_held for s in steps][3:6] == [True, True, False] and steps[5].persist
+    assert not state.outage_held and state.health == HEALTHY
+
+
+def test_one_success_inside_a_held_outage_does_not_let_it_go():
+    ts = [T0 + timedelta(seconds=10 * i) for i in range(8)]
+    seq = [ok(ts[0]), bad(ts[1]), bad(ts[2]), bad(ts[3]), ok(ts[4]), bad(ts[5]), bad(ts[6]), bad(ts[7])]
+    _, steps = run_with_window(seq, lambda t: t < ts[6])
+    assert [s.open_incident for s in steps] == [False] * 6 + [True, False]
+
+
+def test_no_window_changes_nothing():
+    ts = [T0 + timedelta(seconds=10 * i) for i in range(6)]
+    state = ProbeState()
+    for r in [ok(ts[0])] + [bad(t) for t in ts[1:]]:
+        step = advance(state, r, SPEC)
+        assert in_maintenance(step, False) == step
+        state = step.state
+
+
+def test_an_outage_held_under_an_open_incident_opens_no_second_one():
+    state = ProbeState(health=DOWN, open_incident="x-down-1", outage_count=1, outage_held=True)
+    step = in_maintenance(advance(state, bad(T0), SPEC), False)
+    assert not step.open_incident
