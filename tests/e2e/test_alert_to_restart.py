@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 
 from paramedic import kube
+from paramedic.domain.maintenance import window_for
+from paramedic.domain.timeutil import parse_or_none, utcnow
 from tests.e2e.test_control_plane import deployment
 from tests.e2e.test_operator_lifecycle import schedule, smtp_env
 from tests.e2e.test_webhook import TOKEN, am_alert, am_payload, http, post, receiver, resolved  # noqa: F401 (fixtures below)  # noqa: F401
@@ -76,3 +79,44 @@ def test_resolution_reaches_an_alert_joined_to_a_probe_incident(kube_client, nam
     post(http, receiver, am_payload(resolved(alert)))
     [entry] = kube_client.get(kube.INCIDENTS, "cart-down-1", namespace)["status"]["alerts"]
     assert entry["status"] == "resolved"
+
+
+def test_an_alert_in_a_maintenance_window_is_recorded_marked_and_pages_no_one_and_remediation_waits_for_its_end(
+        kube_client, namespace, operator_factory, receiver, http):
+    kube_client.create(kube.DEPLOYMENTS, deployment("checkout"), namespace)
+    kube_client.create(kube.ONCALL_SCHEDULES, schedule(), namespace)
+    window = window_for(utcnow(), timedelta(seconds=25), "card vault migration", "tests")
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "checkout"}, "spec": {
+        "team": "payments", "target": {"name": "checkout"}, "alertSelector": {"matchLabels": {"app": "checkout"}},
+        "maintenance": {"windows": [window]},
+        "remediation": {"actions": [{"restart": {}}], "verifySeconds": 30}}}, namespace)
+    mail = MailSink().start()
+    try:
+        operator_factory(namespace, env=smtp_env(mail.port))
+        wait_for(lambda: ((kube_client.get(kube.MONITORED_SERVICES, "checkout", namespace).get("status") or {})
+                          .get("maintenance") or {}).get("active"), 30, "the window active")
+        post(http, receiver, am_payload(am_alert("CheckoutDown", app="checkout", namespace=namespace)))
+        [inc] = kube_client.list(kube.INCIDENTS, namespace)
+        name = inc["metadata"]["name"]
+
+        def restarted() -> str | None:
+            return (kube_client.get(kube.DEPLOYMENTS, "checkout", namespace)["spec"]["template"]["metadata"]
+                    .get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt")
+
+        waiting = wait_for(lambda: (lambda st: st if (st.get("remediation") or {}).get("phase") == "Waiting" else None)(
+            kube_client.get(kube.INCIDENTS, name, namespace).get("status") or {}), 30, "remediation waiting")
+        assert "maintenance window" in waiting["remediation"]["message"]
+        assert waiting["maintenance"]["reason"] == "card vault migration"
+        types = [e["type"] for e in waiting["timeline"]]
+        assert "in-maintenance" in types and "assigned" in types
+        assert restarted() is None
+        # The same pass that assigned it queued no mail: nothing pending, nothing received.
+        assert not waiting.get("notifications"), waiting["notifications"]
+        assert mail.subjects() == []
+
+        # The window ends: the restart runs.
+        at = parse_or_none(wait_for(restarted, 60, "the restart once the window is over"))
+        assert at is not None and at >= parse_or_none(window["end"])
+        assert not any("opened" in s.lower() for s in mail.subjects()), "the opening was paged after all"
+    finally:
+        mail.stop()
