@@ -45,6 +45,10 @@ class _Permanent(Exception):
     """A failure that another try will not fix (bad credentials, rejected address, 4xx)."""
 
 
+class _Refused(_Permanent):
+    """The outbound rules refuse the hook's address: no later delivery round either."""
+
+
 def redact_url(url: str) -> str:
     """scheme://host[:port]/… : webhook URLs carry their secret in the path or query."""
     try:
@@ -153,7 +157,8 @@ class Notifier:
             error = str(exc) or type(exc).__name__
             log.warning("notification %s for %s/%s failed on %s after %d tries: %s",
                         n.event, n.namespace, n.incident_name, channel, tries, error)
-            return DeliveryResult(channel, recipients, ok=False, error=error, attempts=tries)
+            return DeliveryResult(channel, recipients, ok=False, error=error, attempts=tries,
+                                  refused=isinstance(exc, _Refused))
         metrics.NOTIFICATIONS_SENT.labels(channel, "sent").inc()
         log.info("notification %s for %s/%s sent by %s", n.event, n.namespace, n.incident_name, channel)
         return DeliveryResult(channel, recipients, ok=True, attempts=tries)
@@ -293,11 +298,11 @@ class Notifier:
                     code = response.status
                     await response.release()  # the body is the hook's, never copied anywhere
             except netguard.OutboundRefused as exc:
-                raise _Permanent(f"{channel} hook {shown} refused: {exc}") from None
+                raise _Refused(f"{channel} hook {shown} refused: {exc}") from None
             except aiohttp.ClientConnectorDNSError as exc:
                 refused = netguard.refusal_in(exc)
                 if refused is not None:
-                    raise _Permanent(f"{channel} hook {shown} refused: {refused}") from None
+                    raise _Refused(f"{channel} hook {shown} refused: {refused}") from None
                 # The name does not resolve (now): worth another try.
                 raise ConnectionError(f"POST {shown} failed: cannot resolve the host: "
                                       f"{_describe(exc.os_error)}") from None

@@ -85,6 +85,7 @@ class DeliveryResult:
     error: str = ""
     attempts: int = 0
     skipped: bool = False
+    refused: bool = False  # the outbound rules refuse the address: a later round would too
 
     @property
     def result(self) -> str:
@@ -404,7 +405,9 @@ def record_delivery(notifications: Sequence[Mapping[str, Any]] | None, key: str,
                     result: DeliveryResult, now: datetime, limit: int = NOTIFICATIONS_LIMIT) -> list[dict[str, Any]]:
     """status.notifications with the outcome of one delivery round merged in (one entry per
     key and channel). `attempts` there counts delivery rounds; failures become `retrying`
-    with `nextAttemptAt` until MAX_DELIVERY_ROUNDS, then `failed`."""
+    with `nextAttemptAt` until MAX_DELIVERY_ROUNDS, then `failed`; one the outbound rules
+    refused is `failed` at once (other permanent failures, such as a refused SMTP login, get
+    their rounds: the admin may fix the setting meanwhile)."""
     entries = [dict(e) for e in notifications or ()]
     previous = find_entry(entries, key, result.channel)
     rounds = int((previous or {}).get("attempts") or 0) + 1
@@ -420,7 +423,7 @@ def record_delivery(notifications: Sequence[Mapping[str, Any]] | None, key: str,
         entry["result"] = "skipped"
     elif result.ok:
         entry["result"] = "sent"
-    elif retries_exhausted(rounds):
+    elif result.refused or retries_exhausted(rounds):
         entry["result"] = "failed"
     else:
         entry["result"] = "retrying"

@@ -98,10 +98,11 @@ def test_loopback_in_every_form_is_refused_by_default(tenants, kube_client, kube
         def hook_outcome(name: str = name) -> dict | None:
             inc = kube_client.get_or_none(kube.INCIDENTS, f"{name}-down-1", team.namespace) or {}
             return next((e for e in (inc.get("status") or {}).get("notifications") or []
-                         if e.get("channel") == "webhook" and e.get("result") in ("failed", "retrying")), None)
+                         if e.get("channel") == "webhook" and e.get("result") != "pending"), None)
 
         entry = wait_for(hook_outcome, 60, f"the refused hook of {name} recorded")
-        assert entry["attempts"] == 1, entry  # refused once within the call, never sent
+        # Refused once within the call, never sent, and final: no later delivery round.
+        assert entry["result"] == "failed" and entry["attempts"] == 1 and "nextAttemptAt" not in entry, entry
         assert entry["error"].startswith("webhook hook http://") and REFUSED in entry["error"], entry
     assert stand_in.hits == 0, "no probe and no hook reached the loopback stand-in"
 

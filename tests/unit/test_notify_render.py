@@ -278,3 +278,14 @@ def test_probable_causes_travel_in_every_channel():
     assert "*Probable causes*" in nr.render_slack(n)["blocks"][1]["text"]["text"]
     bare = nr.notification_from_incident({**inc, "status": {}}, "escalated", "", [])
     assert bare.hints == () and "Probable causes" not in nr.render_text(bare)
+
+
+def test_record_delivery_a_refused_address_is_final_at_once_other_failures_get_their_rounds():
+    key = nr.notification_key("opened", "1")
+    refused = DeliveryResult("webhook", [], ok=False, error="webhook hook http://127.0.0.1/… refused: loopback",
+                             attempts=1, refused=True)
+    entry = nr.find_entry(nr.record_delivery([], key, "opened", refused, NOW), key, "webhook")
+    assert entry["result"] == "failed" and "nextAttemptAt" not in entry and entry["attempts"] == 1
+    assert not nr.needs_delivery([entry], key, "webhook", NOW + timedelta(days=1))
+    login = DeliveryResult("email", ["a@example.com"], ok=False, error="SMTP refused login", attempts=1)
+    assert nr.find_entry(nr.record_delivery([], key, "opened", login, NOW), key, "email")["result"] == "retrying"
