@@ -153,27 +153,3 @@ def test_secrets_never_appear_in_logs_status_or_events(kube_client, namespace, o
              if secret in text]
     assert not leaks, leaks
 
-
-def test_probe_of_a_metadata_address_is_refused(kube_client, namespace, operators, kubeconfig):
-    # Safety net: were the check ever skipped, the GET would go to this closed loopback
-    # "proxy" instead of leaving the machine. The rule holds by default, even with a broad
-    # allowlist: only an entry naming the metadata address itself would lift it.
-    trap = f"http://127.0.0.1:{free_port()}"
-    operators(kubeconfig, namespace, env={"PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,169.254.0.0/16",
-                                          "HTTP_PROXY": trap, "http_proxy": trap, "NO_PROXY": "", "no_proxy": ""})
-    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "imds"}, "spec": {
-        "target": {"name": "imds"}, "severity": "low",
-        "probe": {"url": "http://169.254.169.254/latest/meta-data/", "intervalSeconds": 1, "timeoutSeconds": 1,
-                  "failureThreshold": 1}}}, namespace)
-
-    def failed_probe():
-        status = kube_client.get(kube.MONITORED_SERVICES, "imds", namespace).get("status") or {}
-        last = status.get("lastProbe") or {}
-        return status if last and not last.get("ok", last.get("success", True)) else None
-
-    status = wait_for(failed_probe, 30, "a failed probe recorded")
-    text = json.dumps(status)
-    assert "refused: 169.254.169.254 is a metadata address" in text, text
-    assert "127.0.0.1" not in json.dumps(status.get("lastProbe")), "the probe went out (to the trap proxy)"
-    inc = wait_for(lambda: kube_client.list(kube.INCIDENTS, namespace), 30, "an incident for the refused probe")
-    assert "169.254.169.254 is a metadata address" in json.dumps(inc[0]["spec"])

@@ -44,3 +44,48 @@ def test_literals_are_refused_before_any_connection() -> None:
     netguard.refuse_literal("https://hooks.example.com/T0", rules, netguard.HOOK)  # a name: the resolver decides
     with pytest.raises(ValueError, match="no host"):
         netguard.refuse_literal("not a url", rules, netguard.HOOK)
+
+
+class _Answers:
+    """Stands in for the system resolver: nothing is looked up, and resolving connects nowhere."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    async def resolve(self, host, port=0, family=0):
+        return [{"hostname": host, "host": self.address, "port": port, "family": family, "proto": 0, "flags": 0}]
+
+    async def close(self):
+        return None
+
+
+def _resolve(allow: str, kind: str, name: str, answer: str) -> list:
+    import asyncio
+
+    async def main() -> list:
+        resolver = netguard.GuardedResolver(
+            netguard.policy(Settings.from_env({"PARAMEDIC_OUTBOUND_ALLOW_CIDRS": allow}), kind), kind)
+        resolver._inner = _Answers(answer)  # type: ignore[assignment]
+        return await resolver.resolve(name, 80)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", [netguard.PROBE, netguard.HOOK])
+@pytest.mark.parametrize("answer", ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254"])
+def test_a_name_resolving_to_a_metadata_address_is_refused_on_its_answer_even_under_a_broad_allowlist(
+        kind: str, answer: str) -> None:
+    # Such names exist in public DNS (169.254.169.254.nip.io); the resolver decides before any connection.
+    with pytest.raises(netguard.OutboundRefused, match=r"imds\.example \(.*\) is a metadata address"):
+        _resolve("0.0.0.0/0,::/0,169.254.0.0/16", kind, "imds.example", answer)
+
+
+def test_a_resolved_metadata_address_is_lifted_only_by_an_entry_naming_it() -> None:
+    [info] = _resolve("169.254.169.254/32", netguard.PROBE, "imds.example", "169.254.169.254")
+    assert info["host"] == "169.254.169.254"
+
+
+def test_a_resolved_loopback_address_is_refused_and_an_allowed_one_passes() -> None:
+    with pytest.raises(netguard.OutboundRefused, match=r"status\.example \(127\.0\.0\.1\) is a loopback address"):
+        _resolve("", netguard.HOOK, "status.example", "127.0.0.1")
+    assert _resolve("127.0.0.0/8", netguard.HOOK, "status.example", "127.0.0.1")[0]["host"] == "127.0.0.1"
