@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import uuid
@@ -68,7 +69,8 @@ def csrf_of(html: str) -> str:
 class ConsoleProcess:
     """`paramedic-console` (gunicorn) as a real subprocess on a loopback port."""
 
-    def __init__(self, kubeconfig: Path, log_dir: Path, env: dict[str, str] | None = None):
+    def __init__(self, kubeconfig: Path, log_dir: Path, env: dict[str, str] | None = None,
+                 verify: ssl.SSLContext | bool = True):
         from devtools.cluster import free_port
 
         self.port = free_port()
@@ -78,10 +80,12 @@ class ConsoleProcess:
         self.env = {"PARAMEDIC_KUBECONFIG": str(kubeconfig), "PARAMEDIC_CONSOLE_SESSION_KEY_FILE": str(key),
                     **(env or {})}
         self.proc: subprocess.Popen | None = None
+        self.verify = verify  # with a certificate it serves HTTPS only: trust in the CA that signed it
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.env.get("PARAMEDIC_CONSOLE_TLS_CERT_FILE") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> ConsoleProcess:
         import httpx
@@ -99,7 +103,7 @@ class ConsoleProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"paramedic-console exited {self.proc.returncode}: {self.logs()[-2000:]}")
             try:
-                return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
+                return httpx.get(self.url + "/healthz", timeout=2, verify=self.verify).status_code == 200
             except httpx.HTTPError:
                 return False
         wait_for(serving, 60, "paramedic-console serving /healthz")

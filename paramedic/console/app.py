@@ -123,6 +123,8 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["Referrer-Policy"] = "same-origin"
         resp.headers["X-Frame-Options"] = "DENY"
+        if request.is_secure:  # browsers keep to HTTPS for this host from then on
+            resp.headers["Strict-Transport-Security"] = "max-age=31536000"
         if request.endpoint != "static":
             resp.headers["Cache-Control"] = "no-store"
         return resp
