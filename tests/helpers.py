@@ -17,6 +17,12 @@ from devtools.wait import wait_for
 VENV_BIN = Path(sys.executable).parent
 
 
+def kubectl_paramedic(kubeconfig: Path | str, namespace: str, *args: str) -> subprocess.CompletedProcess:
+    """The installed `kubectl paramedic` plugin against the test cluster, as the admin."""
+    return subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
+                           *args], capture_output=True, text=True, timeout=60)
+
+
 class SwitchableService:
     """A local HTTP service that can be made healthy, failing, slow or unreachable."""
 

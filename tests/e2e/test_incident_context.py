@@ -12,7 +12,7 @@ import pytest
 from paramedic import kube
 from paramedic.domain.timeutil import micro_iso, utcnow_iso
 from tests.e2e.test_control_plane import deployment
-from tests.helpers import VENV_BIN, wait_for
+from tests.helpers import kubectl_paramedic, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -82,8 +82,7 @@ def test_evidence_names_the_rollout_change_pods_events_and_nodes_and_is_refreshe
         evidence(kube_client, namespace, "shop-slow")), 60, "evidence refreshed")
     assert ev["events"][0]["reason"] == "Unhealthy"
 
-    out = subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
-                          "show", "shop-slow"], capture_output=True, text=True, timeout=60)
+    out = kubectl_paramedic(kubeconfig, namespace, "show", "shop-slow")
     assert out.returncode == 0, out.stderr
     assert "Evidence (Deployment/shop" in out.stdout
     assert f"rollout 2 (current) at {current['time']}: image app: {IMAGE_1} → {IMAGE_2}; env app: +POOL_SIZE" \
@@ -183,8 +182,7 @@ def test_an_incident_links_the_earlier_incidents_of_its_service_with_their_root_
 def test_comments_and_runbook_steps_carry_the_callers_identity_into_the_timeline_and_report(
         kube_client, namespace, operator_factory, kubeconfig):
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
-                               *args], capture_output=True, text=True, timeout=60)
+        return kubectl_paramedic(kubeconfig, namespace, *args)
 
     me = kube_client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {
         "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})["status"]["userInfo"]["username"]
@@ -241,9 +239,7 @@ def test_a_maintenance_window_suppresses_an_outages_incident_and_remediation_and
         return kube_client.get(kube.MONITORED_SERVICES, "web", namespace).get("status") or {}
 
     wait_for(lambda: svc_status().get("health") == "Healthy", 30, "Healthy")
-    out = subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
-                          "maintain", "web", "--for", "45s", "-m", "DB upgrade"], capture_output=True, text=True,
-                         timeout=60)
+    out = kubectl_paramedic(kubeconfig, namespace, "maintain", "web", "--for", "45s", "-m", "DB upgrade")
     assert out.returncode == 0, out.stderr
     window = wait_for(lambda: (svc_status().get("maintenance") or {}) if (svc_status().get("maintenance") or {})
                       .get("active") else None, 30, "the service shows its window")
@@ -287,9 +283,7 @@ def test_an_outage_that_began_in_a_window_opens_its_incident_when_it_outlasts_it
         return kube_client.get(kube.MONITORED_SERVICES, "web", namespace).get("status") or {}
 
     wait_for(lambda: svc_status().get("health") == "Healthy", 30, "Healthy")
-    out = subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
-                          "maintain", "web", "--for", "30s", "-m", "failover drill"], capture_output=True, text=True,
-                         timeout=60)
+    out = kubectl_paramedic(kubeconfig, namespace, "maintain", "web", "--for", "30s", "-m", "failover drill")
     assert out.returncode == 0, out.stderr
     wait_for(lambda: (svc_status().get("maintenance") or {}).get("active"), 30, "the window active")
 

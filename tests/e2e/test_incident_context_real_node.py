@@ -11,15 +11,13 @@ from this host through kube-proxy: the operator's probe needs no DNS.
 
 from __future__ import annotations
 
-import subprocess
-
 import httpx
 import pytest
 
 from devtools import node as devnode
 from devtools.cluster import IMAGE, image_archive
 from paramedic import kube
-from tests.helpers import VENV_BIN, wait_for
+from tests.helpers import kubectl_paramedic, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -172,9 +170,7 @@ def test_a_maintenance_window_holds_back_a_real_outages_incident_and_restart_and
         kube_client.patch(kube.DEPLOYMENTS, "web", {"spec": {"replicas": replicas}}, namespace)
 
     wait_for(lambda: svc_status().get("health") == "Healthy", 60, "web Healthy")
-    out = subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
-                          "maintain", "web", "--for", "60s", "-m", "node upgrade"], capture_output=True, text=True,
-                         timeout=60)
+    out = kubectl_paramedic(kubeconfig, namespace, "maintain", "web", "--for", "60s", "-m", "node upgrade")
     assert out.returncode == 0, out.stderr
     window = wait_for(lambda: (lambda m: m if m.get("active") else None)(svc_status().get("maintenance") or {}),
                       30, "the service shows its window")

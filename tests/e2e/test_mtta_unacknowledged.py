@@ -5,7 +5,6 @@ resolution time as its acknowledgement)."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -13,7 +12,7 @@ from paramedic import kube
 from paramedic.domain import alerts as dom
 from paramedic.domain.lifecycle import state_patch
 from paramedic.domain.timeutil import utcnow
-from tests.helpers import VENV_BIN, wait_for
+from tests.helpers import kubectl_paramedic, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -50,8 +49,7 @@ def test_auto_resolved_incident_has_no_mtta_and_stats_tell_it_apart(kube_client,
         status(kube_client, namespace, "acked")), 30, "acked's resolution recorded")
     assert acked["unacknowledged"] is False and acked["acknowledgedAt"] and acked["mttaSeconds"] is not None
 
-    out = subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
-                          "stats", "-o", "json"], capture_output=True, text=True, timeout=60)
+    out = kubectl_paramedic(kubeconfig, namespace, "stats", "-o", "json")
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout)
     assert stats["mtta"]["count"] == 1 and stats["mttr"]["count"] == 2 and stats["unacknowledged"] == 1

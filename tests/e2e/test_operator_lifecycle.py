@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from devtools.cluster import free_port
 from paramedic import kube
 from paramedic.domain.timeutil import parse
-from tests.helpers import VENV_BIN, MailSink, wait_for
+from tests.helpers import MailSink, kubectl_paramedic, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,9 +36,7 @@ def get(client, ns, name) -> dict:
     return client.get(kube.INCIDENTS, name, ns)
 
 
-def cli(kubeconfig, ns, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", ns, *args],
-                          capture_output=True, text=True, timeout=60)
+cli = kubectl_paramedic
 
 
 @pytest.fixture
