@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = Settings.from_env()
-        netguard.policy(settings, netguard.PROBE)  # a bad allowlist stops start-up, not the first probe
+        for kind in (netguard.PROBE, netguard.HOOK):  # a bad allowlist stops start-up, not the first probe
+            netguard.policy(settings, kind)
     except SettingsError as exc:
         print(f"paramedic-operator: {exc}", file=sys.stderr)
         return 2

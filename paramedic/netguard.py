@@ -21,7 +21,7 @@ import aiohttp.abc
 from yarl import URL
 
 from paramedic import metrics
-from paramedic.domain.outbound import OutboundPolicy, Refusal, parse_cidrs
+from paramedic.domain.outbound import Network, OutboundPolicy, Refusal, parse_cidrs
 from paramedic.settings import Settings, SettingsError
 
 PROBE = "probe"
@@ -37,12 +37,17 @@ class OutboundRefused(OSError):
 
 
 def policy(settings: Settings, kind: str) -> OutboundPolicy:
-    """The rules for `kind` (PROBE or HOOK) from PARAMEDIC_OUTBOUND_ALLOW_CIDRS and
+    """The rules for `kind` (PROBE or HOOK) from PARAMEDIC_OUTBOUND_ALLOW_CIDRS, the kind's own
+    list (PARAMEDIC_PROBE_ALLOW_CIDRS or PARAMEDIC_HOOK_ALLOW_CIDRS) and
     PARAMEDIC_PROBE_DENY_PRIVATE; SettingsError for an entry that is no CIDR."""
-    try:
-        allow = parse_cidrs(settings.outbound_allow_cidrs)
-    except ValueError as exc:
-        raise SettingsError(f"PARAMEDIC_OUTBOUND_ALLOW_CIDRS: {exc}") from None
+    own = ("PARAMEDIC_PROBE_ALLOW_CIDRS", settings.probe_allow_cidrs) if kind == PROBE \
+        else ("PARAMEDIC_HOOK_ALLOW_CIDRS", settings.hook_allow_cidrs)
+    allow: tuple[Network, ...] = ()
+    for name, entries in (("PARAMEDIC_OUTBOUND_ALLOW_CIDRS", settings.outbound_allow_cidrs), own):
+        try:
+            allow += parse_cidrs(entries)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {exc}") from None
     return OutboundPolicy(allow=allow, refuse_private=kind == HOOK or settings.probe_deny_private)
 
 

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
                                                    "although refused by default (loopback, link-local, reserved; "
                                                    "private for hooks); a cloud metadata address only by an "
                                                    "entry naming exactly it")
+    probe_allow_cidrs: list[str] = _setting([], "Comma-separated CIDRs probes alone may reach besides "
+                                                "PARAMEDIC_OUTBOUND_ALLOW_CIDRS (hooks are not lifted by them)")
+    hook_allow_cidrs: list[str] = _setting([], "Comma-separated CIDRs notification hooks alone may reach besides "
+                                               "PARAMEDIC_OUTBOUND_ALLOW_CIDRS, e.g. an in-cluster chat relay "
+                                               "(probes are not lifted by them)")
     # --- Alerts / webhook -----------------------------------------------------
     webhook_token: str = _setting("", "Bearer token the receiver requires", secret=True)
     webhook_token_file: str = _setting("", "File holding the bearer token, one per line: two during a rotation "

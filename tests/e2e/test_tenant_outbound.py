@@ -153,3 +153,32 @@ def test_hook_urls_other_than_http_are_refused_at_admission(tenants, url):
     finally:
         tenant.close()
     assert err.value.status == 422 and "notify.webhookURL must" in str(err.value), err.value
+
+
+def test_a_probe_only_allowlist_lets_probes_through_and_never_hooks(tenants, kube_client, kubeconfig, operators):
+    team, _ = tenants
+    target, hook = Hook(status=503, body=b"down"), Hook()
+    try:
+        operators(kubeconfig, team.namespace, env={"PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "",
+                                                   "PARAMEDIC_PROBE_ALLOW_CIDRS": "127.0.0.1/32"})
+        tenant = team.client()
+        try:
+            tenant.create(kube.MONITORED_SERVICES, service(
+                "split", f"http://127.0.0.1:{target.port}/healthz", f"http://127.0.0.1:{hook.port}/hook"),
+                team.namespace)
+        finally:
+            tenant.close()
+
+        def hook_outcome() -> dict | None:
+            inc = kube_client.get_or_none(kube.INCIDENTS, "split-down-1", team.namespace) or {}
+            return next((e for e in (inc.get("status") or {}).get("notifications") or []
+                         if e.get("channel") == "webhook" and e.get("result") != "pending"), None)
+
+        entry = wait_for(hook_outcome, 60, "the probe's incident and its hook's outcome")
+        last = kube_client.get(kube.MONITORED_SERVICES, "split", team.namespace)["status"]["lastProbe"]
+        assert last.get("statusCode") == 503 and target.hits >= 1, last  # the probe went through
+        assert entry["result"] == "failed" and REFUSED in entry["error"], entry  # the hook did not
+        assert hook.hits == 0
+    finally:
+        target.stop()
+        hook.stop()

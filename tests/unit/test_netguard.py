@@ -89,3 +89,21 @@ def test_a_resolved_loopback_address_is_refused_and_an_allowed_one_passes() -> N
     with pytest.raises(netguard.OutboundRefused, match=r"status\.example \(127\.0\.0\.1\) is a loopback address"):
         _resolve("", netguard.HOOK, "status.example", "127.0.0.1")
     assert _resolve("127.0.0.0/8", netguard.HOOK, "status.example", "127.0.0.1")[0]["host"] == "127.0.0.1"
+
+
+def test_each_kind_has_its_own_allowlist_besides_the_shared_one() -> None:
+    s = Settings.from_env({"PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "10.96.0.0/12",
+                           "PARAMEDIC_PROBE_ALLOW_CIDRS": "127.0.0.0/8", "PARAMEDIC_HOOK_ALLOW_CIDRS": "10.77.0.0/24"})
+    probe, hook = netguard.policy(s, netguard.PROBE), netguard.policy(s, netguard.HOOK)
+    assert probe.refusal_of_host("127.0.0.1") is None and hook.refusal_of_host("127.0.0.1") is not None
+    # Private addresses are fine for probes by default.
+    assert hook.refusal_of_host("10.77.0.5") is None and probe.refusal_of_host("10.77.0.5") is None
+    strict = netguard.policy(Settings.from_env({"PARAMEDIC_PROBE_DENY_PRIVATE": "true",
+                                                "PARAMEDIC_HOOK_ALLOW_CIDRS": "10.77.0.0/24"}), netguard.PROBE)
+    assert strict.refusal_of_host("10.77.0.5") is not None, "a hook's range never lifts a probe's refusal"
+    assert hook.refusal_of_host("10.96.0.10") is None and probe.refusal_of_host("10.96.0.10") is None  # shared
+    for name in ("PARAMEDIC_PROBE_ALLOW_CIDRS", "PARAMEDIC_HOOK_ALLOW_CIDRS"):
+        bad = Settings.from_env({name: "10.0.0.0/8,nope"})
+        with pytest.raises(SettingsError, match=rf"{name}: 'nope' is not a CIDR"):
+            for kind in (netguard.PROBE, netguard.HOOK):
+                netguard.policy(bad, kind)
