@@ -8,8 +8,9 @@ as fresh as the watch. Nothing is shared between people: one person's cache neve
 for another. A person idle for IDLE_SECONDS is forgotten (watches stopped, client closed);
 at most MAX_PEOPLE are kept (the least recently seen goes first). A watch that fails (the
 token expired, rights removed) makes the cache stale, and reads go to the API server again,
-which then says no. Rights removed take effect for reads at the latest when the running
-watch ends (paramedic.informer.WATCH_SECONDS) and has to be authorized again.
+which then says no. Rights removed take effect for reads within SCOPE_SECONDS: memory answers
+only that long after the person's last LIST, then the API server is asked again, as them.
+Writes always go to the API server as the person.
 """
 
 from __future__ import annotations

@@ -255,3 +255,43 @@ def test_browser_tests_skip_without_chromium_locally_and_fail_in_ci(monkeypatch)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="no browser in CI"):
         browser._browser_binaries()
+
+
+def test_visible_asks_the_api_server_again_after_scope_seconds_so_removed_rights_show(monkeypatch):
+    """Memory answers for SCOPE_SECONDS after the person's last LIST; then the API server is asked
+    again, as them, and its refusal is what the page shows."""
+    from paramedic import kube
+    from paramedic.console import people as pp
+
+    allowed = {"yes": True}
+
+    def lister(client, res, hint, not_older_than):
+        if allowed["yes"]:
+            return [{"metadata": {"name": "x"}}], [], ["ns"]
+        return [], ["ns"], []
+
+    class FakeInformer:
+        fresh = True
+
+        def __init__(self, *a):
+            pass
+
+        def start(self):
+            return self
+
+        def seen(self, rv):
+            return True
+
+        def items(self):
+            return [{"metadata": {"name": "from-memory"}}]
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(pp.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(pp, "Informer", FakeInformer)
+    person = pp.Person(client=None)
+    assert pp.visible(person, kube.INCIDENTS, [], lister) == ([{"metadata": {"name": "x"}}], [])
+    allowed["yes"] = False  # the person's RoleBinding is deleted
+    clock["now"] += pp.SCOPE_SECONDS - 1
+    assert pp.visible(person, kube.INCIDENTS, [], lister)[0] == [{"metadata": {"name": "from-memory"}}]
+    clock["now"] += 1
+    assert pp.visible(person, kube.INCIDENTS, [], lister) == ([], ["ns"])
