@@ -264,7 +264,7 @@ class _Router:
         for alert in alerts:
             ns = alert.namespace or self.scope.home
             if DNS_LABEL.match(ns) and not self.scope.allows(ns):
-                metrics.ALERTS_ROUTED.labels("none").inc()
+                metrics.ALERTS_ROUTED.labels("rehomed").inc()
                 foreign.setdefault(sc.REASON_OUT_OF_SCOPE, []).append(alert)
                 continue
             try:
@@ -276,7 +276,7 @@ class _Router:
                 # goes home unmanaged, the others of the request are not held up by it.
                 log.warning("cannot read MonitoredServices of %s (%s): alert %s goes to %s", ns, exc.message,
                             alert.key, self.scope.home)
-                metrics.ALERTS_ROUTED.labels("none").inc()
+                metrics.ALERTS_ROUTED.labels("rehomed").inc()
                 foreign.setdefault(sc.REASON_FORBIDDEN, []).append(alert)
                 continue
             metrics.ALERTS_ROUTED.labels(_RULE_METRIC.get(claim.rule if claim else "", "none")).inc()

@@ -23,7 +23,8 @@ ALERTS_DEDUPLICATED = Counter("paramedic_alerts_deduplicated_total", "Alerts alr
 ALERT_PROCESSING = Histogram("paramedic_alert_processing_seconds", "Time to persist one webhook request",
                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 ALERTS_ROUTED = Counter("paramedic_alerts_routed_total",
-                        "Alerts by the rule that gave them a MonitoredService (none: unmanaged)", ["rule"])
+                        "Alerts by the rule that gave them a MonitoredService (none: unmanaged in their own "
+                        "namespace; rehomed: recorded in the token's home namespace instead)", ["rule"])
 ALERTS_REHOMED = Counter("paramedic_alerts_rehomed_total",
                          "Alerts recorded unmanaged in their token's home namespace instead of the one they claim "
                          "(out_of_scope: the token may not write there; forbidden: the receiver may not)", ["reason"])

@@ -89,6 +89,7 @@ def test_a_token_writes_only_its_own_namespaces(kube_client, namespace, tenants,
         [f"{a.namespace}/web"]
     metrics = httpx.get(receiver.url + "/metrics").text
     assert 'paramedic_alerts_rehomed_total{reason="out_of_scope"} 4.0' in metrics
+    assert 'paramedic_alerts_routed_total{rule="rehomed"} 4.0' in metrics, "re-homed alerts counted as such"
 
 
 def test_forged_resolutions_leave_another_teams_incident_open(kube_client, tenants, receiver):
@@ -244,7 +245,9 @@ def test_an_alert_for_an_unwatched_namespace_never_blocks_its_batch(kube_client,
         # Alertmanager's retry of the same request changes nothing.
         again = ok(send(hook, TOKEN_A, *batch))
         assert again["created"] == 0 and again["deduplicated"] == 3 and again["ignored"] == 1, again
-        assert 'paramedic_alerts_rehomed_total{reason="forbidden"} 2.0' in httpx.get(hook.url + "/metrics").text
+        exposed = httpx.get(hook.url + "/metrics").text
+        assert 'paramedic_alerts_rehomed_total{reason="forbidden"} 2.0' in exposed
+        assert 'paramedic_alerts_routed_total{rule="rehomed"} 2.0' in exposed
         assert "cannot read MonitoredServices of " + b.namespace in hook.logs()
     finally:
         hook.stop()
