@@ -72,19 +72,30 @@ def service(name: str, probe_url: str, hook_url: str) -> dict:
         "notify": {"webhookURL": hook_url}}}
 
 
+def create_as_tenant(team, name: str, probe_url: str, hook_url: str) -> None:
+    """The tenant writes the MonitoredService with its own token."""
+    tenant = team.client()
+    try:
+        tenant.create(kube.MONITORED_SERVICES, service(name, probe_url, hook_url), team.namespace)
+    finally:
+        tenant.close()
+
+
+def hook_outcome(client, namespace: str, incident: str) -> dict | None:
+    """The incident's webhook delivery entry once it is no longer pending."""
+    inc = client.get_or_none(kube.INCIDENTS, incident, namespace) or {}
+    return next((e for e in (inc.get("status") or {}).get("notifications") or []
+                 if e.get("channel") == "webhook" and e.get("result") != "pending"), None)
+
+
 def test_loopback_in_every_form_is_refused_by_default(tenants, kube_client, kubeconfig, operators, stand_in):
     team, _ = tenants
     # The default: no admin allowlist (the test harness sets one, so it is emptied here).
     operators(kubeconfig, team.namespace, env={"PARAMEDIC_OUTBOUND_ALLOW_CIDRS": ""})
     forms = {"plain": "127.0.0.1", "mapped": "[::ffff:127.0.0.1]", "decimal": "2130706433"}
-    tenant = team.client()
-    try:
-        for name, host in forms.items():
-            base = f"http://{host}:{stand_in.port}"
-            tenant.create(kube.MONITORED_SERVICES, service(name, f"{base}/healthz", f"{base}/hook/{name}"),
-                          team.namespace)
-    finally:
-        tenant.close()
+    for name, host in forms.items():
+        base = f"http://{host}:{stand_in.port}"
+        create_as_tenant(team, name, f"{base}/healthz", f"{base}/hook/{name}")
 
     for name in forms:
         def refused_probe(name: str = name) -> dict | None:
@@ -95,12 +106,8 @@ def test_loopback_in_every_form_is_refused_by_default(tenants, kube_client, kube
         last = wait_for(refused_probe, 60, f"the refused probe of {name} recorded")
         assert last["error"].startswith("refused: ") and REFUSED in last["error"], last
 
-        def hook_outcome(name: str = name) -> dict | None:
-            inc = kube_client.get_or_none(kube.INCIDENTS, f"{name}-down-1", team.namespace) or {}
-            return next((e for e in (inc.get("status") or {}).get("notifications") or []
-                         if e.get("channel") == "webhook" and e.get("result") != "pending"), None)
-
-        entry = wait_for(hook_outcome, 60, f"the refused hook of {name} recorded")
+        entry = wait_for(lambda name=name: hook_outcome(kube_client, team.namespace, f"{name}-down-1"), 60,
+                         f"the refused hook of {name} recorded")
         # Refused once within the call, never sent, and final: no later delivery round.
         assert entry["result"] == "failed" and entry["attempts"] == 1 and "nextAttemptAt" not in entry, entry
         assert entry["error"].startswith("webhook hook http://") and REFUSED in entry["error"], entry
@@ -114,13 +121,7 @@ def test_an_allowlisted_hook_never_copies_its_answer_into_the_incident(tenants, 
     target = Hook(status=503, body=b"down")
     try:
         op = operators(kubeconfig, team.namespace, env={"PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "127.0.0.1/32"})
-        tenant = team.client()
-        try:
-            tenant.create(kube.MONITORED_SERVICES, service(
-                "leaky", f"http://127.0.0.1:{target.port}/healthz", f"http://127.0.0.1:{hook.port}/hook"),
-                team.namespace)
-        finally:
-            tenant.close()
+        create_as_tenant(team, "leaky", f"http://127.0.0.1:{target.port}/healthz", f"http://127.0.0.1:{hook.port}/hook")
 
         def failed_delivery() -> list | None:
             incs = kube_client.list(kube.INCIDENTS, team.namespace)
@@ -146,12 +147,8 @@ def test_an_allowlisted_hook_never_copies_its_answer_into_the_incident(tenants, 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://127.0.0.1:70/x", "ftp://example.com/", "http://"])
 def test_hook_urls_other_than_http_are_refused_at_admission(tenants, url):
     team, _ = tenants
-    tenant = team.client()
-    try:
-        with pytest.raises(kube.ApiError) as err:
-            tenant.create(kube.MONITORED_SERVICES, service("odd", "http://example.com/", url), team.namespace)
-    finally:
-        tenant.close()
+    with pytest.raises(kube.ApiError) as err:  # refused at admission: nothing is ever probed
+        create_as_tenant(team, "odd", "http://example.com/", url)
     assert err.value.status == 422 and "notify.webhookURL must" in str(err.value), err.value
 
 
@@ -161,20 +158,9 @@ def test_a_probe_only_allowlist_lets_probes_through_and_never_hooks(tenants, kub
     try:
         operators(kubeconfig, team.namespace, env={"PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "",
                                                    "PARAMEDIC_PROBE_ALLOW_CIDRS": "127.0.0.1/32"})
-        tenant = team.client()
-        try:
-            tenant.create(kube.MONITORED_SERVICES, service(
-                "split", f"http://127.0.0.1:{target.port}/healthz", f"http://127.0.0.1:{hook.port}/hook"),
-                team.namespace)
-        finally:
-            tenant.close()
-
-        def hook_outcome() -> dict | None:
-            inc = kube_client.get_or_none(kube.INCIDENTS, "split-down-1", team.namespace) or {}
-            return next((e for e in (inc.get("status") or {}).get("notifications") or []
-                         if e.get("channel") == "webhook" and e.get("result") != "pending"), None)
-
-        entry = wait_for(hook_outcome, 60, "the probe's incident and its hook's outcome")
+        create_as_tenant(team, "split", f"http://127.0.0.1:{target.port}/healthz", f"http://127.0.0.1:{hook.port}/hook")
+        entry = wait_for(lambda: hook_outcome(kube_client, team.namespace, "split-down-1"), 60,
+                         "the probe's incident and its hook's outcome")
         last = kube_client.get(kube.MONITORED_SERVICES, "split", team.namespace)["status"]["lastProbe"]
         assert last.get("statusCode") == 503 and target.hits >= 1, last  # the probe went through
         assert entry["result"] == "failed" and REFUSED in entry["error"], entry  # the hook did not
