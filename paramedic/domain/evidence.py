@@ -314,11 +314,13 @@ def build(kind: str, workload: Mapping[str, Any] | None, revisions: Sequence[Rev
 
 
 def log_target(evidence: Mapping[str, Any]) -> tuple[str, str, bool] | None:
-    """(pod, container, previous) whose log is worth reading: the first broken container, its
-    last run's log when it restarted and is not running now (the crash is in that one)."""
+    """(pod, container, previous) whose log is worth reading: the first broken container, and
+    its previous run's log only while it waits to restart (CrashLoopBackOff: the crash is in
+    that run). A container that has just terminated holds the crash itself, and kubelet keeps
+    one dead run per container, so its previous run's log is usually gone by then."""
     for c in evidence.get("containers") or []:
         if c.get("container") and unhealthy(c):
-            return str(c["pod"]), str(c["container"]), bool(c.get("restarts")) and c.get("state") != "Running"
+            return str(c["pod"]), str(c["container"]), bool(c.get("restarts")) and c.get("state") == "Waiting"
     return None
 
 

@@ -273,6 +273,11 @@ def test_log_target_is_the_first_broken_container_and_its_previous_run_when_it_r
     assert evidence.log_target({"containers": [pending]}) == ("q", "app", False)
     assert evidence.log_target({"containers": [healthy]}) is None
     assert evidence.log_target({"containers": [{"pod": "s", "container": "", "ready": False}]}) is None
+    # Just exited (before the back-off): the crash is in this run, the one before is gone.
+    exited = {"pod": "t", "container": "app", "ready": False, "restarts": 2, "state": "Terminated"}
+    assert evidence.log_target({"containers": [exited]}) == ("t", "app", False)
+    running = {"pod": "u", "container": "app", "ready": False, "restarts": 2, "state": "Running"}
+    assert evidence.log_target({"containers": [running]}) == ("u", "app", False)
 
 
 def test_a_log_keeps_its_end_within_the_bound():
