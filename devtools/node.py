@@ -518,6 +518,9 @@ class RealNode:
             for path in HOST_PATHS:
                 if path not in baseline.get("paths", []) and os.path.exists(path):
                     shutil.rmtree(path, ignore_errors=True)
+            if baseline:
+                # Once more, last: the steps above list tables too (and so make them again).
+                drop_new_empty_tables(baseline)
             diff = host_diff(baseline, host_snapshot()) if baseline else []
             if remove_lock:
                 self.release()
@@ -604,16 +607,22 @@ class RealNode:
                 _run("ip", "link", "del", link["ifname"], check=False)
         if BRIDGE not in baseline.get("links", []):
             _run("ip", "link", "del", BRIDGE, check=False)
-        # iptables-nft makes tables on first use; drop the empty ones that were not there.
-        if shutil.which("nft"):
-            before_tables = set(baseline.get("nft tables", []))
-            for line in _run("nft", "list", "tables", check=False).stdout.splitlines():
-                if line and line not in before_tables:
-                    family, name = line.split()[1:3]
-                    body = _run("nft", "list", "table", family, name, check=False).stdout
-                    if not any(ln.strip() and not ln.strip().startswith(("table", "chain", "type", "}", "policy"))
-                               for ln in body.splitlines()):
-                        _run("nft", "delete", "table", family, name, check=False)
+        drop_new_empty_tables(baseline)
+
+
+def drop_new_empty_tables(baseline: dict) -> None:
+    """iptables-nft makes a table when anything merely lists it: drop the empty ones that were
+    not there before the node started."""
+    if not shutil.which("nft"):
+        return
+    before_tables = set(baseline.get("nft tables", []))
+    for line in _run("nft", "list", "tables", check=False).stdout.splitlines():
+        if line and line not in before_tables:
+            family, name = line.split()[1:3]
+            body = _run("nft", "list", "table", family, name, check=False).stdout
+            if not any(ln.strip() and not ln.strip().startswith(("table", "chain", "type", "}", "policy"))
+                       for ln in body.splitlines()):
+                _run("nft", "delete", "table", family, name, check=False)
 
 
 def _node_ready(client) -> bool:

@@ -44,9 +44,10 @@ def terminate(pid: int, grace: float = 10.0) -> None:
     while time.monotonic() < deadline and alive(pid):
         reap(pid)  # if it is our child
         time.sleep(0.1)
-    if alive(pid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+    # SIGKILL to the group even when its leader has gone: a child it left (an iptables call of
+    # kubelet's or kube-proxy's) would otherwise still change the host after tear-down.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
     reap(pid)
 
 
