@@ -81,13 +81,26 @@ def shot(browser, name: str) -> None:
 
 
 def until(browser, cond, what: str):
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
+
+    def looking(b):
+        try:
+            return cond(b)
+        except WebDriverException as exc:
+            # chromedriver's other word for a stale element, when the page was replaced mid-read.
+            if "does not belong to the document" in str(exc):
+                return False
+            raise
 
     # A form's POST reloads the page: an element found just before may be gone when read. Look again.
     return WebDriverWait(browser, WAIT, poll_frequency=0.2,
                          ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
-        cond, message=f"waiting for {what}")
+        looking, message=f"waiting for {what}")
 
 
 def css(browser, selector: str):
