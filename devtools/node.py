@@ -518,9 +518,8 @@ class RealNode:
             for path in HOST_PATHS:
                 if path not in baseline.get("paths", []) and os.path.exists(path):
                     shutil.rmtree(path, ignore_errors=True)
-            if baseline:
-                # Once more, last: the steps above list tables too (and so make them again).
-                drop_new_empty_tables(baseline)
+            # Last, just before the comparison: every step above may list tables (and so make them).
+            drop_new_empty_tables(baseline)
             diff = host_diff(baseline, host_snapshot()) if baseline else []
             if remove_lock:
                 self.release()
@@ -607,7 +606,6 @@ class RealNode:
                 _run("ip", "link", "del", link["ifname"], check=False)
         if BRIDGE not in baseline.get("links", []):
             _run("ip", "link", "del", BRIDGE, check=False)
-        drop_new_empty_tables(baseline)
 
 
 def drop_new_empty_tables(baseline: dict) -> None:

@@ -65,10 +65,11 @@ def _resolve(allow: str, kind: str, name: str, answer: str) -> list:
     async def main() -> list:
         resolver = netguard.GuardedResolver(
             netguard.policy(Settings.from_env({"PARAMEDIC_OUTBOUND_ALLOW_CIDRS": allow}), kind), kind)
-        resolver._inner = _Answers(answer)  # type: ignore[assignment]
         return await resolver.resolve(name, 80)
 
-    return asyncio.run(main())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(netguard.aiohttp, "ThreadedResolver", lambda: _Answers(answer))
+        return asyncio.run(main())
 
 
 @pytest.mark.parametrize("kind", [netguard.PROBE, netguard.HOOK])
