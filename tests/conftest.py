@@ -143,6 +143,16 @@ def http_service():
 
 
 @pytest.fixture
+def mail():
+    """An SMTP server on loopback that keeps what it is sent (see `tests.helpers.smtp_env`)."""
+    from tests.helpers import MailSink
+
+    sink = MailSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
 def tenants(kube_client, kubeconfig):
     """Two tenant namespaces, each with a ServiceAccount holding only namespace rights (tests/tenancy.py)."""
     from tests.tenancy import tenants as make

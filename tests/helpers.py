@@ -13,6 +13,7 @@ from pathlib import Path
 
 from devtools.cluster import REPO, free_port
 from devtools.wait import wait_for
+from paramedic.domain.vocabulary import IN_PROGRESS_RESULTS
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -21,6 +22,20 @@ def kubectl_paramedic(kubeconfig: Path | str, namespace: str, *args: str) -> sub
     """The installed `kubectl paramedic` plugin against the test cluster, as the admin."""
     return subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
                            *args], capture_output=True, text=True, timeout=60)
+
+
+def verified(incident: dict) -> bool:
+    """The incident's last remediation attempt has an outcome: it is neither running nor verifying.
+    The probe may resolve an incident before the attempt's verification is written."""
+    attempts = ((incident.get("status") or {}).get("remediation") or {}).get("attempts") or []
+    return bool(attempts) and attempts[-1].get("result") not in (None, *IN_PROGRESS_RESULTS)
+
+
+def smtp_env(port: int) -> dict[str, str]:
+    """The operator's settings for mailing through a `MailSink` on `port`."""
+    return {"PARAMEDIC_SMTP_HOST": "127.0.0.1", "PARAMEDIC_SMTP_PORT": str(port),
+            "PARAMEDIC_SMTP_FROM": "paramedic@example.com", "PARAMEDIC_ADMIN_EMAILS": "admin@example.com",
+            "PARAMEDIC_SMTP_TIMEOUT_SECONDS": "2"}
 
 
 class SwitchableService:

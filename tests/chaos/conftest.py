@@ -18,7 +18,7 @@ import pytest
 from devtools.cluster import DevCluster, apply_crds
 from devtools.proc import find
 from paramedic import kube
-from tests.helpers import MailSink, SwitchableService, WebhookProcess
+from tests.helpers import WebhookProcess
 
 
 @dataclass
@@ -72,20 +72,6 @@ def webhooks(tmp_path):
     yield start
     for proc in started:
         proc.stop()
-
-
-@pytest.fixture
-def mail():
-    sink = MailSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
-def http_service():
-    svc = SwitchableService()
-    yield svc
-    svc.stop()
 
 
 def leftover_processes(marker: str) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from paramedic import kube
 from paramedic.domain.timeutil import micro_iso, utcnow_iso
 from tests.e2e.test_control_plane import deployment
-from tests.helpers import kubectl_paramedic, wait_for
+from tests.helpers import kubectl_paramedic, verified, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -131,8 +131,8 @@ def test_rollback_returns_the_deployment_to_its_previous_revision_and_the_incide
     wait_for(lambda: rolled_out(kube_client, namespace, "cart", IMAGE_1), 90, "rollback rolled out")
     assert dep["metadata"]["annotations"].get("deployment.kubernetes.io/revision") in ("2", "3")
     http_service.set("healthy")
-    inc = wait_for(lambda: (lambda i: i if i["spec"]["state"] == "resolved" else None)(
-        kube_client.get(kube.INCIDENTS, "cart-down-1", namespace)), 60, "resolved")
+    inc = wait_for(lambda: (lambda i: i if i["spec"]["state"] == "resolved" and verified(i) else None)(
+        kube_client.get(kube.INCIDENTS, "cart-down-1", namespace)), 60, "resolved, the attempt verified")
     [att] = inc["status"]["remediation"]["attempts"]
     assert att["action"] == "rollback" and att["result"] == "Succeeded"
     assert att["detail"] == "rollout undo Deployment/cart (to its previous revision)"

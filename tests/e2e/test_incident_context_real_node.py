@@ -17,7 +17,7 @@ import pytest
 from devtools import node as devnode
 from devtools.cluster import IMAGE, image_archive
 from paramedic import kube
-from tests.helpers import kubectl_paramedic, wait_for
+from tests.helpers import kubectl_paramedic, verified, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -114,8 +114,8 @@ def test_a_bad_rollout_is_named_and_rolled_back_and_the_incident_resolves(
 
     # The suggested action, switched on: the rollback restores health and the incident resolves.
     kube_client.patch(kube.MONITORED_SERVICES, "api", {"spec": {"remediation": {"enabled": True}}}, namespace)
-    inc = wait_for(lambda: (lambda i: i if i.get("spec", {}).get("state") == "resolved" else None)(
-        kube_client.get(kube.INCIDENTS, "api-down-1", namespace)), 180, "incident resolved")
+    inc = wait_for(lambda: (lambda i: i if i.get("spec", {}).get("state") == "resolved" and verified(i) else None)(
+        kube_client.get(kube.INCIDENTS, "api-down-1", namespace)), 180, "incident resolved, the attempt verified")
     [attempt] = inc["status"]["remediation"]["attempts"]
     assert attempt["action"] == "rollback" and attempt["result"] == "Succeeded"
     acted = next(e["message"] for e in inc["status"]["timeline"] if e["type"] == "remediation-acted")

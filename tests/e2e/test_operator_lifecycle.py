@@ -9,7 +9,7 @@ import pytest
 from devtools.cluster import free_port
 from paramedic import kube
 from paramedic.domain.timeutil import parse
-from tests.helpers import MailSink, kubectl_paramedic, wait_for
+from tests.helpers import MailSink, kubectl_paramedic, smtp_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -39,13 +39,6 @@ def get(client, ns, name) -> dict:
 cli = kubectl_paramedic
 
 
-@pytest.fixture
-def mail():
-    sink = MailSink().start()
-    yield sink
-    sink.stop()
-
-
 def seconds_between(status: dict, start: str, end: str) -> int:
     """What the operator records for MTTA/MTTR: whole seconds between two of its stamps."""
     return round((parse(status[end]) - parse(status[start])).total_seconds())
@@ -57,22 +50,18 @@ def older_than(client, ns, name, field: str, seconds: float) -> bool:
     return bool(stamp) and (datetime.now(UTC) - parse(stamp)).total_seconds() >= seconds
 
 
-def smtp_env(port: int) -> dict[str, str]:
-    return {"PARAMEDIC_SMTP_HOST": "127.0.0.1", "PARAMEDIC_SMTP_PORT": str(port),
-            "PARAMEDIC_SMTP_FROM": "paramedic@example.com", "PARAMEDIC_ADMIN_EMAILS": "admin@example.com",
-            "PARAMEDIC_SMTP_TIMEOUT_SECONDS": "2"}
-
-
 def test_lifecycle_assignment_mtta_mttr_and_mail(kube_client, namespace, operator_factory, mail, kubeconfig):
     kube_client.create(kube.ONCALL_SCHEDULES, schedule(), namespace)
     kube_client.create(kube.MONITORED_SERVICES, service(), namespace)
     operator_factory(namespace, env=smtp_env(mail.port))
     kube_client.create(kube.INCIDENTS, incident("inc-1"), namespace)
 
-    inc = wait_for(lambda: (lambda i: i if i["spec"].get("assignee") else None)(get(kube_client, namespace, "inc-1")),
-                   30, "assignment")
+    # The assignee goes into spec, then the rest into status: two writes, so wait for the second.
+    inc = wait_for(lambda: (lambda i: i if i["spec"].get("assignee") and (i.get("status") or {}).get("assignee")
+                            else None)(get(kube_client, namespace, "inc-1")), 30, "assignment")
     assert inc["spec"]["assignee"] == "alice@example.com"
     status = inc["status"]
+    assert status["assignee"] == "alice@example.com"
     assert status["team"] == "payments" and status["sla"]["acknowledgeMinutes"] == 15
     assert status["sla"]["resolveMinutes"] == 240
     opened = wait_for(lambda: [m for m in mail.messages if "opened" in m["subject"].lower()], 30, "opened e-mail")
