@@ -61,7 +61,8 @@ class IncidentReconciler:
             dashboard_url=s.dashboard_url, console_url=s.console_url, smtp_configured=bool(s.smtp_host),
             slack_configured=s.has_secret("slack_webhook_url"),
             webhook_configured=s.has_secret("notify_webhook_url"),
-            evidence_enabled=s.evidence_enabled, evidence_refresh_seconds=s.evidence_refresh_seconds)
+            evidence_enabled=s.evidence_enabled, evidence_refresh_seconds=s.evidence_refresh_seconds,
+            evidence_wait_seconds=s.notify_evidence_wait_seconds)
         self.evidence_slots = asyncio.Semaphore(max(1, s.evidence_concurrency))
 
     # --- reads --------------------------------------------------------------------------

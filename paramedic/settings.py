@@ -130,6 +130,8 @@ class Settings(BaseSettings):
                                             "when many incidents open together)")
     # --- Notifications --------------------------------------------------------
     admin_emails: list[str] = _setting([], "Comma-separated admins mailed about every incident")
+    notify_evidence_wait_seconds: int = _setting(10, "How long an incident's first notification waits for its "
+                                                     "first evidence, so it names probable causes (0: no wait)")
     smtp_host: str = _setting("", "SMTP server; empty disables e-mail")
     smtp_port: int = _setting(25, "SMTP port")
     smtp_security: str = _setting("none", "none | starttls | tls")

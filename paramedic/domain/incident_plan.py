@@ -55,6 +55,8 @@ class PlanSettings:
     evidence_enabled: bool = True
     evidence_refresh_seconds: int = 60
     """How often an active incident's evidence is gathered again (the bound on its API cost)."""
+    evidence_wait_seconds: int = 10
+    """How long the "opened" notification waits for the first evidence, so it carries probable causes."""
 
 
 @dataclass(frozen=True)
@@ -436,6 +438,8 @@ class _Planner:
                 if entry.get("result") == "retrying":
                     plan.wake_at(parse_or_none(entry.get("nextAttemptAt")))
                 continue
+            if pending and entry.get("event") == "opened" and self._awaiting_first_evidence(entry):
+                continue
             view = {**self.inc, "status": plan.status}
             n = nr.notification_from_incident(view, entry["event"], entry.get("detail", ""),
                                               entry.get("recipients") or [], self.settings.dashboard_url,
@@ -443,6 +447,21 @@ class _Planner:
             plan.deliveries.append(Delivery(entry["key"], entry.get("channel", ""), n,
                                             None if pending else frozenset({entry["channel"]}),
                                             hooks.get("slackWebhookURL", ""), hooks.get("webhookURL", "")))
+
+    def _awaiting_first_evidence(self, entry: Mapping[str, Any]) -> bool:
+        """Whether the "opened" notification still waits for the incident's first evidence (then
+        it names probable causes). It waits a bounded time: the page matters more than its hints.
+        The wait is from the entry's time in status, so a restarted operator keeps the same bound."""
+        plan, now = self.plan, self.now
+        if not (self.settings.evidence_enabled and self.settings.evidence_wait_seconds > 0 and self.svc is not None):
+            return False
+        if (plan.status.get("evidence") or {}).get("gatheredAt"):
+            return False
+        deadline = (parse_or_none(entry.get("time")) or now) + timedelta(seconds=self.settings.evidence_wait_seconds)
+        if now >= deadline:
+            return False
+        plan.wake_at(deadline)
+        return True
 
     def _record_deliveries(self) -> None:
         plan = self.plan

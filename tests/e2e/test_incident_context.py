@@ -12,7 +12,7 @@ import pytest
 from paramedic import kube
 from paramedic.domain.timeutil import micro_iso, utcnow_iso
 from tests.e2e.test_control_plane import deployment
-from tests.helpers import kubectl_paramedic, verified, wait_for
+from tests.helpers import kubectl_paramedic, smtp_env, verified, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -88,6 +88,28 @@ def test_evidence_names_the_rollout_change_pods_events_and_nodes_and_is_refreshe
     assert f"rollout 2 (current) at {current['time']}: image app: {IMAGE_1} → {IMAGE_2}; env app: +POOL_SIZE" \
         in out.stdout
     assert "Unhealthy (x1): Readiness probe failed: HTTP 503" in out.stdout
+
+
+def test_the_first_page_names_the_probable_cause(kube_client, namespace, operator_factory, mail):
+    # Pods no node can take: the real scheduler says so, and that is the probable cause.
+    stuck = deployment("stuck", replicas=1)
+    stuck["spec"]["template"]["spec"]["nodeSelector"] = {"paramedic.dev/no-such-label": "anywhere"}
+    kube_client.create(kube.DEPLOYMENTS, stuck, namespace)
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "stuck"}, "spec": {
+        "target": {"kind": "Deployment", "name": "stuck"}, "remediation": {"enabled": False}}}, namespace)
+    wait_for(lambda: any(c.get("reason") == "Unschedulable"
+                         for p in kube_client.list(kube.PODS, namespace, labels={"app": "stuck"})
+                         for c in (p.get("status") or {}).get("conditions") or []), 60, "the pod unschedulable")
+    operator_factory(namespace, env=smtp_env(mail.port))
+    kube_client.create(kube.INCIDENTS, {"metadata": {"name": "stuck-down"}, "spec": {
+        "service": "stuck", "severity": "high", "title": "stuck is down"}}, namespace)
+
+    # One "opened" mail, sent once the first evidence was in: it names the cause.
+    opened = wait_for(lambda: [m for m in mail.messages if "opened" in m["subject"].lower()], 60, "opened e-mail")
+    assert len(opened) == 1
+    assert "pods cannot be scheduled" in opened[0]["text"] and "pods cannot be scheduled" in opened[0]["html"]
+    inc = kube_client.get(kube.INCIDENTS, "stuck-down", namespace)
+    assert inc["status"]["hints"][0]["rule"] == "unschedulable"
 
 
 def test_a_missing_target_is_recorded_as_the_reason_and_no_hint(kube_client, namespace, operator_factory):

@@ -79,3 +79,55 @@ def test_a_failed_gathering_keeps_the_last_evidence_and_says_why():
     assert p.taken_evidence and p.patch["evidence"]["error"] == "RuntimeError: API down"
     assert p.patch["evidence"]["containers"] == [CRASHING] and p.patch["evidence"]["gatheredAt"] == iso(NOW)
     assert "hints" not in p.patch
+
+
+# --- the "opened" notification waits (a bounded time) for the first evidence ----------------------
+
+def opened_pending(at=NOW) -> dict:
+    return {"key": "opened", "event": "opened", "detail": "checkout down", "channel": "pending",
+            "recipients": ["admin@example.com"], "time": iso(at), "result": "pending", "attempts": 0}
+
+
+def test_a_new_incident_queues_its_page_but_holds_it_for_the_first_evidence():
+    p = plan(incident(observed=None), service(), None, Effects(), SETTINGS, NOW)
+    assert [n["event"] for n in p.patch["notifications"]] == ["opened"] and p.gather_evidence
+    assert p.deliveries == []
+    assert p.seconds_until_wake(NOW) <= SETTINGS.evidence_wait_seconds + 0.1
+
+
+def test_the_page_goes_out_with_the_probable_causes_once_the_evidence_is_in():
+    p = plan(incident(notifications=[opened_pending()]), service(), None, Effects(evidence=gathered()), SETTINGS,
+             NOW + timedelta(seconds=2))
+    [delivery] = p.deliveries
+    assert delivery.key == "opened" and delivery.notification.hints
+    assert "image app: shop/api:1.4 → shop/api:1.5" in delivery.notification.hints[0]
+
+
+def test_a_failed_gathering_releases_the_page_too():
+    p = plan(incident(notifications=[opened_pending()]), service(), None, Effects(evidence=RuntimeError("API down")),
+             SETTINGS, NOW + timedelta(seconds=2))
+    assert [d.key for d in p.deliveries] == ["opened"] and not p.deliveries[0].notification.hints
+
+
+def test_the_page_waits_no_longer_than_the_bound():
+    held = incident(notifications=[opened_pending()])
+    just_before = NOW + timedelta(seconds=SETTINGS.evidence_wait_seconds - 1)
+    assert plan(held, service(), None, Effects(evidence_running=True), SETTINGS, just_before).deliveries == []
+    at_bound = NOW + timedelta(seconds=SETTINGS.evidence_wait_seconds)
+    assert [d.key for d in plan(held, service(), None, Effects(evidence_running=True), SETTINGS,
+                                at_bound).deliveries] == ["opened"]
+
+
+def test_the_page_does_not_wait_when_no_evidence_will_come_or_the_wait_is_off():
+    held = incident(notifications=[opened_pending()])
+    off = PlanSettings(**{**SETTINGS.__dict__, "evidence_enabled": False})
+    no_wait = PlanSettings(**{**SETTINGS.__dict__, "evidence_wait_seconds": 0})
+    assert [d.key for d in plan(held, None, None, Effects(), SETTINGS, NOW).deliveries] == ["opened"]
+    assert [d.key for d in plan(held, service(), None, Effects(), off, NOW).deliveries] == ["opened"]
+    assert [d.key for d in plan(held, service(), None, Effects(), no_wait, NOW).deliveries] == ["opened"]
+
+
+def test_only_the_first_page_waits():
+    later = {**opened_pending(), "key": "escalated-1", "event": "escalated"}
+    p = plan(incident(notifications=[later]), service(), None, Effects(), SETTINGS, NOW)
+    assert [d.key for d in p.deliveries] == ["escalated-1"]

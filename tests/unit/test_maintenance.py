@@ -105,4 +105,5 @@ def test_an_incident_opened_in_maintenance_is_marked_not_paged_and_not_remediate
 
 def test_outside_maintenance_nothing_changes():
     p = plan(incident(observed=None), service(), None, Effects(), SETTINGS, NOW)
-    assert "maintenance" not in p.patch and p.deliveries
+    # Paged: the "opened" notification is queued (it is sent once the first evidence is in).
+    assert "maintenance" not in p.patch and [n["event"] for n in p.patch["notifications"]] == ["opened"]
