@@ -8,6 +8,10 @@ first has `status.evidence` and `status.hints` (the FailedScheduling event gives
 `unschedulable` hint). Figures: API requests per incident by resource (the operator's own
 `paramedic_kube_api_requests_total`, less what it spends without evidence: a GET of each
 service's target), and the time from the operator's start to the first hint, p50/p99/max.
+The operator mails through a loopback SMTP server: the time to each "opened" page, which
+waits for the first evidence at most PARAMEDIC_NOTIFY_EVIDENCE_WAIT_SECONDS (10 s), and how
+many pages name the probable cause. The pages' floor: the same storm again, in a fresh
+namespace with a fresh operator, its pages sent without waiting (the setting at 0).
 
 The floor: the same reads per incident (GET the Deployment, LIST its ReplicaSets, LIST its
 pods, LIST the namespace's Warning Events, GET its node) made by a plain script with as many
@@ -18,8 +22,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
+from devtools.mail import MailSink
 from paramedic import kube
 from paramedic.domain.timeutil import micro_iso, utcnow_iso
 
@@ -74,11 +81,28 @@ def floor(client: kube.KubeClient, ns: str, targets: list[str], n_incidents: int
     return time.monotonic() - started, sent[0]
 
 
-def run(ctx: Context, result: Result) -> None:
-    n_targets = 20 if ctx.quick else 100
+@dataclass
+class Round:
+    """One storm: its namespace and targets, the operator, and when each thing was first seen."""
+
+    ns: str
+    targets: list[str]
+    op: Operator
+    evidence: FirstSeen
+    hinted: FirstSeen
+    pages: list[tuple[float, bool]]
+    """(arrival, names the probable cause) of each "opened" mail."""
+
+    def since_start(self, times: Iterable[float]) -> list[float]:
+        return sorted(t - self.op.started_at for t in times)
+
+
+def storm(ctx: Context, prefix: str, n_targets: int, env: dict[str, str]) -> Round:
+    """The Deployments, their Warning Events, services and open incidents, then one operator: until
+    every incident has a hint and a page."""
     n_inc = n_targets * PER_TARGET
     client = ctx.client
-    ns = ctx.namespace("bench-evidence")
+    ns = ctx.namespace(prefix)
     targets = [f"app-{i:03d}" for i in range(n_targets)]
     create_all(client, kube.DEPLOYMENTS, ns, [deployment(t) for t in targets])
 
@@ -105,7 +129,7 @@ def run(ctx: Context, result: Result) -> None:
         "service": f"svc-{i:04d}", "severity": "high", "title": "down after the outage"}} for i in range(n_inc)]
     create_all(client, kube.MONITORED_SERVICES, ns, services, threads=48)
     create_all(client, kube.INCIDENTS, ns, incidents, threads=48)
-    log(f"created {n_targets} Deployments, {n_inc} MonitoredServices and {n_inc} Incidents")
+    log(f"created {n_targets} Deployments, {n_inc} MonitoredServices and {n_inc} Incidents in {ns}")
 
     evidence = FirstSeen(lambda o: bool(((o.get("status") or {}).get("evidence") or {}).get("gatheredAt")))
     hinted = FirstSeen(lambda o: bool((o.get("status") or {}).get("hints")))
@@ -117,35 +141,61 @@ def run(ctx: Context, result: Result) -> None:
     watch = Watcher(ctx.conn, kube.INCIDENTS, ns, both).start()
     ctx.on_close(watch.stop)
     watch.synced.wait(60)
-    op = Operator(ctx, [ns], cpus=None, env={"PARAMEDIC_EVIDENCE_REFRESH_SECONDS": "3600",
-                                             "PARAMEDIC_EVIDENCE_CONCURRENCY": str(CONCURRENCY)})
+    pages: list[tuple[float, bool]] = []
+    mail = MailSink()
+    mail.on_message = lambda m: pages.append((time.monotonic(), "cannot be scheduled" in m["text"]))
+    mail.start()
+    ctx.on_close(mail.stop)
+    op = Operator(ctx, [ns], cpus=None, env={
+        "PARAMEDIC_EVIDENCE_REFRESH_SECONDS": "3600", "PARAMEDIC_EVIDENCE_CONCURRENCY": str(CONCURRENCY),
+        "PARAMEDIC_SMTP_HOST": "127.0.0.1", "PARAMEDIC_SMTP_PORT": str(mail.port),
+        "PARAMEDIC_ADMIN_EMAILS": "oncall@example.com", **env})
     op.start()
-    t0 = op.started_at
-    deadline = t0 + (120 if ctx.quick else 300)
-    while time.monotonic() < deadline and len(hinted.first) < n_inc:
+    deadline = op.started_at + (120 if ctx.quick else 300)
+    while time.monotonic() < deadline and (len(hinted.first) < n_inc or len(pages) < n_inc):
         if not op.alive():
             raise RuntimeError(f"operator exited:\n{op.tail()}")
         time.sleep(0.5)
-    if len(hinted.first) < n_inc:
-        raise RuntimeError(f"only {len(hinted.first)} of {n_inc} incidents got a hint in time")
+    if len(hinted.first) < n_inc or len(pages) < n_inc:
+        raise RuntimeError(f"only {len(hinted.first)} of {n_inc} incidents got a hint and {len(pages)} a page in time")
+    return Round(ns, targets, op, evidence, hinted, pages)
+
+
+def page_figures(result: Result, label: str, r: Round) -> None:
+    to_page = r.since_start(t for t, _ in r.pages)
+    result.figure(f"{label} p50 (s)", round(percentile(to_page, 50), 2))
+    result.figure(f"{label} p99 (s)", round(percentile(to_page, 99), 2))
+    result.figure(f"{label} max (s)", round(to_page[-1], 2))
+    result.figure(f"{label}: pages naming the probable cause", f"{sum(1 for _, named in r.pages if named)}/{len(r.pages)}")
+
+
+def run(ctx: Context, result: Result) -> None:
+    n_targets = 20 if ctx.quick else 100
+    n_inc = n_targets * PER_TARGET
+    r = storm(ctx, "bench-evidence", n_targets, {})
     time.sleep(3)  # let counters settle (no more gatherings are due: refresh is an hour)
-    counts = requests_by_resource(op)
+    counts = requests_by_resource(r.op)
     # Reads only: the operator also POSTs Events (IncidentOpened), which are not evidence.
     spent = {k: v for k, v in counts.items() if k.startswith("GET ") and k.split(" ")[1] in EVIDENCE_RESOURCES}
     # Without evidence the operator still GETs each service's target once (its Ready condition).
     spent["GET deployments"] = spent.get("GET deployments", 0) - n_inc
     total = sum(spent.values())
-    to_hint = sorted(t - t0 for t in hinted.first.values())
-    to_evidence = sorted(t - t0 for t in evidence.first.values())
+    to_hint = r.since_start(r.hinted.first.values())
+    to_evidence = r.since_start(r.evidence.first.values())
     result.figure("incidents", n_inc)
     result.figure("evidence requests per incident", round(total / n_inc, 2))
     result.figure("evidence requests by kind", ", ".join(f"{k} {v:,.0f}" for k, v in sorted(spent.items())))
-    result.figure("operator requests, all", api_requests(op))
+    result.figure("operator requests, all", api_requests(r.op))
     result.figure("time to first hint p50 (s)", round(percentile(to_hint, 50), 2))
     result.figure("time to first hint p99 (s)", round(percentile(to_hint, 99), 2))
     result.figure("time to first hint max (s)", round(to_hint[-1], 2))
     result.figure("time to all evidence (s)", round(to_evidence[-1], 2))
-    took, sent = floor(client, ns, targets, n_inc)
+    page_figures(result, "time to page", r)
+    took, sent = floor(ctx.client, r.ns, r.targets, n_inc)
     result.figure("floor: requests per incident", round(sent / n_inc, 2))
     result.figure("floor: same reads for all incidents (s)", round(took, 2))
     result.check("evidence requests per incident", total / n_inc, "<=", 6)
+    # The pages' floor: the same storm in a fresh namespace, the pages sent without waiting.
+    r.op.stop()
+    page_figures(result, "floor: time to page without waiting", storm(
+        ctx, "bench-evidence-nowait", n_targets, {"PARAMEDIC_NOTIFY_EVIDENCE_WAIT_SECONDS": "0"}))

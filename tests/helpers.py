@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from devtools.cluster import REPO, free_port
+from devtools.mail import MailSink  # noqa: F401 (the tests' mail server)
 from devtools.wait import wait_for
 from paramedic.domain.vocabulary import IN_PROGRESS_RESULTS
 
@@ -144,40 +145,6 @@ class OperatorProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-class MailSink:
-    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
-
-    def __init__(self, port: int | None = None) -> None:
-        from email import message_from_bytes, policy
-
-        from aiosmtpd.controller import Controller
-
-        sink = self
-        self.port = port or free_port()
-        self.messages: list[dict] = []
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802
-                msg = message_from_bytes(envelope.content, policy=policy.default)
-                parts = {p.get_content_type(): p.get_content() for p in msg.walk() if not p.is_multipart()}
-                sink.messages.append({"to": list(envelope.rcpt_tos), "subject": str(msg["Subject"]),
-                                      "text": parts.get("text/plain", ""), "html": parts.get("text/html", ""),
-                                      "raw": envelope.original_content or envelope.content})
-                return "250 OK"
-
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-
-    def start(self) -> MailSink:
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        self._controller.stop()
-
-    def subjects(self) -> list[str]:
-        return [m["subject"] for m in self.messages]
 
 
 class WebhookProcess:
