@@ -422,17 +422,21 @@ def can(client: kube.KubeClient, verb: str, res: kube.Resource, namespace: str, 
 
 
 def list_visible(client: kube.KubeClient, res: kube.Resource, hint: list[str],
-                 not_older_than: str = "") -> tuple[list[dict], list[str], list[str] | None]:
+                 not_older_than: str = "", scope_only: bool = False) -> tuple[list[dict], list[str], list[str] | None]:
     """Every object of `res` the person may list: across the cluster when allowed, else in each
     namespace they may list (all namespaces' names if they may read those, plus the ones they
     named at sign-in and their ServiceAccount's). Served by the watch cache (cheap; new objects
     show up within a moment). Returns (items, namespaces refused, the scope listed: None for
-    cluster-wide, else the namespaces). After a write of the person's, no older than it."""
+    cluster-wide, else the namespaces). After a write of the person's, no older than it.
+    `scope_only`: the same walk with LISTs of one item, to check the scope without its items."""
     floor = kube.ReadFloor()
     floor.see({"metadata": {"resourceVersion": not_older_than}})
     cached = not not_older_than
 
     def list_in(ns: str | None) -> list[dict]:
+        if scope_only:
+            client.list_first(res, ns)
+            return []
         return client.list(res, ns, cached=cached, floor=None if cached else floor)
     try:
         return list_in(None), [], None

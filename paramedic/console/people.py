@@ -9,8 +9,9 @@ for another. A person idle for IDLE_SECONDS is forgotten (watches stopped, clien
 at most MAX_PEOPLE are kept (the least recently seen goes first). A watch that fails (the
 token expired, rights removed) makes the cache stale, and reads go to the API server again,
 which then says no. Rights removed take effect for reads within SCOPE_SECONDS: memory answers
-only that long after the person's last LIST, then the API server is asked again, as them.
-Writes always go to the API server as the person.
+only that long after the person's scope was last checked. Then the API server is asked again,
+as them, with LISTs of one item: the same scope keeps memory answering, a changed one (rights
+removed or given) LISTs everything again. Writes always go to the API server as the person.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from paramedic import kube
 from paramedic.informer import Informer
@@ -34,10 +35,12 @@ NAME_SECONDS = 60.0
 SCOPE_SECONDS = 60.0
 """How long the namespaces a person may list are reused before being worked out again."""
 
-Lister = Callable[[kube.KubeClient, kube.Resource, list[str], str],
-                  tuple[list[dict], list[str], list[str] | None]]
-"""(client, resource, namespace hint, not older than this resourceVersion) ->
-(items, namespaces refused, scope: None = cluster-wide, else namespaces)."""
+class Lister(Protocol):
+    def __call__(self, client: kube.KubeClient, res: kube.Resource, hint: list[str], not_older_than: str = "",
+                 scope_only: bool = False) -> tuple[list[dict], list[str], list[str] | None]:
+        """(items, namespaces refused, scope: None = cluster-wide, else namespaces) of what the
+        person may list, no older than `not_older_than`; with `scope_only`, no items: only the scope."""
+        ...
 
 
 @dataclass
@@ -124,14 +127,24 @@ def visible(person: Person, res: kube.Resource, hint: list[str], lister: Lister,
     wrote = person.wrote.get(res.plural, "")
     with person.lock:
         scope = person.scopes.get(res.plural)
-    if scope is not None and now - scope[0] < SCOPE_SECONDS:
+    if scope is not None:
         informers = [person.informers.get((res.plural, ns)) for ns in _namespaces(scope[1])]
         if informers and all(i is not None and i.fresh and i.seen(wrote) for i in informers):
-            items: list[Any] = []
-            for informer in informers:
-                assert informer is not None
-                items += informer.view(build) if build is not None else informer.items()
-            return items, scope[2]
+            if now - scope[0] >= SCOPE_SECONDS:
+                # Time to check the person's rights again: a cheap walk, then memory if nothing changed.
+                _, denied, namespaces = lister(person.client, res, hint, wrote, scope_only=True)
+                fresh = namespaces == scope[1]
+                if fresh:
+                    with person.lock:
+                        person.scopes[res.plural] = scope = (now, namespaces, denied)
+            else:
+                fresh = True
+            if fresh:
+                items: list[Any] = []
+                for informer in informers:
+                    assert informer is not None
+                    items += informer.view(build) if build is not None else informer.items()
+                return items, scope[2]
     items, denied, namespaces = lister(person.client, res, hint, wrote)
     with person.lock:
         person.scopes[res.plural] = (now, namespaces, denied)

@@ -285,3 +285,24 @@ def test_incident_context_is_shown_escaped_and_people_comment_in_their_own_name(
     services = web.get("/services").get_data(as_text=True)
     assert "maintenance" in services and "until 2099-01-01T00:00:00Z: DB upgrade" in services
     assert "Runbook (2 steps)" in services and "Look at the pool" in services
+
+
+def test_the_scope_check_finds_the_same_scope_as_the_full_list_and_lists_no_items(kube_client, tenants):
+    """Once a minute the console checks a person's rights with LISTs of one item: the real API
+    server must give that walk the same answer as the full one."""
+    from paramedic.console.app import list_visible
+
+    a, b = tenants
+    for _ in range(3):
+        make_incident(kube_client, a.namespace, "scope check")
+    client = a.client()
+    try:
+        items, denied, scope = list_visible(client, kube.INCIDENTS, [a.namespace, b.namespace])
+        assert len(items) == 3 and (denied, scope) == ([b.namespace], [a.namespace])
+        assert list_visible(client, kube.INCIDENTS, [a.namespace, b.namespace], scope_only=True) == (
+            [], [b.namespace], [a.namespace])
+        assert len(client.list_first(kube.INCIDENTS, a.namespace)) == 1
+    finally:
+        client.close()
+    # The cluster admin may list everywhere: one request, cluster-wide.
+    assert list_visible(kube_client, kube.INCIDENTS, [], scope_only=True) == ([], [], None)

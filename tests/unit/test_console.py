@@ -212,7 +212,7 @@ def test_visible_reads_memory_only_when_fresh_and_not_older_than_the_persons_wri
 
     calls = []
 
-    def lister(client, res, hint, not_older_than):
+    def lister(client, res, hint, not_older_than, scope_only=False):
         calls.append(not_older_than)
         return [{"metadata": {"name": "x"}}], [], ["ns"]
 
@@ -258,16 +258,19 @@ def test_browser_tests_skip_without_chromium_locally_and_fail_in_ci(monkeypatch)
 
 
 def test_visible_asks_the_api_server_again_after_scope_seconds_so_removed_rights_show(monkeypatch):
-    """Memory answers for SCOPE_SECONDS after the person's last LIST; then the API server is asked
-    again, as them, and its refusal is what the page shows."""
+    """Memory answers for SCOPE_SECONDS after the person's scope was checked; then the API server
+    is asked again, as them: the same scope keeps memory answering, and only a cheap scope check
+    was made; a refusal is what the page shows."""
     from paramedic import kube
     from paramedic.console import people as pp
 
     allowed = {"yes": True}
+    calls: list[str] = []
 
-    def lister(client, res, hint, not_older_than):
+    def lister(client, res, hint, not_older_than, scope_only=False):
+        calls.append("scope" if scope_only else "list")
         if allowed["yes"]:
-            return [{"metadata": {"name": "x"}}], [], ["ns"]
+            return ([] if scope_only else [{"metadata": {"name": "x"}}]), [], ["ns"]
         return [], ["ns"], []
 
     class FakeInformer:
@@ -290,8 +293,17 @@ def test_visible_asks_the_api_server_again_after_scope_seconds_so_removed_rights
     monkeypatch.setattr(pp, "Informer", FakeInformer)
     person = pp.Person(client=None)
     assert pp.visible(person, kube.INCIDENTS, [], lister) == ([{"metadata": {"name": "x"}}], [])
-    allowed["yes"] = False  # the person's RoleBinding is deleted
+    assert calls == ["list"]
+    # Rights unchanged after SCOPE_SECONDS: a scope check, and memory answers for another period.
+    clock["now"] += pp.SCOPE_SECONDS
+    assert pp.visible(person, kube.INCIDENTS, [], lister)[0] == [{"metadata": {"name": "from-memory"}}]
+    assert calls == ["list", "scope"]
     clock["now"] += pp.SCOPE_SECONDS - 1
     assert pp.visible(person, kube.INCIDENTS, [], lister)[0] == [{"metadata": {"name": "from-memory"}}]
+    assert calls == ["list", "scope"]
+    allowed["yes"] = False  # the person's RoleBinding is deleted
+    assert pp.visible(person, kube.INCIDENTS, [], lister)[0] == [{"metadata": {"name": "from-memory"}}]
     clock["now"] += 1
+    # The scope check finds the scope changed: everything is listed again, and refused.
     assert pp.visible(person, kube.INCIDENTS, [], lister) == ([], ["ns"])
+    assert calls == ["list", "scope", "scope", "list"]
