@@ -339,6 +339,11 @@ class KubeClient:
         except NotFound:
             return None
 
+    def list_first(self, res: Resource, namespace: str | None = None) -> list[dict]:
+        """At most one item (a LIST with limit=1): as much a check of the right to list as a
+        whole LIST, at a fraction of its cost."""
+        return list(self.request("GET", res.path(namespace), params={"limit": "1"}).get("items") or [])
+
     def list(self, res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
              field_selector: str | None = None, cached: bool = False, floor: ReadFloor | None = None) -> list[dict]:
         """All items; `cached` serves from the API server's watch cache (resourceVersion=0), cheap but may lag;
@@ -351,11 +356,6 @@ class KubeClient:
             if not cont:
                 return items
             params = _next_page(params, cont)
-
-    def list_first(self, res: Resource, namespace: str | None = None) -> list[dict]:
-        """At most one item (a LIST with limit=1): as much a check of the right to list as a
-        whole LIST, at a fraction of its cost."""
-        return list(self.request("GET", res.path(namespace), params={"limit": "1"}).get("items") or [])
 
     def watch(self, res: Resource, namespace: str | None, resource_version: str,
               timeout_seconds: int) -> Iterable[dict]:
