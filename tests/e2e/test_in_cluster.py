@@ -117,9 +117,16 @@ def heal_through_the_receiver(client: kube.KubeClient, run_kubectl, app_ns: str,
     wait_for(lambda: (client.get(kube.PODS, "fire", app_ns).get("status") or {}).get("phase") == "Succeeded",
              120, "the in-cluster alert post to succeed")
     assert run_kubectl("logs", "-n", app_ns, "fire").stdout.strip() == "200"
-    [inc] = wait_for(lambda: client.list(kube.INCIDENTS, app_ns), 60, "the incident")
+    # Exactly one incident records the alert. The probe may open another when it finds checkout
+    # slow or failing on this loaded machine (CI once listed two incidents here); had the probe's
+    # come first, the alert would have joined it.
+    holding = wait_for(lambda: [i for i in client.list(kube.INCIDENTS, app_ns)
+                                if (i.get("status") or {}).get("alerts")], 60, "the incident recording the alert")
+    assert len(holding) == 1, [(i["metadata"]["name"], i["spec"].get("source"))
+                               for i in client.list(kube.INCIDENTS, app_ns)]
+    [inc] = holding
     name = inc["metadata"]["name"]
-    assert inc["spec"]["managed"] is True and inc["spec"]["source"] == "alertmanager"
+    assert inc["spec"]["managed"] is True and inc["status"]["alerts"][0]["alertname"] == "CheckoutDown"
 
     wait_for(lambda: (client.get(kube.DEPLOYMENTS, "checkout", app_ns)["spec"]["template"]["metadata"]
                       .get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"), 120, "the rollout restart")
