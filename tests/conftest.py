@@ -145,7 +145,7 @@ def http_service():
 @pytest.fixture
 def mail():
     """An SMTP server on loopback that keeps what it is sent (see `tests.helpers.smtp_env`)."""
-    from tests.helpers import MailSink
+    from devtools.mail import MailSink
 
     sink = MailSink().start()
     yield sink

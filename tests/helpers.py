@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from devtools.cluster import REPO, free_port
-from devtools.mail import MailSink  # noqa: F401 (the tests' mail server)
 from devtools.wait import wait_for
 from paramedic.domain.vocabulary import IN_PROGRESS_RESULTS
 

@@ -127,24 +127,22 @@ def visible(person: Person, res: kube.Resource, hint: list[str], lister: Lister,
     wrote = person.wrote.get(res.plural, "")
     with person.lock:
         scope = person.scopes.get(res.plural)
-    if scope is not None:
-        informers = [person.informers.get((res.plural, ns)) for ns in _namespaces(scope[1])]
-        if informers and all(i is not None and i.fresh and i.seen(wrote) for i in informers):
-            if now - scope[0] >= SCOPE_SECONDS:
-                # Time to check the person's rights again: a cheap walk, then memory if nothing changed.
-                _, denied, namespaces = lister(person.client, res, hint, wrote, scope_only=True)
-                fresh = namespaces == scope[1]
-                if fresh:
-                    with person.lock:
-                        person.scopes[res.plural] = scope = (now, namespaces, denied)
+    informers = [person.informers.get((res.plural, ns)) for ns in _namespaces(scope[1])] if scope else []
+    if scope and informers and all(i is not None and i.fresh and i.seen(wrote) for i in informers):
+        if now - scope[0] >= SCOPE_SECONDS:
+            # Time to check the person's rights again: a cheap walk; memory again only if nothing changed.
+            _, denied, namespaces = lister(person.client, res, hint, wrote, scope_only=True)
+            if namespaces == scope[1]:
+                with person.lock:
+                    person.scopes[res.plural] = scope = (now, namespaces, denied)
             else:
-                fresh = True
-            if fresh:
-                items: list[Any] = []
-                for informer in informers:
-                    assert informer is not None
-                    items += informer.view(build) if build is not None else informer.items()
-                return items, scope[2]
+                informers = []
+        if informers:
+            items: list[Any] = []
+            for informer in informers:
+                assert informer is not None
+                items += informer.view(build) if build is not None else informer.items()
+            return items, scope[2]
     items, denied, namespaces = lister(person.client, res, hint, wrote)
     with person.lock:
         person.scopes[res.plural] = (now, namespaces, denied)

@@ -9,13 +9,14 @@ from datetime import timedelta
 
 import pytest
 
+from devtools.mail import MailSink
 from paramedic import kube
 from paramedic.domain.maintenance import window_for
 from paramedic.domain.timeutil import parse_or_none, utcnow
 from tests.e2e.test_control_plane import deployment
 from tests.e2e.test_operator_lifecycle import schedule
 from tests.e2e.test_webhook import TOKEN, am_alert, am_payload, http, post, receiver, resolved  # noqa: F401 (fixtures below)  # noqa: F401
-from tests.helpers import MailSink, smtp_env, wait_for
+from tests.helpers import smtp_env, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import pytest
 
 from devtools.cluster import free_port
+from devtools.mail import MailSink
 from paramedic import kube
 from paramedic.domain.timeutil import parse
-from tests.helpers import MailSink, kubectl_paramedic, smtp_env, wait_for
+from tests.helpers import kubectl_paramedic, smtp_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
