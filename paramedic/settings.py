@@ -150,11 +150,16 @@ class Settings(BaseSettings):
     # --- Web console ------------------------------------------------------------
     console_url: str = _setting("", "Public base URL of the web console; notifications link to the incident's page")
     console_bind: str = _setting("0.0.0.0:8443", "HOST:PORT the web console listens on (`paramedic-console --bind`)")
-    console_session_key_file: str = _setting("", "File holding the key that signs and encrypts the console's session "
-                                                 "cookies (share it between replicas); empty: a random key per process")
+    console_session_key_file: str = _setting("", "File holding the key that signs the console's session cookies and "
+                                                 "seals the tokens its sessions keep (share it between replicas); "
+                                                 "empty: a random key per process")
     console_tls_cert_file: str = _setting("", "PEM certificate the console serves TLS with (cookies then Secure); "
                                               "empty: plain HTTP behind a TLS-terminating proxy")
     console_tls_key_file: str = _setting("", "PEM private key of console_tls_cert_file")
+    console_insecure_http: bool = _setting(False, "Serve the console over plain HTTP: its session cookie is then not "
+                                                  "`Secure` (loopback development only); false: always `Secure`")
+    console_session_seconds: int = _setting(43200, "Longest a console sign-in lasts (a token that expires sooner ends "
+                                                   "it sooner); sessions are Secrets in Paramedic's namespace")
     # --- Logging ----------------------------------------------------------------
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING, ERROR")
 
@@ -200,7 +205,7 @@ class Settings(BaseSettings):
         if self.smtp_security not in ("none", "starttls", "tls"):
             raise SettingsError(f"PARAMEDIC_SMTP_SECURITY must be none, starttls or tls, not {self.smtp_security!r}")
         for name in ("workers", "timeline_limit", "probe_concurrency", "webhook_max_body_bytes",
-                     "webhook_max_alerts", "webhook_workers", "webhook_threads"):
+                     "webhook_max_alerts", "webhook_workers", "webhook_threads", "console_session_seconds"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"PARAMEDIC_{name.upper()} must be at least 1")
         if self.retention_days < 0:
