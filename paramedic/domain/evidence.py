@@ -9,7 +9,8 @@ into a count; restarts are a count too).
 Each item carries a `ref` (the name hints cite it by) and a `time`:
 
 - rollouts: `rollout/<revision>` — when the revision was created, and its pod template
-  change from the revision before (image, command, args, env names, resources);
+  change from the revision before (image, command and args as flag names and counts, env
+  names, resources: never a value of args or env);
 - containers: `pod/<pod>/<container>` — when its current or last state began/ended;
 - events: `event/<name>` — when it was last seen;
 - nodes: `node/<name>` — when its Ready condition last changed.
@@ -18,6 +19,7 @@ Each item carries a `ref` (the name hints cite it by) and a `time`:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -97,8 +99,36 @@ def _containers(template: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(c.get("name", "")): c for c in (spec.get("containers") or []) if isinstance(c, Mapping)}
 
 
-def _words(value: Any) -> str:
-    return " ".join(str(v) for v in value) if isinstance(value, list) else ""
+# `--name=value`: the one form whose flag name can be told apart from its value. `-pSECRET`,
+# `--password SECRET` or `sh -c "..."` cannot, so every other word is only counted.
+_NAMED_FLAG = re.compile(r"^(--[A-Za-z0-9][A-Za-z0-9_.-]{0,62})=")
+
+
+def _argv_changes(old: Any, new: Any) -> str:
+    """What changed between two command or args lists, without a single value (args carry
+    passwords and tokens as often as env does): `--db-password (value changed)`,
+    `--verbose=… added`, `2 other words changed`."""
+    def split(value: Any) -> tuple[dict[str, list[str]], list[str]]:
+        named: dict[str, list[str]] = {}
+        other: list[str] = []
+        for word in (str(v) for v in value) if isinstance(value, list) else ():
+            m = _NAMED_FLAG.match(word)
+            if m:
+                named.setdefault(m.group(1), []).append(word)
+            else:
+                other.append(word)
+        return named, other
+
+    (named_a, other_a), (named_b, other_b) = split(old), split(new)
+    parts = [f"{n} added" for n in sorted(set(named_b) - set(named_a))]
+    parts += [f"{n} removed" for n in sorted(set(named_a) - set(named_b))]
+    parts += [f"{n} (value changed)" for n in sorted(set(named_a) & set(named_b)) if named_a[n] != named_b[n]]
+    others = sum(1 for i in range(max(len(other_a), len(other_b)))
+                 if other_a[i:i + 1] != other_b[i:i + 1])
+    if others:
+        parts.append(f"{others} {'other ' if parts else ''}word{'s' if others > 1 else ''} changed"
+                     + (f" ({len(other_a)} → {len(other_b)})" if len(other_a) != len(other_b) else ""))
+    return ", ".join(parts) or "order changed"
 
 
 def _resources(container: Mapping[str, Any]) -> dict[str, str]:
@@ -109,7 +139,8 @@ def _resources(container: Mapping[str, Any]) -> dict[str, str]:
 
 def template_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """What changed from pod template `old` to `new`, one short line each, per container:
-    image, command, args, env names (values may be secrets: only names), resources."""
+    image, command and args (`--name=` flag names and counts: values may be secrets), env
+    names (only names, for the same reason), resources."""
     out: list[str] = []
     before, after = _containers(old), _containers(new)
     for name in sorted(set(before) - set(after)):
@@ -122,7 +153,7 @@ def template_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
             out.append(f"image {name}: {a.get('image', '')} → {b.get('image', '')}")
         for key in ("command", "args"):
             if (a.get(key) or []) != (b.get(key) or []):
-                out.append(f"{key} {name}: {_words(a.get(key)) or '(none)'} → {_words(b.get(key)) or '(none)'}")
+                out.append(f"{key} {name}: {_argv_changes(a.get(key), b.get(key))}")
         env_a = {str(e.get("name")): e for e in a.get("env") or [] if isinstance(e, Mapping)}
         env_b = {str(e.get("name")): e for e in b.get("env") or [] if isinstance(e, Mapping)}
         parts = [f"+{n}" for n in sorted(set(env_b) - set(env_a))] + [f"-{n}" for n in sorted(set(env_a) - set(env_b))]

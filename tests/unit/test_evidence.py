@@ -75,10 +75,32 @@ def test_image_change_reads_old_to_new():
     assert template_changes(template("shop/api:1.4"), template("shop/api:1.5")) == ["image app: shop/api:1.4 → shop/api:1.5"]
 
 
-def test_command_change():
+def test_command_change_is_counted_never_shown():
+    # A command is argv like args: `sh -c "mysql -pSECRET"` holds secrets as often as env does.
     assert template_changes(template(command=["serve"]), template(command=["python", "-c", "exit(1)"])) == [
-        "command app: serve → python -c exit(1)"]
-    assert template_changes(template(), template(command=["run"])) == ["command app: (none) → run"]
+        "command app: 3 words changed (1 → 3)"]
+    assert template_changes(template(), template(command=["run"])) == ["command app: 1 word changed (0 → 1)"]
+
+
+def with_args(args: list[str]) -> dict:
+    t = template()
+    t["spec"]["containers"][0]["args"] = args
+    return t
+
+
+def test_args_name_their_flags_never_their_values():
+    changes = template_changes(with_args(["--db-password=old", "--port=80", "--gone=1", "serve", "-psecret"]),
+                               with_args(["--db-password=NEW", "--port=80", "--debug=yes", "serve", "-pswordfish"]))
+    assert changes == ["args app: --debug added, --gone removed, --db-password (value changed), 1 other word changed"]
+    for value in ("old", "NEW", "yes", "secret", "swordfish", "=1"):
+        assert value not in str(changes)
+
+
+def test_args_two_word_flags_and_positionals_are_only_counted():
+    changes = template_changes(with_args(["--password", "hunter2", "run"]),
+                               with_args(["--password", "swordfish", "run", "extra"]))
+    assert changes == ["args app: 2 words changed (3 → 4)"]
+    assert template_changes(with_args(["--a=1", "--b=2"]), with_args(["--b=2", "--a=1"])) == ["args app: order changed"]
 
 
 def test_env_names_only_never_values():
