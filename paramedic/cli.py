@@ -33,6 +33,7 @@ from .domain import entries, maintenance, oncall, report, sla
 from .domain.lifecycle import is_active, spec_patch
 from .domain.report import render_postmortem
 from .domain.stats import compute_stats, render_stats_table
+from .domain.text import is_printable, printable
 from .domain.timeutil import iso, iso_ms, parse_or_none, utcnow
 from .domain.vocabulary import DEFAULT_SEVERITY, SEVERITIES, STATES, State
 from .settings import Settings, SettingsError
@@ -112,13 +113,33 @@ _Dumper.add_multi_representer(StrEnum, lambda d, v: d.represent_str(str(v.value)
 
 
 def dump(obj: Any, fmt: str) -> str:
+    """JSON or YAML; values holding control characters or bidi overrides come out escaped
+    (all of non-ASCII then too), so the data survives `PrintableStream` intact."""
     if fmt == "json":
-        return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+        text = json.dumps(obj, indent=2, ensure_ascii=False)
+        return (text if is_printable(text) else json.dumps(obj, indent=2, ensure_ascii=True)) + "\n"
+    text = yaml.dump(obj, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    return text if is_printable(text) else yaml.dump(obj, Dumper=_Dumper, sort_keys=False, allow_unicode=False)
 
 
 def as_list(items: list[dict]) -> dict:
     return {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}
+
+
+class PrintableStream:
+    """What the CLI prints goes through here: incident titles, actors, log lines and event
+    messages come from CRs and alerts, and a terminal must show them, not obey them
+    (`domain.text.printable`: no ESC sequences, C0/C1 controls or bidi overrides)."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding: the real stream's
+        return getattr(self._stream, name)
 
 
 # --- connection ----------------------------------------------------------------------------
@@ -730,6 +751,15 @@ def _api_message(exc: kube.ApiError, session: Session | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = PrintableStream(stdout), PrintableStream(stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()

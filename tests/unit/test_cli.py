@@ -133,3 +133,95 @@ def test_global_flags_work_before_and_after_the_command():
     assert a.namespace == "shop" and a.output == "table"
     assert b.namespace == "shop" and b.output == "json"
     assert c.namespace is None and c.all_namespaces is False and c.kubeconfig == ""
+
+
+# --- what reaches the terminal: CR and alert values are shown, never obeyed ------------------------
+
+OSC52 = "\x1b]52;c;cm0gLXJmIH4=\x07"
+CURSOR_UP = "\x1b[2A\x1b[2K"
+TERMINAL = ("\x1b", "\x07", "\x9b", "\x9d", "\u202e", "\u2066", "\x7f", "\r", "\x00")
+
+
+def hostile_incident() -> dict:
+    inc = incident("open", timeline=[{"time": "t1", "type": "comment", "actor": f"mallory{OSC52}",
+                                      "message": f"hidden{CURSOR_UP}all is fine"}],
+                   evidence={"gatheredAt": "t", "target": "Deployment/api",
+                             "events": [{"time": "t2", "object": "Pod/p", "reason": "BackOff\x9b2A", "count": 1,
+                                         "message": "Back-off\r\x1b[1;1Hrestarting"}],
+                             "logs": [{"pod": "p", "container": "app", "lines": f"line 1\n{OSC52}\x1b[3Aline 2\x00"}]},
+                   hints=[{"summary": f"pay \u202eevil\u202c {OSC52}", "suggestedAction": "rollback", "evidence": []}])
+    inc["spec"].update(title=f"api down {OSC52}\u2066x\u2069{CURSOR_UP}", assignee=f"eve{CURSOR_UP}@example.com",
+                       description="first\n\x1b]8;;https://evil.example\x07link\x1b]8;;\x07")
+    return inc
+
+
+class FakeClient:
+    def __init__(self, items):
+        self.items = items
+
+    def list(self, resource, namespace):
+        return self.items
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def hostile_cluster(monkeypatch):
+    inc = hostile_incident()
+    monkeypatch.setattr(cli, "default_namespace", lambda kubeconfig, context: "ns")
+    monkeypatch.setattr(cli.Session, "client", property(lambda self: FakeClient([inc])))
+    monkeypatch.setattr(cli.Session, "get_incident", lambda self, name: inc)
+    return inc
+
+
+@pytest.mark.parametrize("argv", [["show", "x"], ["list"], ["list", "-A"], ["report", "x"]])
+def test_table_views_print_cr_values_without_terminal_controls(hostile_cluster, capsys, argv):
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert not any(c in out for c in TERMINAL), repr(out)
+    assert "52;c;" not in out and "[2A" not in out  # whole sequences go, not only their ESC
+    if argv[0] != "list":
+        assert "api down x" in out and "hidden" in out and "all is fine" in out
+
+
+def test_show_keeps_the_layout_and_strips_every_kind_of_control(hostile_cluster, capsys):
+    assert cli.main(["show", "x"]) == 0
+    out = capsys.readouterr().out
+    assert "Title:" in out and "api down x" in out
+    assert "Description:\n  first\n  link" in out
+    assert "mallory" in out and "hiddenall is fine" in out
+    assert "pay evil" in out
+    assert "event t2 Pod/p BackOff (x1): Back-off restarting" in out
+    assert "    line 1\n" in out and "line 2" in out
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_machine_output_escapes_controls_and_keeps_the_data(hostile_cluster, capsys, fmt):
+    import json
+
+    import yaml
+    for argv in (["show", "x", "-o", fmt], ["list", "-o", fmt]):
+        assert cli.main(argv) == 0
+        out = capsys.readouterr().out
+        assert not any(c in out for c in TERMINAL), repr(out)
+        data = json.loads(out) if fmt == "json" else yaml.safe_load(out)
+        shown = data if argv[0] == "show" else data["items"][0]
+        assert shown == hostile_cluster  # escaped, not lost
+
+
+def test_plain_values_keep_their_unicode_in_machine_output():
+    assert cli.dump({"t": "Zahlung fällt aus — 支付"}, "json") == '{\n  "t": "Zahlung fällt aus — 支付"\n}\n'
+    assert cli.dump({"t": "Zahlung fällt aus — 支付"}, "yaml") == "t: Zahlung fällt aus — 支付\n"
+
+
+def test_errors_naming_cr_values_are_clean_too(monkeypatch, capsys):
+    def refuse(self, name):
+        raise cli.CliError(f"incident {OSC52}{CURSOR_UP} refused")
+    monkeypatch.setattr(cli, "default_namespace", lambda kubeconfig, context: "ns")
+    monkeypatch.setattr(cli.Session, "get_incident", refuse)
+    assert cli.main(["show", "x"]) == cli.EXIT_REFUSED
+    err = capsys.readouterr().err
+    assert err == "error: incident  refused\n"
+    import sys
+    assert not isinstance(sys.stdout, cli.PrintableStream)  # main puts the real streams back
