@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import jinja2
 
+from paramedic.domain.text import BIDI_CONTROLS, printable
 from paramedic.domain.timeutil import iso, parse_or_none
 from paramedic.domain.vocabulary import DEFAULT_SEVERITY, State
 
@@ -47,8 +48,12 @@ _ADDRESS = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
-# Anything a header must not carry: C0 controls (CR, LF, NUL, ...), DEL, C1 and Unicode line breaks.
-_HEADER_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Anything a header must not carry: C0 controls (CR, LF, NUL, ...), DEL, C1, Unicode line
+# breaks and bidi overrides (a subject that reads otherwise than it is).
+_HEADER_BAD = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}]")
+# Not valid in a URL (RFC 3986) yet accepted by browsers, which encode them: `>` or `|` would
+# end a Slack `<url|text>` link early, `"` an attribute.
+_URL_UNSAFE = re.compile(r'[<>"|{}\\^`]')
 _KEY_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -201,11 +206,12 @@ def _env() -> jinja2.Environment:
 
 
 def safe_url(url: str) -> str:
-    """The URL if it is an http(s) link fit for an href, else empty (no javascript:, no spaces)."""
+    """The URL if it is an http(s) link fit for an href, else empty (no javascript:, no spaces,
+    no controls); `<>"|{}\\^`` percent-encoded, as a browser would, so no markup can end it."""
     url = (url or "").strip()
     if not re.match(r"^https?://[^\s]+$", url, re.IGNORECASE) or _HEADER_BAD.search(url):
         return ""
-    return url
+    return _URL_UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", url)
 
 
 def incident_page(n: Notification) -> str:
@@ -252,17 +258,21 @@ def render_subject(n: Notification) -> str:
 
 
 def render_text(n: Notification) -> str:
-    return _env().get_template(f"{_template_event(n.event)}.txt.j2").render(_context(n))
+    # Plain text is read in terminals too (mutt, less): no escape sequences, controls or bidi.
+    return printable(_env().get_template(f"{_template_event(n.event)}.txt.j2").render(_context(n)))
 
 
 def render_html(n: Notification) -> str:
-    return _env().get_template(f"{_template_event(n.event)}.html.j2").render(_context(n))
+    # Autoescaped; printable too, so no bidi override reorders what a reader sees.
+    return printable(_env().get_template(f"{_template_event(n.event)}.html.j2").render(_context(n)))
 
 
 def sanitize_header(value: str, limit: int = HEADER_LIMIT) -> str:
     """One line, no control characters, at most `limit` characters: nothing a hostile title
     can use to start a header of its own."""
-    text = " ".join(_HEADER_BAD.sub(" ", str(value)).split())
+    # Whole escape sequences go (no `[2A` residue); other controls become spaces; split()
+    # also breaks at U+2028/U+2029.
+    text = " ".join(printable(value, keep_layout=False, replacement=" ").split())
     return _bound(text, limit)
 
 
@@ -298,28 +308,35 @@ def sender_address(sender: str) -> str:
 
 def _slack_escape(text: str) -> str:
     # Slack mrkdwn control characters; escaping < and > also defuses <!channel> mentions.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_link(url: str, label: str) -> str:
+    """`<url|label>` for an http(s) URL (`safe_url` leaves no `<`, `>` or `|` in it, and `&` is
+    escaped as Slack asks), else the label alone."""
+    url = safe_url(url)
+    return f"<{_slack_escape(url)}|{_slack_escape(label)}>" if url else ""
 
 
 def render_slack(n: Notification) -> dict[str, Any]:
     """A Slack incoming-webhook body: `text` as the notification fallback, plus blocks."""
     head = headline(n)
-    runbook = safe_url(n.runbook_url)
-    dashboard = safe_url(n.dashboard_url)
-    cmds = commands(n)
+    runbook = _slack_link(n.runbook_url, "open runbook")
+    dashboard = _slack_link(n.dashboard_url, "open dashboard")
+    cmds = {verb: _slack_escape(c) for verb, c in commands(n).items()}
     fields = [
-        f"*Incident*\n`{n.namespace}/{n.incident_name}`",
+        f"*Incident*\n`{_slack_escape(f'{n.namespace}/{n.incident_name}')}`",
         f"*Service*\n{_slack_escape(n.service)}",
         f"*Severity*\n{_slack_escape(n.severity)}",
         f"*State*\n{_slack_escape(n.state)}",
         f"*Assignee*\n{_slack_escape(n.assignee) or 'unassigned'}",
-        f"*Runbook*\n<{runbook}|open runbook>" if runbook else "*Runbook*\nnone",
+        f"*Runbook*\n{runbook}" if runbook else "*Runbook*\nnone",
     ]
     if dashboard:
-        fields.append(f"*Dashboard*\n<{dashboard}|open dashboard>")
+        fields.append(f"*Dashboard*\n{dashboard}")
     page = incident_page(n)
     if page:
-        fields.insert(0, f"*Console*\n<{page}|open the incident>")
+        fields.insert(0, f"*Console*\n{_slack_link(page, 'open the incident')}")
     detail = _slack_escape(n.detail or "(no detail)")
     if n.hints:
         detail += "\n*Probable causes*\n" + "\n".join(f"• {_slack_escape(h)}" for h in n.hints)
@@ -331,7 +348,8 @@ def render_slack(n: Notification) -> dict[str, Any]:
             {"type": "mrkdwn", "text": f"ack: `{cmds['ack']}`\nresolve: `{cmds['resolve']}`\nreport: `{cmds['report']}`"},
         ]},
     ]
-    text = _bound(f"[{n.severity.upper()}] {_slack_escape(head)} ({n.namespace}/{n.incident_name})", _SLACK_SECTION_LIMIT)
+    text = _bound(_slack_escape(f"[{n.severity.upper()}] {head} ({n.namespace}/{n.incident_name})"),
+                  _SLACK_SECTION_LIMIT)
     return {"text": text, "blocks": blocks}
 
 

@@ -289,3 +289,83 @@ def test_record_delivery_a_refused_address_is_final_at_once_other_failures_get_t
     assert not nr.needs_delivery([entry], key, "webhook", NOW + timedelta(days=1))
     login = DeliveryResult("email", ["a@example.com"], ok=False, error="SMTP refused login", attempts=1)
     assert nr.find_entry(nr.record_delivery([], key, "opened", login, NOW), key, "email")["result"] == "retrying"
+
+
+# --- hostile values from a CR or an alert arrive inert, per channel ------------------------------
+
+OSC52 = "\x1b]52;c;cm0gLXJmIH4=\x07"
+CURSOR_UP = "\x1b[2A"
+BIDI = "\u202eevil\u202c"
+TERMINAL = (OSC52, CURSOR_UP, "\x1b", "\x07", "\x9b", "\u202e", "\u2066", "\x7f", "\r")
+
+
+def hostile_note(event: str = "opened") -> Notification:
+    return note(event, detail=f"paging <!channel> {OSC52}after{CURSOR_UP}<script>x</script>{BIDI}",
+                title=f"down <!here> {OSC52}{CURSOR_UP}<script>alert(1)</script>\r\nBcc: evil@x{BIDI}",
+                description=f"<img src=x onerror=alert(1)> {OSC52}", assignee="a@example.com",
+                service="checkout<!everyone>", runbookURL="https://runbooks.example.com/x><!channel>|click<x")
+
+
+def test_slack_escapes_every_value_and_no_link_breaks_out():
+    body = nr.render_slack(hostile_note())
+    mrkdwn = [body["text"], body["blocks"][1]["text"]["text"], body["blocks"][3]["elements"][0]["text"]]
+    mrkdwn += [f["text"] for f in body["blocks"][2]["fields"]]
+    for text in mrkdwn:
+        # Outside our own `<url|label>` links no `<` is left: no mention, no link of the sender's.
+        outside = text
+        for link in ("<https://runbooks.example.com/x%3E%3C!channel%3E%7Cclick%3Cx|open runbook>",
+                     "<https://grafana.example.com/d/p|open dashboard>"):
+            outside = outside.replace(link, "")
+        assert "<" not in outside and ">" not in outside, text
+        assert not any(c in text for c in TERMINAL), text
+    joined = " ".join(mrkdwn)
+    assert "&lt;!channel&gt;" in joined and "&lt;!everyone&gt;" in joined and "&lt;script&gt;" in joined
+    # The runbook link keeps its target, with what would end the link percent-encoded.
+    fields = " ".join(f["text"] for f in body["blocks"][2]["fields"])
+    assert "*Runbook*\n<https://runbooks.example.com/x%3E%3C!channel%3E%7Cclick%3Cx|open runbook>" in fields
+    assert not any(c in body["blocks"][0]["text"]["text"] for c in TERMINAL)  # plain_text header: no mrkdwn
+
+
+def test_slack_link_escapes_ampersands_and_drops_what_is_not_http():
+    body = nr.render_slack(note(runbookURL="https://r.example.com/?a=1&b=<2>"))
+    fields = " ".join(f["text"] for f in body["blocks"][2]["fields"])
+    assert "<https://r.example.com/?a=1&amp;b=%3C2%3E|open runbook>" in fields
+    body = nr.render_slack(note(runbookURL="javascript:alert(1)//<!channel>"))
+    fields = " ".join(f["text"] for f in body["blocks"][2]["fields"])
+    assert "*Runbook*\nnone" in fields and "channel" not in fields
+
+
+def test_html_email_escapes_every_value_and_strips_terminal_and_bidi_controls():
+    _, html = parts(nr.render_email(hostile_note(), "paramedic@example.com"))
+    html = html.replace("\r\n", "\n")  # SMTP line ends
+    assert "<script>" not in html and "<img" not in html and "<!channel>" not in html and "<!here>" not in html
+    assert "&lt;script&gt;" in html and "&lt;!channel&gt;" in html
+    assert not any(c in html for c in TERMINAL)
+    assert 'href="https://runbooks.example.com/x%3E%3C!channel%3E%7Cclick%3Cx"' in html
+    assert nr._env().autoescape("_base.html.j2") and nr._env().autoescape("opened.html.j2")
+
+
+def test_text_email_and_subject_carry_no_control_characters_or_headers():
+    msg = nr.render_email(hostile_note(), "paramedic@example.com")
+    parsed = parse(msg)
+    text = parts(msg)[0].replace("\r\n", "\n")  # SMTP line ends
+    assert not any(c in text for c in TERMINAL)
+    assert "52;c;" not in text and "[2A" not in text  # whole sequences go, not only the ESC
+    assert "<script>alert(1)</script>" in text  # plain text: markup is only text there
+    subject = str(parsed["Subject"])
+    assert not any(c in subject for c in TERMINAL + ("\n",))
+    assert parsed["Bcc"] is None
+    assert subject.endswith("Bcc: evil@x evil (shop/checkout-7f3a)")
+
+
+def test_generic_webhook_json_is_data_kept_verbatim():
+    n = hostile_note()
+    body = nr.render_webhook(n)
+    assert body["incident"]["title"] == n.title and body["detail"] == n.detail  # its receiver escapes for its medium
+    assert "\n" not in body["summary"] and "\x1b" not in body["summary"]
+
+
+def test_safe_url_encodes_what_ends_markup_and_refuses_controls_and_bidi():
+    assert nr.safe_url('https://x.example/a"b<c>d|e') == "https://x.example/a%22b%3Cc%3Ed%7Ce"
+    assert nr.safe_url("https://x.example/\u202eevil") == ""
+    assert nr.safe_url("https://x.example/\x1b]52;c;x\x07") == ""
