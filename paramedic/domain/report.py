@@ -8,7 +8,9 @@ from typing import Any
 
 from .alerts import entry_fingerprint
 from .lifecycle import is_active, was_acknowledged
+from .notify_render import safe_url
 from .stats import format_duration
+from .text import printable
 from .timeutil import iso, parse_or_none
 from .vocabulary import State
 
@@ -277,10 +279,12 @@ def _people(spec: Mapping[str, Any]) -> list[str]:
 
 
 def render_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
-    """The post-mortem of `incident` as Markdown, generated at `now`."""
+    """The post-mortem of `incident` as Markdown, generated at `now`: printable text (it is
+    printed, saved and read in terminals), the runbook linked only when it is an http(s) URL."""
     spec, status, meta = incident.get("spec") or {}, incident.get("status") or {}, incident.get("metadata") or {}
     ref = f"{meta.get('namespace', '')}/{meta.get('name', '')}".strip("/")
     runbook = spec.get("runbookURL")
+    link = safe_url(str(runbook or ""))
     parts = [
         [f"# Post-mortem: {_inline(spec.get('title') or meta.get('name') or 'incident')}", "",
          f"Incident `{ref}`, report generated {iso(now)}."],
@@ -294,6 +298,7 @@ def render_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
         _notifications(status),
         _metrics(status),
         _rca(spec),
-        ["## Runbook", "", f"<{_inline(runbook)}>" if runbook else "_No runbook linked._"],
+        ["## Runbook", "", f"<{link}>" if link else
+         f"Not an http(s) link: `{_inline(runbook).replace('`', '')}`" if runbook else "_No runbook linked._"],
     ]
-    return "\n\n".join("\n".join(p) for p in parts) + "\n"
+    return printable("\n\n".join("\n".join(p) for p in parts) + "\n")

@@ -210,3 +210,21 @@ def test_resolved_without_recorded_time_does_not_claim_ongoing():
     inc = {"metadata": {"name": "x", "creationTimestamp": "2026-03-02T09:00:00Z"},
            "spec": {"service": "api", "title": "api slow", "state": "closed"}}
     assert "| Duration | - (resolution time not recorded) |" in report.render_postmortem(inc, NOW)
+
+
+def test_hostile_values_arrive_printable_and_the_runbook_cannot_become_markup():
+    inc = copy.deepcopy(INCIDENT)
+    inc["spec"]["title"] = "down \x1b]52;c;cm0gLXJmIH4=\x07\x1b[2A\u202eevil"
+    inc["spec"]["runbookURL"] = "https://r.example.com/x>[click](https://evil.example)<"
+    inc.setdefault("status", {})["timeline"] = [{"time": "t", "type": "comment", "actor": "m\x9b2A",
+                                                 "message": "log\x1b[1;1Hline"}]
+    inc["status"]["evidence"] = {"target": "Deployment/checkout", "rollouts": [
+        {"ref": "rollout/2", "revision": 2, "previousRevision": 1, "current": True, "time": "t",
+         "changes": ["args app: --db-password (value changed)"]}]}
+    text = report.render_postmortem(inc, NOW)
+    assert not any(c in text for c in ("\x1b", "\x07", "\x9b", "\u202e")) and "52;c;" not in text
+    assert "# Post-mortem: down evil" in text and "logline" in text
+    assert "<https://r.example.com/x%3E[click](https://evil.example)%3C>" in text
+    assert "args app: --db-password (value changed)" in text
+    inc["spec"]["runbookURL"] = "javascript:alert(`1`)"
+    assert "Not an http(s) link: `javascript:alert(1)`" in report.render_postmortem(inc, NOW)
