@@ -6,11 +6,13 @@ import logging
 import secrets
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from flask import Flask, Response, abort, g, redirect, render_template, request, session, url_for
 from markdown_it import MarkdownIt
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import RequestRedirect
 
 from paramedic import entries_io, kube
 from paramedic.domain import entries, lifecycle
@@ -23,8 +25,9 @@ from paramedic.settings import Settings
 
 from . import auth, charts, views
 from .apiserver import address_only
-from .auth import SESSION_NAMESPACES, SESSION_SIGNIN, SESSION_TOKEN, SESSION_USER, Keys
+from .auth import SESSION_ID, SESSION_SIGNIN, Keys
 from .people import People, Person, name_of, visible
+from .sessions import Session, SessionStore, SessionStoreError
 
 log = logging.getLogger("paramedic.console")
 
@@ -34,6 +37,7 @@ EMAIL_MAX = 254
 TEXT_MAX = 8000
 INSIGHT_RANGES = {"7d": 7, "30d": 30, "90d": 90}
 OPEN_ENDPOINTS = frozenset({"healthz", "static", "signin"})
+NOT_A_NEXT_PAGE = frozenset({"healthz", "static", "signin", "signout"})
 
 
 class SignInNeeded(Exception):
@@ -41,21 +45,29 @@ class SignInNeeded(Exception):
 
 
 def create_app(settings: Settings | None = None, connection: kube.Connection | None = None,
-               secret: bytes | None = None) -> Flask:
+               secret: bytes | None = None, store: SessionStore | None = None) -> Flask:
     """The console. `connection` gives the API server's address and CA (its credentials are
-    never used for people's requests); default: the console's kubeconfig or in-cluster config."""
+    never used for people's requests); default: the console's kubeconfig or in-cluster config.
+    `store` keeps sessions; default: Secrets in Paramedic's namespace, written with the
+    console's own credentials (`settings.kubeconfig` or its ServiceAccount)."""
     settings = settings or Settings.from_env()
     base = connection or address_only(settings.kubeconfig)
     keys = Keys.derive(secret or auth.load_key(settings.console_session_key_file))
+    sessions = store or SessionStore(kube.KubeClient.from_settings(settings), settings.namespace, keys.seal,
+                                     keys.unseal, settings.console_session_seconds)
     app = Flask(__name__)
-    # X-Forwarded-Proto from a TLS-terminating proxy: the session cookie is then Secure.
+    # X-Forwarded-Proto from a TLS-terminating proxy: HSTS is then sent.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=0)  # type: ignore[method-assign]
     app.session_interface = auth.SessionInterface()
     app.secret_key = keys.signing
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_NAME="paramedic_console",
-                      SESSION_COOKIE_SECURE=bool(settings.console_tls_cert_file),
-                      PERMANENT_SESSION_LIFETIME=timedelta(hours=12), MAX_CONTENT_LENGTH=256 * 1024)
+                      # Secure unless the admin said plain HTTP: a proxy that forgets
+                      # X-Forwarded-Proto must not make the cookie travel in clear.
+                      SESSION_COOKIE_SECURE=not settings.console_insecure_http,
+                      PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.console_session_seconds),
+                      MAX_CONTENT_LENGTH=256 * 1024)
+    app.extensions["paramedic.sessions"] = sessions
     app.jinja_env.autoescape = True  # every template, whatever its name: CR values are escaped
     markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
     # Each signed-in person's own pooled client and watch-fed lists (console/people.py).
@@ -63,12 +75,22 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
     app.extensions["paramedic.people"] = people
 
     # --- the person ------------------------------------------------------------------------
+    def stored() -> Session | None:
+        """The cookie's server-side session (one GET of its Secret per request): None once
+        signed out, expired or never signed in."""
+        if "stored" not in g:
+            sid = session.get(SESSION_ID)
+            g.stored = sessions.get(sid) if isinstance(sid, str) and sid else None
+            if sid and g.stored is None:
+                session.pop(SESSION_ID, None)
+        return g.stored
+
     def bearer() -> str | None:
         token = auth.header_token(request)
         if token:
             return token
-        sealed = session.get(SESSION_TOKEN)
-        return keys.unseal(sealed) if sealed else None
+        current = stored()
+        return current.token if current else None
 
     def person() -> Person:
         if "person" not in g:
@@ -84,8 +106,9 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
 
     def whoami() -> str:
         if "user" not in g:
-            if auth.header_token(request) is None and session.get(SESSION_USER):
-                g.user = session[SESSION_USER]
+            current = stored() if auth.header_token(request) is None else None
+            if current is not None:
+                g.user = current.user
             else:
                 g.user = name_of(person(), identity)
         return g.user
@@ -97,7 +120,8 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
         return visible(person(), kube.INCIDENTS, namespaces_hint(), list_visible, views.summarize)
 
     def namespaces_hint() -> list[str]:
-        hint = list(session.get(SESSION_NAMESPACES) or [])
+        current = stored() if auth.header_token(request) is None else None
+        hint = list(current.namespaces if current else [])
         own = auth.service_account_namespace(whoami())
         return hint + ([own] if own and own not in hint else [])
 
@@ -142,10 +166,15 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
             token = g.get("token")
             if token:
                 people.forget(token)
-            session.clear()
+            end_session()
             return redirect(url_for("signin"))
         status = exc.status if exc.status in (403, 404, 409, 422) else 502
         return render_template("error.html", status=status, message=exc.message, api=True), status
+
+    @app.errorhandler(SessionStoreError)
+    def store_error(exc: SessionStoreError) -> Any:
+        log.error("%s", exc)
+        return render_template("error.html", status=503, message=str(exc), api=False), 503
 
     @app.errorhandler(kube.Unavailable)
     def unavailable(exc: kube.Unavailable) -> Any:
@@ -190,16 +219,11 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
                 finally:
                     probe.close()
                 if user:
-                    session.clear()
+                    end_session()  # a session the cookie had before is over
+                    sid, _ = sessions.open(token, user, wanted)
                     session.permanent = True
-                    session[SESSION_TOKEN] = keys.seal(token)
-                    session[SESSION_USER] = user
-                    session[SESSION_NAMESPACES] = wanted
-                    target = request.args.get("next") or ""
-                    # Only a path of this console: never an open redirect.
-                    if not target.startswith("/") or target.startswith("//"):
-                        target = url_for("incidents")
-                    return redirect(target)
+                    session[SESSION_ID] = sid
+                    return redirect(next_page(request.args.get("next") or ""))
         if not session.get(SESSION_SIGNIN):
             session[SESSION_SIGNIN] = secrets.token_hex(16)
         return render_template("signin.html", error=error, signin_csrf=keys.csrf_token(session[SESSION_SIGNIN])), \
@@ -210,8 +234,28 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
         token = bearer()
         if token:
             people.forget(token)
-        session.clear()
+        end_session()
         return redirect(url_for("signin"))
+
+    def end_session() -> None:
+        """The cookie's session is deleted in the cluster (a copy of the cookie is worth nothing
+        from now on, on every replica), and the cookie emptied."""
+        sid = session.get(SESSION_ID)
+        if isinstance(sid, str) and sid:
+            sessions.end(sid)
+        g.pop("stored", None)
+        session.clear()
+
+    def next_page(target: str) -> str:
+        """Where to go after signing in: a page of this console, never another site (else home)."""
+        if not auth.local_path(target):
+            return url_for("incidents")
+        path = target.split("?", 1)[0].split("#", 1)[0]
+        try:
+            endpoint, _ = app.url_map.bind("console.invalid").match(unquote(path), method="GET")
+        except (HTTPException, RequestRedirect):
+            return url_for("incidents")
+        return target if endpoint not in NOT_A_NEXT_PAGE else url_for("incidents")
 
     @app.get("/")
     def index() -> Any:

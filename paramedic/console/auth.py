@@ -1,8 +1,9 @@
 """Sign-in, the person's own API client, CSRF and the session cookie.
 
 There is no user database: a person signs in with a Kubernetes bearer token (from the
-sign-in form, kept encrypted in the session cookie, or from an `Authorization: Bearer`
-header on each request, as an OIDC proxy forwards it). Every read and write goes to the
+sign-in form, kept sealed in a server-side session whose id alone is in the signed cookie
+(console/sessions.py), or from an `Authorization: Bearer` header on each request, as an
+OIDC proxy forwards it). Every read and write goes to the
 API server with that token, so Kubernetes RBAC decides what the person sees and does.
 """
 
@@ -14,6 +15,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 from flask import Flask, Request
@@ -21,9 +23,8 @@ from flask.sessions import SecureCookieSessionInterface
 
 from paramedic import kube
 
-SESSION_TOKEN = "t"
-SESSION_USER = "u"
-SESSION_NAMESPACES = "ns"
+SESSION_ID = "sid"
+"""The cookie's only sign-in field: the id of the server-side session (console/sessions.py)."""
 SESSION_SIGNIN = "s"
 """A random value the sign-in form's CSRF token is bound to (before there is a bearer token)."""
 
@@ -70,6 +71,35 @@ class Keys:
         return bool(given) and hmac.compare_digest(self.csrf_token(bearer), given)
 
 
+def local_path(target: str) -> bool:
+    """Whether a redirect target (`?next=`) is a plain path of this site: never another site in
+    any spelling. Browsers read `//host`, `/\\host`, `\\\\host` and `/<tab>/host` as
+    another host (they drop tabs and newlines and treat `\\` as `/`). So: printable ASCII only,
+    no backslash, one leading slash, no scheme or host, no `@` in the path; and the path part
+    the same again after decoding it (repeatedly), should anything on the way decode it.
+    The caller also requires a route of the console."""
+    if not isinstance(target, str) or not 0 < len(target) <= 2048 or not _plain_path(target):
+        return False
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    for _ in range(4):
+        decoded = unquote(path)
+        if decoded == path:
+            return True
+        if not _plain_path(decoded):
+            return False
+        path = decoded
+    return False  # still changing after four decodings: not a path anyone wrote
+
+
+def _plain_path(target: str) -> bool:
+    if any(not 0x21 <= ord(ch) <= 0x7E for ch in target) or "\\" in target:
+        return False  # whitespace, controls, non-ASCII lookalike slashes; backslashes
+    if not target.startswith("/") or target.startswith("//"):
+        return False
+    parts = urlsplit(target)
+    return not parts.scheme and not parts.netloc and "@" not in target.split("?", 1)[0].split("#", 1)[0]
+
+
 def header_token(request: Request) -> str | None:
     """The bearer token of an `Authorization: Bearer` header, if any."""
     value = request.headers.get("Authorization", "")
@@ -96,8 +126,9 @@ def service_account_namespace(username: str) -> str | None:
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """The signed session cookie, Secure whenever the request came over TLS (directly or via a
-    proxy that says so), HttpOnly and SameSite=Lax always (set in the app's config)."""
+    """The signed session cookie: Secure unless the admin serves plain HTTP
+    (PARAMEDIC_CONSOLE_INSECURE_HTTP), and even then whenever the request came over TLS;
+    HttpOnly and SameSite=Lax always (set in the app's config)."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
         from flask import request

@@ -1,7 +1,7 @@
 """`paramedic-console`: the web console served by gunicorn.
 
-Threads, not processes: the console keeps nothing in memory that matters (the session is
-in the cookie, the data in the cluster), but one process is plenty for people's clicks.
+Threads, not processes: the console keeps nothing in memory that matters (sessions are
+Secrets in the cluster, the data too), but one process is plenty for people's clicks.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the kubernetes loaders raise assorted types
         print(f"paramedic-console: cannot load the API server's address: {exc}", file=sys.stderr)
         return 2
+    if settings.console_insecure_http:
+        log.warning("PARAMEDIC_CONSOLE_INSECURE_HTTP: the session cookie is not Secure (loopback development only)")
     if not settings.console_session_key_file:
         log.warning("no PARAMEDIC_CONSOLE_SESSION_KEY_FILE: sign-ins last until this process restarts")
 
