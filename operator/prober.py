@@ -15,16 +15,19 @@ import hashlib
 import heapq
 import itertools
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp import http_exceptions
 
 from paramedic import metrics, netguard
 from paramedic.domain.outbound import OutboundPolicy
-from paramedic.domain.probe import ProbeResult, ProbeSpec, classify
+from paramedic.domain.probe import BODY_LIMIT, HEADER_LIMITS, ProbeFailure, ProbeResult, ProbeSpec, classify
 from paramedic.domain.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -94,7 +97,11 @@ class Prober:
                 self._rules, netguard.PROBE,
                 connector_args={"limit": self._concurrency, "keepalive_timeout": 15, "ttl_dns_cache": 60},
                 headers={"User-Agent": "paramedic-probe/1"},
-                auto_decompress=False,  # the body is drained, never read
+                auto_decompress=False,  # the body is never read, so never inflated
+                # Bounded buffers: the transport pauses once this much body waits unread
+                # (aiohttp's default buffers 4x more per connection), and headers beyond
+                # HEADER_LIMITS fail the probe instead of growing.
+                read_bufsize=READ_BUFSIZE, **HEADER_LIMITS,
             )
         return self._session
 
@@ -152,9 +159,11 @@ class Prober:
                 self._wake.set()
 
     async def check(self, spec: ProbeSpec) -> ProbeResult:
-        """One HTTP GET, classified."""
+        """One HTTP GET, classified. The timeout bounds the whole probe (connect, headers and
+        the bounded body read), so a target that drips bytes costs at most timeoutSeconds."""
         started = time.perf_counter()
-        error = ""
+        failure: ProbeFailure | None = None
+        address_class = ""
         status = None
         try:
             # Redirects are not followed: the one hop is the one checked.
@@ -162,21 +171,79 @@ class Prober:
             async with self._open().get(spec.url, allow_redirects=False,
                                         timeout=aiohttp.ClientTimeout(total=spec.timeout)) as resp:
                 status = resp.status
-                await resp.read()  # drain, so the connection can be reused
-        except netguard.OutboundRefused as exc:
-            error = f"refused: {exc}"
-        except TimeoutError:
-            error = f"timeout after {spec.timeout:g}s"
-        except aiohttp.ClientConnectorError as exc:
-            refused = netguard.refusal_in(exc)
-            error = f"refused: {refused}" if refused else f"connection failed: {_root_cause(exc)}"
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            error = f"{exc.__class__.__name__}: {_root_cause(exc)}"
+                if not await drain(resp.content, BODY_LIMIT):
+                    resp.close()  # the rest is never read: the connection goes, not its bytes
+        except (aiohttp.ClientError, http_exceptions.HttpProcessingError, OSError, ValueError) as exc:
+            # (TimeoutError is an OSError.) The raw error may carry the target's words or map
+            # other networks: only its class reaches status, its types the debug log.
+            failure, address_class = failure_of(exc)
+            log.debug("probe failed (%s): %s", failure, _chain(exc))
+            status = None  # a parser error carries a made-up status (400): no answer was judged
         latency_ms = int((time.perf_counter() - started) * 1000)
-        return classify(spec, utcnow(), status_code=status, latency_ms=latency_ms, error=error)
+        return classify(spec, utcnow(), status_code=status, latency_ms=latency_ms, failure=failure,
+                        address_class=address_class)
 
 
-def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return str(exc) or exc.__class__.__name__
+READ_BUFSIZE = 4 * BODY_LIMIT
+"""aiohttp's per-connection read buffer: the transport stops reading once about twice this waits
+unread, so a target streaming without end holds at most that much per probe in flight."""
+
+
+async def drain(content: aiohttp.StreamReader, limit: int) -> bool:
+    """Read and drop at most `limit` bytes of a body; True when the body ended within them
+    (the connection may then be reused)."""
+    left = limit
+    while left > 0:
+        chunk = await content.read(left)
+        if not chunk:
+            return True
+        left -= len(chunk)
+    return content.at_eof()
+
+
+def failure_of(exc: BaseException) -> tuple[ProbeFailure, str]:
+    """The class of a failed probe's exception, and for a refused address its address class.
+    Decided by exception types only, never by the (remote-influenced) message."""
+    refused = netguard.refusal_in(exc)
+    if refused is not None:
+        return ProbeFailure.FORBIDDEN, str(refused.refusal.reason)
+    chain = list(_causes(exc))
+    if any(isinstance(e, TimeoutError) for e in chain):  # aiohttp's timeouts are TimeoutErrors too
+        return ProbeFailure.TIMEOUT, ""
+    if any(isinstance(e, (aiohttp.ClientConnectorDNSError, socket.gaierror)) for e in chain):
+        return ProbeFailure.DNS, ""
+    if any(isinstance(e, (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch, ssl.SSLError)) for e in chain):
+        return ProbeFailure.TLS, ""
+    if any(isinstance(e, http_exceptions.LineTooLong) for e in chain) or any(
+            isinstance(e, http_exceptions.BadHttpMessage) and e.message == _TOO_MANY_HEADERS
+            for e in chain):
+        return ProbeFailure.TOO_LARGE, ""
+    if any(isinstance(e, (http_exceptions.HttpProcessingError, aiohttp.ClientResponseError,
+                          aiohttp.ClientPayloadError)) for e in chain):
+        return ProbeFailure.BAD_RESPONSE, ""
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return ProbeFailure.REFUSED, ""
+    if any(isinstance(e, (aiohttp.InvalidURL, ValueError)) for e in chain):
+        return ProbeFailure.INVALID_URL, ""
+    if any(isinstance(e, (aiohttp.ClientConnectionError, OSError)) for e in chain):
+        return ProbeFailure.CONNECT, ""
+    return ProbeFailure.BAD_RESPONSE, ""
+
+
+_TOO_MANY_HEADERS = "Too many headers received"  # aiohttp's own words (its parser), not the target's
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen and len(seen) < 16:
+        seen.append(cur)
+        if isinstance(cur, aiohttp.ClientConnectorError) and cur.os_error is not cur.__cause__:
+            seen.append(cur.os_error)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def _chain(exc: BaseException) -> str:
+    """The exception classes behind a failure, for the operator's debug log (no messages)."""
+    return " <- ".join(type(e).__name__ for e in _causes(exc))

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from .timeutil import iso, parse_or_none
@@ -68,27 +69,95 @@ def probe_url(probe: dict[str, Any], namespace: str) -> str:
     return f"{svc.get('scheme', 'http')}://{svc['name']}.{namespace}.svc:{svc['port']}{path}"
 
 
+BODY_LIMIT = 4096
+"""Most bytes of a response body a probe reads. A probe judges the status code and the latency,
+never the body; a body up to this size is read so that the connection can be reused, a longer
+one is left unread and its connection closed. Memory per probe stays bounded however much a
+target sends (MonitoredService URLs are written by namespace users)."""
+
+HEADER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 32}
+"""The bounds of a response's status line and headers (aiohttp's parser): longer lines or more
+headers fail the probe as `TOO_LARGE`. At most 32 header fields of 8 KiB each per probe in flight."""
+
+
+class ProbeFailure(StrEnum):
+    """Why a probe failed (MonitoredService `status.lastProbe.reason`). Status records this class
+    and a message built from it alone: never the target's words (an error text or a body a
+    namespace user's server sends) nor a raw connection error (which maps other networks)."""
+
+    FORBIDDEN = "ForbiddenAddress"    # the outbound rules refuse the address: nothing was sent
+    INVALID_URL = "InvalidURL"
+    DNS = "DNS"                       # the name did not resolve
+    REFUSED = "ConnectionRefused"
+    CONNECT = "ConnectionFailed"      # unreachable, reset, closed before an answer
+    TIMEOUT = "Timeout"               # no complete answer within timeoutSeconds
+    TLS = "TLS"                       # handshake or certificate verification failed
+    TOO_LARGE = "ResponseTooLarge"    # status line or headers beyond HEADER_LIMITS
+    BAD_RESPONSE = "BadResponse"      # not valid HTTP
+    STATUS = "UnexpectedStatus"
+    SLOW = "Slow"                     # over latencyThresholdMs
+
+
+def failure_message(failure: ProbeFailure, spec: ProbeSpec, *, status_code: int | None = None,
+                    latency_ms: int | None = None, address_class: str = "") -> str:
+    """The status text of a failure: only the class and what the spec and the operator know."""
+    if failure is ProbeFailure.FORBIDDEN:
+        what = f"a {address_class} address" if address_class else "an address the outbound rules refuse"
+        return (f"refused: the target is {what}, which probes reach only when the admin's allowlist "
+                f"(PARAMEDIC_PROBE_ALLOW_CIDRS) names it; nothing was sent")
+    if failure is ProbeFailure.TIMEOUT:
+        return f"timeout after {spec.timeout:g}s"
+    if failure is ProbeFailure.STATUS:
+        return f"status {status_code}, expected {spec.expected_status}"
+    if failure is ProbeFailure.SLOW:
+        return f"latency {latency_ms} ms over threshold {spec.latency_threshold_ms} ms"
+    return _MESSAGES[failure]
+
+
+_MESSAGES: dict[ProbeFailure, str] = {
+    ProbeFailure.INVALID_URL: "invalid URL",
+    ProbeFailure.DNS: "DNS: the host name did not resolve",
+    ProbeFailure.REFUSED: "connection refused",
+    ProbeFailure.CONNECT: "connection failed (unreachable, reset or closed before an answer)",
+    ProbeFailure.TLS: "TLS handshake or certificate verification failed",
+    ProbeFailure.TOO_LARGE: (f"response status line or headers too large (at most {HEADER_LIMITS['max_headers']} "
+                             f"headers of {HEADER_LIMITS['max_field_size']} bytes)"),
+    ProbeFailure.BAD_RESPONSE: "not a valid HTTP response",
+}
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     ok: bool
     time: datetime
     status_code: int | None = None
     latency_ms: int | None = None
-    error: str = ""
+    error: str = ""  # failure_message(failure): never the target's words
     slow: bool = False  # failed only because it was slower than the threshold
+    failure: ProbeFailure | None = None
 
 
 def classify(spec: ProbeSpec, now: datetime, *, status_code: int | None, latency_ms: int | None,
-             error: str = "") -> ProbeResult:
-    """A failure is a wrong status, a transport error (timeout, refused, DNS), or a slow answer."""
-    if error:
-        return ProbeResult(False, now, status_code, latency_ms, error)
+             failure: ProbeFailure | None = None, address_class: str = "") -> ProbeResult:
+    """A failure is a transport failure (`failure`: timeout, refused, DNS...), a wrong status, or a
+    slow answer. `address_class` says which class of address a FORBIDDEN one is."""
+    if failure is not None:
+        text = failure_message(failure, spec, status_code=status_code, latency_ms=latency_ms, address_class=address_class)
+        return ProbeResult(False, now, status_code, latency_ms, text, slow=failure is ProbeFailure.SLOW, failure=failure)
     if status_code != spec.expected_status:
-        return ProbeResult(False, now, status_code, latency_ms, f"status {status_code}, expected {spec.expected_status}")
+        return ProbeResult(False, now, status_code, latency_ms,
+                           failure_message(ProbeFailure.STATUS, spec, status_code=status_code),
+                           failure=ProbeFailure.STATUS)
     if spec.latency_threshold_ms is not None and latency_ms is not None and latency_ms > spec.latency_threshold_ms:
         return ProbeResult(False, now, status_code, latency_ms,
-                           f"latency {latency_ms} ms over threshold {spec.latency_threshold_ms} ms", slow=True)
+                           failure_message(ProbeFailure.SLOW, spec, latency_ms=latency_ms), slow=True,
+                           failure=ProbeFailure.SLOW)
     return ProbeResult(True, now, status_code, latency_ms)
+
+
+LAST_PROBE_KEYS = ("time", "ok", "statusCode", "latencyMs", "reason", "error")
+"""Every key of `status.lastProbe`. Status is written with a JSON merge patch, which keeps any key
+it does not name: a key a probe result lacks is written as null, so an old `error` goes away."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +185,7 @@ class ProbeState:
             open_incident=s.get("openIncident") or "",
             last_transition=s.get("lastTransitionTime") or "",
             history=hist,
-            last_probe=dict(s.get("lastProbe") or {}),
+            last_probe={k: v for k, v in (s.get("lastProbe") or {}).items() if v is not None},
             outage_held=bool(s.get("outageHeld")),
         )
 
@@ -128,7 +197,8 @@ class ProbeState:
             "outageCount": self.outage_count,
             "openIncident": self.open_incident or None,
             "lastTransitionTime": self.last_transition or None,
-            "lastProbe": self.last_probe or None,
+            # Every key, null when absent: a merge patch removes what it sets to null only.
+            "lastProbe": {k: self.last_probe.get(k) for k in LAST_PROBE_KEYS} if self.last_probe else None,
             "outageHeld": self.outage_held or None,
             "probeHistory": [{"start": s, "ok": o, "total": t} for s, o, t in self.history],
             "availability": {
@@ -163,6 +233,7 @@ def advance(state: ProbeState, result: ProbeResult, spec: ProbeSpec, phase: int 
         "ok": result.ok,
         "statusCode": result.status_code,
         "latencyMs": result.latency_ms,
+        "reason": str(result.failure) if result.failure else None,
         "error": result.error[:512] or None,
     }
     last_probe = {k: v for k, v in last_probe.items() if v is not None}

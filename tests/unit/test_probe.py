@@ -5,6 +5,7 @@ from paramedic.domain.probe import (
     DOWN,
     HEALTHY,
     UNKNOWN,
+    ProbeFailure,
     ProbeSpec,
     ProbeState,
     advance,
@@ -36,8 +37,9 @@ def test_classification_names_the_reason():
     assert bad(T0).error == "status 500, expected 200"
     slow = classify(SPEC, T0, status_code=200, latency_ms=900)
     assert not slow.ok and slow.slow and "latency 900 ms over threshold 500 ms" in slow.error
-    err = classify(SPEC, T0, status_code=None, latency_ms=2000, error="timeout after 2s")
-    assert not err.ok and not err.slow and err.error == "timeout after 2s"
+    err = classify(SPEC, T0, status_code=None, latency_ms=2000, failure=ProbeFailure.TIMEOUT)
+    assert not err.ok and not err.slow and err.error == "timeout after 2s" and err.failure is ProbeFailure.TIMEOUT
+    assert bad(T0).failure is ProbeFailure.STATUS and slow.failure is ProbeFailure.SLOW and ok(T0).failure is None
 
 
 def run(results):
@@ -179,3 +181,25 @@ def test_an_outage_held_under_an_open_incident_opens_no_second_one():
     state = ProbeState(health=DOWN, open_incident="x-down-1", outage_count=1, outage_held=True)
     step = in_maintenance(advance(state, bad(T0), SPEC), False)
     assert not step.open_incident
+
+
+def test_a_recovered_probe_writes_null_for_the_keys_it_no_longer_has():
+    # Status is written with a JSON merge patch: a key left out stays on the API server's copy,
+    # so the write names every lastProbe key and sets the absent ones to null.
+    failed, _ = run([classify(SPEC, T0, status_code=None, latency_ms=2000, failure=ProbeFailure.TIMEOUT)])
+    assert failed.to_status(T0)["lastProbe"]["reason"] == "Timeout"
+    recovered = advance(failed, ok(T0 + timedelta(seconds=10)), SPEC).state
+    last = recovered.to_status(T0)["lastProbe"]
+    assert last["error"] is None and last["reason"] is None and last["ok"] is True, last
+    assert set(last) == {"time", "ok", "statusCode", "latencyMs", "reason", "error"}
+    # Read back (the API server drops nulls), the state holds no null keys either.
+    assert ProbeState.from_status({"lastProbe": last}).last_probe == {k: v for k, v in last.items() if v is not None}
+
+
+def test_failure_messages_are_built_from_the_class_alone():
+    for failure in ProbeFailure:
+        text = classify(SPEC, T0, status_code=503, latency_ms=900, failure=failure, address_class="private").error
+        assert text and "None" not in text, (failure, text)
+    forbidden = classify(SPEC, T0, status_code=None, latency_ms=1, failure=ProbeFailure.FORBIDDEN,
+                         address_class="private")
+    assert forbidden.error.startswith("refused: the target is a private address") and "PROBE_ALLOW_CIDRS" in forbidden.error

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from paramedic.domain.outbound import OutboundPolicy, parse_cidrs
-from paramedic.domain.probe import ProbeSpec
+from paramedic.domain.probe import ProbeFailure, ProbeSpec
 from paramedic.operator import prober as prober_mod
 from paramedic.operator.prober import Prober
 
@@ -86,9 +86,10 @@ def test_outcomes_are_classified_and_connections_reused() -> None:
     assert not out["broken"].ok and out["broken"].status_code == 503
     assert not out["moved"].ok and out["moved"].status_code == 302, "redirects are not followed"
     assert not out["slow"].ok and out["slow"].error == "timeout after 0.5s"
-    assert not out["refused"].ok and out["refused"].error.startswith("connection failed:"), out["refused"].error
-    assert out["refused"].status_code is None
-    assert not out["bad-url"].ok and out["bad-url"].error
+    assert out["slow"].failure is ProbeFailure.TIMEOUT
+    assert not out["refused"].ok and out["refused"].failure is ProbeFailure.REFUSED, out["refused"]
+    assert out["refused"].error == "connection refused" and out["refused"].status_code is None
+    assert not out["bad-url"].ok and out["bad-url"].failure is ProbeFailure.INVALID_URL, out["bad-url"]
 
 
 def test_loopback_is_refused_by_default_in_every_form_and_nothing_is_sent() -> None:
@@ -136,7 +137,9 @@ def test_names_resolving_to_forbidden_addresses_are_refused(monkeypatch: pytest.
             await p.stop()
 
     result = run(main())
-    assert not result.ok and "status.example (127.0.0.1) is a loopback address" in result.error, result.error
+    assert not result.ok and result.failure is ProbeFailure.FORBIDDEN, result
+    # The class of the address, not the address a name resolved to (status is no resolver).
+    assert "the target is a loopback address" in result.error and "127.0.0.1" not in result.error, result.error
 
 
 def test_probes_ignore_environment_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
