@@ -14,19 +14,28 @@ is a resolution of an alert nobody recorded, counted and dropped). The rules:
   other's alerts: a 409 re-reads and retries, a bounded number of times.
 - Resolved alerts never create incidents. When all alerts of an incident are
   resolved and its service allows it, the incident moves to `resolved`.
+- Managed (remediated) and unmanaged incidents of one service are kept apart: alerts of
+  a token without the remediation right open and join unmanaged ones only, and never
+  change a managed incident (a firing alert joined there would hold its remediation's
+  verification open, a resolution would close it).
+- One alert never fails the others: a group the API server refuses (any 4xx) is recorded
+  unmanaged in the token's home namespace, then, if refused again, each of its alerts
+  alone in a minimal form. Only an unreachable API server (or one refusing even that)
+  fails the request.
 
 Everything goes through the synchronous `KubeClient`; a 200 answer to the
-sender means every alert was persisted.
+sender means every alert was persisted (or, for a resolution nobody recorded, ignored).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +64,14 @@ class IngestConflict(Exception):
     """A write kept conflicting with concurrent writers (or its object vanished): try again later."""
 
 
+class _Refused(Exception):
+    """A group that can never be recorded where it was routed (not a transient conflict)."""
+
+
+# What became of one alert (IngestResult.outcomes[key]["outcome"]).
+RECORDED, RESOLVED, DUPLICATE, IGNORED = "recorded", "resolved", "duplicate", "ignored"
+
+
 @dataclass
 class IngestResult:
     """What one request changed; counts are of alerts unless said otherwise."""
@@ -66,12 +83,32 @@ class IngestResult:
     ignored: int = 0            # resolved alerts no incident holds: nothing to resolve
     auto_resolved: int = 0      # incidents moved to resolved because all their alerts are
     rehomed: int = 0            # alerts recorded in the token's home namespace instead of the one they claim
+    unmanaged: int = 0          # alerts a MonitoredService claims, recorded unmanaged (token without remediate)
     incidents: list[str] = field(default_factory=list)   # "namespace/name" of every incident touched
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per alert key: {outcome, incident, managed[, rehomed, reason]}."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "joined": self.joined, "deduplicated": self.deduplicated,
                 "resolved": self.resolved, "ignored": self.ignored, "autoResolved": self.auto_resolved,
-                "rehomed": self.rehomed, "incidents": sorted(set(self.incidents))}
+                "rehomed": self.rehomed, "unmanaged": self.unmanaged, "incidents": sorted(set(self.incidents))}
+
+    def outcome_of(self, alert: dom.Alert) -> dict[str, Any]:
+        """What became of `alert`, for the sender: its key and outcome, and where it is recorded."""
+        found = self.outcomes.get(alert.key) or {"outcome": "unknown"}
+        return {"key": alert.key, **found}
+
+    def add(self, part: IngestResult) -> None:
+        self.created += part.created
+        self.joined += part.joined
+        self.deduplicated += part.deduplicated
+        self.resolved += part.resolved
+        self.ignored += part.ignored
+        self.auto_resolved += part.auto_resolved
+        self.rehomed += part.rehomed
+        self.unmanaged += part.unmanaged
+        self.incidents.extend(part.incidents)
+        self.outcomes.update(part.outcomes)
 
 
 def build_incident(namespace: str, name: str, *, service: str, severity: str, title: str, description: str = "",
@@ -84,8 +121,10 @@ def build_incident(namespace: str, name: str, *, service: str, severity: str, ti
     """
     if severity not in dom.SEVERITIES:
         raise ValueError(f"severity must be one of {', '.join(dom.SEVERITIES)}, not {severity!r}")
+    # Every field is cut (and marked) to the CRD's limits: an alert's text never makes the
+    # API server refuse the incident that records it.
     spec: dict[str, Any] = {
-        "service": service,
+        "service": _cut(service, dom.MAX_SERVICE),
         "severity": severity,
         "title": _cut(title.strip() or f"{service} incident", dom.MAX_TITLE),
         "source": source,
@@ -95,7 +134,7 @@ def build_incident(namespace: str, name: str, *, service: str, severity: str, ti
     if description:
         spec["description"] = _cut(description, dom.MAX_DESCRIPTION)
     if labels:
-        spec["labels"] = {k: v[: dom.MAX_LABEL_VALUE] for k, v in list(labels.items())[: dom.MAX_LABELS]}
+        spec["labels"] = dom.stored_labels(labels, dom.MAX_LABELS)
     if runbook_url and len(runbook_url) <= dom.MAX_URL:
         spec["runbookURL"] = runbook_url
     return {
@@ -124,8 +163,10 @@ def create_incident(client: kube.KubeClient, body: dict) -> dict:
 
 
 def everywhere(settings: Any) -> sc.Scope:
-    """The scope of a sender trusted with every namespace (home: Paramedic's own)."""
-    return sc.Scope("everywhere", settings.namespace, frozenset({settings.namespace}), everywhere=True)
+    """The scope of a caller trusted with every namespace and remediation (home: Paramedic's own);
+    never a receiver token's (those come from webhook.auth)."""
+    return sc.Scope("everywhere", settings.namespace, frozenset({settings.namespace}), everywhere=True,
+                    remediate=True)
 
 
 def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now: datetime, *,
@@ -133,35 +174,36 @@ def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now:
            owners: PodOwners | None = None, scope: sc.Scope | None = None) -> IngestResult:
     """Persist `alerts`: create, join, deduplicate, resolve. Returns only once all are written.
 
-    `scope` is what the sender's token may write (default: everything): alerts claiming a
-    namespace outside it, or one the receiver may not use (403), are recorded unmanaged in
-    the scope's home namespace, so one such alert never blocks the others of its request.
-    Groups touch disjoint incidents, so up to `parallel` of them are written
-    at once. Raises kube.Unavailable (API server unreachable) or IngestConflict
-    (writes kept conflicting); either way the sender should retry the whole
-    request, which is safe: every step is idempotent. Without `owners`, alerts
-    naming only a pod are not routed by the pod's owner.
+    `scope` is what the sender's token may write (default: everything, with remediation):
+    alerts claiming a namespace outside it, or one the receiver may not use (403), are
+    recorded unmanaged in the scope's home namespace; without `scope.remediate`, alerts a
+    MonitoredService claims are recorded unmanaged where they belong. A group the API
+    server refuses (any 4xx) goes home, then each of its alerts alone in a minimal form,
+    so one alert never blocks the others of its request (`IngestResult.outcomes` says
+    what became of each). Groups touch disjoint incidents, so up to `parallel` of them are
+    written at once. Raises kube.Unavailable (API server unreachable) or IngestConflict
+    (writes kept conflicting); either way the sender should retry the whole request,
+    which is safe: every step is idempotent. Without `owners`, alerts naming only a pod
+    are not routed by the pod's owner. Raises kube.ApiError only when even the minimal
+    record is refused in the home namespace (nothing can be recorded: retried until fixed).
     """
     router = _Router(client, settings, services, owners, scope or everywhere(settings))
     groups = router.route(dom.dedupe(alerts))
 
-    def one(item: tuple[tuple[str, str, str], _Group]) -> IngestResult | None:
+    def one(item: tuple[tuple[str, str, str], _Group]) -> tuple[IngestResult, list[dom.Alert], Exception | None]:
         key, group = item
         run = _Run(client, settings, now)
         try:
             run.ingest_group(key, group)
             run.flush()
-        except kube.ApiError as exc:
-            if exc.status != 403 or key[0] == router.scope.home:
-                raise
-            # The receiver may not write incidents there (a namespace it does not watch):
-            # these alerts go home like any other it cannot route, the rest of the request stands.
-            log.warning("cannot write incidents in %s (%s): its %d alerts go to %s", key[0], exc.message,
-                        len(group.alerts), router.scope.home)
-            return None
-        return run.result
+        except (kube.ApiError, _Refused) as exc:  # 5xx and 429 are kube.Unavailable: never here
+            left = [a for a in group.alerts if a.key not in run.done]
+            log.warning("cannot record %d alert(s) in %s as %s (%s): recorded elsewhere", len(left), key[0],
+                        key[1][:100], _why(exc))
+            return run.result, left, exc
+        return run.result, [], None
 
-    results: list[IngestResult] = []
+    total = IngestResult()
     passes = 0
     while groups:
         passes += 1
@@ -171,20 +213,40 @@ def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now:
         else:
             with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="ingest") as pool:
                 outcomes = list(pool.map(one, items))
-        results += [r for r in outcomes if r is not None]
-        failed = [group for (_, group), r in zip(items, outcomes, strict=True) if r is None]
-        groups = router.rehome([a for g in failed for a in g.alerts], sc.REASON_FORBIDDEN) if passes == 1 else {}
-    total = IngestResult(rehomed=router.rehomed)
-    for part in results:
-        total.created += part.created
-        total.joined += part.joined
-        total.deduplicated += part.deduplicated
-        total.resolved += part.resolved
-        total.ignored += part.ignored
-        total.auto_resolved += part.auto_resolved
-        total.rehomed += part.rehomed
-        total.incidents.extend(part.incidents)
+        for part, _, _ in outcomes:
+            total.add(part)
+        failed = [(left, exc) for _, left, exc in outcomes if exc is not None and left]
+        groups = {}
+        for left, exc in failed:
+            if passes == 1:
+                # Where it was routed, refused: recorded unmanaged at home, as the token's strays are.
+                reason = sc.REASON_FORBIDDEN if isinstance(exc, kube.ApiError) and exc.status == 403 \
+                    else sc.REASON_REFUSED
+                more = router.rehome(left, reason, _why(exc))
+            elif passes == 2:
+                # Refused at home too: each alert alone, with none of its own text but its name.
+                more = router.unroutable(left, _why(exc))
+            else:
+                assert isinstance(exc, kube.ApiError | _Refused)
+                log.error("cannot record %d alert(s) even in minimal form in %s: %s", len(left),
+                          router.scope.home, _why(exc))
+                if isinstance(exc, _Refused):
+                    raise IngestConflict(str(exc)) from exc
+                raise exc
+            for k, g in more.items():
+                groups.setdefault(k, _Group(managed=False, service=None, claimed=g.claimed, note=g.note,
+                                            note_type=g.note_type, reason=g.reason)).alerts.extend(g.alerts)
+    total.rehomed = router.rehomed
+    for alert_key, reason in router.reasons.items():
+        if alert_key in total.outcomes:
+            total.outcomes[alert_key]["rehomed"] = reason
     return total
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, kube.ApiError):
+        return f"{exc.status} {exc.reason}: {exc.message}" if exc.reason else f"{exc.status}: {exc.message}"
+    return str(exc)
 
 
 # --- internals -------------------------------------------------------------------
@@ -196,7 +258,9 @@ class _Group:
     service: dict | None
     alerts: list[dom.Alert] = field(default_factory=list)
     claimed: str = ""     # re-homed: the namespace its alerts claim
-    note: str = ""        # re-homed: the timeline note saying why
+    note: str = ""        # re-homed or unremediated: the timeline note saying why (written once)
+    note_type: str = sc.REHOMED_TIMELINE_TYPE
+    reason: str = ""      # re-homed: why (sc.REHOME_REASONS)
 
     @property
     def auto_resolve(self) -> bool:
@@ -227,9 +291,14 @@ class _Router:
         self.directory = directory
         self.owners = owners
         self.scope = scope or everywhere(settings)
-        self.rehomed = 0
+        self.reasons: dict[str, str] = {}   # alert key → why it was recorded at home (first reason)
+        self._rehomed: set[int] = set()     # the alerts (objects) re-homed, each counted once
         self._tables: dict[str, dom.RoutingTable] = {}
         self._namespaces: dict[str, bool] = {}
+
+    @property
+    def rehomed(self) -> int:
+        return len(self._rehomed)
 
     def table(self, namespace: str) -> dom.RoutingTable:
         """The namespace's MonitoredServices, indexed for routing; read once per request. As fresh as
@@ -250,9 +319,8 @@ class _Router:
                 try:
                     exists = self.client.get_or_none(kube.NAMESPACES, namespace) is not None
                 except kube.ApiError as exc:
-                    if exc.status != 403:
-                        raise
-                    # Without the right to read namespaces, the token's home is the safe place.
+                    # Without the right to read namespaces (403, or any other refusal), the
+                    # token's home is the safe place.
                     log.warning("cannot check namespace %s (%s): using %s", namespace, exc.message,
                                 self.scope.home)
             self._namespaces[namespace] = exists
@@ -260,42 +328,49 @@ class _Router:
 
     def route(self, alerts: list[dom.Alert]) -> dict[tuple[str, str, str], _Group]:
         groups: dict[tuple[str, str, str], _Group] = {}
-        foreign: dict[str, list[dom.Alert]] = {}
+        foreign: dict[tuple[str, str], list[dom.Alert]] = {}
         for alert in alerts:
             ns = alert.namespace or self.scope.home
             if DNS_LABEL.match(ns) and not self.scope.allows(ns):
                 metrics.ALERTS_ROUTED.labels("rehomed").inc()
-                foreign.setdefault(sc.REASON_OUT_OF_SCOPE, []).append(alert)
+                foreign.setdefault((sc.REASON_OUT_OF_SCOPE, ""), []).append(alert)
                 continue
             try:
                 claim = self.claim(alert, ns) if DNS_LABEL.match(ns) else None
             except kube.ApiError as exc:
-                if exc.status != 403:
-                    raise
-                # A namespace the receiver may not read (one Paramedic does not watch): this alert
-                # goes home unmanaged, the others of the request are not held up by it.
+                # A namespace the receiver may not read (one Paramedic does not watch, 403) or
+                # that the API server refuses otherwise: this alert goes home unmanaged, the
+                # others of the request are not held up by it.
                 log.warning("cannot read MonitoredServices of %s (%s): alert %s goes to %s", ns, exc.message,
                             alert.key, self.scope.home)
                 metrics.ALERTS_ROUTED.labels("rehomed").inc()
-                foreign.setdefault(sc.REASON_FORBIDDEN, []).append(alert)
+                reason = sc.REASON_FORBIDDEN if exc.status == 403 else sc.REASON_REFUSED
+                foreign.setdefault((reason, _why(exc) if exc.status != 403 else ""), []).append(alert)
                 continue
             metrics.ALERTS_ROUTED.labels(_RULE_METRIC.get(claim.rule if claim else "", "none")).inc()
             svc = claim.service if claim is not None else None
             if svc is not None:
                 key = (ns, svc["metadata"]["name"], dom.incident_severity(alert, svc))
-                group = groups.setdefault(key, _Group(managed=True, service=svc))
+                if self.scope.remediate:
+                    group = groups.setdefault(key, _Group(managed=True, service=svc))
+                else:
+                    # The token may not trigger remediation: recorded where it belongs, with its
+                    # service (team, SLA, paging), but unmanaged.
+                    group = groups.setdefault(key, _Group(managed=False, service=svc,
+                                                          note=sc.unremediated_note(self.scope.name),
+                                                          note_type=sc.UNREMEDIATED_TIMELINE_TYPE))
             else:
                 home = ns if self.namespace_exists(ns) else self.scope.home
                 key = (home, alert.service_hint, dom.incident_severity(alert, None))
                 group = groups.setdefault(key, _Group(managed=False, service=None))
             group.alerts.append(alert)
-        for reason, batch in foreign.items():
-            for key, group in self.rehome(batch, reason).items():
+        for (reason, detail), batch in foreign.items():
+            for key, group in self.rehome(batch, reason, detail).items():
                 groups.setdefault(key, _Group(managed=False, service=None, claimed=group.claimed,
-                                              note=group.note)).alerts.extend(group.alerts)
+                                              note=group.note, reason=reason)).alerts.extend(group.alerts)
         return groups
 
-    def rehome(self, alerts: list[dom.Alert], reason: str) -> dict[tuple[str, str, str], _Group]:
+    def rehome(self, alerts: list[dom.Alert], reason: str, detail: str = "") -> dict[tuple[str, str, str], _Group]:
         """Groups recording `alerts` unmanaged in the home namespace, apart from its own incidents:
         their service is `<claimed namespace>/<service>`, which no MonitoredService can be named."""
         groups: dict[tuple[str, str, str], _Group] = {}
@@ -304,15 +379,37 @@ class _Router:
             claimed = alert.namespace or self.scope.home
             service = sc.rehomed_service(claimed, alert.service_hint)
             key = (self.scope.home, service, dom.incident_severity(alert, None))
-            group = groups.setdefault(key, _Group(managed=False, service=None, claimed=claimed,
-                                                  note=sc.rehomed_note(claimed, reason, self.scope.name)))
+            group = groups.setdefault(key, _Group(managed=False, service=None,
+                                                  claimed=claimed if DNS_LABEL.match(claimed) else "",
+                                                  note=sc.rehomed_note(claimed, reason, self.scope.name, detail),
+                                                  reason=reason))
             group.alerts.append(alert)
             claimed_counts[claimed] = claimed_counts.get(claimed, 0) + 1
+            self.reasons.setdefault(alert.key, reason)
+            self._rehomed.add(id(alert))
         for claimed, count in sorted(claimed_counts.items()):
             metrics.ALERTS_REHOMED.labels(reason).inc(count)
-            log.info("%d alert(s) claiming namespace %s recorded unmanaged in %s (token %r, %s)", count, claimed,
-                     self.scope.home, self.scope.name, reason)
-        self.rehomed += len(alerts)
+            log.info("%d alert(s) claiming namespace %s recorded unmanaged in %s (token %r, %s)", count,
+                     claimed[:63], self.scope.home, self.scope.name, reason)
+        return groups
+
+    def unroutable(self, alerts: list[dom.Alert], detail: str) -> dict[tuple[str, str, str], _Group]:
+        """The last resort: each alert alone, in the home namespace, keeping only its key, status,
+        times and (cut) name, so that no text of its own can make the API server refuse it."""
+        groups: dict[tuple[str, str, str], _Group] = {}
+        for alert in alerts:
+            severity = dom.incident_severity(alert, None)
+            # One service per alert key: a re-send (or its resolution) finds the same incident.
+            service = f"unroutable/{hashlib.sha256(alert.key.encode('utf-8')).hexdigest()[:16]}"
+            name = dom.cut(alert.alertname, 63)
+            bare = replace(alert, labels={"alertname": name} if name else {}, annotations={}, generator_url="",
+                           links={}, values={})
+            groups[(self.scope.home, service, severity)] = _Group(
+                managed=False, service=None, alerts=[bare], reason=sc.REASON_REFUSED,
+                note=sc.rehomed_note(alert.namespace or self.scope.home, sc.REASON_REFUSED, self.scope.name,
+                                     detail))
+            self.reasons.setdefault(alert.key, sc.REASON_REFUSED)
+        log.warning("%d alert(s) recorded alone, minimal, in %s: %s", len(alerts), self.scope.home, detail[:300])
         return groups
 
     def claim(self, alert: dom.Alert, ns: str) -> dom.Claim | None:
@@ -345,18 +442,31 @@ class _Run:
         self.now = now
         self.window = int(settings.correlation_window_seconds)
         self.result = IngestResult()
+        self.done: set[str] = set()   # keys of the alerts recorded (or ignored) by now
+        self.group: _Group | None = None
         self._objects: dict[tuple[str, str], dict | None] = {}   # incidents read in this request
         self._targets: dict[tuple[str, str], _IncidentAlerts] = {}
         self._service_incidents: dict[tuple[str, str], list[dict]] = {}
 
     # correlation ---------------------------------------------------------------
+    def _mine(self, obj: Mapping[str, Any]) -> bool:
+        """Whether new alerts of this group may join `obj`: managed and unmanaged incidents are apart."""
+        return ((obj.get("spec") or {}).get("managed") is not False) == bool(self.group and self.group.managed)
+
+    def _may_touch(self, obj: Mapping[str, Any]) -> bool:
+        """Whether this group may change alerts `obj` records: a managed group any incident of
+        its service (its token may remediate), an unmanaged one only unmanaged incidents."""
+        return bool(self.group and self.group.managed) or self._mine(obj)
+
     def ingest_group(self, key: tuple[str, str, str], group: _Group) -> None:
         ns, service, severity = key
-        active = self._active(ns, service, severity)
+        self.group = group
+        everything = self._active(ns, service, severity)
+        active = [o for o in everything if self._mine(o)]
         # Newest first: after a burst of windows, new alerts join the latest incident.
         active.sort(key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]), reverse=True)
         held_by: dict[str, dict] = {}
-        for obj in active:
+        for obj in active + [o for o in everything if not self._mine(o) and self._may_touch(o)]:
             self._objects[(ns, obj["metadata"]["name"])] = obj
             for k in dom.alert_keys(obj):
                 held_by.setdefault(k, obj)
@@ -386,8 +496,10 @@ class _Run:
                 new_firing.append(alert)
             else:
                 self.result.ignored += 1
+                self.done.add(alert.key)
+                self.result.outcomes[alert.key] = {"outcome": IGNORED}
                 log.info("resolved alert %s (%s) matches no incident of %s/%s: nothing to resolve",
-                         alert.key, alert.alertname, ns, service)
+                         alert.key, alert.alertname[:100], ns, service[:100])
         if not new_firing:
             return
         if active:
@@ -413,10 +525,10 @@ class _Run:
             obj = self._read(ns, dom.incident_name(service, severity, alert.starts_at, self.window, attempt))
             if obj is None:
                 return None
-            if alert.key in dom.alert_keys(obj):
+            if alert.key in dom.alert_keys(obj) and self._may_touch(obj):
                 return obj
-            if dom.incident_active(obj):
-                return None  # successors exist only after a resolved predecessor
+            if dom.incident_active(obj) and self._mine(obj):
+                return None  # successors exist only after a resolved (or other kind of) predecessor
         return None
 
     def _any_holder(self, ns: str, service: str, alert: dom.Alert) -> dict | None:
@@ -427,7 +539,7 @@ class _Run:
             self._service_incidents[(ns, service)] = self.client.list(
                 kube.INCIDENTS, ns, field_selector=dom.service_field_selector(service), floor=INCIDENT_READS)
         for obj in self._service_incidents[(ns, service)]:
-            if alert.key in dom.alert_keys(obj):
+            if alert.key in dom.alert_keys(obj) and self._may_touch(obj):
                 self._objects[(ns, obj["metadata"]["name"])] = obj
                 return obj
         return None
@@ -464,6 +576,8 @@ class _Run:
                              body["spec"]["title"])
                     self._join(ns, obj, group, remaining, created=True)
                     return
+            if not self._mine(obj):
+                continue  # the window's name is taken by the other kind (managed or not): a successor
             keys = dom.alert_keys(obj)
             held = [a for a in remaining if a.key in keys]
             if held:  # re-sent alerts of a resolved incident: duplicates there, never a new incident
@@ -474,7 +588,8 @@ class _Run:
             if dom.incident_active(obj):
                 self._join(ns, obj, group, remaining)
                 return
-        raise IngestConflict(f"{MAX_SUCCESSORS} incidents of {service}/{severity} in one correlation window")
+        # Not a conflict that a retry resolves: these alerts are recorded elsewhere.
+        raise _Refused(f"{MAX_SUCCESSORS} incidents of {service[:100]}/{severity} in one correlation window")
 
     def _body(self, ns: str, name: str, service: str, severity: str, group: _Group, alert: dom.Alert) -> dict:
         svc_spec = (group.service or {}).get("spec") or {}
@@ -513,11 +628,11 @@ class _Run:
             if rec.patch is None:
                 break
             note = target.group.note if target.group is not None else ""
-            if note and not any(e.get("type") == sc.REHOMED_TIMELINE_TYPE
+            note_type = target.group.note_type if target.group is not None else sc.REHOMED_TIMELINE_TYPE
+            if note and not any(e.get("type") == note_type
                                 for e in (obj.get("status") or {}).get("timeline") or []):
                 rec.patch["status"]["timeline"] = append_timeline(
-                    rec.patch["status"]["timeline"], timeline_entry(self.now, sc.REHOMED_TIMELINE_TYPE, ACTOR, note),
-                    limit)
+                    rec.patch["status"]["timeline"], timeline_entry(self.now, note_type, ACTOR, note), limit)
             patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, **rec.patch}
             try:
                 obj = self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace, subresource="status")
@@ -538,6 +653,14 @@ class _Run:
             raise IngestConflict(f"status of incident {target.namespace}/{target.name} kept changing "
                                  f"({WRITE_ATTEMPTS} conflicting writes)")
         added = set(rec.added)
+        resolved, where = set(rec.resolved), f"{target.namespace}/{target.name}"
+        managed = (obj.get("spec") or {}).get("managed") is not False
+        for a in target.alerts:
+            outcome = RESOLVED if a.key in resolved else RECORDED if a.key in added else DUPLICATE
+            self.result.outcomes[a.key] = {"outcome": outcome, "incident": where, "managed": managed}
+            self.done.add(a.key)
+            if a.key in added and not managed and target.group is not None and target.group.service is not None:
+                self.result.unmanaged += 1
         self.result.joined += sum(1 for a in target.alerts if a.key in added and a.status == dom.FIRING)
         self.result.resolved += len(rec.resolved)
         self.result.deduplicated += len(rec.duplicates)
@@ -562,8 +685,7 @@ class _Run:
         log.info("auto-resolved incident %s/%s: all alerts resolved", target.namespace, target.name)
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+_cut = dom.cut
 
 
 __all__ = ["IngestConflict", "IngestResult", "build_incident", "create_incident", "ingest"]

@@ -102,8 +102,11 @@ class Settings(BaseSettings):
     webhook_token_namespaces: list[str] = _setting([], "Comma-separated namespaces the WEBHOOK_TOKEN(_FILE) token "
                                                        "may write incidents in, home first; `*`: all; empty: "
                                                        "Paramedic's own namespace only")
-    webhook_tokens_file: str = _setting("", "YAML file of scoped tokens `[{name, namespaces, token or tokenFile}]` "
-                                            "(re-read when it changes)")
+    webhook_token_remediate: bool = _setting(False, "Whether alerts sent with the WEBHOOK_TOKEN(_FILE) token may "
+                                                    "trigger remediation; off: they open unmanaged incidents "
+                                                    "(recorded and paged, never remediated)")
+    webhook_tokens_file: str = _setting("", "YAML file of scoped tokens `[{name, namespaces, token or tokenFile, "
+                                            "remediate}]` (re-read when it changes)")
     webhook_insecure: bool = _setting(False, "Allow the receiver to run without a token (local use only)")
     webhook_max_body_bytes: int = _setting(1024 * 1024, "Largest accepted request body; larger gets 413")
     webhook_url: str = _setting("", "URL of the receiver, used by `kubectl paramedic fire`")

@@ -1,12 +1,14 @@
 """The receiver: Alertmanager webhook and generic alert API, writing Incidents.
 
 Delivery contract with Alertmanager (which retries 5xx and never 4xx): 200
-only after every alert of the request is persisted; 503 with Retry-After when
-the API server cannot be reached or writes keep conflicting; 4xx only for
-requests that can never succeed (auth, size, type, malformed body). An alert
-that cannot go where it claims (outside its token's namespaces, or somewhere the
-receiver may not write) is recorded unmanaged in the token's home namespace:
-one such alert never fails its request.
+only after every alert of the request is persisted, with what became of each
+(`alerts`: key, outcome, incident, managed, and `rehomed` when it was recorded at
+home); 503 with Retry-After when the API server cannot be reached or writes keep
+conflicting; 4xx only for requests that can never succeed (auth, size, type,
+malformed body). An alert that cannot go where it claims (outside its token's
+namespaces, somewhere the receiver may not write, or refused there by the API
+server) is recorded unmanaged in the token's home namespace: one such alert never
+fails its request. Text too long for an Incident is cut, never refused.
 """
 
 from __future__ import annotations
@@ -106,13 +108,15 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
             log.warning("cannot persist %d alerts (%s): %s", len(alerts), kind, exc)
             return _error(503, f"concurrent updates, retry: {exc}", retry_after=RETRY_AFTER_CONFLICT)
         except kube.ApiError as exc:
-            # Not the sender's fault (RBAC, a missing namespace, ...): 5xx so it is retried once fixed.
+            # Even the minimal record was refused in the token's home namespace (RBAC, a missing
+            # namespace, ...): nothing could be recorded, so 5xx: retried once the admin fixes it.
             log.error("Kubernetes API refused while persisting %d alerts (%s): %s", len(alerts), kind, exc)
             return _error(500, f"Kubernetes API refused: {exc}")
         finally:
             metrics.ALERT_PROCESSING.observe(time.perf_counter() - started)
         log.info("%s: %d alerts: %s", kind, len(alerts), result.as_dict())
-        return jsonify(status="ok", received=len(alerts), **result.as_dict())
+        return jsonify(status="ok", received=len(alerts), **result.as_dict(),
+                       alerts=[result.outcome_of(a) for a in alerts])
 
     @app.post("/api/v1/alertmanager")
     def alertmanager():

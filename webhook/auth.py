@@ -4,11 +4,13 @@ Tokens come from two places, both re-read whenever they change (a mounted Secret
 rotates without a restart), both optional but at least one required:
 
 - PARAMEDIC_WEBHOOK_TOKENS_FILE: a YAML (or JSON) list of scoped tokens,
-  `{name, namespaces, token | tokenFile}`; `namespaces` names the home namespace
-  first, then any others, or `*` for all.
+  `{name, namespaces, token | tokenFile, remediate}`; `namespaces` names the home
+  namespace first, then any others, or `*` for all; `remediate: true` lets its alerts
+  trigger remediation (absent: they open unmanaged incidents).
 - PARAMEDIC_WEBHOOK_TOKEN_FILE (or PARAMEDIC_WEBHOOK_TOKEN): the legacy token, one
   per line (two during a rotation), scoped by PARAMEDIC_WEBHOOK_TOKEN_NAMESPACES:
-  Paramedic's own namespace unless the admin names more, or `*`.
+  Paramedic's own namespace unless the admin names more, or `*`; its alerts
+  remediate only with PARAMEDIC_WEBHOOK_TOKEN_REMEDIATE=true.
 
 Every configured token is compared, in constant time, on every request.
 """
@@ -62,17 +64,19 @@ class TokenSource:
     """The tokens in force; `check` maps an Authorization header to its token's Scope (None: refused)."""
 
     def __init__(self, token: str = "", token_file: str = "", insecure: bool = False, *,
-                 token_namespaces: list[str] | None = None, tokens_file: str = "", namespace: str = "paramedic"):
+                 token_namespaces: list[str] | None = None, tokens_file: str = "", namespace: str = "paramedic",
+                 token_remediate: bool = False):
         self._static = sc.token_lines(token)
         self._file = token_file
         self._tokens_file = tokens_file
         self._insecure = insecure
         self._namespace = namespace
         try:
-            self._legacy_scope = sc.scope(LEGACY_NAME, token_namespaces or [namespace], namespace)
+            self._legacy_scope = sc.scope(LEGACY_NAME, token_namespaces or [namespace], namespace, token_remediate)
         except sc.ScopeError as exc:
             raise SettingsError(f"PARAMEDIC_WEBHOOK_TOKEN_NAMESPACES: {exc}") from None
-        self._open_scope = sc.Scope(OPEN_SCOPE_NAME, namespace, frozenset({namespace}), everywhere=True)
+        self._open_scope = sc.Scope(OPEN_SCOPE_NAME, namespace, frozenset({namespace}), everywhere=True,
+                                    remediate=token_remediate)
         self._lock = threading.Lock()
         self._stamps: dict[str, _Stamp] | None = None
         self._keys: list[_Key] = []
@@ -84,7 +88,8 @@ class TokenSource:
         """Raises SettingsError when no token is configured and insecure mode is off."""
         source = cls(settings.webhook_token, settings.webhook_token_file, settings.webhook_insecure,
                      token_namespaces=list(settings.webhook_token_namespaces),
-                     tokens_file=settings.webhook_tokens_file, namespace=settings.namespace)
+                     tokens_file=settings.webhook_tokens_file, namespace=settings.namespace,
+                     token_remediate=bool(settings.webhook_token_remediate))
         if not source.keys() and not settings.webhook_insecure:
             raise SettingsError("the webhook needs a bearer token: set PARAMEDIC_WEBHOOK_TOKENS_FILE, "
                                 "PARAMEDIC_WEBHOOK_TOKEN_FILE or PARAMEDIC_WEBHOOK_TOKEN "
@@ -92,8 +97,9 @@ class TokenSource:
         if not source.keys():
             log.warning("no webhook token configured: every request is accepted (PARAMEDIC_WEBHOOK_INSECURE)")
         for key_scope in sorted({k.scope for k in source.keys()}, key=lambda s: s.name):
-            log.info("webhook token %r: home %s, may write %s", key_scope.name, key_scope.home,
-                     "every namespace" if key_scope.everywhere else ", ".join(sorted(key_scope.namespaces)))
+            log.info("webhook token %r: home %s, may write %s; its alerts %s", key_scope.name, key_scope.home,
+                     "every namespace" if key_scope.everywhere else ", ".join(sorted(key_scope.namespaces)),
+                     "may trigger remediation" if key_scope.remediate else "never trigger remediation")
         return source
 
     # loading ---------------------------------------------------------------------

@@ -132,8 +132,8 @@ class Alert:
 
     @property
     def service_hint(self) -> str:
-        """The service of an alert that matched no MonitoredService."""
-        return self.labels.get("service") or self.alertname or "unknown"
+        """The service of an alert that matched no MonitoredService, cut to fit spec.service."""
+        return cut(self.labels.get("service") or self.alertname or "unknown", MAX_SERVICE)
 
     @property
     def summary(self) -> str:
@@ -147,12 +147,12 @@ class Alert:
         text = first_line[0] if first_line else ""
         if not text:
             text = self.alertname or f"alert from {self.service_hint}"
-        return _truncate(text, MAX_TITLE)
+        return cut(text, MAX_TITLE)
 
     @property
     def description(self) -> str:
         text = self.annotations.get("description") or self.annotations.get("message") or ""
-        return _truncate(text, MAX_DESCRIPTION)
+        return cut(text, MAX_DESCRIPTION)
 
     @property
     def runbook_url(self) -> str:
@@ -233,9 +233,7 @@ def _text(limit: int) -> AfterValidator:
     def check(value: str) -> str:
         if not value.strip():
             raise PayloadError("", "required: a non-empty string")
-        if len(value) > limit:
-            raise PayloadError("", f"at most {limit} characters")
-        return value
+        return cut(_text_of(value), limit)  # too long is cut (and marked), never refused
 
     return _then(check)
 
@@ -271,7 +269,7 @@ class _AlertmanagerAlert(_Payload):
     startsAt: Annotated[datetime, _Says("", "required: an RFC 3339 date-time"), _time_field(required=True)]
     endsAt: Annotated[datetime | None, _time_field(required=False)] = None
     generatorURL: _Url = None
-    fingerprint: Annotated[StrictStr | None, _STRING, _then(lambda v: _optional_string(v, "", MAX_FINGERPRINT))] = None
+    fingerprint: Annotated[StrictStr | None, _STRING, _then(lambda v: _fingerprint(v))] = None
 
 
 class _GrafanaAlert(_AlertmanagerAlert):
@@ -410,19 +408,18 @@ def _alert(m: _AlertmanagerAlert, source: str) -> Alert:
 
 
 def _values(value: dict[str, Any], where: str) -> dict[str, float | None]:
-    """Grafana's `values`: query refID → number (null when Grafana has none). The first MAX_VALUES are kept."""
+    """Grafana's `values`: query refID → number (null when Grafana has none). The first MAX_VALUES
+    are kept, their names cut; a number beyond a float's range is kept as null."""
     out: dict[str, float | None] = {}
     for name, number in value.items():
         if number is not None and (not isinstance(number, (int, float)) or isinstance(number, bool)):
             raise PayloadError(f"{where}.{name}", "must be a number")
-        if len(name) > MAX_LABEL_NAME:
-            raise PayloadError(where, f"names must be at most {MAX_LABEL_NAME} characters")
-        _check_text(name, where)
-        if len(out) < MAX_VALUES:
+        key = cut(_text_of(name), MAX_LABEL_NAME)
+        if len(out) < MAX_VALUES and key not in out:
             try:
-                out[name] = None if number is None else float(number)
+                out[key] = None if number is None else float(number)
             except OverflowError:
-                raise PayloadError(f"{where}.{name}", "out of range for a number") from None
+                out[key] = None
     return out
 
 
@@ -454,52 +451,75 @@ def _parse_generic_one(raw: Any, where: str, now: datetime) -> Alert:
 
 
 def _labels(value: dict[str, str], where: str, reserve: int = 0) -> dict[str, str]:
-    labels = _string_map(value, where, MAX_LABELS - reserve, MAX_LABEL_VALUE)
-    for name in labels:
+    """An alert's labels, whole: they make its fingerprint and its routing. Neither their
+    number nor their length refuses an alert (the body's size bounds both); the copies an
+    Incident keeps are cut to the CRD's limits (`stored_labels`)."""
+    labels: dict[str, str] = {}
+    for name, item in value.items():
         if not name:
             raise PayloadError(where, "label names must not be empty")
-    svc = labels.get("service")
-    if svc is not None and len(svc) > MAX_SERVICE:
-        raise PayloadError(f"{where}.service", f"at most {MAX_SERVICE} characters")
+        labels[_text_of(name)] = _text_of(item)
     return labels
 
 
 def _string_map(value: dict[str, str], where: str, max_items: int, max_value: int,
                 truncate: bool = False) -> dict[str, str]:
-    """Limits of a map of strings (its type is pydantic's to check)."""
-    if len(value) > max_items:
-        raise PayloadError(where, f"at most {max_items} entries (got {len(value)})")
+    """A map of strings kept within limits: its first `max_items` entries, names and values cut
+    (and marked); its type is pydantic's to check."""
     out: dict[str, str] = {}
     for name, item in value.items():
-        if len(name) > MAX_LABEL_NAME:
-            raise PayloadError(where, f"names must be at most {MAX_LABEL_NAME} characters")
-        if not (name.isascii() and item.isascii()):  # ASCII (the common case) is valid UTF-8
-            _check_text(name, where)
-            _check_text(item, f"{where}.{name}")
-        if len(item) > max_value:
-            if not truncate:
-                raise PayloadError(f"{where}.{name}", f"at most {max_value} characters")
-            item = _truncate(item, max_value)
-        out[name] = item
+        if len(out) >= max_items:
+            break
+        key = cut(_text_of(name), MAX_LABEL_NAME)
+        if key not in out:  # two names cut alike: the first is kept
+            out[key] = cut(_text_of(item), max_value)
     return out
 
 
 def _optional_string(value: str, where: str, max_len: int, truncate: bool = False) -> str:
-    if not value.isascii():
-        _check_text(value, where)
+    value = _text_of(value)
     if len(value) > max_len:
-        if not truncate:
-            raise PayloadError(where, f"at most {max_len} characters")
         return ""  # a cut URL is a wrong URL
     return value
 
 
-def _check_text(value: str, where: str) -> None:
-    # JSON allows lone surrogates (\ud800) that no UTF-8 encoder accepts.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PayloadError(where, "must be valid Unicode text (lone surrogate)") from None
+def _fingerprint(value: str) -> str:
+    """A sender's fingerprint, or a digest of it when too long to store: cutting could make
+    two alerts one, a digest keeps them apart (and is the same on every re-send)."""
+    value = _text_of(value)
+    if len(value) <= MAX_FINGERPRINT:
+        return value
+    return "sha256-" + hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def _text_of(value: str) -> str:
+    """`value` as UTF-8 can carry it: JSON allows lone surrogates (\\ud800) that no encoder
+    accepts; each becomes U+FFFD, as Go (Alertmanager, the API server) decodes them."""
+    if value.isascii():  # the common case, and always valid
+        return value
+    return _LONE_SURROGATE.sub("\ufffd", value)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""json.loads pairs the surrogates it can: any left in a str is alone."""
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters: cut, and marked with "…" when it had to be."""
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def stored_labels(labels: Mapping[str, str], max_items: int | None = None) -> dict[str, str]:
+    """The copy of an alert's labels an Incident keeps: names and values cut (and marked) to
+    the CRD's limits, at most `max_items` of them (spec.labels holds 64)."""
+    out: dict[str, str] = {}
+    for name, value in labels.items():
+        if max_items is not None and len(out) >= max_items:
+            break
+        key = cut(name, MAX_LABEL_NAME)
+        if key not in out:
+            out[key] = cut(value, MAX_LABEL_VALUE)
+    return out
 
 
 def _time(value: Any, where: str, required: bool) -> datetime | None:
@@ -520,8 +540,6 @@ def _time(value: Any, where: str, required: bool) -> datetime | None:
     return when
 
 
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def normalize_severity(value: Any) -> str | None:
@@ -902,18 +920,19 @@ def alert_entry(alert: Alert, now: datetime, common: Mapping[str, str] | None = 
     common = common or {}
     entry: dict[str, Any] = {
         "key": alert.key,
-        "alertname": alert.alertname,
+        "alertname": cut(alert.alertname, MAX_LABEL_VALUE),
         "status": alert.status,
         "startsAt": iso_ms(alert.starts_at),
         "receivedAt": iso_ms(now),
     }
-    summary = _truncate(alert.summary, 1024)
+    summary = cut(alert.summary, 1024)
     if summary:
         entry["summary"] = summary
-    own = {k: v for k, v in alert.labels.items() if common.get(k) != v}
+    labels = stored_labels(alert.labels)
+    own = {k: v for k, v in labels.items() if common.get(k) != v}
     if own:
         entry["labels"] = own
-    absent = sorted(k for k in common if k not in alert.labels)
+    absent = sorted(k for k in common if k not in labels)
     if absent:
         entry["absentLabels"] = absent
     if alert.generator_url:
@@ -1057,13 +1076,17 @@ def _entry_size(entry: Mapping[str, Any]) -> int:
 
 
 MAX_VALUES_TEXT = 256
+MAX_TIMELINE_NAME = 256
+MAX_TIMELINE_TEXT = 512
+"""A timeline entry names an alert and its summary's first line, cut: the timeline is kept
+whole in one object, so its entries must stay small whatever an alert carries."""
 
 
 def format_values(values: Mapping[str, float | None]) -> str:
     """`B=44.24, C=1`: a Grafana alert's values as its timeline entry shows them (bounded)."""
     parts = [f"{name}={'null' if v is None else format(v, '.6g')}" for name, v in values.items()]
     text = ", ".join(parts)
-    return _truncate(text, MAX_VALUES_TEXT)
+    return cut(text, MAX_VALUES_TEXT)
 
 
 def _timeline_messages(alerts: list[Alert], verb: str) -> list[str]:
@@ -1072,14 +1095,14 @@ def _timeline_messages(alerts: list[Alert], verb: str) -> list[str]:
 
     def describe(a: Alert) -> str:
         # The fingerprint keeps entries of same-named alerts apart (equal entries are merged).
-        name = f"{a.alertname or a.service_hint} [{a.fingerprint}]"
-        text = a.summary.strip().splitlines()[0] if a.summary.strip() else ""
+        name = f"{cut(a.alertname or a.service_hint, MAX_TIMELINE_NAME)} [{a.fingerprint}]"
+        text = cut(a.summary.strip().splitlines()[0], MAX_TIMELINE_TEXT) if a.summary.strip() else ""
         line = f"{name}: {text}" if text else name
         values = format_values(a.values)
         return f"{line} ({values})" if values else line
 
     if len(alerts) <= 3:
         return [f"alert {verb}: {describe(a)}" for a in alerts]
-    names = sorted({a.alertname or a.service_hint for a in alerts})
+    names = sorted({cut(a.alertname or a.service_hint, MAX_TIMELINE_NAME) for a in alerts})
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return [f"{len(alerts)} alerts {verb}: {shown}"]

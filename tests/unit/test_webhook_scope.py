@@ -46,10 +46,23 @@ def test_bad_namespaces_are_refused(namespaces):
     ([{"name": "a", "namespaces": {"a": 1}, "token": "t"}], "list"),
     ([{"name": "a", "namespaces": ["a"], "token": "t", "extra": 1}], "unknown field"),
     ([{"name": "a", "namespaces": ["a"], "token": "t"}, {"name": "a", "namespaces": ["b"], "token": "u"}], "twice"),
+
+    # A string would be a trap ("false" is truthy): only YAML's booleans are taken.
+    ([{"name": "a", "namespaces": ["a"], "token": "t", "remediate": "false"}], "true or false"),
+    ([{"name": "a", "namespaces": ["a"], "token": "t", "remediate": 1}], "true or false"),
 ])
 def test_bad_token_entries_are_refused(doc, message):
     with pytest.raises(sc.ScopeError, match=message):
         sc.parse_tokens(doc, "paramedic")
+
+
+def test_remediation_is_a_right_of_its_own_off_unless_turned_on():
+    old, on, off = sc.parse_tokens([{"name": "old", "namespaces": ["a"], "token": "t1"},  # written before it existed
+                                    {"name": "on", "namespaces": ["a"], "token": "t2", "remediate": True},
+                                    {"name": "off", "namespaces": ["a"], "token": "t3", "remediate": False}],
+                                   "paramedic")
+    assert (old.scope.remediate, on.scope.remediate, off.scope.remediate) == (False, True, False)
+    assert sc.scope("legacy", ["a"], "paramedic").remediate is False
 
 
 def test_token_lines_allow_two_tokens_during_a_rotation():
@@ -250,7 +263,7 @@ def service(name: str, namespace: str) -> dict:
 
 def test_router_rehomes_alerts_outside_the_scope_without_reading_there():
     client = FakeClient({"team-a": [service("web", "team-a")], "team-b": [service("web", "team-b")]}, set())
-    scope = sc.scope("a", ["team-a"], "paramedic")
+    scope = sc.scope("a", ["team-a"], "paramedic", remediate=True)
     router = ingest._Router(client, settings(), None, None, scope)  # type: ignore[arg-type]
     groups = router.route([alert("team-a", "web"), alert("team-b", "web"), alert("kube-system", "dns"),
                            alert("team-b", "web", dom.RESOLVED)])
@@ -261,6 +274,29 @@ def test_router_rehomes_alerts_outside_the_scope_without_reading_there():
     assert all(not g.managed and g.service is None and "unmanaged" in g.note for g in rehomed.values())
     assert router.rehomed == 3
     assert "team-b" not in client.reads and "kube-system" not in client.reads
+
+
+def test_alerts_of_a_token_without_the_remediation_right_are_recorded_unmanaged():
+    client = FakeClient({"team-a": [service("web", "team-a")]}, set())
+    router = ingest._Router(client, settings(), None, None,  # type: ignore[arg-type]
+                            sc.scope("a", ["team-a"], "paramedic"))  # remediate: off by default
+    [(key, group)] = router.route([alert("team-a", "web")]).items()
+    # Where it belongs, with its service (team, SLA, paging), but never remediated.
+    assert key == ("team-a", "web", "high") and not group.managed and group.service is not None
+    assert group.note_type == sc.UNREMEDIATED_TIMELINE_TYPE and "'a' may not trigger remediation" in group.note
+    assert router.rehomed == 0
+
+
+def test_router_turns_other_refusals_of_a_namespace_into_rehoming():
+    class Refusing(FakeClient):
+        def list(self, res: kube.Resource, namespace: str | None = None, **_: Any) -> list[dict]:
+            raise kube.ApiError(400, "bad request", "BadRequest")
+
+    router = ingest._Router(Refusing({}, set()), settings(), None, None,  # type: ignore[arg-type]
+                            ingest.everywhere(settings()))
+    [(key, group)] = router.route([alert("team-a", "web")]).items()
+    assert key == ("paramedic", "team-a/web", "high") and group.reason == sc.REASON_REFUSED
+    assert "400" in group.note and "refused" in group.note and router.reasons
 
 
 def test_router_rehomes_alerts_of_a_namespace_it_may_not_read():
