@@ -487,9 +487,10 @@ class Webhook(Proc):
         self.port = free_port()
         self.token = token
         e = base_env(ctx.kubeconfig)
-        # The benchmarks are one team's set-up: their token may write every namespace they use.
+        # The benchmarks are one team's set-up: their token may write every namespace they use,
+        # and its alerts may trigger remediation (alert_to_restart measures exactly that).
         e.update({"PARAMEDIC_WEBHOOK_TOKEN": token, "PARAMEDIC_NAMESPACE": namespace,
-                  "PARAMEDIC_WEBHOOK_TOKEN_NAMESPACES": "*"})
+                  "PARAMEDIC_WEBHOOK_TOKEN_NAMESPACES": "*", "PARAMEDIC_WEBHOOK_TOKEN_REMEDIATE": "true"})
         e.update(env or {})
         super().__init__("webhook", [str(VENV_BIN / "paramedic-webhook"), "--bind", f"127.0.0.1:{self.port}",
                                      *(args or [])],

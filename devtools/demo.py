@@ -392,6 +392,9 @@ class Demo:
             "PARAMEDIC_WEBHOOK_TOKEN_FILE": str(self.token_file),
             # The demo's one team: its token writes incidents in the demo namespace (the default, said).
             "PARAMEDIC_WEBHOOK_TOKEN_NAMESPACES": self.namespace,
+            # ...and its alerts may trigger remediation (off unless the admin turns it on): the
+            # demo's Alertmanager is the admin's own, its alert joins the probe's managed incident.
+            "PARAMEDIC_WEBHOOK_TOKEN_REMEDIATE": "true",
             "PARAMEDIC_HEALTH_PORT": str(self.ports["operator-health"]),
             "PARAMEDIC_METRICS_PORT": str(self.ports["operator"]),
             "PARAMEDIC_PLAYBOOKS_DIR": str(REPO / "playbooks"),

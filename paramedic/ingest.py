@@ -188,7 +188,8 @@ def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now:
     record is refused in the home namespace (nothing can be recorded: retried until fixed).
     """
     router = _Router(client, settings, services, owners, scope or everywhere(settings))
-    groups = router.route(dom.dedupe(alerts))
+    unique = dom.dedupe(alerts)
+    groups = router.route(unique)
 
     def one(item: tuple[tuple[str, str, str], _Group]) -> tuple[IngestResult, list[dom.Alert], Exception | None]:
         key, group = item
@@ -236,11 +237,34 @@ def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now:
             for k, g in more.items():
                 groups.setdefault(k, _Group(managed=False, service=None, claimed=g.claimed, note=g.note,
                                             note_type=g.note_type, reason=g.reason)).alerts.extend(g.alerts)
+    _resolve_strays(client, settings, now, router, unique, total)
     total.rehomed = router.rehomed
     for alert_key, reason in router.reasons.items():
         if alert_key in total.outcomes:
             total.outcomes[alert_key]["rehomed"] = reason
     return total
+
+
+def _resolve_strays(client: kube.KubeClient, settings: Any, now: datetime, router: _Router,
+                    alerts: list[dom.Alert], total: IngestResult) -> None:
+    """Resolutions that found nothing where they belong: their firing alert may have been
+    refused there and recorded at home (re-homed, or alone), so they are looked for there
+    too (a GET or two each; only resolutions nobody recorded pay it)."""
+    for alert in alerts:
+        if alert.status != dom.RESOLVED or (total.outcomes.get(alert.key) or {}).get("outcome") != IGNORED:
+            continue
+        for key in router.fallbacks(alert):
+            run = _Run(client, settings, now)
+            try:
+                run.ingest_group(key, _Group(managed=False, service=None, alerts=[alert]))
+                run.flush()
+            except (kube.ApiError, _Refused):
+                continue
+            if (run.result.outcomes.get(alert.key) or {}).get("outcome") == IGNORED:
+                continue
+            total.ignored -= 1
+            total.add(run.result)
+            break
 
 
 def _why(exc: Exception) -> str:
@@ -393,14 +417,20 @@ class _Router:
                      claimed[:63], self.scope.home, self.scope.name, reason)
         return groups
 
+    def fallbacks(self, alert: dom.Alert) -> list[tuple[str, str, str]]:
+        """The groups at home an alert refused where it belongs went to (`rehome`, then `unroutable`)."""
+        severity = dom.incident_severity(alert, None)
+        claimed = alert.namespace or self.scope.home
+        return [(self.scope.home, sc.rehomed_service(claimed, alert.service_hint), severity),
+                (self.scope.home, _unroutable_service(alert), severity)]
+
     def unroutable(self, alerts: list[dom.Alert], detail: str) -> dict[tuple[str, str, str], _Group]:
         """The last resort: each alert alone, in the home namespace, keeping only its key, status,
         times and (cut) name, so that no text of its own can make the API server refuse it."""
         groups: dict[tuple[str, str, str], _Group] = {}
         for alert in alerts:
             severity = dom.incident_severity(alert, None)
-            # One service per alert key: a re-send (or its resolution) finds the same incident.
-            service = f"unroutable/{hashlib.sha256(alert.key.encode('utf-8')).hexdigest()[:16]}"
+            service = _unroutable_service(alert)
             name = dom.cut(alert.alertname, 63)
             bare = replace(alert, labels={"alertname": name} if name else {}, annotations={}, generator_url="",
                            links={}, values={})
@@ -423,6 +453,12 @@ class _Router:
             return None
         owner = self.owners.owner(ns, pod)  # ns is the alert's own namespace (pod_to_look_up requires one)
         return dom.claim(alert, services, pod_owner=owner.workload, pod_gone=not owner.exists)
+
+
+def _unroutable_service(alert: dom.Alert) -> str:
+    """One service per alert key: a re-send (or its resolution) finds the same incident; the
+    `/` keeps it apart from every MonitoredService."""
+    return f"unroutable/{hashlib.sha256(alert.key.encode('utf-8')).hexdigest()[:16]}"
 
 
 _RULE_METRIC = {dom.CLAIM_SELECTOR: "selector", dom.CLAIM_SERVICE_LABEL: "service_label",

@@ -150,14 +150,17 @@ class WebhookProcess:
     """`paramedic-webhook` (gunicorn) as a real subprocess on a fixed loopback port, restartable."""
 
     def __init__(self, kubeconfig: Path, namespace: str, log_dir: Path, token: str,
-                 env: dict[str, str] | None = None, port: int | None = None):
+                 env: dict[str, str] | None = None, port: int | None = None, remediate: bool = True):
         self.kubeconfig = kubeconfig
         self.port = port or free_port()
         self.log_path = log_dir / f"webhook-{self.port}.log"
         self.token_file = log_dir / f"webhook-{self.port}.token"
         self.token_file.write_text(token + "\n")
+        # `remediate`: whether the token above may trigger remediation (off by default in the
+        # product; these tests' admin turns it on unless a test says otherwise).
         self.env = {"PARAMEDIC_KUBECONFIG": str(kubeconfig), "PARAMEDIC_NAMESPACE": namespace,
-                    "PARAMEDIC_WEBHOOK_TOKEN_FILE": str(self.token_file), **(env or {})}
+                    "PARAMEDIC_WEBHOOK_TOKEN_FILE": str(self.token_file),
+                    "PARAMEDIC_WEBHOOK_TOKEN_REMEDIATE": "true" if remediate else "false", **(env or {})}
         self.proc: subprocess.Popen | None = None
 
     @property

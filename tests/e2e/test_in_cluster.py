@@ -170,6 +170,7 @@ def test_helm_install_runs_on_the_real_node_and_heals_a_real_deployment(image, k
         "--set", "allNamespaces=false", "--set", f"watchNamespaces={{{app_namespace}}}",
         "--set", f"webhook.token={token}", "--set", "webhook.replicas=1",
         "--set", f"webhook.tokenNamespaces={{{app_namespace}}}",  # the token may write the app's namespace
+        "--set", "webhook.tokenRemediate=true",  # ...and its alerts may trigger remediation (off by default)
         "--set-json", f"operator.tolerations={placement}", "--set-json", f"operator.nodeSelector={selector}",
         "--set-json", f"webhook.tolerations={placement}", "--set-json", f"webhook.nodeSelector={selector}",
         "--set-json", f"console.tolerations={placement}", "--set-json", f"console.nodeSelector={selector}",
@@ -202,7 +203,10 @@ def test_kubectl_apply_k_runs_on_the_real_node_and_heals_a_real_deployment(image
              {"op": "add", "path": "/spec/template/spec/nodeSelector", "value": devnode.PLACEMENT["nodeSelector"]}]
     # The token may write the app's namespace (by default, only paramedic's own).
     scope = [{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
-              "value": {"name": "PARAMEDIC_WEBHOOK_TOKEN_NAMESPACES", "value": app_namespace}}]
+              "value": {"name": "PARAMEDIC_WEBHOOK_TOKEN_NAMESPACES", "value": app_namespace}},
+             # ...and its alerts may trigger remediation (config.yaml says "false" by default).
+             {"op": "add", "path": "/spec/template/spec/containers/0/env/-",
+              "value": {"name": "PARAMEDIC_WEBHOOK_TOKEN_REMEDIATE", "value": "true"}}]
     args = [{"op": "replace", "path": "/spec/template/spec/containers/0/args",
              "value": ["paramedic-operator", f"--namespace={app_namespace}", "--standalone"]}]
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({

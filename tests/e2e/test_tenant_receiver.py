@@ -17,6 +17,7 @@ import yaml
 
 from paramedic import kube
 from paramedic.domain import scope as sc
+from tests.e2e.test_control_plane import deployment
 from tests.e2e.test_webhook import am_alert, am_payload, incidents, make_service
 from tests.helpers import WebhookProcess, wait_for
 from tests.tenancy import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, Tenant, _token_request
@@ -48,8 +49,9 @@ def receiver(kubeconfig, namespace, tenants, tmp_path):
     """The receiver with one token per team (and the legacy token at its default scope)."""
     a, b = tenants
     tokens = tmp_path / "tokens.yaml"
-    write_tokens(tokens, [{"name": "team-a", "namespaces": [a.namespace], "token": TOKEN_A},
-                          {"name": "team-b", "namespaces": [b.namespace], "token": TOKEN_B}])
+    # Each team's own Alertmanager: the admin lets their alerts trigger remediation.
+    write_tokens(tokens, [{"name": "team-a", "namespaces": [a.namespace], "token": TOKEN_A, "remediate": True},
+                          {"name": "team-b", "namespaces": [b.namespace], "token": TOKEN_B, "remediate": True}])
     hook = WebhookProcess(kubeconfig, namespace, tmp_path, LEGACY,
                           env={"PARAMEDIC_WEBHOOK_TOKENS_FILE": str(tokens)}).start()
     hook.tokens = tokens  # type: ignore[attr-defined]
@@ -221,7 +223,8 @@ def test_an_alert_for_an_unwatched_namespace_never_blocks_its_batch(kube_client,
     a, b = tenants
     creds = watched_only_kubeconfig(kube_client, kubeconfig, namespace, [a.namespace], tmp_path / "receiver.kcfg")
     tokens = tmp_path / "tokens.yaml"
-    write_tokens(tokens, [{"name": "everything", "namespaces": ["*"], "token": TOKEN_A}])  # the admin's choice
+    write_tokens(tokens, [{"name": "everything", "namespaces": ["*"], "token": TOKEN_A,
+                           "remediate": True}])  # the admin's choice
     hook = WebhookProcess(creds, namespace, tmp_path, LEGACY, env={"PARAMEDIC_WEBHOOK_TOKENS_FILE": str(tokens)},
                           port=None).start()
     try:
@@ -264,7 +267,7 @@ def test_an_alert_for_a_namespace_it_may_not_write_never_blocks_its_batch(kube_c
     creds = watched_only_kubeconfig(kube_client, kubeconfig, namespace, [a.namespace], tmp_path / "receiver.kcfg",
                                     read_only=(b.namespace,))
     tokens = tmp_path / "tokens.yaml"
-    write_tokens(tokens, [{"name": "everything", "namespaces": ["*"], "token": TOKEN_A}])
+    write_tokens(tokens, [{"name": "everything", "namespaces": ["*"], "token": TOKEN_A, "remediate": True}])
     hook = WebhookProcess(creds, namespace, tmp_path, LEGACY, env={"PARAMEDIC_WEBHOOK_TOKENS_FILE": str(tokens)}).start()
     try:
         make_service(kube_client, a.namespace, "web")
@@ -285,3 +288,151 @@ def test_an_alert_for_a_namespace_it_may_not_write_never_blocks_its_batch(kube_c
         hook.stop()
         kube_client.delete(CLUSTER_ROLE_BINDINGS, f"{namespace}-receiver")
         kube_client.delete(CLUSTER_ROLES, f"{namespace}-receiver")
+
+
+# --- remediation by alert is a right of its own (issue 24) --------------------------------
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def restarted_at(client: kube.KubeClient, ns: str, name: str) -> str | None:
+    template = client.get(kube.DEPLOYMENTS, name, ns)["spec"]["template"]
+    return (template["metadata"].get("annotations") or {}).get(RESTARTED_AT)
+
+
+def remediation_phase(client: kube.KubeClient, ns: str, name: str) -> str | None:
+    return ((client.get(kube.INCIDENTS, name, ns).get("status") or {}).get("remediation") or {}).get("phase")
+
+
+def test_a_token_without_the_remediation_right_opens_unmanaged_incidents_never_remediated(
+        kube_client, kubeconfig, namespace, tenants, operator_factory, tmp_path):
+    """A receiver token is a right to open incidents, not to restart: without `remediate`, its
+    alerts are recorded and paged (the service's team) but the operator never acts on them,
+    and they never join, hold open or resolve a managed incident. With it, the same alert restarts."""
+    a, _ = tenants
+    tokens = tmp_path / "tokens.yaml"
+    write_tokens(tokens, [{"name": "shared", "namespaces": [a.namespace], "token": TOKEN_A},  # remediate: absent
+                          {"name": "trusted", "namespaces": [a.namespace], "token": TOKEN_B, "remediate": True}])
+    hook = WebhookProcess(kubeconfig, namespace, tmp_path, LEGACY, remediate=False,
+                          env={"PARAMEDIC_WEBHOOK_TOKENS_FILE": str(tokens)}).start()
+    try:
+        kube_client.create(kube.DEPLOYMENTS, deployment("web"), a.namespace)
+        make_service(kube_client, a.namespace, "web", team="payments",
+                     remediation={"actions": [{"restart": {}}], "verifySeconds": 60})
+        operator_factory(a.namespace)
+        starts = datetime.now(UTC) - timedelta(seconds=30)
+        forged = am_alert("Down", app="web", namespace=a.namespace, instance="x", starts=starts)
+        out = ok(send(hook, TOKEN_A, forged))
+        assert out["created"] == 1 and out["unmanaged"] == 1, out
+        [outcome] = out["alerts"]
+        assert outcome["outcome"] == "recorded" and outcome["managed"] is False
+        [inc] = incidents(kube_client, a.namespace)
+        name = inc["metadata"]["name"]
+        assert inc["spec"]["managed"] is False and inc["spec"]["service"] == "web", "where it belongs, unmanaged"
+        assert any(e["type"] == sc.UNREMEDIATED_TIMELINE_TYPE and "'shared'" in e["message"]
+                   for e in inc["status"]["timeline"])
+        # The operator has seen it (paged to the service's team) and decided: no remediation.
+        wait_for(lambda: remediation_phase(kube_client, a.namespace, name) == "Skipped", 60, "remediation skipped")
+        assert kube_client.get(kube.INCIDENTS, name, a.namespace)["status"].get("team") == "payments"
+        time.sleep(3)
+        assert restarted_at(kube_client, a.namespace, "web") is None, "never restarted"
+        assert not ((kube_client.get(kube.INCIDENTS, name, a.namespace)["status"].get("remediation") or {})
+                    .get("attempts")), "no attempt"
+
+        # With the right, the same kind of alert restarts (in a managed incident of its own).
+        real = am_alert("Down", app="web", namespace=a.namespace, instance="y", starts=starts)
+        out = ok(send(hook, TOKEN_B, real))
+        [managed] = [i for i in incidents(kube_client, a.namespace) if i["spec"]["managed"]]
+        assert managed["metadata"]["name"] != name and out["alerts"][0]["managed"] is True
+        wait_for(lambda: restarted_at(kube_client, a.namespace, "web"), 60, "rollout restart")
+
+        # The shared token can neither join the managed incident (a firing alert there would keep
+        # its verification failing) nor resolve its alert (which would close it).
+        ok(send(hook, TOKEN_A, am_alert("Down", app="web", namespace=a.namespace, instance="z", starts=starts),
+                {**real, "status": "resolved", "endsAt": real["startsAt"]}))
+        after = kube_client.get(kube.INCIDENTS, managed["metadata"]["name"], a.namespace)
+        assert [e["status"] for e in after["status"]["alerts"]] == ["firing"], "the managed incident is untouched"
+        assert len(kube_client.get(kube.INCIDENTS, name, a.namespace)["status"]["alerts"]) == 2, \
+            "the shared token's new alert joined its own, unmanaged incident"
+        assert len(incidents(kube_client, a.namespace)) == 2
+    finally:
+        hook.stop()
+
+
+def test_an_alert_too_long_for_an_incident_is_cut_and_its_batch_recorded(kube_client, tenants, receiver):
+    """Issue 24: a 300-character alertname and no `service` label made spec.service 300 characters;
+    the API server refused it (422) and the request answered 500, so Alertmanager retried it forever."""
+    a, _ = tenants
+    make_service(kube_client, a.namespace, "web")
+    good = am_alert("Down", app="web", namespace=a.namespace)
+    long = am_alert("A" * 300, namespace=a.namespace)
+    resp = send(receiver, TOKEN_A, good, long)
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert [x["outcome"] for x in out["alerts"]] == ["recorded", "recorded"], out
+    by_service = {i["spec"]["service"]: i for i in incidents(kube_client, a.namespace)}
+    assert set(by_service) == {"web", "A" * 252 + "…"}
+    assert {e["alertname"] for i in by_service.values() for e in i["status"]["alerts"]} == {"Down", "A" * 300}
+    again = ok(send(receiver, TOKEN_A, good, long))  # Alertmanager's re-send: nothing new
+    assert again["created"] == 0 and again["deduplicated"] == 2, again
+
+
+POISON_POLICY = kube.Resource("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies",
+                              "ValidatingAdmissionPolicy")
+POISON_BINDING = kube.Resource("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings",
+                               "ValidatingAdmissionPolicyBinding")
+
+
+def test_any_refusal_of_the_api_server_records_the_alert_elsewhere_never_fails_the_batch(
+        kube_client, namespace, tenants, receiver):
+    """An admission policy (here, one refusing incidents whose labels carry `poison`) answers 422 in
+    the alert's namespace and in the token's home: the alert is then recorded alone, without its
+    own text, and every other alert of the request where it belongs."""
+    a, _ = tenants
+    policy = f"{namespace}-poison"
+    kube_client.create(POISON_POLICY, {"metadata": {"name": policy}, "spec": {
+        "failurePolicy": "Fail",
+        "matchConstraints": {"resourceRules": [{"apiGroups": ["paramedic.dev"], "apiVersions": ["*"],
+                                                "operations": ["CREATE"], "resources": ["incidents"]}]},
+        "matchConditions": [{"name": "these-tests", "expression":
+                             f"request.namespace in ['{a.namespace}', '{namespace}']"}],
+        "validations": [{"expression": "!has(object.spec.labels) || !('poison' in object.spec.labels)",
+                         "message": "poisoned"}]}})
+    kube_client.create(POISON_BINDING, {"metadata": {"name": policy}, "spec": {
+        "policyName": policy, "validationActions": ["Deny"]}})
+    try:
+        make_service(kube_client, a.namespace, "web")
+        good = am_alert("Down", app="web", namespace=a.namespace)
+        bad = am_alert("Poisoned", namespace=a.namespace, poison="1")
+
+        def refused() -> bool:  # the policy is in force once a poisoned incident is refused
+            try:
+                kube_client.create(kube.INCIDENTS, {"metadata": {"name": "probe-poison"}, "spec": {
+                    "service": "x", "title": "x", "labels": {"poison": "1"}}}, a.namespace)
+            except kube.ApiError as exc:
+                return exc.status == 422
+            kube_client.delete(kube.INCIDENTS, "probe-poison", a.namespace)
+            return False
+
+        wait_for(refused, 30, "the poison policy in force")
+        out = ok(send(receiver, TOKEN_A, good, bad))
+        assert out["alerts"][0]["incident"].split("/")[0] == a.namespace and out["alerts"][0]["managed"] is True
+        poisoned = out["alerts"][1]
+        assert poisoned["outcome"] == "recorded" and poisoned["rehomed"] == sc.REASON_REFUSED, out
+        ns, name = poisoned["incident"].split("/")
+        assert ns == a.namespace, "the token's home"
+        rec = kube_client.get(kube.INCIDENTS, name, ns)
+        assert rec["spec"]["managed"] is False and rec["spec"]["service"].startswith("unroutable/")
+        assert [e["key"] for e in rec["status"]["alerts"]] == [poisoned["key"]]
+        assert any(e["type"] == sc.REHOMED_TIMELINE_TYPE and "poisoned" in e["message"]
+                   for e in rec["status"]["timeline"])
+        again = ok(send(receiver, TOKEN_A, good, bad))  # the retry finds both again: nothing new
+        assert again["created"] == 0 and again["deduplicated"] == 2, again
+        # Its resolution finds it there (a resolution never creates, so it is looked for where
+        # the firing alert may have gone).
+        gone = ok(send(receiver, TOKEN_A, {**bad, "status": "resolved", "endsAt": bad["startsAt"]}))
+        assert gone["resolved"] == 1 and gone["ignored"] == 0, gone
+        assert kube_client.get(kube.INCIDENTS, name, ns)["status"]["alerts"][0]["status"] == "resolved"
+    finally:
+        kube_client.delete(POISON_BINDING, policy)
+        kube_client.delete(POISON_POLICY, policy)

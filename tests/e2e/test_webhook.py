@@ -69,7 +69,9 @@ class Receiver:
 
 
 def receiver_settings(namespace: str, **over: Any) -> Settings:
-    return Settings(**{"webhook_token": TOKEN, "namespace": namespace, **over})
+    # The admin of these set-ups trusts their one Alertmanager to trigger remediation: turned
+    # on explicitly (it is off by default, see test_tenant_receiver).
+    return Settings(**{"webhook_token": TOKEN, "namespace": namespace, "webhook_token_remediate": True, **over})
 
 
 @pytest.fixture

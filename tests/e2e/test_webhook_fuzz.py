@@ -60,3 +60,88 @@ def test_random_bodies_never_get_a_5xx(kube_client, namespace):
         assert resp.get_json() is not None
 
     check()
+
+
+# --- valid schemas, hostile values (issue 24) ----------------------------------------------------
+#
+# Alertmanager's and Grafana's payloads as they are sent, with long, non-ASCII, control-character
+# and lone-surrogate text in every field an Incident copies: each alert is recorded (an incident
+# where it belongs, or at the token's home) and the request is a 200.
+
+_ugly = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet=st.characters(codec="utf-8", categories=("Cc", "Cf", "Zs", "So", "Lo")), min_size=1,
+            max_size=40),
+    st.integers(240, 1300).map(lambda n: "x" * n),  # around the CRD's 253, 256 and 1024
+    st.sampled_from(["\ud800", "a\udfffb", "\x00", "\u202e", "é" * 300, "🚑" * 200, "a,b=c", "x\ny"]),
+)
+_TIMES = ["2026-03-02T10:00:00Z", "2026-03-02T10:00:00.123+02:00", "2026-03-02T10:07:31.5Z"]
+
+
+@st.composite
+def hostile_alert(draw, namespace: str, grafana: bool) -> dict:
+    labels = {"alertname": draw(_ugly)}
+    for _ in range(draw(st.integers(0, 3))):
+        labels[draw(_ugly.filter(bool))] = draw(_ugly)
+    for name in draw(st.lists(st.sampled_from(["service", "severity", "pod", "deployment", "instance"]),
+                              max_size=3, unique=True)):
+        labels[name] = draw(_ugly)
+    labels["namespace"] = draw(st.sampled_from([namespace, namespace, "kube-system", "n" * 70, "Not/A ns"]))
+    if draw(st.booleans()):
+        labels.update({f"extra{i}": "v" for i in range(draw(st.integers(60, 70)))})
+    alert = {"status": draw(st.sampled_from(["firing", "firing", "resolved"])), "labels": labels,
+             "annotations": {k: draw(_ugly) for k in draw(st.lists(st.sampled_from(
+                 ["summary", "description", "message", "title", "runbook_url"]), max_size=3, unique=True))},
+             "startsAt": draw(st.sampled_from(_TIMES)), "endsAt": "0001-01-01T00:00:00Z",
+             "generatorURL": draw(st.one_of(st.just("http://prometheus:9090/graph"), _ugly))}
+    if draw(st.booleans()):
+        alert["fingerprint"] = draw(st.one_of(st.text(alphabet="0123456789abcdef", min_size=16, max_size=16), _ugly))
+    if grafana:
+        alert.update({"silenceURL": draw(_ugly), "dashboardURL": "http://grafana/d/x", "panelURL": draw(_ugly),
+                      "values": {draw(_ugly): draw(st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                                                             st.none()))},
+                      "valueString": draw(_ugly), "orgId": 1})
+    return alert
+
+
+@st.composite
+def hostile_payload(draw, namespace: str) -> dict:
+    grafana = draw(st.booleans())
+    alerts = draw(st.lists(hostile_alert(namespace, grafana), min_size=1, max_size=4))
+    body = {"receiver": draw(_ugly), "status": "firing", "groupLabels": {"alertname": draw(_ugly)},
+            "commonLabels": {}, "commonAnnotations": {"summary": draw(_ugly)}, "externalURL": draw(_ugly),
+            "groupKey": draw(_ugly), "truncatedAlerts": 0, "alerts": alerts}
+    if grafana:
+        body.update({"version": "1", "orgId": 1, "title": draw(_ugly), "state": "alerting", "message": draw(_ugly)})
+    else:
+        body["version"] = "4"
+    return body
+
+
+def test_hostile_values_in_valid_payloads_are_all_recorded(kube_client, namespace):
+    from paramedic import kube
+    from paramedic.domain import alerts as dom
+
+    app = create_app(make_settings(namespace=namespace, webhook_max_body_bytes=10**6,
+                                   webhook_token_namespaces=[namespace]), kube_client)
+    c = app.test_client()
+
+    @hsettings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
+    @given(hostile_payload(namespace))
+    def check(body):
+        # json.dumps escapes lone surrogates (\ud800), as a sender's JSON may carry them.
+        resp = c.post("/api/v1/alertmanager", data=json.dumps(body), headers=AUTH, content_type="application/json")
+        assert resp.status_code == 200, (resp.status_code, resp.data[:2000], body)
+        out = resp.get_json()
+        assert len(out["alerts"]) == len(body["alerts"])
+        for sent, result in zip(body["alerts"], out["alerts"], strict=True):
+            if result["outcome"] == "ignored":  # a resolution nobody recorded: nothing to resolve
+                assert sent["status"] == "resolved", result
+                continue
+            assert result["outcome"] in ("recorded", "resolved", "duplicate"), result
+            ns, name = result["incident"].split("/")
+            assert ns == namespace, "where it belongs or at the token's home: nowhere else"
+            inc = kube_client.get(kube.INCIDENTS, name, ns)
+            assert result["key"] in dom.alert_keys(inc), "recorded"
+
+    check()
