@@ -1,4 +1,5 @@
-"""The chart's and the manifests' defences: admission policies, NetworkPolicies, PodDisruptionBudgets.
+"""The chart's and the manifests' defences: admission policies, NetworkPolicies, PodDisruptionBudgets,
+and the console's transport (no Ingress without TLS unless asked for; a Secure cookie unless asked not to).
 
 The policies' behaviour is proven against the API server in tests/e2e/test_tenant_admission.py
 (installed from manifests/); here the chart's copies are held equal to them.
@@ -6,6 +7,7 @@ The policies' behaviour is proven against the API server in tests/e2e/test_tenan
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -93,6 +95,51 @@ def test_chart_network_policies_default_to_the_monitoring_namespace():
     assert metrics == {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": [prometheus]}
 
 
+def test_chart_console_takes_traffic_only_from_the_ingress_controller():
+    docs = render()
+    console = of_kind(docs, "NetworkPolicy")["pm-paramedic-console"]["spec"]
+    assert selects(console["podSelector"], pod_labels(docs, "-console"))
+    assert not selects(console["podSelector"], pod_labels(docs, "-webhook"))
+    assert console["policyTypes"] == ["Ingress"]
+    assert console["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}], "from": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]}]
+    [rule] = of_kind(render("networkPolicy.ingressControllerNamespace=traefik"),
+                     "NetworkPolicy")["pm-paramedic-console"]["spec"]["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}]
+    [rule] = of_kind(render("networkPolicy.consoleFrom[0].podSelector.matchLabels.app=oauth2-proxy"),
+                     "NetworkPolicy")["pm-paramedic-console"]["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app": "oauth2-proxy"}}}]
+    assert "pm-paramedic-console" not in of_kind(render("console.enabled=false"), "NetworkPolicy")
+
+
+def console_env(docs: list[dict]) -> dict[str, str]:
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-console"))
+    [container] = dep["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", "") for e in container.get("env") or []}
+
+
+def test_chart_console_cookie_is_secure_unless_plain_http_is_asked_for():
+    env = console_env(render())
+    assert "PARAMEDIC_CONSOLE_INSECURE_HTTP" not in env and env["PARAMEDIC_CONSOLE_SESSION_SECONDS"] == "43200"
+    env = console_env(render("console.insecureHTTP=true", "console.sessionSeconds=3600"))
+    assert env["PARAMEDIC_CONSOLE_INSECURE_HTTP"] == "true" and env["PARAMEDIC_CONSOLE_SESSION_SECONDS"] == "3600"
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        render("console.sessionSeconds=10")
+    assert "sessionSeconds" in err.value.stderr
+
+
+def test_chart_refuses_a_console_ingress_without_tls_unless_told():
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        render("console.ingress.enabled=true", "console.ingress.host=pm.example.com")
+    assert "console.ingress without TLS" in err.value.stderr
+    [ingress] = of_kind(render("console.ingress.enabled=true", "console.ingress.host=pm.example.com",
+                               "console.ingress.tlsSecretName=pm-tls"), "Ingress").values()
+    assert ingress["spec"]["tls"] == [{"hosts": ["pm.example.com"], "secretName": "pm-tls"}]
+    [ingress] = of_kind(render("console.ingress.enabled=true", "console.ingress.allowPlainHTTP=true"),
+                        "Ingress").values()
+    assert "tls" not in ingress["spec"]
+
+
 def test_chart_network_policy_sources_are_configurable():
     docs = render("networkPolicy.monitoringNamespace=observability",
                   "networkPolicy.webhookFrom[0].namespaceSelector.matchLabels.team=grafana",
@@ -106,13 +153,18 @@ def test_chart_network_policy_sources_are_configurable():
 
 
 def test_chart_disruption_budgets():
-    budgets = of_kind(render(), "PodDisruptionBudget")
-    assert list(budgets) == ["pm-paramedic-webhook"]
+    docs = render()
+    budgets = of_kind(docs, "PodDisruptionBudget")
+    assert sorted(budgets) == ["pm-paramedic-console", "pm-paramedic-webhook"]
     assert budgets["pm-paramedic-webhook"]["spec"]["maxUnavailable"] == 1
+    assert budgets["pm-paramedic-console"]["spec"]["maxUnavailable"] == 1
+    assert selects(budgets["pm-paramedic-console"]["spec"]["selector"], pod_labels(docs, "-console"))
+    assert not selects(budgets["pm-paramedic-console"]["spec"]["selector"], pod_labels(docs, "-webhook"))
     docs = render("operator.replicas=2")
     budgets = of_kind(docs, "PodDisruptionBudget")
-    assert sorted(budgets) == ["pm-paramedic-operator", "pm-paramedic-webhook"]
+    assert sorted(budgets) == ["pm-paramedic-console", "pm-paramedic-operator", "pm-paramedic-webhook"]
     assert selects(budgets["pm-paramedic-operator"]["spec"]["selector"], pod_labels(docs, "-operator"))
+    assert "pm-paramedic-console" not in of_kind(render("console.enabled=false"), "PodDisruptionBudget")
     assert not of_kind(render("podDisruptionBudget.enabled=false", "operator.replicas=2"), "PodDisruptionBudget")
 
 
@@ -120,15 +172,31 @@ def test_manifests_carry_the_same_defences():
     resources = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())["resources"]
     assert {"admission-policy.yaml", "networkpolicy.yaml", "poddisruptionbudget.yaml"} <= set(resources)
     deployments = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
-                   for name in ("operator.yaml", "webhook.yaml") for d in manifest(name) if d["kind"] == "Deployment"}
+                   for name in ("operator.yaml", "webhook.yaml", "console.yaml") for d in manifest(name)
+                   if d["kind"] == "Deployment"}
     policies = of_kind(manifest("networkpolicy.yaml"), "NetworkPolicy")
-    assert selects(policies["paramedic-webhook"]["spec"]["podSelector"], deployments["paramedic-webhook"])
-    assert selects(policies["paramedic-operator"]["spec"]["podSelector"], deployments["paramedic-operator"])
+    for name in ("webhook", "operator", "console"):
+        selector = policies[f"paramedic-{name}"]["spec"]["podSelector"]
+        assert [d for d, labels in deployments.items() if selects(selector, labels)] == [f"paramedic-{name}"]
     chart = of_kind(render(), "NetworkPolicy")
-    for name in ("webhook", "operator"):
+    for name in ("webhook", "operator", "console"):
         ingress = chart[f"pm-paramedic-{name}"]["spec"]["ingress"]
         if name == "webhook":  # the chart adds `helm test`'s pod
             ingress = [{**ingress[0], "from": ingress[0]["from"][:2]}]
         assert policies[f"paramedic-{name}"]["spec"]["ingress"] == ingress
-    [budget] = manifest("poddisruptionbudget.yaml")
-    assert selects(budget["spec"]["selector"], deployments["paramedic-webhook"])
+    budgets = of_kind(manifest("poddisruptionbudget.yaml"), "PodDisruptionBudget")
+    assert sorted(budgets) == ["paramedic-console", "paramedic-webhook"]
+    for name, budget in budgets.items():
+        assert budget["spec"]["maxUnavailable"] == 1
+        assert [d for d, labels in deployments.items() if selects(budget["spec"]["selector"], labels)] == [name]
+
+
+def test_the_console_pod_has_its_token_for_its_sessions_and_a_secure_cookie_by_default():
+    [dep] = [d for d in manifest("console.yaml") if d["kind"] == "Deployment"]
+    spec = dep["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is True  # its session Secrets (rbac.yaml)
+    [container] = spec["containers"]
+    names = {e["name"] for e in container.get("env") or []}
+    assert "PARAMEDIC_CONSOLE_INSECURE_HTTP" not in names
+    chart = next(d for d in render() if d["kind"] == "Deployment" and d["metadata"]["name"] == "pm-paramedic-console")
+    assert chart["spec"]["template"]["spec"]["automountServiceAccountToken"] is True

@@ -412,18 +412,21 @@ def test_operator_secrets_are_mounted_files_and_the_catalog_a_mounted_configmap(
     assert config_problems({k: v for k, v in env.items()}) == []
 
 
-def test_console_has_no_credentials_of_its_own():
-    # People act with their own tokens: the console's pod mounts no ServiceAccount token, its
-    # ServiceAccount is bound to no Role, and it reads only the API server's CA.
+def test_console_credentials_reach_only_its_session_secrets():
+    # People act with their own tokens (console/apiserver.py sends no credentials of the console's
+    # with them: tests/unit/test_console.py). The pod's own token is bound to one Role only: the
+    # Secrets of its sessions, in Paramedic's namespace.
     docs = manifest_docs()
     console = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "paramedic-console")
     pod = console["spec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is True
     account = next(d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == pod["serviceAccountName"])
-    assert account["automountServiceAccountToken"] is False
-    bound = [s for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding") for s in d.get("subjects") or []]
-    assert pod["serviceAccountName"] not in [s.get("name") for s in bound]
-    ca = next(v for v in pod["volumes"] if v["name"] == "api-ca")
-    assert ca["configMap"] == {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    assert account["automountServiceAccountToken"] is False  # no other pod gets its token by default
+    bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+                and pod["serviceAccountName"] in [s.get("name") for s in d.get("subjects") or []]]
+    assert [(b["kind"], b["metadata"]["namespace"], b["roleRef"]["kind"]) for b in bindings] == [
+        ("RoleBinding", "paramedic", "Role")]
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == bindings[0]["roleRef"]["name"])
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "delete"]}]
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
     assert env["PARAMEDIC_CONSOLE_BIND"] == f"0.0.0.0:{pod['containers'][0]['ports'][0]['containerPort']}"

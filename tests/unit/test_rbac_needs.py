@@ -25,9 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 OPERATOR_CODE = ["operator/*.py", "paramedic/remediation_io.py", "paramedic/evidence_io.py"]
 WEBHOOK_CODE = ["webhook/*.py", "paramedic/ingest.py", "paramedic/owners.py", "paramedic/informer.py"]
 # The CLI and the console act with people's own credentials, not a ServiceAccount of Paramedic's
-# (entries_io: the comments and runbook step marks both of them append).
+# (entries_io: the comments and runbook step marks both of them append); the console's own
+# ServiceAccount only keeps its sessions (console/sessions.py), in Paramedic's namespace.
 NOT_A_COMPONENT = {"paramedic/cli.py", "paramedic/kube.py", "paramedic/entries_io.py"}
 PEOPLES_OWN_RIGHTS = "paramedic/console/"
+CONSOLE_CODE = ["paramedic/console/sessions.py"]
 # Calls any authenticated identity may make (self reviews).
 UNRESTRICTED = {("authorization.k8s.io", "selfsubjectaccessreviews"), ("authentication.k8s.io", "selfsubjectreviews")}
 
@@ -163,6 +165,41 @@ def test_manifest_webhook_role_is_exactly_what_the_receiver_uses():
     need = needed(WEBHOOK_CODE, WEBHOOK_ELSEWHERE)
     assert need - granted == set(), "used but not granted"
     assert granted - need == set(WEBHOOK_KEPT), "granted but never used"
+
+
+def namespaced_role(docs: list[dict], name: str) -> dict:
+    return next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == name)
+
+
+def console_bindings(docs: list[dict], account: str) -> list[dict]:
+    return [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+            and any(s["name"] == account for s in d.get("subjects") or [])]
+
+
+def test_manifest_console_role_is_exactly_what_its_sessions_use_in_its_own_namespace():
+    need = needed(CONSOLE_CODE, set())
+    assert need == {("", "secrets", v) for v in ("get", "list", "create", "delete")}
+    role_doc = namespaced_role(MANIFEST_DOCS, "paramedic-console-sessions")
+    assert role_doc["metadata"]["namespace"] == "paramedic" and grants(role_doc["rules"]) == need
+    [binding] = console_bindings(MANIFEST_DOCS, "paramedic-console")
+    assert binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] == "paramedic"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "paramedic-console-sessions"}
+    # Every other call of the console is made with the person's own token.
+    for path in _files(["paramedic/console/*.py"]):
+        if str(path.relative_to(REPO)) not in CONSOLE_CODE:
+            assert ("", "secrets") not in {n[:2] for n in calls(path)[0]}, path
+
+
+def test_chart_console_role_is_the_manifests_in_the_release_namespace_only():
+    docs = render()
+    role_doc = namespaced_role(docs, "pm-paramedic-console-sessions")
+    assert role_doc["metadata"]["namespace"] == "ops"
+    assert role_doc["rules"] == namespaced_role(MANIFEST_DOCS, "paramedic-console-sessions")["rules"]
+    [binding] = console_bindings(docs, "pm-paramedic-console")
+    assert binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] == "ops"
+    assert binding["roleRef"]["kind"] == "Role" and binding["roleRef"]["name"] == "pm-paramedic-console-sessions"
+    assert not console_bindings(render("rbac.create=false"), "pm-paramedic-console")
 
 
 def test_nothing_dangerous_is_granted():
