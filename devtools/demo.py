@@ -408,6 +408,8 @@ class Demo:
             "PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,10.77.0.0/24",
             # Notifications link to the incident's page in the console.
             "PARAMEDIC_CONSOLE_URL": self.url("console"),
+            # The console serves plain HTTP on loopback here: said explicitly (its cookie is Secure otherwise).
+            "PARAMEDIC_CONSOLE_INSECURE_HTTP": "true",
         })
         return env
 
