@@ -85,7 +85,9 @@ class Settings(BaseSettings):
     # --- Probing --------------------------------------------------------------
     probe_concurrency: int = _setting(256, "Most HTTP probes in flight at once (one shared client)")
     probe_deny_private: bool = _setting(False, "Probes also refuse private addresses (RFC 1918, CGNAT 100.64/10, "
-                                               "ULA fc00::/7) unless PARAMEDIC_OUTBOUND_ALLOW_CIDRS names them")
+                                               "ULA fc00::/7) unless PARAMEDIC_OUTBOUND_ALLOW_CIDRS or "
+                                               "PARAMEDIC_PROBE_ALLOW_CIDRS names them; the chart and manifests/ "
+                                               "set it (allow the cluster's Service CIDR for in-cluster probes)")
     outbound_allow_cidrs: list[str] = _setting([], "Comma-separated CIDRs probes and notification hooks may reach "
                                                    "although refused by default (loopback, link-local, reserved; "
                                                    "private for hooks); a cloud metadata address only by an "

@@ -170,6 +170,9 @@ def test_helm_install_runs_on_the_real_node_and_heals_a_real_deployment(image, k
         "--set", "allNamespaces=false", "--set", f"watchNamespaces={{{app_namespace}}}",
         "--set", f"webhook.token={token}", "--set", "webhook.replicas=1",
         "--set", f"webhook.tokenNamespaces={{{app_namespace}}}",  # the token may write the app's namespace
+        # The chart refuses private addresses to probes: the admin allows the Service CIDR, where
+        # checkout's ClusterIP lives (the README's in-cluster probing step).
+        "--set", f"operator.probeAllowCIDRs={{{devnode.SERVICE_CIDR}}}",
         "--set", "webhook.tokenRemediate=true",  # ...and its alerts may trigger remediation (off by default)
         "--set-json", f"operator.tolerations={placement}", "--set-json", f"operator.nodeSelector={selector}",
         "--set-json", f"webhook.tolerations={placement}", "--set-json", f"webhook.nodeSelector={selector}",
@@ -195,7 +198,8 @@ def test_helm_install_runs_on_the_real_node_and_heals_a_real_deployment(image, k
 def test_kubectl_apply_k_runs_on_the_real_node_and_heals_a_real_deployment(image, kubeconfig, kube_client,
                                                                            app_namespace, run_kubectl, tmp_path):
     """manifests/ as a user installs it: an overlay sets the image and the node, nothing else but
-    the watched namespace (so this operator leaves the other tests' namespaces alone)."""
+    the watched namespace (so this operator leaves the other tests' namespaces alone) and the
+    probes' allowlist (the Service CIDR, as the README tells admins)."""
     token = secrets.token_hex(16)
     overlay = tmp_path / "overlay"
     overlay.mkdir()
@@ -209,11 +213,15 @@ def test_kubectl_apply_k_runs_on_the_real_node_and_heals_a_real_deployment(image
               "value": {"name": "PARAMEDIC_WEBHOOK_TOKEN_REMEDIATE", "value": "true"}}]
     args = [{"op": "replace", "path": "/spec/template/spec/containers/0/args",
              "value": ["paramedic-operator", f"--namespace={app_namespace}", "--standalone"]}]
+    # manifests/ refuses private addresses to probes: the admin allows the Service CIDR (checkout's ClusterIP).
+    probes = [{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
+               "value": {"name": "PARAMEDIC_PROBE_ALLOW_CIDRS", "value": devnode.SERVICE_CIDR}}]
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [os.path.relpath(REPO / "manifests", overlay)],
         "images": [{"name": "paramedic", "newName": REPO_NAME, "newTag": TAG}],
-        "patches": [{"target": {"kind": "Deployment", "name": "paramedic-operator"}, "patch": json.dumps(patch + args)},
+        "patches": [{"target": {"kind": "Deployment", "name": "paramedic-operator"},
+                     "patch": json.dumps(patch + args + probes)},
                     {"target": {"kind": "Deployment", "name": "paramedic-webhook"},
                      "patch": json.dumps(patch + scope)},
                     {"target": {"kind": "Deployment", "name": "paramedic-console"}, "patch": json.dumps(patch)}]}))

@@ -9,10 +9,14 @@ never contacted, not even here); a stand-in server counts every request it gets.
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import httpx
 import pytest
 
 from paramedic import kube
@@ -21,6 +25,7 @@ from tests.helpers import wait_for
 pytestmark = pytest.mark.e2e
 
 REFUSED = "is a loopback address, refused unless PARAMEDIC_OUTBOUND_ALLOW_CIDRS names it"
+PROBE_REFUSED = "refused: the target is a loopback address"
 
 
 class Hook:
@@ -104,7 +109,8 @@ def test_loopback_in_every_form_is_refused_by_default(tenants, kube_client, kube
             return last if last and not last.get("ok", True) else None
 
         last = wait_for(refused_probe, 60, f"the refused probe of {name} recorded")
-        assert last["error"].startswith("refused: ") and REFUSED in last["error"], last
+        # A class and the operator's words: the target is named by its address class only.
+        assert last["reason"] == "ForbiddenAddress" and last["error"].startswith(PROBE_REFUSED), last
 
         entry = wait_for(lambda name=name: hook_outcome(kube_client, team.namespace, f"{name}-down-1"), 60,
                          f"the refused hook of {name} recorded")
@@ -168,3 +174,172 @@ def test_a_probe_only_allowlist_lets_probes_through_and_never_hooks(tenants, kub
     finally:
         target.stop()
         hook.stop()
+
+
+CANARY = "CANARY-d41d8cd9-internal-detail"
+
+
+class RawTarget:
+    """A loopback probe target speaking raw bytes, in a mode the test switches:
+    "endless" (200 and a chunked body without end), "garbled" (not HTTP; its words carry the
+    canary), "teapot" (503, the canary in its reason phrase, a header and the body) or "ok".
+    Counts connections and, per connection, the bytes the client let it send."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.connections = 0
+        self.sent: list[int] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/healthz"
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        self.connections += 1
+        sent = 0
+        try:
+            conn.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                head += data
+            if self.mode == "endless":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+                chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+                while not self._stop.is_set():  # until the client hangs up
+                    conn.sendall(chunk)
+                    sent += len(chunk)
+            elif self.mode == "garbled":
+                conn.sendall(f"{CANARY} says no\r\n\r\n".encode())
+            elif self.mode == "teapot":
+                body = f"internal error at {CANARY}".encode()
+                conn.sendall(f"HTTP/1.1 503 {CANARY}\r\nX-Detail: {CANARY}\r\nContent-Length: {len(body)}\r\n"
+                             f"Connection: close\r\n\r\n".encode() + body)
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        except OSError:
+            pass
+        finally:
+            self.sent.append(sent)
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def serving_metrics(op) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def probe_only(name: str, url: str, **probe: object) -> dict:
+    return {"metadata": {"name": name}, "spec": {
+        "target": {"name": name}, "severity": "low",
+        "probe": {"url": url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1, **probe}}}
+
+
+def test_a_probe_of_an_endless_body_reads_a_bounded_part_and_the_operator_lives(tenants, kube_client, kubeconfig,
+                                                                                operators):
+    team, _ = tenants
+    target = RawTarget("endless")
+    try:
+        # The admin allowlists loopback for probes alone: the stand-in of a tenant's own server.
+        op = operators(kubeconfig, team.namespace, env={"PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "",
+                                                       "PARAMEDIC_PROBE_ALLOW_CIDRS": "127.0.0.1/32"})
+        wait_for(lambda: serving_metrics(op), 60, "the operator serving /metrics")
+        time.sleep(2)
+        idle = rss_mb(op.proc.pid)
+        tenant = team.client()
+        try:
+            tenant.create(kube.MONITORED_SERVICES, probe_only("firehose", target.url, timeoutSeconds=5,
+                                                              intervalSeconds=5), team.namespace)
+        finally:
+            tenant.close()
+
+        def healthy() -> dict | None:
+            status = kube_client.get(kube.MONITORED_SERVICES, "firehose", team.namespace).get("status") or {}
+            return status if status.get("health") == "Healthy" else None
+
+        status = wait_for(healthy, 60, "the endless target probed and Healthy (its status judged, not its body)")
+        wait_for(lambda: len(target.sent) >= 3, 60, "three probes of the endless target over")
+        last = status["lastProbe"]
+        assert last["ok"] is True and last["statusCode"] == 200 and last["latencyMs"] < 5000, last
+        assert op.proc.poll() is None, "the operator is alive"
+        # Each probe hung up after a bounded read: the target pushed what the kernel's buffers
+        # take, never the stream (which would run for the whole 5 s timeout, gigabytes on loopback).
+        assert max(target.sent) < 32 * 1024 * 1024, target.sent
+        grown = rss_mb(op.proc.pid) - idle
+        assert grown < 50, f"the operator's RSS grew by {grown:.0f} MB"
+    finally:
+        target.stop()
+
+
+def test_probe_failures_record_a_class_never_the_targets_words_and_recovery_clears_them(
+        tenants, kube_client, kubeconfig, operators):
+    team, _ = tenants
+    garbled, teapot = RawTarget("garbled"), RawTarget("teapot")
+    try:
+        op = operators(kubeconfig, team.namespace, env={"PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "",
+                                                       "PARAMEDIC_PROBE_ALLOW_CIDRS": "127.0.0.1/32"})
+        tenant = team.client()
+        try:
+            for name, target in (("garbled", garbled), ("teapot", teapot)):
+                tenant.create(kube.MONITORED_SERVICES, probe_only(name, target.url), team.namespace)
+        finally:
+            tenant.close()
+
+        def failed(name: str) -> dict | None:
+            last = (kube_client.get(kube.MONITORED_SERVICES, name, team.namespace).get("status") or {}).get("lastProbe")
+            return last if last and last.get("ok") is False else None
+
+        last = wait_for(lambda: failed("garbled"), 60, "garbled's failure recorded")
+        assert last["reason"] == "BadResponse" and last["error"] == "not a valid HTTP response", last
+        assert "statusCode" not in last, last  # the parser's made-up 400 is no answer
+        last = wait_for(lambda: failed("teapot"), 60, "teapot's failure recorded")
+        assert last["reason"] == "UnexpectedStatus" and last["error"] == "status 503, expected 200", last
+        assert last["statusCode"] == 503
+        wait_for(lambda: len(kube_client.list(kube.INCIDENTS, team.namespace)) >= 2, 60, "both incidents opened")
+        places = {"services": json.dumps(kube_client.list(kube.MONITORED_SERVICES, team.namespace)),
+                  "incidents": json.dumps(kube_client.list(kube.INCIDENTS, team.namespace)),
+                  "events": json.dumps(kube_client.list(kube.EVENTS, team.namespace)),
+                  "operator log": op.logs()}
+        assert not [where for where, text in places.items() if CANARY in text], places
+
+        # Recovery: the fields a success does not have are gone from the API server's copy
+        # (a merge patch that merely left them out would keep the old error).
+        garbled.mode = "ok"
+
+        def recovered() -> dict | None:
+            status = kube_client.get(kube.MONITORED_SERVICES, "garbled", team.namespace).get("status") or {}
+            return status if status.get("health") == "Healthy" else None
+
+        status = wait_for(recovered, 60, "garbled Healthy again")
+        assert status["lastProbe"]["ok"] is True and status["lastProbe"]["statusCode"] == 200, status
+        assert "error" not in status["lastProbe"] and "reason" not in status["lastProbe"], status["lastProbe"]
+    finally:
+        garbled.stop()
+        teapot.stop()
