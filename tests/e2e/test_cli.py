@@ -337,3 +337,26 @@ def test_fire_through_the_real_webhook_opens_an_incident(cli, kube_client, kubec
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_cr_values_are_shown_never_obeyed_by_the_terminal(cli, kube_client, namespace, tmp_path):
+    """A title, comment and timeline entry carrying a clipboard write (OSC 52), cursor moves, CRLF and a
+    bidi override: `show`, `list`, `report` print them as text; `-o json` keeps them, escaped."""
+    title = "down \x1b]52;c;cm0gLXJmIH4=\x07\x1b[2A\x1b[2Kall fine\r\n\u202eevil\u202c"
+    make_incident(kube_client, namespace, "hostile", title=title, description="line\x9b2A\x1b]8;;https://x\x07link")
+    kube_client.patch(kube.INCIDENTS, "hostile", {"status": {"timeline": [
+        {"time": "2026-03-01T12:00:00Z", "type": "comment", "actor": "m\x1b[31mallory", "message": "x\x1b[1;1Hy"}]}},
+        namespace, subresource="status")
+    terminal = ("\x1b", "\x07", "\x9b", "\u202e", "\r")
+    for args in (("show", "hostile"), ("list",), ("report", "hostile")):
+        out = cli(*args, "-n", namespace)
+        assert out.returncode == 0, out.stderr
+        assert not any(c in out.stdout for c in terminal), (args, repr(out.stdout))
+        assert "52;c;" not in out.stdout and "[2A" not in out.stdout
+    shown = cli("show", "hostile", "-n", namespace).stdout
+    assert "down all fine" in shown and "evil" in shown and "mallory" in shown and "linelink" in shown
+    out = cli("show", "hostile", "-n", namespace, "-o", "json")
+    assert "\x1b" not in out.stdout and json.loads(out.stdout)["spec"]["title"] == title
+    report = tmp_path / "pm.md"
+    assert cli("report", "hostile", "-n", namespace, "-f", str(report)).returncode == 0
+    assert not any(c in report.read_text() for c in terminal)

@@ -1,6 +1,6 @@
 """Notification delivery against real servers on loopback: aiosmtpd (plain, STARTTLS,
 implicit TLS, AUTH) and a small HTTP server standing in for Slack and a generic webhook.
-No cluster needed."""
+No cluster needed, but for the last test: hostile alert text through the real receiver and operator."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from prometheus_client import REGISTRY
 
-from paramedic import netguard
+from paramedic import kube, netguard
 from paramedic.domain import notify_render as nr
 from paramedic.notify import Notifier
 from paramedic.settings import Settings
@@ -493,3 +494,80 @@ def test_mail_and_slack_link_to_the_console_when_its_url_is_set(smtp_server, hoo
     # Without the setting there is no link at all.
     deliver(settings(controller.port))
     assert "console.example.com" not in recorder.received[1].message.as_string()
+
+
+# --- hostile alert text through the real receiver and operator, to people ---------------------------
+
+OSC52 = "\x1b]52;c;cm0gLXJmIH4=\x07"
+CURSOR_UP = "\x1b[2A\x1b[2K"
+TERMINAL = ("\x1b", "\x07", "\x9b", "\u202e", "\x7f")
+
+
+def test_hostile_alert_text_arrives_inert_by_mail_slack_and_the_cli(kube_client, namespace, operator_factory, hook,
+                                                                   kubeconfig):
+    """An alert whose summary and labels carry a Slack mention, markup, a clipboard write (OSC 52) and
+    cursor moves, and a service whose runbook URL tries to end its Slack link: the e-mail, the Slack
+    body and `kubectl paramedic show` show them as text and nothing acts on them."""
+    import subprocess
+    import sys
+
+    from devtools.mail import MailSink
+    from paramedic.webhook.app import create_app
+    from tests.e2e.test_webhook import TOKEN as RECEIVER_TOKEN
+    from tests.e2e.test_webhook import Receiver, am_alert, am_payload, receiver_settings
+    from tests.helpers import smtp_env, wait_for
+
+    kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "checkout"}, "spec": {
+        "target": {"name": "checkout"}, "alertSelector": {"matchLabels": {"app": "checkout"}},
+        "runbookURL": "https://runbooks.example.com/x><!channel>|click"}}, namespace)
+    summary = f"Checkout down <!channel> <script>alert(1)</script> {OSC52}{CURSOR_UP}hidden \u202eevil"
+    alert = am_alert("CheckoutDown", app="checkout", namespace=namespace, note=f"<!here>{OSC52}")
+    alert["annotations"] = {"summary": summary, "description": f"<img src=x onerror=alert(1)>{CURSOR_UP}"}
+    mail = MailSink().start()
+    receiver = Receiver(create_app(receiver_settings(namespace), kube_client))
+    try:
+        slack_path = f"/services/T000/B000/{SLACK_SECRET}"
+        operator_factory(namespace, env={**smtp_env(mail.port), "PARAMEDIC_SLACK_WEBHOOK_URL": hook.url + slack_path,
+                                         "PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8",
+                                         "PARAMEDIC_NOTIFY_EVIDENCE_WAIT_SECONDS": "0"})
+        with httpx.Client(headers={"Authorization": f"Bearer {RECEIVER_TOKEN}"}, timeout=30) as http:
+            resp = http.post(receiver.url + "/api/v1/alertmanager", json=am_payload(alert))
+            assert resp.status_code == 200, resp.text
+        [inc] = kube_client.list(kube.INCIDENTS, namespace)
+        name = inc["metadata"]["name"]
+        [message] = wait_for(lambda: mail.messages or None, 60, "the opened e-mail")
+        slack = wait_for(lambda: dict(hook.requests).get(slack_path), 60, "the Slack message")
+    finally:
+        receiver.stop()
+        mail.stop()
+
+    # E-mail: one-line subject, no terminal controls anywhere, markup escaped in the HTML part.
+    subject, text, html = message["subject"], message["text"], message["html"]
+    assert "Checkout down" in subject and "hidden" in subject
+    for part in (subject, text, html):
+        assert not any(c in part for c in TERMINAL), repr(part)
+        assert "52;c;" not in part and "[2A" not in part
+    assert "\r" not in subject and "\n" not in subject
+    raw_headers = message["raw"].split(b"\r\n\r\n", 1)[0].decode()
+    assert "\x1b" not in raw_headers
+    assert "<script>" not in html and "<img" not in html and "&lt;script&gt;" in html and "&lt;!channel&gt;" in html
+    assert "<script>alert(1)</script>" in text  # plain text: markup is only text there
+
+    # Slack: no mention, no markup, and the runbook link keeps its target with `>`, `<` and `|` encoded.
+    mrkdwn = [slack["text"], slack["blocks"][1]["text"]["text"]] + [f["text"] for f in slack["blocks"][2]["fields"]]
+    joined = "\n".join(mrkdwn)
+    assert "<!channel>" not in joined and "<!here>" not in joined and "<script>" not in joined
+    assert "&lt;!channel&gt;" in joined
+    assert "<https://runbooks.example.com/x%3E%3C!channel%3E%7Cclick|open runbook>" in joined
+    assert not any(c in joined + slack["blocks"][0]["text"]["text"] for c in TERMINAL)
+
+    # The CLI as a person runs it: the same incident, shown as text.
+    cli = Path(sys.executable).parent / "kubectl-paramedic"
+    shown = subprocess.run([str(cli), "--kubeconfig", str(kubeconfig), "-n", namespace, "show", name],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert not any(c in shown.stdout for c in TERMINAL + ("\r",)), repr(shown.stdout)
+    assert "Checkout down <!channel> <script>alert(1)</script>" in shown.stdout and "hidden" in shown.stdout
+    listed = subprocess.run([str(cli), "--kubeconfig", str(kubeconfig), "-n", namespace, "list"],
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and name in listed.stdout and "\x1b" not in listed.stdout
