@@ -28,9 +28,30 @@ READ_ONLY_RULES: list[dict[str, Any]] = [
 ]
 
 
-def console_app(kubeconfig: Path):
-    """The console's WSGI app: the API server's address and CA from the test kubeconfig; no credentials used."""
-    app = create_app(Settings.from_env({}), address_only(str(kubeconfig)), secret=b"k" * 32)
+SESSIONS_NAMESPACE = "paramedic-console-tests"
+"""Where the tests' consoles keep their sessions (Paramedic's namespace in a real install)."""
+
+
+def sessions_namespace(kubeconfig: Path) -> str:
+    """The namespace of the tests' console sessions, made when missing."""
+    client = kube.KubeClient(kube.Connection.load(str(kubeconfig)))
+    try:
+        if client.get_or_none(kube.NAMESPACES, SESSIONS_NAMESPACE) is None:
+            try:
+                client.create(kube.NAMESPACES, {"metadata": {"name": SESSIONS_NAMESPACE}})
+            except kube.Conflict:
+                pass
+    finally:
+        client.close()
+    return SESSIONS_NAMESPACE
+
+
+def console_app(kubeconfig: Path, secret: bytes = b"k" * 32, **settings: Any):
+    """The console's WSGI app: the API server's address and CA from the test kubeconfig for
+    people's requests (no credentials used); its sessions, Secrets written with the
+    kubeconfig's own credentials (the console's ServiceAccount in a real install)."""
+    values = {"kubeconfig": str(kubeconfig), "namespace": sessions_namespace(kubeconfig), **settings}
+    app = create_app(Settings(**values), address_only(str(kubeconfig)), secret=secret)
     app.testing = True
     return app
 
@@ -78,7 +99,10 @@ class ConsoleProcess:
         key = log_dir / f"console-{self.port}.key"
         key.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
         self.env = {"PARAMEDIC_KUBECONFIG": str(kubeconfig), "PARAMEDIC_CONSOLE_SESSION_KEY_FILE": str(key),
-                    **(env or {})}
+                    "PARAMEDIC_NAMESPACE": sessions_namespace(kubeconfig), **(env or {})}
+        if not self.env.get("PARAMEDIC_CONSOLE_TLS_CERT_FILE"):
+            # Plain HTTP on loopback, said explicitly: the session cookie is Secure otherwise.
+            self.env.setdefault("PARAMEDIC_CONSOLE_INSECURE_HTTP", "true")
         self.proc: subprocess.Popen | None = None
         self.verify = verify  # with a certificate it serves HTTPS only: trust in the CA that signed it
 

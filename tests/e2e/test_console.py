@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 
 from paramedic import kube
-from tests.console_support import READ_ONLY_RULES, console_app, csrf_of, make_incident, person
-from tests.tenancy import ROLE_RULES
+from paramedic.console import sessions
+from paramedic.console.auth import Keys
+from tests.console_support import READ_ONLY_RULES, SESSIONS_NAMESPACE, console_app, csrf_of, make_incident, person
+from tests.tenancy import ROLE_RULES, SERVICE_ACCOUNTS
+from tests.unit.test_console_sessions import OFF_SITE
 
 pytestmark = pytest.mark.e2e
 
@@ -147,6 +152,84 @@ def test_services_oncall_and_insights_pages(app, kube_client, tenants):
     # A person who may read but not patch services gets no pause button.
     ro, _ = person(kube_client, a.namespace, "viewer", READ_ONLY_RULES)
     assert ">Resume<" not in sign_in(app, ro).get("/services").get_data(as_text=True)
+
+
+# --- sessions: in the cluster, ended at once on every replica -----------------------------------
+
+def session_secrets(client: kube.KubeClient) -> list[dict]:
+    return client.list(kube.SECRETS, SESSIONS_NAMESPACE, labels={sessions.LABEL: "true"})
+
+
+def test_sign_out_ends_a_copied_cookie_at_once_also_on_another_replica(kubeconfig, kube_client, tenants):
+    a, _ = tenants
+    inc = make_incident(kube_client, a.namespace, "Copied cookie")
+    one, two = console_app(kubeconfig), console_app(kubeconfig)  # two replicas, one API server
+    web = sign_in(one, a.token)
+    cookie = web.get_cookie("paramedic_console")
+    assert cookie.secure and cookie.http_only  # Secure: no PARAMEDIC_CONSOLE_INSECURE_HTTP here
+    assert a.token not in cookie.value and a.token.split(".")[1] not in cookie.value
+    [secret] = [s for s in session_secrets(kube_client)
+                if s["metadata"]["name"] == sessions.secret_name(one.session_interface.get_signing_serializer(
+                    one).loads(cookie.value)["sid"])]
+    assert a.token not in str(secret)  # sealed with the console's key
+    thief = two.test_client()
+    thief.set_cookie("paramedic_console", cookie.value)
+    page = web.get("/incidents")
+    assert page.status_code == 200 and inc["metadata"]["name"] in page.get_data(as_text=True)
+    assert inc["metadata"]["name"] in thief.get("/incidents").get_data(as_text=True)
+    assert web.post("/signout", data={"csrf": csrf_of(page.get_data(as_text=True))}).status_code == 302
+    assert kube_client.get_or_none(kube.SECRETS, secret["metadata"]["name"], SESSIONS_NAMESPACE) is None
+    for replica in (one, two):  # at once: no waiting, no cache to run out
+        copy = replica.test_client()
+        copy.set_cookie("paramedic_console", cookie.value)
+        resp = copy.get("/incidents")
+        assert resp.status_code == 302 and resp.headers["Location"].startswith("/signin"), replica
+    assert thief.get(f"/ns/{a.namespace}/incidents/{inc['metadata']['name']}").status_code == 302
+
+
+def short_token(admin: kube.KubeClient, namespace: str, name: str, seconds: int) -> str:
+    out = admin.request("POST", SERVICE_ACCOUNTS.path(namespace, name, "token"),
+                        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                         "spec": {"expirationSeconds": seconds}})
+    return out["status"]["token"]
+
+
+def test_a_session_never_outlives_its_token_nor_the_configured_lifetime(kubeconfig, kube_client, tenants):
+    import time
+    from datetime import timedelta
+
+    from paramedic.domain.timeutil import utcnow
+
+    a, _ = tenants
+    person(kube_client, a.namespace, "brief", READ_ONLY_RULES)
+    # The shortest TokenRequest the API server issues (10 minutes): the session ends with it,
+    # not at the configured 12 hours.
+    token = short_token(kube_client, a.namespace, "brief", 600)
+    app = console_app(kubeconfig, console_session_seconds=43200)
+    before = {s["metadata"]["name"] for s in session_secrets(kube_client)}
+    sign_in(app, token)
+    [secret] = [s for s in session_secrets(kube_client) if s["metadata"]["name"] not in before]
+    ends = sessions.read_secret(secret, Keys.derive(b"k" * 32).unseal, utcnow())
+    assert ends is not None and ends.expires == sessions.token_expiry(token)
+    assert timedelta(seconds=590) < ends.expires - utcnow() <= timedelta(seconds=600)
+    # A configured lifetime shorter than the token: the session ends then, on the API server's clock too.
+    brief = console_app(kubeconfig, console_session_seconds=2)
+    web = sign_in(brief, token)
+    assert web.get("/incidents").status_code == 200
+    time.sleep(2.5)
+    resp = web.get("/incidents")
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/signin")
+    left = {s["metadata"]["name"] for s in session_secrets(kube_client)} - before
+    assert left == {secret["metadata"]["name"]}  # the expired one met was deleted
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+def test_a_sign_in_never_sends_the_browser_off_site(app, tenants, target):
+    a, _ = tenants
+    web = app.test_client()
+    form = web.get("/signin").get_data(as_text=True)
+    resp = web.post("/signin?" + urlencode({"next": target}), data={"token": a.token, "csrf": csrf_of(form)})
+    assert resp.status_code == 302 and resp.headers["Location"] == "/incidents", repr(target)
 
 
 def test_tenant_role_rules_are_what_the_console_tests_assume():
