@@ -103,7 +103,8 @@ def test_toggles_render_monitoring_and_namespaced_rbac(helm, tmp_path):
     bindings = {(d["metadata"]["namespace"], d["roleRef"]["name"]) for d in find(docs, "RoleBinding")}
     assert bindings == {("shop", "pm-paramedic-operator"), ("payments", "pm-paramedic-operator"),
                         ("shop", "pm-paramedic-webhook"), ("payments", "pm-paramedic-webhook"),
-                        ("ops", "pm-paramedic-webhook")}
+                        ("ops", "pm-paramedic-webhook"),
+                        ("ops", "pm-paramedic-console-sessions")}  # the console's sessions, its own namespace
     assert sorted(p["metadata"]["namespace"] for p in find(docs, "KopfPeering")) == ["payments", "shop"]
     operator = find(docs, "Deployment", "-operator")[0]["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=shop" in operator["args"] and "--all-namespaces" not in operator["args"]
