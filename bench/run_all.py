@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 
 from .common import Context, Result, control_plane, fmt, log, workdir
 
-BENCHMARKS = ["alert_to_restart", "webhook_throughput", "storm", "probe_scale", "operator_scale", "heal_real",
-              "console_list", "evidence_cost"]
+BENCHMARKS = ["alert_to_restart", "webhook_throughput", "storm", "probe_scale", "probe_memory", "operator_scale",
+              "heal_real", "console_list", "evidence_cost"]
 
 
 def machine() -> dict[str, str]:
