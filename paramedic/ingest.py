@@ -199,8 +199,8 @@ def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now:
             run.flush()
         except (kube.ApiError, _Refused) as exc:  # 5xx and 429 are kube.Unavailable: never here
             left = [a for a in group.alerts if a.key not in run.done]
-            log.warning("cannot record %d alert(s) in %s as %s (%s): recorded elsewhere", len(left), key[0],
-                        key[1][:100], _why(exc))
+            log.warning("cannot write incidents in %s (%s, service %s): its %d alert(s) go to %s", key[0],
+                        _why(exc)[:300], key[1][:100], len(left), router.scope.home)
             return run.result, left, exc
         return run.result, [], None
 
