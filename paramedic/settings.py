@@ -164,7 +164,11 @@ class Settings(BaseSettings):
     console_insecure_http: bool = _setting(False, "Serve the console over plain HTTP: its session cookie is then not "
                                                   "`Secure` (loopback development only); false: always `Secure`")
     console_session_seconds: int = _setting(43200, "Longest a console sign-in lasts (a token that expires sooner ends "
-                                                   "it sooner); sessions are Secrets in Paramedic's namespace")
+                                                   "it sooner); sessions are Secrets in PARAMEDIC_CONSOLE_SESSION_NAMESPACE")
+    console_session_namespace: str = _setting("", "Namespace holding the console's sessions (one Secret each) and "
+                                                  "nothing else: the console may read every Secret there. Never "
+                                                  "Paramedic's own namespace; empty: `<PARAMEDIC_NAMESPACE>"
+                                                  "-console-sessions`")
     # --- Logging ----------------------------------------------------------------
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING, ERROR")
 
@@ -213,6 +217,12 @@ class Settings(BaseSettings):
                      "webhook_max_alerts", "webhook_workers", "webhook_threads", "console_session_seconds"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"PARAMEDIC_{name.upper()} must be at least 1")
+        if self.sessions_namespace() == self.namespace:
+            # RBAC cannot narrow get/list on Secrets to the sessions': sharing Paramedic's namespace
+            # would let the network-facing console read the receiver's tokens and the seal key.
+            raise SettingsError(f"PARAMEDIC_CONSOLE_SESSION_NAMESPACE must not be Paramedic's own namespace "
+                                f"({self.namespace}): the console may read every Secret of its sessions' "
+                                f"namespace, so they need one that holds nothing else")
         if self.retention_days < 0:
             raise SettingsError("PARAMEDIC_RETENTION_DAYS must be 0 or more")
         if self.events_per_second <= 0:
@@ -220,6 +230,10 @@ class Settings(BaseSettings):
         if self.preflight_interval_seconds <= 0:
             raise SettingsError("PARAMEDIC_PREFLIGHT_INTERVAL_SECONDS must be more than 0")
         return self
+
+    def sessions_namespace(self) -> str:
+        """Where the console keeps its sessions: the setting, or `<namespace>-console-sessions`."""
+        return self.console_session_namespace or f"{self.namespace}-console-sessions"
 
     def secret(self, name: str) -> str:
         """A secret from its `_file` variant when set (mounted Secrets rotate), else the value."""

@@ -29,7 +29,8 @@ READ_ONLY_RULES: list[dict[str, Any]] = [
 
 
 SESSIONS_NAMESPACE = "paramedic-console-tests"
-"""Where the tests' consoles keep their sessions (Paramedic's namespace in a real install)."""
+"""Where the tests' consoles keep their sessions (`<release namespace>-console-sessions` in a real
+install: a namespace of its own, never Paramedic's)."""
 
 
 def sessions_namespace(kubeconfig: Path) -> str:
@@ -50,7 +51,8 @@ def console_app(kubeconfig: Path, secret: bytes = b"k" * 32, **settings: Any):
     """The console's WSGI app: the API server's address and CA from the test kubeconfig for
     people's requests (no credentials used); its sessions, Secrets written with the
     kubeconfig's own credentials (the console's ServiceAccount in a real install)."""
-    values = {"kubeconfig": str(kubeconfig), "namespace": sessions_namespace(kubeconfig), **settings}
+    values = {"kubeconfig": str(kubeconfig), "console_session_namespace": sessions_namespace(kubeconfig),
+              **settings}
     app = create_app(Settings(**values), address_only(str(kubeconfig)), secret=secret)
     app.testing = True
     return app
@@ -99,7 +101,7 @@ class ConsoleProcess:
         key = log_dir / f"console-{self.port}.key"
         key.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
         self.env = {"PARAMEDIC_KUBECONFIG": str(kubeconfig), "PARAMEDIC_CONSOLE_SESSION_KEY_FILE": str(key),
-                    "PARAMEDIC_NAMESPACE": sessions_namespace(kubeconfig), **(env or {})}
+                    "PARAMEDIC_CONSOLE_SESSION_NAMESPACE": sessions_namespace(kubeconfig), **(env or {})}
         if not self.env.get("PARAMEDIC_CONSOLE_TLS_CERT_FILE"):
             # Plain HTTP on loopback, said explicitly: the session cookie is Secure otherwise.
             self.env.setdefault("PARAMEDIC_CONSOLE_INSECURE_HTTP", "true")

@@ -48,13 +48,13 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
                secret: bytes | None = None, store: SessionStore | None = None) -> Flask:
     """The console. `connection` gives the API server's address and CA (its credentials are
     never used for people's requests); default: the console's kubeconfig or in-cluster config.
-    `store` keeps sessions; default: Secrets in Paramedic's namespace, written with the
-    console's own credentials (`settings.kubeconfig` or its ServiceAccount)."""
+    `store` keeps sessions; default: Secrets in the sessions namespace (never Paramedic's own),
+    written with the console's own credentials (`settings.kubeconfig` or its ServiceAccount)."""
     settings = settings or Settings.from_env()
     base = connection or address_only(settings.kubeconfig)
     keys = Keys.derive(secret or auth.load_key(settings.console_session_key_file))
-    sessions = store or SessionStore(kube.KubeClient.from_settings(settings), settings.namespace, keys.seal,
-                                     keys.unseal, settings.console_session_seconds)
+    sessions = store or SessionStore(kube.KubeClient.from_settings(settings), settings.sessions_namespace(),
+                                     keys.seal, keys.unseal, settings.console_session_seconds)
     app = Flask(__name__)
     # X-Forwarded-Proto from a TLS-terminating proxy: HSTS is then sent.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=0)  # type: ignore[method-assign]

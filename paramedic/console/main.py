@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Any
 
+from paramedic.domain.vocabulary import DNS_LABEL
 from paramedic.serving import run_gunicorn, startup_settings
 from paramedic.settings import Settings
 
@@ -49,6 +50,21 @@ def gunicorn_options(args: argparse.Namespace, settings: Settings) -> dict[str, 
     return options
 
 
+def warn_of_strangers(store: Any) -> None:
+    """Loudly, when the sessions namespace holds other Secrets: the console can read them all."""
+    from .sessions import SessionStoreError
+
+    try:
+        others = store.strangers()
+    except SessionStoreError as exc:
+        log.error("%s", exc)
+        return
+    if others:
+        log.warning("SECURITY: the console's sessions namespace %s holds Secrets that are not sessions, and the "
+                    "console can read them all: %s. Keep that namespace for console sessions only "
+                    "(PARAMEDIC_CONSOLE_SESSION_NAMESPACE).", store.namespace, ", ".join(others[:10]))
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = startup_settings("paramedic-console")
     if settings is None:
@@ -69,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the kubernetes loaders raise assorted types
         print(f"paramedic-console: cannot load the API server's address: {exc}", file=sys.stderr)
         return 2
+    if not DNS_LABEL.match(settings.sessions_namespace()):
+        print(f"paramedic-console: the sessions namespace {settings.sessions_namespace()!r} is not a namespace name "
+              f"(set PARAMEDIC_CONSOLE_SESSION_NAMESPACE)", file=sys.stderr)
+        return 2
     if settings.console_insecure_http:
         log.warning("PARAMEDIC_CONSOLE_INSECURE_HTTP: the session cookie is not Secure (loopback development only)")
     if not settings.console_session_key_file:
@@ -76,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def load() -> Any:
         from .app import create_app
-        return create_app(settings, connection, secret)
+        app = create_app(settings, connection, secret)
+        warn_of_strangers(app.extensions["paramedic.sessions"])
+        return app
 
     run_gunicorn(gunicorn_options(args, settings), load)
     return 0

@@ -1,7 +1,7 @@
 """Server-side sessions: the cluster is the database.
 
-A sign-in is one Secret in Paramedic's namespace (labelled, named after a hash of a random
-session id), holding the person's bearer token sealed with the console's key together with
+A sign-in is one Secret in the console's sessions namespace (labelled, named after a hash of
+a random session id), holding the person's bearer token sealed with the console's key together with
 the session's end. The cookie carries only the session id (signed). Every request GETs the
 Secret: sign-out deletes it, so a copied cookie stops working at once, on every replica.
 A session ends at the configured lifetime or when its token expires, whichever comes first
@@ -10,6 +10,10 @@ the token on every call). Expired Secrets are deleted when met and pruned at sig
 
 The pure part (names, bodies, expiry, reading a Secret back) is separate from `SessionStore`,
 the thin layer that reads and writes Secrets with the console's own ServiceAccount.
+
+That namespace holds sessions and nothing else (never Paramedic's own, which holds the
+receiver's tokens and the seal key): RBAC cannot narrow get/list on Secrets to some of them,
+so the console may read every Secret there. It says so loudly when it finds others.
 """
 
 from __future__ import annotations
@@ -132,6 +136,12 @@ def read_secret(secret: dict | None, unseal: Callable[[str], str | None], now: d
     return Session(token=token, user=user, namespaces=namespaces, expires=expires)
 
 
+def strangers(secrets_: list[dict]) -> list[str]:
+    """Names of the Secrets that are not sessions (the console can read them: they belong elsewhere)."""
+    return sorted(str((s.get("metadata") or {}).get("name"))
+                  for s in secrets_ if ((s.get("metadata") or {}).get("labels") or {}).get(LABEL) != "true")
+
+
 def expired(secret: dict, now: datetime) -> bool:
     """For pruning: past its end by the annotation (an unreadable one counts as past)."""
     end = _parse(((secret.get("metadata") or {}).get("annotations") or {}).get(EXPIRES_ANNOTATION))
@@ -190,6 +200,13 @@ class SessionStore:
             self.client.delete(kube.SECRETS, secret_name(session_id), self.namespace)
         except kube.ApiError as exc:
             raise self._failed("delete", exc) from exc
+
+    def strangers(self) -> list[str]:
+        """The Secrets of the sessions namespace that are not sessions (checked at start-up)."""
+        try:
+            return strangers(self.client.list(kube.SECRETS, self.namespace))
+        except kube.ApiError as exc:
+            raise self._failed("list", exc) from exc
 
     def prune(self, force: bool = False) -> int:
         """Delete the sessions past their end (at most once a minute per process, unless forced)."""

@@ -247,6 +247,7 @@ def test_kubectl_apply_k_runs_on_the_real_node_and_heals_a_real_deployment(image
         for policies in ("admission-policy.yaml", "playbook-vars-policy.yaml"):
             subprocess.run([*kubectl, "delete", "--ignore-not-found", "-f", str(REPO / "manifests" / policies)],
                            capture_output=True)
-        kube_client.delete(kube.NAMESPACES, "paramedic")
-        wait_for(lambda: kube_client.get_or_none(kube.NAMESPACES, "paramedic") is None, 120,
-                 "namespace paramedic gone")
+        for ns in ("paramedic", "paramedic-console-sessions"):  # both of manifests/namespace.yaml
+            kube_client.delete(kube.NAMESPACES, ns)
+        for ns in ("paramedic", "paramedic-console-sessions"):
+            wait_for(lambda ns=ns: kube_client.get_or_none(kube.NAMESPACES, ns) is None, 120, f"namespace {ns} gone")

@@ -104,7 +104,7 @@ def test_toggles_render_monitoring_and_namespaced_rbac(helm, tmp_path):
     assert bindings == {("shop", "pm-paramedic-operator"), ("payments", "pm-paramedic-operator"),
                         ("shop", "pm-paramedic-webhook"), ("payments", "pm-paramedic-webhook"),
                         ("ops", "pm-paramedic-webhook"),
-                        ("ops", "pm-paramedic-console-sessions")}  # the console's sessions, its own namespace
+                        ("ops-console-sessions", "pm-paramedic-console-sessions")}  # sessions, apart
     assert sorted(p["metadata"]["namespace"] for p in find(docs, "KopfPeering")) == ["payments", "shop"]
     operator = find(docs, "Deployment", "-operator")[0]["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=shop" in operator["args"] and "--all-namespaces" not in operator["args"]
@@ -183,8 +183,9 @@ def test_kustomization_passes_server_side_dry_run(run_kubectl, namespace):
     built = checks.load_docs(run_kubectl("kustomize", str(MANIFESTS)).stdout)
     assert {d["kind"] for d in built} >= {"Namespace", "Deployment", "ClusterRole", "ClusterKopfPeering"}
     assert checks.rbac_problems(built) == [] and checks.pod_security_problems(built) == []
-    # Server dry-run creates nothing, so namespaced objects go to a namespace that exists.
-    docs = remap_namespace(built, "paramedic", namespace)
+    # Server dry-run creates nothing, so namespaced objects go to a namespace that exists (the
+    # console's sessions' Role too).
+    docs = remap_namespace(remap_namespace(built, "paramedic", namespace), "paramedic-console-sessions", namespace)
     out = dry_run(run_kubectl, docs)
     for doc in docs:
         assert f"/{doc['metadata']['name']} " in out, f"{doc['kind']} {doc['metadata']['name']} not applied:\n{out}"
@@ -342,6 +343,51 @@ def test_installed_webhook_service_account_only_writes_incidents(release, run_ku
     assert not can_i(run_kubectl, sa, "list", "namespaces")
     assert not can_i(run_kubectl, sa, "patch", "deployments.apps", namespace)
     assert not can_i(run_kubectl, sa, "get", "secrets", ns)
+
+
+def test_installed_console_keeps_its_sessions_apart_and_reads_no_secret_of_the_release(
+        release, run_kubectl, kube_client, kubeconfig, namespace, tmp_path):
+    """The console's ServiceAccount may use Secrets only in the sessions' namespace the chart made;
+    the console, under that ServiceAccount's token, signs a person in and out there."""
+    from devtools.cluster import kubeconfig_yaml
+    from paramedic.console import sessions
+    from paramedic.console.apiserver import address_only
+    from paramedic.console.app import create_app
+    from paramedic.settings import Settings
+    from tests.console_support import READ_ONLY_RULES, csrf_of, person
+
+    name, ns = release
+    sessions_ns = f"{ns}-console-sessions"
+    assert kube_client.get_or_none(kube.NAMESPACES, sessions_ns) is not None  # made by the chart
+    sa = f"system:serviceaccount:{ns}:{name}-paramedic-console"
+    for verb in ("get", "list", "create", "delete"):
+        assert can_i(run_kubectl, sa, verb, "secrets", sessions_ns)
+        assert not can_i(run_kubectl, sa, verb, "secrets", ns)  # the receiver's token, the seal key
+        assert not can_i(run_kubectl, sa, verb, "secrets", namespace)
+    assert not can_i(run_kubectl, sa, "update", "secrets", sessions_ns)
+    assert not can_i(run_kubectl, sa, "list", "incidents.paramedic.dev", namespace)  # people's rights only
+
+    token = run_kubectl("create", "token", f"{name}-paramedic-console", "-n", ns, "--duration=1h").stdout.strip()
+    admin = json.loads(Path(kubeconfig).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    sa_config = tmp_path / "console-kubeconfig"
+    sa_config.write_text(kubeconfig_yaml(cluster["server"], Path(cluster["certificate-authority"]), token,
+                                         user="paramedic-console"))
+    settings = Settings(kubeconfig=str(sa_config), namespace=ns, console_session_seconds=600)
+    assert settings.sessions_namespace() == sessions_ns  # the console's default is the chart's
+    app = create_app(settings, address_only(str(kubeconfig)), secret=b"k" * 32)
+    app.testing = True
+    store = app.extensions["paramedic.sessions"]
+    assert store.strangers() == []  # nothing but sessions there
+    viewer, _ = person(kube_client, namespace, f"viewer-{uuid.uuid4().hex[:6]}", READ_ONLY_RULES)
+    web = app.test_client()
+    form = web.get("/signin").get_data(as_text=True)
+    assert web.post("/signin", data={"token": viewer, "namespaces": namespace, "csrf": csrf_of(form)}).status_code == 302
+    [secret] = kube_client.list(kube.SECRETS, sessions_ns, labels={sessions.LABEL: "true"})
+    page = web.get("/incidents")
+    assert page.status_code == 200
+    assert web.post("/signout", data={"csrf": csrf_of(page.get_data(as_text=True))}).status_code == 302
+    assert kube_client.get_or_none(kube.SECRETS, secret["metadata"]["name"], sessions_ns) is None
 
 
 def test_namespaced_install_grants_only_the_watched_namespaces(helm, kubeconfig, kube_client, run_kubectl, namespace):

@@ -200,3 +200,16 @@ def test_the_console_pod_has_its_token_for_its_sessions_and_a_secure_cookie_by_d
     assert "PARAMEDIC_CONSOLE_INSECURE_HTTP" not in names
     chart = next(d for d in render() if d["kind"] == "Deployment" and d["metadata"]["name"] == "pm-paramedic-console")
     assert chart["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+
+
+def test_the_console_sessions_namespace_is_its_own_and_runs_no_pod():
+    # The console may read every Secret of it (RBAC cannot narrow get/list): a namespace apart from
+    # Paramedic's, where no pod may run either (restricted, and nothing of Paramedic's is scheduled there).
+    shipped = of_kind(manifest("namespace.yaml"), "Namespace")["paramedic-console-sessions"]
+    chart = of_kind(render(), "Namespace")["ops-console-sessions"]
+    for ns in (shipped, chart):
+        assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert ns["metadata"]["labels"]["app.kubernetes.io/component"] == "console"
+    assert console_env(render())["PARAMEDIC_CONSOLE_SESSION_NAMESPACE"] == "ops-console-sessions"
+    assert not [d for d in render() if d["metadata"].get("namespace") == "ops-console-sessions"
+                and d["kind"] not in ("Role", "RoleBinding")]

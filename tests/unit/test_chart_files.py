@@ -415,7 +415,8 @@ def test_operator_secrets_are_mounted_files_and_the_catalog_a_mounted_configmap(
 def test_console_credentials_reach_only_its_session_secrets():
     # People act with their own tokens (console/apiserver.py sends no credentials of the console's
     # with them: tests/unit/test_console.py). The pod's own token is bound to one Role only: the
-    # Secrets of its sessions, in Paramedic's namespace.
+    # Secrets of its sessions, in a namespace of their own (never Paramedic's, whose Secrets it
+    # could then all read: RBAC cannot narrow get/list).
     docs = manifest_docs()
     console = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "paramedic-console")
     pod = console["spec"]["template"]["spec"]
@@ -425,8 +426,15 @@ def test_console_credentials_reach_only_its_session_secrets():
     bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
                 and pod["serviceAccountName"] in [s.get("name") for s in d.get("subjects") or []]]
     assert [(b["kind"], b["metadata"]["namespace"], b["roleRef"]["kind"]) for b in bindings] == [
-        ("RoleBinding", "paramedic", "Role")]
-    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == bindings[0]["roleRef"]["name"])
+        ("RoleBinding", "paramedic-console-sessions", "Role")]
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == bindings[0]["roleRef"]["name"]
+                and d["metadata"]["namespace"] == "paramedic-console-sessions")
     assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "delete"]}]
+    namespaces = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Namespace"}
+    assert sorted(namespaces) == ["paramedic", "paramedic-console-sessions"]
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["PARAMEDIC_CONSOLE_SESSION_NAMESPACE"] == "paramedic-console-sessions"
+    # Nothing else is kept there: no other manifest puts an object in it.
+    assert {d["kind"] for d in docs if d["metadata"].get("namespace") == "paramedic-console-sessions"} == {
+        "Role", "RoleBinding"}
     assert env["PARAMEDIC_CONSOLE_BIND"] == f"0.0.0.0:{pod['containers'][0]['ports'][0]['containerPort']}"

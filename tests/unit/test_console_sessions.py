@@ -257,3 +257,22 @@ def test_a_store_the_console_may_not_use_is_a_clear_503(monkeypatch):
     resp = web.post("/signin", data={"token": "t", "csrf": csrf_of(form)})
     html = resp.get_data(as_text=True)
     assert resp.status_code == 503 and "could not create its session Secret in namespace paramedic" in html
+
+
+def test_other_secrets_in_the_sessions_namespace_are_named_loudly_at_start(caplog):
+    from paramedic.console.main import warn_of_strangers
+
+    backend = FakeSecrets()
+    keys = Keys.derive(SECRET)
+    store = SessionStore(backend, "paramedic", keys.seal, keys.unseal, 60)  # type: ignore[arg-type]
+    store.open("t1", "ana", [])
+    with caplog.at_level("WARNING", logger="paramedic.console"):
+        warn_of_strangers(store)
+    assert store.strangers() == [] and not caplog.records
+    backend.items["smtp"] = {"metadata": {"name": "smtp"}}
+    backend.items["fake"] = {"metadata": {"name": "fake", "labels": {sessions.LABEL: "yes"}}}
+    assert store.strangers() == ["fake", "smtp"]
+    with caplog.at_level("WARNING", logger="paramedic.console"):
+        warn_of_strangers(store)
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and "SECURITY" in record.getMessage() and "fake, smtp" in record.getMessage()

@@ -26,7 +26,7 @@ OPERATOR_CODE = ["operator/*.py", "paramedic/remediation_io.py", "paramedic/evid
 WEBHOOK_CODE = ["webhook/*.py", "paramedic/ingest.py", "paramedic/owners.py", "paramedic/informer.py"]
 # The CLI and the console act with people's own credentials, not a ServiceAccount of Paramedic's
 # (entries_io: the comments and runbook step marks both of them append); the console's own
-# ServiceAccount only keeps its sessions (console/sessions.py), in Paramedic's namespace.
+# ServiceAccount only keeps its sessions (console/sessions.py), in a namespace of their own.
 NOT_A_COMPONENT = {"paramedic/cli.py", "paramedic/kube.py", "paramedic/entries_io.py"}
 PEOPLES_OWN_RIGHTS = "paramedic/console/"
 CONSOLE_CODE = ["paramedic/console/sessions.py"]
@@ -176,30 +176,89 @@ def console_bindings(docs: list[dict], account: str) -> list[dict]:
             and any(s["name"] == account for s in d.get("subjects") or [])]
 
 
-def test_manifest_console_role_is_exactly_what_its_sessions_use_in_its_own_namespace():
+def rights_of(docs: list[dict], account: str, namespace: str) -> dict[str | None, set[tuple[str, str, str]]]:
+    """What ServiceAccount `namespace`/`account` may do, cluster-wide (None) and per namespace:
+    through every binding naming it, its namespace's ServiceAccounts, all of them or everyone."""
+    groups = {"system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"}
+    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d.get("rules") or []
+             for d in docs if d["kind"] in ("Role", "ClusterRole")}
+    out: dict[str | None, set] = {}
+    for b in docs:
+        if b["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        if not any((s["kind"] == "ServiceAccount" and s["name"] == account and s.get("namespace") == namespace)
+                   or (s["kind"] == "Group" and s["name"] in groups) for s in b.get("subjects") or []):
+            continue
+        where = b["metadata"].get("namespace") if b["kind"] == "RoleBinding" else None
+        ref = b["roleRef"]
+        rules = roles[(ref["kind"], where if ref["kind"] == "Role" else None, ref["name"])]
+        out.setdefault(where, set()).update(grants(rules))
+    return out
+
+
+SESSION_RIGHTS = {("", "secrets", v) for v in ("get", "list", "create", "delete")}
+
+
+def test_manifest_console_role_is_exactly_what_its_sessions_use_in_their_own_namespace():
     need = needed(CONSOLE_CODE, set())
-    assert need == {("", "secrets", v) for v in ("get", "list", "create", "delete")}
+    assert need == SESSION_RIGHTS
+    # Only in the sessions' namespace: nothing in Paramedic's (its Secrets: tokens, the seal key).
+    assert rights_of(MANIFEST_DOCS, "paramedic-console", "paramedic") == {"paramedic-console-sessions": need}
     role_doc = namespaced_role(MANIFEST_DOCS, "paramedic-console-sessions")
-    assert role_doc["metadata"]["namespace"] == "paramedic" and grants(role_doc["rules"]) == need
+    assert role_doc["metadata"]["namespace"] == "paramedic-console-sessions" and grants(role_doc["rules"]) == need
     [binding] = console_bindings(MANIFEST_DOCS, "paramedic-console")
-    assert binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] == "paramedic"
+    assert binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] == "paramedic-console-sessions"
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": "paramedic-console-sessions"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "paramedic-console", "namespace": "paramedic"}]
     # Every other call of the console is made with the person's own token.
     for path in _files(["paramedic/console/*.py"]):
         if str(path.relative_to(REPO)) not in CONSOLE_CODE:
             assert ("", "secrets") not in {n[:2] for n in calls(path)[0]}, path
 
 
-def test_chart_console_role_is_the_manifests_in_the_release_namespace_only():
+def console_env(docs: list[dict]) -> dict[str, str]:
+    [dep] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "pm-paramedic-console"]
+    return {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_chart_console_has_no_secret_rights_in_the_release_namespace():
     docs = render()
+    # Its sessions' Secrets in a namespace of their own, made by the chart; nothing anywhere else.
+    assert rights_of(docs, "pm-paramedic-console", "ops") == {"ops-console-sessions": SESSION_RIGHTS}
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"] == ["ops-console-sessions"]
     role_doc = namespaced_role(docs, "pm-paramedic-console-sessions")
-    assert role_doc["metadata"]["namespace"] == "ops"
+    assert role_doc["metadata"]["namespace"] == "ops-console-sessions"
     assert role_doc["rules"] == namespaced_role(MANIFEST_DOCS, "paramedic-console-sessions")["rules"]
     [binding] = console_bindings(docs, "pm-paramedic-console")
-    assert binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] == "ops"
+    assert binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] == "ops-console-sessions"
     assert binding["roleRef"]["kind"] == "Role" and binding["roleRef"]["name"] == "pm-paramedic-console-sessions"
+    assert console_env(docs)["PARAMEDIC_CONSOLE_SESSION_NAMESPACE"] == "ops-console-sessions"
+    # Nothing else of the release's may be read by it: no Role in ops names Secrets for anyone but
+    # the operator's seal key (by name).
+    for d in docs:
+        if d["kind"] == "Role" and d["metadata"]["namespace"] == "ops":
+            assert d["metadata"]["name"] == "pm-paramedic-operator-seal" or \
+                not any(r == "secrets" for _, r, _ in grants(d["rules"])), d["metadata"]["name"]
     assert not console_bindings(render("rbac.create=false"), "pm-paramedic-console")
+
+
+def test_chart_sessions_namespace_is_chosen_or_made_never_the_releases():
+    docs = render("console.sessionNamespace=pm-sessions")
+    assert rights_of(docs, "pm-paramedic-console", "ops") == {"pm-sessions": SESSION_RIGHTS}
+    assert console_env(docs)["PARAMEDIC_CONSOLE_SESSION_NAMESPACE"] == "pm-sessions"
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"] == ["pm-sessions"]
+    # An existing namespace: the chart makes none, its Role still goes there.
+    docs = render("console.sessionNamespace=pm-sessions", "console.createSessionNamespace=false")
+    assert not [d for d in docs if d["kind"] == "Namespace"]
+    assert rights_of(docs, "pm-paramedic-console", "ops") == {"pm-sessions": SESSION_RIGHTS}
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        render("console.sessionNamespace=ops")
+    assert "console.sessionNamespace must not be the release's namespace" in err.value.stderr
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        render(namespace="n" * 50)
+    assert "longer than 63" in err.value.stderr
+    assert not [d for d in render("console.enabled=false") if d["kind"] == "Namespace"]
 
 
 def test_nothing_dangerous_is_granted():

@@ -112,3 +112,16 @@ def test_unreadable_secret_file_is_a_settings_error(tmp_path):
     with pytest.raises(SettingsError, match="cannot read PARAMEDIC_SMTP_PASSWORD_FILE"):
         s.secret("smtp_password")
     assert Settings(smtp_password="pw").secret("smtp_password") == "pw"
+
+
+def test_console_sessions_live_in_a_namespace_of_their_own():
+    # The console may read every Secret of its sessions' namespace (RBAC cannot narrow get/list):
+    # never Paramedic's own, which holds the receiver's tokens and the seal key.
+    assert Settings.from_env({}).sessions_namespace() == "paramedic-console-sessions"
+    assert Settings.from_env({"PARAMEDIC_NAMESPACE": "ops"}).sessions_namespace() == "ops-console-sessions"
+    chosen = Settings.from_env({"PARAMEDIC_NAMESPACE": "ops", "PARAMEDIC_CONSOLE_SESSION_NAMESPACE": "sessions"})
+    assert chosen.sessions_namespace() == "sessions"
+    for env in ({"PARAMEDIC_CONSOLE_SESSION_NAMESPACE": "paramedic"},
+                {"PARAMEDIC_NAMESPACE": "ops", "PARAMEDIC_CONSOLE_SESSION_NAMESPACE": "ops"}):
+        with pytest.raises(SettingsError, match="PARAMEDIC_CONSOLE_SESSION_NAMESPACE must not be Paramedic's own"):
+            Settings.from_env(env)
