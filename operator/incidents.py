@@ -13,12 +13,13 @@ or skipping them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from datetime import timedelta
 from typing import Any
 
-from paramedic import evidence_io, kube, metrics
+from paramedic import evidence_io, kube, metrics, seal_io
 from paramedic.domain import incident_plan, lifecycle
 from paramedic.domain.incident_plan import Effects, Plan, PlanSettings
 from paramedic.domain.timeutil import utcnow
@@ -65,6 +66,33 @@ class IncidentReconciler:
             evidence_wait_seconds=s.notify_evidence_wait_seconds)
         self.evidence_slots = asyncio.Semaphore(max(1, s.evidence_concurrency))
 
+    # --- the seal key ---------------------------------------------------------------------
+    async def load_seal_key(self, first_delay: float = 1.0, max_delay: float = 60.0) -> None:
+        """Load (or create) the key sealing remediation attempts, retrying until it is there;
+        meanwhile remediation waits and says so in each incident's status. Then every active
+        incident is looked at again."""
+        ns = self.rt.settings.namespace
+        delay = first_delay
+        while True:
+            try:
+                loaded = await seal_io.load_or_create(self.rt.client, ns)
+                break
+            except (kube.ApiError, kube.Unavailable, seal_io.SealKeyError) as exc:
+                hint = ""
+                if isinstance(exc, kube.NotFound):
+                    hint = f" (does namespace {ns!r}, PARAMEDIC_NAMESPACE, exist?)"
+                elif isinstance(exc, kube.ApiError) and exc.status == 403:
+                    hint = " (grant the Role paramedic-operator-seal of manifests/rbac.yaml, or install the chart)"
+                log.error("remediation waits: cannot load the key sealing its attempts from Secret %s/%s: %s%s; "
+                          "retrying in %.0fs", ns, seal_io.SECRET_NAME, exc, hint, delay)
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)
+        self.plan_settings = dataclasses.replace(self.plan_settings, seal_key=loaded.key, sealed_since=loaded.since)
+        log.info("remediation seal key loaded from Secret %s/%s", ns, seal_io.SECRET_NAME)
+        if self.queue is not None:
+            for inc in self.rt.incidents.values():
+                self.queue.add((inc["metadata"].get("namespace", ""), inc["metadata"]["name"]))
+
     # --- reads --------------------------------------------------------------------------
     async def _service(self, ns: str, inc: dict) -> dict | None:
         svc = self.rt.services.get((ns, inc["spec"].get("service", "")))
@@ -88,9 +116,13 @@ class IncidentReconciler:
         status = inc.get("status") or {}
         running: set[str] = set()
         results: dict[str, Any] = {}
-        attempts = (status.get("remediation") or {}).get("attempts") or []
-        if attempts and attempts[-1].get("result") in IN_PROGRESS_RESULTS:
-            att_id = str(attempts[-1].get("id"))
+        attempts = [a for a in (status.get("remediation") or {}).get("attempts") or [] if isinstance(a, dict)]
+        # Each attempt under way, not only the last: an attempt someone else appended (which
+        # the planner drops) must not hide the state of the operator's own.
+        for attempt in attempts:
+            if attempt.get("result") not in IN_PROGRESS_RESULTS:
+                continue
+            att_id = str(attempt.get("id"))
             key = _attempt_effect(uid, att_id)
             if fx.running(key):
                 running.add(att_id)

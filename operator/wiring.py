@@ -58,6 +58,7 @@ class Operator:
             q.start()
         self.services.prober.start()
         self._tasks.append(asyncio.create_task(self._open_gauge(), name="open-incidents-gauge"))
+        self._tasks.append(asyncio.create_task(self.incidents.load_seal_key(), name="seal-key"))
 
     async def stop(self) -> None:
         for t in self._tasks:

@@ -121,6 +121,10 @@ class OperatorProcess:
             # A test of the default passes PARAMEDIC_OUTBOUND_ALLOW_CIDRS="" in `env`.
             "PARAMEDIC_OUTBOUND_ALLOW_CIDRS": TEST_OUTBOUND_ALLOW_CIDRS,
         })
+        if self.namespaces:
+            # Paramedic's own namespace holds the key sealing remediation attempts (a Secret the
+            # operator creates there): the test's namespace, which exists, unless `env` says.
+            env["PARAMEDIC_NAMESPACE"] = self.namespaces[0]
         env.update(self.env)
         args = [str(VENV_BIN / "paramedic-operator")] + (["--standalone"] if self.standalone else [])
         for ns in self.namespaces:

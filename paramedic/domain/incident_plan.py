@@ -21,11 +21,11 @@ from typing import Any
 
 from . import evidence as evidence_mod
 from . import hints as hints_mod
-from . import history, lifecycle, maintenance, oncall, remediation, sla
+from . import history, lifecycle, maintenance, oncall, remediation, seal, sla
 from . import notify_render as nr
 from .remediation import Kind
 from .timeutil import iso, iso_ms, parse_or_none
-from .vocabulary import DEFAULT_SEVERITY, AttemptResult, State, SuggestedAction
+from .vocabulary import DEFAULT_SEVERITY, IN_PROGRESS_RESULTS, AttemptResult, State, SuggestedAction
 
 OPERATOR = "paramedic/operator"
 REMEDIATION_ACTOR = "paramedic/remediation"
@@ -57,6 +57,12 @@ class PlanSettings:
     """How often an active incident's evidence is gathered again (the bound on its API cost)."""
     evidence_wait_seconds: int = 10
     """How long the "opened" notification waits for the first evidence, so it carries probable causes."""
+    seal_key: bytes | None = None
+    """The key sealing remediation attempts (`paramedic.domain.seal`); None until the operator has
+    loaded it, and meanwhile remediation waits (nothing is started, resumed or verified)."""
+    sealed_since: datetime | None = None
+    """When sealing began (the key's creation): an incident created before it may hold unsealed
+    attempts from before, kept as history (never resumed)."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,17 @@ class Plan:
     def seconds_until_wake(self, now: datetime) -> float | None:
         """When the executor should look again (None: when something changes)."""
         return max(0.0, (min(self.wake) - now).total_seconds()) + 0.05 if self.wake else None
+
+
+NO_SEAL_KEY = ("remediation waits for the key that seals its attempts (the operator keeps it in a Secret "
+               "in Paramedic's namespace; its log says why it is not loaded)")
+
+
+def _attempt_line(attempt: Mapping[str, Any], position: int) -> str:
+    index = attempt.get("index")
+    number = (index if isinstance(index, int) and not isinstance(index, bool) else position) + 1
+    return (f"attempt {number} ({attempt.get('result') or 'no result'}, "
+            f"{attempt.get('detail') or attempt.get('action') or 'no action'}, id {attempt.get('id') or '-'})")
 
 
 def claim_counted(svc_status: Mapping[str, Any], name: str, recent: Sequence[str],
@@ -591,7 +608,18 @@ class _Planner:
     def _remediation(self) -> None:
         plan, svc, now = self.plan, self.svc, self.now
         rem = dict(plan.status.get("remediation") or {})
-        attempts = [dict(a) for a in rem.get("attempts") or []]
+        attempts = [dict(a) for a in rem.get("attempts") or [] if isinstance(a, Mapping)]
+        key, uid = self.settings.seal_key, str(self.meta.get("uid") or "")
+        if key is None or not uid:
+            # Without the key no attempt can be told from a forged one: act on none.
+            view = {**self.inc, "status": {**plan.status, "remediation": {**rem, "attempts": attempts}}}
+            early = remediation.decide(view, svc, now, enabled_globally=self.settings.remediation_enabled,
+                                       maintenance_until=maintenance.active_until(svc, now))
+            if attempts or early.kind == Kind.ACT:
+                self._phase(rem, attempts, "Waiting", NO_SEAL_KEY)
+                return
+        else:
+            attempts = self._screen(attempts, key, uid, rem)
         view = {**self.inc, "status": {**plan.status, "remediation": {**rem, "attempts": attempts}}}
         decision = remediation.decide(view, svc, now, enabled_globally=self.settings.remediation_enabled,
                                       maintenance_until=maintenance.active_until(svc, now))
@@ -617,13 +645,56 @@ class _Planner:
             phase = "Succeeded"
         if (rem.get("phase"), rem.get("message")) != (phase, decision.reason):
             if phase != "Succeeded":
-                rem.update(phase=phase, message=decision.reason)
-                plan.set(remediation={**rem, "attempts": attempts})
+                self._phase(rem, attempts, phase, decision.reason)
             if decision.kind in (Kind.EXHAUSTED, Kind.CAPPED):
                 plan.log(now, f"remediation-{phase.lower()}", decision.reason)
                 plan.announce(nr.notification_key("escalated", f"remediation-{phase.lower()}"), "escalated",
                               decision.reason, self._admins() + [self.spec.get("assignee", "")])
         plan.wake_at(decision.wait_until)
+
+    def _phase(self, rem: dict[str, Any], attempts: list[dict[str, Any]], phase: str, message: str) -> None:
+        if (rem.get("phase"), rem.get("message")) != (phase, message):
+            rem.update(phase=phase, message=message)
+            self.plan.set(remediation={**rem, "attempts": attempts})
+
+    def _screen(self, attempts: list[dict[str, Any]], key: bytes, uid: str,
+                rem: dict[str, Any]) -> list[dict[str, Any]]:
+        """The attempts the operator recorded itself (their seal verifies); the others are dropped
+        from status, and the timeline says so: nothing acts on them. Unsealed attempts of an
+        incident created before sealing began (`sealed_since`) stay as history, but one still
+        under way is over: never resumed, never verified."""
+        plan, now = self.plan, self.now
+        created = parse_or_none(self.meta.get("creationTimestamp"))
+        since = self.settings.sealed_since
+        legacy = since is not None and created is not None and created < since
+        kept: list[dict[str, Any]] = []
+        changed = False
+        for position, attempt in enumerate(attempts):
+            if seal.verify(key, uid, attempt):
+                kept.append(attempt)
+            elif legacy:
+                kept.append(attempt)
+                if attempt.get("result") in IN_PROGRESS_RESULTS:
+                    changed = True
+                    plan.log(now, "remediation-failed",
+                             f"{_attempt_line(attempt, position)} carries no seal of Paramedic's: it was recorded "
+                             "before Paramedic sealed its attempts, or not by Paramedic; not resumed, not verified")
+                    attempt.update(result=AttemptResult.INTERRUPTED, finishedAt=attempt.get("finishedAt") or iso(now),
+                                   message="unsealed (recorded before Paramedic sealed its attempts, or not by "
+                                           "Paramedic): not resumed")
+                    self._release()
+            else:
+                changed = True
+                plan.log(now, "remediation-ignored",
+                         f"ignored {_attempt_line(attempt, position)} found in status: Paramedic did not record it "
+                         "(its seal is missing or does not verify), so nothing acts on it; removed. Only Paramedic "
+                         "writes Incident status (its admission policy refuses anyone else)")
+                action = attempt.get("action")
+                plan.count("remediations", action if action in remediation.ACTION_TYPES else "unknown", "ignored")
+        if changed:
+            rem["attempts"] = kept
+            plan.set(remediation={**rem, "attempts": kept})
+        return kept
 
     def _act(self, attempts: list[dict[str, Any]], rem: dict[str, Any], decision: remediation.Decision) -> None:
         plan, now, svc = self.plan, self.now, self.svc or {}
@@ -633,7 +704,11 @@ class _Planner:
         attempt: dict[str, Any] = {
             "id": decision.attempt_id, "index": index, "action": remediation.action_type(decision.action),
             "detail": what, "dryRun": decision.dry_run,
+            "service": (svc.get("metadata") or {}).get("name"), "target": seal.target_ref(target),
+            "actionDigest": seal.action_digest(decision.action),
             "startedAt": iso(now), "restartedAt": iso_ms(now)}  # two attempts in one second differ
+        # Sealed: only an attempt carrying the operator's seal is ever resumed or verified.
+        attempt = seal.sealed(self.settings.seal_key or b"", str(self.meta.get("uid") or ""), attempt)
         if decision.dry_run:
             attempt.update(result=AttemptResult.DRY_RUN, finishedAt=iso(now), message=f"dry run: would {what}")
             plan.count("remediations", attempt["action"], "dry_run")
@@ -675,13 +750,21 @@ class _Planner:
         outcome: dict[str, Any]
         if att_id not in self.effects.attempt_results:
             # Nothing in memory: the operator restarted mid-attempt.
+            hold = None
             if attempt.get("action") in RESUMABLE_ACTIONS and svc is not None:
-                # Idempotent: finishing it cannot restart twice.
-                plan.log(now, "remediation-resumed", f"resuming attempt {attempt.get('index', 0) + 1} after a restart")
-                plan.start_attempt = attempt
-                return
+                # Resuming acts again: only if every switch still allows it, and it is the same act.
+                hold = remediation.resume_hold({**self.inc, "status": plan.status}, svc, attempt,
+                                               enabled_globally=self.settings.remediation_enabled,
+                                               maintenance_until=maintenance.active_until(svc, now))
+                if hold is None:
+                    # Idempotent: finishing it cannot restart twice.
+                    plan.log(now, "remediation-resumed",
+                             f"resuming attempt {attempt.get('index', 0) + 1} after a restart")
+                    plan.start_attempt = attempt
+                    return
             outcome = {"result": AttemptResult.INTERRUPTED,
-                       "message": "the operator restarted during the run; not repeated"}
+                       "message": "the operator restarted during the run; "
+                                  + (f"not resumed: {hold}" if hold else "not repeated")}
         else:
             found = self.effects.attempt_results[att_id]
             plan.taken_attempts.append(att_id)

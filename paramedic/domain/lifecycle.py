@@ -212,35 +212,57 @@ REASON_ANNOTATION = "paramedic.dev/reason"
 PAUSED_ANNOTATION = "paramedic.dev/paused"
 
 
-# "<state> <RFC 3339 time>": when the person (or component) made the state change, so the
-# timestamps and MTTA/MTTR don't depend on when the operator got round to noticing it.
+# Once written with each state change as "<state> <time>" and read as its time. It was the
+# writer's word, so anyone could backdate an acknowledgement with it: no longer written nor
+# read (`changed_at` takes the API server's clock instead). Old objects may still carry it.
 CHANGED_AT_ANNOTATION = "paramedic.dev/state-changed-at"
 
 
 def spec_patch(changes: Mapping[str, Any], actor: str, reason: str | None = None,
                at: datetime | None = None) -> dict[str, Any]:
-    """A merge patch of incident spec fields, saying who made the change, why and (for a
-    state change) when."""
-    annotations: dict[str, Any] = {ACTOR_ANNOTATION: actor, REASON_ANNOTATION: reason or None}
-    if "state" in changes and at is not None:
-        annotations[CHANGED_AT_ANNOTATION] = f"{changes['state']} {iso_ms(at)}"
+    """A merge patch of incident spec fields, saying who made the change and why.
+
+    `actor` must be the writer's own Kubernetes user name (a person's tools ask the API server:
+    SelfSubjectReview); the admission policy refuses any other name from anyone but Paramedic's
+    own ServiceAccounts; an empty one removes the annotation (the timeline then says `kubectl`).
+    When the change happened is not the writer's to say: the API server records it
+    (`changed_at`), so `at` is accepted for older callers and ignored."""
+    del at
+    annotations: dict[str, Any] = {ACTOR_ANNOTATION: actor or None, REASON_ANNOTATION: reason or None}
     return {"metadata": {"annotations": annotations}, "spec": dict(changes)}
 
 
 def state_patch(state: str, actor: str, reason: str | None = None, at: datetime | None = None) -> dict[str, Any]:
-    """A merge patch moving an incident to `state`, saying who did it, why and when."""
+    """A merge patch moving an incident to `state`, saying who did it and why (`at` is ignored: see `spec_patch`)."""
     return spec_patch({"state": state}, actor, reason, at)
 
 
+def owns_state(entry: Mapping[str, Any]) -> bool:
+    """Whether a managedFields entry owns spec.state (its manager's request last set it)."""
+    if entry.get("subresource"):
+        return False
+    fields = entry.get("fieldsV1")
+    spec = fields.get("f:spec") if isinstance(fields, Mapping) else None
+    return isinstance(spec, Mapping) and "f:state" in spec
+
+
 def changed_at(incident: Mapping[str, Any], now: datetime) -> datetime:
-    """When the incident moved to its current state: the stamp its changer left, if it names
-    that state and lies between creation and now; else `now` (someone used plain kubectl)."""
+    """When the incident moved to its current state, by the API server's clock.
+
+    The API server stamps each manager's entry in metadata.managedFields with its own time
+    whenever that manager's request changes fields; the entry owning spec.state is the one
+    whose request set the state. So: the latest such time, kept within [creation, now] (the
+    later of creationTimestamp and status.createdAt, both written by the server or Paramedic). It
+    can only be late (the same manager changed something else since), never early: the
+    admission policy refuses a request that moves it back. `now` when no entry says (the
+    managedFields were cleared)."""
     meta = incident.get("metadata") or {}
-    stamp = str((meta.get("annotations") or {}).get(CHANGED_AT_ANNOTATION) or "")
-    state, _, when = stamp.partition(" ")
-    at = parse_or_none(when)
-    created = parse_or_none((incident.get("status") or {}).get("createdAt")) or parse_or_none(meta.get("creationTimestamp"))
-    if at is None or state != (incident.get("spec") or {}).get("state") or at > now:
+    times = [parse_or_none(e.get("time")) for e in meta.get("managedFields") or []
+             if isinstance(e, Mapping) and owns_state(e)]
+    at = max((t for t in times if t is not None), default=None)
+    bounds = [parse_or_none((incident.get("status") or {}).get("createdAt")), parse_or_none(meta.get("creationTimestamp"))]
+    created = max((t for t in bounds if t is not None), default=None)
+    if at is None or at > now:
         return now
     if created is not None and at < created:
         return created

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from . import seal
 from .lifecycle import PAUSED_ANNOTATION
 from .timeutil import parse_or_none
 from .vocabulary import IN_PROGRESS_RESULTS, REMEDIABLE_STATES, AttemptResult, State
@@ -132,18 +133,13 @@ def _ended(attempt: Mapping[str, Any]) -> datetime | None:
     return parse_or_none(attempt.get("startedAt"))
 
 
-def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: datetime, *,
-           enabled_globally: bool, maintenance_until: datetime | None = None) -> Decision:
-    """The next remediation step for `incident` (see `Decision` for what each kind asks of the caller)."""
+def switched_off(incident: Mapping[str, Any], service: Mapping[str, Any] | None, *, enabled_globally: bool,
+                 maintenance_until: datetime | None = None) -> Decision | None:
+    """The first switch that keeps remediation of `incident` from acting now, as the decision it
+    makes (skip, or wait out a maintenance window); None when every switch allows it: the
+    incident is managed, its service exists, remediation is on globally and for the service,
+    the service is not paused and not in maintenance."""
     spec = incident.get("spec") or {}
-    name = str((incident.get("metadata") or {}).get("name", ""))
-    attempts = [a for a in ((incident.get("status") or {}).get("remediation") or {}).get("attempts") or []
-                if isinstance(a, Mapping)]
-    # An attempt under way is finished whatever happened meanwhile (a person or the probe may
-    # have resolved the incident, the service may be paused or gone): its outcome must still
-    # be recorded, so this comes before every reason to skip.
-    if attempts and attempts[-1].get("result") in IN_PROGRESS_RESULTS:
-        return _in_progress(attempts[-1], len(attempts) - 1, name, service, now)
     if spec.get("managed") is False:
         return Decision(Kind.SKIP, "unmanaged incident: no MonitoredService matched, nothing to remediate")
     if service is None:
@@ -159,6 +155,57 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
     if maintenance_until is not None:
         return Decision(Kind.WAIT, f"the service is in a maintenance window until {maintenance_until.isoformat()}: "
                                    "remediation waits", wait_until=maintenance_until)
+    return None
+
+
+def resume_hold(incident: Mapping[str, Any], service: Mapping[str, Any] | None, attempt: Mapping[str, Any], *,
+                enabled_globally: bool, maintenance_until: datetime | None = None) -> str | None:
+    """Why a Running attempt that this operator lost (a restart) may not be resumed now, or None.
+
+    Resuming acts again, so every switch is checked first (`switched_off`), then that it is
+    still the same act: not a dry run now, and the service's action at the attempt's index
+    and its target are what the attempt recorded when it began (`seal.action_digest`,
+    `seal.target_ref`). The attempt's own seal is checked before this (the planner drops
+    unsealed attempts)."""
+    off = switched_off(incident, service, enabled_globally=enabled_globally, maintenance_until=maintenance_until)
+    if off is not None:
+        return off.reason
+    svc = service or {}
+    policy = (svc.get("spec") or {}).get("remediation") or {}
+    if policy.get("dryRun") is True:
+        return "the service's remediation is a dry run now (spec.remediation.dryRun: true)"
+    actions = policy.get("actions") or []
+    index = _index(attempt, 0)
+    if not 0 <= index < len(actions):
+        return f"the service has no action {index + 1} any more"
+    if attempt.get("actionDigest") != seal.action_digest(actions[index]):
+        return f"action {index + 1} of the service changed since the attempt began"
+    if attempt.get("target") != seal.target_ref((svc.get("spec") or {}).get("target")):
+        return "the service's target changed since the attempt began"
+    if attempt.get("service") != (svc.get("metadata") or {}).get("name"):
+        return "the incident names another service since the attempt began"
+    return None
+
+
+def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: datetime, *,
+           enabled_globally: bool, maintenance_until: datetime | None = None) -> Decision:
+    """The next remediation step for `incident` (see `Decision` for what each kind asks of the caller).
+
+    `incident`'s attempts must be the ones the operator recorded (sealed: the planner drops the others)."""
+    spec = incident.get("spec") or {}
+    name = str((incident.get("metadata") or {}).get("name", ""))
+    attempts = [a for a in ((incident.get("status") or {}).get("remediation") or {}).get("attempts") or []
+                if isinstance(a, Mapping)]
+    # An attempt under way is finished whatever happened meanwhile (a person or the probe may
+    # have resolved the incident, the service may be paused or gone): its outcome must still
+    # be recorded, so this comes before every reason to skip. Finishing never acts again:
+    # resuming a lost one does, and `resume_hold` checks every switch first.
+    if attempts and attempts[-1].get("result") in IN_PROGRESS_RESULTS:
+        return _in_progress(attempts[-1], len(attempts) - 1, name, service, now)
+    off = switched_off(incident, service, enabled_globally=enabled_globally, maintenance_until=maintenance_until)
+    if off is not None or service is None:  # (switched_off skips when there is no service)
+        return off or Decision(Kind.SKIP, "no MonitoredService")
+    policy = (service.get("spec") or {}).get("remediation") or {}
     actions = policy.get("actions") or []
     if not actions:
         return Decision(Kind.SKIP, "no remediation actions configured (spec.remediation.actions is empty)")

@@ -104,6 +104,7 @@ def test_toggles_render_monitoring_and_namespaced_rbac(helm, tmp_path):
     assert bindings == {("shop", "pm-paramedic-operator"), ("payments", "pm-paramedic-operator"),
                         ("shop", "pm-paramedic-webhook"), ("payments", "pm-paramedic-webhook"),
                         ("ops", "pm-paramedic-webhook"),
+                        ("ops", "pm-paramedic-operator-seal"),  # its seal key's Secret, in its own namespace
                         ("ops-console-sessions", "pm-paramedic-console-sessions")}  # sessions, apart
     assert sorted(p["metadata"]["namespace"] for p in find(docs, "KopfPeering")) == ["payments", "shop"]
     operator = find(docs, "Deployment", "-operator")[0]["spec"]["template"]["spec"]["containers"][0]
@@ -440,7 +441,9 @@ def test_operator_works_under_the_charts_service_account(release, run_kubectl, k
             "target": {"name": "shop"},
             "probe": {"url": target.url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2},
             "remediation": {"actions": [{"restart": {}}]}}}, namespace)
-        operator_factory(namespace, env={"PARAMEDIC_KUBECONFIG": str(sa_config), "KUBECONFIG": str(sa_config)})
+        # Its own namespace is the release's, as the chart sets it: the seal key's Secret is there.
+        operator_factory(namespace, env={"PARAMEDIC_KUBECONFIG": str(sa_config), "KUBECONFIG": str(sa_config),
+                                         "PARAMEDIC_NAMESPACE": ns})
         wait_for(lambda: (kube_client.get(kube.MONITORED_SERVICES, "shop", namespace).get("status") or {})
                  .get("health") == "Healthy", 40, "probe status written under the ServiceAccount")
         target.set("failing")

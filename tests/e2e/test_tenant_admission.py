@@ -7,10 +7,12 @@ own token (tests/tenancy.py); rights are added with `tenant.grant`, so RBAC deci
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -233,8 +235,8 @@ def test_tenant_cannot_aim_at_another_namespace(tenants, admission_policy, kube_
         client.close()
 
 
-def test_status_and_metadata_writes_are_never_checked(tenant_a, kube_client):
-    """The operator writes only status; people and tools write labels and annotations."""
+def test_metadata_writes_are_never_checked_and_status_is_paramedics_alone(tenant_a, kube_client):
+    """People and tools write labels and annotations; only Paramedic writes status (issue 24)."""
     a, client = tenant_a
     # Created by an admin, who may restart the workload.
     kube_client.create(kube.MONITORED_SERVICES, service("api", [ACTIONS["restart"], ACTIONS["scale"]]), a.namespace)
@@ -243,14 +245,182 @@ def test_status_and_metadata_writes_are_never_checked(tenant_a, kube_client):
                                                                "labels": {"tier": "web"}}}, a.namespace)
     a.grant(kube_client, "status-writer", [{"apiGroups": ["paramedic.dev"], "verbs": ["patch"],
                                              "resources": ["monitoredservices/status", "incidents/status"]}])
-    eventually_accepted(lambda: client.patch(kube.MONITORED_SERVICES, "api", {"status": {"health": "Down"}},
-                                             a.namespace, subresource="status"), "status written")
-    # ... but changing what the service does is A's own act, and A may not.
+    # RBAC lets A write status now; the policy does not.
+    err = eventually_refused_by_policy(lambda: client.patch(kube.MONITORED_SERVICES, "api", {"status": {
+        "health": "Down"}}, a.namespace, subresource="status"))
+    assert STATUS_REFUSED.format(kind="monitoredservices", user=a.username) in err.message
+    # ... and changing what the service does is A's own act, and A may not.
     err = refusal(lambda: client.patch(kube.MONITORED_SERVICES, "api", {"spec": {"team": "web"}}, a.namespace))
     assert "which the restart action needs" in err.message
     stored = kube_client.get(kube.MONITORED_SERVICES, "api", a.namespace)
-    assert stored["status"]["health"] == "Down" and stored["metadata"]["labels"] == {"tier": "web"}
+    assert "health" not in (stored.get("status") or {}) and stored["metadata"]["labels"] == {"tier": "web"}
     assert "team" not in stored["spec"]
+
+
+# --- Status: Paramedic's record, written by Paramedic alone (issue 24) ----------------------
+
+BREAK_GLASS = "paramedic:break-glass"
+STATUS_REFUSED = ("the status of {kind}.paramedic.dev is written by Paramedic alone: user {user} may not write it "
+                  "(a repair by hand: act in the group paramedic:break-glass)")
+PARAMEDIC_NS = "paramedic"
+
+
+def eventually_refused_by_policy(call: Callable[[], Any]) -> kube.ApiError:
+    """RBAC grants reach the authorizer through a watch: until then RBAC refuses; then the policy does."""
+    def attempt() -> kube.ApiError | None:
+        try:
+            call()
+        except kube.ApiError as exc:
+            return exc if exc.status == 403 and "ValidatingAdmissionPolicy" in exc.message else None
+        raise AssertionError("the write passed")
+    return wait_for(attempt, 30, "a refusal by the admission policy")
+
+
+def acting_as(admin: kube.KubeClient, user: str, *groups: str) -> kube.KubeClient:
+    """The admin's connection, impersonating `user` in `groups` (and system:masters, for RBAC)."""
+    client = kube.KubeClient(admin.conn)
+    client._http.headers = httpx.Headers([("Impersonate-User", user)]
+                                         + [("Impersonate-Group", g) for g in ("system:masters", *groups)])
+    return client
+
+
+def test_a_tenant_with_every_paramedic_right_cannot_write_any_status(tenant_a, kube_client):
+    """`resources: ["*"]` in paramedic.dev includes every status subresource: RBAC allows, the policy refuses."""
+    a, client = tenant_a
+    a.grant(kube_client, "everything", [{"apiGroups": ["paramedic.dev"], "resources": ["*"], "verbs": ["*"]}])
+    kube_client.create(kube.MONITORED_SERVICES, service("api", [ACTIONS["restart"]]), a.namespace)
+    kube_client.create(kube.ONCALL_SCHEDULES, {"metadata": {"name": "shop"}, "spec": {
+        "participants": [{"name": "Ana", "email": "ana@example.com"}],
+        "rotation": {"start": "2026-01-01T00:00:00Z", "lengthHours": 24}}}, a.namespace)
+    client.create(kube.INCIDENTS, incident("inc-1", managed=False), a.namespace)
+    forged_attempt = {"remediation": {"attempts": [{"id": "inc-1-a1", "index": 1, "action": "scale",
+                                                     "result": "Running"}]}}
+    for res, name, body in ((kube.INCIDENTS, "inc-1", forged_attempt),
+                            (kube.MONITORED_SERVICES, "api", {"health": "Down"}),
+                            (kube.ONCALL_SCHEDULES, "shop", {"onCall": "mallory@example.com"})):
+        err = eventually_refused_by_policy(lambda r=res, n=name, b=body: client.patch(
+            r, n, {"status": b}, a.namespace, subresource="status"))
+        assert err.status == 403 and STATUS_REFUSED.format(kind=res.plural, user=a.username) in err.message
+        # Not with a JSON patch or a whole replacement either.
+        err = refusal(lambda r=res, n=name: client.patch(r, n, [{"op": "add", "path": "/status", "value": {}}],
+                                                         a.namespace, subresource="status",
+                                                         content_type=kube.JSON_PATCH))
+        assert "written by Paramedic alone" in err.message
+    assert not (kube_client.get(kube.INCIDENTS, "inc-1", a.namespace).get("status") or {}).get("remediation")
+    # A cluster admin is no exception (RBAC does not hold system:masters back; admission does)...
+    err = refusal(lambda: kube_client.patch(kube.INCIDENTS, "inc-1", {"status": forged_attempt}, a.namespace,
+                                            subresource="status"))
+    assert STATUS_REFUSED.format(kind="incidents", user="admin") in err.message
+    # ... until they act in the break-glass group, to repair a record by hand.
+    glass = acting_as(kube_client, "admin", BREAK_GLASS)
+    try:
+        glass.patch(kube.INCIDENTS, "inc-1", {"status": {"team": "repaired"}}, a.namespace, subresource="status")
+    finally:
+        glass.close()
+    assert kube_client.get(kube.INCIDENTS, "inc-1", a.namespace)["status"]["team"] == "repaired"
+
+
+def test_paramedics_own_service_accounts_write_status_and_name_themselves(tenants, admission_policy, kube_client):
+    """The exemptions name Paramedic's ServiceAccounts in Paramedic's namespace (paramedic, as the
+    manifests install it): its operator writes status and moves an incident in its own name."""
+    a, _ = tenants
+    made_namespace = kube_client.get_or_none(kube.NAMESPACES, PARAMEDIC_NS) is None
+    if made_namespace:
+        kube_client.create(kube.NAMESPACES, {"metadata": {"name": PARAMEDIC_NS}})
+    binding = f"paramedic-operator-{uuid.uuid4().hex[:6]}"
+    try:
+        if kube_client.get_or_none(SERVICE_ACCOUNTS, "paramedic-operator", PARAMEDIC_NS) is None:
+            kube_client.create(SERVICE_ACCOUNTS, {"metadata": {"name": "paramedic-operator"}}, PARAMEDIC_NS)
+        kube_client.create(ROLES, {"metadata": {"name": binding}, "rules": [
+            {"apiGroups": ["paramedic.dev"], "resources": ["incidents", "incidents/status"],
+             "verbs": ["get", "patch"]}]}, namespace=a.namespace)
+        kube_client.create(ROLE_BINDINGS, {"metadata": {"name": binding}, "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": binding},
+            "subjects": [{"kind": "ServiceAccount", "name": "paramedic-operator", "namespace": PARAMEDIC_NS}]},
+            namespace=a.namespace)
+        kube_client.create(kube.INCIDENTS, incident("inc-1", managed=False), a.namespace)
+        operator = Tenant(a.namespace, "paramedic-operator", _token(kube_client, PARAMEDIC_NS, "paramedic-operator"),
+                          a.host, a.verify).client()
+        try:
+            eventually_accepted(lambda: operator.patch(kube.INCIDENTS, "inc-1", {"status": {"team": "shop"}},
+                                                       a.namespace, subresource="status"), "the operator's status")
+            operator.patch(kube.INCIDENTS, "inc-1", {"metadata": {"annotations": {
+                "paramedic.dev/actor": "paramedic/remediation"}}, "spec": {"state": "mitigated"}}, a.namespace)
+        finally:
+            operator.close()
+        stored = kube_client.get(kube.INCIDENTS, "inc-1", a.namespace)
+        assert stored["status"]["team"] == "shop" and stored["spec"]["state"] == "mitigated"
+        assert stored["metadata"]["annotations"]["paramedic.dev/actor"] == "paramedic/remediation"
+    finally:
+        if made_namespace:
+            kube_client.delete(kube.NAMESPACES, PARAMEDIC_NS)
+
+
+# --- The timeline's truth: who, and when (issue 24) ---------------------------------------
+
+def test_a_tenant_cannot_name_someone_else_as_the_actor(tenant_a, kube_client):
+    a, client = tenant_a
+    kube_client.create(kube.INCIDENTS, incident("who", managed=False), a.namespace)
+    for actor in ("alice@example.com", "paramedic/remediation", "admin"):
+        err = refusal(lambda who=actor: client.patch(kube.INCIDENTS, "who", {
+            "metadata": {"annotations": {"paramedic.dev/actor": who}}, "spec": {"state": "acknowledged"}},
+            a.namespace))
+        assert err.status == 403
+        assert (f"annotation paramedic.dev/actor says who made this change: it must be your own user name "
+                f"({a.username}) or be left out, not {actor}") in err.message
+    # Setting it alone, without a move, is no way round either.
+    err = refusal(lambda: client.patch(kube.INCIDENTS, "who", {"metadata": {"annotations": {
+        "paramedic.dev/actor": "alice@example.com"}}}, a.namespace))
+    assert "must be your own user name" in err.message
+    # Their own name passes: the way `kubectl paramedic` and the console write it.
+    client.patch(kube.INCIDENTS, "who", {"metadata": {"annotations": {"paramedic.dev/actor": a.username}},
+                                         "spec": {"state": "acknowledged"}}, a.namespace)
+    # Alice moves it on (impersonated: her own name is hers to write).
+    alice = acting_as(kube_client, "alice@example.com")
+    try:
+        alice.patch(kube.INCIDENTS, "who", {"metadata": {"annotations": {"paramedic.dev/actor": "alice@example.com"}},
+                                            "spec": {"state": "investigating"}}, a.namespace)
+    finally:
+        alice.close()
+    # A move by plain kubectl that leaves her name there would read as hers: refused, saying how.
+    err = refusal(lambda: client.patch(kube.INCIDENTS, "who", {"spec": {"assignee": "bob@example.com"}}, a.namespace))
+    assert "not alice@example.com (left from an earlier change: set it or remove it)" in err.message
+    client.patch(kube.INCIDENTS, "who", {"metadata": {"annotations": {"paramedic.dev/actor": None}},
+                                         "spec": {"assignee": "bob@example.com"}}, a.namespace)
+    # Writes the timeline does not attribute (a label) leave an earlier actor alone.
+    client.patch(kube.INCIDENTS, "who", {"metadata": {"labels": {"team": "web"}}}, a.namespace)
+    stored = kube_client.get(kube.INCIDENTS, "who", a.namespace)
+    assert stored["spec"]["assignee"] == "bob@example.com"
+    assert "paramedic.dev/actor" not in (stored["metadata"].get("annotations") or {})
+    # Created in someone else's name: refused as well.
+    err = refusal(lambda: client.create(kube.INCIDENTS, {**incident("forged", managed=False), "metadata": {
+        "name": "forged", "annotations": {"paramedic.dev/actor": "alice@example.com"}}}, a.namespace))
+    assert "must be your own user name" in err.message
+
+
+def test_the_time_a_state_was_set_cannot_be_moved_back(tenant_a, kube_client):
+    """The operator takes it from metadata.managedFields, which a client may send: a request
+    that would lower the time of the entry owning spec.state is refused."""
+    a, client = tenant_a
+    client.create(kube.INCIDENTS, incident("when", managed=False), a.namespace)
+    time.sleep(2)  # managedFields keep whole seconds: acknowledged in a later one than the creation
+    acked = client.request("PATCH", kube.INCIDENTS.path(a.namespace, "when"), {"spec": {"state": "acknowledged"}},
+                           kube.MERGE, params={"fieldManager": "acker"})
+    owner = next(e for e in acked["metadata"]["managedFields"] if e["manager"] == "acker")
+    assert "f:state" in owner["fieldsV1"]["f:spec"]
+    backdated = [{**e, "time": acked["metadata"]["creationTimestamp"]} if e["manager"] == "acker" else e
+                 for e in acked["metadata"]["managedFields"]]
+    moved = [e if e["manager"] != "acker" else {**e, "fieldsV1": {"f:spec": {}}} for e in backdated]
+    moved.append({**owner, "manager": "someone-earlier", "time": acked["metadata"]["creationTimestamp"]})
+    for forged in (backdated, moved, [{}]):  # lowered, handed to an older entry, cleared
+        err = refusal(lambda f=forged: client.patch(kube.INCIDENTS, "when", {"metadata": {"managedFields": f}},
+                                                    a.namespace))
+        assert err.status == 403 and "may not move back the time the state was set" in err.message
+    after = kube_client.get(kube.INCIDENTS, "when", a.namespace)
+    assert next(e for e in after["metadata"]["managedFields"] if e["manager"] == "acker")["time"] == owner["time"]
+    # The writer's own word on it is only an annotation now: allowed, and read by no one.
+    client.patch(kube.INCIDENTS, "when", {"metadata": {"annotations": {
+        "paramedic.dev/state-changed-at": f"acknowledged {acked['metadata']['creationTimestamp']}"}}}, a.namespace)
 
 
 # --- Incidents: asking for remediation ---------------------------------------------------
@@ -378,5 +548,29 @@ def test_comments_and_steps_are_appended_in_their_authors_name(tenant_a, kube_cl
     spec = kube_client.get(kube.INCIDENTS, "talk", a.namespace)["spec"]
     assert [c["text"] for c in spec["comments"]] == ["looking at the pool"]
     assert [s["step"] for s in spec["runbookSteps"]] == [1]
+    # Someone else's words, appended again as a copy, would be theirs twice in the timeline.
+    alice = acting_as(kube_client, "alice@example.com")
+    said = {"author": "alice@example.com", "text": "it was the pool", "time": "2026-03-01T12:00:00.000Z"}
+    try:
+        current = alice.get(kube.INCIDENTS, "talk", a.namespace)["spec"]["comments"]
+        alice.patch(kube.INCIDENTS, "talk", [{"op": "add", "path": "/spec/comments/-", "value": said}], a.namespace,
+                    content_type=kube.JSON_PATCH)
+    finally:
+        alice.close()
+    err = refusal(lambda: append("comments", said))
+    assert err.status == 403 and "may not repeat an entry already there" in err.message
+    # Nor one's own, nor moved about: the list only grows at its end.
+    err = refusal(lambda: append("comments", current[0]))
+    assert "may not repeat an entry already there" in err.message
+    err = refusal(lambda: client.patch(kube.INCIDENTS, "talk", [{"op": "move", "from": "/spec/comments/0",
+                                                                 "path": "/spec/comments/-"}], a.namespace,
+                                       content_type=kube.JSON_PATCH))
+    assert "appended only, never changed or removed (nor reordered)" in err.message
+    err = refusal(lambda: client.patch(kube.INCIDENTS, "talk", [{"op": "add", "path": "/spec/comments/0", "value": {
+        "author": a.username, "text": "first!"}}], a.namespace, content_type=kube.JSON_PATCH))
+    assert "appended only" in err.message
+    append("comments", {"author": a.username, "text": "rolled back"})
+    spec = kube_client.get(kube.INCIDENTS, "talk", a.namespace)["spec"]
+    assert [c["text"] for c in spec["comments"]] == ["looking at the pool", "it was the pool", "rolled back"]
     # State changes and other spec writes are not this policy's business.
     client.patch(kube.INCIDENTS, "talk", {"spec": {"state": "acknowledged"}}, a.namespace)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -74,6 +75,8 @@ def setup(**settings: Any) -> tuple[FakeClient, Runtime, IncidentReconciler]:
     client = FakeClient()
     rt = Runtime(Settings(**settings), client)  # type: ignore[arg-type]
     recon = IncidentReconciler(rt)
+    # The seal key, as load_seal_key sets it once read from its Secret (tests/unit/test_seal_key.py).
+    recon.plan_settings = dataclasses.replace(recon.plan_settings, seal_key=b"k" * 32)
     now = utcnow()
     svc = client.add(kube.MONITORED_SERVICES, {
         "metadata": {"name": "checkout", "namespace": "shop", "generation": 1},

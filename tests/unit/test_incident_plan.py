@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from paramedic.domain import sla
+from paramedic.domain import seal, sla
 from paramedic.domain.incident_plan import Effects, Plan, PlanSettings, plan
 from paramedic.domain.notify_render import DeliveryResult
 from paramedic.domain.timeutil import iso, iso_ms
@@ -18,8 +18,9 @@ from paramedic.domain.vocabulary import AttemptResult, State
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 CREATED = NOW - timedelta(minutes=2)
+SEAL_KEY = b"seal-key-of-the-unit-tests-0123456789"
 SETTINGS = PlanSettings(timeline_limit=50, retention_days=90, admin_emails=("admin@example.com",),
-                        smtp_configured=True)
+                        smtp_configured=True, seal_key=SEAL_KEY)
 SCHEDULE = {"metadata": {"name": "shop", "namespace": "shop"},
             "spec": {"participants": [{"name": "Alice", "email": "alice@example.com"}],
                      "rotation": {"start": iso(NOW - timedelta(days=1)), "lengthHours": 24},
@@ -42,9 +43,17 @@ def service(probe: bool = False, in_flight: str | None = None, recent: list[str]
             "spec": spec, "status": {"remediation": {"inFlight": in_flight, "recent": recent or []}}}
 
 
-def attempt(result: str, index: int = 0, action: str = "restart", **extra: Any) -> dict:
-    return {"id": f"checkout-abc-a{index}", "index": index, "action": action, "detail": "rollout restart",
+ACTION_SPECS = {"restart": {"restart": {}}, "rollback": {"rollback": {}}, "ansible": {"ansible": {"playbook": "fix.yml"}},
+                "scale": {"scale": {"replicas": 3}}}
+
+
+def attempt(result: str, index: int = 0, action: str = "restart", uid: str = "u1", **extra: Any) -> dict:
+    """An attempt as the operator records it: sealed (for the service() of this module by default)."""
+    body = {"id": f"checkout-abc-a{index}", "index": index, "action": action, "detail": "rollout restart",
+            "service": "checkout", "target": "Deployment/checkout", "actionDigest": seal.action_digest(
+                ACTION_SPECS[action]), "dryRun": False,
             "startedAt": ago(40), "restartedAt": iso_ms(NOW - timedelta(seconds=40)), "result": result, **extra}
+    return seal.sealed(SEAL_KEY, uid, body)
 
 
 def incident(state: str = State.OPEN, observed: str | None = State.OPEN, attempts: list[dict] | None = None,

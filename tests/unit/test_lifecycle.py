@@ -183,25 +183,56 @@ def test_set_condition_keeps_other_conditions_and_rejects_bad_status():
         lc.set_condition(conds, "A", "true", "r", "m", T0)
 
 
-def test_changed_at_uses_the_changers_stamp_only_when_it_fits():
+def _entry(manager: str, time: str, *spec_fields: str, subresource: str | None = None) -> dict:
+    entry = {"manager": manager, "operation": "Update", "apiVersion": "paramedic.dev/v1alpha1", "time": time,
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {f"f:{f}": {} for f in spec_fields}}}
+    if subresource:
+        entry["subresource"] = subresource
+    return entry
+
+
+def test_changed_at_is_the_api_servers_time_of_the_request_that_set_the_state():
     from datetime import datetime, timedelta
 
-    from paramedic.domain.lifecycle import changed_at, state_patch
+    from paramedic.domain.lifecycle import changed_at
 
     created = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     now = created + timedelta(minutes=10)
-    acked = created + timedelta(minutes=3)
-    patch = state_patch("acknowledged", "alice", "on it", acked)
-    inc = {"metadata": {"annotations": patch["metadata"]["annotations"]}, "spec": {"state": "acknowledged"},
-           "status": {"createdAt": "2026-11-01T12:00:00Z"}}
-    assert changed_at(inc, now) == acked
-    # a stamp naming another state (plain kubectl moved it on afterwards) is ignored
-    assert changed_at({**inc, "spec": {"state": "resolved"}}, now) == now
-    # a stamp from the future or before creation is clamped
+    inc = {"metadata": {"creationTimestamp": "2026-11-01T12:00:00Z", "managedFields": [
+        _entry("paramedic-webhook", "2026-11-01T12:00:00Z", "service", "title"),
+        _entry("kubectl-paramedic", "2026-11-01T12:03:00Z", "state", "assignee"),
+        _entry("paramedic-operator", "2026-11-01T12:09:00Z", subresource="status"),
+        _entry("kubectl-annotate", "2026-11-01T12:08:00Z")]},
+        "spec": {"state": "acknowledged"}, "status": {"createdAt": "2026-11-01T12:00:00Z"}}
+    assert changed_at(inc, now) == created + timedelta(minutes=3)
+    # No entry owns the state (managedFields cleared): when the operator sees it.
+    assert changed_at({**inc, "metadata": {"creationTimestamp": "2026-11-01T12:00:00Z"}}, now) == now
+    # Kept within [creation, now]: a time from the future, or before the incident existed.
     assert changed_at(inc, created + timedelta(minutes=1)) == created + timedelta(minutes=1)
-    early = state_patch("acknowledged", "a", None, created - timedelta(hours=1))["metadata"]["annotations"]
-    assert changed_at({**inc, "metadata": {"annotations": early}}, now) == created
-    assert changed_at({"metadata": {}, "spec": {"state": "open"}}, now) == now
+    early = {**inc, "metadata": {**inc["metadata"], "managedFields": [
+        _entry("forger", "2020-01-01T00:00:00Z", "state")]}}
+    assert changed_at(early, now) == created
+    # status.createdAt earlier than the object (an alert's start) does not lower that floor.
+    assert changed_at({**early, "status": {"createdAt": "2026-11-01T11:00:00Z"}}, now) == created
+
+
+def test_the_writers_state_changed_at_annotation_is_neither_written_nor_trusted():
+    from datetime import datetime, timedelta
+
+    from paramedic.domain.lifecycle import CHANGED_AT_ANNOTATION, changed_at, state_patch
+
+    created = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    now = created + timedelta(minutes=10)
+    patch = state_patch("acknowledged", "alice", "on it", created)
+    assert CHANGED_AT_ANNOTATION not in patch["metadata"]["annotations"]
+    assert patch["metadata"]["annotations"] == {"paramedic.dev/actor": "alice", "paramedic.dev/reason": "on it"}
+    backdated = {"metadata": {"creationTimestamp": "2026-11-01T12:00:00Z",
+                              "annotations": {CHANGED_AT_ANNOTATION: "acknowledged 2026-11-01T12:00:00.000Z"},
+                              "managedFields": [_entry("mallory", "2026-11-01T12:09:30Z", "state")]},
+                 "spec": {"state": "acknowledged"}, "status": {"createdAt": "2026-11-01T12:00:00Z"}}
+    assert changed_at(backdated, now) == created + timedelta(minutes=9, seconds=30)
+    effects = lc.state_effects("open", "acknowledged", backdated["status"], changed_at(backdated, now))
+    assert effects["mttaSeconds"] == 570
 
 
 def test_closing_an_incident_resolved_before_the_fix_records_what_it_was():

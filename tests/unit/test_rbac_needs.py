@@ -22,7 +22,7 @@ from paramedic import kube
 REPO = Path(__file__).resolve().parents[2]
 
 # Which code runs under which ServiceAccount. cli.py runs as its user; kube.py is the client.
-OPERATOR_CODE = ["operator/*.py", "paramedic/remediation_io.py", "paramedic/evidence_io.py"]
+OPERATOR_CODE = ["operator/*.py", "paramedic/remediation_io.py", "paramedic/evidence_io.py", "paramedic/seal_io.py"]
 WEBHOOK_CODE = ["webhook/*.py", "paramedic/ingest.py", "paramedic/owners.py", "paramedic/informer.py"]
 # The CLI and the console act with people's own credentials, not a ServiceAccount of Paramedic's
 # (entries_io: the comments and runbook step marks both of them append); the console's own
@@ -80,6 +80,10 @@ WEBHOOK_ELSEWHERE = {
 OPERATOR_KEPT = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "get"): "read-only; Kopf's resource discovery",
 }
+# In Paramedic's own namespace only (a Role): the Secret holding the key that seals
+# remediation attempts, read by its name and created when missing.
+OPERATOR_SEAL = {("", "secrets", "get"), ("", "secrets", "create")}
+SEAL_SECRET = "paramedic-remediation-seal"
 WEBHOOK_KEPT = {
     ("paramedic.dev", "monitoredservices", "get"): "read-only, on the kind it already lists and watches",
 }
@@ -156,8 +160,31 @@ def test_manifest_operator_role_is_exactly_what_the_operator_uses():
     # The manifests watch all namespaces: the namespaced peering is not used.
     need = needed(OPERATOR_CODE, OPERATOR_ELSEWHERE) - {n for n in OPERATOR_ELSEWHERE if n[1] == "kopfpeerings"} \
         - {("kopf.dev", "kopfpeerings", "get")}
+    assert OPERATOR_SEAL <= need, "the seal key's calls are not seen"
+    need -= OPERATOR_SEAL  # granted in Paramedic's namespace only (below)
     assert need - granted == set(), "used but not granted"
     assert granted - need == set(OPERATOR_KEPT), "granted but never used"
+
+
+def seal_rules_are_the_least(rules: list[dict]) -> None:
+    """get on the seal key's Secret by name, create (which cannot be limited to a name); nothing else."""
+    assert grants(rules) == OPERATOR_SEAL
+    for rule in rules:
+        assert rule["resources"] == ["secrets"] and rule["apiGroups"] == [""]
+        if rule["verbs"] != ["create"]:
+            assert rule["verbs"] == ["get"] and rule["resourceNames"] == [SEAL_SECRET]
+
+
+def test_manifest_seal_role_lets_only_the_operator_read_its_key_in_paramedics_namespace():
+    [seal_role] = [d for d in MANIFEST_DOCS if d["kind"] == "Role" and d["metadata"]["name"] == "paramedic-operator-seal"]
+    assert seal_role["metadata"]["namespace"] == "paramedic"
+    seal_rules_are_the_least(seal_role["rules"])
+    bindings = [d for d in MANIFEST_DOCS if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == "paramedic-operator-seal"]
+    assert [(b["metadata"]["namespace"], b["roleRef"]["kind"], b["subjects"]) for b in bindings] == [
+        ("paramedic", "Role", [{"kind": "ServiceAccount", "name": "paramedic-operator", "namespace": "paramedic"}])]
+    # No other role of the operator's or the receiver's touches Secrets.
+    for name in ("paramedic-operator", "paramedic-webhook"):
+        assert not any(r == "secrets" for _, r, _ in grants(role(MANIFEST_DOCS, name)))
 
 
 def test_manifest_webhook_role_is_exactly_what_the_receiver_uses():
@@ -310,13 +337,17 @@ def render(*sets: str, namespace: str = "ops") -> list[dict]:
 
 def effective(docs: list[dict], subject: str) -> dict[str | None, set[tuple[str, str, str]]]:
     """What `subject` (a ServiceAccount name) may do: cluster-wide (None) and per namespace."""
-    roles = {d["metadata"]["name"]: d.get("rules") or [] for d in docs if d["kind"] == "ClusterRole"}
+    roles = {("ClusterRole", d["metadata"]["name"]): d.get("rules") or [] for d in docs if d["kind"] == "ClusterRole"}
+    roles |= {("Role", d["metadata"]["namespace"], d["metadata"]["name"]): d.get("rules") or []
+              for d in docs if d["kind"] == "Role"}
     out: dict[str | None, set] = {}
     for b in docs:
         if b["kind"] in ("ClusterRoleBinding", "RoleBinding") and \
                 any(s["name"] == subject for s in b["subjects"]):
             where = b["metadata"].get("namespace") if b["kind"] == "RoleBinding" else None
-            out.setdefault(where, set()).update(grants(roles[b["roleRef"]["name"]]))
+            ref = b["roleRef"]
+            rules = roles[("Role", where, ref["name"]) if ref["kind"] == "Role" else ("ClusterRole", ref["name"])]
+            out.setdefault(where, set()).update(grants(rules))
     return out
 
 
@@ -324,7 +355,10 @@ def test_chart_grants_what_the_manifests_grant_cluster_wide():
     docs = render()
     operator = effective(docs, "pm-paramedic-operator")
     webhook = effective(docs, "pm-paramedic-webhook")
-    assert set(operator) == {None} and set(webhook) == {None}
+    # The seal key's Secret, in the release's namespace only.
+    assert set(operator) == {None, "ops"} and operator["ops"] == OPERATOR_SEAL and set(webhook) == {None}
+    [seal_role] = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "pm-paramedic-operator-seal"]
+    seal_rules_are_the_least(seal_role["rules"])
     assert operator[None] == grants(role(MANIFEST_DOCS, "paramedic-operator"))
     assert webhook[None] == grants(role(MANIFEST_DOCS, "paramedic-webhook"))
     remediate = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "pm-paramedic-remediate")
@@ -335,7 +369,8 @@ def test_chart_with_watched_namespaces_writes_only_there():
     docs = render("allNamespaces=false", "watchNamespaces={shop,payments}")
     operator = effective(docs, "pm-paramedic-operator")
     webhook = effective(docs, "pm-paramedic-webhook")
-    assert set(operator) == {None, "shop", "payments"} and set(webhook) == {None, "shop", "payments", "ops"}
+    assert set(operator) == {None, "shop", "payments", "ops"} and set(webhook) == {None, "shop", "payments", "ops"}
+    assert operator.pop("ops") == OPERATOR_SEAL
     # Cluster-wide: reading namespaces and CRDs, nothing else, never a write.
     assert operator[None] == {("", "namespaces", v) for v in ("get", "list", "watch")} | \
         {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")} | \
@@ -343,7 +378,7 @@ def test_chart_with_watched_namespaces_writes_only_there():
     assert webhook[None] == {("", "namespaces", "get")}
     need_operator = needed(OPERATOR_CODE, OPERATOR_ELSEWHERE) - {n for n in OPERATOR_ELSEWHERE
                                                                  if n[1] == "clusterkopfpeerings"}
-    need_operator -= {("kopf.dev", "clusterkopfpeerings", "get")}
+    need_operator -= {("kopf.dev", "clusterkopfpeerings", "get")} | OPERATOR_SEAL
     for ns in ("shop", "payments"):
         assert need_operator - operator[ns] - operator[None] == set(), ns
         assert operator[ns] - need_operator == set(), ns

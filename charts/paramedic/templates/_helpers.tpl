@@ -136,6 +136,18 @@ those on cluster-scoped ones.
 {{- end }}
 {{- end -}}
 
+{{/* In the release namespace only: the Secret holding the key that seals remediation attempts
+(paramedic/seal_io.py), read by name and created when missing (create cannot be limited to a name). */}}
+{{- define "paramedic.operatorSealRules" -}}
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: [paramedic-remediation-seal]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+{{- end -}}
+
 {{- define "paramedic.operatorClusterRules" -}}
 # Incident evidence: the conditions of the nodes running a target's pods.
 - apiGroups: [""]
