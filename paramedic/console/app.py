@@ -65,7 +65,9 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
                       # Secure unless the admin said plain HTTP: a proxy that forgets
                       # X-Forwarded-Proto must not make the cookie travel in clear.
                       SESSION_COOKIE_SECURE=not settings.console_insecure_http,
-                      PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.console_session_seconds),
+                      # The sealed session end decides; the cookie lives a minute longer so an
+                      # expired session reaches the server, which deletes its Secret at once.
+                      PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.console_session_seconds + 60),
                       MAX_CONTENT_LENGTH=256 * 1024)
     app.extensions["paramedic.sessions"] = sessions
     app.jinja_env.autoescape = True  # every template, whatever its name: CR values are escaped
