@@ -95,11 +95,14 @@ class IncidentReconciler:
 
     # --- reads --------------------------------------------------------------------------
     async def _service(self, ns: str, inc: dict) -> dict | None:
-        svc = self.rt.services.get((ns, inc["spec"].get("service", "")))
-        if svc is None and inc["spec"].get("managed", True):
-            # Right after a restart the incident watch may deliver before the services
-            # watch: ask the API rather than mistake "not cached yet" for "gone".
-            svc = await self.rt.client.get_or_none(kube.MONITORED_SERVICES, inc["spec"].get("service", ""), ns)
+        name = inc["spec"].get("service", "")
+        svc = self.rt.services.get((ns, name))
+        # Right after a restart the incident watch may deliver before the services watch: ask
+        # the API rather than mistake "not cached yet" for "gone". Unmanaged incidents too (a
+        # token without the remediation right still pages the service's team); a re-homed
+        # alert's "<namespace>/<service>" names no service here.
+        if svc is None and name and "/" not in name:
+            svc = await self.rt.client.get_or_none(kube.MONITORED_SERVICES, name, ns)
         return svc
 
     async def _schedule(self, ns: str, team: str) -> dict | None:

@@ -311,7 +311,7 @@ class _Planner:
             # The webhook and the prober count what they create; people's incidents are counted here.
             plan.count("incidents_created", severity, "manual")
         if not spec.get("managed", True):
-            plan.log(now, "unmanaged", "no MonitoredService matched: recorded for people, no remediation")
+            plan.log(now, "unmanaged", "unmanaged incident (spec.managed: false): recorded for people, no remediation")
         assignee = spec.get("assignee", "")
         if not assignee and self.schedule is not None:
             person = oncall.on_call_at(self.schedule.get("spec") or {}, now)

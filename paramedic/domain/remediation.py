@@ -141,7 +141,7 @@ def switched_off(incident: Mapping[str, Any], service: Mapping[str, Any] | None,
     the service is not paused and not in maintenance."""
     spec = incident.get("spec") or {}
     if spec.get("managed") is False:
-        return Decision(Kind.SKIP, "unmanaged incident: no MonitoredService matched, nothing to remediate")
+        return Decision(Kind.SKIP, "unmanaged incident (spec.managed: false): nothing to remediate")
     if service is None:
         return Decision(Kind.SKIP, f"MonitoredService {spec.get('service', '?')!r} not found")
     if not enabled_globally:
