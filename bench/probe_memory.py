@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 
+from devtools.rawserver import RawServer
 from paramedic import kube
 
 from .common import Context, Operator, Result, create_all, deployment, histogram, log, rss_bytes, wait_for
@@ -30,31 +31,17 @@ SMALL = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r
 CHUNK = b"x" * 65536
 
 
-class Endpoint:
+class Endpoint(RawServer):
     """One loopback port, a thread per connection; `streaming` switches 2-byte answers to 1 GiB ones."""
 
     def __init__(self) -> None:
         self.streaming = False
         self.sent: list[int] = []  # bytes of body sent per streamed answer
         self.answers = 0
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
-        self.port = self.sock.getsockname()[1]
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(backlog=1024)
 
-    def _accept(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         buf = b""
         try:
             conn.settimeout(30)
@@ -86,9 +73,6 @@ class Endpoint:
         finally:
             conn.close()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self.sock.close()
 
 
 def service(i: int, port: int) -> dict:

@@ -350,7 +350,6 @@ def test_installed_console_keeps_its_sessions_apart_and_reads_no_secret_of_the_r
         release, run_kubectl, kube_client, kubeconfig, namespace, tmp_path):
     """The console's ServiceAccount may use Secrets only in the sessions' namespace the chart made;
     the console, under that ServiceAccount's token, signs a person in and out there."""
-    from devtools.cluster import kubeconfig_yaml
     from paramedic.console import sessions
     from paramedic.console.apiserver import address_only
     from paramedic.console.app import create_app
@@ -368,12 +367,7 @@ def test_installed_console_keeps_its_sessions_apart_and_reads_no_secret_of_the_r
     assert not can_i(run_kubectl, sa, "update", "secrets", sessions_ns)
     assert not can_i(run_kubectl, sa, "list", "incidents.paramedic.dev", namespace)  # people's rights only
 
-    token = run_kubectl("create", "token", f"{name}-paramedic-console", "-n", ns, "--duration=1h").stdout.strip()
-    admin = json.loads(Path(kubeconfig).read_text())
-    cluster = admin["clusters"][0]["cluster"]
-    sa_config = tmp_path / "console-kubeconfig"
-    sa_config.write_text(kubeconfig_yaml(cluster["server"], Path(cluster["certificate-authority"]), token,
-                                         user="paramedic-console"))
+    sa_config = sa_kubeconfig(run_kubectl, kubeconfig, tmp_path, ns, f"{name}-paramedic-console", "paramedic-console")
     settings = Settings(kubeconfig=str(sa_config), namespace=ns, console_session_seconds=600)
     assert settings.sessions_namespace() == sessions_ns  # the console's default is the chart's
     app = create_app(settings, address_only(str(kubeconfig)), secret=b"k" * 32)
@@ -418,17 +412,11 @@ def test_namespaced_install_grants_only_the_watched_namespaces(helm, kubeconfig,
 def test_operator_works_under_the_charts_service_account(release, run_kubectl, kube_client, kubeconfig, namespace,
                                                          operator_factory, tmp_path):
     """Not the admin: the operator runs with a token of the chart's ServiceAccount and still does its job."""
-    from devtools.cluster import kubeconfig_yaml
     from tests.e2e.test_control_plane import deployment
     from tests.helpers import SwitchableService, wait_for
 
     name, ns = release
-    token = run_kubectl("create", "token", f"{name}-paramedic-operator", "-n", ns, "--duration=1h").stdout.strip()
-    admin = json.loads(Path(kubeconfig).read_text())
-    cluster = admin["clusters"][0]["cluster"]
-    sa_config = tmp_path / "sa-kubeconfig"
-    sa_config.write_text(kubeconfig_yaml(cluster["server"], Path(cluster["certificate-authority"]), token,
-                                         user="paramedic-operator"))
+    sa_config = sa_kubeconfig(run_kubectl, kubeconfig, tmp_path, ns, f"{name}-paramedic-operator", "paramedic-operator")
     assert run_kubectl("--kubeconfig", str(sa_config), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"
                        ).stdout == f"system:serviceaccount:{ns}:{name}-paramedic-operator"
 
@@ -491,3 +479,14 @@ def test_chart_mounts_secrets_as_files_and_carries_the_playbook_catalog(helm, tm
     shipped = next(yaml.safe_load_all((REPO / "manifests" / "playbook-vars-policy.yaml").read_text()))
     assert policy["spec"] == shipped["spec"]
     assert not find(render(helm, "playbookVarsPolicy.enabled=false"), "ValidatingAdmissionPolicy", "-playbook-vars")
+
+
+def sa_kubeconfig(run_kubectl, kubeconfig: Path, tmp_path: Path, ns: str, account: str, user: str) -> Path:
+    """A kubeconfig acting with a one-hour token of the ServiceAccount `account` in `ns`."""
+    from devtools.cluster import kubeconfig_yaml
+
+    token = run_kubectl("create", "token", account, "-n", ns, "--duration=1h").stdout.strip()
+    cluster = json.loads(Path(kubeconfig).read_text())["clusters"][0]["cluster"]
+    path = tmp_path / f"{user}-kubeconfig"
+    path.write_text(kubeconfig_yaml(cluster["server"], Path(cluster["certificate-authority"]), token, user=user))
+    return path

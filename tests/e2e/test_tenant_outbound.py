@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.rawserver import RawServer
 from paramedic import kube
 from tests.helpers import wait_for
 
@@ -179,7 +180,7 @@ def test_a_probe_only_allowlist_lets_probes_through_and_never_hooks(tenants, kub
 CANARY = "CANARY-d41d8cd9-internal-detail"
 
 
-class RawTarget:
+class RawTarget(RawServer):
     """A loopback probe target speaking raw bytes, in a mode the test switches:
     "endless" (200 and a chunked body without end), "garbled" (not HTTP; its words carry the
     canary), "teapot" (503, the canary in its reason phrase, a header and the body) or "ok".
@@ -189,24 +190,10 @@ class RawTarget:
         self.mode = mode
         self.connections = 0
         self.sent: list[int] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
+        super().__init__()
         self.url = f"http://127.0.0.1:{self.port}/healthz"
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         self.connections += 1
         sent = 0
         try:
@@ -237,9 +224,6 @@ class RawTarget:
             self.sent.append(sent)
             conn.close()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self.sock.close()
 
 
 def rss_mb(pid: int) -> float:
