@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlencode
 
 from flask import Flask, Response, abort, g, redirect, render_template, request, session, url_for
 from markdown_it import MarkdownIt
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import RequestRedirect
@@ -19,6 +20,7 @@ from paramedic.domain import entries, lifecycle
 from paramedic.domain.notify_render import safe_url
 from paramedic.domain.report import RCA_FIELDS, render_postmortem
 from paramedic.domain.stats import compute_stats, daily_series, format_duration, noisiest_services, remediation_outcomes
+from paramedic.domain.text import printable
 from paramedic.domain.timeutil import utcnow
 from paramedic.domain.vocabulary import SEVERITIES
 from paramedic.settings import Settings
@@ -71,6 +73,9 @@ def create_app(settings: Settings | None = None, connection: kube.Connection | N
                       MAX_CONTENT_LENGTH=256 * 1024)
     app.extensions["paramedic.sessions"] = sessions
     app.jinja_env.autoescape = True  # every template, whatever its name: CR values are escaped
+    # ...and shown without controls or bidi overrides (Markup is the console's own markup).
+    app.jinja_env.finalize = lambda value: value if isinstance(value, Markup) or not isinstance(value, str) \
+        else printable(value)
     markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
     # Each signed-in person's own pooled client and watch-fed lists (console/people.py).
     people = People(lambda token: auth.user_client(base, token, settings.api_timeout_seconds))

@@ -276,3 +276,12 @@ def test_other_secrets_in_the_sessions_namespace_are_named_loudly_at_start(caplo
         warn_of_strangers(store)
     [record] = caplog.records
     assert record.levelname == "WARNING" and "SECURITY" in record.getMessage() and "fake, smtp" in record.getMessage()
+
+
+def test_pages_show_cr_text_without_terminal_controls_or_bidi_overrides(monkeypatch):
+    from markupsafe import Markup
+
+    app = make_app(monkeypatch, FakeSecrets())
+    page = app.jinja_env.from_string("{{ title }}|{{ mark }}|{{ n }}")
+    html = page.render(title="pay\u202eed\x1b]52;c;aGk=\x07 <b>", mark=Markup("<em>kept</em>"), n=3)
+    assert html == "payed &lt;b&gt;|<em>kept</em>|3"
