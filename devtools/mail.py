@@ -3,6 +3,7 @@ benchmarks' mail recipient."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from devtools.cluster import free_port
@@ -34,14 +35,38 @@ class MailSink:
                     sink.on_message(item)
                 return "250 OK"
 
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        sessions: list = []
+
+        class _Controller(Controller):
+            def factory(self):  # keeps each connection's protocol, so stop can close them
+                smtp = super().factory()
+                sessions.append(smtp)
+                return smtp
+
+        self._sessions = sessions
+        self._controller = _Controller(Handler(), hostname="127.0.0.1", port=self.port)
 
     def start(self) -> MailSink:
         self._controller.start()
         return self
 
     def stop(self) -> None:
-        self._controller.stop()
+        # Close the clients' connections first: the server's wait_closed waits for every open one.
+        def close_all() -> None:
+            for smtp in self._sessions:
+                if getattr(smtp, "transport", None) is not None:
+                    smtp.transport.close()
+
+        loop = self._controller.loop
+        if not loop.is_closed():
+            done = threading.Event()
+            loop.call_soon_threadsafe(lambda: (close_all(), done.set()))
+            done.wait(5)
+        # The listening socket closes as soon as the loop stops; waiting on what is left of the
+        # loop is bounded (a full suite once spent minutes in aiosmtpd's stop after a delivery).
+        stopper = threading.Thread(target=self._controller.stop, daemon=True)
+        stopper.start()
+        stopper.join(10)
 
     def subjects(self) -> list[str]:
         return [m["subject"] for m in self.messages]
