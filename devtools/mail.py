@@ -60,7 +60,11 @@ class MailSink:
         loop = self._controller.loop
         if not loop.is_closed():
             done = threading.Event()
-            loop.call_soon_threadsafe(lambda: (close_all(), done.set()))
+            def close_and_say() -> None:
+                close_all()
+                done.set()
+
+            loop.call_soon_threadsafe(close_and_say)
             done.wait(5)
         # The listening socket closes as soon as the loop stops; waiting on what is left of the
         # loop is bounded (a full suite once spent minutes in aiosmtpd's stop after a delivery).
