@@ -29,10 +29,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from paramedic import kube
-from paramedic.domain.timeutil import utcnow
+from paramedic.domain.timeutil import iso, parse_or_none, utcnow
 
 log = logging.getLogger("paramedic.console")
 
@@ -88,27 +87,13 @@ def session_end(now: datetime, lifetime_seconds: int, token: str) -> datetime:
     return min(end, exp) if exp is not None else end
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else None
-
-
 def secret_body(session_id: str, session: Session, seal: Callable[[str], str]) -> dict:
     """The Secret of one session. The end is sealed with the token (the annotation, for pruning,
     could be edited by whoever may write Secrets; the sealed copy cannot)."""
     sealed = seal(json.dumps({"token": session.token, "user": session.user,
-                              "namespaces": list(session.namespaces), "expires": _iso(session.expires)}))
+                              "namespaces": list(session.namespaces), "expires": iso(session.expires)}))
     return {"metadata": {"name": secret_name(session_id), "labels": {LABEL: "true"},
-                         "annotations": {EXPIRES_ANNOTATION: _iso(session.expires)}},
+                         "annotations": {EXPIRES_ANNOTATION: iso(session.expires)}},
             "type": "Opaque", "data": {"session": base64.b64encode(sealed.encode()).decode()}}
 
 
@@ -127,7 +112,7 @@ def read_secret(secret: dict | None, unseal: Callable[[str], str | None], now: d
         fields = json.loads(opened)
     except ValueError:
         return None
-    expires = _parse(fields.get("expires")) if isinstance(fields, dict) else None
+    expires = parse_or_none(fields.get("expires")) if isinstance(fields, dict) else None
     token, user = (fields.get("token"), fields.get("user")) if isinstance(fields, dict) else (None, None)
     if expires is None or not isinstance(token, str) or not token or not isinstance(user, str) or expires <= now:
         return None
@@ -144,7 +129,7 @@ def strangers(secrets_: list[dict]) -> list[str]:
 
 def expired(secret: dict, now: datetime) -> bool:
     """For pruning: past its end by the annotation (an unreadable one counts as past)."""
-    end = _parse(((secret.get("metadata") or {}).get("annotations") or {}).get(EXPIRES_ANNOTATION))
+    end = parse_or_none(((secret.get("metadata") or {}).get("annotations") or {}).get(EXPIRES_ANNOTATION))
     return end is None or end <= now
 
 

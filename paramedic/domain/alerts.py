@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .lifecycle import append_timeline, is_active, timeline_entry
+from .text import cut as cut
 from .timeutil import iso, iso_ms, parse
 
 # Re-exported (defined once, in .vocabulary); DEFAULT_SEVERITY is also the severity of an
@@ -502,11 +503,6 @@ def _text_of(value: str) -> str:
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 """json.loads pairs the surrogates it can: any left in a str is alone."""
-
-
-def cut(text: str, limit: int) -> str:
-    """`text` within `limit` characters: cut, and marked with "…" when it had to be."""
-    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
 
 
 def stored_labels(labels: Mapping[str, str], max_items: int | None = None) -> dict[str, str]:

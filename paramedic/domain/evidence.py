@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .text import cut as text_cut
 from .timeutil import iso, parse_or_none
 
 MAX_ROLLOUTS = 3
@@ -57,8 +58,7 @@ class Revision:
 
 def cut(text: Any, limit: int = MAX_TEXT) -> str:
     """`text` as a string of at most `limit` characters (an ellipsis marks the cut)."""
-    s = "" if text is None else str(text)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
+    return text_cut(text, limit)
 
 
 def _int(value: Any) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .text import cut
 from .vocabulary import DNS_LABEL
 
 ALL = "*"
@@ -145,7 +146,7 @@ def rehomed_service(claimed_namespace: str, service: str) -> str:
     taken for (or joined with) one of the home namespace's own services.
     """
     text = f"{claimed_namespace}/{service}"
-    return text if len(text) <= MAX_SERVICE else text[: MAX_SERVICE - 1] + "…"
+    return cut(text, MAX_SERVICE)
 
 
 MAX_NOTE_DETAIL = 300
@@ -157,7 +158,7 @@ def rehomed_note(claimed_namespace: str, reason: str, token: str, detail: str = 
            REASON_FORBIDDEN: "Paramedic may not read or write incidents there"}.get(
         reason, "the API server refused to record them there")
     if detail:
-        detail = detail if len(detail) <= MAX_NOTE_DETAIL else detail[: MAX_NOTE_DETAIL - 1] + "…"
+        detail = cut(detail, MAX_NOTE_DETAIL)
         why += f" ({detail})"
     where = claimed_namespace if DNS_LABEL.match(claimed_namespace) else "(not a namespace name)"
     return f"alerts claim namespace {where}, but {why}: recorded here, unmanaged (no remediation)"

@@ -10,6 +10,7 @@ that make text read differently from what it is. Pure.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
 """Embeddings, overrides and isolates (LRE..RLO, LRI..PDI)."""
@@ -43,3 +44,9 @@ def printable(text: object, keep_layout: bool = True, replacement: str = "") -> 
 def is_printable(text: str, keep_layout: bool = True) -> bool:
     """True when `printable` would leave `text` as it is."""
     return not (_UNSAFE if keep_layout else _UNSAFE_WITH_LAYOUT).search(text)
+
+
+def cut(text: Any, limit: int) -> str:
+    """`text` as a string of at most `limit` characters, marked with "…" when it had to be cut."""
+    s = "" if text is None else str(text)
+    return s if len(s) <= limit else s[: max(0, limit - 1)] + "…"
