@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from .timeutil import parse_or_none
 from .vocabulary import DEFAULT_SEVERITY, STATES, State
 
 EMPTY: Mapping[str, Any] = {}
@@ -157,6 +159,32 @@ class Incident(Resource):
         return sequence(self.spec.get("comments"))
 
     @property
+    def runbook_steps(self) -> Sequence[Mapping[str, Any]]:
+        """`spec.runbookSteps`: the runbook steps people marked applied."""
+        return sequence(self.spec.get("runbookSteps"))
+
+    @property
+    def rca(self) -> Mapping[str, Any]:
+        """`spec.rca`: the root cause analysis people write."""
+        return mapping(self.spec.get("rca"))
+
+    @property
+    def sla(self) -> Mapping[str, Any]:
+        """`status.sla`: deadlines and breaches."""
+        return mapping(self.status.get("sla"))
+
+    @property
+    def hints(self) -> Sequence[Mapping[str, Any]]:
+        """`status.hints`: probable causes, most probable first."""
+        return sequence(self.status.get("hints"))
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When it opened: `status.createdAt`, else `metadata.creationTimestamp` (before the
+        operator saw it); None when neither reads as a time."""
+        return parse_or_none(self.status.get("createdAt")) or parse_or_none(self.meta.get("creationTimestamp"))
+
+    @property
     def escalation_level(self) -> int:
         value = self.status.get("escalationLevel")
         return value if isinstance(value, int) and not isinstance(value, bool) else 0
@@ -174,6 +202,15 @@ class Service(Resource):
     @property
     def target(self) -> Mapping[str, Any]:
         return mapping(self.spec.get("target"))
+
+    @property
+    def target_kind(self) -> str:
+        """`spec.target.kind`; Deployment when missing (the CRD's default)."""
+        return text(self.target.get("kind"), "Deployment")
+
+    @property
+    def target_name(self) -> str:
+        return text(self.target.get("name"))
 
     @property
     def probe(self) -> Mapping[str, Any]:
@@ -209,6 +246,16 @@ class Service(Resource):
     def health(self) -> str:
         """`status.health` (Healthy, Degraded, Down) or Unknown before the first probe."""
         return text(self.status.get("health"), "Unknown")
+
+    @property
+    def runbook(self) -> Mapping[str, Any]:
+        """`spec.runbook` (its `steps`)."""
+        return mapping(self.spec.get("runbook"))
+
+    @property
+    def maintenance(self) -> Mapping[str, Any]:
+        """`status.maintenance`: the window the operator last found active (`active`, `until`)."""
+        return mapping(self.status.get("maintenance"))
 
     @property
     def open_incident(self) -> str:
