@@ -357,9 +357,8 @@ def log_target(evidence: Mapping[str, Any]) -> tuple[str, str, bool] | None:
 
 def log_item(pod: str, container: str, previous: bool, text: str, now: datetime) -> dict[str, Any]:
     """The last lines of a log, cut from the front to MAX_LOG_CHARS (the end is what matters)."""
-    text = text if len(text) <= MAX_LOG_CHARS else "…" + text[-(MAX_LOG_CHARS - 1):]
     return {"ref": f"log/{pod}/{container}", "pod": pod, "container": container, "previous": previous,
-            "time": iso(now), "lines": text}
+            "time": iso(now), "lines": text_cut(text, MAX_LOG_CHARS, keep_end=True)}
 
 
 def size(evidence: Mapping[str, Any]) -> int:

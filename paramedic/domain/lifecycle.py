@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .text import cut
 from .timeutil import iso, iso_ms, parse_or_none
 
 # Re-exported: the states are defined once, in .vocabulary.
@@ -140,8 +141,7 @@ def _seconds(start: datetime, end: datetime) -> int:
 
 def timeline_entry(now: datetime, type: str, actor: str, message: str) -> dict[str, str]:
     """One timeline entry: `{time, type, actor, message}`, time with milliseconds."""
-    text = message if len(message) <= TIMELINE_MESSAGE_LIMIT else message[: TIMELINE_MESSAGE_LIMIT - 1] + "…"
-    return {"time": iso_ms(now), "type": type, "actor": actor, "message": text}
+    return {"time": iso_ms(now), "type": type, "actor": actor, "message": cut(message, TIMELINE_MESSAGE_LIMIT)}
 
 
 def append_timeline(timeline: list[dict[str, Any]] | None, entry: dict[str, Any], limit: int) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import jinja2
 
-from paramedic.domain.text import BIDI_CONTROLS, printable
+from paramedic.domain.text import BIDI_CONTROLS, cut, printable
 from paramedic.domain.timeutil import iso, parse_or_none
 from paramedic.domain.vocabulary import DEFAULT_SEVERITY, State
 
@@ -125,11 +125,11 @@ def notification_from_incident(incident: Mapping[str, Any], event: str, detail: 
         description=str(spec.get("description") or ""),
         assignee=str(spec.get("assignee") or ""),
         runbook_url=str(spec.get("runbookURL") or ""),
-        detail=_bound(str(detail or ""), DETAIL_LIMIT),
+        detail=cut(str(detail or ""), DETAIL_LIMIT),
         recipients=list(recipients),
         dashboard_url=str(dashboard_url or ""),
         console_url=str(console_url or ""),
-        hints=tuple(_bound(f"{h.get('summary', '')} (suggested: {h.get('suggestedAction', '')})", DETAIL_LIMIT)
+        hints=tuple(cut(f"{h.get('summary', '')} (suggested: {h.get('suggestedAction', '')})", DETAIL_LIMIT)
                     for h in ((incident.get("status") or {}).get("hints") or [])[:HINTS_SHOWN]
                     if isinstance(h, Mapping)),
     )
@@ -273,7 +273,7 @@ def sanitize_header(value: str, limit: int = HEADER_LIMIT) -> str:
     # Whole escape sequences go (no `[2A` residue); other controls become spaces; split()
     # also breaks at U+2028/U+2029.
     text = " ".join(printable(value, keep_layout=False, replacement=" ").split())
-    return _bound(text, limit)
+    return cut(text, limit)
 
 
 def render_email(n: Notification, sender: str) -> EmailMessage:
@@ -341,14 +341,14 @@ def render_slack(n: Notification) -> dict[str, Any]:
     if n.hints:
         detail += "\n*Probable causes*\n" + "\n".join(f"• {_slack_escape(h)}" for h in n.hints)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _bound(head, _SLACK_HEADER_LIMIT), "emoji": False}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _bound(detail, _SLACK_SECTION_LIMIT)}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": _bound(f, _SLACK_FIELD_LIMIT)} for f in fields]},
+        {"type": "header", "text": {"type": "plain_text", "text": cut(head, _SLACK_HEADER_LIMIT), "emoji": False}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": cut(detail, _SLACK_SECTION_LIMIT)}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": cut(f, _SLACK_FIELD_LIMIT)} for f in fields]},
         {"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"ack: `{cmds['ack']}`\nresolve: `{cmds['resolve']}`\nreport: `{cmds['report']}`"},
         ]},
     ]
-    text = _bound(_slack_escape(f"[{n.severity.upper()}] {head} ({n.namespace}/{n.incident_name})"),
+    text = cut(_slack_escape(f"[{n.severity.upper()}] {head} ({n.namespace}/{n.incident_name})"),
                   _SLACK_SECTION_LIMIT)
     return {"text": text, "blocks": blocks}
 
@@ -447,7 +447,7 @@ def record_delivery(notifications: Sequence[Mapping[str, Any]] | None, key: str,
         entry["result"] = "retrying"
         entry["nextAttemptAt"] = iso(next_retry_at(rounds, now))
     if result.error:
-        entry["error"] = _bound(sanitize_header(result.error, ERROR_LIMIT), ERROR_LIMIT)
+        entry["error"] = sanitize_header(result.error, ERROR_LIMIT)
     entries = [e for e in entries if not (e.get("key") == key and e.get("channel") == result.channel)]
     entries.append(entry)
     if len(entries) > limit:
@@ -458,7 +458,3 @@ def record_delivery(notifications: Sequence[Mapping[str, Any]] | None, key: str,
         entries = [e for e in entries if id(e) not in doomed][-limit:]
     return entries
 
-
-
-def _bound(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"

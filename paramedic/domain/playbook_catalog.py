@@ -33,6 +33,11 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
+from .text import cut
+
+# What a refusal quotes of a name or a schema's message, "…" included: enough to recognise it.
+QUOTED = 80
+
 # Variables the operator passes to every playbook (see playbooks/README.md). A tenant may not
 # set them: they are what keeps a playbook on the service's own target in its own namespace.
 OPERATOR_VARS: tuple[str, ...] = (
@@ -148,7 +153,7 @@ def parse_catalog(doc: Any) -> Catalog:
         return EMPTY
     errors = sorted(Draft202012Validator(_CATALOG_SCHEMA).iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
-        raise CatalogError(f"playbook catalog: {_where(errors[0], 'catalog')}: {_short(errors[0].message)}")
+        raise CatalogError(f"playbook catalog: {_where(errors[0], 'catalog')}: {cut(errors[0].message, QUOTED)}")
     entries: dict[str, Entry] = {}
     for name, raw in sorted((doc.get("playbooks") or {}).items()):
         if not PLAYBOOK_NAME.match(name):
@@ -158,12 +163,12 @@ def parse_catalog(doc: Any) -> Catalog:
         for var, schema in vars_.items():
             why = reserved_reason(var)
             if why:
-                raise CatalogError(f"playbook catalog: {name}: variable {_short(var)!r} may not be declared: {why}")
+                raise CatalogError(f"playbook catalog: {name}: variable {cut(var, QUOTED)!r} may not be declared: {why}")
             try:
                 Draft202012Validator.check_schema(schema)
             except SchemaError as exc:
                 raise CatalogError(f"playbook catalog: {name}: the schema of {var!r} is not valid "
-                                   f"JSON Schema: {_short(exc.message)}") from None
+                                   f"JSON Schema: {cut(exc.message, QUOTED)}") from None
         required = tuple(raw.get("required") or ())
         missing = [r for r in required if r not in vars_]
         if missing:
@@ -180,7 +185,7 @@ def check_request(catalog: Catalog, playbook: str, extra_vars: Any, namespace: s
     entry = catalog.entries.get(playbook)
     if entry is None:
         listed = ", ".join(sorted(catalog.entries)) or "none"
-        raise PlaybookRefused(f"playbook {_short(playbook)} is not in the playbook catalog (allowed: {listed})")
+        raise PlaybookRefused(f"playbook {cut(playbook, QUOTED)} is not in the playbook catalog (allowed: {listed})")
     if not entry.allows_namespace(namespace):
         raise PlaybookRefused(f"playbook {playbook} is not allowed in namespace {namespace} by the playbook catalog")
     if extra_vars is None:
@@ -190,11 +195,11 @@ def check_request(catalog: Catalog, playbook: str, extra_vars: Any, namespace: s
     for key in extra_vars:
         why = reserved_reason(key) if isinstance(key, str) else "not a variable name"
         if why:
-            raise PlaybookRefused(f"playbook {playbook}: extraVars may not set {_short(str(key))!r}: {why}")
+            raise PlaybookRefused(f"playbook {playbook}: extraVars may not set {cut(str(key), QUOTED)!r}: {why}")
     unknown = sorted(k for k in extra_vars if k not in entry.vars)
     if unknown:
         allowed = ", ".join(sorted(entry.vars)) or "none"
-        raise PlaybookRefused(f"playbook {playbook}: extraVars {_short(', '.join(unknown))} not declared "
+        raise PlaybookRefused(f"playbook {playbook}: extraVars {cut(', '.join(unknown), QUOTED)} not declared "
                               f"in the playbook catalog (allowed: {allowed})")
     errors = sorted(entry.validator().iter_errors(dict(extra_vars)), key=lambda e: list(e.absolute_path))
     if errors:
@@ -222,9 +227,6 @@ def _explain(error: ValidationError) -> str:
                 "maxItems", "minItems", "multipleOf", "maxProperties", "minProperties"):
         return f" violates {rule} {want}"
     if rule == "required":
-        return ": " + _short(error.message)
-    return f" does not match the catalog's schema ({rule}): {_short(error.message)}"
+        return ": " + cut(error.message, QUOTED)
+    return f" does not match the catalog's schema ({rule}): {cut(error.message, QUOTED)}"
 
-
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"

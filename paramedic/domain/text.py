@@ -46,7 +46,16 @@ def is_printable(text: str, keep_layout: bool = True) -> bool:
     return not (_UNSAFE if keep_layout else _UNSAFE_WITH_LAYOUT).search(text)
 
 
-def cut(text: Any, limit: int) -> str:
-    """`text` as a string of at most `limit` characters, marked with "…" when it had to be cut."""
+ELLIPSIS = "…"
+
+
+def cut(text: Any, limit: int, keep_end: bool = False) -> str:
+    """`text` as a string of at most `limit` characters, marked with "…" where it had to be cut.
+
+    The start is kept and the end cut, or, with `keep_end`, the other way round (a log's last
+    lines are what matter). The mark counts in `limit`."""
     s = "" if text is None else str(text)
-    return s if len(s) <= limit else s[: max(0, limit - 1)] + "…"
+    if len(s) <= limit:
+        return s
+    kept = max(0, limit - 1)
+    return ELLIPSIS + s[len(s) - kept:] if keep_end else s[:kept] + ELLIPSIS

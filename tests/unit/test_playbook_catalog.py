@@ -294,3 +294,14 @@ def test_shipped_examples_pass_the_default_catalog(path):
     assert actions, path
     for action in actions:
         catalog.check(action["playbook"], action.get("extraVars"), "shop")
+
+
+def test_a_refusal_quotes_at_most_quoted_characters_of_what_it_names():
+    # It used to quote one character more than its bound (the text's first 80, then "…").
+    from paramedic.domain.playbook_catalog import QUOTED
+
+    long_name = "x" * 200 + ".yml"
+    with pytest.raises(PlaybookRefused) as refused:
+        check_request(CATALOG, long_name, {}, "ns")
+    quoted = str(refused.value).split()[1]
+    assert len(quoted) == QUOTED and quoted == "x" * (QUOTED - 1) + "…"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from paramedic.domain.text import is_printable, printable
+from paramedic.domain.text import cut, is_printable, printable
 
 
 @pytest.mark.parametrize("hostile,shown", [
@@ -30,3 +30,17 @@ def test_one_line_mode_replaces_layout_too():
 
 def test_none_and_non_strings():
     assert printable(None) == "" and printable(42) == "42"
+
+
+@pytest.mark.parametrize("text,limit,keep_end,out", [
+    ("abc", 3, False, "abc"),
+    ("abcd", 3, False, "ab…"),
+    ("abcd", 3, True, "…cd"),
+    ("abcd", 1, False, "…"),
+    ("abcd", 1, True, "…"),        # no `s[-0:]`: the whole text is never kept after the mark
+    (None, 5, False, ""),
+    (12345, 4, False, "123…"),
+])
+def test_cut_keeps_within_the_limit_and_marks_the_cut(text, limit, keep_end, out):
+    assert cut(text, limit, keep_end=keep_end) == out
+    assert len(out) <= max(limit, 1)
