@@ -22,8 +22,9 @@ from typing import Any
 
 from . import seal
 from .lifecycle import PAUSED_ANNOTATION
+from .resources import Incident, Service, mapping, sequence
 from .timeutil import parse_or_none
-from .vocabulary import IN_PROGRESS_RESULTS, REMEDIABLE_STATES, AttemptResult, State
+from .vocabulary import IN_PROGRESS_RESULTS, REMEDIABLE_STATES, AttemptResult
 
 
 class Kind(StrEnum):
@@ -91,7 +92,7 @@ def action_type(action: Mapping[str, Any] | None) -> str:
 
 def describe_action(action: Mapping[str, Any], target: Mapping[str, Any] | None) -> str:
     """One line for timelines and e-mails: 'rollout restart Deployment/checkout'."""
-    target = target or {}
+    target = mapping(target)
     ref = f"{target.get('kind') or 'Deployment'}/{target.get('name') or '?'}"
     kind = action_type(action)
     if kind == "restart":
@@ -99,9 +100,9 @@ def describe_action(action: Mapping[str, Any], target: Mapping[str, Any] | None)
     if kind == "rollback":
         return f"rollout undo {ref} (to its previous revision)"
     if kind == "scale":
-        return f"scale {ref} to {(action.get('scale') or {}).get('replicas', '?')}"
+        return f"scale {ref} to {mapping(action.get('scale')).get('replicas', '?')}"
     if kind == "ansible":
-        return f"ansible {(action.get('ansible') or {}).get('playbook', '?')}"
+        return f"ansible {mapping(action.get('ansible')).get('playbook', '?')}"
     keys = ", ".join(sorted(str(k) for k in action)) if isinstance(action, Mapping) else type(action).__name__
     return f"unknown action ({keys or 'empty'})"
 
@@ -139,18 +140,17 @@ def switched_off(incident: Mapping[str, Any], service: Mapping[str, Any] | None,
     makes (skip, or wait out a maintenance window); None when every switch allows it: the
     incident is managed, its service exists, remediation is on globally and for the service,
     the service is not paused and not in maintenance."""
-    spec = incident.get("spec") or {}
-    if spec.get("managed") is False:
+    inc = Incident(incident)
+    if not inc.managed:
         return Decision(Kind.SKIP, "unmanaged incident (spec.managed: false): nothing to remediate")
     if service is None:
-        return Decision(Kind.SKIP, f"MonitoredService {spec.get('service', '?')!r} not found")
+        return Decision(Kind.SKIP, f"MonitoredService {inc.service or '?'!r} not found")
     if not enabled_globally:
         return Decision(Kind.SKIP, "remediation is switched off globally (PARAMEDIC_REMEDIATION_ENABLED=false)")
-    policy = (service.get("spec") or {}).get("remediation") or {}
-    if policy.get("enabled") is False:
+    svc = Service(service)
+    if svc.remediation.get("enabled") is False:
         return Decision(Kind.SKIP, "remediation is disabled for this service (spec.remediation.enabled: false)")
-    annotations = (service.get("metadata") or {}).get("annotations") or {}
-    if str(annotations.get(PAUSED_ANNOTATION, "")).strip().lower() == "true":
+    if str(svc.annotations.get(PAUSED_ANNOTATION, "")).strip().lower() == "true":
         return Decision(Kind.SKIP, f"remediation is paused on this service (annotation {PAUSED_ANNOTATION}=true)")
     if maintenance_until is not None:
         return Decision(Kind.WAIT, f"the service is in a maintenance window until {maintenance_until.isoformat()}: "
@@ -170,19 +170,19 @@ def resume_hold(incident: Mapping[str, Any], service: Mapping[str, Any] | None, 
     off = switched_off(incident, service, enabled_globally=enabled_globally, maintenance_until=maintenance_until)
     if off is not None:
         return off.reason
-    svc = service or {}
-    policy = (svc.get("spec") or {}).get("remediation") or {}
+    svc = Service(service or {})
+    policy = svc.remediation
     if policy.get("dryRun") is True:
         return "the service's remediation is a dry run now (spec.remediation.dryRun: true)"
-    actions = policy.get("actions") or []
+    actions = sequence(policy.get("actions"))
     index = _index(attempt, 0)
     if not 0 <= index < len(actions):
         return f"the service has no action {index + 1} any more"
     if attempt.get("actionDigest") != seal.action_digest(actions[index]):
         return f"action {index + 1} of the service changed since the attempt began"
-    if attempt.get("target") != seal.target_ref((svc.get("spec") or {}).get("target")):
+    if attempt.get("target") != seal.target_ref(svc.target):
         return "the service's target changed since the attempt began"
-    if attempt.get("service") != (svc.get("metadata") or {}).get("name"):
+    if attempt.get("service") != svc.meta.get("name"):
         return "the incident names another service since the attempt began"
     return None
 
@@ -192,10 +192,9 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
     """The next remediation step for `incident` (see `Decision` for what each kind asks of the caller).
 
     `incident`'s attempts must be the ones the operator recorded (sealed: the planner drops the others)."""
-    spec = incident.get("spec") or {}
-    name = str((incident.get("metadata") or {}).get("name", ""))
-    attempts = [a for a in ((incident.get("status") or {}).get("remediation") or {}).get("attempts") or []
-                if isinstance(a, Mapping)]
+    inc = Incident(incident)
+    name = inc.name
+    attempts = [a for a in inc.attempts if isinstance(a, Mapping)]
     # An attempt under way is finished whatever happened meanwhile (a person or the probe may
     # have resolved the incident, the service may be paused or gone): its outcome must still
     # be recorded, so this comes before every reason to skip. Finishing never acts again:
@@ -205,11 +204,12 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
     off = switched_off(incident, service, enabled_globally=enabled_globally, maintenance_until=maintenance_until)
     if off is not None or service is None:  # (switched_off skips when there is no service)
         return off or Decision(Kind.SKIP, "no MonitoredService")
-    policy = (service.get("spec") or {}).get("remediation") or {}
-    actions = policy.get("actions") or []
+    svc = Service(service)
+    policy = svc.remediation
+    actions = sequence(policy.get("actions"))
     if not actions:
         return Decision(Kind.SKIP, "no remediation actions configured (spec.remediation.actions is empty)")
-    state = spec.get("state") or State.OPEN
+    state = inc.state
     if state not in REMEDIABLE_STATES:
         return Decision(Kind.SKIP, f"incident is {state}: remediation only runs while it is "
                                    f"{', '.join(REMEDIABLE_STATES[:-1])} or {REMEDIABLE_STATES[-1]}")
@@ -237,7 +237,7 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
             return Decision(Kind.WAIT, f"cooling down ({cooldown}s after the last attempt) until {until.isoformat()}",
                             wait_until=until)
 
-    service_status = (service.get("status") or {}).get("remediation") or {}
+    service_status = svc.remediation_status
     recent = prune_recent(service_status.get("recent"), now)
     max_per_hour = _int(policy.get("maxPerHour"), DEFAULT_MAX_PER_HOUR)
     if len(recent) >= max_per_hour:
@@ -255,8 +255,7 @@ def decide(incident: Mapping[str, Any], service: Mapping[str, Any] | None, now: 
         return Decision(Kind.SKIP, f"action {done + 1} is invalid: needs exactly one of restart, rollback, "
                                      "ansible or scale")
     dry_run = policy.get("dryRun") is True
-    target = (service.get("spec") or {}).get("target") or {}
-    what = describe_action(action, target)
+    what = describe_action(action, svc.target)
     return Decision(Kind.ACT, f"attempt {done + 1} of {allowed}: {what}" + (" (dry run)" if dry_run else ""),
                     done, _copy(action), None, attempt_id(name, done), dry_run)
 
@@ -265,8 +264,8 @@ def _in_progress(attempt: Mapping[str, Any], position: int, name: str, service: 
                  now: datetime) -> Decision:
     """The last attempt is Running (wait for its action: `attempt_id` says which) or Verifying
     (check recovery until `wait_until`, its verifyBy)."""
-    policy = ((service or {}).get("spec") or {}).get("remediation") or {}
-    actions = policy.get("actions") or []
+    policy = Service(service or {}).remediation
+    actions = sequence(policy.get("actions"))
     index = _index(attempt, position)
     action = actions[index] if 0 <= index < len(actions) else None
     att_id = attempt.get("id") or attempt_id(name, index)

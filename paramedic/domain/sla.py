@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from .resources import Incident, mapping
 from .timeutil import iso, parse, parse_or_none
 from .vocabulary import DEFAULT_SEVERITY, STATES, Severity, State
 
@@ -36,7 +37,7 @@ def targets(severity: str | None, override: Mapping[str, Any] | None = None) -> 
     An unknown severity gets the defaults of `high` (the CRD's default severity).
     """
     ack, resolve = DEFAULTS.get(severity or DEFAULT_SEVERITY, DEFAULTS[DEFAULT_SEVERITY])
-    override = override or {}
+    override = mapping(override)
     return _positive(override.get("acknowledge"), ack), _positive(override.get("resolve"), resolve)
 
 
@@ -60,19 +61,19 @@ def deadlines(created_at: datetime | str, ack_min: int, resolve_min: int) -> dic
 def _met_at(incident: Mapping[str, Any], fields: tuple[str, ...], states: tuple[str, ...],
             now: datetime) -> datetime | None:
     """When the goal was met: the earliest recorded timestamp, else `now` if spec.state already shows it."""
-    status = incident.get("status") or {}
-    times = [t for t in (parse_or_none(status.get(f)) for f in fields) if t is not None]
+    inc = Incident(incident)
+    times = [t for t in (parse_or_none(inc.status.get(f)) for f in fields) if t is not None]
     if times:
         return min(times)
     # The operator may not have stamped a state a person just set: it counts from now.
-    if (incident.get("spec") or {}).get("state") in states:
+    if inc.state in states:
         return now
     return None
 
 
 def _pending(incident: Mapping[str, Any], now: datetime) -> list[tuple[str, datetime, datetime | None]]:
     """(kind, deadline, met_at) for each deadline recorded and not yet marked breached."""
-    sla = (incident.get("status") or {}).get("sla") or {}
+    sla = Incident(incident).sla
     out = []
     for kind, fields, states in (("acknowledge", _ACK_FIELDS, _ACK_STATES),
                                  ("resolve", _RESOLVE_FIELDS, _RESOLVE_STATES)):
