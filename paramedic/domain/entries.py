@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .resources import Incident, Service, sequence
 from .timeutil import iso
 
 COMMENTS = "comments"
@@ -23,8 +24,8 @@ NOTE_MAX = 2048
 
 def runbook_view(inc: Mapping[str, Any], svc: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The service's runbook steps with their state on this incident (the last mark of each)."""
-    steps = (((svc or {}).get("spec") or {}).get("runbook") or {}).get("steps") or []
-    applied = {int(a.get("step", 0)): a for a in (inc.get("spec") or {}).get(RUNBOOK_STEPS) or []}
+    steps = sequence(Service(svc or {}).runbook.get("steps"))
+    applied = {int(a.get("step", 0)): a for a in Incident(inc).runbook_steps}
     out = []
     for n, step in enumerate(steps, 1):
         mark = applied.get(n)
@@ -69,8 +70,9 @@ def append_ops(inc: Mapping[str, Any], field: str, entry: Mapping[str, Any]) -> 
     cannot test absence): the API server answers 422 when it moved, and the caller reads again."""
     if field not in FIELDS:
         raise ValueError(f"not an entry list: {field}")
-    if (inc.get("spec") or {}).get(field) is not None:
+    view = Incident(inc)
+    if view.spec.get(field) is not None:
         return [{"op": "add", "path": f"/spec/{field}/-", "value": dict(entry)}]
-    version = str((inc.get("metadata") or {}).get("resourceVersion") or "")
+    version = view.resource_version
     guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": version}] if version else []
     return guard + [{"op": "add", "path": f"/spec/{field}", "value": [dict(entry)]}]

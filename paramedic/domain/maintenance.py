@@ -19,6 +19,7 @@ from typing import Any
 
 from croniter import croniter
 
+from .resources import Resource, Service
 from .timeutil import iso, parse_or_none
 
 NAMESPACE_ANNOTATION = "paramedic.dev/maintenance"
@@ -44,7 +45,7 @@ class State:
 
 def namespace_windows(namespace: Mapping[str, Any] | None) -> tuple[list[Mapping[str, Any]], list[str]]:
     """The windows of a Namespace's annotation, and why any could not be read."""
-    raw = (((namespace or {}).get("metadata") or {}).get("annotations") or {}).get(NAMESPACE_ANNOTATION)
+    raw = Resource(namespace or {}).annotations.get(NAMESPACE_ANNOTATION)
     if not raw:
         return [], []
     try:
@@ -100,7 +101,7 @@ def state(service_windows: Iterable[Mapping[str, Any]], namespace_windows: Itera
 
 def active_until(service: Mapping[str, Any] | None, now: datetime) -> datetime | None:
     """The end of the service's active window as its status records it (None: not in maintenance)."""
-    recorded = ((service or {}).get("status") or {}).get("maintenance") or {}
+    recorded = Service(service or {}).maintenance
     until = parse_or_none(recorded.get("until"))
     return until if recorded.get("active") and until is not None and until > now else None
 
