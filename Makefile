@@ -51,18 +51,13 @@ cluster-down: ## stop the local control plane and the real node; restore the hos
 crds: ## copy the CRDs into the chart (manifests/crds is the one source)
 	@mkdir -p charts/paramedic/crds && cp manifests/crds/*.yaml charts/paramedic/crds/
 
-# mypy and import-linter see the package as installed: operator/ is paramedic.operator and
-# webhook/ is paramedic.webhook, so they run on a tree of symlinks laid out that way
-# (devtools/ beside it: checked too, never installed).
-LINT_TREE := $(STATE)/lint
-lint: venv ## ruff, mypy (strict on paramedic/domain) and the layers' import contracts (.importlinter)
+# mypy and import-linter check the source where it lives: hack/lint.py hands them pyproject's
+# package-dir (operator/ is paramedic.operator, webhook/ is paramedic.webhook), which neither
+# reads by itself. devtools/ is checked too (never installed).
+lint: venv ## ruff, mypy (strict on paramedic/domain and the adapters) and the layers' import contracts (.importlinter)
 	$(VENV)/bin/ruff check .
-	@rm -rf $(LINT_TREE) && mkdir -p $(LINT_TREE) && cp -rs $(CURDIR)/paramedic $(LINT_TREE)/paramedic \
-	  && cp -rs $(CURDIR)/operator $(LINT_TREE)/paramedic/operator && cp -rs $(CURDIR)/webhook $(LINT_TREE)/paramedic/webhook \
-	  && cp -rs $(CURDIR)/devtools $(LINT_TREE)/devtools \
-	  && find $(LINT_TREE) -name __pycache__ -prune -exec rm -rf {} +
-	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/mypy --cache-dir $(CURDIR)/$(STATE)/mypy-cache --config-file $(CURDIR)/pyproject.toml paramedic devtools
-	cd $(LINT_TREE) && $(CURDIR)/$(VENV)/bin/lint-imports --no-cache $(CURDIR)/.importlinter
+	$(PY) hack/lint.py mypy --cache-dir $(STATE)/mypy-cache --config-file pyproject.toml paramedic operator webhook devtools
+	$(PY) hack/lint.py imports .importlinter
 
 test: deps lint ## lint, then the whole suite against a real local control plane
 	$(PY) -m pytest -q tests
