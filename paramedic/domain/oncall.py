@@ -5,6 +5,9 @@ the first one from `rotation.start`; before the start the first participant
 is on call. Overrides (`start <= t < end`) replace the rotation; when several
 cover an instant, the latest-starting one wins, and among equal starts the
 one listed last. People are identified by e-mail (case-insensitive).
+
+Functions take the schedule's spec (`resources.Schedule(body).spec`); its lists and objects
+are read through `resources.sequence` and `mapping`, so a missing or malformed one is empty.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from .resources import mapping, sequence
 from .timeutil import parse, parse_or_none
 
 DEFAULT_LENGTH_HOURS = 168
@@ -48,14 +52,14 @@ def _person(entry: Mapping[str, Any]) -> Person:
 
 
 def _participants(spec: Mapping[str, Any]) -> list[Person]:
-    people = [_person(p) for p in spec.get("participants") or [] if p.get("email")]
+    people = [_person(p) for p in sequence(spec.get("participants")) if p.get("email")]
     if not people:
         raise ValueError("an on-call schedule needs at least one participant with an email")
     return people
 
 
 def _rotation(spec: Mapping[str, Any]) -> tuple[datetime, timedelta]:
-    rotation = spec.get("rotation") or {}
+    rotation = mapping(spec.get("rotation"))
     start = rotation.get("start")
     if not start:
         raise ValueError("an on-call schedule needs rotation.start")
@@ -68,7 +72,7 @@ def _rotation(spec: Mapping[str, Any]) -> tuple[datetime, timedelta]:
 def _overrides(spec: Mapping[str, Any]) -> list[_Override]:
     """Well-formed overrides; malformed ones are ignored rather than breaking the whole schedule."""
     out = []
-    for order, entry in enumerate(spec.get("overrides") or []):
+    for order, entry in enumerate(sequence(spec.get("overrides"))):
         start, end = parse_or_none(entry.get("start")), parse_or_none(entry.get("end"))
         if start is None or end is None or end <= start or not entry.get("email"):
             continue
