@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from paramedic import evidence_io, kube, metrics, seal_io
-from paramedic.domain import incident_plan, lifecycle
+from paramedic.domain import incident_plan, lifecycle, status_patch
 from paramedic.domain.incident_plan import Effects, Plan, PlanSettings
 from paramedic.domain.timeutil import utcnow
 from paramedic.domain.vocabulary import IN_PROGRESS_RESULTS, AttemptResult, State
@@ -177,7 +177,9 @@ class IncidentReconciler:
             # before anything is recorded; the retry decides again.
             await self.rt.client.patch(kube.MONITORED_SERVICES, svc["metadata"]["name"],
                                        {"metadata": {"resourceVersion": svc["metadata"]["resourceVersion"]},
-                                        "status": {"remediation": plan.claim}}, ns, subresource="status")
+                                        # the claim replaces status.remediation whole (null for what is gone)
+                                        "status": status_patch.set_keys(svc.get("status"), {"remediation": plan.claim})},
+                                       ns, subresource="status")
         try:
             await self._write_all(inc, plan)
         except kube.Conflict:

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from paramedic import kube
-from paramedic.domain import lifecycle, oncall
+from paramedic.domain import lifecycle, oncall, status_patch
+from paramedic.domain.resources import Schedule
 from paramedic.domain.timeutil import iso, utcnow
 
 from .runtime import Key, Runtime
+
+
+def wanted_status(schedule: Schedule, now: datetime) -> tuple[dict[str, Any], datetime | None]:
+    """The schedule's whole status at `now`, and the next hand-off (None: there is none)."""
+    spec = schedule.spec
+    gen = schedule.meta.get("generation")
+    current = oncall.on_call_at(spec, now)
+    handoff = oncall.next_handoff(spec, now)
+    upcoming = oncall.on_call_at(spec, handoff) if handoff else current
+    is_override = oncall.override_at(spec, now) is not None
+    conditions = lifecycle.set_condition(list(schedule.status.get("conditions") or []), "Ready", "True", "OnCallKnown",
+                                         f"{current.email} is on call", now=now, generation=gen)
+    return {
+        "observedGeneration": gen,
+        "currentOnCall": {"name": current.name, "email": current.email, "override": is_override},
+        "nextOnCall": {"name": upcoming.name, "email": upcoming.email},
+        "nextHandoff": iso(handoff) if handoff else None,
+        "conditions": conditions,
+    }, handoff
 
 
 class ScheduleReconciler:
@@ -18,24 +41,13 @@ class ScheduleReconciler:
         if body is None:
             return None
         now = utcnow()
-        spec = body.get("spec") or {}
-        status = body.get("status") or {}
-        gen = body["metadata"].get("generation")
-        current = oncall.on_call_at(spec, now)
-        handoff = oncall.next_handoff(spec, now)
-        upcoming = oncall.on_call_at(spec, handoff) if handoff else current
-        is_override = oncall.override_at(spec, now) is not None
-        conditions = lifecycle.set_condition(status.get("conditions"), "Ready", "True", "OnCallKnown",
-                                             f"{current.email} is on call", now=now, generation=gen)
-        wanted = {
-            "observedGeneration": gen,
-            "currentOnCall": {"name": current.name, "email": current.email, "override": is_override},
-            "nextOnCall": {"name": upcoming.name, "email": upcoming.email},
-            "nextHandoff": iso(handoff) if handoff else None,
-            "conditions": conditions,
-        }
-        if any(status.get(k) != v for k, v in wanted.items()):
-            await self.rt.client.patch(kube.ONCALL_SCHEDULES, key[1], {"status": wanted}, key[0], subresource="status")
+        schedule = Schedule(body)
+        wanted, handoff = wanted_status(schedule, now)
+        # Each key it writes is replaced whole: what it no longer states within one is removed
+        # (`status.kopf` is Kopf's, left alone).
+        patch = status_patch.set_keys(schedule.status, wanted)
+        if status_patch.changes(schedule.status, patch):
+            await self.rt.client.patch(kube.ONCALL_SCHEDULES, key[1], {"status": patch}, key[0], subresource="status")
         if handoff is None:
             return None
         return max(1.0, (handoff - now).total_seconds() + 0.5)

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from paramedic import kube, metrics, netguard
-from paramedic.domain import lifecycle, maintenance
+from paramedic.domain import lifecycle, maintenance, status_patch
 from paramedic.domain.probe import (
     UNKNOWN,
     ProbeResult,
@@ -84,8 +84,10 @@ class ServiceReconciler:
         if not status.get("health") and key not in self._states:  # the prober may already know better
             patch["health"] = UNKNOWN
         window = await self._maintenance(body, now)
-        if {k: v for k, v in window.status().items() if v is not None} != (status.get("maintenance") or {}):
-            patch["maintenance"] = window.status()
+        # status.maintenance replaced whole: null for what the window no longer states.
+        window_patch = status_patch.set_keys(status, {"maintenance": window.status()})
+        if status_patch.changes(status, window_patch):
+            patch.update(window_patch)
         if patch:
             await self.rt.client.patch(kube.MONITORED_SERVICES, name, {"status": patch}, ns, subresource="status")
         waits = [w for w in ((window.next_change - now).total_seconds() + 0.5 if window.next_change else None,
@@ -124,8 +126,9 @@ class ServiceReconciler:
             await self.rt.post_event(body, f"Health{new.health}",
                                      f"{name} is {new.health}: {result.error or 'probe succeeded'}", kind)
         if step.persist or new.open_incident != state.open_incident:
-            await self.rt.client.patch(kube.MONITORED_SERVICES, name, {"status": new.to_status(result.time)}, ns,
-                                       subresource="status")
+            # The prober's keys, each replaced whole (null for what is gone within lastProbe, ...).
+            written = status_patch.set_keys(body.get("status"), new.to_status(result.time))
+            await self.rt.client.patch(kube.MONITORED_SERVICES, name, {"status": written}, ns, subresource="status")
         if step.recovered or step.open_incident:
             self._poke_incident(ns, state.open_incident or new.open_incident)
 

@@ -42,6 +42,7 @@ from typing import Any
 from . import kube, metrics
 from .domain import alerts as dom
 from .domain import scope as sc
+from .domain import status_patch
 from .domain.lifecycle import append_timeline, state_patch, timeline_entry
 from .domain.timeutil import iso
 from .domain.vocabulary import DNS_LABEL, State
@@ -157,7 +158,7 @@ def create_incident(client: kube.KubeClient, body: dict) -> dict:
     if body.get("status"):
         created = client.patch(kube.INCIDENTS, meta["name"],
                                {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
-                                "status": body["status"]},
+                                "status": status_patch.set_keys(created.get("status"), body["status"])},
                                meta["namespace"], subresource="status")
     return created
 
@@ -669,7 +670,9 @@ class _Run:
                                 for e in (obj.get("status") or {}).get("timeline") or []):
                 rec.patch["status"]["timeline"] = append_timeline(
                     rec.patch["status"]["timeline"], timeline_entry(self.now, note_type, ACTOR, note), limit)
-            patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, **rec.patch}
+            # The record's keys, each replaced whole: null for what is gone within them.
+            patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                     "status": status_patch.set_keys(obj.get("status"), rec.patch["status"])}
             try:
                 obj = self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace, subresource="status")
                 INCIDENT_READS.see(obj)
