@@ -19,7 +19,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -29,20 +29,21 @@ import httpx
 import yaml
 
 from . import entries_io, kube
-from .domain import entries, maintenance, oncall, report, sla
-from .domain.lifecycle import is_active, spec_patch
+from .domain import entries, maintenance, presentation, report, sla
+from .domain.lifecycle import spec_patch
+from .domain.presentation import on_call, seconds_and_words, short_age
 from .domain.report import render_postmortem
+from .domain.resources import Incident, Schedule, Service, mapping, sequence
 from .domain.stats import compute_stats, render_stats_table
 from .domain.text import is_printable, printable
 from .domain.timeutil import iso, iso_ms, parse_or_none, utcnow
-from .domain.vocabulary import DEFAULT_SEVERITY, SEVERITIES, STATES, State
+from .domain.vocabulary import DEFAULT_SEVERITY, SEVERITIES, STATES, State, is_email
 from .settings import Settings, SettingsError
 
 STATE_COMMANDS = {"ack": State.ACKNOWLEDGED, "investigate": State.INVESTIGATING, "mitigate": State.MITIGATED,
                   "resolve": State.RESOLVED, "close": State.CLOSED}
 RCA_OPTIONS = (("root_cause", "rootCause"), ("contributing_factors", "contributingFactors"),
                ("corrective_actions", "correctiveActions"), ("prevention_actions", "preventionActions"))
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -58,32 +59,8 @@ class CliError(Exception):
 
 # --- time and tables ---------------------------------------------------------------------
 
-def human_age(seconds: float) -> str:
-    """kubectl's short duration (`45s`, `5m30s`, `3h`, `2d4h`, `1y30d`)."""
-    s = int(seconds)
-    if s < 0:
-        return "0s"
-    if s < 120:
-        return f"{s}s"
-    m = s // 60
-    if m < 10:
-        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
-    if m < 180:
-        return f"{m}m"
-    h = m // 60
-    if h < 8:
-        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
-    if h < 48:
-        return f"{h}h"
-    d = h // 24
-    if h < 24 * 8:
-        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
-    if h < 24 * 365 * 2:
-        return f"{d}d"
-    y = d // 365
-    if h < 24 * 365 * 8:
-        return f"{y}y{d % 365}d" if d % 365 else f"{y}y"
-    return f"{y}y"
+human_age = short_age
+"""kubectl's short duration (`presentation.short_age`)."""
 
 
 def parse_window(text: str) -> timedelta | None:
@@ -184,11 +161,9 @@ class Session:
     def actor(self) -> str:
         """Who is acting: the API server's view of the user, else the kubeconfig user, else the login."""
         try:
-            review = self.client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                                         {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
-            name = ((review or {}).get("status") or {}).get("userInfo", {}).get("username")
+            name = self.client.user_name()
             if name:
-                return str(name)
+                return name
         except (kube.ApiError, kube.Unavailable):
             pass
         return kubeconfig_user(self.kubeconfig, self.args.context) or getpass.getuser()
@@ -203,7 +178,7 @@ def _context(kubeconfig: str, context: str | None) -> dict:
         return {}
     if context:
         current = next((c for c in contexts if c.get("name") == context), None)
-    return (current or {}).get("context") or {}
+    return dict(mapping(mapping(current).get("context")))
 
 
 def default_namespace(kubeconfig: str, context: str | None) -> str:
@@ -222,26 +197,21 @@ def kubeconfig_user(kubeconfig: str, context: str | None) -> str | None:
 
 def sla_left(inc: dict, now: datetime) -> str:
     """Time to the next SLA deadline, `breached` once one passed, `-` when no clock runs."""
-    spec = inc.get("spec") or {}
-    if not is_active(spec.get("state", State.OPEN)):
-        return "-"
-    left = sla.time_left(inc, now)
-    if left is None:
-        return "breached" if ((inc.get("status") or {}).get("sla") or {}).get("breached") else "-"
-    return "breached" if left.total_seconds() <= 0 else human_age(left.total_seconds())
+    left = presentation.sla_left(inc, now)
+    return left.text(short_age) if left.active else "-"
 
 
 def age(obj: dict, now: datetime) -> str:
-    created = parse_or_none((obj.get("metadata") or {}).get("creationTimestamp"))
+    created = parse_or_none(Incident(obj).created)
     return "<unknown>" if created is None else human_age((now - created).total_seconds())
 
 
 def cmd_list(s: Session) -> None:
     items = s.client.list(kube.INCIDENTS, s.scope())
     if s.args.state:
-        items = [i for i in items if (i.get("spec") or {}).get("state", State.OPEN) == s.args.state]
+        items = [i for i in items if Incident(i).state == s.args.state]
     if s.args.active:
-        items = [i for i in items if is_active((i.get("spec") or {}).get("state", State.OPEN))]
+        items = [i for i in items if Incident(i).active]
     items.sort(key=lambda i: (i["metadata"].get("creationTimestamp", ""), i["metadata"]["name"]), reverse=True)
     if s.args.output != "table":
         print(dump(as_list(items), s.args.output), end="")
@@ -253,9 +223,9 @@ def cmd_list(s: Session) -> None:
     header = ["NAME", "STATE", "SEVERITY", "SERVICE", "ASSIGNEE", "AGE", "SLA LEFT"]
     rows = []
     for inc in items:
-        spec = inc.get("spec") or {}
-        rows.append([inc["metadata"]["name"], spec.get("state", State.OPEN), spec.get("severity", DEFAULT_SEVERITY),
-                     spec.get("service", ""), spec.get("assignee") or "<none>", age(inc, s.now), sla_left(inc, s.now)])
+        view = Incident(inc)
+        rows.append([view.name, view.state, view.severity, view.service, view.spec.get("assignee") or "<none>",
+                     age(inc, s.now), sla_left(inc, s.now)])
     if s.args.all_namespaces:
         header = ["NAMESPACE"] + header
         rows = [[i["metadata"]["namespace"]] + r for i, r in zip(items, rows, strict=True)]
@@ -264,7 +234,8 @@ def cmd_list(s: Session) -> None:
 
 def describe(inc: dict, now: datetime) -> str:
     """A `kubectl describe`-like view of one incident."""
-    meta, spec, status = inc.get("metadata") or {}, inc.get("spec") or {}, inc.get("status") or {}
+    view = Incident(inc)
+    meta, spec, status = view.meta, view.spec, view.status
     rows: list[tuple[str, Any]] = [
         ("Name", meta.get("name")), ("Namespace", meta.get("namespace")), ("Title", spec.get("title")),
         ("Service", spec.get("service")), ("Severity", spec.get("severity")), ("State", spec.get("state", State.OPEN)),
@@ -276,14 +247,14 @@ def describe(inc: dict, now: datetime) -> str:
                          ("Resolved", "resolvedAt"), ("Closed", "closedAt")):
         rows.append((label, status.get(field)))
     rows += [("MTTA", _secs(status.get("mttaSeconds"))), ("MTTR", _secs(status.get("mttrSeconds")))]
-    deadlines = status.get("sla") or {}
+    deadlines = mapping(status.get("sla"))
     for kind in sla.KINDS:
         if deadlines.get(f"{kind}By"):
             flag = " (breached)" if deadlines.get(f"{kind}Breached") else ""
             rows.append((f"SLA {kind}", f"{deadlines.get(f'{kind}Minutes')} min, by {deadlines[f'{kind}By']}{flag}"))
     rows.append(("SLA left", sla_left(inc, now)))
     rows.append(("Escalation level", status.get("escalationLevel")))
-    rem = status.get("remediation") or {}
+    rem = view.remediation
     if rem:
         rows.append(("Remediation", f"{rem.get('phase', '-')}, {len(rem.get('attempts') or [])} attempt(s)"
                      + (f": {rem['message']}" if rem.get("message") else "")))
@@ -292,7 +263,7 @@ def describe(inc: dict, now: datetime) -> str:
         firing = sum(1 for a in alerts if a.get("status") == "firing")
         rows.append(("Alerts", f"{len(alerts)} ({firing} firing)"))
     rows.append(("Runbook", spec.get("runbookURL")))
-    rca = spec.get("rca") or {}
+    rca = mapping(spec.get("rca"))
     rows.append(("Root cause", rca.get("rootCause") or "<not written>"))
     shown = [(k, v) for k, v in rows if v not in (None, "")]
     width = max(len(k) for k, _ in shown) + 2
@@ -309,7 +280,7 @@ def describe(inc: dict, now: datetime) -> str:
     return "\n".join(out) + "\n"
 
 
-def context_lines(status: dict) -> list[str]:
+def context_lines(status: Mapping[str, Any]) -> list[str]:
     """Probable causes and the evidence they rest on, for `show`."""
     out: list[str] = []
     hints = status.get("hints") or []
@@ -325,7 +296,7 @@ def context_lines(status: dict) -> list[str]:
             cause = item.get("rootCause") or (f"probable: {item['probableCause']}" if item.get("probableCause")
                                               else "no root cause written")
             out.append(f"  {item.get('name')} ({item.get('createdAt')}, {item.get('state')}): {cause}")
-    ev = status.get("evidence") or {}
+    ev = mapping(status.get("evidence"))
     if not ev:
         return out
     out.append(f"Evidence ({ev.get('target', '-')}, gathered {ev.get('gatheredAt', '-')}"
@@ -353,7 +324,7 @@ def context_lines(status: dict) -> list[str]:
 
 
 def _secs(value: Any) -> str | None:
-    return None if value is None else f"{human_age(value)} ({value} s)"
+    return seconds_and_words(value, short_age)
 
 
 def _indent(text: str, width: int) -> str:
@@ -373,7 +344,7 @@ def patch_incident(s: Session, name: str, spec: dict, reason: str | None = None)
 def cmd_state(s: Session) -> None:
     target = STATE_COMMANDS[s.args.command]
     name = s.args.name
-    current = (s.get_incident(name).get("spec") or {}).get("state", State.OPEN)
+    current = Incident(s.get_incident(name)).state
     if current == target:
         print(f"incident.paramedic.dev/{name} is already {target}")
         return
@@ -402,8 +373,8 @@ runbook_view = entries.runbook_view
 
 
 def _service_of(s: Session, inc: dict) -> dict | None:
-    name = (inc.get("spec") or {}).get("service", "")
-    return s.client.get_or_none(kube.MONITORED_SERVICES, name, inc["metadata"]["namespace"]) if name else None
+    view = Incident(inc)
+    return s.client.get_or_none(kube.MONITORED_SERVICES, view.service, view.namespace) if view.service else None
 
 
 def cmd_runbook(s: Session) -> None:
@@ -430,7 +401,7 @@ def cmd_step(s: Session) -> None:
     view = runbook_view(inc, _service_of(s, inc))
     try:
         entry = entries.step_entry(view, s.args.n, s.actor(), s.now, s.args.note or "",
-                                   (inc.get("spec") or {}).get("service", "?"))
+                                   Incident(inc).service or "?")
     except ValueError as exc:
         raise CliError(str(exc)) from None
     append_to_spec(s, s.args.name, entries.RUNBOOK_STEPS, entry)
@@ -442,9 +413,10 @@ def cmd_maintain(s: Session) -> None:
     name, ns = s.args.service, s.one_namespace()
     for _ in range(5):
         svc = s.client.get(kube.MONITORED_SERVICES, name, ns)
-        windows = list((((svc.get("spec") or {}).get("maintenance") or {}).get("windows")) or [])
+        service = Service(svc)
+        windows = list(sequence(mapping(service.spec.get("maintenance")).get("windows")))
         if s.args.duration is None:
-            now_state = (svc.get("status") or {}).get("maintenance") or {}
+            now_state = dict(mapping(service.status.get("maintenance")))
             if s.args.output != "table":
                 print(dump({"service": name, "windows": windows, "status": now_state}, s.args.output), end="")
                 return
@@ -470,7 +442,7 @@ def cmd_maintain(s: Session) -> None:
 
 
 def cmd_assign(s: Session) -> None:
-    if not EMAIL.match(s.args.email):
+    if not is_email(s.args.email):
         raise CliError(f"{s.args.email!r} is not an e-mail address", EXIT_USAGE)
     patch_incident(s, s.args.name, {"assignee": s.args.email})
     print(f"incident.paramedic.dev/{s.args.name} assigned to {s.args.email}")
@@ -504,7 +476,7 @@ _BlockDumper.add_representer(str, lambda d, v: d.represent_scalar(
 
 
 def rca_template(inc: dict, name: str) -> str:
-    rca = (inc.get("spec") or {}).get("rca") or {}
+    rca = mapping(Incident(inc).spec.get("rca"))
     values = {key: rca.get(key) or "" for _, key in RCA_OPTIONS}
     head = (f"# Root-cause analysis of incident {inc['metadata'].get('namespace')}/{name}.\n"
             "# Lines starting with '#' are ignored. Use `|` blocks for several lines.\n"
@@ -560,17 +532,14 @@ def cmd_report(s: Session) -> None:
 
 def oncall_view(schedule: dict, now: datetime) -> dict:
     """Who is on call for one OnCallSchedule now, and who is next."""
-    spec = schedule.get("spec") or {}
-    meta = schedule.get("metadata") or {}
-    view: dict[str, Any] = {"team": meta.get("name"), "namespace": meta.get("namespace")}
-    try:
-        current = oncall.on_call_at(spec, now)
-        handoff = oncall.next_handoff(spec, now)
-        view.update(onCall=current.as_dict(), override=oncall.override_at(spec, now) is not None,
-                    nextHandoff=iso(handoff) if handoff else None,
-                    next=oncall.on_call_at(spec, handoff).as_dict() if handoff else None)
-    except ValueError as exc:
-        view["error"] = str(exc)
+    sch = Schedule(schedule)
+    view: dict[str, Any] = {"team": sch.meta.get("name"), "namespace": sch.meta.get("namespace")}
+    who = on_call(sch.spec, now)
+    if who.error:
+        view["error"] = who.error
+    else:
+        view.update(onCall=who.now, override=who.override, nextHandoff=iso(who.handoff) if who.handoff else None,
+                    next=who.next)
     return view
 
 

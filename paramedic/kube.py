@@ -1,10 +1,15 @@
 """The one Kubernetes client layer.
 
 Connection details come from the `kubernetes` package's loaders (kubeconfig or
-in-cluster service account); plain JSON in and out, with one pooled client per
-process: sync (httpx) for the webhook and the CLI, async (aiohttp) for the
-operator, whose request rate makes the client's CPU per request matter (see
-bench/RESULTS.md). Errors are mapped to a few exception types callers can act on.
+in-cluster service account); plain JSON in and out. Every call is described once, as
+data: a `Request` (method, path and query, JSON body, content type, whether 404 means
+"absent") built by a pure function, or a `Plan` (a generator of requests, for a LIST
+over pages). Two executors send them, each with one pooled client per process:
+`KubeClient` (sync, httpx) for the webhook, the CLI and the console, and
+`AsyncKubeClient` (async, aiohttp) for the operator, whose request rate makes the
+client's CPU per request matter (see bench/RESULTS.md). Both offer the same calls
+(`_Calls`, defined once); the sync one adds `watch`, `served` and `healthy`. Errors are
+mapped to a few exception types callers can act on.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, NamedTuple, Self, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -24,6 +29,10 @@ import httpx
 from yarl import URL
 
 from . import metrics
+from .domain.resources import Resource as View
+from .domain.resources import mapping, sequence
+
+T = TypeVar("T")
 
 GROUP = "paramedic.dev"
 VERSION = "v1alpha1"
@@ -179,16 +188,15 @@ class Connection:
         return cls(host=cfg.host.rstrip("/"), verify=verify, token=token)
 
 
-def _raise_for(resp: httpx.Response | _Answer) -> None:
-    if resp.status_code < 400:
-        return
+def _raise_for(status: int, content: bytes) -> None:
+    """The exception an error status maps to."""
+    text = content.decode(errors="replace")
     try:
-        body = resp.json()
-        message = body.get("message") or resp.text
+        body = json.loads(content)
+        message = body.get("message") or text
         reason = body.get("reason", "")
     except (ValueError, AttributeError):
-        body, message, reason = resp.text, resp.text, ""
-    status = resp.status_code
+        body, message, reason = text, text, ""
     if status == 404:
         raise NotFound(status, message, reason, body)
     if status == 409:
@@ -239,9 +247,6 @@ def _headers(conn: Connection, content_type: str | None = None) -> dict[str, str
     return headers
 
 
-_TRANSPORT_ERRORS = (httpx.TransportError,)
-
-
 class ReadFloor:
     """The newest resourceVersion this process has seen of one resource: reads "not older
     than" it are served by the API server's watch cache at once and still show every
@@ -255,8 +260,8 @@ class ReadFloor:
 
     def see(self, obj: Mapping[str, Any] | None) -> None:
         try:
-            rv = int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
-        except (TypeError, ValueError):
+            rv = int(View(mapping(obj)).resource_version or 0)
+        except ValueError:
             return  # resourceVersions are opaque by contract; etcd's are integers, others are ignored
         with self._lock:
             if rv > self._rv:
@@ -268,122 +273,216 @@ class ReadFloor:
         return {"resourceVersion": str(rv), "resourceVersionMatch": "NotOlderThan"} if rv else {}
 
 
-def _list_params(labels: Mapping[str, str] | None, field_selector: str | None, cached: bool,
-                 floor: ReadFloor | None) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if labels:
-        params["labelSelector"] = label_selector(labels)
-    if field_selector:
-        params["fieldSelector"] = field_selector
+# --- requests, described once --------------------------------------------------------------
+
+
+class Request(NamedTuple):
+    """One API request as data; the executors (`KubeClient`, `AsyncKubeClient`) send it.
+    A tuple, not a model: the operator builds thousands a second."""
+
+    method: str
+    target: str  # the path and its query, quoted
+    body: str | None = None  # JSON text
+    content_type: str | None = None  # of the body; None without one
+    absent_ok: bool = False  # 404 answers None (get_or_none, delete) instead of raising NotFound
+    text: bool = False  # the answer is plain text (a pod's log), not JSON
+
+
+Plan = Generator[Request, Any, T]
+"""A call of several requests (a LIST over pages): it yields each request, is sent each
+answer, and returns the call's result. Each executor drives it (`_drive`)."""
+
+
+def build(method: str, path: str, body: Any = None, content_type: str = "application/json",
+          params: Mapping[str, Any] | None = None, absent_ok: bool = False, text: bool = False) -> Request:
+    data = None if body is None else json.dumps(body)
+    return Request(method, path + _query(params), data, content_type if data is not None else None, absent_ok, text)
+
+
+def list_plan(res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
+              field_selector: str | None = None, cached: bool = False,
+              floor: ReadFloor | None = None) -> Plan[list[dict]]:
+    """Every item, page after page; the floor learns each page's resourceVersion."""
+    params: dict[str, Any] = {"labelSelector": label_selector(labels) if labels else None,
+                              "fieldSelector": field_selector or None}
     if cached:
         params["resourceVersion"] = "0"
     elif floor is not None:
         params.update(floor.params())
-    return params
+    items: list[dict] = []
+    while True:
+        out = yield build("GET", res.path(namespace), params=params)
+        items.extend(out.get("items", []))
+        if floor is not None:
+            floor.see(out)
+        cont = mapping(out.get("metadata")).get("continue")
+        if not cont:
+            return items
+        # Later pages follow the first one's snapshot: no resourceVersion of their own.
+        params = {k: v for k, v in params.items() if k not in ("resourceVersion", "resourceVersionMatch")}
+        params["continue"] = cont
 
 
-def _list_page(out: Mapping[str, Any], items: list[dict], floor: ReadFloor | None) -> str | None:
-    """Adds one page's items; the continue token of the next page, if any."""
-    items.extend(out.get("items", []))
-    if floor is not None:
-        floor.see(out)
-    return out.get("metadata", {}).get("continue") or None
+def first_plan(res: Resource, namespace: str | None = None) -> Plan[list[dict]]:
+    out = yield build("GET", res.path(namespace), params={"limit": "1"})
+    return list(sequence(out.get("items")))
 
 
-def _next_page(params: Mapping[str, Any], cont: str) -> dict[str, Any]:
-    # Later pages follow the first one's snapshot: no resourceVersion of their own.
-    params = dict(params, **{"continue": cont})
-    params.pop("resourceVersion", None)
-    params.pop("resourceVersionMatch", None)
-    return params
+def served_plan(group: str, version: str) -> Plan[set[str] | None]:
+    out = yield Request("GET", f"/apis/{group}/{version}" if group else f"/api/{version}", absent_ok=True)
+    if out is None:
+        return None
+    return {r["name"] for r in sequence(out.get("resources")) if "/" not in r.get("name", "/")}
 
 
-class KubeClient:
-    """Synchronous client (webhook, CLI, tests). Thread-safe: httpx pools connections."""
+def answer(req: Request, status: int, content: bytes) -> Any:
+    """What a request's answer means: its JSON (or text), None for an expected 404, else the error raised."""
+    _count(req.method, req.target, str(status))
+    if status >= 400:
+        if status == 404 and req.absent_ok:
+            return None
+        _raise_for(status, content)
+    if req.text:
+        return content.decode("utf-8", "replace")
+    return json.loads(content) if content else None
+
+
+def watch_event(line: bytes | str) -> dict:
+    """One line of a watch stream as its event; an ERROR event raised (410 as Expired)."""
+    event = json.loads(line)
+    if event.get("type") == "ERROR":
+        status = mapping(event.get("object"))
+        code = int(status.get("code") or 500)
+        if code == 410:
+            raise Expired(code, status.get("message", "too old resource version"), "Expired", status)
+        raise ApiError(code, status.get("message", "watch error"), status.get("reason", ""), status)
+    return event
+
+
+# --- the calls, defined once; each executor types their results -----------------------------
+
+# What a call returns: the value itself (KubeClient) or a coroutine of it (AsyncKubeClient).
+_Raw = TypeVar("_Raw")  # Any
+_Obj = TypeVar("_Obj")  # dict
+_Maybe = TypeVar("_Maybe")  # dict | None
+_Items = TypeVar("_Items")  # list[dict]
+_Done = TypeVar("_Done")  # None
+_Text = TypeVar("_Text")  # str
+
+
+class _Calls(Generic[_Raw, _Obj, _Maybe, _Items, _Done, _Text]):
+    """Every call both clients offer, once: each method describes its request(s); `_send` and
+    `_drive` are the executor's. (An executor that returns what it is given shows the requests.)"""
 
     def __init__(self, conn: Connection, timeout: float = 10.0, max_connections: int = 64):
         self.conn = conn
+        self._timeout = timeout
+        self._limit = max_connections
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Self:
+        return cls(Connection.load(settings.kubeconfig), timeout=settings.api_timeout_seconds)
+
+    def _send(self, req: Request) -> Any:
+        raise NotImplementedError
+
+    def _drive(self, plan: Plan[Any]) -> Any:
+        raise NotImplementedError
+
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+                params: Mapping[str, Any] | None = None) -> _Raw:
+        return self._send(build(method, path, body, content_type, params))
+
+    def get(self, res: Resource, name: str, namespace: str | None = None, subresource: str | None = None) -> _Obj:
+        return self._send(Request("GET", res.path(namespace, name, subresource)))
+
+    def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> _Maybe:
+        return self._send(Request("GET", res.path(namespace, name), absent_ok=True))
+
+    def get_text(self, res: Resource, name: str, namespace: str | None, subresource: str,
+                 params: Mapping[str, Any] | None = None) -> _Text:
+        """A subresource that answers plain text (a pod's log)."""
+        return self._send(build("GET", res.path(namespace, name, subresource), params=params, text=True))
+
+    def list(self, res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
+             field_selector: str | None = None, cached: bool = False, floor: ReadFloor | None = None) -> _Items:
+        """All items; `cached` serves from the API server's watch cache (resourceVersion=0), cheap but may lag;
+        `floor` serves from the watch cache too, but no older than what this process last saw."""
+        return self._drive(list_plan(res, namespace, labels, field_selector, cached, floor))
+
+    def list_first(self, res: Resource, namespace: str | None = None) -> _Items:
+        """At most one item (a LIST with limit=1): as much a check of the right to list as a
+        whole LIST, at a fraction of its cost."""
+        return self._drive(first_plan(res, namespace))
+
+    def create(self, res: Resource, body: dict, namespace: str | None = None) -> _Obj:
+        body = dict(body)
+        body.setdefault("apiVersion", res.api_version)
+        body.setdefault("kind", res.kind)
+        return self._send(build("POST", res.path(namespace), body))
+
+    def replace(self, res: Resource, name: str, body: dict, namespace: str | None = None,
+                subresource: str | None = None) -> _Obj:
+        return self._send(build("PUT", res.path(namespace, name, subresource), body))
+
+    def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None,
+              subresource: str | None = None, content_type: str = MERGE) -> _Obj:
+        return self._send(build("PATCH", res.path(namespace, name, subresource), patch, content_type))
+
+    def delete(self, res: Resource, name: str, namespace: str | None = None) -> _Done:
+        return self._send(Request("DELETE", res.path(namespace, name), absent_ok=True))  # already gone is done
+
+
+class KubeClient(_Calls[Any, dict, dict | None, list[dict], None, str]):
+    """Synchronous executor (webhook, CLI, console, tests). Thread-safe: httpx pools connections."""
+
+    def __init__(self, conn: Connection, timeout: float = 10.0, max_connections: int = 64):
+        super().__init__(conn, timeout, max_connections)
         self._http = httpx.Client(base_url=conn.host, verify=conn.verify, timeout=timeout,
                                   limits=httpx.Limits(max_connections=max_connections,
                                                       max_keepalive_connections=max_connections))
         self._watch_http: httpx.Client | None = None
         self._watch_lock = threading.Lock()
 
-    @classmethod
-    def from_settings(cls, settings: Any) -> KubeClient:
-        return cls(Connection.load(settings.kubeconfig), timeout=settings.api_timeout_seconds)
-
     def close(self) -> None:
         self._http.close()
         if self._watch_http is not None:
             self._watch_http.close()
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-                params: Mapping[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body)
+    def _send(self, req: Request) -> Any:
         try:
-            resp = self._http.request(method, path + _query(params), content=data,
-                                      headers=_headers(self.conn, content_type if data is not None else None))
-        except _TRANSPORT_ERRORS as exc:
-            _count(method, path, "error")
+            resp = self._http.request(req.method, req.target, content=req.body,
+                                      headers=_headers(self.conn, req.content_type))
+        except httpx.TransportError as exc:
+            _count(req.method, req.target, "error")
             raise Unavailable(f"API server unreachable: {exc.__class__.__name__}: {exc}") from exc
-        _count(method, path, str(resp.status_code))
-        _raise_for(resp)
-        return resp.json() if resp.content else None
+        return answer(req, resp.status_code, resp.content)
 
-    def get(self, res: Resource, name: str, namespace: str | None = None, subresource: str | None = None) -> dict:
-        return self.request("GET", res.path(namespace, name, subresource))
-
-    def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> dict | None:
+    def _drive(self, plan: Plan[Any]) -> Any:
         try:
-            return self.get(res, name, namespace)
-        except NotFound:
-            return None
-
-    def list_first(self, res: Resource, namespace: str | None = None) -> list[dict]:
-        """At most one item (a LIST with limit=1): as much a check of the right to list as a
-        whole LIST, at a fraction of its cost."""
-        return list(self.request("GET", res.path(namespace), params={"limit": "1"}).get("items") or [])
-
-    def list(self, res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
-             field_selector: str | None = None, cached: bool = False, floor: ReadFloor | None = None) -> list[dict]:
-        """All items; `cached` serves from the API server's watch cache (resourceVersion=0), cheap but may lag;
-        `floor` serves from the watch cache too, but no older than what this process last saw."""
-        params = _list_params(labels, field_selector, cached, floor)
-        items: list[dict] = []
-        while True:
-            out = self.request("GET", res.path(namespace), params=params)
-            cont = _list_page(out, items, floor)
-            if not cont:
-                return items
-            params = _next_page(params, cont)
+            req = next(plan)
+            while True:
+                req = plan.send(self._send(req))
+        except StopIteration as done:
+            return done.value
 
     def watch(self, res: Resource, namespace: str | None, resource_version: str,
               timeout_seconds: int) -> Iterable[dict]:
         """The events of one watch request (with bookmarks), until the server ends it."""
-        params = {"watch": "1", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
-                  "timeoutSeconds": str(timeout_seconds)}
+        req = build("GET", res.path(namespace), params={
+            "watch": "1", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_seconds)})
         # No read timeout shorter than the server's own: bookmarks arrive about once a minute.
         timeout = httpx.Timeout(10.0, read=timeout_seconds + 30.0)
-        path = res.path(namespace) + _query(params)
         try:
-            with self._watches().stream("GET", path, headers=_headers(self.conn), timeout=timeout) as resp:
-                _count("WATCH", path, str(resp.status_code))
+            with self._watches().stream("GET", req.target, headers=_headers(self.conn), timeout=timeout) as resp:
+                _count("WATCH", req.target, str(resp.status_code))
                 if resp.status_code >= 400:
-                    resp.read()
-                    _raise_for(resp)
+                    _raise_for(resp.status_code, resp.read())
                 for line in resp.iter_lines():
-                    if not line:
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        status = event.get("object") or {}
-                        code = int(status.get("code") or 500)
-                        if code == 410:
-                            raise Expired(code, status.get("message", "too old resource version"), "Expired", status)
-                        raise ApiError(code, status.get("message", "watch error"), status.get("reason", ""), status)
-                    yield event
-        except _TRANSPORT_ERRORS as exc:
+                    if line:
+                        yield watch_event(line)
+        except httpx.TransportError as exc:
             raise Unavailable(f"watch of {res.plural} broke: {exc.__class__.__name__}: {exc}") from exc
 
     def _watches(self) -> httpx.Client:
@@ -394,35 +493,11 @@ class KubeClient:
                                                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=8))
             return self._watch_http
 
-    def create(self, res: Resource, body: dict, namespace: str | None = None) -> dict:
-        body = dict(body)
-        body.setdefault("apiVersion", res.api_version)
-        body.setdefault("kind", res.kind)
-        return self.request("POST", res.path(namespace), body)
-
-    def replace(self, res: Resource, name: str, body: dict, namespace: str | None = None,
-                subresource: str | None = None) -> dict:
-        return self.request("PUT", res.path(namespace, name, subresource), body)
-
-    def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None,
-              subresource: str | None = None, content_type: str = MERGE) -> dict:
-        return self.request("PATCH", res.path(namespace, name, subresource), patch, content_type)
-
-    def delete(self, res: Resource, name: str, namespace: str | None = None) -> None:
-        try:
-            self.request("DELETE", res.path(namespace, name))
-        except NotFound:
-            pass
-
     def served(self, group: str, version: str) -> set[str] | None:
         """The resources (plurals, no subresources) the API server serves in one group version
         (discovery, which every authenticated identity may read); None when it serves none."""
-        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
-        try:
-            out = self.request("GET", path)
-        except NotFound:
-            return None
-        return {r["name"] for r in (out or {}).get("resources", []) if "/" not in r.get("name", "/")}
+        result: set[str] | None = self._drive(served_plan(group, version))
+        return result
 
     def healthy(self) -> bool:
         try:
@@ -431,37 +506,27 @@ class KubeClient:
         except (httpx.HTTPError, OSError):
             return False
 
-
-class _Answer:
-    """The parts of a response `_raise_for` reads, for the async client."""
-
-    def __init__(self, status: int, content: bytes):
-        self.status_code, self.content = status, content
-
-    @property
-    def text(self) -> str:
-        return self.content.decode(errors="replace")
-
-    def json(self) -> Any:
-        return json.loads(self.content)
+    def user_name(self) -> str:
+        """Who the API server takes this client for (SelfSubjectReview's user name), "" when it names nobody."""
+        review = self.create(SELF_SUBJECT_REVIEWS, {"metadata": {}})
+        status = review.get("status") if isinstance(review, dict) else None
+        user = status.get("userInfo") if isinstance(status, dict) else None
+        name = user.get("username") if isinstance(user, dict) else None
+        return str(name) if name else ""
 
 
-class AsyncKubeClient:
-    """Asynchronous client for the operator: one pooled connection set for all handlers.
+class AsyncKubeClient(_Calls[Coroutine[Any, Any, Any], Coroutine[Any, Any, dict],
+                             Coroutine[Any, Any, dict | None], Coroutine[Any, Any, list[dict]],
+                             Coroutine[Any, Any, None], Coroutine[Any, Any, str]]):
+    """Asynchronous executor for the operator: one pooled connection set for all handlers.
 
     The aiohttp session is created on first use, inside the running loop; `aclose`
     ends it (a later request opens a new one).
     """
 
     def __init__(self, conn: Connection, timeout: float = 10.0, max_connections: int = 64):
-        self.conn = conn
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._limit = max_connections
+        super().__init__(conn, timeout, max_connections)
         self._session: aiohttp.ClientSession | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> AsyncKubeClient:
-        return cls(Connection.load(settings.kubeconfig), timeout=settings.api_timeout_seconds)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -471,82 +536,29 @@ class AsyncKubeClient:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
                 connector=aiohttp.TCPConnector(limit=self._limit, ssl=self.conn.verify, keepalive_timeout=30))
         return self._session
 
-    async def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-                      params: Mapping[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body)
+    async def _send(self, req: Request) -> Any:
         # Paths and queries are quoted already: tell yarl not to quote them again.
-        url = URL(self.conn.host + path + _query(params), encoded=True)
+        url = URL(self.conn.host + req.target, encoded=True)
         try:
-            async with self._open().request(method, url, data=data,
-                                            headers=_headers(self.conn, content_type if data is not None else None)) as r:
-                answer = _Answer(r.status, await r.read())
+            async with self._open().request(req.method, url, data=req.body,
+                                            headers=_headers(self.conn, req.content_type)) as r:
+                status, content = r.status, await r.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            _count(method, path, "error")
+            _count(req.method, req.target, "error")
             raise Unavailable(f"API server unreachable: {exc.__class__.__name__}: {exc}") from exc
-        _count(method, path, str(answer.status_code))
-        _raise_for(answer)
-        return answer.json() if answer.content else None
+        return answer(req, status, content)
 
-    async def get(self, res: Resource, name: str, namespace: str | None = None, subresource: str | None = None) -> dict:
-        return await self.request("GET", res.path(namespace, name, subresource))
-
-    async def get_text(self, res: Resource, name: str, namespace: str | None, subresource: str,
-                       params: Mapping[str, Any] | None = None) -> str:
-        """A subresource that answers plain text (a pod's log)."""
-        path = res.path(namespace, name, subresource)
-        url = URL(self.conn.host + path + _query(params), encoded=True)
+    async def _drive(self, plan: Plan[Any]) -> Any:
         try:
-            async with self._open().request("GET", url, headers=_headers(self.conn)) as r:
-                answer = _Answer(r.status, await r.read())
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            _count("GET", path, "error")
-            raise Unavailable(f"API server unreachable: {exc.__class__.__name__}: {exc}") from exc
-        _count("GET", path, str(answer.status_code))
-        _raise_for(answer)
-        return answer.content.decode("utf-8", "replace")
-
-    async def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> dict | None:
-        try:
-            return await self.get(res, name, namespace)
-        except NotFound:
-            return None
-
-    async def list(self, res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
-                   field_selector: str | None = None, cached: bool = False,
-                   floor: ReadFloor | None = None) -> list[dict]:
-        """As KubeClient.list."""
-        params = _list_params(labels, field_selector, cached, floor)
-        items: list[dict] = []
-        while True:
-            out = await self.request("GET", res.path(namespace), params=params)
-            cont = _list_page(out, items, floor)
-            if not cont:
-                return items
-            params = _next_page(params, cont)
-
-    async def create(self, res: Resource, body: dict, namespace: str | None = None) -> dict:
-        body = dict(body)
-        body.setdefault("apiVersion", res.api_version)
-        body.setdefault("kind", res.kind)
-        return await self.request("POST", res.path(namespace), body)
-
-    async def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None,
-                    subresource: str | None = None, content_type: str = MERGE) -> dict:
-        return await self.request("PATCH", res.path(namespace, name, subresource), patch, content_type)
-
-    async def replace(self, res: Resource, name: str, body: dict, namespace: str | None = None,
-                      subresource: str | None = None) -> dict:
-        return await self.request("PUT", res.path(namespace, name, subresource), body)
-
-    async def delete(self, res: Resource, name: str, namespace: str | None = None) -> None:
-        try:
-            await self.request("DELETE", res.path(namespace, name))
-        except NotFound:
-            pass
+            req = next(plan)
+            while True:
+                req = plan.send(await self._send(req))
+        except StopIteration as done:
+            return done.value
 
 
 def event_body(regarding: Mapping[str, Any], reason: str, note: str, type_: str = "Normal",

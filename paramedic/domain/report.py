@@ -6,13 +6,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from .alerts import entry_fingerprint
+from .alert_records import entry_fingerprint
 from .lifecycle import is_active, was_acknowledged
 from .notify_render import safe_url
-from .stats import format_duration
+from .presentation import format_duration, seconds_and_words
+from .resources import Incident, mapping, sequence
 from .text import printable
 from .timeutil import iso, parse_or_none
-from .vocabulary import State
 
 RCA_FIELDS = (
     ("rootCause", "Root cause"),
@@ -57,25 +57,26 @@ def _duration(start: Any, end: Any) -> float | None:
     return None if a is None or b is None else max(0.0, (b - a).total_seconds())
 
 
-def _summary(inc: Mapping[str, Any], now: datetime) -> list[str]:
-    spec, status, meta = inc.get("spec") or {}, inc.get("status") or {}, inc.get("metadata") or {}
-    created = status.get("createdAt") or meta.get("creationTimestamp")
+def _summary(inc: Incident, now: datetime) -> list[str]:
+    spec, status = inc.spec, inc.status
+    created = status.get("createdAt") or inc.created
     end = status.get("resolvedAt") or status.get("closedAt")
     if end:
         duration = f"{format_duration(_duration(created, end))} (opened to resolved)"
-    elif not is_active(spec.get("state", State.OPEN)):
+    elif not is_active(inc.state):
         duration = "- (resolution time not recorded)"
     elif created:
         duration = f"{format_duration(_duration(created, iso(now)))} so far (not resolved)"
     else:
         duration = "-"
     rows = [
-        ["Service", spec.get("service")],
-        ["Severity", spec.get("severity")],
-        ["Source", spec.get("source")],
-        ["State", spec.get("state", State.OPEN)],
+        ["Service", inc.service],
+        ["Severity", inc.severity],
+        ["Source", inc.source],
+        ["State", inc.state],
+        # The person's (spec), not the on-call the operator announced (status): as before the views.
         ["Assignee", spec.get("assignee") or "unassigned"],
-        ["Team", status.get("team")],
+        ["Team", inc.team],
         ["Opened", _when(created)],
         ["Acknowledged", _when(status.get("acknowledgedAt"))],
         ["Investigating", _when(status.get("investigatingAt"))],
@@ -84,42 +85,39 @@ def _summary(inc: Mapping[str, Any], now: datetime) -> list[str]:
         ["Closed", _when(status.get("closedAt"))],
         ["Duration", duration],
     ]
-    if spec.get("managed") is False:
+    if not inc.managed:
         rows.append(["Managed", "no (matched no MonitoredService; never remediated)"])
     return ["## Summary", ""] + _table(["Field", "Value"], rows)
 
 
-def _impact(inc: Mapping[str, Any]) -> list[str]:
-    spec, status = inc.get("spec") or {}, inc.get("status") or {}
+def _impact(inc: Incident) -> list[str]:
     lines = ["## Impact", ""]
-    description = str(spec.get("description") or "").strip()
+    description = str(inc.spec.get("description") or "").strip()
     lines.append(description if description else "_No description recorded._")
-    facts = [f"Service `{_inline(spec.get('service'))}` at severity **{_inline(spec.get('severity') or 'high')}**."]
-    alerts = status.get("alerts") or []
-    if alerts:
-        facts.append(f"{len(alerts)} alert(s) joined this incident.")
-    level = status.get("escalationLevel") or 0
-    if level:
-        facts.append(f"{level} escalation step(s) taken before acknowledgement.")
-    if (status.get("sla") or {}).get("breached"):
+    facts = [f"Service `{_inline(inc.service)}` at severity **{_inline(inc.severity)}**."]
+    if inc.alerts:
+        facts.append(f"{len(inc.alerts)} alert(s) joined this incident.")
+    if inc.escalation_level:
+        facts.append(f"{inc.escalation_level} escalation step(s) taken before acknowledgement.")
+    if inc.sla.get("breached"):
         facts.append("The SLA was breached.")
-    labels = spec.get("labels") or {}
+    labels = mapping(inc.spec.get("labels"))
     if labels:
         shown = ", ".join(f"`{_inline(k)}={_inline(v)}`" for k, v in sorted(labels.items()))
         facts.append(f"Labels: {shown}.")
     return lines + [""] + [f"- {f}" for f in facts]
 
 
-def _timeline(status: Mapping[str, Any]) -> list[str]:
-    entries = status.get("timeline") or []
+def _timeline(inc: Incident) -> list[str]:
+    entries = inc.timeline
     if not entries:
         return ["## Timeline", "", "_No timeline entries._"]
     rows = [[e.get("time"), e.get("type"), e.get("actor"), e.get("message")] for e in entries]
     return ["## Timeline", ""] + _table(["Time", "Event", "Actor", "Message"], rows)
 
 
-def _alerts(status: Mapping[str, Any]) -> list[str]:
-    alerts = status.get("alerts") or []
+def _alerts(inc: Incident) -> list[str]:
+    alerts = inc.alerts
     if not alerts:
         return ["## Alerts", "", "_No alerts._"]
     rows = [[a.get("alertname"), a.get("status"), a.get("startsAt"), a.get("resolvedAt") or a.get("endsAt"),
@@ -127,9 +125,8 @@ def _alerts(status: Mapping[str, Any]) -> list[str]:
     return ["## Alerts", ""] + _table(["Alert", "Status", "Started", "Resolved", "Summary", "Fingerprint"], rows)
 
 
-def _remediation(status: Mapping[str, Any]) -> list[str]:
-    rem = status.get("remediation") or {}
-    attempts = rem.get("attempts") or []
+def _remediation(inc: Incident) -> list[str]:
+    rem, attempts = inc.remediation, inc.attempts
     lines = ["## Remediation attempts", ""]
     if rem.get("phase"):
         lines += [f"Phase: **{_inline(rem['phase'])}**" + (f": {_inline(rem['message'])}" if rem.get("message") else ""), ""]
@@ -152,8 +149,8 @@ def _remediation(status: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _notifications(status: Mapping[str, Any]) -> list[str]:
-    notes = status.get("notifications") or []
+def _notifications(inc: Incident) -> list[str]:
+    notes = sequence(inc.status.get("notifications"))
     if not notes:
         return ["## Notifications", "", "_No notifications._"]
     rows = [[n.get("time"), n.get("event"), n.get("channel"), n.get("recipients"), n.get("result"),
@@ -162,12 +159,11 @@ def _notifications(status: Mapping[str, Any]) -> list[str]:
                                                "Error"], rows)
 
 
-def _metrics(status: Mapping[str, Any]) -> list[str]:
-    sla = status.get("sla") or {}
+def _metrics(inc: Incident) -> list[str]:
+    status, sla = inc.status, inc.sla
 
     def secs(field: str) -> str:
-        value = status.get(field)
-        return "-" if value is None else f"{format_duration(value)} ({value} s)"
+        return seconds_and_words(status.get(field)) or "-"
 
     def target(kind: str) -> str:
         minutes = sla.get(f"{kind}Minutes")
@@ -188,13 +184,13 @@ def _metrics(status: Mapping[str, Any]) -> list[str]:
         ["SLA acknowledge breached", breached("acknowledge")],
         ["SLA resolve target", target("resolve")],
         ["SLA resolve breached", breached("resolve")],
-        ["Escalation level", status.get("escalationLevel") or 0],
+        ["Escalation level", inc.escalation_level],
     ]
     return ["## Metrics", ""] + _table(["Metric", "Value"], rows)
 
 
-def _rca(spec: Mapping[str, Any]) -> list[str]:
-    rca = spec.get("rca") or {}
+def _rca(inc: Incident) -> list[str]:
+    rca = inc.rca
     lines = ["## Root cause analysis"]
     for key, title in RCA_FIELDS:
         text = str(rca.get(key) or "").strip()
@@ -207,8 +203,8 @@ def changes_line(rollout: Mapping[str, Any]) -> str:
     return changes or ("no pod template change" if rollout.get("previousRevision") else "first revision")
 
 
-def _context(status: Mapping[str, Any]) -> list[str]:
-    hints = status.get("hints") or []
+def _context(inc: Incident) -> list[str]:
+    status, hints = inc.status, inc.hints
     lines = ["## Probable causes", ""]
     if hints:
         lines += _table(["#", "Summary", "Suggested action", "Evidence"],
@@ -216,7 +212,7 @@ def _context(status: Mapping[str, Any]) -> list[str]:
                          for n, h in enumerate(hints, 1)])
     else:
         lines.append("_No probable cause found in the evidence._")
-    seen = status.get("seenBefore") or []
+    seen = sequence(status.get("seenBefore"))
     lines += ["", "## Seen before", ""]
     if seen:
         lines += _table(["Incident", "Created", "State", "Root cause"],
@@ -225,7 +221,7 @@ def _context(status: Mapping[str, Any]) -> list[str]:
                                                  else "not written")] for i in seen])
     else:
         lines.append("_No earlier incident of this service._")
-    ev = status.get("evidence") or {}
+    ev = mapping(status.get("evidence"))
     lines += ["", "## Evidence", ""]
     if not ev:
         return lines + ["_No evidence gathered._"]
@@ -260,8 +256,8 @@ def _context(status: Mapping[str, Any]) -> list[str]:
     return lines[:-1] if lines[-1] == "" else lines
 
 
-def _people(spec: Mapping[str, Any]) -> list[str]:
-    steps = spec.get("runbookSteps") or []
+def _people(inc: Incident) -> list[str]:
+    steps = inc.runbook_steps
     lines = ["## Runbook steps applied", ""]
     if steps:
         lines += _table(["Step", "Title", "By", "When", "Note"],
@@ -269,7 +265,7 @@ def _people(spec: Mapping[str, Any]) -> list[str]:
                          for st in steps])
     else:
         lines.append("_No runbook step marked applied._")
-    comments = spec.get("comments") or []
+    comments = inc.comments
     lines += ["", "## Comments", ""]
     if comments:
         lines += _table(["When", "By", "Comment"], [[c.get("time"), c.get("author"), c.get("text")] for c in comments])
@@ -281,23 +277,23 @@ def _people(spec: Mapping[str, Any]) -> list[str]:
 def render_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
     """The post-mortem of `incident` as Markdown, generated at `now`: printable text (it is
     printed, saved and read in terminals), the runbook linked only when it is an http(s) URL."""
-    spec, status, meta = incident.get("spec") or {}, incident.get("status") or {}, incident.get("metadata") or {}
-    ref = f"{meta.get('namespace', '')}/{meta.get('name', '')}".strip("/")
-    runbook = spec.get("runbookURL")
+    inc = Incident(incident)
+    ref = f"{inc.namespace}/{inc.name}".strip("/")
+    runbook = inc.spec.get("runbookURL")
     link = safe_url(str(runbook or ""))
     parts = [
-        [f"# Post-mortem: {_inline(spec.get('title') or meta.get('name') or 'incident')}", "",
+        [f"# Post-mortem: {_inline(inc.title or inc.name or 'incident')}", "",
          f"Incident `{ref}`, report generated {iso(now)}."],
-        _summary(incident, now),
-        _impact(incident),
-        _timeline(status),
-        _alerts(status),
-        _context(status),
-        _remediation(status),
-        _people(spec),
-        _notifications(status),
-        _metrics(status),
-        _rca(spec),
+        _summary(inc, now),
+        _impact(inc),
+        _timeline(inc),
+        _alerts(inc),
+        _context(inc),
+        _remediation(inc),
+        _people(inc),
+        _notifications(inc),
+        _metrics(inc),
+        _rca(inc),
         ["## Runbook", "", f"<{link}>" if link else
          f"Not an http(s) link: `{_inline(runbook).replace('`', '')}`" if runbook else "_No runbook linked._"],
     ]

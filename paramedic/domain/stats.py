@@ -7,16 +7,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from .lifecycle import ACTIVE_STATES, STATES, was_acknowledged
-from .timeutil import parse_or_none
-from .vocabulary import DEFAULT_SEVERITY, ENDED_UNSUCCESSFULLY, SEVERITIES, AttemptResult, State
+from .lifecycle import STATES, was_acknowledged
+from .presentation import format_duration as format_duration  # one implementation (presentation)
+from .resources import Incident
+from .vocabulary import ENDED_UNSUCCESSFULLY, SEVERITIES, AttemptResult
 
 
 def created_at(incident: Mapping[str, Any]) -> datetime | None:
     """status.createdAt, else metadata.creationTimestamp (before the operator saw it)."""
-    status = incident.get("status") or {}
-    meta = incident.get("metadata") or {}
-    return parse_or_none(status.get("createdAt")) or parse_or_none(meta.get("creationTimestamp"))
+    return Incident(incident).created_at
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -43,7 +42,7 @@ def summarize(values: list[float]) -> dict[str, Any]:
 def _seconds(incidents: Sequence[Mapping[str, Any]], field: str) -> list[float]:
     out = []
     for inc in incidents:
-        value = (inc.get("status") or {}).get(field)
+        value = Incident(inc).status.get(field)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out.append(float(value))
     return out
@@ -61,44 +60,23 @@ def compute_stats(incidents: Sequence[Mapping[str, Any]], now: datetime, window:
         since = now - window
         incidents = [i for i in incidents if (c := created_at(i)) is not None and c >= since]
     total = len(incidents)
-    spec = [i.get("spec") or {} for i in incidents]
-    breached = sum(1 for i in incidents if ((i.get("status") or {}).get("sla") or {}).get("breached"))
-    acknowledged = [i for i in incidents if was_acknowledged(i.get("status") or {}) is not False]
+    views = [Incident(i) for i in incidents]
+    breached = sum(1 for v in views if v.sla.get("breached"))
+    acknowledged = [v.body for v in views if was_acknowledged(v.status) is not False]
     return {
         "window": None if window is None else int(window.total_seconds()),
         "total": total,
-        "active": sum(1 for s in spec if s.get("state", State.OPEN) in ACTIVE_STATES),
-        "byState": _ordered_counts(Counter(s.get("state", State.OPEN) for s in spec), STATES),
-        "bySeverity": _ordered_counts(Counter(s.get("severity", DEFAULT_SEVERITY) for s in spec), SEVERITIES),
-        "byService": _ordered_counts(Counter(s.get("service", "") for s in spec)),
+        "active": sum(1 for v in views if v.active),
+        "byState": _ordered_counts(Counter(v.state for v in views), STATES),
+        "bySeverity": _ordered_counts(Counter(v.severity for v in views), SEVERITIES),
+        "byService": _ordered_counts(Counter(v.service for v in views)),
         # MTTA only of incidents someone acknowledged: an auto-resolved one has no acknowledgement.
         "mtta": summarize(_seconds(acknowledged, "mttaSeconds")),
-        "unacknowledged": sum(1 for i in incidents if was_acknowledged(i.get("status") or {}) is False),
+        "unacknowledged": sum(1 for v in views if was_acknowledged(v.status) is False),
         "mttr": summarize(_seconds(incidents, "mttrSeconds")),
         "slaBreached": breached,
         "slaBreachRate": breached / total if total else None,
     }
-
-
-def format_duration(seconds: float | None) -> str:
-    """Human duration: `45s`, `12m 5s`, `3h 20m`, `2d 4h`; `-` for None."""
-    if seconds is None:
-        return "-"
-    total = int(round(seconds))
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        parts = [f"{days}d", f"{hours}h" if hours else ""]
-    elif hours:
-        parts = [f"{hours}h", f"{minutes}m" if minutes else ""]
-    elif minutes:
-        parts = [f"{minutes}m", f"{secs}s" if secs else ""]
-    else:
-        parts = [f"{secs}s"]
-    return sign + " ".join(p for p in parts if p)
 
 
 def render_stats_table(stats: Mapping[str, Any]) -> str:
@@ -149,11 +127,11 @@ def daily_series(incidents: Sequence[Mapping[str, Any]], now: datetime, days: in
         if not 0 <= index < days:
             continue
         bucket = buckets[index]
-        severity = str((inc.get("spec") or {}).get("severity", DEFAULT_SEVERITY))
-        status = inc.get("status") or {}
+        view = Incident(inc)
+        severity, status = str(view.severity), view.status
         bucket["total"] += 1
         bucket["bySeverity"][severity] = bucket["bySeverity"].get(severity, 0) + 1
-        if (status.get("sla") or {}).get("breached"):
+        if view.sla.get("breached"):
             bucket["breached"] += 1
         if was_acknowledged(status) is not False and _number(status.get("mttaSeconds")) is not None:
             bucket["_mtta"].setdefault(severity, []).append(float(status["mttaSeconds"]))
@@ -172,7 +150,7 @@ def _number(value: Any) -> float | None:
 
 def noisiest_services(incidents: Sequence[Mapping[str, Any]], limit: int = 10) -> list[tuple[str, int]]:
     """(service, incident count), most incidents first, at most `limit`."""
-    counts = Counter(str((i.get("spec") or {}).get("service", "")) for i in incidents)
+    counts = Counter(Incident(i).service for i in incidents)
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
 
 
@@ -181,7 +159,7 @@ def remediation_outcomes(incidents: Sequence[Mapping[str, Any]]) -> dict[str, An
     (`DryRun` and the ones still in progress are not counted in the rate)."""
     results: Counter[str] = Counter()
     for inc in incidents:
-        for attempt in ((inc.get("status") or {}).get("remediation") or {}).get("attempts") or []:
+        for attempt in Incident(inc).attempts:
             results[str(attempt.get("result") or "")] += 1
     done = (AttemptResult.SUCCEEDED, *ENDED_UNSUCCESSFULLY)
     ended = sum(n for r, n in results.items() if r in done)
