@@ -169,13 +169,23 @@ def test_escape_cell(value, expected):
 def test_every_table_row_has_the_header_column_count():
     text = report.render_postmortem(INCIDENT, NOW)
     lines = text.splitlines()
+    tables, rows, checked = 0, 0, set()
     for i, line in enumerate(lines):
         if line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("| ---"):
+            tables += 1
             width = _cells(line)
+            assert _cells(lines[i + 1]) == width, lines[i + 1]
+            checked |= {i, i + 1}
             j = i + 2
             while j < len(lines) and lines[j].startswith("|"):
                 assert _cells(lines[j]) == width, lines[j]
+                checked.add(j)
+                rows += 1
                 j += 1
+    # The full incident fills every section: its tables are found and have rows, and no line of
+    # a table escaped the check (a header the scan did not recognise).
+    assert tables >= 10 and rows >= tables
+    assert [line for i, line in enumerate(lines) if line.startswith("|") and i not in checked] == []
 
 
 def _cells(line: str) -> int:
