@@ -2,8 +2,8 @@
 logs, status or Events, and probes never reach metadata addresses.
 
 Covered elsewhere and not repeated here: least-privilege RBAC (tests/e2e/test_packaging.py
-`kubectl auth can-i` checks and tests/unit/test_chart_files.py), non-root pods with a
-read-only root filesystem (tests/unit/test_chart_files.py), the SMTP password on a failed
+`kubectl auth can-i` checks and tests/chart/test_chart_files.py), non-root pods with a
+read-only root filesystem (tests/chart/test_chart_files.py), the SMTP password on a failed
 login (tests/e2e/test_notify_smtp.py).
 """
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 CHART = REPO / "charts" / "paramedic"
 MANIFESTS = REPO / "manifests"
 
-_spec = importlib.util.spec_from_file_location("paramedic_chart_checks", REPO / "tests" / "unit" / "test_chart_files.py")
+_spec = importlib.util.spec_from_file_location("paramedic_chart_checks", REPO / "tests" / "chart" / "test_chart_files.py")
 checks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(checks)
 

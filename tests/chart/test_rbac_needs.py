@@ -10,7 +10,6 @@ of its modes (all namespaces, and a list of watched namespaces).
 from __future__ import annotations
 
 import ast
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from paramedic import kube
+from tests.chart.helm import render
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -312,28 +312,6 @@ def test_remediate_role_is_aggregated_into_edit_and_admin_and_grants_only_remedi
 
 
 # --- the chart, rendered ------------------------------------------------------------------
-
-def _helm() -> str:
-    from devtools.cluster import tools_bin
-    try:
-        helm = tools_bin() / "helm"
-    except (OSError, subprocess.CalledProcessError):
-        helm = None
-    if helm is None or not helm.exists():
-        found = shutil.which("helm")
-        if not found:
-            pytest.skip("helm is not built (make tools)")
-        return found
-    return str(helm)
-
-
-def render(*sets: str, namespace: str = "ops") -> list[dict]:
-    args = [_helm(), "template", "pm", str(REPO / "charts" / "paramedic"), "--namespace", namespace]
-    for s in sets:
-        args += ["--set", s]
-    out = subprocess.run(args, check=True, capture_output=True, text=True)
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
-
 
 def effective(docs: list[dict], subject: str) -> dict[str | None, set[tuple[str, str, str]]]:
     """What `subject` (a ServiceAccount name) may do: cluster-wide (None) and per namespace."""

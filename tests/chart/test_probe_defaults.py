@@ -12,7 +12,7 @@ from paramedic import netguard
 from paramedic.domain.outbound import OutboundPolicy
 from paramedic.domain.vocabulary import AddressClass
 from paramedic.settings import Settings
-from tests.unit.test_rbac_needs import render
+from tests.chart.helm import render
 
 REPO = Path(__file__).resolve().parents[2]
 PRIVATE = ["10.96.0.1", "10.0.0.10", "172.16.5.4", "172.31.255.1", "192.168.1.1", "100.64.0.1", "fd12:3456::1",
