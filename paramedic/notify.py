@@ -27,13 +27,13 @@ from paramedic.domain.notify_render import (
     CHANNELS,
     DeliveryResult,
     Notification,
-    is_valid_address,
     render_email,
     render_slack,
     render_webhook,
     sender_address,
     unconfigured,
 )
+from paramedic.domain.vocabulary import is_deliverable_email
 from paramedic.settings import Settings, SettingsError
 
 __all__ = ["DeliveryResult", "Notifier", "redact_url"]
@@ -171,7 +171,7 @@ class Notifier:
 
     async def _deliver_email(self, n: Notification) -> DeliveryResult:
         s = self.settings
-        recipients = [r.strip() for r in n.recipients if isinstance(r, str) and is_valid_address(r.strip())]
+        recipients = [r.strip() for r in n.recipients if isinstance(r, str) and is_deliverable_email(r.strip())]
         if not s.smtp_host:
             return self._skipped("email", "SMTP not configured (PARAMEDIC_SMTP_HOST)", recipients)
         if not recipients:

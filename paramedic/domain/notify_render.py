@@ -22,7 +22,7 @@ import jinja2
 
 from paramedic.domain.text import BIDI_CONTROLS, cut, printable
 from paramedic.domain.timeutil import iso, parse_or_none
-from paramedic.domain.vocabulary import DEFAULT_SEVERITY, State
+from paramedic.domain.vocabulary import DEFAULT_SEVERITY, State, is_deliverable_email
 
 EVENTS: tuple[str, ...] = ("opened", "escalated", "remediation", "sla_breach", "resolved", "closed")
 CHANNELS: tuple[str, ...] = ("email", "slack", "webhook")
@@ -44,10 +44,6 @@ _SLACK_HEADER_LIMIT = 150
 _SLACK_SECTION_LIMIT = 3000
 _SLACK_FIELD_LIMIT = 2000
 
-_ADDRESS = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
-    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
 # Anything a header must not carry: C0 controls (CR, LF, NUL, ...), DEL, C1, Unicode line
 # breaks and bidi overrides (a subject that reads otherwise than it is).
 _HEADER_BAD = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}]")
@@ -139,21 +135,16 @@ def unconfigured(recipients: Sequence[str], smtp_configured: bool, slack_configu
                  webhook_configured: bool) -> list[DeliveryResult] | None:
     """The `skipped` results a delivery would return when no channel could send anything, else
     None. `slack_configured`/`webhook_configured`: a URL globally or on the service."""
-    if smtp_configured and any(isinstance(r, str) and is_valid_address(r.strip()) for r in recipients):
+    if smtp_configured and any(isinstance(r, str) and is_deliverable_email(r.strip()) for r in recipients):
         return None
     if slack_configured or webhook_configured:
         return None
     email = ("SMTP not configured (PARAMEDIC_SMTP_HOST)" if not smtp_configured else "no recipients")
-    return [DeliveryResult("email", [r.strip() for r in recipients if is_valid_address(r.strip())], ok=False,
+    return [DeliveryResult("email", [r.strip() for r in recipients if is_deliverable_email(r.strip())], ok=False,
                            error=email, attempts=0, skipped=True),
             DeliveryResult("slack", [], ok=False, error="slack webhook URL not configured", attempts=0, skipped=True),
             DeliveryResult("webhook", [], ok=False, error="webhook webhook URL not configured", attempts=0,
                            skipped=True)]
-
-
-def is_valid_address(address: str) -> bool:
-    """A plain ASCII `local@domain` address (no display name), as SMTP envelopes need."""
-    return isinstance(address, str) and len(address) <= 254 and bool(_ADDRESS.match(address))
 
 
 def recipients_for(event: str, assignee: str, service_admins: Iterable[str] | None,
@@ -168,7 +159,7 @@ def recipients_for(event: str, assignee: str, service_admins: Iterable[str] | No
     for group in ([assignee], extra, service_admins or (), global_admins or ()):
         for raw in group:
             address = (raw or "").strip() if isinstance(raw, str) else ""
-            if not is_valid_address(address) or address.lower() in seen:
+            if not is_deliverable_email(address) or address.lower() in seen:
                 continue
             seen.add(address.lower())
             out.append(address)
@@ -282,11 +273,11 @@ def render_email(n: Notification, sender: str) -> EmailMessage:
     Recipients that are not plain addresses are dropped; ValueError when none is left or the
     sender has no valid address. Date and Message-ID are the sender's job (they need a clock).
     """
-    recipients = [r.strip() for r in n.recipients if isinstance(r, str) and is_valid_address(r.strip())]
+    recipients = [r.strip() for r in n.recipients if isinstance(r, str) and is_deliverable_email(r.strip())]
     if not recipients:
         raise ValueError("no valid recipient address")
     name, address = parseaddr(sanitize_header(sender, 254))
-    if not is_valid_address(address):
+    if not is_deliverable_email(address):
         raise ValueError(f"invalid sender address {sender!r}")
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["From"] = formataddr((sanitize_header(name, 78), address)) if name else address

@@ -66,6 +66,29 @@ ENDED_UNSUCCESSFULLY: tuple[AttemptResult, ...] = (AttemptResult.FAILED, Attempt
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 """An RFC 1123 label: a namespace's name."""
 
+EMAIL_MAX = 254
+"""The longest e-mail address (RFC 5321's path limit; the CRDs' `maxLength`)."""
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+"""An e-mail address as people write one into an Incident, a MonitoredService or an
+OnCallSchedule (assignee, admins, on-call people): the pattern the CRDs, their CEL rule and the
+chart's values schema carry (held equal by tests/unit/test_vocabulary_email.py)."""
+
+_DNS_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+DELIVERABLE_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@" + _DNS_NAME + "$")
+"""The addresses Paramedic mails to: a plain ASCII `local@domain` (no display name, no quoting),
+as SMTP envelopes need; narrower than EMAIL, so an address the CRDs took may still be skipped."""
+
+
+def is_email(value: object) -> bool:
+    """`value` is an e-mail address as the CRDs accept one (EMAIL, at most EMAIL_MAX long)."""
+    return isinstance(value, str) and len(value) <= EMAIL_MAX and bool(EMAIL.match(value))
+
+
+def is_deliverable_email(value: object) -> bool:
+    """`value` is an address Paramedic mails to (DELIVERABLE_EMAIL, at most EMAIL_MAX long)."""
+    return isinstance(value, str) and len(value) <= EMAIL_MAX and bool(DELIVERABLE_EMAIL.match(value))
+
 
 class AddressClass(StrEnum):
     """What an outbound destination address is (`paramedic.domain.outbound.classify`); also the
