@@ -72,21 +72,7 @@ class IncidentReconciler:
         meanwhile remediation waits and says so in each incident's status. Then every active
         incident is looked at again."""
         ns = self.rt.settings.namespace
-        delay = first_delay
-        while True:
-            try:
-                loaded = await seal_io.load_or_create(self.rt.client, ns)
-                break
-            except (kube.ApiError, kube.Unavailable, seal_io.SealKeyError) as exc:
-                hint = ""
-                if isinstance(exc, kube.NotFound):
-                    hint = f" (does namespace {ns!r}, PARAMEDIC_NAMESPACE, exist?)"
-                elif isinstance(exc, kube.ApiError) and exc.status == 403:
-                    hint = " (grant the Role paramedic-operator-seal of manifests/rbac.yaml, or install the chart)"
-                log.error("remediation waits: cannot load the key sealing its attempts from Secret %s/%s: %s%s; "
-                          "retrying in %.0fs", ns, seal_io.SECRET_NAME, exc, hint, delay)
-            await asyncio.sleep(delay)
-            delay = min(max_delay, delay * 2)
+        loaded = await seal_io.load_retrying(self.rt.client, ns, first_delay=first_delay, max_delay=max_delay)
         self.plan_settings = dataclasses.replace(self.plan_settings, seal_key=loaded.key, sealed_since=loaded.since)
         log.info("remediation seal key loaded from Secret %s/%s", ns, seal_io.SECRET_NAME)
         if self.queue is not None:

@@ -10,13 +10,21 @@ Deleting it rotates the key: attempts sealed with the old one are no longer resu
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from . import kube
+from .domain.resources import Resource, mapping
 from .domain.seal import KEY_BYTES
 from .domain.timeutil import parse_or_none
+
+log = logging.getLogger(__name__)
 
 SECRET_NAME = "paramedic-remediation-seal"
 KEY_FIELD = "key"
@@ -33,9 +41,9 @@ class SealKey:
     """The Secret's creation: when sealing began."""
 
 
-def _read(secret: dict, namespace: str) -> SealKey:
+def _read(secret: Mapping[str, Any], namespace: str) -> SealKey:
     where = f"Secret {namespace}/{SECRET_NAME}"
-    raw = (secret.get("data") or {}).get(KEY_FIELD)
+    raw = mapping(secret.get("data")).get(KEY_FIELD)
     try:
         key = base64.b64decode(raw or "", validate=True)
     except (ValueError, TypeError):
@@ -44,7 +52,7 @@ def _read(secret: dict, namespace: str) -> SealKey:
     if len(key) < KEY_BYTES:
         raise SealKeyError(f"{where}: data.{KEY_FIELD} holds {len(key)} bytes, fewer than {KEY_BYTES}; delete the "
                            "Secret and the operator makes a new one")
-    return SealKey(key, parse_or_none((secret.get("metadata") or {}).get("creationTimestamp")))
+    return SealKey(key, parse_or_none(Resource(secret).created))
 
 
 async def load_or_create(client: kube.AsyncKubeClient, namespace: str) -> SealKey:
@@ -64,3 +72,26 @@ async def load_or_create(client: kube.AsyncKubeClient, namespace: str) -> SealKe
         except kube.Conflict:
             found = await client.get(kube.SECRETS, SECRET_NAME, namespace)
     return _read(found, namespace)
+
+
+async def load_retrying(client: kube.AsyncKubeClient, namespace: str, *, first_delay: float = 1.0,
+                        max_delay: float = 60.0) -> SealKey:
+    """`load_or_create` until it succeeds: `first_delay` seconds after the first failure, doubling
+    up to `max_delay`; each failure an ERROR that says what to fix (remediation waits meanwhile)."""
+
+    def failed(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        hint = ""
+        if isinstance(exc, kube.NotFound):
+            hint = f" (does namespace {namespace!r}, PARAMEDIC_NAMESPACE, exist?)"
+        elif isinstance(exc, kube.ApiError) and exc.status == 403:
+            hint = " (grant the Role paramedic-operator-seal of manifests/rbac.yaml, or install the chart)"
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
+        log.error("remediation waits: cannot load the key sealing its attempts from Secret %s/%s: %s%s; "
+                  "retrying in %.0fs", namespace, SECRET_NAME, exc, hint, delay)
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type((kube.ApiError, kube.Unavailable, SealKeyError)),
+        wait=wait_exponential(multiplier=first_delay, max=max_delay), before_sleep=failed, reraise=True)
+    loaded: SealKey = await retrying(load_or_create, client, namespace)
+    return loaded

@@ -114,3 +114,20 @@ def test_the_operator_retries_until_it_has_the_key_then_looks_at_every_incident_
     assert queued == [("shop", "inc-1")]
     assert "does namespace 'paramedic', PARAMEDIC_NAMESPACE, exist?" in caplog.text
     assert NO_SEAL_KEY.startswith("remediation waits for the key")
+
+
+def test_load_retrying_waits_out_refusals_with_a_doubling_delay_and_says_what_to_fix(caplog) -> None:
+    api = Secrets(forbidden=True)
+    calls = {"n": 0}
+    get = api.get_or_none
+
+    async def counting_get(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            api.forbidden = False
+        return await get(*args, **kwargs)
+    api.get_or_none = counting_get  # type: ignore[method-assign]
+    loaded = asyncio.run(seal_io.load_retrying(api, "paramedic", first_delay=0.01, max_delay=0.02))  # type: ignore[arg-type]
+    assert len(loaded.key) >= 32 and calls["n"] == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and all("grant the Role paramedic-operator-seal" in e for e in errors)
