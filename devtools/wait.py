@@ -11,18 +11,24 @@ class WaitTimeout(AssertionError, TimeoutError):
     """The condition did not hold in time: a failed assertion for the tests, a TimeoutError for the benchmarks."""
 
 
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2,
+             describe: Callable[[], str] | None = None) -> Any:
     """Poll until `cond()` is truthy; its value is returned. Raises WaitTimeout naming `what`
-    (and the last exception `cond` raised, since conditions may race object creation)."""
+    (and the last exception `cond` raised, since conditions may race object creation), followed
+    by `describe()` when given: what was last seen, so a failure shows why it never held."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
-    while time.monotonic() < deadline:
+    while True:
         try:
             value = cond()
             if value:
                 return value
         except Exception as exc:
             last_exc = exc
+        if time.monotonic() >= deadline:
+            break
         time.sleep(interval)
-    raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}"
-                      + (f" (last error: {last_exc})" if last_exc else ""))
+    message = f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else "")
+    if describe is not None:
+        message += "\n" + describe()
+    raise WaitTimeout(message)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from devtools.cluster import REPO, free_port
 from devtools.wait import wait_for
+from paramedic import kube
+from paramedic.domain.text import cut
 from paramedic.domain.vocabulary import IN_PROGRESS_RESULTS
+
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -22,6 +28,35 @@ def kubectl_paramedic(kubeconfig: Path | str, namespace: str, *args: str) -> sub
     """The installed `kubectl paramedic` plugin against the test cluster, as the admin."""
     return subprocess.run([str(VENV_BIN / "kubectl-paramedic"), "--kubeconfig", str(kubeconfig), "-n", namespace,
                            *args], capture_output=True, text=True, timeout=60)
+
+
+def wait_object(client: kube.KubeClient, resource: kube.Resource, name: str, namespace: str | None,
+                predicate: Callable[[dict], Any], timeout: float, what: str) -> dict:
+    """GET the object until `predicate(obj)` holds over the whole of it; that object is returned.
+
+    The one wait of the e2e and chaos tests for what the operator writes. The operator often
+    writes an object twice in a row (spec, then status; one status field, then the next), so a
+    wait for one field followed by a second read of another races those writes. Instead the
+    predicate checks every field the test then reads, in the one object it returns. A missing
+    object (404) is waited for; a predicate that raises (a field not there yet) counts as false.
+    On timeout the failure shows the last object read.
+    """
+    seen: dict[str, Any] = {}
+
+    def holds() -> dict | None:
+        obj = seen["last"] = client.get_or_none(resource, name, namespace)
+        return obj if obj is not None and predicate(obj) else None
+
+    def last() -> str:
+        obj = seen.get("last")
+        where = f"{resource.kind} {namespace + '/' if namespace else ''}{name}"
+        if obj is None:
+            return f"{where}: not found"
+        shown = {k: v for k, v in obj.items() if k != "metadata"}
+        shown["metadata"] = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+        return f"last {where}:\n" + cut(json.dumps(shown, indent=1, sort_keys=True, default=str), 6000)
+
+    return wait_for(holds, timeout, what, describe=last)
 
 
 def verified(incident: dict) -> bool:
