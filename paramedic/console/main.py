@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def load() -> Any:
         from .app import create_app
+        from .current import SESSIONS
         app = create_app(settings, connection, secret)
-        warn_of_strangers(app.extensions["paramedic.sessions"])
+        warn_of_strangers(app.extensions[SESSIONS])
         return app
 
     run_gunicorn(gunicorn_options(args, settings), load)

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from paramedic.domain import oncall, sla
+from paramedic.domain import sla
 from paramedic.domain.entries import COMMENTS, RUNBOOK_STEPS, runbook_view
 from paramedic.domain.lifecycle import PAUSED_ANNOTATION, STATES, is_active, state_index, was_acknowledged
-from paramedic.domain.stats import created_at, format_duration
+from paramedic.domain.presentation import format_duration, on_call, sla_left
+from paramedic.domain.resources import Incident, Resource, Schedule, Service, mapping
+from paramedic.domain.stats import created_at
 from paramedic.domain.timeutil import iso, parse_or_none
 from paramedic.domain.vocabulary import DEFAULT_SEVERITY, DNS_LABEL, SEVERITIES, State
 
@@ -56,7 +58,7 @@ class Filters:
 
 
 def _spec(inc: Mapping[str, Any]) -> Mapping[str, Any]:
-    return inc.get("spec") or {}
+    return Incident(inc).spec
 
 
 def state_of(inc: Mapping[str, Any]) -> str:
@@ -64,10 +66,11 @@ def state_of(inc: Mapping[str, Any]) -> str:
 
 
 def _haystack(inc: Mapping[str, Any]) -> str:
-    spec, meta = _spec(inc), inc.get("metadata") or {}
+    view = Incident(inc)
+    spec, meta = view.spec, view.meta
     parts = [meta.get("name"), meta.get("namespace"), spec.get("title"), spec.get("description"),
              spec.get("service"), spec.get("assignee"), spec.get("source")]
-    parts += [a.get("alertname") for a in (inc.get("status") or {}).get("alerts") or []]
+    parts += [a.get("alertname") for a in view.alerts if isinstance(a, Mapping)]
     return " ".join(str(p) for p in parts if p).lower()
 
 
@@ -96,7 +99,7 @@ def summarize(items: Iterable[Mapping[str, Any]]) -> list[Summary]:
     """One Summary per Incident: built once per change of a person's cache, not per request."""
     out = []
     for inc in items:
-        spec, meta = _spec(inc), inc.get("metadata") or {}
+        spec, meta = _spec(inc), Incident(inc).meta
         out.append(Summary(inc=inc, namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""),
                            state=str(spec.get("state") or State.OPEN),
                            severity=str(spec.get("severity") or DEFAULT_SEVERITY),
@@ -122,8 +125,8 @@ def matches(s: Summary, f: Filters, now: datetime, with_state: bool = True) -> b
 
 
 def _sla_seconds(inc: Mapping[str, Any], now: datetime) -> float:
-    left = sla.time_left(inc, now) if is_active(state_of(inc)) else None
-    return float("inf") if left is None else left.total_seconds()
+    left = sla_left(inc, now).seconds
+    return float("inf") if left is None else left
 
 
 def sort_incidents(items: list[Summary], how: str, now: datetime) -> list[Summary]:
@@ -176,19 +179,12 @@ def age(inc: Mapping[str, Any], now: datetime) -> str:
 
 def sla_text(inc: Mapping[str, Any], now: datetime) -> tuple[str, bool]:
     """(text, breached) of the next SLA deadline: `12m left`, `breached`, or `-`."""
-    breached = bool(((inc.get("status") or {}).get("sla") or {}).get("breached"))
-    if not is_active(state_of(inc)):
-        return ("breached" if breached else "-", breached)
-    left = sla.time_left(inc, now)
-    if left is None:
-        return ("breached" if breached else "-", breached)
-    if left.total_seconds() <= 0:
-        return "breached", True
-    return f"{format_duration(left.total_seconds())} left", breached
+    left = sla_left(inc, now)
+    return left.text(format_duration, " left"), left.breached
 
 
 def row(inc: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    spec, meta = _spec(inc), inc.get("metadata") or {}
+    spec, meta = _spec(inc), Incident(inc).meta
     sla_shown, breached = sla_text(inc, now)
     return {"name": meta.get("name", ""), "namespace": meta.get("namespace", ""), "title": spec.get("title", ""),
             "state": state_of(inc), "severity": spec.get("severity", DEFAULT_SEVERITY),
@@ -199,8 +195,8 @@ def row(inc: Mapping[str, Any], now: datetime) -> dict[str, Any]:
 
 def sla_clocks(inc: Mapping[str, Any], now: datetime) -> list[dict[str, Any]]:
     """Each SLA deadline: kind, minutes, deadline, and time left or breached."""
-    status = inc.get("status") or {}
-    deadlines = status.get("sla") or {}
+    status = Incident(inc).status
+    deadlines = mapping(status.get("sla"))
     out = []
     for kind in sla.KINDS:
         by = deadlines.get(f"{kind}By")
@@ -234,7 +230,7 @@ def moves(inc: Mapping[str, Any]) -> list[dict[str, Any]]:
     current = state_of(inc)
     if current not in STATES:
         return []
-    has_cause = bool(str((_spec(inc).get("rca") or {}).get("rootCause") or "").strip())
+    has_cause = bool(str(mapping(_spec(inc).get("rca")).get("rootCause") or "").strip())
     out = []
     for state in STATES[state_index(current) + 1:]:
         if state == State.CLOSED and current != State.RESOLVED:
@@ -245,14 +241,10 @@ def moves(inc: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def clocks(inc: Mapping[str, Any]) -> dict[str, str]:
-    status = inc.get("status") or {}
+    status = Incident(inc).status
     acknowledged = was_acknowledged(status)
     mtta = "not acknowledged" if acknowledged is False else format_duration(status.get("mttaSeconds"))
     return {"mtta": mtta, "mttr": format_duration(status.get("mttrSeconds"))}
-
-
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-"""As the CRD's pattern for assignees (and `kubectl paramedic assign`)."""
 
 
 def is_namespace(name: str) -> bool:
@@ -271,15 +263,16 @@ def created_within(inc: Mapping[str, Any], now: datetime, days: int) -> bool:
 
 def service_row(svc: Mapping[str, Any]) -> dict[str, Any]:
     """One MonitoredService on the Services page."""
-    meta, spec, status = svc.get("metadata") or {}, svc.get("spec") or {}, svc.get("status") or {}
-    probe = status.get("lastProbe") or {}
-    rem = spec.get("remediation") or {}
+    view = Service(svc)
+    meta, spec, status = view.meta, view.spec, view.status
+    probe = view.last_probe
+    rem = view.remediation
     # Each action is an object with exactly one key: restart, rollback, ansible or scale.
     actions = [", ".join(a) if isinstance(a, Mapping) else str(a) for a in rem.get("actions") or []]
-    availability = status.get("availability") or {}
+    availability = mapping(status.get("availability"))
     return {
         "name": meta.get("name", ""), "namespace": meta.get("namespace", ""),
-        "paused": str((meta.get("annotations") or {}).get(PAUSED_ANNOTATION, "")).lower() == "true",
+        "paused": str(view.annotations.get(PAUSED_ANNOTATION, "")).lower() == "true",
         "health": status.get("health") or "Unknown", "team": spec.get("team", ""),
         "last_probe": probe.get("time", ""), "probe_ok": probe.get("ok"), "latency": probe.get("latencyMs"),
         "probe_error": probe.get("error", ""), "status_code": probe.get("statusCode"),
@@ -291,24 +284,23 @@ def service_row(svc: Mapping[str, Any]) -> dict[str, Any]:
         "maintenance": maintenance_mark(svc),
         "runbook": [{"title": str(s.get("title") or ""), "text": str(s.get("text") or ""),
                      "link": str(s.get("link") or ""), "command": str(s.get("command") or "")}
-                    for s in _items((spec.get("runbook") or {}).get("steps"))],
+                    for s in _items(mapping(spec.get("runbook")).get("steps"))],
     }
 
 
 def oncall_team(schedule: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """One OnCallSchedule on the On call page: who now, who next, hand-off, overrides, escalation."""
-    spec, meta = schedule.get("spec") or {}, schedule.get("metadata") or {}
+    view = Schedule(schedule)
+    spec, meta = view.spec, view.meta
     team: dict[str, Any] = {"team": meta.get("name", ""), "namespace": meta.get("namespace", ""),
                             "overrides": [], "escalation": [], "error": ""}
-    try:
-        team["now"] = oncall.on_call_at(spec, now).as_dict()
-        team["override"] = oncall.override_at(spec, now) is not None
-        handoff = oncall.next_handoff(spec, now)
-        team["handoff"] = iso(handoff) if handoff else ""
-        team["handoff_in"] = format_duration((handoff - now).total_seconds()) if handoff else ""
-        team["next"] = oncall.on_call_at(spec, handoff).as_dict() if handoff else None
-    except ValueError as exc:
-        team["error"] = str(exc)
+    who = on_call(spec, now)
+    if who.error:
+        team["error"] = who.error
+    else:
+        handoff = who.handoff
+        team.update(now=who.now, override=who.override, handoff=iso(handoff) if handoff else "",
+                    handoff_in=format_duration((handoff - now).total_seconds()) if handoff else "", next=who.next)
     for o in spec.get("overrides") or []:
         end = parse_or_none(o.get("end"))
         if end is not None and end > now:
@@ -379,7 +371,7 @@ def hints_view(hints: Any, evidence: Mapping[str, Any] | None) -> list[dict[str,
     longer holds is still listed, without a link."""
     by_ref: dict[str, Mapping[str, Any]] = {}
     for key in ("rollouts", "containers", "events", "nodes", "logs"):
-        for item in _items((evidence or {}).get(key)):
+        for item in _items(mapping(evidence).get(key)):
             by_ref.setdefault(str(item.get("ref") or ""), item)
     out = []
     for n, hint in enumerate(_items(hints), 1):
@@ -416,17 +408,18 @@ def people_entries(inc: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def seen_before(inc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """`status.seenBefore`: earlier incidents of the service in this namespace, with their causes."""
-    ns = str((inc.get("metadata") or {}).get("namespace") or "")
+    view = Incident(inc)
+    ns = view.namespace
     return [{"name": str(s.get("name") or ""), "namespace": ns, "title": str(s.get("title") or ""),
              "createdAt": str(s.get("createdAt") or ""), "state": str(s.get("state") or ""),
              "rootCause": str(s.get("rootCause") or ""), "probableCause": str(s.get("probableCause") or "")}
-            for s in _items((inc.get("status") or {}).get("seenBefore")) if s.get("name")]
+            for s in _items(view.status.get("seenBefore")) if s.get("name")]
 
 
 def maintenance_mark(obj: Mapping[str, Any]) -> dict[str, str] | None:
     """`status.maintenance` of an Incident (opened during a window) or of a MonitoredService
     (in one now); None when there is none."""
-    m = (obj.get("status") or {}).get("maintenance")
+    m = Resource(obj).status.get("maintenance")
     if not isinstance(m, Mapping) or m.get("active") is False or not (m.get("until") or m.get("active")):
         return None
     return {"until": str(m.get("until") or ""), "reason": str(m.get("reason") or ""),
@@ -435,7 +428,7 @@ def maintenance_mark(obj: Mapping[str, Any]) -> dict[str, str] | None:
 
 def incident_context(inc: Mapping[str, Any], svc: Mapping[str, Any] | None) -> dict[str, Any]:
     """Everything the incident page's context shows, from the Incident and its MonitoredService."""
-    status = inc.get("status") or {}
+    status = Incident(inc).status
     evidence = status.get("evidence") if isinstance(status.get("evidence"), Mapping) else None
     return {"hints": hints_view(status.get("hints"), evidence), "evidence": evidence_view(evidence),
             "seen_before": seen_before(inc), "maintenance": maintenance_mark(inc), "entries": people_entries(inc),
