@@ -8,12 +8,13 @@ MonitoredService status, so a restarted operator continues where it stopped.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from .resources import mapping, sequence, text
 from .timeutil import iso, parse_or_none
 
 HEALTHY, DEGRADED, DOWN, UNKNOWN = "Healthy", "Degraded", "Down", "Unknown"
@@ -173,19 +174,20 @@ class ProbeState:
     outage_held: bool = False  # an outage began in a maintenance window: no incident unless it outlasts it
 
     @classmethod
-    def from_status(cls, status: dict[str, Any] | None) -> ProbeState:
-        s = status or {}
+    def from_status(cls, status: Mapping[str, Any] | None) -> ProbeState:
+        """The state a MonitoredService's status records (`resources.Service(body).status`)."""
+        s = mapping(status)
         hist = tuple((int(b.get("start", 0)), int(b.get("ok", 0)), int(b.get("total", 0)))
-                     for b in s.get("probeHistory") or [])
+                     for b in sequence(s.get("probeHistory")))
         return cls(
-            health=s.get("health") or UNKNOWN,
+            health=text(s.get("health"), UNKNOWN),
             consecutive_successes=int(s.get("consecutiveSuccesses") or 0),
             consecutive_failures=int(s.get("consecutiveFailures") or 0),
             outage_count=int(s.get("outageCount") or 0),
-            open_incident=s.get("openIncident") or "",
-            last_transition=s.get("lastTransitionTime") or "",
+            open_incident=text(s.get("openIncident")),
+            last_transition=text(s.get("lastTransitionTime")),
             history=hist,
-            last_probe={k: v for k, v in (s.get("lastProbe") or {}).items() if v is not None},
+            last_probe={k: v for k, v in mapping(s.get("lastProbe")).items() if v is not None},
             outage_held=bool(s.get("outageHeld")),
         )
 

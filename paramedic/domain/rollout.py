@@ -1,4 +1,5 @@
-"""kubectl's `rollout status` and `rollout restart` rules, over workload bodies as dicts.
+"""kubectl's `rollout status` and `rollout restart` rules, over workload bodies as dicts
+(read through `resources.Resource`: a missing or malformed object reads as empty).
 
 The status rules follow kubectl's polymorphichelpers (DeploymentStatusViewer,
 StatefulSetStatusViewer, DaemonSetStatusViewer), messages included, so what
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .resources import Resource, mapping, sequence
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 REVISION = "deployment.kubernetes.io/revision"
@@ -44,11 +47,12 @@ def _int(value: Any, default: int = 0) -> int:
 
 
 def _name(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("name", ""))
+    return Resource(obj).name
 
 
 def _generations(obj: Mapping[str, Any]) -> tuple[int, int]:
-    return _int((obj.get("metadata") or {}).get("generation")), _int((obj.get("status") or {}).get("observedGeneration"))
+    view = Resource(obj)
+    return _int(view.meta.get("generation")), _int(view.status.get("observedGeneration"))
 
 
 def rollout_status(kind: str, obj: Mapping[str, Any]) -> RolloutStatus:
@@ -67,11 +71,11 @@ def _deployment(obj: Mapping[str, Any]) -> RolloutStatus:
     generation, observed = _generations(obj)
     if generation > observed:
         return RolloutStatus(False, False, "Waiting for deployment spec update to be observed...")
-    status = obj.get("status") or {}
-    for cond in status.get("conditions") or []:
+    status = Resource(obj).status
+    for cond in sequence(status.get("conditions")):
         if cond.get("type") == "Progressing" and cond.get("reason") == TIMED_OUT_REASON:
             return RolloutStatus(False, True, f'deployment "{name}" exceeded its progress deadline')
-    spec_replicas = (obj.get("spec") or {}).get("replicas")
+    spec_replicas = Resource(obj).spec.get("replicas")
     updated = _int(status.get("updatedReplicas"))
     replicas = _int(status.get("replicas"))
     available = _int(status.get("availableReplicas"))
@@ -89,15 +93,15 @@ def _deployment(obj: Mapping[str, Any]) -> RolloutStatus:
 
 
 def _statefulset(obj: Mapping[str, Any]) -> RolloutStatus:
-    spec = obj.get("spec") or {}
-    strategy = spec.get("updateStrategy") or {}
+    spec = Resource(obj).spec
+    strategy = mapping(spec.get("updateStrategy"))
     # The API server defaults the type to RollingUpdate; OnDelete never rolls by itself.
     if strategy.get("type", "RollingUpdate") != "RollingUpdate":
         return RolloutStatus(False, True, "rollout status is only available for RollingUpdate strategy type")
     generation, observed = _generations(obj)
     if observed == 0 or generation > observed:
         return RolloutStatus(False, False, "Waiting for statefulset spec update to be observed...")
-    status = obj.get("status") or {}
+    status = Resource(obj).status
     spec_replicas = spec.get("replicas")
     ready = _int(status.get("readyReplicas"))
     updated = _int(status.get("updatedReplicas"))
@@ -122,13 +126,13 @@ def _statefulset(obj: Mapping[str, Any]) -> RolloutStatus:
 
 def _daemonset(obj: Mapping[str, Any]) -> RolloutStatus:
     name = _name(obj)
-    strategy = (obj.get("spec") or {}).get("updateStrategy") or {}
+    strategy = mapping(Resource(obj).spec.get("updateStrategy"))
     if strategy.get("type", "RollingUpdate") != "RollingUpdate":
         return RolloutStatus(False, True, "rollout status is only available for RollingUpdate strategy type")
     generation, observed = _generations(obj)
     if generation > observed:
         return RolloutStatus(False, False, "Waiting for daemon set spec update to be observed...")
-    status = obj.get("status") or {}
+    status = Resource(obj).status
     desired = _int(status.get("desiredNumberScheduled"))
     updated = _int(status.get("updatedNumberScheduled"))
     available = _int(status.get("numberAvailable"))
@@ -152,9 +156,8 @@ def restart_patch(kind: str, restarted_at: str) -> dict[str, Any]:
 
 def template_restarted_at(obj: Mapping[str, Any]) -> str | None:
     """The pod template's restartedAt annotation, if any."""
-    template = (obj.get("spec") or {}).get("template") or {}
-    annotations = (template.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(RESTARTED_AT)
+    template = mapping(Resource(obj).spec.get("template"))
+    value = Resource(template).annotations.get(RESTARTED_AT)
     return value if isinstance(value, str) else None
 
 
@@ -165,7 +168,7 @@ def already_restarted(obj: Mapping[str, Any], restarted_at: str) -> bool:
 
 def is_paused(obj: Mapping[str, Any]) -> bool:
     """A paused Deployment ignores template changes; kubectl refuses to restart it."""
-    return (obj.get("spec") or {}).get("paused") is True
+    return Resource(obj).spec.get("paused") is True
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,7 @@ class Rollback:
 
 
 def _revision(obj: Mapping[str, Any]) -> int:
-    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(REVISION)
+    value = Resource(obj).annotations.get(REVISION)
     try:
         return int(str(value))
     except (TypeError, ValueError):
@@ -186,12 +189,13 @@ def _revision(obj: Mapping[str, Any]) -> int:
 
 
 def _owned_by(obj: Mapping[str, Any], uid: Any) -> bool:
-    return any(ref.get("uid") == uid for ref in ((obj.get("metadata") or {}).get("ownerReferences") or []))
+    return any(ref.get("uid") == uid for ref in sequence(Resource(obj).meta.get("ownerReferences")))
 
 
 def _spec_without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
-    meta = dict(template.get("metadata") or {})
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != TEMPLATE_HASH}
+    view = Resource(template)
+    meta = dict(view.meta)
+    labels = {k: v for k, v in view.labels.items() if k != TEMPLATE_HASH}
     meta["labels"] = labels
     return {**template, "metadata": meta}
 
@@ -200,15 +204,15 @@ def rollback_plan(deployment: Mapping[str, Any], replicasets: Sequence[Mapping[s
     """The previous revision to return `deployment` to, as `kubectl rollout undo` picks it: the
     owned ReplicaSet with the highest revision below the Deployment's current one. Raises
     ValueError when there is none, or when the Deployment already runs that template."""
-    uid = (deployment.get("metadata") or {}).get("uid")
+    uid = Resource(deployment).meta.get("uid")
     owned = [rs for rs in replicasets if _owned_by(rs, uid) and _revision(rs) > 0]
     current = _revision(deployment) or max((_revision(rs) for rs in owned), default=0)
     older = [rs for rs in owned if _revision(rs) < current]
     if not older:
         raise ValueError(f"no revision before {current} to roll back to")
     previous = max(older, key=_revision)
-    template = _spec_without_hash((previous.get("spec") or {}).get("template") or {})
-    now = _spec_without_hash((deployment.get("spec") or {}).get("template") or {})
+    template = _spec_without_hash(mapping(Resource(previous).spec.get("template")))
+    now = _spec_without_hash(mapping(Resource(deployment).spec.get("template")))
     if template == now:
         raise ValueError(f"the current template already matches revision {_revision(previous)}")
     return Rollback(current, _revision(previous), template)
@@ -217,13 +221,13 @@ def rollback_plan(deployment: Mapping[str, Any], replicasets: Sequence[Mapping[s
 def rollback_patch(deployment: Mapping[str, Any], rollback: Rollback, attempt_id: str) -> list[dict[str, Any]]:
     """A JSON patch returning the pod template to `rollback.template` (as kubectl does, the
     whole template is replaced) and naming the attempt; guarded by the resourceVersion read."""
-    meta = deployment.get("metadata") or {}
-    annotations = {**(meta.get("annotations") or {}), ROLLED_BACK_BY: attempt_id}
-    return [{"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")},
+    view = Resource(deployment)
+    annotations = {**view.annotations, ROLLED_BACK_BY: attempt_id}
+    return [{"op": "test", "path": "/metadata/resourceVersion", "value": view.meta.get("resourceVersion")},
             {"op": "replace", "path": "/spec/template", "value": rollback.template},
             {"op": "add", "path": "/metadata/annotations", "value": annotations}]
 
 
 def rolled_back_by(obj: Mapping[str, Any]) -> str | None:
-    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(ROLLED_BACK_BY)
+    value = Resource(obj).annotations.get(ROLLED_BACK_BY)
     return value if isinstance(value, str) else None
