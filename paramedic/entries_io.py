@@ -17,7 +17,7 @@ class KeptChanging(Exception):
 
 
 def append(client: kube.KubeClient, namespace: str, name: str, field: str,
-           make: Callable[[dict], dict[str, Any]]) -> dict:
+           make: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
     """Read the incident, build the entry with `make(incident)` (ValueError: refused, as is), and
     append it with `entries.append_ops`. When the list did not exist and the guarded creation
     failed (the resourceVersion moved: 409/422), read again; any other refusal is raised."""

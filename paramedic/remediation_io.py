@@ -28,6 +28,7 @@ import yaml
 
 from . import kube, metrics
 from .domain.playbook_catalog import Catalog, CatalogError, PlaybookRefused, parse_catalog
+from .domain.resources import Incident, Resource, Service, mapping, sequence
 from .domain.rollout import (
     RolloutStatus,
     already_restarted,
@@ -59,7 +60,7 @@ def _resource(kind: str) -> kube.Resource:
     return res
 
 
-async def _get_workload(client: kube.AsyncKubeClient, namespace: str, kind: str, name: str) -> dict:
+async def _get_workload(client: kube.AsyncKubeClient, namespace: str, kind: str, name: str) -> dict[str, Any]:
     obj = await client.get_or_none(_resource(kind), name, namespace)
     if obj is None:
         raise RemediationError(f"{kind} {name} not found in namespace {namespace}")
@@ -67,7 +68,7 @@ async def _get_workload(client: kube.AsyncKubeClient, namespace: str, kind: str,
 
 
 async def restart_workload(client: kube.AsyncKubeClient, namespace: str, kind: str, name: str,
-                           restarted_at: str) -> dict:
+                           restarted_at: str) -> dict[str, Any]:
     """`kubectl rollout restart`: set the template's restartedAt annotation to `restarted_at`.
 
     Idempotent per `restarted_at`: when the template already carries it, nothing is sent,
@@ -104,7 +105,7 @@ async def rollback_workload(client: kube.AsyncKubeClient, namespace: str, kind: 
         if is_paused(obj):
             raise RemediationError(f"Deployment {name} is paused: a rollback would not roll out "
                                    "(resume it with `kubectl rollout resume` first)")
-        labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        labels = mapping(mapping(Resource(obj).spec.get("selector")).get("matchLabels"))
         sets = await client.list(kube.REPLICASETS, namespace, labels=labels)
         try:
             plan = rollback_plan(obj, sets)
@@ -119,7 +120,7 @@ async def rollback_workload(client: kube.AsyncKubeClient, namespace: str, kind: 
             if "resourceVersion" not in str(exc) and "test" not in str(exc).lower():
                 raise
             continue
-        images = ", ".join(str(c.get("image")) for c in (plan.template.get("spec") or {}).get("containers") or [])
+        images = ", ".join(str(c.get("image")) for c in sequence(Resource(plan.template).spec.get("containers")))
         return f"rolled {kind}/{name} back from revision {plan.from_revision} to {plan.to_revision} ({images})"
     raise RemediationError(f"Deployment {name} kept changing during the rollback; not rolled back")
 
@@ -153,7 +154,7 @@ async def wait_rollout(client: kube.AsyncKubeClient, namespace: str, kind: str, 
 
 
 async def scale_workload(client: kube.AsyncKubeClient, namespace: str, kind: str, name: str,
-                         replicas: int) -> dict:
+                         replicas: int) -> dict[str, Any]:
     """Set the replica count of a Deployment or StatefulSet (absolute, so repeating is harmless)."""
     if kind == "DaemonSet":
         raise RemediationError("a DaemonSet cannot be scaled: it runs one pod per node")
@@ -476,19 +477,19 @@ def checked_playbook_vars(settings: Settings, ansible: Mapping[str, Any], namesp
 # --- one attempt ----------------------------------------------------------------------------
 
 
-def playbook_vars(inc: dict, svc: dict, attempt: dict, kubeconfig: str) -> dict[str, Any]:
+def playbook_vars(inc: dict[str, Any], svc: dict[str, Any], attempt: dict[str, Any], kubeconfig: str) -> dict[str, Any]:
     """Incident and target context for playbooks, passed as data (never spliced into a command)."""
-    target = (svc.get("spec") or {}).get("target") or {}
-    ns = inc["metadata"]["namespace"]
+    incident, service = Incident(inc), Service(svc)
+    ns = incident.namespace
     out: dict[str, Any] = {
-        "incident_name": inc["metadata"]["name"],
+        "incident_name": incident.name,
         "incident_namespace": ns,
-        "service": inc["spec"].get("service", ""),
-        "severity": inc["spec"].get("severity", ""),
+        "service": incident.service,
+        "severity": str(incident.severity),
         "namespace": ns,
-        "target_kind": target.get("kind", "Deployment"),
-        "target_name": target.get("name", ""),
-        "deployment": target.get("name", ""),
+        "target_kind": service.target_kind,
+        "target_name": service.target_name,
+        "deployment": service.target_name,
         "restarted_at": attempt.get("restartedAt", ""),
     }
     if kubeconfig:
@@ -504,28 +505,27 @@ def _rollout_outcome(status: RolloutStatus, done: str, not_done: str) -> dict[st
             "message": f"{not_done}: {status.message}"}
 
 
-async def run_attempt(client: kube.AsyncKubeClient, settings: Settings, inc: dict, svc: dict,
-                      attempt: dict) -> dict[str, Any]:
+async def run_attempt(client: kube.AsyncKubeClient, settings: Settings, inc: dict[str, Any], svc: dict[str, Any],
+                      attempt: dict[str, Any]) -> dict[str, Any]:
     """Do the attempt's action (the operator runs this as a background side effect); returns
     the fields to record on the attempt. `Verifying` means the action itself worked and
     recovery is to be confirmed.
     """
-    spec = svc.get("spec") or {}
-    target = spec.get("target") or {}
-    ns = inc["metadata"]["namespace"]
-    kind, name = target.get("kind", "Deployment"), target.get("name", "")
-    actions = (spec.get("remediation") or {}).get("actions") or []
+    service = Service(svc)
+    ns = Incident(inc).namespace
+    kind, name = service.target_kind, service.target_name
+    actions = sequence(service.remediation.get("actions"))
     index = int(attempt.get("index") or 0)
     action = actions[index] if index < len(actions) else {}
     try:
         if "restart" in action:
-            timeout = (action.get("restart") or {}).get("timeoutSeconds") or settings.rollout_timeout_seconds
+            timeout = mapping(action.get("restart")).get("timeoutSeconds") or settings.rollout_timeout_seconds
             await restart_workload(client, ns, kind, name, attempt["restartedAt"])
             status = await wait_rollout(client, ns, kind, name, timeout)
             return _rollout_outcome(status, f"rollout restart of {kind}/{name} completed",
                                     f"rollout of {kind}/{name} did not complete")
         if "rollback" in action:
-            timeout = (action.get("rollback") or {}).get("timeoutSeconds") or settings.rollout_timeout_seconds
+            timeout = mapping(action.get("rollback")).get("timeoutSeconds") or settings.rollout_timeout_seconds
             what = await rollback_workload(client, ns, kind, name, str(attempt.get("id") or attempt["restartedAt"]))
             status = await wait_rollout(client, ns, kind, name, timeout)
             return _rollout_outcome(status, f"{what}; rollout completed", f"{what}, but the rollout did not complete")

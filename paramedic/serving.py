@@ -26,7 +26,7 @@ def run_gunicorn(options: Mapping[str, Any], load: Callable[[], Any]) -> None:
     """Serve the WSGI app `load()` builds (in each worker) with gunicorn and `options`."""
     from gunicorn.app.base import BaseApplication
 
-    class Server(BaseApplication):
+    class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no types: its base is Any
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
