@@ -17,13 +17,15 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from paramedic import kube, metrics
-from paramedic.domain import alerts as dom
+from paramedic.domain import alert_parse as parsing
+from paramedic.domain.alert import SOURCE_GRAFANA, Alert, PayloadError
 from paramedic.domain.timeutil import utcnow
 from paramedic.informer import Directory
 from paramedic.ingest import IngestConflict, ingest
@@ -34,7 +36,8 @@ from .auth import TokenSource, challenge
 
 log = logging.getLogger("paramedic.webhook")
 
-OPEN_ENDPOINTS = frozenset({"healthz", "readyz", "metrics", "static"})
+STATE = "paramedic.webhook"
+OPEN_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "health.metrics", "static"})
 """Probes and scrapes need no token (they reveal nothing about incidents)."""
 RETRY_AFTER_UNAVAILABLE = "10"
 RETRY_AFTER_CONFLICT = "1"
@@ -53,120 +56,160 @@ class BadRequest(Exception):
         self.field = field
 
 
+@dataclass(frozen=True)
+class Receiver:
+    """One receiver app's state (`app.extensions[STATE]`), read by its blueprints."""
+
+    settings: Settings
+    client: kube.KubeClient
+    tokens: TokenSource
+    services: Directory
+    """Watch-fed MonitoredServices per namespace, started by the first alert from it (after
+    gunicorn's fork, so the watch threads live in the worker that serves requests)."""
+    owners: PodOwners
+    """Pod → owning workload, for alerts that name only a pod (cached, bounded)."""
+
+    @property
+    def max_body(self) -> int:
+        return int(self.settings.webhook_max_body_bytes)
+
+    @property
+    def max_alerts(self) -> int:
+        return int(self.settings.webhook_max_alerts)
+
+
+def receiver() -> Receiver:
+    state: Receiver = current_app.extensions[STATE]
+    return state
+
+
 def create_app(settings: Settings | None = None, client: kube.KubeClient | None = None) -> Flask:
     """The receiver as a WSGI app. Refuses (SettingsError) to start without a token unless insecure."""
     settings = settings or Settings.from_env()
     tokens = TokenSource.from_settings(settings)
     client = client or kube.KubeClient.from_settings(settings)
-    max_body = int(settings.webhook_max_body_bytes)
-    max_alerts = int(settings.webhook_max_alerts)
-
     app = Flask("paramedic.webhook")
-    app.config["MAX_CONTENT_LENGTH"] = max_body
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.webhook_max_body_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    # Watch-fed MonitoredServices per namespace, started by the first alert from it (after
-    # gunicorn's fork, so the watch threads live in the worker that serves requests).
-    services = Directory(client, kube.MONITORED_SERVICES)
-    # Pod → owning workload, for alerts that name only a pod (cached, bounded).
-    owners = PodOwners(client)
-    app.extensions["paramedic"] = {"settings": settings, "client": client, "tokens": tokens, "services": services,
-                                   "owners": owners}
-
-    @app.before_request
-    def authenticate() -> Response | None:
-        if request.endpoint in OPEN_ENDPOINTS:
-            return None
-        scope = tokens.check(request.headers.get("Authorization"))
-        if scope is not None:
-            g.scope = scope  # the namespaces this request may write incidents in
-            return None
-        error = "invalid_request" if not request.headers.get("Authorization") else "invalid_token"
-        resp = jsonify(error="missing or wrong bearer token")
-        resp.status_code = 401
-        resp.headers["WWW-Authenticate"] = challenge(error)
-        return resp
-
-    def receive(parse: Callable[[Any], list[dom.Alert]], kind: str) -> tuple[Response, int] | Response:
-        started = time.perf_counter()
-        try:
-            payload = _read_json(max_body)
-            alerts = parse(payload)
-        except BadRequest as exc:
-            log.info("rejected %s request from %s: %s %s", kind, request.remote_addr, exc.status, exc.message)
-            return _error(exc.status, exc.message, exc.field)
-        except dom.PayloadError as exc:
-            log.info("rejected %s request from %s: %s", kind, request.remote_addr, exc)
-            return _error(400, str(exc), exc.field)
-        for alert in alerts:
-            metrics.ALERTS_RECEIVED.labels(alert.status).inc()
-        try:
-            result = ingest(client, settings, alerts, utcnow(), services=services, owners=owners, scope=g.scope)
-        except kube.Unavailable as exc:
-            log.warning("cannot persist %d alerts (%s): %s", len(alerts), kind, exc)
-            return _error(503, f"Kubernetes API unavailable, retry later: {exc}", retry_after=RETRY_AFTER_UNAVAILABLE)
-        except IngestConflict as exc:
-            log.warning("cannot persist %d alerts (%s): %s", len(alerts), kind, exc)
-            return _error(503, f"concurrent updates, retry: {exc}", retry_after=RETRY_AFTER_CONFLICT)
-        except kube.ApiError as exc:
-            # Even the minimal record was refused in the token's home namespace (RBAC, a missing
-            # namespace, ...): nothing could be recorded, so 5xx: retried once the admin fixes it.
-            log.error("Kubernetes API refused while persisting %d alerts (%s): %s", len(alerts), kind, exc)
-            return _error(500, f"Kubernetes API refused: {exc}")
-        finally:
-            metrics.ALERT_PROCESSING.observe(time.perf_counter() - started)
-        log.info("%s: %d alerts: %s", kind, len(alerts), result.as_dict())
-        return jsonify(status="ok", received=len(alerts), **result.as_dict(),
-                       alerts=[result.outcome_of(a) for a in alerts])
-
-    @app.post("/api/v1/alertmanager")
-    def alertmanager():
-        # Alertmanager's payload (version 4) and Grafana alerting's (version 1+, same shape).
-        def parse(payload: Any) -> list[dom.Alert]:
-            alerts = dom.parse_alertmanager(payload, max_alerts=max_alerts)
-            if payload.get("truncatedAlerts"):
-                log.warning("%s left out %s alerts of group %s (max_alerts): they are not recorded",
-                            "Grafana" if alerts and alerts[0].source == dom.SOURCE_GRAFANA else "Alertmanager",
-                            payload["truncatedAlerts"], payload.get("groupKey", "?"))
-            return alerts
-
-        return receive(parse, "alertmanager")
-
-    @app.post("/api/v1/alerts")
-    def generic_alerts():
-        return receive(lambda p: dom.parse_generic(p, now=utcnow(), max_alerts=max_alerts), "api")
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok")
-
-    @app.get("/readyz")
-    def readyz():
-        if client.healthy():
-            return jsonify(status="ok")
-        return _error(503, "Kubernetes API server not reachable", retry_after=RETRY_AFTER_UNAVAILABLE)
-
-    @app.get("/metrics", endpoint="metrics")
-    def metrics_route():
-        body, content_type = metrics.exposition()
-        return Response(body, content_type=content_type)
-
-    # No read API: a token only proves "may send alerts", never "may read this namespace's
-    # incidents". Post-mortems are rendered with the reader's own credentials
-    # (`kubectl paramedic report`).
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        resp = _error(exc.code or 500, exc.description or exc.name)
-        if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
-            resp.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
-        return resp
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return _error(500, f"internal error: {exc.__class__.__name__}")
-
+    app.extensions[STATE] = Receiver(settings=settings, client=client, tokens=tokens,
+                                     services=Directory(client, kube.MONITORED_SERVICES), owners=PodOwners(client))
+    app.before_request(authenticate)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, unexpected)
+    app.register_blueprint(alerts_bp)
+    app.register_blueprint(health_bp)
     return app
+
+
+def authenticate() -> Response | None:
+    """Every request but probes and scrapes carries a bearer token; its scope goes to `g.scope`."""
+    if request.endpoint in OPEN_ENDPOINTS:
+        return None
+    scope = receiver().tokens.check(request.headers.get("Authorization"))
+    if scope is not None:
+        g.scope = scope  # the namespaces this request may write incidents in
+        return None
+    error = "invalid_request" if not request.headers.get("Authorization") else "invalid_token"
+    resp = jsonify(error="missing or wrong bearer token")
+    resp.status_code = 401
+    resp.headers["WWW-Authenticate"] = challenge(error)
+    return resp
+
+
+# --- the webhook endpoints -----------------------------------------------------------------
+# No read API: a token only proves "may send alerts", never "may read this namespace's
+# incidents". Post-mortems are rendered with the reader's own credentials
+# (`kubectl paramedic report`).
+alerts_bp = Blueprint("alerts", __name__)
+
+
+@alerts_bp.post("/api/v1/alertmanager")
+def alertmanager() -> tuple[Response, int] | Response:
+    # Alertmanager's payload (version 4) and Grafana alerting's (version 1+, same shape).
+    def parse(payload: Any) -> list[Alert]:
+        alerts = parsing.parse_alertmanager(payload, max_alerts=receiver().max_alerts)
+        if payload.get("truncatedAlerts"):
+            log.warning("%s left out %s alerts of group %s (max_alerts): they are not recorded",
+                        "Grafana" if alerts and alerts[0].source == SOURCE_GRAFANA else "Alertmanager",
+                        payload["truncatedAlerts"], payload.get("groupKey", "?"))
+        return alerts
+
+    return receive(parse, "alertmanager")
+
+
+@alerts_bp.post("/api/v1/alerts")
+def generic_alerts() -> tuple[Response, int] | Response:
+    return receive(lambda p: parsing.parse_generic(p, now=utcnow(), max_alerts=receiver().max_alerts), "api")
+
+
+def receive(parse: Callable[[Any], list[Alert]], kind: str) -> tuple[Response, int] | Response:
+    state = receiver()
+    started = time.perf_counter()
+    try:
+        payload = _read_json(state.max_body)
+        alerts = parse(payload)
+    except BadRequest as exc:
+        log.info("rejected %s request from %s: %s %s", kind, request.remote_addr, exc.status, exc.message)
+        return _error(exc.status, exc.message, exc.field)
+    except PayloadError as exc:
+        log.info("rejected %s request from %s: %s", kind, request.remote_addr, exc)
+        return _error(400, str(exc), exc.field)
+    for alert in alerts:
+        metrics.ALERTS_RECEIVED.labels(alert.status).inc()
+    try:
+        result = ingest(state.client, state.settings, alerts, utcnow(), services=state.services, owners=state.owners,
+                        scope=g.scope)
+    except kube.Unavailable as exc:
+        log.warning("cannot persist %d alerts (%s): %s", len(alerts), kind, exc)
+        return _error(503, f"Kubernetes API unavailable, retry later: {exc}", retry_after=RETRY_AFTER_UNAVAILABLE)
+    except IngestConflict as exc:
+        log.warning("cannot persist %d alerts (%s): %s", len(alerts), kind, exc)
+        return _error(503, f"concurrent updates, retry: {exc}", retry_after=RETRY_AFTER_CONFLICT)
+    except kube.ApiError as exc:
+        # Even the minimal record was refused in the token's home namespace (RBAC, a missing
+        # namespace, ...): nothing could be recorded, so 5xx: retried once the admin fixes it.
+        log.error("Kubernetes API refused while persisting %d alerts (%s): %s", len(alerts), kind, exc)
+        return _error(500, f"Kubernetes API refused: {exc}")
+    finally:
+        metrics.ALERT_PROCESSING.observe(time.perf_counter() - started)
+    log.info("%s: %d alerts: %s", kind, len(alerts), result.as_dict())
+    return jsonify(status="ok", received=len(alerts), **result.as_dict(), alerts=[result.outcome_of(a) for a in alerts])
+
+
+# --- health and metrics ----------------------------------------------------------------------
+health_bp = Blueprint("health", __name__)
+
+
+@health_bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")
+
+
+@health_bp.get("/readyz")
+def readyz() -> Response:
+    if receiver().client.healthy():
+        return jsonify(status="ok")
+    return _error(503, "Kubernetes API server not reachable", retry_after=RETRY_AFTER_UNAVAILABLE)
+
+
+@health_bp.get("/metrics", endpoint="metrics")
+def metrics_route() -> Response:
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+def http_error(exc: HTTPException) -> Response:
+    resp = _error(exc.code or 500, exc.description or exc.name)
+    if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+        resp.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    return resp
+
+
+def unexpected(exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return _error(500, f"internal error: {exc.__class__.__name__}")
 
 
 def _error(status: int, message: str, field: str = "", retry_after: str | None = None) -> Response:
