@@ -10,7 +10,7 @@ from devtools.cluster import free_port
 from devtools.mail import MailSink
 from paramedic import kube
 from paramedic.domain.timeutil import parse
-from tests.helpers import kubectl_paramedic, smtp_env, wait_for
+from tests.helpers import kubectl_paramedic, smtp_env, wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -33,8 +33,9 @@ def incident(name: str, severity: str = "high") -> dict:
                                                  "title": "checkout is down", "description": "HTTP 503"}}
 
 
-def get(client, ns, name) -> dict:
-    return client.get(kube.INCIDENTS, name, ns)
+def incident_when(client, ns, name, predicate, timeout, what) -> dict:
+    """The incident `name` once `predicate` holds over all of it."""
+    return wait_object(client, kube.INCIDENTS, name, ns, predicate, timeout, what)
 
 
 cli = kubectl_paramedic
@@ -45,10 +46,9 @@ def seconds_between(status: dict, start: str, end: str) -> int:
     return round((parse(status[end]) - parse(status[start])).total_seconds())
 
 
-def older_than(client, ns, name, field: str, seconds: float) -> bool:
-    """Whether status.<field> of the incident lies at least `seconds` in the past."""
-    stamp = get(client, ns, name)["status"].get(field)
-    return bool(stamp) and (datetime.now(UTC) - parse(stamp)).total_seconds() >= seconds
+def older_than(field: str, seconds: float):
+    """A predicate: status.<field> of the incident lies at least `seconds` in the past."""
+    return lambda i: (datetime.now(UTC) - parse(i["status"][field])).total_seconds() >= seconds
 
 
 def test_lifecycle_assignment_mtta_mttr_and_mail(kube_client, namespace, operator_factory, mail, kubeconfig):
@@ -58,8 +58,9 @@ def test_lifecycle_assignment_mtta_mttr_and_mail(kube_client, namespace, operato
     kube_client.create(kube.INCIDENTS, incident("inc-1"), namespace)
 
     # The assignee goes into spec, then the rest into status: two writes, so wait for the second.
-    inc = wait_for(lambda: (lambda i: i if i["spec"].get("assignee") and (i.get("status") or {}).get("assignee")
-                            else None)(get(kube_client, namespace, "inc-1")), 30, "assignment")
+    inc = incident_when(kube_client, namespace, "inc-1",
+                        lambda i: i["spec"]["assignee"] and i["status"]["assignee"] and i["status"]["team"]
+                        and {"acknowledgeMinutes", "resolveMinutes"} <= i["status"]["sla"].keys(), 30, "assignment")
     assert inc["spec"]["assignee"] == "alice@example.com"
     status = inc["status"]
     assert status["assignee"] == "alice@example.com"
@@ -71,13 +72,14 @@ def test_lifecycle_assignment_mtta_mttr_and_mail(kube_client, namespace, operato
     assert opened[0]["html"]
 
     # Each step at least 1.5 s after the one before, so MTTA and MTTR differ from 0 and each other.
-    wait_for(lambda: older_than(kube_client, namespace, "inc-1", "createdAt", 1.5), 10, "the incident 1.5 s old")
+    incident_when(kube_client, namespace, "inc-1", older_than("createdAt", 1.5), 10, "the incident 1.5 s old")
     assert cli(kubeconfig, namespace, "ack", "inc-1").returncode == 0
-    wait_for(lambda: get(kube_client, namespace, "inc-1")["status"].get("acknowledgedAt"), 30, "acknowledgement seen")
-    wait_for(lambda: older_than(kube_client, namespace, "inc-1", "acknowledgedAt", 1.5), 10, "acknowledged 1.5 s ago")
+    incident_when(kube_client, namespace, "inc-1", older_than("acknowledgedAt", 1.5), 40, "acknowledged 1.5 s ago")
     assert cli(kubeconfig, namespace, "resolve", "inc-1").returncode == 0
-    inc = wait_for(lambda: (lambda i: i if i["status"].get("mttrSeconds") is not None else None)(
-        get(kube_client, namespace, "inc-1")), 30, "MTTR")
+    inc = incident_when(kube_client, namespace, "inc-1",
+                        lambda i: i["status"]["mttrSeconds"] is not None and i["status"]["mttaSeconds"] is not None
+                        and i["status"]["resolvedAt"] and i["status"]["observedState"] == "resolved"
+                        and len([e for e in i["status"]["timeline"] if e["type"] == "state"]) >= 2, 30, "MTTR")
     s = inc["status"]
     assert s["mttaSeconds"] == seconds_between(s, "createdAt", "acknowledgedAt") >= 1
     assert s["mttrSeconds"] == seconds_between(s, "createdAt", "resolvedAt") >= s["mttaSeconds"] + 1
@@ -86,8 +88,9 @@ def test_lifecycle_assignment_mtta_mttr_and_mail(kube_client, namespace, operato
     assert states[0].startswith("open → acknowledged") and states[1].startswith("acknowledged → resolved")
     assert all(e["actor"] not in ("", "kubectl") for e in s["timeline"] if e["type"] == "state")
     wait_for(lambda: [m for m in mail.messages if "resolved" in m["subject"].lower()], 30, "resolved e-mail")
-    sent = wait_for(lambda: (lambda n: n if len(n) >= 2 and all(x["result"] == "sent" for x in n) else None)(
-        get(kube_client, namespace, "inc-1")["status"].get("notifications") or []), 30, "notifications recorded")
+    sent = incident_when(kube_client, namespace, "inc-1",
+                         lambda i: len(n := i["status"]["notifications"]) >= 2 and all(x["result"] == "sent" for x in n),
+                         30, "notifications recorded")["status"]["notifications"]
     assert {(n["event"], n["channel"]) for n in sent} == {("opened", "email"), ("resolved", "email")}
 
     report = cli(kubeconfig, namespace, "report", "inc-1")
@@ -103,8 +106,9 @@ def test_sla_breach_and_escalation_steps(kube_client, namespace, operator_factor
     operator_factory(namespace, env=smtp_env(mail.port))
     kube_client.create(kube.INCIDENTS, incident("inc-2", severity="critical"), namespace)
 
-    inc = wait_for(lambda: (lambda i: i if i["status"].get("escalationLevel") == 3 else None)(
-        get(kube_client, namespace, "inc-2")), 40, "three escalation steps")
+    inc = incident_when(kube_client, namespace, "inc-2",
+                        lambda i: i["status"]["escalationLevel"] == 3 and i["status"]["escalations"], 40,
+                        "three escalation steps")
     steps = inc["status"]["escalations"]
     assert [s["recipients"] for s in steps] == [["alice@example.com"], ["bob@example.com"], ["lead@example.com"]]
     # The last step's escalation e-mail reaches the lead.
@@ -112,8 +116,10 @@ def test_sla_breach_and_escalation_steps(kube_client, namespace, operator_factor
              30, "the escalation e-mail to the lead")
     # Nobody acknowledges: the acknowledge SLA (1 minute) is breached, once, and escalation
     # stops at its last step (no fourth step, no step repeated).
-    inc = wait_for(lambda: (lambda i: i if i["status"]["sla"].get("acknowledgeBreached") else None)(
-        get(kube_client, namespace, "inc-2")), 90, "acknowledge SLA breach")
+    inc = incident_when(kube_client, namespace, "inc-2",
+                        lambda i: i["status"]["sla"]["acknowledgeBreached"] and "breached" in i["status"]["sla"]
+                        and any(e["type"] == "sla-breach" for e in i["status"]["timeline"]), 90,
+                        "acknowledge SLA breach")
     assert not inc["status"].get("acknowledgedAt") and inc["spec"].get("state", "open") == "open"
     assert inc["status"]["sla"]["breached"] is True
     assert inc["status"]["escalationLevel"] == 3 and len(inc["status"]["escalations"]) == 3
@@ -128,14 +134,20 @@ def test_smtp_down_is_retried_and_recorded(kube_client, namespace, operator_fact
     kube_client.create(kube.MONITORED_SERVICES, service(), namespace)
     operator_factory(namespace, env=smtp_env(port))
     kube_client.create(kube.INCIDENTS, incident("inc-3"), namespace)
-    entry = wait_for(lambda: next((n for n in get(kube_client, namespace, "inc-3")["status"].get("notifications") or []
-                                   if n.get("channel") == "email" and n.get("result") == "retrying"), None),
-                     60, "a failed delivery recorded as retrying")
+    def retrying(i: dict) -> dict | None:
+        return next((n for n in i["status"].get("notifications") or []
+                     if n.get("channel") == "email" and n.get("result") == "retrying"), None)
+
+    inc = incident_when(kube_client, namespace, "inc-3",
+                        lambda i: retrying(i) and i["spec"]["assignee"]
+                        and any(e["type"] == "notification-failed" for e in i["status"]["timeline"]),
+                        60, "a failed delivery recorded as retrying")
+    entry = retrying(inc)
     assert entry["error"] and entry["nextAttemptAt"]
-    timeline = get(kube_client, namespace, "inc-3")["status"]["timeline"]
+    timeline = inc["status"]["timeline"]
     assert any(e["type"] == "notification-failed" for e in timeline)
     # The incident's other work went on: it was assigned regardless.
-    assert get(kube_client, namespace, "inc-3")["spec"]["assignee"] == "alice@example.com"
+    assert inc["spec"]["assignee"] == "alice@example.com"
     sink = MailSink(port).start()
     try:
         kube_client.patch(kube.INCIDENTS, "inc-3", {"spec": {"state": "acknowledged"}}, namespace)
@@ -154,16 +166,16 @@ def test_events_and_retention(kube_client, namespace, operator_factory):
     kube_client.create(kube.INCIDENTS, incident("old"), namespace)
     kube_client.create(kube.INCIDENTS, incident("recent"), namespace)
     for name in ("old", "recent"):
-        wait_for(lambda name=name: get(kube_client, namespace, name).get("status", {}).get("observedState"), 30, "opened")
+        incident_when(kube_client, namespace, name, lambda i: i["status"]["observedState"], 30, "opened")
         kube_client.patch(kube.INCIDENTS, name, {"spec": {"state": "resolved"}}, namespace)
-        wait_for(lambda name=name: get(kube_client, namespace, name)["status"].get("resolvedAt"), 30, "resolved")
+        incident_when(kube_client, namespace, name, lambda i: i["status"]["resolvedAt"], 30, "resolved")
     events = wait_for(lambda: [e for e in kube_client.list(kube.EVENTS, namespace)
                                if e["regarding"]["name"] == "old" and e["reason"] == "IncidentResolved"], 30, "event")
     assert "open → resolved" in events[0]["note"]
     # A closed incident past retention is deleted; a recent one stays.
     for name in ("old", "recent"):
         kube_client.patch(kube.INCIDENTS, name, {"spec": {"state": "closed", "rca": {"rootCause": "x"}}}, namespace)
-        wait_for(lambda name=name: get(kube_client, namespace, name)["status"].get("closedAt"), 30, "closed")
+        incident_when(kube_client, namespace, name, lambda i: i["status"]["closedAt"], 30, "closed")
     long_ago = iso(datetime.now(UTC) - timedelta(days=31))
     kube_client.patch(kube.INCIDENTS, "old", {"status": {"closedAt": long_ago}}, namespace, subresource="status")
     wait_for(lambda: kube_client.get_or_none(kube.INCIDENTS, "old", namespace) is None, 30, "old incident deleted")

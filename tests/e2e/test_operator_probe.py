@@ -7,7 +7,7 @@ import time
 import pytest
 
 from paramedic import kube
-from tests.helpers import SwitchableService, wait_for
+from tests.helpers import SwitchableService, wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +30,14 @@ def incidents(client, ns) -> list[dict]:
     return client.list(kube.INCIDENTS, ns)
 
 
-def status_of(client, res, name, ns) -> dict:
-    return client.get(res, name, ns).get("status") or {}
+def service_when(client, ns, name, predicate, timeout, what) -> dict:
+    """The MonitoredService's status once `predicate` holds over all of it."""
+    return wait_object(client, kube.MONITORED_SERVICES, name, ns, lambda s: predicate(s["status"]), timeout,
+                       what)["status"]
+
+
+def incident_when(client, ns, name, predicate, timeout, what) -> dict:
+    return wait_object(client, kube.INCIDENTS, name, ns, predicate, timeout, what)
 
 
 def test_service_and_schedule_are_reconciled(kube_client, namespace, operator_factory):
@@ -39,27 +45,28 @@ def test_service_and_schedule_are_reconciled(kube_client, namespace, operator_fa
     kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "ghost"},
                                                  "spec": {"target": {"name": "ghost"}}}, namespace)
     operator_factory(namespace)
-    st = wait_for(lambda: (lambda s: s if s.get("currentOnCall") else None)(
-        status_of(kube_client, kube.ONCALL_SCHEDULES, "payments", namespace)), 60, "on-call status")
+    st = wait_object(kube_client, kube.ONCALL_SCHEDULES, "payments", namespace,
+                     lambda o: o["status"]["currentOnCall"] and o["status"]["nextHandoff"]
+                     and "observedGeneration" in o["status"], 60, "on-call status")["status"]
     assert st["currentOnCall"]["email"] in ("alice@example.com", "bob@example.com")
     assert st["nextHandoff"].endswith("Z")
     assert st["observedGeneration"] == 1
 
-    def ready_condition():
-        conds = status_of(kube_client, kube.MONITORED_SERVICES, "ghost", namespace).get("conditions") or []
-        return next((c for c in conds if c["type"] == "Ready"), None)
+    def ready_condition(status: dict) -> dict | None:
+        return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
 
-    cond = wait_for(ready_condition, 30, "Ready condition")
+    status = service_when(kube_client, namespace, "ghost", lambda s: ready_condition(s) and s["health"], 30,
+                          "Ready condition")
+    cond = ready_condition(status)
     assert cond["status"] == "False" and cond["reason"] == "TargetNotFound"
-    assert status_of(kube_client, kube.MONITORED_SERVICES, "ghost", namespace)["health"] == "Unknown"
+    assert status["health"] == "Unknown"
 
 
 def test_outage_opens_one_incident_and_recovery_resolves_it(kube_client, namespace, operator_factory, http_service):
     kube_client.create(kube.ONCALL_SCHEDULES, schedule(), namespace)
     kube_client.create(kube.MONITORED_SERVICES, probed_service("checkout", http_service.url), namespace)
     operator_factory(namespace)
-    wait_for(lambda: status_of(kube_client, kube.MONITORED_SERVICES, "checkout", namespace).get("health") == "Healthy",
-             30, "Healthy")
+    service_when(kube_client, namespace, "checkout", lambda s: s["health"] == "Healthy", 30, "Healthy")
 
     started = time.monotonic()
     http_service.set("failing")
@@ -69,32 +76,34 @@ def test_outage_opens_one_incident_and_recovery_resolves_it(kube_client, namespa
     assert inc["metadata"]["name"] == "checkout-down-1"
     assert inc["spec"]["source"] == "probe" and inc["spec"]["severity"] == "critical"
     assert "status 500" in inc["spec"]["description"]
-    inc = wait_for(lambda: (lambda i: i if i["spec"].get("assignee") else None)(
-        kube_client.get(kube.INCIDENTS, "checkout-down-1", namespace)), 30, "assignment")
+    inc = incident_when(kube_client, namespace, "checkout-down-1", lambda i: i["spec"]["assignee"], 30, "assignment")
     assert inc["spec"]["assignee"] in ("alice@example.com", "bob@example.com")
-    svc_status = wait_for(lambda: (lambda s: s if s.get("openIncident") else None)(
-        status_of(kube_client, kube.MONITORED_SERVICES, "checkout", namespace)), 10, "openIncident")
+    svc_status = service_when(kube_client, namespace, "checkout",
+                              lambda s: s["openIncident"] and s["health"] and "statusCode" in s["lastProbe"], 10,
+                              "openIncident")
     assert svc_status["health"] == "Down" and svc_status["openIncident"] == "checkout-down-1"
     assert svc_status["lastProbe"]["statusCode"] == 500
 
     http_service.set("healthy")
-    done = wait_for(lambda: (lambda i: i if i["spec"]["state"] == "resolved" else None)(
-        kube_client.get(kube.INCIDENTS, "checkout-down-1", namespace)), 30, "auto-resolve")
-    wait_for(lambda: done.get("status", {}).get("resolvedAt") or
-             kube_client.get(kube.INCIDENTS, "checkout-down-1", namespace)["status"].get("resolvedAt"), 30, "resolvedAt")
-    final = kube_client.get(kube.INCIDENTS, "checkout-down-1", namespace)
+    # The prober resolves (spec), then the operator records it (status): wait for the second write.
+    final = incident_when(kube_client, namespace, "checkout-down-1",
+                          lambda i: i["spec"]["state"] == "resolved" and i["status"]["resolvedAt"]
+                          and i["status"]["mttrSeconds"] is not None
+                          and any("resolved" in e["message"] for e in i["status"]["timeline"]), 60,
+                          "auto-resolve recorded")
     assert final["status"]["mttrSeconds"] >= 0
     assert any("paramedic/prober" == e["actor"] and "resolved" in e["message"] for e in final["status"]["timeline"])
-    wait_for(lambda: not status_of(kube_client, kube.MONITORED_SERVICES, "checkout", namespace).get("openIncident"),
-             30, "openIncident cleared")
+    service_when(kube_client, namespace, "checkout", lambda s: not s.get("openIncident"), 30, "openIncident cleared")
     assert len(incidents(kube_client, namespace)) == 1
 
     # A second outage is a new incident.
     http_service.set("unreachable")
-    second = wait_for(lambda: kube_client.get_or_none(kube.INCIDENTS, "checkout-down-2", namespace), 30, "2nd incident")
+    second = incident_when(kube_client, namespace, "checkout-down-2", lambda i: i["spec"]["description"], 30,
+                           "2nd incident")
     # The failure's class in the operator's words (nothing listens: refused), never the raw error.
     assert second["spec"]["description"].endswith("last: connection refused"), second["spec"]["description"]
-    svc = status_of(kube_client, kube.MONITORED_SERVICES, "checkout", namespace)
+    svc = service_when(kube_client, namespace, "checkout", lambda s: s["lastProbe"]["reason"], 30,
+                       "the failed probe recorded")
     assert svc["lastProbe"]["reason"] == "ConnectionRefused" and "statusCode" not in svc["lastProbe"], svc
 
 
@@ -104,17 +113,16 @@ def test_slow_responses_degrade(kube_client, namespace, operator_factory, http_s
     operator_factory(namespace)
     http_service.slow_seconds = 0.5
     http_service.set("slow")
-    inc = wait_for(lambda: kube_client.get_or_none(kube.INCIDENTS, "slowpoke-down-1", namespace), 40, "incident")
+    inc = incident_when(kube_client, namespace, "slowpoke-down-1", lambda i: i["spec"]["title"], 40, "incident")
     assert inc["spec"]["title"] == "slowpoke is slow"
-    wait_for(lambda: status_of(kube_client, kube.MONITORED_SERVICES, "slowpoke", namespace)["health"] == "Degraded",
-             10, "health Degraded")
+    service_when(kube_client, namespace, "slowpoke", lambda s: s["health"] == "Degraded", 10, "health Degraded")
 
 
 def test_operator_restart_mid_outage_opens_no_duplicate(kube_client, namespace, operator_factory, http_service):
     kube_client.create(kube.MONITORED_SERVICES, probed_service("cart", http_service.url), namespace)
     op = operator_factory(namespace)
     http_service.set("failing")
-    wait_for(lambda: kube_client.get_or_none(kube.INCIDENTS, "cart-down-1", namespace), 30, "incident")
+    incident_when(kube_client, namespace, "cart-down-1", bool, 30, "incident")
     op.kill()
     operator_factory(namespace)
     hits = http_service.hits
@@ -132,8 +140,8 @@ def test_edits_pause_and_delete_take_effect(kube_client, namespace, operator_fac
         wait_for(lambda: other.hits >= 2, 20, "probes of the edited URL")
         kube_client.patch(kube.MONITORED_SERVICES, "edit",
                           {"metadata": {"annotations": {"paramedic.dev/paused": "true"}}}, namespace)
-        wait_for(lambda: any(c["reason"] == "Paused" for c in status_of(
-            kube_client, kube.MONITORED_SERVICES, "edit", namespace).get("conditions", [])), 20, "Paused")
+        service_when(kube_client, namespace, "edit", lambda s: any(c["reason"] == "Paused" for c in s["conditions"]),
+                     20, "Paused")
         time.sleep(1.5)
         paused_hits = other.hits
         time.sleep(3)
