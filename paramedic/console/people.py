@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from paramedic import kube
+from paramedic.domain.resources import Resource
 from paramedic.informer import Informer
 
 T = TypeVar("T")
@@ -56,7 +57,7 @@ class Person:
     """Per resource, the resourceVersion of the person's last write: their next pages show at least that."""
 
     def written(self, res: kube.Resource, obj: dict | None) -> None:
-        rv = str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+        rv = Resource(obj).resource_version if obj else ""
         if rv:
             self.wrote[res.plural] = rv
 

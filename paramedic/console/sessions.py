@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from paramedic import kube
+from paramedic.domain.resources import Resource, mapping
 from paramedic.domain.timeutil import iso, parse_or_none, utcnow
 
 log = logging.getLogger("paramedic.console")
@@ -102,7 +103,7 @@ def read_secret(secret: dict | None, unseal: Callable[[str], str | None], now: d
     if not secret:
         return None
     try:
-        sealed = base64.b64decode((secret.get("data") or {}).get("session") or "", validate=True).decode()
+        sealed = base64.b64decode(mapping(secret.get("data")).get("session") or "", validate=True).decode()
     except (ValueError, binascii.Error):
         return None
     opened = unseal(sealed) if sealed else None
@@ -123,13 +124,12 @@ def read_secret(secret: dict | None, unseal: Callable[[str], str | None], now: d
 
 def strangers(secrets_: list[dict]) -> list[str]:
     """Names of the Secrets that are not sessions (the console can read them: they belong elsewhere)."""
-    return sorted(str((s.get("metadata") or {}).get("name"))
-                  for s in secrets_ if ((s.get("metadata") or {}).get("labels") or {}).get(LABEL) != "true")
+    return sorted(Resource(s).name for s in secrets_ if Resource(s).labels.get(LABEL) != "true")
 
 
 def expired(secret: dict, now: datetime) -> bool:
     """For pruning: past its end by the annotation (an unreadable one counts as past)."""
-    end = parse_or_none(((secret.get("metadata") or {}).get("annotations") or {}).get(EXPIRES_ANNOTATION))
+    end = parse_or_none(Resource(secret).annotations.get(EXPIRES_ANNOTATION))
     return end is None or end <= now
 
 
