@@ -20,7 +20,7 @@ import uuid
 import httpx
 
 from paramedic import kube
-from paramedic.domain.alerts import incident_name
+from paramedic.domain.alert_naming import incident_name
 from paramedic.domain.timeutil import utcnow
 from paramedic.ingest import build_incident
 

@@ -22,7 +22,7 @@ import time
 import uuid
 
 from paramedic import kube
-from paramedic.domain import alerts as dom
+from paramedic.domain import alert_records as records
 
 from .common import (
     Context,
@@ -109,7 +109,7 @@ def run(ctx: Context, result: Result) -> None:
     for inc in incidents:
         per_svc.setdefault(inc["spec"]["service"], []).append(inc)
         for a in (inc.get("status") or {}).get("alerts") or []:
-            recorded.setdefault(dom.entry_fingerprint(a), []).append(a.get("status", ""))
+            recorded.setdefault(records.entry_fingerprint(a), []).append(a.get("status", ""))
     distinct = {a["fingerprint"] for alerts in firing.values() for a in alerts}
     lost = sum(1 for fp in distinct if fp not in recorded)
     dupes = sum(len(v) - 1 for v in recorded.values() if len(v) > 1)

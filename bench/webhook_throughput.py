@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from paramedic import kube
-from paramedic.domain import alerts as dom
+from paramedic.domain import alert_records as records
 
 from .common import (
     Context,
@@ -114,7 +114,7 @@ def recorded(client: kube.KubeClient, ns: str) -> tuple[int, dict[str, int], set
         svc = inc["spec"]["service"]
         per_service[svc] = per_service.get(svc, 0) + 1
         for a in (inc.get("status") or {}).get("alerts") or []:
-            fp = dom.entry_fingerprint(a)
+            fp = records.entry_fingerprint(a)
             seen[fp] = seen.get(fp, 0) + 1
     return len(incidents), seen, {s for s, c in per_service.items() if c > 1}
 

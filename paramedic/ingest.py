@@ -40,9 +40,25 @@ from datetime import datetime
 from typing import Any
 
 from . import kube, metrics
-from .domain import alerts as dom
+from .domain import alert_naming as naming
+from .domain import alert_records as records
+from .domain import alert_routing as routing
 from .domain import scope as sc
 from .domain import status_patch
+from .domain.alert import (
+    FIRING,
+    MAX_DESCRIPTION,
+    MAX_LABELS,
+    MAX_SERVICE,
+    MAX_TITLE,
+    MAX_URL,
+    RESOLVED,
+    SEVERITIES,
+    Alert,
+    cut,
+    dedupe,
+    stored_labels,
+)
 from .domain.lifecycle import append_timeline, state_patch, timeline_entry
 from .domain.timeutil import iso
 from .domain.vocabulary import DNS_LABEL, State
@@ -51,7 +67,7 @@ from .owners import PodOwners
 
 log = logging.getLogger("paramedic.ingest")
 
-ACTOR = dom.ACTOR
+ACTOR = records.ACTOR
 WRITE_ATTEMPTS = 10
 """Status writes retried on 409 before the request gives up (and answers 503)."""
 MAX_SUCCESSORS = 100
@@ -70,7 +86,7 @@ class _Refused(Exception):
 
 
 # What became of one alert (IngestResult.outcomes[key]["outcome"]).
-RECORDED, RESOLVED, DUPLICATE, IGNORED = "recorded", "resolved", "duplicate", "ignored"
+OUTCOME_RECORDED, OUTCOME_RESOLVED, OUTCOME_DUPLICATE, OUTCOME_IGNORED = "recorded", "resolved", "duplicate", "ignored"
 
 
 @dataclass
@@ -94,7 +110,7 @@ class IngestResult:
                 "resolved": self.resolved, "ignored": self.ignored, "autoResolved": self.auto_resolved,
                 "rehomed": self.rehomed, "unmanaged": self.unmanaged, "incidents": sorted(set(self.incidents))}
 
-    def outcome_of(self, alert: dom.Alert) -> dict[str, Any]:
+    def outcome_of(self, alert: Alert) -> dict[str, Any]:
         """What became of `alert`, for the sender: its key and outcome, and where it is recorded."""
         found = self.outcomes.get(alert.key) or {"outcome": "unknown"}
         return {"key": alert.key, **found}
@@ -120,23 +136,23 @@ def build_incident(namespace: str, name: str, *, service: str, severity: str, ti
     Its `status` (createdAt) is dropped by the API server on create (status is a
     subresource): write it afterwards, as `create_incident` does.
     """
-    if severity not in dom.SEVERITIES:
-        raise ValueError(f"severity must be one of {', '.join(dom.SEVERITIES)}, not {severity!r}")
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
     # Every field is cut (and marked) to the CRD's limits: an alert's text never makes the
     # API server refuse the incident that records it.
     spec: dict[str, Any] = {
-        "service": _cut(service, dom.MAX_SERVICE),
+        "service": _cut(service, MAX_SERVICE),
         "severity": severity,
-        "title": _cut(title.strip() or f"{service} incident", dom.MAX_TITLE),
+        "title": _cut(title.strip() or f"{service} incident", MAX_TITLE),
         "source": source,
         "state": State.OPEN,
         "managed": managed,
     }
     if description:
-        spec["description"] = _cut(description, dom.MAX_DESCRIPTION)
+        spec["description"] = _cut(description, MAX_DESCRIPTION)
     if labels:
-        spec["labels"] = dom.stored_labels(labels, dom.MAX_LABELS)
-    if runbook_url and len(runbook_url) <= dom.MAX_URL:
+        spec["labels"] = stored_labels(labels, MAX_LABELS)
+    if runbook_url and len(runbook_url) <= MAX_URL:
         spec["runbookURL"] = runbook_url
     return {
         "apiVersion": kube.API_VERSION,
@@ -170,7 +186,7 @@ def everywhere(settings: Any) -> sc.Scope:
                     remediate=True)
 
 
-def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now: datetime, *,
+def ingest(client: kube.KubeClient, settings: Any, alerts: list[Alert], now: datetime, *,
            parallel: int = GROUP_PARALLELISM, services: Directory | None = None,
            owners: PodOwners | None = None, scope: sc.Scope | None = None) -> IngestResult:
     """Persist `alerts`: create, join, deduplicate, resolve. Returns only once all are written.
@@ -189,10 +205,10 @@ def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now:
     record is refused in the home namespace (nothing can be recorded: retried until fixed).
     """
     router = _Router(client, settings, services, owners, scope or everywhere(settings))
-    unique = dom.dedupe(alerts)
+    unique = dedupe(alerts)
     groups = router.route(unique)
 
-    def one(item: tuple[tuple[str, str, str], _Group]) -> tuple[IngestResult, list[dom.Alert], Exception | None]:
+    def one(item: tuple[tuple[str, str, str], _Group]) -> tuple[IngestResult, list[Alert], Exception | None]:
         key, group = item
         run = _Run(client, settings, now)
         try:
@@ -247,12 +263,12 @@ def ingest(client: kube.KubeClient, settings: Any, alerts: list[dom.Alert], now:
 
 
 def _resolve_strays(client: kube.KubeClient, settings: Any, now: datetime, router: _Router,
-                    alerts: list[dom.Alert], total: IngestResult) -> None:
+                    alerts: list[Alert], total: IngestResult) -> None:
     """Resolutions that found nothing where they belong: their firing alert may have been
     refused there and recorded at home (re-homed, or alone), so they are looked for there
     too (a GET or two each; only resolutions nobody recorded pay it)."""
     for alert in alerts:
-        if alert.status != dom.RESOLVED or (total.outcomes.get(alert.key) or {}).get("outcome") != IGNORED:
+        if alert.status != RESOLVED or (total.outcomes.get(alert.key) or {}).get("outcome") != OUTCOME_IGNORED:
             continue
         for key in router.fallbacks(alert):
             run = _Run(client, settings, now)
@@ -261,7 +277,7 @@ def _resolve_strays(client: kube.KubeClient, settings: Any, now: datetime, route
                 run.flush()
             except (kube.ApiError, _Refused):
                 continue
-            if (run.result.outcomes.get(alert.key) or {}).get("outcome") == IGNORED:
+            if (run.result.outcomes.get(alert.key) or {}).get("outcome") == OUTCOME_IGNORED:
                 continue
             total.ignored -= 1
             total.add(run.result)
@@ -281,7 +297,7 @@ def _why(exc: Exception) -> str:
 class _Group:
     managed: bool
     service: dict | None
-    alerts: list[dom.Alert] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
     claimed: str = ""     # re-homed: the namespace its alerts claim
     note: str = ""        # re-homed or unremediated: the timeline note saying why (written once)
     note_type: str = sc.REHOMED_TIMELINE_TYPE
@@ -302,7 +318,7 @@ class _IncidentAlerts:
     auto_resolve: bool
     created: bool = False
     group: _Group | None = None
-    alerts: list[dom.Alert] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
     joining: set[str] = field(default_factory=set)   # keys of new firing alerts sent here because it was active
 
 
@@ -318,21 +334,21 @@ class _Router:
         self.scope = scope or everywhere(settings)
         self.reasons: dict[str, str] = {}   # alert key → why it was recorded at home (first reason)
         self._rehomed: set[int] = set()     # the alerts (objects) re-homed, each counted once
-        self._tables: dict[str, dom.RoutingTable] = {}
+        self._tables: dict[str, routing.RoutingTable] = {}
         self._namespaces: dict[str, bool] = {}
 
     @property
     def rehomed(self) -> int:
         return len(self._rehomed)
 
-    def table(self, namespace: str) -> dom.RoutingTable:
+    def table(self, namespace: str) -> routing.RoutingTable:
         """The namespace's MonitoredServices, indexed for routing; read once per request. As fresh as
         the watch: a MonitoredService created a moment ago may miss this request, never a later one.
         From the informer, the index is rebuilt only when a MonitoredService changed."""
         if namespace not in self._tables:
             self._tables[namespace] = (
-                self.directory.view(namespace, dom.RoutingTable) if self.directory is not None
-                else dom.RoutingTable(self.client.list(kube.MONITORED_SERVICES, namespace, cached=True)))
+                self.directory.view(namespace, routing.RoutingTable) if self.directory is not None
+                else routing.RoutingTable(self.client.list(kube.MONITORED_SERVICES, namespace, cached=True)))
         return self._tables[namespace]
 
     def namespace_exists(self, namespace: str) -> bool:
@@ -351,9 +367,9 @@ class _Router:
             self._namespaces[namespace] = exists
         return self._namespaces[namespace]
 
-    def route(self, alerts: list[dom.Alert]) -> dict[tuple[str, str, str], _Group]:
+    def route(self, alerts: list[Alert]) -> dict[tuple[str, str, str], _Group]:
         groups: dict[tuple[str, str, str], _Group] = {}
-        foreign: dict[tuple[str, str], list[dom.Alert]] = {}
+        foreign: dict[tuple[str, str], list[Alert]] = {}
         for alert in alerts:
             ns = alert.namespace or self.scope.home
             if DNS_LABEL.match(ns) and not self.scope.allows(ns):
@@ -375,7 +391,7 @@ class _Router:
             metrics.ALERTS_ROUTED.labels(_RULE_METRIC.get(claim.rule if claim else "", "none")).inc()
             svc = claim.service if claim is not None else None
             if svc is not None:
-                key = (ns, svc["metadata"]["name"], dom.incident_severity(alert, svc))
+                key = (ns, svc["metadata"]["name"], routing.incident_severity(alert, svc))
                 if self.scope.remediate:
                     group = groups.setdefault(key, _Group(managed=True, service=svc))
                 else:
@@ -386,7 +402,7 @@ class _Router:
                                                           note_type=sc.UNREMEDIATED_TIMELINE_TYPE))
             else:
                 home = ns if self.namespace_exists(ns) else self.scope.home
-                key = (home, alert.service_hint, dom.incident_severity(alert, None))
+                key = (home, alert.service_hint, routing.incident_severity(alert, None))
                 group = groups.setdefault(key, _Group(managed=False, service=None))
             group.alerts.append(alert)
         for (reason, detail), batch in foreign.items():
@@ -395,7 +411,7 @@ class _Router:
                                               note=group.note, reason=reason)).alerts.extend(group.alerts)
         return groups
 
-    def rehome(self, alerts: list[dom.Alert], reason: str, detail: str = "") -> dict[tuple[str, str, str], _Group]:
+    def rehome(self, alerts: list[Alert], reason: str, detail: str = "") -> dict[tuple[str, str, str], _Group]:
         """Groups recording `alerts` unmanaged in the home namespace, apart from its own incidents:
         their service is `<claimed namespace>/<service>`, which no MonitoredService can be named."""
         groups: dict[tuple[str, str, str], _Group] = {}
@@ -403,7 +419,7 @@ class _Router:
         for alert in alerts:
             claimed = alert.namespace or self.scope.home
             service = sc.rehomed_service(claimed, alert.service_hint)
-            key = (self.scope.home, service, dom.incident_severity(alert, None))
+            key = (self.scope.home, service, routing.incident_severity(alert, None))
             group = groups.setdefault(key, _Group(managed=False, service=None,
                                                   claimed=claimed if DNS_LABEL.match(claimed) else "",
                                                   note=sc.rehomed_note(claimed, reason, self.scope.name, detail),
@@ -418,21 +434,21 @@ class _Router:
                      claimed[:63], self.scope.home, self.scope.name, reason)
         return groups
 
-    def fallbacks(self, alert: dom.Alert) -> list[tuple[str, str, str]]:
+    def fallbacks(self, alert: Alert) -> list[tuple[str, str, str]]:
         """The groups at home an alert refused where it belongs went to (`rehome`, then `unroutable`)."""
-        severity = dom.incident_severity(alert, None)
+        severity = routing.incident_severity(alert, None)
         claimed = alert.namespace or self.scope.home
         return [(self.scope.home, sc.rehomed_service(claimed, alert.service_hint), severity),
                 (self.scope.home, _unroutable_service(alert), severity)]
 
-    def unroutable(self, alerts: list[dom.Alert], detail: str) -> dict[tuple[str, str, str], _Group]:
+    def unroutable(self, alerts: list[Alert], detail: str) -> dict[tuple[str, str, str], _Group]:
         """The last resort: each alert alone, in the home namespace, keeping only its key, status,
         times and (cut) name, so that no text of its own can make the API server refuse it."""
         groups: dict[tuple[str, str, str], _Group] = {}
         for alert in alerts:
-            severity = dom.incident_severity(alert, None)
+            severity = routing.incident_severity(alert, None)
             service = _unroutable_service(alert)
-            name = dom.cut(alert.alertname, 63)
+            name = cut(alert.alertname, 63)
             bare = replace(alert, labels={"alertname": name} if name else {}, annotations={}, generator_url="",
                            links={}, values={})
             groups[(self.scope.home, service, severity)] = _Group(
@@ -443,28 +459,28 @@ class _Router:
         log.warning("%d alert(s) recorded alone, minimal, in %s: %s", len(alerts), self.scope.home, detail[:300])
         return groups
 
-    def claim(self, alert: dom.Alert, ns: str) -> dom.Claim | None:
+    def claim(self, alert: Alert, ns: str) -> routing.Claim | None:
         """The cheap rules first; the pod's owner is read only for alerts none of them claims."""
         services = self.table(ns)
-        found = dom.claim(alert, services)
+        found = routing.claim(alert, services)
         if found is not None or self.owners is None:
             return found
-        pod = dom.pod_to_look_up(alert, services)
+        pod = routing.pod_to_look_up(alert, services)
         if pod is None:
             return None
         owner = self.owners.owner(ns, pod)  # ns is the alert's own namespace (pod_to_look_up requires one)
-        return dom.claim(alert, services, pod_owner=owner.workload, pod_gone=not owner.exists)
+        return routing.claim(alert, services, pod_owner=owner.workload, pod_gone=not owner.exists)
 
 
-def _unroutable_service(alert: dom.Alert) -> str:
+def _unroutable_service(alert: Alert) -> str:
     """One service per alert key: a re-send (or its resolution) finds the same incident; the
     `/` keeps it apart from every MonitoredService."""
     return f"unroutable/{hashlib.sha256(alert.key.encode('utf-8')).hexdigest()[:16]}"
 
 
-_RULE_METRIC = {dom.CLAIM_SELECTOR: "selector", dom.CLAIM_SERVICE_LABEL: "service_label",
-                dom.CLAIM_WORKLOAD_LABEL: "workload_label", dom.CLAIM_POD_OWNER: "pod_owner",
-                dom.CLAIM_POD_NAME: "pod_name"}
+_RULE_METRIC = {routing.CLAIM_SELECTOR: "selector", routing.CLAIM_SERVICE_LABEL: "service_label",
+                routing.CLAIM_WORKLOAD_LABEL: "workload_label", routing.CLAIM_POD_OWNER: "pod_owner",
+                routing.CLAIM_POD_NAME: "pod_name"}
 
 INCIDENT_READS = kube.ReadFloor()
 """This process's view of Incidents: correlation lists read from the watch cache, never older than our writes."""
@@ -505,36 +521,36 @@ class _Run:
         held_by: dict[str, dict] = {}
         for obj in active + [o for o in everything if not self._mine(o) and self._may_touch(o)]:
             self._objects[(ns, obj["metadata"]["name"])] = obj
-            for k in dom.alert_keys(obj):
+            for k in records.alert_keys(obj):
                 held_by.setdefault(k, obj)
-        pending: list[dom.Alert] = []
+        pending: list[Alert] = []
         for alert in group.alerts:
             holder = held_by.get(alert.key)
             if holder is not None:
                 self._target(ns, holder, group).alerts.append(alert)
             else:
                 pending.append(alert)
-        firing = [a for a in pending if a.status == dom.FIRING]
+        firing = [a for a in pending if a.status == FIRING]
         # With no active incident, the firing alerts of the earliest one's window go straight to
         # creation, which reads that window's incidents only when the name is taken (409).
         first = min(firing, key=lambda a: a.starts_at) if firing and not active else None
-        base = dom.correlation_bucket(first.starts_at, self.window) if first else None
-        new_firing: list[dom.Alert] = []
+        base = naming.correlation_bucket(first.starts_at, self.window) if first else None
+        new_firing: list[Alert] = []
         for alert in pending:
-            if alert.status == dom.FIRING and base == dom.correlation_bucket(alert.starts_at, self.window):
+            if alert.status == FIRING and base == naming.correlation_bucket(alert.starts_at, self.window):
                 new_firing.append(alert)
                 continue
             holder = self._holder(ns, service, severity, alert)
-            if holder is None and alert.status != dom.FIRING:
+            if holder is None and alert.status != FIRING:
                 holder = self._any_holder(ns, service, alert)
             if holder is not None:
                 self._target(ns, holder, group).alerts.append(alert)
-            elif alert.status == dom.FIRING:
+            elif alert.status == FIRING:
                 new_firing.append(alert)
             else:
                 self.result.ignored += 1
                 self.done.add(alert.key)
-                self.result.outcomes[alert.key] = {"outcome": IGNORED}
+                self.result.outcomes[alert.key] = {"outcome": OUTCOME_IGNORED}
                 log.info("resolved alert %s (%s) matches no incident of %s/%s: nothing to resolve",
                          alert.key, alert.alertname[:100], ns, service[:100])
         if not new_firing:
@@ -546,7 +562,7 @@ class _Run:
 
     def _active(self, ns: str, service: str, severity: str) -> list[dict]:
         try:
-            return self.client.list(kube.INCIDENTS, ns, field_selector=dom.active_field_selector(service, severity),
+            return self.client.list(kube.INCIDENTS, ns, field_selector=naming.active_field_selector(service, severity),
                                     floor=INCIDENT_READS)
         except kube.ApiError as exc:
             if exc.status != 400:
@@ -554,46 +570,46 @@ class _Run:
             # An API server without CRD selectableFields (before 1.31) refuses the selector: filter here.
             items = self.client.list(kube.INCIDENTS, ns)
             return [o for o in items if (o.get("spec") or {}).get("service") == service
-                    and (o.get("spec") or {}).get("severity") == severity and dom.incident_active(o)]
+                    and (o.get("spec") or {}).get("severity") == severity and records.incident_active(o)]
 
-    def _holder(self, ns: str, service: str, severity: str, alert: dom.Alert) -> dict | None:
+    def _holder(self, ns: str, service: str, severity: str, alert: Alert) -> dict | None:
         """The incident of the alert's window (or a successor) that already records its key, if any."""
         for attempt in range(1, MAX_SUCCESSORS + 1):
-            obj = self._read(ns, dom.incident_name(service, severity, alert.starts_at, self.window, attempt))
+            obj = self._read(ns, naming.incident_name(service, severity, alert.starts_at, self.window, attempt))
             if obj is None:
                 return None
-            if alert.key in dom.alert_keys(obj) and self._may_touch(obj):
+            if alert.key in records.alert_keys(obj) and self._may_touch(obj):
                 return obj
-            if dom.incident_active(obj) and self._mine(obj):
+            if records.incident_active(obj) and self._mine(obj):
                 return None  # successors exist only after a resolved (or other kind of) predecessor
         return None
 
-    def _any_holder(self, ns: str, service: str, alert: dom.Alert) -> dict | None:
+    def _any_holder(self, ns: str, service: str, alert: Alert) -> dict | None:
         """Any incident of the service recording the alert, whatever its name or state: a
         firing alert may have joined an incident the probe opened and has since resolved.
         Costs one LIST per service and request, and only for resolutions found nowhere else."""
         if (ns, service) not in self._service_incidents:
             self._service_incidents[(ns, service)] = self.client.list(
-                kube.INCIDENTS, ns, field_selector=dom.service_field_selector(service), floor=INCIDENT_READS)
+                kube.INCIDENTS, ns, field_selector=naming.service_field_selector(service), floor=INCIDENT_READS)
         for obj in self._service_incidents[(ns, service)]:
-            if alert.key in dom.alert_keys(obj) and self._may_touch(obj):
+            if alert.key in records.alert_keys(obj) and self._may_touch(obj):
                 self._objects[(ns, obj["metadata"]["name"])] = obj
                 return obj
         return None
 
-    def _join(self, ns: str, obj: dict, group: _Group, firing: list[dom.Alert], created: bool = False) -> None:
+    def _join(self, ns: str, obj: dict, group: _Group, firing: list[Alert], created: bool = False) -> None:
         target = self._target(ns, obj, group)
         target.created = target.created or created
         target.alerts.extend(firing)
         target.joining.update(a.key for a in firing)
 
     def _create_or_join(self, ns: str, service: str, severity: str, group: _Group,
-                        firing: list[dom.Alert]) -> None:
+                        firing: list[Alert]) -> None:
         """Create the window's incident, or join it when a concurrent request did; successors when resolved."""
         first = min(firing, key=lambda a: a.starts_at)  # the earliest; among equals, the first sent
         remaining = list(firing)
         for attempt in range(1, MAX_SUCCESSORS + 1):
-            name = dom.incident_name(service, severity, first.starts_at, self.window, attempt)
+            name = naming.incident_name(service, severity, first.starts_at, self.window, attempt)
             obj = self._objects.get((ns, name))
             if obj is None:
                 body = self._body(ns, name, service, severity, group, min(remaining, key=lambda a: a.starts_at))
@@ -615,20 +631,20 @@ class _Run:
                     return
             if not self._mine(obj):
                 continue  # the window's name is taken by the other kind (managed or not): a successor
-            keys = dom.alert_keys(obj)
+            keys = records.alert_keys(obj)
             held = [a for a in remaining if a.key in keys]
             if held:  # re-sent alerts of a resolved incident: duplicates there, never a new incident
                 self._target(ns, obj, group).alerts.extend(held)
                 remaining = [a for a in remaining if a.key not in keys]
                 if not remaining:
                     return
-            if dom.incident_active(obj):
+            if records.incident_active(obj):
                 self._join(ns, obj, group, remaining)
                 return
         # Not a conflict that a retry resolves: these alerts are recorded elsewhere.
         raise _Refused(f"{MAX_SUCCESSORS} incidents of {service[:100]}/{severity} in one correlation window")
 
-    def _body(self, ns: str, name: str, service: str, severity: str, group: _Group, alert: dom.Alert) -> dict:
+    def _body(self, ns: str, name: str, service: str, severity: str, group: _Group, alert: Alert) -> dict:
         svc_spec = (group.service or {}).get("spec") or {}
         body = build_incident(
             ns, name, service=service, severity=severity, title=alert.title, description=alert.description,
@@ -660,7 +676,7 @@ class _Run:
         obj = target.obj
         limit = int(self.settings.timeline_limit)
         for attempt in range(WRITE_ATTEMPTS):
-            rec = dom.record_alerts(obj, target.alerts, self.now, timeline_limit=limit,
+            rec = records.record_alerts(obj, target.alerts, self.now, timeline_limit=limit,
                                     auto_resolve=target.auto_resolve, created=target.created)
             if rec.patch is None:
                 break
@@ -685,7 +701,7 @@ class _Run:
                 if fresh is None:
                     raise IngestConflict(f"incident {target.namespace}/{target.name} was deleted meanwhile") from None
                 obj = fresh
-                if target.joining - dom.alert_keys(obj) and not dom.incident_active(obj):
+                if target.joining - records.alert_keys(obj) and not records.incident_active(obj):
                     # It was resolved meanwhile: new alerts belong to a successor, which a retry finds.
                     raise IngestConflict(f"incident {target.namespace}/{target.name} was resolved meanwhile") from None
         else:
@@ -695,19 +711,19 @@ class _Run:
         resolved, where = set(rec.resolved), f"{target.namespace}/{target.name}"
         managed = (obj.get("spec") or {}).get("managed") is not False
         for a in target.alerts:
-            outcome = RESOLVED if a.key in resolved else RECORDED if a.key in added else DUPLICATE
+            outcome = OUTCOME_RESOLVED if a.key in resolved else OUTCOME_RECORDED if a.key in added else OUTCOME_DUPLICATE
             self.result.outcomes[a.key] = {"outcome": outcome, "incident": where, "managed": managed}
             self.done.add(a.key)
             if a.key in added and not managed and target.group is not None and target.group.service is not None:
                 self.result.unmanaged += 1
-        self.result.joined += sum(1 for a in target.alerts if a.key in added and a.status == dom.FIRING)
+        self.result.joined += sum(1 for a in target.alerts if a.key in added and a.status == FIRING)
         self.result.resolved += len(rec.resolved)
         self.result.deduplicated += len(rec.duplicates)
         if rec.duplicates:
             metrics.ALERTS_DEDUPLICATED.inc(len(rec.duplicates))
         self.result.incidents.append(f"{target.namespace}/{target.name}")
-        has_resolution = any(a.status == dom.RESOLVED for a in target.alerts)
-        if has_resolution and rec.all_resolved and target.auto_resolve and dom.incident_active(obj):
+        has_resolution = any(a.status == RESOLVED for a in target.alerts)
+        if has_resolution and rec.all_resolved and target.auto_resolve and records.incident_active(obj):
             self._auto_resolve(target, obj)
 
     def _auto_resolve(self, target: _IncidentAlerts, obj: dict) -> None:
@@ -724,7 +740,7 @@ class _Run:
         log.info("auto-resolved incident %s/%s: all alerts resolved", target.namespace, target.name)
 
 
-_cut = dom.cut
+_cut = cut
 
 
 __all__ = ["IngestConflict", "IngestResult", "build_incident", "create_incident", "ingest"]

@@ -1,7 +1,7 @@
 """Which workload owns a pod, for routing alerts that name only a pod.
 
 The receiver asks only for alerts no cheaper rule claims, and only when a target
-of the alert's namespace could own a pod of that name (`domain.alerts.pod_to_look_up`).
+of the alert's namespace could own a pod of that name (`domain.alert_routing.pod_to_look_up`).
 Answers are cached with bounds (entries and age), so a storm of alerts about the
 pods of one Deployment costs one GET per pod, and one per ReplicaSet, per
 `TTL_SECONDS`. Reads stay in the alert's namespace: the lookup never crosses one.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from . import kube, metrics
-from .domain.alerts import Workload, controller_of
+from .domain.alert_routing import Workload, controller_of
 
 log = logging.getLogger("paramedic.owners")
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from paramedic import kube
-from paramedic.domain import alerts as dom
+from paramedic.domain import alert_records as records
 from paramedic.domain.timeutil import iso_ms
 from tests.e2e.test_alertmanager import ALERTMANAGER, Alertmanager, injected
 from tests.helpers import wait_for
@@ -78,7 +78,7 @@ class RetryingSender:
 def recorded_instances(client: kube.KubeClient, ns: str) -> list[str]:
     out = []
     for inc in client.list(kube.INCIDENTS, ns):
-        out += [dom.entry_labels(inc, a).get("instance") for a in (inc.get("status") or {}).get("alerts") or []]
+        out += [records.entry_labels(inc, a).get("instance") for a in (inc.get("status") or {}).get("alerts") or []]
     return out
 
 

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from paramedic import kube
-from paramedic.domain import alerts as dom
+from paramedic.domain import alert_records as records
+from paramedic.domain.alert import labels_fingerprint
 from tests.e2e.test_webhook import am_alert, am_payload
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.slow]
@@ -91,7 +92,7 @@ def test_receiver_restarted_during_a_storm_loses_nothing(kube_client, namespace,
     assert len(sent) == SENDERS * REQUESTS * ALERTS_PER_REQUEST
 
     def recorded() -> list[str]:
-        return [dom.entry_fingerprint(a) for inc in kube_client.list(kube.INCIDENTS, namespace)
+        return [records.entry_fingerprint(a) for inc in kube_client.list(kube.INCIDENTS, namespace)
                 for a in (inc.get("status") or {}).get("alerts") or []]
 
     got = recorded()
@@ -107,5 +108,5 @@ def test_receiver_restarted_during_a_storm_loses_nothing(kube_client, namespace,
     assert len(got) == len(set(got)), "an alert was recorded twice"
     entries = [(inc, a) for inc in kube_client.list(kube.INCIDENTS, namespace)
                for a in (inc.get("status") or {}).get("alerts") or []]
-    assert all(dom.entry_fingerprint(a) == dom.labels_fingerprint(dom.entry_labels(inc, a)) for inc, a in entries), \
+    assert all(records.entry_fingerprint(a) == labels_fingerprint(records.entry_labels(inc, a)) for inc, a in entries), \
         "an entry's labels do not add up to the alert that was sent"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from paramedic import kube
-from paramedic.domain import alerts as dom
+from paramedic.domain.alert import labels_fingerprint
 from paramedic.domain.timeutil import iso_ms
 from paramedic.webhook.app import create_app
 from tests.e2e.test_control_plane import deployment, running_pods
@@ -43,7 +43,7 @@ def grafana_alert(status: str = "firing", starts: datetime | None = None, **labe
         "startsAt": starts.astimezone(timezone(timedelta(hours=2))).isoformat(),
         "endsAt": iso_ms(datetime.now(UTC)) if status == "resolved" else "0001-01-01T00:00:00Z",
         "generatorURL": "https://grafana.example.com/alerting/grafana/mem1/view?orgId=1",
-        "fingerprint": dom.labels_fingerprint(labels),
+        "fingerprint": labels_fingerprint(labels),
         "silenceURL": "https://grafana.example.com/alerting/silence/new?alertmanager=grafana&matcher=alertname%3DX",
         "dashboardURL": "https://grafana.example.com/d/checkout?orgId=1",
         "panelURL": "https://grafana.example.com/d/checkout?orgId=1&viewPanel=4",
@@ -69,7 +69,7 @@ def ksm_alert(name: str, status: str = "firing", starts: datetime | None = None,
         "annotations": {"summary": f"{name} on {labels.get('deployment') or labels.get('pod')}"},
         "startsAt": iso_ms(starts or datetime.now(UTC)),
         "endsAt": iso_ms(datetime.now(UTC)) if status == "resolved" else "0001-01-01T00:00:00Z",
-        "fingerprint": dom.labels_fingerprint(labels),
+        "fingerprint": labels_fingerprint(labels),
     }
 
 

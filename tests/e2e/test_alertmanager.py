@@ -21,7 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.cluster import free_port
 from paramedic import kube
-from paramedic.domain import alerts as dom
+from paramedic.domain import alert_records as records
+from paramedic.domain.alert import labels_fingerprint
 from paramedic.domain.timeutil import iso_ms
 from paramedic.webhook.app import create_app
 from tests.e2e.test_webhook import TOKEN, Receiver, make_service, receiver_settings
@@ -155,7 +156,7 @@ def test_alertmanager_groups_resends_and_resolutions(kube_client, namespace, liv
     assert inc["spec"]["source"] == "alertmanager" and inc["spec"]["managed"] is True
     for entry in inc["status"]["alerts"]:
         # Alertmanager's own fingerprint is the Prometheus label-set hash the receiver computes too.
-        assert dom.entry_fingerprint(entry) == dom.labels_fingerprint(dom.entry_labels(inc, entry))
+        assert records.entry_fingerprint(entry) == labels_fingerprint(records.entry_labels(inc, entry))
         assert entry["generatorURL"].startswith("http://prometheus.example:9090/")
 
     # repeat_interval (5s) re-sends the unchanged group: answered 200, recorded nothing new.
@@ -212,7 +213,8 @@ def test_an_outage_loses_nothing(kube_client, namespace, start_alertmanager):
             return items if items and len((items[0].get("status") or {}).get("alerts") or []) == 3 else None
 
         [inc] = wait_for(all_three, 60, "Alertmanager's retries to land")
-        assert sorted(dom.entry_labels(inc, a)["instance"] for a in inc["status"]["alerts"]) == ["pod-0", "pod-1", "pod-2"]
+        assert sorted(records.entry_labels(inc, a)["instance"] for a in inc["status"]["alerts"]) == \
+            ["pod-0", "pod-1", "pod-2"]
         assert 200 in receiver.statuses()
         assert len(incidents(kube_client, namespace)) == 1
     finally:

@@ -124,7 +124,7 @@ def sign_in(browser, console: ConsoleProcess, token: str) -> None:
 
 
 def alert(namespace: str, name: str) -> dict:
-    from paramedic.domain import alerts as dom
+    from paramedic.domain.alert import labels_fingerprint
     from paramedic.domain.timeutil import iso_ms, utcnow
 
     labels = {"alertname": name, "severity": "critical", "namespace": namespace, "service": "checkout"}
@@ -133,7 +133,7 @@ def alert(namespace: str, name: str) -> dict:
             "alerts": [{"status": "firing", "labels": labels, "annotations": {"summary": "checkout answers 503"},
                         "startsAt": iso_ms(utcnow()), "endsAt": "0001-01-01T00:00:00Z",
                         "generatorURL": "http://127.0.0.1:9090/graph?g0.expr=up",
-                        "fingerprint": dom.labels_fingerprint(labels)}]}
+                        "fingerprint": labels_fingerprint(labels)}]}
 
 
 def test_a_responder_works_an_incident_from_alert_to_report(kubeconfig, kube_client, tenants, operators, tmp_path,

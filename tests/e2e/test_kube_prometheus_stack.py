@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from devtools.cluster import REPO, tools_bin, wait_established
-from paramedic.domain import alerts as dom
+from paramedic.domain import alert_parse as parsing
+from paramedic.domain import alert_routing as routing
+from paramedic.domain.alert import Alert
 
 pytestmark = pytest.mark.e2e
 
@@ -153,11 +155,11 @@ def test_rules_fire_with_the_labels_paramedic_routes_by(render, tmp_path, namesp
 
     # Those labels are what the receiver routes by: the target's own, in the alert's namespace.
     services = [{"metadata": {"name": "checkout", "namespace": "shop"}, "spec": {"target": {"name": "checkout"}}}]
-    by_deployment = dom.Alert(fingerprint="a", status="firing", starts_at=dom._NO_TIME_BEFORE, annotations={},
+    by_deployment = Alert(fingerprint="a", status="firing", starts_at=parsing._NO_TIME_BEFORE, annotations={},
                               labels={"alertname": "ParamedicDeploymentUnavailable", "severity": "warning",
                                       "namespace": "shop", "deployment": "checkout"})
-    assert dom.claim(by_deployment, services).rule == dom.CLAIM_WORKLOAD_LABEL
-    by_pod = dom.Alert(fingerprint="b", status="firing", starts_at=dom._NO_TIME_BEFORE, annotations={},
+    assert routing.claim(by_deployment, services).rule == routing.CLAIM_WORKLOAD_LABEL
+    by_pod = Alert(fingerprint="b", status="firing", starts_at=parsing._NO_TIME_BEFORE, annotations={},
                        labels={"alertname": "ParamedicPodCrashLooping", "severity": "warning", "namespace": "shop",
                                "pod": "checkout-7d9f8b6c5d-x2x4z", "container": "app"})
-    assert dom.pod_to_look_up(by_pod, services) == "checkout-7d9f8b6c5d-x2x4z"
+    assert routing.pod_to_look_up(by_pod, services) == "checkout-7d9f8b6c5d-x2x4z"

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from paramedic import kube
-from paramedic.domain import alerts as dom
+from paramedic.domain import alert_records as records
 from paramedic.domain.lifecycle import state_patch
 from paramedic.domain.timeutil import utcnow
 from tests.helpers import kubectl_paramedic, wait_for
@@ -34,7 +34,7 @@ def test_auto_resolved_incident_has_no_mtta_and_stats_tell_it_apart(kube_client,
         wait_for(lambda name=name: status(kube_client, namespace, name).get("createdAt"), 30, f"{name} opened")
 
     # What the receiver writes when all of an incident's alerts resolve.
-    kube_client.patch(kube.INCIDENTS, "auto", state_patch("resolved", dom.ACTOR, "all alerts resolved", utcnow()),
+    kube_client.patch(kube.INCIDENTS, "auto", state_patch("resolved", records.ACTOR, "all alerts resolved", utcnow()),
                       namespace)
     kube_client.patch(kube.INCIDENTS, "acked", state_patch("acknowledged", "ana@example.com", None, utcnow()),
                       namespace)

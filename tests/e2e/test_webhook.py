@@ -21,7 +21,9 @@ from werkzeug.serving import make_server
 
 from devtools.cluster import free_port
 from paramedic import kube, metrics
-from paramedic.domain import alerts as dom
+from paramedic.domain import alert_naming as naming
+from paramedic.domain import alert_records as records
+from paramedic.domain.alert import labels_fingerprint
 from paramedic.domain.timeutil import iso_ms
 from paramedic.settings import Settings
 from paramedic.webhook.app import create_app
@@ -105,7 +107,7 @@ def am_alert(name: str = "HighErrorRate", status: str = "firing", starts: dateti
         "startsAt": iso_ms(starts or datetime.now(UTC)),
         "endsAt": iso_ms(datetime.now(UTC)) if status == "resolved" else "0001-01-01T00:00:00Z",
         "generatorURL": "http://prometheus.example:9090/graph",
-        "fingerprint": dom.labels_fingerprint(labels),
+        "fingerprint": labels_fingerprint(labels),
     }
 
 
@@ -149,14 +151,14 @@ def test_a_group_of_alerts_becomes_one_incident_once(kube_client, namespace, rec
     assert out["received"] == 3 and out["created"] == 1 and out["joined"] == 3 and out["deduplicated"] == 0
     [inc] = incidents(kube_client, namespace)
     assert out["incidents"] == [f"{namespace}/{inc['metadata']['name']}"]
-    assert inc["metadata"]["name"] == dom.incident_name("checkout", "critical", starts, 300)
+    assert inc["metadata"]["name"] == naming.incident_name("checkout", "critical", starts, 300)
     spec, status = inc["spec"], inc["status"]
     assert spec["service"] == "checkout" and spec["severity"] == "critical" and spec["managed"] is True
     assert spec["source"] == "alertmanager" and spec["state"] == "open"
     assert spec["title"] == "HighErrorRate on 10.0.0.0"
     assert spec["runbookURL"] == "https://runbooks/checkout"
     assert status["createdAt"]
-    assert sorted(dom.entry_labels(inc, a)["instance"] for a in status["alerts"]) == ["10.0.0.0", "10.0.0.1", "10.0.0.2"]
+    assert sorted(records.entry_labels(inc, a)["instance"] for a in status["alerts"]) == ["10.0.0.0", "10.0.0.1", "10.0.0.2"]
     assert all(a["status"] == "firing" for a in status["alerts"])
     assert [e["type"] for e in status["timeline"]] == ["alert-firing"] * 3
     assert counter(metrics.INCIDENTS_CREATED, "critical", "alertmanager") == created_before + 1
@@ -189,7 +191,7 @@ def test_resolved_alerts_are_recorded_and_auto_resolve(kube_client, namespace, r
     out = post(http, receiver, am_payload(resolved(alerts[0]), alerts[1]))
     assert out["resolved"] == 1 and out["deduplicated"] == 1 and out["autoResolved"] == 0
     inc = kube_client.get(kube.INCIDENTS, name, namespace)
-    by_instance = {dom.entry_labels(inc, a)["instance"]: a for a in inc["status"]["alerts"]}
+    by_instance = {records.entry_labels(inc, a)["instance"]: a for a in inc["status"]["alerts"]}
     assert by_instance["0"]["status"] == "resolved" and by_instance["0"]["resolvedAt"] and by_instance["0"]["endsAt"]
     assert by_instance["1"]["status"] == "firing"
     assert inc["spec"]["state"] == "open"
@@ -283,7 +285,7 @@ def test_concurrent_different_alerts_are_all_kept(kube_client, namespace, receiv
         answers = list(pool.map(send, range(8)))
     assert all(codes[-1] == 200 and set(codes) <= {200, 503} for codes in answers), answers
     [inc] = incidents(kube_client, namespace)
-    instances = [dom.entry_labels(inc, a)["instance"] for a in inc["status"]["alerts"]]
+    instances = [records.entry_labels(inc, a)["instance"] for a in inc["status"]["alerts"]]
     assert sorted(instances) == sorted(f"{i}-{j}" for i in range(8) for j in range(3))
 
 

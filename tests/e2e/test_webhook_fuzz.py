@@ -121,7 +121,7 @@ def hostile_payload(draw, namespace: str) -> dict:
 
 def test_hostile_values_in_valid_payloads_are_all_recorded(kube_client, namespace):
     from paramedic import kube
-    from paramedic.domain import alerts as dom
+    from paramedic.domain import alert_records as records
 
     app = create_app(make_settings(namespace=namespace, webhook_max_body_bytes=10**6,
                                    webhook_token_namespaces=[namespace]), kube_client)
@@ -145,6 +145,6 @@ def test_hostile_values_in_valid_payloads_are_all_recorded(kube_client, namespac
             ns, name = result["incident"].split("/")
             assert ns == namespace, "where it belongs or at the token's home: nowhere else"
             inc = kube_client.get(kube.INCIDENTS, name, ns)
-            assert result["key"] in dom.alert_keys(inc), "recorded"
+            assert result["key"] in records.alert_keys(inc), "recorded"
 
     check()

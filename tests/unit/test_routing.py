@@ -8,14 +8,15 @@ from datetime import UTC, datetime
 import pytest
 
 from paramedic import kube, metrics
-from paramedic.domain import alerts as dom
+from paramedic.domain import alert_routing as routing
+from paramedic.domain.alert import Alert
 from paramedic.owners import PodOwner, PodOwners
 
 NOW = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 
 
-def alert(**labels: str) -> dom.Alert:
-    return dom.Alert(fingerprint="f", status="firing", labels={"alertname": "A", **labels}, annotations={},
+def alert(**labels: str) -> Alert:
+    return Alert(fingerprint="f", status="firing", labels={"alertname": "A", **labels}, annotations={},
                      starts_at=NOW)
 
 
@@ -27,8 +28,8 @@ def msvc(name: str, target: str | None = None, kind: str | None = None, ns: str 
     return {"metadata": {"name": name, "namespace": ns}, "spec": spec}
 
 
-def claimed(a: dom.Alert, services: list[dict], **kw) -> tuple[str, str] | None:
-    c = dom.claim(a, services, **kw)
+def claimed(a: Alert, services: list[dict], **kw) -> tuple[str, str] | None:
+    c = routing.claim(a, services, **kw)
     return (c.name, c.rule) if c else None
 
 
@@ -37,9 +38,9 @@ def claimed(a: dom.Alert, services: list[dict], **kw) -> tuple[str, str] | None:
 
 def test_kube_state_metrics_labels_name_the_target_without_an_alert_selector():
     services = [msvc("checkout"), msvc("db", kind="StatefulSet"), msvc("agent", kind="DaemonSet")]
-    assert claimed(alert(namespace="shop", deployment="checkout"), services) == ("checkout", dom.CLAIM_WORKLOAD_LABEL)
-    assert claimed(alert(namespace="shop", statefulset="db"), services) == ("db", dom.CLAIM_WORKLOAD_LABEL)
-    assert claimed(alert(namespace="shop", daemonset="agent"), services) == ("agent", dom.CLAIM_WORKLOAD_LABEL)
+    assert claimed(alert(namespace="shop", deployment="checkout"), services) == ("checkout", routing.CLAIM_WORKLOAD_LABEL)
+    assert claimed(alert(namespace="shop", statefulset="db"), services) == ("db", routing.CLAIM_WORKLOAD_LABEL)
+    assert claimed(alert(namespace="shop", daemonset="agent"), services) == ("agent", routing.CLAIM_WORKLOAD_LABEL)
     # The label must name the target's kind: a StatefulSet called checkout is not the Deployment.
     assert claimed(alert(namespace="shop", statefulset="checkout"), services) is None
     assert claimed(alert(namespace="shop", deployment="other"), services) is None
@@ -49,27 +50,29 @@ def test_the_target_is_claimed_only_in_the_alerts_own_namespace():
     services = [msvc("checkout", ns="shop")]
     assert claimed(alert(namespace="other", deployment="checkout"), services) is None
     assert claimed(alert(deployment="checkout"), services) is None  # no namespace label: no claim by target
-    assert dom.pod_to_look_up(alert(pod="checkout-7d9f8b6c5d-x2x4z"), services) is None
-    assert dom.pod_to_look_up(alert(namespace="other", pod="checkout-7d9f8b6c5d-x2x4z"), services) is None
+    assert routing.pod_to_look_up(alert(pod="checkout-7d9f8b6c5d-x2x4z"), services) is None
+    assert routing.pod_to_look_up(alert(namespace="other", pod="checkout-7d9f8b6c5d-x2x4z"), services) is None
     assert claimed(alert(namespace="other", pod="checkout-7d9f8b6c5d-x2x4z"), services,
-                   pod_owner=dom.Workload("Deployment", "checkout")) is None
+                   pod_owner=routing.Workload("Deployment", "checkout")) is None
 
 
 def test_an_explicit_alert_selector_wins_over_every_target_claim():
     services = [msvc("checkout"), msvc("zz-catch-all", target="other", selector={"matchLabels": {"team": "web"}})]
     a = alert(namespace="shop", deployment="checkout", team="web")
-    assert claimed(a, services) == ("zz-catch-all", dom.CLAIM_SELECTOR)
-    assert claimed(a, services, pod_owner=dom.Workload("Deployment", "checkout")) == ("zz-catch-all", dom.CLAIM_SELECTOR)
+    assert claimed(a, services) == ("zz-catch-all", routing.CLAIM_SELECTOR)
+    assert claimed(a, services, pod_owner=routing.Workload("Deployment", "checkout")) == \
+        ("zz-catch-all", routing.CLAIM_SELECTOR)
 
 
 def test_order_of_rules_service_label_then_workload_label_then_pod():
     services = [msvc("checkout"), msvc("payments", target="pay"), msvc("web", target="web")]
     a = alert(namespace="shop", service="payments", deployment="checkout", pod="web-7d9f8b6c5d-x2x4z")
-    assert claimed(a, services, pod_owner=dom.Workload("Deployment", "web")) == ("payments", dom.CLAIM_SERVICE_LABEL)
+    assert claimed(a, services, pod_owner=routing.Workload("Deployment", "web")) == ("payments", routing.CLAIM_SERVICE_LABEL)
     a = alert(namespace="shop", deployment="checkout", pod="web-7d9f8b6c5d-x2x4z")
-    assert claimed(a, services, pod_owner=dom.Workload("Deployment", "web")) == ("checkout", dom.CLAIM_WORKLOAD_LABEL)
+    assert claimed(a, services, pod_owner=routing.Workload("Deployment", "web")) == \
+        ("checkout", routing.CLAIM_WORKLOAD_LABEL)
     a = alert(namespace="shop", pod="web-7d9f8b6c5d-x2x4z")
-    assert claimed(a, services, pod_owner=dom.Workload("Deployment", "web")) == ("web", dom.CLAIM_POD_OWNER)
+    assert claimed(a, services, pod_owner=routing.Workload("Deployment", "web")) == ("web", routing.CLAIM_POD_OWNER)
     assert claimed(a, services) is None  # without the owner, nothing claims it
 
 
@@ -78,7 +81,7 @@ def test_ties_go_to_the_smallest_service_name_whatever_the_order():
     for order in (services, list(reversed(services))):
         assert claimed(alert(namespace="shop", deployment="checkout"), order)[0] == "alpha"
         assert claimed(alert(namespace="shop", pod="checkout-6b8f7c9d5-bbbbb"), order,
-                       pod_owner=dom.Workload("Deployment", "checkout"))[0] == "alpha"
+                       pod_owner=routing.Workload("Deployment", "checkout"))[0] == "alpha"
     # Two workload labels naming two services' targets: still the smallest name.
     two = [msvc("web"), msvc("db", kind="StatefulSet")]
     assert claimed(alert(namespace="shop", deployment="web", statefulset="db"), two)[0] == "db"
@@ -86,14 +89,14 @@ def test_ties_go_to_the_smallest_service_name_whatever_the_order():
 
 def test_an_empty_selector_still_matches_nothing_but_the_target_claims():
     services = [msvc("checkout", selector={})]
-    assert claimed(alert(namespace="shop", deployment="checkout"), services) == ("checkout", dom.CLAIM_WORKLOAD_LABEL)
+    assert claimed(alert(namespace="shop", deployment="checkout"), services) == ("checkout", routing.CLAIM_WORKLOAD_LABEL)
     assert claimed(alert(namespace="shop", team="x"), services) is None
 
 
 def test_target_kind_defaults_to_deployment_and_odd_targets_claim_nothing():
-    assert dom.target_of(msvc("a")) == dom.Workload("Deployment", "a")
-    assert dom.target_of({"spec": {"target": {"kind": "CronJob", "name": "x"}}}) is None
-    assert dom.target_of({"spec": {}}) is None
+    assert routing.target_of(msvc("a")) == routing.Workload("Deployment", "a")
+    assert routing.target_of({"spec": {"target": {"kind": "CronJob", "name": "x"}}}) is None
+    assert routing.target_of({"spec": {}}) is None
 
 
 # --- pods: when to look up, and the name fallback once the pod is gone -----------------
@@ -108,13 +111,13 @@ def test_target_kind_defaults_to_deployment_and_odd_targets_claim_nothing():
 ])
 def test_a_pod_is_looked_up_only_when_a_target_could_own_it(pod, wanted):
     services = [msvc("checkout")]
-    assert dom.pod_to_look_up(alert(namespace="shop", pod=pod), services) == wanted
+    assert routing.pod_to_look_up(alert(namespace="shop", pod=pod), services) == wanted
 
 
 def test_generated_names_cut_at_58_characters_are_still_looked_up():
     long = "a" * 70
     pod = ("a" * 70 + "-")[:58] + "x2x4z"
-    assert dom.pod_to_look_up(alert(namespace="shop", pod=pod), [msvc("svc", target=long)]) == pod
+    assert routing.pod_to_look_up(alert(namespace="shop", pod=pod), [msvc("svc", target=long)]) == pod
 
 
 @pytest.mark.parametrize("kind, target, pod, fits", [
@@ -130,25 +133,25 @@ def test_generated_names_cut_at_58_characters_are_still_looked_up():
     ("DaemonSet", "agent", "agent-7d9f8b6c5d-x2x4z", False),
 ])
 def test_pod_names_a_controller_gives(kind, target, pod, fits):
-    assert dom.pod_name_fits(dom.Workload(kind, target), pod) is fits
+    assert routing.pod_name_fits(routing.Workload(kind, target), pod) is fits
 
 
 def test_a_gone_pod_is_claimed_by_its_name_only_after_the_owner_could_not_be_read():
     services = [msvc("checkout"), msvc("db", kind="StatefulSet")]
     a = alert(namespace="shop", pod="checkout-7d9f8b6c5d-x2x4z")
     assert claimed(a, services) is None
-    assert claimed(a, services, pod_gone=True) == ("checkout", dom.CLAIM_POD_NAME)
-    assert claimed(alert(namespace="shop", pod="db-3"), services, pod_gone=True) == ("db", dom.CLAIM_POD_NAME)
+    assert claimed(a, services, pod_gone=True) == ("checkout", routing.CLAIM_POD_NAME)
+    assert claimed(alert(namespace="shop", pod="db-3"), services, pod_gone=True) == ("db", routing.CLAIM_POD_NAME)
     # A live pod owned by something else is not claimed by its name.
-    assert claimed(a, services, pod_owner=dom.Workload("Deployment", "other")) is None
+    assert claimed(a, services, pod_owner=routing.Workload("Deployment", "other")) is None
 
 
 def test_controller_of_reads_the_controller_owner_reference():
     pod = {"metadata": {"ownerReferences": [
         {"kind": "Node", "name": "n1"},
         {"kind": "ReplicaSet", "name": "checkout-7d9f8b6c5d", "controller": True}]}}
-    assert dom.controller_of(pod) == dom.Workload("ReplicaSet", "checkout-7d9f8b6c5d")
-    assert dom.controller_of({"metadata": {}}) is None
+    assert routing.controller_of(pod) == routing.Workload("ReplicaSet", "checkout-7d9f8b6c5d")
+    assert routing.controller_of({"metadata": {}}) is None
 
 
 # --- the owner cache (a fake client: no API server) ----------------------------------
@@ -188,9 +191,9 @@ def test_pod_owner_through_its_replicaset_is_cached():
     owners = PodOwners(client)
     before = metrics.POD_OWNER_LOOKUPS.labels("cached")._value.get()
     for _ in range(3):
-        assert owners.owner("shop", "checkout-7d9f8b6c5d-x2x4z") == PodOwner(dom.Workload("Deployment", "checkout"))
-    assert owners.owner("shop", "checkout-7d9f8b6c5d-bbbbb").workload == dom.Workload("Deployment", "checkout")
-    assert owners.owner("shop", "db-0").workload == dom.Workload("StatefulSet", "db")
+        assert owners.owner("shop", "checkout-7d9f8b6c5d-x2x4z") == PodOwner(routing.Workload("Deployment", "checkout"))
+    assert owners.owner("shop", "checkout-7d9f8b6c5d-bbbbb").workload == routing.Workload("Deployment", "checkout")
+    assert owners.owner("shop", "db-0").workload == routing.Workload("StatefulSet", "db")
     # One GET per pod and one for their shared ReplicaSet.
     assert client.gets == [("pods", "shop", "checkout-7d9f8b6c5d-x2x4z"), ("replicasets", "shop", "checkout-7d9f8b6c5d"),
                            ("pods", "shop", "checkout-7d9f8b6c5d-bbbbb"), ("pods", "shop", "db-0")]
@@ -270,17 +273,17 @@ def test_router_reads_pods_only_for_alerts_no_cheaper_rule_claims():
 
 def test_routing_table_prefix_check_agrees_with_could_own_pod():
     targets = [msvc("web"), msvc("web-api"), msvc("db", kind="StatefulSet"), msvc("x" * 70)]
-    table = dom.RoutingTable(targets)
+    table = routing.RoutingTable(targets)
     pods = ["web-7d9f8b6c5d-x2x4z", "web-api-7d9f8b6c5d-x2x4z", "web", "web-", "db-0", "dbx-0", "cart-1",
             ("x" * 70 + "-")[:58] + "bcdfg", "x" * 57]
     for pod in pods:
-        expected = any(dom.could_own_pod(dom.target_of(s), pod) for s in targets)
+        expected = any(routing.could_own_pod(routing.target_of(s), pod) for s in targets)
         assert table.could_own("shop", pod) is expected, pod
         assert table.could_own("other", pod) is False
 
 
 def test_a_table_scopes_itself_to_the_alerts_namespace():
-    table = dom.RoutingTable([msvc("checkout", ns="shop"), msvc("checkout", ns="other", target="else")])
-    assert claimed(alert(namespace="shop", deployment="checkout"), table) == ("checkout", dom.CLAIM_WORKLOAD_LABEL)
+    table = routing.RoutingTable([msvc("checkout", ns="shop"), msvc("checkout", ns="other", target="else")])
+    assert claimed(alert(namespace="shop", deployment="checkout"), table) == ("checkout", routing.CLAIM_WORKLOAD_LABEL)
     assert claimed(alert(namespace="other", deployment="checkout"), table) is None
-    assert claimed(alert(namespace="other", deployment="else"), table) == ("checkout", dom.CLAIM_WORKLOAD_LABEL)
+    assert claimed(alert(namespace="other", deployment="else"), table) == ("checkout", routing.CLAIM_WORKLOAD_LABEL)

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from paramedic import ingest, kube
-from paramedic.domain import alerts as dom
+from paramedic.domain import alert_naming as naming
 from paramedic.domain import scope as sc
+from paramedic.domain.alert import FIRING, RESOLVED, Alert
 from paramedic.settings import Settings, SettingsError
 from paramedic.webhook.auth import TokenSource
 
@@ -77,7 +78,7 @@ def test_rehomed_service_cannot_be_a_monitored_service_name():
 
 @pytest.mark.parametrize("service", ["a,spec.state=closed", "x=y", "a\\,b", "web,spec.severity!=high"])
 def test_service_field_selector_is_escaped(service):
-    selector = dom.service_field_selector(service)
+    selector = naming.service_field_selector(service)
     # Unescaped `,` would add a requirement and `=` would change the one there is: one requirement only.
     requirements = _split_unescaped(selector, ",")
     assert len(requirements) == 1, selector
@@ -251,8 +252,8 @@ class FakeClient:
         return {"metadata": {"name": name}}
 
 
-def alert(namespace: str, service: str, status: str = dom.FIRING) -> dom.Alert:
-    return dom.Alert(fingerprint=f"{namespace}-{service}", status=status,
+def alert(namespace: str, service: str, status: str = FIRING) -> Alert:
+    return Alert(fingerprint=f"{namespace}-{service}", status=status,
                      labels={"alertname": "Down", "namespace": namespace, "service": service},
                      annotations={}, starts_at=datetime(2026, 3, 2, 10, tzinfo=UTC))
 
@@ -266,7 +267,7 @@ def test_router_rehomes_alerts_outside_the_scope_without_reading_there():
     scope = sc.scope("a", ["team-a"], "paramedic", remediate=True)
     router = ingest._Router(client, settings(), None, None, scope)  # type: ignore[arg-type]
     groups = router.route([alert("team-a", "web"), alert("team-b", "web"), alert("kube-system", "dns"),
-                           alert("team-b", "web", dom.RESOLVED)])
+                           alert("team-b", "web", RESOLVED)])
     own = {k: g for k, g in groups.items() if not g.claimed}
     assert list(own) == [("team-a", "web", "high")] and own[("team-a", "web", "high")].managed
     rehomed = {k: g for k, g in groups.items() if g.claimed}
