@@ -12,7 +12,7 @@ from paramedic import kube
 from paramedic.domain import alert_records as records
 from paramedic.domain.lifecycle import state_patch
 from paramedic.domain.timeutil import utcnow
-from tests.helpers import kubectl_paramedic, wait_for
+from tests.helpers import kubectl_paramedic, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +22,9 @@ def incident(name: str) -> dict:
                                                  "source": "alertmanager"}}
 
 
-def status(client, ns, name) -> dict:
-    return client.get(kube.INCIDENTS, name, ns).get("status") or {}
+def status_when(client, ns, name, predicate, what) -> dict:
+    """The incident's status once `predicate` holds over all of it."""
+    return wait_object(client, kube.INCIDENTS, name, ns, lambda i: predicate(i["status"]), 30, what)["status"]
 
 
 def test_auto_resolved_incident_has_no_mtta_and_stats_tell_it_apart(kube_client, namespace, operator_factory,
@@ -31,22 +32,23 @@ def test_auto_resolved_incident_has_no_mtta_and_stats_tell_it_apart(kube_client,
     operator_factory(namespace)
     for name in ("auto", "acked"):
         kube_client.create(kube.INCIDENTS, incident(name), namespace)
-        wait_for(lambda name=name: status(kube_client, namespace, name).get("createdAt"), 30, f"{name} opened")
+        status_when(kube_client, namespace, name, lambda s: s["createdAt"], f"{name} opened")
 
     # What the receiver writes when all of an incident's alerts resolve.
     kube_client.patch(kube.INCIDENTS, "auto", state_patch("resolved", records.ACTOR, "all alerts resolved", utcnow()),
                       namespace)
     kube_client.patch(kube.INCIDENTS, "acked", state_patch("acknowledged", "ana@example.com", None, utcnow()),
                       namespace)
-    wait_for(lambda: status(kube_client, namespace, "acked").get("mttaSeconds") is not None, 30, "acked's MTTA")
+    status_when(kube_client, namespace, "acked", lambda s: s["mttaSeconds"] is not None, "acked's MTTA")
     kube_client.patch(kube.INCIDENTS, "acked", state_patch("resolved", "ana@example.com", None, utcnow()), namespace)
 
-    auto = wait_for(lambda: (lambda s: s if s.get("mttrSeconds") is not None else None)(
-        status(kube_client, namespace, "auto")), 30, "auto's resolution recorded")
+    auto = status_when(kube_client, namespace, "auto",
+                       lambda s: s["mttrSeconds"] is not None and "unacknowledged" in s, "auto's resolution recorded")
     assert auto["unacknowledged"] is True and "mttaSeconds" not in auto
     assert not any(auto.get(f) for f in ("acknowledgedAt", "investigatingAt", "mitigatedAt"))
-    acked = wait_for(lambda: (lambda s: s if s.get("mttrSeconds") is not None else None)(
-        status(kube_client, namespace, "acked")), 30, "acked's resolution recorded")
+    acked = status_when(kube_client, namespace, "acked",
+                        lambda s: s["mttrSeconds"] is not None and "unacknowledged" in s and s["acknowledgedAt"],
+                        "acked's resolution recorded")
     assert acked["unacknowledged"] is False and acked["acknowledgedAt"] and acked["mttaSeconds"] is not None
 
     out = kubectl_paramedic(kubeconfig, namespace, "stats", "-o", "json")

@@ -19,7 +19,7 @@ from paramedic import kube
 from paramedic.domain.lifecycle import ACTOR_ANNOTATION, CHANGED_AT_ANNOTATION
 from paramedic.domain.timeutil import parse, utcnow
 from tests.e2e.test_control_plane import deployment
-from tests.helpers import wait_for
+from tests.helpers import wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +42,11 @@ def timeline(client: kube.KubeClient, ns: str, name: str) -> list[dict]:
     return status_of(client, ns, name).get("timeline") or []
 
 
+def status_when(client: kube.KubeClient, ns: str, name: str, predicate, what: str) -> dict:
+    """The incident's status once `predicate` holds over all of it."""
+    return wait_object(client, kube.INCIDENTS, name, ns, lambda i: predicate(i["status"]), 30, what)["status"]
+
+
 def test_a_forged_running_attempt_is_not_run_and_the_timeline_says_why(tenants, kube_client, operator_factory):
     """The attack reproduced in issue 24: an unmanaged incident of a service whose remediation is
     off, and a Running attempt naming the service's scale-to-0 action written into its status."""
@@ -53,7 +58,8 @@ def test_a_forged_running_attempt_is_not_run_and_the_timeline_says_why(tenants, 
         "remediation": {"enabled": False, "actions": [{"restart": {}}, {"scale": {"replicas": 0}}]}}}, ns)
     operator_factory(ns)
     # The operator's own key, in Paramedic's namespace (here the test's), made at its first start.
-    key = wait_for(lambda: kube_client.get_or_none(kube.SECRETS, "paramedic-remediation-seal", ns), 30, "the seal key")
+    key = wait_object(kube_client, kube.SECRETS, "paramedic-remediation-seal", ns, lambda s: "immutable" in s, 30,
+                      "the seal key")
     assert key["immutable"] is True
     time.sleep(1)  # an incident of a later second than the key: no attempt of it predates sealing
     tenant = a.client()
@@ -61,19 +67,24 @@ def test_a_forged_running_attempt_is_not_run_and_the_timeline_says_why(tenants, 
     try:
         tenant.create(kube.INCIDENTS, {"metadata": {"name": "forged"}, "spec": {
             "service": "api", "title": "api is down", "managed": False}}, ns)
-        wait_for(lambda: status_of(kube_client, ns, "forged").get("observedState"), 30, "the incident opened")
+        status_when(kube_client, ns, "forged", lambda s: s["observedState"], "the incident opened")
         now = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
         glass.patch(kube.INCIDENTS, "forged", {"status": {"remediation": {"phase": "Running", "attempts": [
             {"id": "forged-a1", "index": 1, "action": "scale", "detail": "scale Deployment/api to 0",
              "dryRun": False, "startedAt": now, "restartedAt": now, "result": "Running",
              "service": "api", "target": "Deployment/api", "seal": "v1:not-the-operators"}]}}}, ns,
             subresource="status")
-        entry = wait_for(lambda: next((e for e in timeline(kube_client, ns, "forged")
-                                       if e["type"] == "remediation-ignored"), None), 30,
-                         "the operator to say it ignored the forged attempt")
+        def ignored(status: dict) -> dict | None:
+            return next((e for e in status["timeline"] if e["type"] == "remediation-ignored"), None)
+
+        # The entry and the rewritten remediation, in one read (the forged phase was Running).
+        status = status_when(kube_client, ns, "forged",
+                             lambda s: ignored(s) and s["remediation"]["phase"] != "Running",
+                             "the operator to say it ignored the forged attempt")
+        entry = ignored(status)
         assert "attempt 2 (Running, scale Deployment/api to 0, id forged-a1)" in entry["message"]
         assert "Paramedic did not record it" in entry["message"] and entry["actor"] == "paramedic/operator"
-        remediation = status_of(kube_client, ns, "forged")["remediation"]
+        remediation = status["remediation"]
         assert remediation["attempts"] == [] and remediation["phase"] == "Skipped"
         # Nothing was run: the Deployment keeps its replicas, and nothing was written to it.
         time.sleep(3)
@@ -98,15 +109,16 @@ def test_a_backdated_state_change_does_not_backdate_mtta(tenants, kube_client, o
     try:
         created = tenant.create(kube.INCIDENTS, {"metadata": {"name": "late"}, "spec": {
             "service": "api", "title": "api is slow", "managed": False}}, ns)
-        wait_for(lambda: status_of(kube_client, ns, "late").get("observedState"), 30, "the incident opened")
+        status_when(kube_client, ns, "late", lambda s: s["observedState"], "the incident opened")
         time.sleep(4)
         acked_at = utcnow()
         tenant.patch(kube.INCIDENTS, "late", {"metadata": {"annotations": {
             ACTOR_ANNOTATION: a.username,
             CHANGED_AT_ANNOTATION: f"acknowledged {created['metadata']['creationTimestamp']}"}},
             "spec": {"state": "acknowledged"}}, ns)
-        status = wait_for(lambda: (lambda s: s if s.get("mttaSeconds") is not None else None)(
-            status_of(kube_client, ns, "late")), 30, "the acknowledgement recorded")
+        status = status_when(kube_client, ns, "late",
+                             lambda s: s["mttaSeconds"] is not None and s["acknowledgedAt"]
+                             and any(e["type"] == "state" for e in s["timeline"]), "the acknowledgement recorded")
         assert status["mttaSeconds"] >= 3, status
         assert parse(status["acknowledgedAt"]) >= acked_at.replace(microsecond=0)
         state = next(e for e in status["timeline"] if e["type"] == "state")
