@@ -16,14 +16,14 @@ import asyncio
 import dataclasses
 import logging
 import time
-from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from paramedic import evidence_io, kube, metrics, seal_io
-from paramedic.domain import incident_plan, lifecycle, status_patch
+from paramedic.domain import incident_plan, status_patch
 from paramedic.domain.incident_plan import Effects, Plan, PlanSettings
+from paramedic.domain.resources import Incident, Service, mapping, sequence
 from paramedic.domain.timeutil import utcnow
-from paramedic.domain.vocabulary import IN_PROGRESS_RESULTS, AttemptResult, State
+from paramedic.domain.vocabulary import IN_PROGRESS_RESULTS
 from paramedic.remediation_io import run_attempt
 
 from .runtime import Key, Runtime
@@ -46,22 +46,36 @@ _HISTOGRAMS = {
 }
 
 
+class IncidentApi(Protocol):
+    """The API calls the executor makes itself (`paramedic.kube.AsyncKubeClient` has them; so has
+    the unit tests' fake). Side effects (remediation runs, evidence, Events, the seal key) use
+    the runtime's full client."""
+
+    async def get_or_none(self, res: kube.Resource, name: str, namespace: str | None = None) -> dict | None: ...
+
+    async def patch(self, res: kube.Resource, name: str, patch: Any, namespace: str | None = None,
+                    subresource: str | None = None) -> dict: ...
+
+    async def delete(self, res: kube.Resource, name: str, namespace: str | None = None) -> None: ...
+
+
 class IncidentReconciler:
-    def __init__(self, rt: Runtime, services: ServiceReconciler | None = None):
+    def __init__(self, rt: Runtime, services: ServiceReconciler | None = None, client: IncidentApi | None = None,
+                 queue: WorkQueue[Key] | None = None):
         self.rt = rt
+        self.client: IncidentApi = client if client is not None else rt.client
         # The probes' view of a service's health (verification), and its per-incident state to forget.
         self.services = services
         from paramedic.notify import Notifier
 
         self.notifier = Notifier(rt.settings)
-        self.queue: WorkQueue[Key] | None = None  # set by wiring.Operator
+        self.queue = queue  # incidents this one's outcome moves (others of its service)
         s = rt.settings
+        # The notification channels are not here: read at each pass (`_settings`).
         self.plan_settings = PlanSettings(
             timeline_limit=s.timeline_limit, retention_days=s.retention_days,
             remediation_enabled=s.remediation_enabled, admin_emails=tuple(s.admin_emails),
-            dashboard_url=s.dashboard_url, console_url=s.console_url, smtp_configured=bool(s.smtp_host),
-            slack_configured=s.has_secret("slack_webhook_url"),
-            webhook_configured=s.has_secret("notify_webhook_url"),
+            dashboard_url=s.dashboard_url, console_url=s.console_url,
             evidence_enabled=s.evidence_enabled, evidence_refresh_seconds=s.evidence_refresh_seconds,
             evidence_wait_seconds=s.notify_evidence_wait_seconds)
         self.evidence_slots = asyncio.Semaphore(max(1, s.evidence_concurrency))
@@ -81,35 +95,32 @@ class IncidentReconciler:
 
     # --- reads --------------------------------------------------------------------------
     async def _service(self, ns: str, inc: dict) -> dict | None:
-        name = inc["spec"].get("service", "")
+        name = Incident(inc).service
         svc = self.rt.services.get((ns, name))
         # Right after a restart the incident watch may deliver before the services watch: ask
         # the API rather than mistake "not cached yet" for "gone". Unmanaged incidents too (a
         # token without the remediation right still pages the service's team); a re-homed
         # alert's "<namespace>/<service>" names no service here.
         if svc is None and name and "/" not in name:
-            svc = await self.rt.client.get_or_none(kube.MONITORED_SERVICES, name, ns)
+            svc = await self.client.get_or_none(kube.MONITORED_SERVICES, name, ns)
         return svc
 
     async def _schedule(self, ns: str, team: str) -> dict | None:
         schedule = self.rt.schedules.get((ns, team)) if team else None
         if team and schedule is None:
             # As for services: right after a start the schedules watch may lag behind.
-            schedule = await self.rt.client.get_or_none(kube.ONCALL_SCHEDULES, team, ns)
+            schedule = await self.client.get_or_none(kube.ONCALL_SCHEDULES, team, ns)
         return schedule
 
     def _effects(self, inc: dict, svc: dict | None) -> Effects:
-        """What this process knows of the incident's side effects (and, while an attempt is
-        verified, its service's probe)."""
-        fx, uid = self.rt.effects, _uid(inc)
-        status = inc.get("status") or {}
+        """What this process knows of the incident's side effects (and its service's probe)."""
+        fx, uid, incident = self.rt.effects, _uid(inc), Incident(inc)
         running: set[str] = set()
         results: dict[str, Any] = {}
-        attempts = [a for a in (status.get("remediation") or {}).get("attempts") or [] if isinstance(a, dict)]
         # Each attempt under way, not only the last: an attempt someone else appended (which
         # the planner drops) must not hide the state of the operator's own.
-        for attempt in attempts:
-            if attempt.get("result") not in IN_PROGRESS_RESULTS:
+        for attempt in incident.attempts:
+            if not isinstance(attempt, dict) or attempt.get("result") not in IN_PROGRESS_RESULTS:
                 continue
             att_id = str(attempt.get("id"))
             key = _attempt_effect(uid, att_id)
@@ -118,20 +129,20 @@ class IncidentReconciler:
             elif fx.has_result(key):
                 results[att_id] = fx.peek(key)
         deliveries: dict[tuple[str, str], Any] = {}
-        for entry in status.get("notifications") or []:
-            ref = (str(entry.get("key")), str(entry.get("channel")))
+        for entry in sequence(incident.status.get("notifications")):
+            ref = (str(mapping(entry).get("key")), str(mapping(entry).get("channel")))
             key = _notify_effect(uid, *ref)
             if fx.has_result(key):
                 outcome = fx.peek(key)
                 deliveries[ref] = outcome if isinstance(outcome, (list, BaseException)) else RuntimeError(str(outcome))
         probe = None
-        verifying = bool(attempts) and attempts[-1].get("result") == AttemptResult.VERIFYING
-        if verifying and svc is not None and (svc.get("spec") or {}).get("probe") \
-                and self.services is not None:
-            probe = self.services.health((svc["metadata"]["namespace"], svc["metadata"]["name"]))
+        service = Service(svc) if svc is not None else None
+        if service is not None and service.probe and self.services is not None:
+            # Verification and the "probe recovered" resolution read it, as the prober knows it now.
+            probe = self.services.health((service.namespace, service.name))
         ev_key = _evidence_effect(uid)
         evidence = fx.peek(ev_key) if fx.has_result(ev_key) else None
-        earlier = tuple(self.rt.incidents.indexed((inc["metadata"].get("namespace", ""), inc["spec"].get("service", ""))))
+        earlier = tuple(self.rt.incidents.indexed((incident.namespace, incident.service)))
         return Effects(frozenset(running), results, deliveries, probe, evidence, fx.running(ev_key), earlier)
 
     # --- entry point ------------------------------------------------------------------
@@ -141,62 +152,74 @@ class IncidentReconciler:
             return None
         ns, name = key
         now = utcnow()
-        wait = incident_plan.awaiting_creator(inc, now)
-        if wait:
-            return wait
         svc = await self._service(ns, inc)
         schedule = await self._schedule(ns, incident_plan.team_of(inc, svc))
-        plan = incident_plan.plan(inc, svc, schedule, self._effects(inc, svc), self.plan_settings, now)
+        settings = self._settings()
+        plan = incident_plan.plan(inc, svc, schedule, self._effects(inc, svc), settings, now)
         if plan.acts and svc is not None:
             # The cache may not show another incident's claim yet: plan again on the stored
             # service, whose resourceVersion then guards the claim (one remediation at a time).
-            svc = await self.rt.client.get_or_none(kube.MONITORED_SERVICES, svc["metadata"]["name"], ns)
-            plan = incident_plan.plan(inc, svc, schedule, self._effects(inc, svc), self.plan_settings, now)
+            svc = await self.client.get_or_none(kube.MONITORED_SERVICES, svc["metadata"]["name"], ns)
+            plan = incident_plan.plan(inc, svc, schedule, self._effects(inc, svc), settings, now)
         if plan.delete:
-            await self.rt.client.delete(kube.INCIDENTS, name, ns)
+            await self.client.delete(kube.INCIDENTS, name, ns)
             log.info("deleted %s/%s: closed longer than %d days", ns, name, self.rt.settings.retention_days)
             return None
+        wake = plan.seconds_until_wake(now)
         if plan.orphan_holder and svc is not None and await self._release_orphaned_claim(svc, plan.orphan_holder):
-            plan.wake_at(now + timedelta(seconds=1))  # once the watch shows the freed service
+            wake = min(1.0, wake) if wake is not None else 1.0  # once the watch shows the freed service
         if plan.claim is not None and svc is not None:
             # A Conflict (someone wrote the service since it was read) fails this reconciliation
             # before anything is recorded; the retry decides again.
-            await self.rt.client.patch(kube.MONITORED_SERVICES, svc["metadata"]["name"],
+            await self.client.patch(kube.MONITORED_SERVICES, svc["metadata"]["name"],
                                        {"metadata": {"resourceVersion": svc["metadata"]["resourceVersion"]},
                                         # the claim replaces status.remediation whole (null for what is gone)
-                                        "status": status_patch.set_keys(svc.get("status"), {"remediation": plan.claim})},
+                                        "status": status_patch.set_keys(Service(svc).status, {"remediation": plan.claim})},
                                        ns, subresource="status")
         try:
             await self._write_all(inc, plan)
         except kube.Conflict:
             return 0.0  # someone wrote in between: decide again at once on the fresh object
         self._after_write(inc, svc, plan)
-        return plan.seconds_until_wake(now)
+        return wake
+
+    def _settings(self) -> PlanSettings:
+        """The planner's settings for this pass: the notification channels as configured now (a
+        Slack or webhook URL in a mounted Secret may be added or removed while the operator runs)."""
+        channels = self.notifier.configured()
+        return dataclasses.replace(self.plan_settings, smtp_configured="email" in channels,
+                                   slack_configured="slack" in channels, webhook_configured="webhook" in channels)
 
     async def _write_all(self, inc: dict, plan: Plan) -> None:
         ns, name = inc["metadata"]["namespace"], inc["metadata"]["name"]
         written = inc
+        status = dict(plan.patch)
         spec_first = bool(plan.spec_patch) and "state" not in plan.spec_patch.get("spec", {})
         if spec_first:
             # An assignment goes first, guarded like the status: the status then records
             # the new generation as observed instead of costing a write of its own later.
-            written = await self._write(inc, plan.spec_patch)
-            plan.set(observedGeneration=written["metadata"].get("generation"))
-        if plan.patch:
-            written = await self._write(written, {"status": plan.patch}, subresource="status")
+            written = await self._write(inc, dict(plan.spec_patch))
+            status["observedGeneration"] = written["metadata"].get("generation")
+        if status:
+            written = await self._write(written, {"status": status}, subresource="status")
         if plan.spec_patch and not spec_first:
             # A state change follows the status that justifies it (a crash in between is redone).
-            await self.rt.client.patch(kube.INCIDENTS, name, plan.spec_patch, ns)
+            try:
+                await self.client.patch(kube.INCIDENTS, name, dict(plan.spec_patch), ns)
+            except kube.Invalid as exc:
+                # Someone moved it on meanwhile (closed it): the API server refuses going back, which
+                # is right; the watch brings the incident back and the next pass decides on it.
+                log.info("%s/%s: state not written: %s", ns, name, exc.message)
 
     async def _write(self, inc: dict, patch: dict, subresource: str | None = None) -> dict:
         """A merge patch guarded by the resourceVersion the decision was made on."""
         ns, name = inc["metadata"]["namespace"], inc["metadata"]["name"]
         body = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": inc["metadata"]["resourceVersion"]}}
         try:
-            updated = await self.rt.client.patch(kube.INCIDENTS, name, body, ns, subresource=subresource)
+            updated = await self.client.patch(kube.INCIDENTS, name, body, ns, subresource=subresource)
         except kube.Conflict:
             # Someone (the webhook, a person) wrote in between: re-read and decide again.
-            fresh = await self.rt.client.get_or_none(kube.INCIDENTS, name, ns)
+            fresh = await self.client.get_or_none(kube.INCIDENTS, name, ns)
             if fresh is not None:
                 self.rt.incidents.put(fresh)
             raise
@@ -217,7 +240,7 @@ class IncidentReconciler:
             fx.spawn(f"event:{inc['metadata'].get('uid')}:{event.id}", None,
                      self.rt.post_event(inc, event.reason, event.note, event.type))
         if plan.forget and self.services is not None:
-            svc_key = (ns, inc["spec"].get("service", ""))
+            svc_key = (ns, Incident(inc).service)
             fx.spawn(f"forget:{svc_key}:{name}", None, self.services.forget_incident(svc_key, name))
         for att_id in plan.taken_attempts:
             fx.take(_attempt_effect(uid, att_id))
@@ -226,12 +249,12 @@ class IncidentReconciler:
         if plan.taken_evidence:
             fx.take(_evidence_effect(uid))
         if plan.gather_evidence and svc is not None:
-            logs = ((svc.get("spec") or {}).get("evidence") or {}).get("logs") or {}
+            logs = mapping(mapping(Service(svc).spec.get("evidence")).get("logs"))
             fx.spawn(_evidence_effect(uid), (ns, name), evidence_io.gather(
-                self.rt.client, ns, (svc.get("spec") or {}).get("target") or {}, utcnow(), self.evidence_slots,
+                self.rt.client, ns, dict(Service(svc).target), utcnow(), self.evidence_slots,
                 int(logs.get("tailLines") or 20) if logs.get("enabled") else 0))
         if plan.start_attempt is not None and svc is not None:
-            attempt = plan.start_attempt
+            attempt = dict(plan.start_attempt)
             fx.spawn(_attempt_effect(uid, str(attempt.get("id"))), (ns, name),
                      run_attempt(self.rt.client, self.rt.settings, inc, svc, attempt))
         if plan.release_claim and svc is not None:
@@ -244,10 +267,10 @@ class IncidentReconciler:
     async def _release_orphaned_claim(self, svc: dict, holder: str) -> bool:
         """Free the service when the incident holding it was deleted (nothing else ever would)."""
         ns, svc_name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-        if await self.rt.client.get_or_none(kube.INCIDENTS, holder, ns) is not None:
+        if await self.client.get_or_none(kube.INCIDENTS, holder, ns) is not None:
             return False
         try:
-            await self.rt.client.patch(kube.MONITORED_SERVICES, svc_name,
+            await self.client.patch(kube.MONITORED_SERVICES, svc_name,
                                        {"metadata": {"resourceVersion": svc["metadata"]["resourceVersion"]},
                                         "status": {"remediation": {"inFlight": None}}}, ns, subresource="status")
         except kube.Conflict:
@@ -260,15 +283,14 @@ class IncidentReconciler:
         name = inc["metadata"]["name"]
 
         async def release() -> None:
-            current = await self.rt.client.get_or_none(kube.MONITORED_SERVICES, svc_name, ns)
-            if current and ((current.get("status") or {}).get("remediation") or {}).get("inFlight") == name:
-                await self.rt.client.patch(kube.MONITORED_SERVICES, svc_name,
+            current = await self.client.get_or_none(kube.MONITORED_SERVICES, svc_name, ns)
+            if current and Service(current).remediation_status.get("inFlight") == name:
+                await self.client.patch(kube.MONITORED_SERVICES, svc_name,
                                            {"status": {"remediation": {"inFlight": None}}}, ns, subresource="status")
             # Incidents waiting for this service wait on no timer: a status-only change of the
             # service does not requeue them either.
             for other in self.rt.incidents.indexed((ns, svc_name)):
-                other_state = (other.get("spec") or {}).get("state", State.OPEN)
-                if other["metadata"]["name"] != name and lifecycle.is_active(other_state) and self.queue is not None:
+                if other["metadata"]["name"] != name and Incident(other).active and self.queue is not None:
                     self.queue.add((ns, other["metadata"]["name"]))
 
         self.rt.effects.spawn(f"release:{ns}/{svc_name}:{name}:{time.monotonic_ns()}", None, release())

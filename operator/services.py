@@ -18,8 +18,8 @@ from paramedic.domain.probe import (
     incident_text,
     write_phase,
 )
+from paramedic.domain.resources import Service, mapping, sequence
 from paramedic.domain.timeutil import utcnow
-from paramedic.domain.vocabulary import DEFAULT_SEVERITY, State
 
 from .prober import Prober
 from .runtime import Key, Runtime
@@ -27,21 +27,18 @@ from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
-PROBER_ACTOR = "paramedic/prober"
-
-
 def is_paused(body: dict) -> bool:
-    return (body.get("metadata", {}).get("annotations") or {}).get(lifecycle.PAUSED_ANNOTATION, "").lower() == "true"
+    return str(Service(body).annotations.get(lifecycle.PAUSED_ANNOTATION, "")).lower() == "true"
 
 
 class ServiceReconciler:
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, incident_queue: WorkQueue[Key] | None = None):
         self.rt = rt
         s = rt.settings
         self.prober = Prober(self.on_probe_result, concurrency=s.probe_concurrency,
                              rules=netguard.policy(s, netguard.PROBE))
         self._states: dict[Key, ProbeState] = {}
-        self.incident_queue: WorkQueue[Key] | None = None  # set by wiring.Operator: incidents a probe result moves
+        self.incident_queue = incident_queue  # incidents a probe result moves
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.rt.services.get(key)
@@ -55,9 +52,9 @@ class ServiceReconciler:
             return None
         ns, name = key
         now = utcnow()
-        spec = body.get("spec", {})
-        status = body.get("status") or {}
-        gen = body["metadata"].get("generation", 0)
+        svc = Service(body)
+        status = svc.status
+        gen = svc.meta.get("generation", 0)
         probe = ProbeSpec.from_service(body)
         paused = is_paused(body)
         if probe is None or paused:
@@ -65,7 +62,7 @@ class ServiceReconciler:
         else:
             self.prober.upsert(key, probe)
 
-        target = spec.get("target", {})
+        target = svc.target
         res = kube.WORKLOADS.get(target.get("kind", "Deployment"), kube.DEPLOYMENTS)
         found = await self.rt.client.get_or_none(res, target.get("name", ""), ns) is not None
         if paused:
@@ -75,9 +72,10 @@ class ServiceReconciler:
         else:
             ready = ("True", "Monitoring" if probe else "AlertsOnly",
                      f"probing {probe.url} every {probe.interval:g}s" if probe else "driven by alerts (no probe)")
-        conditions = lifecycle.set_condition(status.get("conditions") or [], "Ready", *ready, now=now, generation=gen)
+        before = list(sequence(status.get("conditions")))
+        conditions = lifecycle.set_condition(before, "Ready", *ready, now=now, generation=gen)
         patch: dict = {}
-        if conditions != (status.get("conditions") or []):
+        if conditions != before:
             patch["conditions"] = conditions
         if status.get("observedGeneration") != gen:
             patch["observedGeneration"] = gen
@@ -97,8 +95,8 @@ class ServiceReconciler:
     async def _maintenance(self, body: dict, now: datetime) -> maintenance.State:
         ns_obj = await self.rt.client.get_or_none(kube.NAMESPACES, body["metadata"]["namespace"])
         ns_windows, errors = maintenance.namespace_windows(ns_obj)
-        return maintenance.state(((body.get("spec") or {}).get("maintenance") or {}).get("windows") or [],
-                                 ns_windows, now, errors)
+        windows = list(sequence(mapping(Service(body).spec.get("maintenance")).get("windows")))
+        return maintenance.state(windows, ns_windows, now, errors)
 
     # --- probes --------------------------------------------------------------------
     async def on_probe_result(self, key: Key, spec: ProbeSpec, result: ProbeResult) -> None:
@@ -117,8 +115,9 @@ class ServiceReconciler:
             log.info("%s/%s is down during its maintenance window (until %s): no incident", ns, name, in_window)
         if step.open_incident:
             new = await self._open_incident(body, new, result, spec)
-        if step.recovered and new.open_incident and body.get("spec", {}).get("autoResolve", True):
-            await self._auto_resolve(ns, new.open_incident, result)
+        if step.recovered and new.open_incident and Service(body).auto_resolve:
+            # The outage is over: the next one opens a new incident. Resolving this one is the
+            # incident planner's decision (`planning.opening.resolution`), from this probe result.
             new = _with_incident(new, "")
         self._states[key] = new
         if step.health_changed:
@@ -138,10 +137,10 @@ class ServiceReconciler:
         ns, name = service["metadata"]["namespace"], service["metadata"]["name"]
         inc_name = incident_name(name, state.outage_count)
         title, description = incident_text(name, result, spec)
-        svc_spec = service.get("spec", {})
-        body = build_incident(ns, inc_name, service=name, severity=svc_spec.get("severity", DEFAULT_SEVERITY), title=title,
+        svc = Service(service)
+        body = build_incident(ns, inc_name, service=name, severity=svc.severity, title=title,
                               description=description, source="probe", managed=True, labels={},
-                              runbook_url=svc_spec.get("runbookURL", ""), now=result.time)
+                              runbook_url=str(svc.spec.get("runbookURL", "")), now=result.time)
         try:
             await self.rt.client.create(kube.INCIDENTS, body, namespace=ns)
             metrics.INCIDENTS_CREATED.labels(body["spec"]["severity"], "probe").inc()
@@ -149,14 +148,6 @@ class ServiceReconciler:
         except kube.Conflict:
             pass  # already opened for this outage (e.g. before a restart): adopt it
         return _with_incident(state, inc_name)
-
-    async def _auto_resolve(self, ns: str, incident: str, result: ProbeResult) -> None:
-        current = await self.rt.client.get_or_none(kube.INCIDENTS, incident, ns)
-        if current is None or current.get("spec", {}).get("state") not in lifecycle.ACTIVE_STATES:
-            return
-        await self.rt.client.patch(kube.INCIDENTS, incident, lifecycle.state_patch(State.RESOLVED, PROBER_ACTOR,
-                                                                                "probe recovered", result.time), ns)
-        log.info("auto-resolved incident %s/%s: probe recovered", ns, incident)
 
     def _poke_incident(self, ns: str, incident: str) -> None:
         if incident and self.incident_queue is not None:
@@ -177,7 +168,7 @@ class ServiceReconciler:
         body = self.rt.services.get(key)
         if body is None:
             return
-        recorded = (body.get("status") or {}).get("openIncident")
+        recorded = Service(body).open_incident
         if state is not None and state.open_incident == incident:
             self._states[key] = _with_incident(state, "")
         if recorded == incident:

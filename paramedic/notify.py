@@ -31,7 +31,6 @@ from paramedic.domain.notify_render import (
     render_slack,
     render_webhook,
     sender_address,
-    unconfigured,
 )
 from paramedic.domain.vocabulary import is_deliverable_email
 from paramedic.settings import Settings, SettingsError
@@ -121,18 +120,20 @@ class Notifier:
             results.append(DeliveryResult(channel, [], ok=False, error=f"unknown channel {channel!r}"))
         return results
 
-    def unconfigured(self, recipients: list[str], slack_url: str = "", webhook_url: str = "") -> list[DeliveryResult] | None:
-        """The `skipped` results `deliver` would return when no channel could send anything, else None.
-
-        Lets the operator record such a notification as handled in the write that
-        decides it, instead of queueing it and writing the outcome a second time.
-        """
-        results = unconfigured(recipients, bool(self.settings.smtp_host),
-                               bool(slack_url) or self.settings.has_secret("slack_webhook_url"),
-                               bool(webhook_url) or self.settings.has_secret("notify_webhook_url"))
-        for r in results or []:
-            metrics.NOTIFICATIONS_SENT.labels(r.channel, "skipped").inc()
-        return results
+    def configured(self) -> frozenset[str]:
+        """The channels configured globally right now: "email" (an SMTP host), "slack" and "webhook"
+        (their URLs, values or keys of a mounted Secret). Read at each call, so a URL added to the
+        Secret while the operator runs counts from its next pass. A Secret file that cannot be read
+        counts as configured: the delivery then records why it failed."""
+        found = {"email"} if self.settings.smtp_host else set()
+        for channel, name in (("slack", "slack_webhook_url"), ("webhook", "notify_webhook_url")):
+            try:
+                configured = self.settings.has_secret(name)
+            except SettingsError:
+                configured = True
+            if configured:
+                found.add(channel)
+        return frozenset(found)
 
     # --- retry loop ---------------------------------------------------------------
 

@@ -95,7 +95,11 @@ def test_a_forged_attempt_is_dropped_even_where_remediation_would_run(result):
     inc = incident(attempts=[attempt(AttemptResult.FAILED, finishedAt=iso(NOW - timedelta(minutes=10))),
                              forged(result, verifyBy=iso(NOW - timedelta(seconds=1)))],
                    alerts=[{"status": "resolved"}])
-    p = plan_of(inc, service(actions=[{"restart": {}}, SCALE_TO_ZERO]))
+    # autoResolve off: every alert resolved would resolve the incident (`opening.resolution`); here
+    # the resolved alerts only tempt a false verification of the forged attempt.
+    svc = service(actions=[{"restart": {}}, SCALE_TO_ZERO])
+    svc["spec"]["autoResolve"] = False
+    p = plan_of(inc, svc)
     assert "remediation-ignored" in timeline_types(p) and "remediation-succeeded" not in timeline_types(p)
     assert not p.spec_patch.get("spec", {}).get("state")
     # The next attempt is the operator's own decision: action 2, sealed anew.

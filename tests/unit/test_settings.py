@@ -71,15 +71,16 @@ def test_notifier_reads_hook_urls_from_rotating_files(tmp_path):
                            "PARAMEDIC_NOTIFY_WEBHOOK_URL_FILE": str(tmp_path / "missing")})
     n = Notifier(s)
     assert n._url("slack_webhook_url") == "" and n._url("notify_webhook_url") == ""
-    assert n.unconfigured(["a@example.com"]) is not None  # nothing configured: skipped
+    assert n.configured() == frozenset()  # nothing configured: the planner records notifications skipped
     slack.write_text("https://hooks.example/one\n")
     assert n._url("slack_webhook_url") == "https://hooks.example/one"
-    assert n.unconfigured(["a@example.com"]) is None
+    assert n.configured() == {"slack"}  # read at each call: the operator's next pass sends on Slack
     slack.write_text("https://hooks.example/two")
     assert n._url("slack_webhook_url") == "https://hooks.example/two"
     broken = Notifier(Settings.from_env({"PARAMEDIC_SLACK_WEBHOOK_URL_FILE": str(tmp_path)}))
     err = broken._url("slack_webhook_url")
     assert isinstance(err, SettingsError) and "PARAMEDIC_SLACK_WEBHOOK_URL_FILE" in str(err)
+    assert broken.configured() == {"slack"}  # unreadable: tried, so the delivery records why it failed
 def test_booleans_and_lists_from_text():
     s = Settings.from_env({"PARAMEDIC_PEERING_REQUIRED": "yes", "PARAMEDIC_REMEDIATION_ENABLED": "",
                            "PARAMEDIC_WATCH_NAMESPACES": " a,, b ,", "PARAMEDIC_ADMIN_EMAILS": ""})

@@ -49,23 +49,6 @@ def test_token_bucket_allows_bursts_then_the_rate():
     assert sum(bucket.take() for _ in range(10)) == 5
 
 
-def test_notifications_with_no_channel_configured_are_known_before_sending():
-    from paramedic.notify import Notifier
-    from paramedic.settings import Settings
-
-    bare = Notifier(Settings())
-    skipped = bare.unconfigured(["a@example.com"])
-    assert skipped is not None and all(r.skipped for r in skipped)
-    assert [r.channel for r in skipped] == ["email", "slack", "webhook"]
-    assert skipped[0].recipients == ["a@example.com"] and "SMTP not configured" in skipped[0].error
-    assert bare.unconfigured(["a@example.com"], slack_url="https://hooks.example/x") is None
-    assert bare.unconfigured([], webhook_url="https://hooks.example/y") is None
-    smtp = Notifier(Settings(smtp_host="mail.example"))
-    assert smtp.unconfigured(["a@example.com"]) is None
-    nobody = smtp.unconfigured(["not an address"])
-    assert nobody is not None and nobody[0].error == "no recipients"
-
-
 def test_cache_index_follows_puts_and_drops():
     from paramedic.operator.runtime import Cache, incident_service
 
