@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from paramedic import kube
+from paramedic.domain.resources import Resource
 from paramedic.settings import Settings
 
 log = logging.getLogger("paramedic.operator.preflight")
@@ -311,18 +312,17 @@ def _allowed(client: kube.KubeClient, need: Need) -> bool | kube.ApiError:
         if exc.status == 401:
             raise
         return exc
-    return bool((out.get("status") or {}).get("allowed"))
+    return bool(Resource(out).status.get("allowed"))
 
 
 def whoami(client: kube.KubeClient) -> str:
     """The user name the API server sees (SelfSubjectReview); empty when it does not say."""
     try:
-        out = client.create(kube.SELF_SUBJECT_REVIEWS, {})
+        return client.user_name()
     except kube.ApiError as exc:
         if exc.status == 401:
             raise
         return ""
-    return ((out.get("status") or {}).get("userInfo") or {}).get("username", "")
 
 
 class WaitingHealth:

@@ -279,7 +279,8 @@ def _kind(f: FieldInfo) -> str:
 def _explain(cls: type[Settings], exc: ValidationError) -> str:
     """The first refusal, as one sentence naming the variable (a SettingsError of ours is kept as it is)."""
     err = exc.errors()[0]
-    cause = (err.get("ctx") or {}).get("error")
+    ctx = err.get("ctx")
+    cause = ctx.get("error") if isinstance(ctx, Mapping) else None
     if isinstance(cause, SettingsError):
         return str(cause)
     name = str(err["loc"][0]) if err["loc"] else ""
