@@ -8,6 +8,7 @@ from typing import Any
 
 from . import kube
 from .domain import entries
+from .domain.resources import Incident
 
 ATTEMPTS = 5
 
@@ -30,6 +31,6 @@ def append(client: kube.KubeClient, namespace: str, name: str, field: str,
             if exc.status not in (409, 422) or ops[0]["op"] != "test":
                 raise
             now = client.get(kube.INCIDENTS, name, namespace)
-            if now["metadata"].get("resourceVersion") == inc["metadata"].get("resourceVersion"):
+            if Incident(now).resource_version == Incident(inc).resource_version:
                 raise  # not a race: the API server refused the entry itself
     raise KeptChanging(f"incident {name} kept changing; try again")
