@@ -7,13 +7,12 @@ import pytest
 
 from paramedic import kube
 from tests.e2e.test_control_plane import deployment
-from tests.helpers import wait_for
+from tests.helpers import wait_object
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.slow]
 
 
-def attempts(client, ns, name) -> list[dict]:
-    inc = client.get_or_none(kube.INCIDENTS, name, ns) or {}
+def attempts_of(inc: dict) -> list[dict]:
     return ((inc.get("status") or {}).get("remediation") or {}).get("attempts") or []
 
 
@@ -34,14 +33,14 @@ def test_a_claim_left_by_a_deleted_incident_is_released(kube_client, namespace, 
     operators(kubeconfig, namespace)
     first = {"metadata": {"name": "first"}, "spec": {"service": "held", "severity": "high", "title": "first"}}
     kube_client.create(kube.INCIDENTS, first, namespace)
-    wait_for(lambda: [a for a in attempts(kube_client, namespace, "first") if a.get("result") == "Verifying"], 60,
-             "the first attempt verifying")
+    wait_object(kube_client, kube.INCIDENTS, "first", namespace,
+                lambda i: any(a.get("result") == "Verifying" for a in attempts_of(i)), 60, "the first attempt verifying")
     assert claim(kube_client, namespace, "held") == "first"
 
     kube_client.delete(kube.INCIDENTS, "first", namespace)
     kube_client.create(kube.INCIDENTS, {**first, "metadata": {"name": "second"}, "spec": {**first["spec"], "title": "2"}},
                        namespace)
-    [attempt] = wait_for(lambda: attempts(kube_client, namespace, "second"), 60,
-                         "the second incident remediated (not waiting forever on a deleted one)")
+    [attempt] = attempts_of(wait_object(kube_client, kube.INCIDENTS, "second", namespace, attempts_of, 60,
+                                        "the second incident remediated (not waiting forever on a deleted one)"))
     assert attempt["action"] == "restart"
     assert claim(kube_client, namespace, "held") == "second"

@@ -15,7 +15,7 @@ import pytest
 from paramedic import kube
 from tests.chaos.conftest import leftover_processes
 from tests.e2e.test_control_plane import deployment
-from tests.helpers import wait_for
+from tests.helpers import wait_object
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.slow]
 
@@ -30,15 +30,16 @@ def incident(name: str, svc: str, title: str = "down") -> dict:
     return {"metadata": {"name": name}, "spec": {"service": svc, "severity": "high", "source": "manual", "title": title}}
 
 
-def attempts(client, ns, name) -> list[dict]:
-    inc = client.get(kube.INCIDENTS, name, ns)
+def attempts_of(inc: dict) -> list[dict]:
     return ((inc.get("status") or {}).get("remediation") or {}).get("attempts") or []
 
 
-def finished(client, ns, name, count: int) -> list[dict] | None:
-    found = attempts(client, ns, name)
-    done = [a for a in found if a.get("result") not in ("Running", "Verifying")]
-    return found if len(done) >= count else None
+def finished(client, ns, name, count: int, timeout: float, what: str, also=lambda inc: True) -> list[dict]:
+    """The incident's attempts once `count` of them have an outcome (and `also` holds over the incident)."""
+    def done(inc: dict) -> bool:
+        ended = [a for a in attempts_of(inc) if a.get("result") not in ("Running", "Verifying")]
+        return len(ended) >= count and also(inc)
+    return attempts_of(wait_object(client, kube.INCIDENTS, name, ns, done, timeout, what))
 
 
 HOSTILE = ["; touch {m}-semicolon", "$(touch {m}-subshell)", "`touch {m}-backtick`", "a && touch {m}-and || x",
@@ -86,22 +87,24 @@ def test_hanging_playbook_hostile_vars_and_escaping_links(kube_client, namespace
         kube_client.create(kube.INCIDENTS, incident(f"{svc}-1", svc), namespace)
 
     # The hanging playbook: timed out, recorded, and the next action (restart) taken.
-    first, second = wait_for(lambda: finished(kube_client, namespace, "hang-1", 2), 150, "both attempts on hang-1")
+    first, second = finished(kube_client, namespace, "hang-1", 2, 150, "both attempts on hang-1")
     assert first["action"] == "ansible" and first["result"] == "TimedOut", first
     assert "timed out" in first["message"] and first.get("status") == "timeout"
     assert second["action"] == "restart" and second["result"] == "Succeeded", second
-    inc = wait_for(lambda: (lambda i: i if i["spec"]["state"] == "mitigated" else None)(
-        kube_client.get(kube.INCIDENTS, "hang-1", namespace)), 60, "hang-1 mitigated")
+    inc = wait_object(kube_client, kube.INCIDENTS, "hang-1", namespace,
+                      lambda i: i["spec"]["state"] == "mitigated"
+                      and sum(e["type"] == "remediation-started" for e in i["status"]["timeline"]) >= 2, 60,
+                      "hang-1 mitigated")
     types = [e["type"] for e in inc["status"]["timeline"]]
     assert types.count("remediation-started") == 2 and "remediation-failed" in types
     assert not leftover_processes(sleep_arg), "the timed-out playbook left processes behind"
 
     # Hostile extra vars: carried verbatim, nothing executed.
-    [done] = wait_for(lambda: finished(kube_client, namespace, "vars-1", 1), 120, "the vars playbook")
+    [done] = finished(kube_client, namespace, "vars-1", 1, 120, "the vars playbook")
     assert done["result"] == "Succeeded", done
     assert json.loads(out.read_text()) == {"hostile": hostile, "nested": nested, "incident": "vars-1"}
 
     # A link out of the playbooks directory is refused before anything runs.
-    [refused] = wait_for(lambda: finished(kube_client, namespace, "escape-1", 1), 60, "the escaping playbook")
+    [refused] = finished(kube_client, namespace, "escape-1", 1, 60, "the escaping playbook")
     assert refused["result"] == "Failed" and "outside the playbooks directory" in refused["message"], refused
     assert not list(Path("/tmp").glob(Path(marker).name + "*")), "a hostile value was executed"

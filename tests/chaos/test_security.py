@@ -23,7 +23,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from devtools.cluster import free_port
 from paramedic import kube
 from tests.e2e.test_webhook import am_alert, am_payload
-from tests.helpers import WebhookProcess, wait_for
+from tests.helpers import WebhookProcess, wait_object
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -125,13 +125,13 @@ def test_secrets_never_appear_in_logs_status_or_events(kube_client, namespace, o
         [name] = [i.split("/")[1] for i in resp.json()["incidents"]]
 
         # The operator mails (logging in with the password) and fails on Slack (500, retried).
-        def delivered():
-            inc = kube_client.get(kube.INCIDENTS, name, namespace)
-            notes = (inc.get("status") or {}).get("notifications") or []
-            return notes if any(n.get("channel") == "email" and n.get("result") == "sent" for n in notes) \
-                and any(n.get("channel") == "slack" and n.get("result") in ("retrying", "failed") for n in notes) else None
+        def delivered(inc: dict) -> bool:
+            notes = inc["status"]["notifications"]
+            return any(n.get("channel") == "email" and n.get("result") == "sent" for n in notes) \
+                and any(n.get("channel") == "slack" and n.get("result") in ("retrying", "failed") for n in notes)
 
-        notes = wait_for(delivered, 60, "an e-mail sent and a Slack failure recorded")
+        notes = wait_object(kube_client, kube.INCIDENTS, name, namespace, delivered, 60,
+                            "an e-mail sent and a Slack failure recorded")["status"]["notifications"]
         assert logins == [b"bot"] * len(logins) and logins, "the operator never logged in to SMTP"
         assert hook.hits >= 1
         assert any(n.get("error") for n in notes if n.get("channel") == "slack"), notes
