@@ -19,7 +19,7 @@ from paramedic import kube
 from paramedic.domain import alert_records as records
 from paramedic.domain.timeutil import iso_ms
 from tests.e2e.test_alertmanager import ALERTMANAGER, Alertmanager, injected
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_object
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -151,8 +151,8 @@ def test_etcd_restart_operator_and_receiver_recover(private_cluster, private_nam
     hook = webhooks(pc.kubeconfig, ns, TOKEN)
     inc = {"metadata": {"name": "before"}, "spec": {"service": "web", "severity": "low", "title": "before"}}
     pc.client.create(kube.INCIDENTS, inc, ns)
-    wait_for(lambda: (pc.client.get(kube.INCIDENTS, "before", ns).get("status") or {}).get("timeline"), 60,
-             "the operator handling an incident before the fault")
+    wait_object(pc.client, kube.INCIDENTS, "before", ns, lambda i: i["status"]["timeline"], 60,
+                "the operator handling an incident before the fault")
 
     pc.cluster.stop_component("etcd")
     time.sleep(10)  # the API server answers errors meanwhile; both processes must ride it out
@@ -162,10 +162,10 @@ def test_etcd_restart_operator_and_receiver_recover(private_cluster, private_nam
     # The watches resumed: a new object and a change to an old one are both reconciled.
     pc.client.create(kube.INCIDENTS, {**inc, "metadata": {"name": "after"}, "spec": {**inc["spec"], "title": "after"}}, ns)
     pc.client.patch(kube.INCIDENTS, "before", {"spec": {"state": "acknowledged"}}, ns)
-    wait_for(lambda: (pc.client.get(kube.INCIDENTS, "after", ns).get("status") or {}).get("timeline"), 90,
-             "the operator handling an incident created after the etcd restart")
-    wait_for(lambda: (pc.client.get(kube.INCIDENTS, "before", ns).get("status") or {}).get("acknowledgedAt"), 90,
-             "the operator reconciling a change made after the etcd restart")
+    wait_object(pc.client, kube.INCIDENTS, "after", ns, lambda i: i["status"]["timeline"], 90,
+                "the operator handling an incident created after the etcd restart")
+    wait_object(pc.client, kube.INCIDENTS, "before", ns, lambda i: i["status"]["acknowledgedAt"], 90,
+                "the operator reconciling a change made after the etcd restart")
     # The receiver writes again (a retrying sender would have got 503 in between).
     body = {"service": "web", "severity": "low", "message": "after etcd", "labels": {"namespace": ns, "app": "web"}}
     resp = wait_for(lambda: (lambda r: r if r.status_code == 200 else None)(
