@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from devtools.proc import alive, find
+from devtools.wait import wait_for
 from paramedic import kube
 from paramedic.domain.rollout import RESTARTED_AT
 from paramedic.remediation_io import (
@@ -30,6 +31,7 @@ from paramedic.remediation_io import (
     wait_rollout,
 )
 from paramedic.settings import Settings
+from tests.helpers import wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -49,17 +51,6 @@ def arun(kubeconfig: Path, fn: Callable[[kube.AsyncKubeClient], Awaitable[Any]])
         finally:
             await client.aclose()
     return asyncio.run(main())
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 def deployment(name: str, replicas: int = 2, image: str = IMAGE, paused: bool = False) -> dict:
@@ -117,8 +108,8 @@ class CountingClient(kube.AsyncKubeClient):
 
 def test_restart_rolls_out_new_pods_once_per_decision(kube_client, kubeconfig, namespace):
     create_available(kube_client, kubeconfig, namespace, "checkout")
-    old_pods = eventually(lambda: live_pods(kube_client, namespace, "checkout") if
-                          len(live_pods(kube_client, namespace, "checkout")) == 2 else None, what="2 pods")
+    old_pods = wait_for(lambda: (lambda pods: pods if len(pods) == 2 else None)(
+        live_pods(kube_client, namespace, "checkout")), 60, "2 pods")
     assert len(owned_replicasets(kube_client, namespace, "checkout")) == 1
 
     t1 = "2026-03-01T12:00:00Z"
@@ -128,10 +119,8 @@ def test_restart_rolls_out_new_pods_once_per_decision(kube_client, kubeconfig, n
     assert status.done and not status.failed, status.message
     assert status.message == 'deployment "checkout" successfully rolled out'
     assert len(owned_replicasets(kube_client, namespace, "checkout")) == 2
-    new_pods = eventually(lambda: live_pods(kube_client, namespace, "checkout")
-                          if len(live_pods(kube_client, namespace, "checkout")) == 2
-                          and not (live_pods(kube_client, namespace, "checkout") & old_pods) else None,
-                          what="two new pods")
+    new_pods = wait_for(lambda: (lambda pods: pods if len(pods) == 2 and not (pods & old_pods) else None)(
+        live_pods(kube_client, namespace, "checkout")), 60, "two new pods")
     assert not new_pods & old_pods
 
     # The same decision again (an operator restarted mid-way): nothing is sent, nothing rolls.
@@ -196,7 +185,7 @@ def test_scale_workload(kube_client, kubeconfig, namespace):
     assert obj["spec"]["replicas"] == 3
     status = arun(kubeconfig, lambda c: wait_rollout(c, namespace, "Deployment", "web", timeout=90))
     assert status.done, status.message
-    eventually(lambda: len(live_pods(kube_client, namespace, "web")) == 3, what="3 pods")
+    wait_for(lambda: len(live_pods(kube_client, namespace, "web")) == 3, 60, "3 pods")
     with pytest.raises(RemediationError, match="DaemonSet cannot be scaled"):
         arun(kubeconfig, lambda c: scale_workload(c, namespace, "DaemonSet", "web", 3))
     with pytest.raises(RemediationError, match="replicas"):
@@ -345,8 +334,8 @@ def test_rollback_playbook_returns_to_the_previous_template(kube_client, kubecon
     assert arun(kubeconfig, lambda c: wait_rollout(c, namespace, "Deployment", "api", timeout=0)).done
     # Nothing older than revision 1 on a fresh Deployment: a clear failure, not a guess.
     kube_client.create(kube.DEPLOYMENTS, deployment("fresh", 1), namespace)
-    eventually(lambda: (kube_client.get(kube.DEPLOYMENTS, "fresh", namespace)["metadata"].get("annotations") or {})
-               .get("deployment.kubernetes.io/revision"), what="revision annotation")
+    wait_object(kube_client, kube.DEPLOYMENTS, "fresh", namespace,
+                lambda d: d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], 60, "revision annotation")
     result = play(PLAYBOOKS, "rollback-deployment.yml", {
         "namespace": namespace, "deployment": "fresh", "kubeconfig": str(kubeconfig), "wait": False})
     assert result.status == "failed" and "no rollout history found" in result.output_tail
@@ -384,7 +373,7 @@ def test_restart_local_service_playbook(tmp_path):
         assert result.ok, result.output_tail
         new = int(pid_file.read_text())
         assert new != old
-        eventually(lambda: not alive(old), timeout=10, what="old process gone")
+        wait_for(lambda: not alive(old), 10, "old process gone")
         assert alive(new)
     finally:
         for pid in (old, new):
