@@ -17,7 +17,7 @@ import pytest
 from devtools import node as devnode
 from devtools.cluster import IMAGE, image_archive
 from paramedic import kube
-from tests.helpers import kubectl_paramedic, verified, wait_for
+from tests.helpers import kubectl_paramedic, verified, wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -44,13 +44,20 @@ def workload(name: str, command: list[str], memory: str | None = None) -> dict:
             **devnode.PLACEMENT, "terminationGracePeriodSeconds": 1, "containers": [container]}}}}
 
 
-def status_of(client, ns, name) -> dict:
-    return (client.get_or_none(kube.INCIDENTS, name, ns) or {}).get("status") or {}
+def status_when(client, ns, name, predicate, timeout, what) -> dict:
+    """The incident's status once `predicate` holds over all of it."""
+    return wait_object(client, kube.INCIDENTS, name, ns, lambda i: predicate(i["status"]), timeout, what)["status"]
 
 
-def top_hint(client, ns, name, rule) -> dict | None:
-    hints = status_of(client, ns, name).get("hints") or []
+def top_hint(status: dict, rule: str) -> dict | None:
+    hints = status.get("hints") or []
     return hints[0] if hints and hints[0]["rule"] == rule else None
+
+
+def service_when(client, ns, name, predicate, timeout, what) -> dict:
+    """The MonitoredService's status once `predicate` holds over all of it."""
+    return wait_object(client, kube.MONITORED_SERVICES, name, ns, lambda s: predicate(s["status"]), timeout,
+                       what)["status"]
 
 
 def answers(url: str) -> bool:
@@ -83,19 +90,20 @@ def test_a_bad_rollout_is_named_and_rolled_back_and_the_incident_resolves(
         "remediation": {"enabled": False, "actions": [{"rollback": {"timeoutSeconds": 120}}],
                         "cooldownSeconds": 1, "verifySeconds": 90}}}, namespace)
     operator_factory(namespace, env={"PARAMEDIC_EVIDENCE_REFRESH_SECONDS": "2"})
-    wait_for(lambda: (kube_client.get(kube.MONITORED_SERVICES, "api", namespace).get("status") or {}).get("health")
-             == "Healthy", 60, "api Healthy")
+    service_when(kube_client, namespace, "api", lambda s: s["health"] == "Healthy", 60, "api Healthy")
 
     # The bad rollout: a new image whose container exits 1.
     kube_client.patch(kube.DEPLOYMENTS, "api", {"spec": {"template": {"spec": {"containers": [
         {"name": "app", "image": broken, "command": EXIT_1}]}}}}, namespace, content_type=kube.STRATEGIC)
-    hint = wait_for(lambda: top_hint(kube_client, namespace, "api-down-1", "bad-rollout"), 120,
-                    "the top hint blames the rollout")
+    # The hint and the evidence it cites, in one read.
+    st = status_when(kube_client, namespace, "api-down-1",
+                     lambda s: top_hint(s, "bad-rollout") and s["evidence"]["containers"] and s["evidence"]["nodes"],
+                     120, "the top hint blames the rollout")
+    hint = top_hint(st, "bad-rollout")
     assert hint["suggestedAction"] == "rollback"
     assert f"image app: {good} → {broken}" in hint["summary"]
     assert "rolled out revision 2 (from 1)" in hint["summary"] and "exit code 1" in hint["summary"]
     assert hint["evidence"][0] == "rollout/2"
-    st = status_of(kube_client, namespace, "api-down-1")
     failing = next(c for c in st["evidence"]["containers"] if c["ref"] == hint["evidence"][1])
     assert failing["revision"] == 2 and failing.get("lastExitCode", failing.get("exitCode")) == 1
     assert failing["node"] == devnode.NODE_NAME
@@ -103,10 +111,16 @@ def test_a_bad_rollout_is_named_and_rolled_back_and_the_incident_resolves(
     # The service asked for logs: the failing container's last lines, read through the API server and kubelet.
     # The crashed container's own output, read through the API server and kubelet: its last run
     # while it waits to restart, else the run that just exited (the one before it is gone by then).
-    log = wait_for(lambda: next((entry for entry in (status_of(kube_client, namespace, "api-down-1")
-                                                     .get("evidence") or {}).get("logs") or []
-                                 if "config missing" in entry["lines"]), None), 60,
-                   "the failing container's log line")
+    def log_line(status: dict) -> dict | None:
+        return next((entry for entry in status["evidence"].get("logs") or []
+                     if "config missing" in entry["lines"]), None)
+
+    # The log, the containers it was read from and the timeline, in one read.
+    st = status_when(kube_client, namespace, "api-down-1",
+                     lambda s: log_line(s)
+                     and {"probable-cause", "rollback-suggested"} <= {e["type"] for e in s["timeline"]},
+                     60, "the failing container's log line")
+    log = log_line(st)
     assert log["container"] == "app" and log["ref"] == f"log/{log['pod']}/app" and isinstance(log["previous"], bool)
     assert log["pod"] in {c["pod"] for c in st["evidence"]["containers"] if c.get("revision") == 2}
     types = [e["type"] for e in st["timeline"]]
@@ -114,8 +128,10 @@ def test_a_bad_rollout_is_named_and_rolled_back_and_the_incident_resolves(
 
     # The suggested action, switched on: the rollback restores health and the incident resolves.
     kube_client.patch(kube.MONITORED_SERVICES, "api", {"spec": {"remediation": {"enabled": True}}}, namespace)
-    inc = wait_for(lambda: (lambda i: i if i.get("spec", {}).get("state") == "resolved" and verified(i) else None)(
-        kube_client.get(kube.INCIDENTS, "api-down-1", namespace)), 180, "incident resolved, the attempt verified")
+    inc = wait_object(kube_client, kube.INCIDENTS, "api-down-1", namespace,
+                      lambda i: i["spec"]["state"] == "resolved" and verified(i)
+                      and any(e["type"] == "remediation-acted" for e in i["status"]["timeline"]), 180,
+                      "incident resolved, the attempt verified")
     [attempt] = inc["status"]["remediation"]["attempts"]
     assert attempt["action"] == "rollback" and attempt["result"] == "Succeeded"
     acted = next(e["message"] for e in inc["status"]["timeline"] if e["type"] == "remediation-acted")
@@ -137,12 +153,13 @@ def test_a_real_oom_kill_is_named_with_the_memory_limit(real_node, images, kube_
     kube_client.create(kube.INCIDENTS, {"metadata": {"name": "hog-restarts"}, "spec": {
         "service": "hog", "severity": "high", "title": "hog keeps restarting"}}, namespace)
     operator_factory(namespace, env={"PARAMEDIC_EVIDENCE_REFRESH_SECONDS": "2"})
-    hint = wait_for(lambda: top_hint(kube_client, namespace, "hog-restarts", "oom-killed"), 120,
-                    "the top hint names the OOM kill")
+    st = status_when(kube_client, namespace, "hog-restarts", lambda s: top_hint(s, "oom-killed"), 120,
+                     "the top hint names the OOM kill")
+    hint = top_hint(st, "oom-killed")
     assert hint["suggestedAction"] == "raise-memory-limit"
     assert hint["summary"].startswith("container app OOMKilled (exit code 137)")
     assert hint["summary"].endswith("memory limit 64Mi")
-    ev = status_of(kube_client, namespace, "hog-restarts")["evidence"]
+    ev = st["evidence"]
     [c] = [c for c in ev["containers"] if c["ref"] == hint["evidence"][0]]
     assert "OOMKilled" in (c.get("reason"), c.get("lastReason")) and c["memoryLimit"] == "64Mi"
     assert c["node"] == devnode.NODE_NAME
@@ -160,8 +177,8 @@ def test_a_maintenance_window_holds_back_a_real_outages_incident_and_restart_and
                         "verifySeconds": 60}}}, namespace)
     operator_factory(namespace)
 
-    def svc_status() -> dict:
-        return kube_client.get(kube.MONITORED_SERVICES, "web", namespace).get("status") or {}
+    def web_when(predicate, timeout, what) -> dict:
+        return service_when(kube_client, namespace, "web", predicate, timeout, what)
 
     def restarted() -> str | None:
         dep = kube_client.get(kube.DEPLOYMENTS, "web", namespace)
@@ -170,24 +187,23 @@ def test_a_maintenance_window_holds_back_a_real_outages_incident_and_restart_and
     def scale(replicas: int) -> None:  # the outage: the real container stops, the ClusterIP refuses
         kube_client.patch(kube.DEPLOYMENTS, "web", {"spec": {"replicas": replicas}}, namespace)
 
-    wait_for(lambda: svc_status().get("health") == "Healthy", 60, "web Healthy")
+    web_when(lambda s: s["health"] == "Healthy", 60, "web Healthy")
     out = kubectl_paramedic(kubeconfig, namespace, "maintain", "web", "--for", "60s", "-m", "node upgrade")
     assert out.returncode == 0, out.stderr
-    window = wait_for(lambda: (lambda m: m if m.get("active") else None)(svc_status().get("maintenance") or {}),
-                      30, "the service shows its window")
+    window = web_when(lambda s: s["maintenance"]["active"], 30, "the service shows its window")["maintenance"]
     assert window["reason"] == "node upgrade"
     assert window["until"] in run_kubectl("get", "msvc", "-n", namespace).stdout
 
     # The outage inside the window: Down, but no incident and no restart.
     scale(0)
-    down = wait_for(lambda: (lambda st: st if st.get("health") == "Down" else None)(svc_status()), 60, "Down")
+    down = web_when(lambda s: s["health"] == "Down", 60, "Down")
     assert (down.get("maintenance") or {}).get("active"), "the window ended before the outage was seen"
     scale(1)
-    wait_for(lambda: svc_status().get("health") == "Healthy", 90, "Healthy again after the planned outage")
+    web_when(lambda s: s["health"] == "Healthy", 90, "Healthy again after the planned outage")
     assert kube_client.list(kube.INCIDENTS, namespace) == [] and restarted() is None
 
     # After the window, the next outage opens an incident and the restart runs.
-    wait_for(lambda: not (svc_status().get("maintenance") or {}).get("active"), 90, "the window over")
+    web_when(lambda s: not (s.get("maintenance") or {}).get("active"), 90, "the window over")
     scale(0)
     incident = wait_for(lambda: next(iter(kube_client.list(kube.INCIDENTS, namespace)), None), 60, "an incident")
     assert incident["spec"]["source"] == "probe" and "maintenance" not in (incident.get("status") or {})
