@@ -25,7 +25,7 @@ from devtools import node as devnode
 from devtools.cluster import IMAGE, REPO, image_archive, tools_bin
 from paramedic import kube
 from tests.e2e.test_webhook import am_alert, am_payload, resolved
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -110,12 +110,12 @@ def heal_through_the_receiver(client: kube.KubeClient, run_kubectl, app_ns: str,
     assert out.returncode == 0, out.stderr
     before = wait_for(lambda: (lambda ids: ids if len(ids) == 2 else None)(container_ids(client, app_ns, "checkout")),
                       120, "checkout's two real containers Ready")
-    wait_for(lambda: (client.get(kube.MONITORED_SERVICES, "checkout", app_ns).get("status") or {}).get("health")
-             == "Healthy", 120, "the in-cluster operator probing checkout by its Service name (Healthy)")
+    wait_object(client, kube.MONITORED_SERVICES, "checkout", app_ns, lambda s: s["status"]["health"] == "Healthy", 120,
+                "the in-cluster operator probing checkout by its Service name (Healthy)")
 
     client.create(kube.PODS, poster("fire", webhook_url, token, alert_payload(app_ns, "firing")), app_ns)
-    wait_for(lambda: (client.get(kube.PODS, "fire", app_ns).get("status") or {}).get("phase") == "Succeeded",
-             120, "the in-cluster alert post to succeed")
+    wait_object(client, kube.PODS, "fire", app_ns, lambda p: p["status"]["phase"] == "Succeeded", 120,
+                "the in-cluster alert post to succeed")
     assert run_kubectl("logs", "-n", app_ns, "fire").stdout.strip() == "200"
     # Exactly one incident records the alert. The probe may open another when it finds checkout
     # slow or failing on this loaded machine (CI once listed two incidents here); had the probe's
@@ -128,17 +128,18 @@ def heal_through_the_receiver(client: kube.KubeClient, run_kubectl, app_ns: str,
     name = inc["metadata"]["name"]
     assert inc["spec"]["managed"] is True and inc["status"]["alerts"][0]["alertname"] == "CheckoutDown"
 
-    wait_for(lambda: (client.get(kube.DEPLOYMENTS, "checkout", app_ns)["spec"]["template"]["metadata"]
-                      .get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"), 120, "the rollout restart")
+    wait_object(client, kube.DEPLOYMENTS, "checkout", app_ns,
+                lambda d: d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"], 120,
+                "the rollout restart")
     after = wait_for(lambda: (lambda ids: ids if len(ids) == 2 and not ids & before else None)(
         container_ids(client, app_ns, "checkout")), 120, "two new containers Ready after the restart")
     assert after.isdisjoint(before)
-    wait_for(lambda: client.get(kube.INCIDENTS, name, app_ns)["spec"]["state"] == "mitigated", 120,
-             "the incident mitigated")
+    wait_object(client, kube.INCIDENTS, name, app_ns, lambda i: i["spec"]["state"] == "mitigated", 120,
+                "the incident mitigated")
 
     client.create(kube.PODS, poster("resolve", webhook_url, token, alert_payload(app_ns, "resolved")), app_ns)
-    wait_for(lambda: client.get(kube.INCIDENTS, name, app_ns)["spec"]["state"] == "resolved", 120,
-             "the incident resolved by the in-cluster resolved alert")
+    wait_object(client, kube.INCIDENTS, name, app_ns, lambda i: i["spec"]["state"] == "resolved", 120,
+                "the incident resolved by the in-cluster resolved alert")
 
 
 def assert_pods_ready_and_locked_down(client: kube.KubeClient, namespace: str) -> None:
