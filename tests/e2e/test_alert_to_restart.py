@@ -16,15 +16,19 @@ from paramedic.domain.timeutil import parse_or_none, utcnow
 from tests.e2e.test_control_plane import deployment
 from tests.e2e.test_operator_lifecycle import schedule
 from tests.e2e.test_webhook import TOKEN, am_alert, am_payload, http, post, receiver, resolved  # noqa: F401 (fixtures below)  # noqa: F401
-from tests.helpers import smtp_env, wait_for
+from tests.helpers import smtp_env, wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
 
+def restart_stamp(dep: dict) -> str | None:
+    return (dep["spec"]["template"]["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt")
+
+
 def test_alertmanager_alert_drives_an_auto_restart(kube_client, namespace, operator_factory, receiver, http):
     kube_client.create(kube.DEPLOYMENTS, deployment("checkout"), namespace)
-    wait_for(lambda: (kube_client.get(kube.DEPLOYMENTS, "checkout", namespace).get("status") or {})
-             .get("availableReplicas") == 2, 90, "checkout available")
+    wait_object(kube_client, kube.DEPLOYMENTS, "checkout", namespace, lambda d: d["status"]["availableReplicas"] == 2,
+                90, "checkout available")
     kube_client.create(kube.ONCALL_SCHEDULES, schedule(), namespace)
     kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "checkout"}, "spec": {
         "team": "payments", "target": {"name": "checkout"}, "alertSelector": {"matchLabels": {"app": "checkout"}},
@@ -39,23 +43,26 @@ def test_alertmanager_alert_drives_an_auto_restart(kube_client, namespace, opera
         name = inc["metadata"]["name"]
         assert inc["spec"]["source"] == "alertmanager" and inc["spec"]["managed"] is True
 
-        restarted = wait_for(lambda: (kube_client.get(kube.DEPLOYMENTS, "checkout", namespace)["spec"]["template"]
-                                      ["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"),
-                             60, "rollout restart")
-        inc = kube_client.get(kube.INCIDENTS, name, namespace)
+        restarted = restart_stamp(wait_object(kube_client, kube.DEPLOYMENTS, "checkout", namespace, restart_stamp, 60,
+                                              "rollout restart"))
+        inc = wait_object(kube_client, kube.INCIDENTS, name, namespace,
+                          lambda i: i["spec"]["assignee"] and i["status"]["alerts"], 30, "the incident assigned")
         assert inc["spec"]["assignee"] == "alice@example.com"
         assert len(inc["status"]["alerts"]) == 1
         wait_for(lambda: any("opened" in s.lower() for s in mail.subjects()), 30, "opened e-mail")
 
         post(http, receiver, am_payload(resolved(alert)))
-        inc = wait_for(lambda: (lambda i: i if any(a.get("result") == "Succeeded" for a in
-                                                   (i["status"].get("remediation") or {}).get("attempts", [])) else None)(
-            kube_client.get(kube.INCIDENTS, name, namespace)), 60, "remediation recorded as succeeded")
+        expected_types = ("opened", "assigned", "alert-firing", "remediation-started", "alert-resolved", "state")
+        inc = wait_object(kube_client, kube.INCIDENTS, name, namespace,
+                          lambda i: any(a.get("result") == "Succeeded" for a in i["status"]["remediation"]["attempts"])
+                          and i["spec"]["state"] == "resolved"
+                          and set(expected_types) <= {e["type"] for e in i["status"]["timeline"]}, 60,
+                          "remediation recorded as succeeded")
         assert inc["spec"]["state"] == "resolved"
         [attempt] = inc["status"]["remediation"]["attempts"]
         assert attempt["restartedAt"] == restarted
         types = [e["type"] for e in inc["status"]["timeline"]]
-        for expected in ("opened", "assigned", "alert-firing", "remediation-started", "alert-resolved", "state"):
+        for expected in expected_types:
             assert expected in types, (expected, types)
         wait_for(lambda: any("remediation" in s.lower() for s in mail.subjects()), 30, "remediation e-mail")
         assert len(kube_client.list(kube.INCIDENTS, namespace)) == 1
@@ -94,18 +101,19 @@ def test_an_alert_in_a_maintenance_window_is_recorded_marked_and_pages_no_one_an
     mail = MailSink().start()
     try:
         operator_factory(namespace, env=smtp_env(mail.port))
-        wait_for(lambda: ((kube_client.get(kube.MONITORED_SERVICES, "checkout", namespace).get("status") or {})
-                          .get("maintenance") or {}).get("active"), 30, "the window active")
+        wait_object(kube_client, kube.MONITORED_SERVICES, "checkout", namespace,
+                    lambda s: s["status"]["maintenance"]["active"], 30, "the window active")
         post(http, receiver, am_payload(am_alert("CheckoutDown", app="checkout", namespace=namespace)))
         [inc] = kube_client.list(kube.INCIDENTS, namespace)
         name = inc["metadata"]["name"]
 
         def restarted() -> str | None:
-            return (kube_client.get(kube.DEPLOYMENTS, "checkout", namespace)["spec"]["template"]["metadata"]
-                    .get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt")
+            return restart_stamp(kube_client.get(kube.DEPLOYMENTS, "checkout", namespace))
 
-        waiting = wait_for(lambda: (lambda st: st if (st.get("remediation") or {}).get("phase") == "Waiting" else None)(
-            kube_client.get(kube.INCIDENTS, name, namespace).get("status") or {}), 30, "remediation waiting")
+        waiting = wait_object(kube_client, kube.INCIDENTS, name, namespace,
+                              lambda i: i["status"]["remediation"]["phase"] == "Waiting" and i["status"]["maintenance"]
+                              and {"in-maintenance", "assigned"} <= {e["type"] for e in i["status"]["timeline"]},
+                              30, "remediation waiting")["status"]
         assert "maintenance window" in waiting["remediation"]["message"]
         assert waiting["maintenance"]["reason"] == "card vault migration"
         types = [e["type"] for e in waiting["timeline"]]
@@ -116,7 +124,8 @@ def test_an_alert_in_a_maintenance_window_is_recorded_marked_and_pages_no_one_an
         assert mail.subjects() == []
 
         # The window ends: the restart runs.
-        at = parse_or_none(wait_for(restarted, 60, "the restart once the window is over"))
+        at = parse_or_none(restart_stamp(wait_object(kube_client, kube.DEPLOYMENTS, "checkout", namespace,
+                                                     restart_stamp, 60, "the restart once the window is over")))
         assert at is not None and at >= parse_or_none(window["end"])
         assert not any("opened" in s.lower() for s in mail.subjects()), "the opening was paged after all"
     finally:
