@@ -19,7 +19,7 @@ from paramedic import kube
 from paramedic.domain import scope as sc
 from tests.e2e.test_control_plane import deployment
 from tests.e2e.test_webhook import am_alert, am_payload, incidents, make_service
-from tests.helpers import WebhookProcess, wait_for
+from tests.helpers import WebhookProcess, wait_for, wait_object
 from tests.tenancy import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, Tenant, _token_request
 
 TOKEN_A, TOKEN_B, LEGACY = "token-of-team-a-0123456789", "token-of-team-b-0123456789", "legacy-token-0123456789"
@@ -295,13 +295,12 @@ def test_an_alert_for_a_namespace_it_may_not_write_never_blocks_its_batch(kube_c
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
+def restart_stamp(dep: dict) -> str | None:
+    return (dep["spec"]["template"]["metadata"].get("annotations") or {}).get(RESTARTED_AT)
+
+
 def restarted_at(client: kube.KubeClient, ns: str, name: str) -> str | None:
-    template = client.get(kube.DEPLOYMENTS, name, ns)["spec"]["template"]
-    return (template["metadata"].get("annotations") or {}).get(RESTARTED_AT)
-
-
-def remediation_phase(client: kube.KubeClient, ns: str, name: str) -> str | None:
-    return ((client.get(kube.INCIDENTS, name, ns).get("status") or {}).get("remediation") or {}).get("phase")
+    return restart_stamp(client.get(kube.DEPLOYMENTS, name, ns))
 
 
 def test_a_token_without_the_remediation_right_opens_unmanaged_incidents_never_remediated(
@@ -322,8 +321,8 @@ def test_a_token_without_the_remediation_right_opens_unmanaged_incidents_never_r
         operator_factory(a.namespace, env={"PARAMEDIC_NAMESPACE": namespace})  # Paramedic's own, as the receiver's
         # The operator knows the service (its team) before the alert comes: for an unmanaged
         # incident it does not ask the API server when its cache has not caught up yet.
-        wait_for(lambda: (kube_client.get(kube.MONITORED_SERVICES, "web", a.namespace).get("status") or {})
-                 .get("observedGeneration"), 60, "the operator sees the service")
+        wait_object(kube_client, kube.MONITORED_SERVICES, "web", a.namespace, lambda s: s["status"]["observedGeneration"],
+                    60, "the operator sees the service")
         starts = datetime.now(UTC) - timedelta(seconds=30)
         forged = am_alert("Down", app="web", namespace=a.namespace, instance="x", starts=starts)
         out = ok(send(hook, TOKEN_A, forged))
@@ -336,8 +335,10 @@ def test_a_token_without_the_remediation_right_opens_unmanaged_incidents_never_r
         assert any(e["type"] == sc.UNREMEDIATED_TIMELINE_TYPE and "'shared'" in e["message"]
                    for e in inc["status"]["timeline"])
         # The operator has seen it (paged to the service's team) and decided: no remediation.
-        wait_for(lambda: remediation_phase(kube_client, a.namespace, name) == "Skipped", 60, "remediation skipped")
-        assert kube_client.get(kube.INCIDENTS, name, a.namespace)["status"].get("team") == "payments"
+        seen = wait_object(kube_client, kube.INCIDENTS, name, a.namespace,
+                           lambda i: i["status"]["remediation"]["phase"] == "Skipped" and "team" in i["status"], 60,
+                           "remediation skipped")
+        assert seen["status"].get("team") == "payments"
         time.sleep(3)
         assert restarted_at(kube_client, a.namespace, "web") is None, "never restarted"
         assert not ((kube_client.get(kube.INCIDENTS, name, a.namespace)["status"].get("remediation") or {})
@@ -349,7 +350,7 @@ def test_a_token_without_the_remediation_right_opens_unmanaged_incidents_never_r
         [managed] = [i for i in incidents(kube_client, a.namespace) if i["spec"]["managed"]]
         assert managed["metadata"]["name"] != name and out["alerts"][0]["managed"] is True
         try:
-            wait_for(lambda: restarted_at(kube_client, a.namespace, "web"), 60, "rollout restart")
+            wait_object(kube_client, kube.DEPLOYMENTS, "web", a.namespace, restart_stamp, 60, "rollout restart")
         except AssertionError:
             now = kube_client.get(kube.INCIDENTS, managed["metadata"]["name"], a.namespace)["status"]
             raise AssertionError(f"not restarted: {now.get('remediation')} {now.get('timeline')}") from None
