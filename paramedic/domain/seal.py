@@ -22,6 +22,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .resources import mapping
+
 VERSION = "v1"
 KEY_BYTES = 32
 """Length of a new key (random bytes); shorter keys are refused."""
@@ -40,7 +42,7 @@ def action_digest(action: Mapping[str, Any] | None) -> str:
 
 def target_ref(target: Mapping[str, Any] | None) -> str:
     """`KIND/NAME` of a service's target (Deployment by default)."""
-    target = target or {}
+    target = mapping(target)
     return f"{target.get('kind') or 'Deployment'}/{target.get('name') or ''}"
 
 
