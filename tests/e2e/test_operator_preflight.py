@@ -13,7 +13,7 @@ import yaml
 
 from devtools.cluster import REPO, DevCluster, apply_crds, free_port, kubeconfig_yaml
 from paramedic import kube
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -26,10 +26,17 @@ def service() -> dict:
     return {"metadata": {"name": "checkout"}, "spec": {"team": "payments", "target": {"name": "checkout"}}}
 
 
-def reconciled(client: kube.KubeClient, ns: str) -> bool:
+def has_ready(svc: dict) -> bool:
     """The operator wrote the MonitoredService's Ready condition: it is running, not waiting."""
-    status = client.get(kube.MONITORED_SERVICES, "checkout", ns).get("status") or {}
-    return any(c.get("type") == "Ready" for c in status.get("conditions") or [])
+    return any(c.get("type") == "Ready" for c in (svc.get("status") or {}).get("conditions") or [])
+
+
+def reconciled(client: kube.KubeClient, ns: str) -> bool:
+    return has_ready(client.get(kube.MONITORED_SERVICES, "checkout", ns))
+
+
+def wait_reconciled(client: kube.KubeClient, ns: str, timeout: float, what: str) -> dict:
+    return wait_object(client, kube.MONITORED_SERVICES, "checkout", ns, has_ready, timeout, what)
 
 
 def cluster_of(kubeconfig: Path) -> tuple[str, Path]:
@@ -96,7 +103,7 @@ def test_missing_rbac_is_named_and_granting_it_starts_the_operator(kube_client, 
     wait_for(lambda: log_line(proc, "preflight passed"), 30, "the preflight to pass once granted")
     # A Role cannot let it list namespaces: Kopf's scanning is off, or Kopf would retry that for a minute first.
     assert log_line(proc, "WARNING", "may not list namespaces cluster-wide", "Kopf's scanning is off")
-    wait_for(lambda: reconciled(kube_client, ns), 20, "the MonitoredService reconciled, same process")
+    wait_reconciled(kube_client, ns, 20, "the MonitoredService reconciled, same process")
     assert proc.proc.poll() is None
 
 
@@ -109,7 +116,7 @@ def test_missing_peering_falls_back_to_standalone_loudly(kube_client, namespace,
     line = wait_for(lambda: log_line(proc, "WARNING", f"Kopf peering '{name}' is unusable"), 60, "the fall-back line")
     assert "FALLING BACK TO STANDALONE" in line and "run only one" in line and "PARAMEDIC_PEERING_REQUIRED" in line
     assert "manifests/kopf-peering-crds.yaml" in line or f"kubectl -n {namespace} create -f -" in line
-    wait_for(lambda: reconciled(kube_client, namespace), 60, "the MonitoredService reconciled, standalone")
+    wait_reconciled(kube_client, namespace, 60, "the MonitoredService reconciled, standalone")
 
 
 def test_required_peering_is_waited_for_until_it_exists(kube_client, namespace, kubeconfig, run_kubectl, operators):
@@ -127,7 +134,7 @@ def test_required_peering_is_waited_for_until_it_exists(kube_client, namespace, 
     wait_for(lambda: kube_client.create(PEERINGS, {"metadata": {"name": "paramedic"}}, namespace), 30,
              "the KopfPeering created (its CRD servable)")
     wait_for(lambda: log_line(proc, "preflight passed", "peering 'paramedic' ready"), 30, "the preflight to pass")
-    wait_for(lambda: reconciled(kube_client, namespace), 60, "the MonitoredService reconciled, with peering")
+    wait_reconciled(kube_client, namespace, 60, "the MonitoredService reconciled, with peering")
     status = kube_client.get(PEERINGS, "paramedic", namespace).get("status") or {}
     assert len(status) == 1, "the operator joined the peering"
 
@@ -191,6 +198,6 @@ def test_a_fresh_cluster_names_the_missing_crds_and_starts_once_they_are_applied
         line = log_line(proc, "WARNING", "FALLING BACK TO STANDALONE")
         assert line and "clusterkopfpeerings.kopf.dev is not installed" in line
         assert "manifests/kopf-peering-crds.yaml" in line and "manifests/kopf-peering.yaml" in line
-        wait_for(lambda: reconciled(client, "default"), 30, "the MonitoredService reconciled")
+        wait_reconciled(client, "default", 30, "the MonitoredService reconciled")
     finally:
         client.close()

@@ -413,7 +413,7 @@ def test_operator_works_under_the_charts_service_account(release, run_kubectl, k
                                                          operator_factory, tmp_path):
     """Not the admin: the operator runs with a token of the chart's ServiceAccount and still does its job."""
     from tests.e2e.test_control_plane import deployment
-    from tests.helpers import SwitchableService, wait_for
+    from tests.helpers import SwitchableService, wait_object
 
     name, ns = release
     sa_config = sa_kubeconfig(run_kubectl, kubeconfig, tmp_path, ns, f"{name}-paramedic-operator", "paramedic-operator")
@@ -423,8 +423,8 @@ def test_operator_works_under_the_charts_service_account(release, run_kubectl, k
     target = SwitchableService()
     try:
         kube_client.create(kube.DEPLOYMENTS, deployment("shop"), namespace)
-        wait_for(lambda: (kube_client.get(kube.DEPLOYMENTS, "shop", namespace).get("status") or {})
-                 .get("availableReplicas") == 2, 90, "shop available")
+        wait_object(kube_client, kube.DEPLOYMENTS, "shop", namespace, lambda d: d["status"]["availableReplicas"] == 2,
+                    90, "shop available")
         kube_client.create(kube.MONITORED_SERVICES, {"metadata": {"name": "shop"}, "spec": {
             "target": {"name": "shop"},
             "probe": {"url": target.url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2},
@@ -432,12 +432,13 @@ def test_operator_works_under_the_charts_service_account(release, run_kubectl, k
         # Its own namespace is the release's, as the chart sets it: the seal key's Secret is there.
         operator_factory(namespace, env={"PARAMEDIC_KUBECONFIG": str(sa_config), "KUBECONFIG": str(sa_config),
                                          "PARAMEDIC_NAMESPACE": ns})
-        wait_for(lambda: (kube_client.get(kube.MONITORED_SERVICES, "shop", namespace).get("status") or {})
-                 .get("health") == "Healthy", 40, "probe status written under the ServiceAccount")
+        wait_object(kube_client, kube.MONITORED_SERVICES, "shop", namespace, lambda s: s["status"]["health"] == "Healthy",
+                    40, "probe status written under the ServiceAccount")
         target.set("failing")
-        wait_for(lambda: kube_client.get_or_none(kube.INCIDENTS, "shop-down-1", namespace), 40, "incident created")
-        wait_for(lambda: (kube_client.get(kube.DEPLOYMENTS, "shop", namespace)["spec"]["template"]["metadata"]
-                          .get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"), 40, "restart")
+        wait_object(kube_client, kube.INCIDENTS, "shop-down-1", namespace, bool, 40, "incident created")
+        wait_object(kube_client, kube.DEPLOYMENTS, "shop", namespace,
+                    lambda d: d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"], 40,
+                    "restart")
         events = [e for e in kube_client.list(kube.EVENTS, namespace) if e.get("reportingController") ==
                   "paramedic.dev/operator"]
         assert events, "events are posted under the ServiceAccount"

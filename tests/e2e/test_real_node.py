@@ -10,7 +10,7 @@ import pytest
 from devtools import node as devnode
 from devtools.cluster import PAUSE_IMAGE
 from paramedic import kube
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -53,8 +53,8 @@ def test_only_pods_that_ask_for_it_land_on_the_real_node(real_node, kube_client,
 
 def test_the_api_server_reaches_the_kubelet_by_address_for_logs(real_node, kube_client, namespace, run_kubectl):
     kube_client.create(kube.PODS, pause_pod("logs", devnode.PLACEMENT), namespace)
-    wait_for(lambda: (kube_client.get(kube.PODS, "logs", namespace).get("status") or {}).get("phase") == "Running",
-             60, "pod Running")
+    wait_object(kube_client, kube.PODS, "logs", namespace, lambda p: p["status"]["phase"] == "Running", 60,
+                "pod Running")
     # kubectl logs goes API server → kubelet (by InternalIP, with its client certificate).
     out = run_kubectl("logs", "-n", namespace, "logs", check=False)
     assert out.returncode == 0, out.stderr
