@@ -2,9 +2,10 @@
 
 A view wraps the body as the API server returns it (Kopf's body, a `kube` GET, a watch
 event's object) and never copies or changes it. Sub-objects that may be missing read as
-empty mappings, so callers chain attribute reads instead of `(x or {}).get(...)`. Only
-what more than one module reads is a property; the rest stays reachable through `spec`,
-`status` and `meta`.
+empty mappings, so callers chain attribute reads instead of guarding each level with
+`or {}`. Only what more than one module reads is a property; the rest stays reachable
+through `spec`, `status` and `meta`. The same helpers (`mapping`, `sequence`, `text`)
+read any other Kubernetes object through `Resource`.
 """
 
 from __future__ import annotations
