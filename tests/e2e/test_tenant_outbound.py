@@ -21,7 +21,7 @@ import pytest
 
 from devtools.rawserver import RawServer
 from paramedic import kube
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -87,11 +87,21 @@ def create_as_tenant(team, name: str, probe_url: str, hook_url: str) -> None:
         tenant.close()
 
 
-def hook_outcome(client, namespace: str, incident: str) -> dict | None:
+def hook_entry(inc: dict) -> dict | None:
     """The incident's webhook delivery entry once it is no longer pending."""
-    inc = client.get_or_none(kube.INCIDENTS, incident, namespace) or {}
     return next((e for e in (inc.get("status") or {}).get("notifications") or []
                  if e.get("channel") == "webhook" and e.get("result") != "pending"), None)
+
+
+def hook_outcome(client, namespace: str, incident: str, what: str) -> dict:
+    """The incident's webhook delivery entry, waited for."""
+    return hook_entry(wait_object(client, kube.INCIDENTS, incident, namespace, hook_entry, 60, what))
+
+
+def service_when(client, namespace: str, name: str, predicate, what: str) -> dict:
+    """The MonitoredService's status once `predicate` holds over all of it."""
+    return wait_object(client, kube.MONITORED_SERVICES, name, namespace, lambda s: predicate(s["status"]), 60,
+                       what)["status"]
 
 
 def test_loopback_in_every_form_is_refused_by_default(tenants, kube_client, kubeconfig, operators, stand_in):
@@ -104,17 +114,12 @@ def test_loopback_in_every_form_is_refused_by_default(tenants, kube_client, kube
         create_as_tenant(team, name, f"{base}/healthz", f"{base}/hook/{name}")
 
     for name in forms:
-        def refused_probe(name: str = name) -> dict | None:
-            status = kube_client.get(kube.MONITORED_SERVICES, name, team.namespace).get("status") or {}
-            last = status.get("lastProbe") or {}
-            return last if last and not last.get("ok", True) else None
-
-        last = wait_for(refused_probe, 60, f"the refused probe of {name} recorded")
+        last = service_when(kube_client, team.namespace, name, lambda s: s["lastProbe"]["ok"] is False,
+                            f"the refused probe of {name} recorded")["lastProbe"]
         # A class and the operator's words: the target is named by its address class only.
         assert last["reason"] == "ForbiddenAddress" and last["error"].startswith(PROBE_REFUSED), last
 
-        entry = wait_for(lambda name=name: hook_outcome(kube_client, team.namespace, f"{name}-down-1"), 60,
-                         f"the refused hook of {name} recorded")
+        entry = hook_outcome(kube_client, team.namespace, f"{name}-down-1", f"the refused hook of {name} recorded")
         # Refused once within the call, never sent, and final: no later delivery round.
         assert entry["result"] == "failed" and entry["attempts"] == 1 and "nextAttemptAt" not in entry, entry
         assert entry["error"].startswith("webhook hook http://") and REFUSED in entry["error"], entry
@@ -166,8 +171,7 @@ def test_a_probe_only_allowlist_lets_probes_through_and_never_hooks(tenants, kub
         operators(kubeconfig, team.namespace, env={"PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "",
                                                    "PARAMEDIC_PROBE_ALLOW_CIDRS": "127.0.0.1/32"})
         create_as_tenant(team, "split", f"http://127.0.0.1:{target.port}/healthz", f"http://127.0.0.1:{hook.port}/hook")
-        entry = wait_for(lambda: hook_outcome(kube_client, team.namespace, "split-down-1"), 60,
-                         "the probe's incident and its hook's outcome")
+        entry = hook_outcome(kube_client, team.namespace, "split-down-1", "the probe's incident and its hook's outcome")
         last = kube_client.get(kube.MONITORED_SERVICES, "split", team.namespace)["status"]["lastProbe"]
         assert last.get("statusCode") == 503 and target.hits >= 1, last  # the probe went through
         assert entry["result"] == "failed" and REFUSED in entry["error"], entry  # the hook did not
@@ -264,11 +268,8 @@ def test_a_probe_of_an_endless_body_reads_a_bounded_part_and_the_operator_lives(
         finally:
             tenant.close()
 
-        def healthy() -> dict | None:
-            status = kube_client.get(kube.MONITORED_SERVICES, "firehose", team.namespace).get("status") or {}
-            return status if status.get("health") == "Healthy" else None
-
-        status = wait_for(healthy, 60, "the endless target probed and Healthy (its status judged, not its body)")
+        status = service_when(kube_client, team.namespace, "firehose", lambda s: s["health"] == "Healthy",
+                              "the endless target probed and Healthy (its status judged, not its body)")
         wait_for(lambda: len(target.sent) >= 3, 60, "three probes of the endless target over")
         last = status["lastProbe"]
         assert last["ok"] is True and last["statusCode"] == 200 and last["latencyMs"] < 5000, last
@@ -296,14 +297,14 @@ def test_probe_failures_record_a_class_never_the_targets_words_and_recovery_clea
         finally:
             tenant.close()
 
-        def failed(name: str) -> dict | None:
-            last = (kube_client.get(kube.MONITORED_SERVICES, name, team.namespace).get("status") or {}).get("lastProbe")
-            return last if last and last.get("ok") is False else None
+        def failed(name: str) -> dict:
+            return service_when(kube_client, team.namespace, name, lambda s: s["lastProbe"]["ok"] is False,
+                                f"{name}'s failure recorded")["lastProbe"]
 
-        last = wait_for(lambda: failed("garbled"), 60, "garbled's failure recorded")
+        last = failed("garbled")
         assert last["reason"] == "BadResponse" and last["error"] == "not a valid HTTP response", last
         assert "statusCode" not in last, last  # the parser's made-up 400 is no answer
-        last = wait_for(lambda: failed("teapot"), 60, "teapot's failure recorded")
+        last = failed("teapot")
         assert last["reason"] == "UnexpectedStatus" and last["error"] == "status 503, expected 200", last
         assert last["statusCode"] == 503
         wait_for(lambda: len(kube_client.list(kube.INCIDENTS, team.namespace)) >= 2, 60, "both incidents opened")
@@ -317,11 +318,8 @@ def test_probe_failures_record_a_class_never_the_targets_words_and_recovery_clea
         # (a merge patch that merely left them out would keep the old error).
         garbled.mode = "ok"
 
-        def recovered() -> dict | None:
-            status = kube_client.get(kube.MONITORED_SERVICES, "garbled", team.namespace).get("status") or {}
-            return status if status.get("health") == "Healthy" else None
-
-        status = wait_for(recovered, 60, "garbled Healthy again")
+        status = service_when(kube_client, team.namespace, "garbled", lambda s: s["health"] == "Healthy",
+                              "garbled Healthy again")
         assert status["lastProbe"]["ok"] is True and status["lastProbe"]["statusCode"] == 200, status
         assert "error" not in status["lastProbe"] and "reason" not in status["lastProbe"], status["lastProbe"]
     finally:
