@@ -10,8 +10,8 @@ from typing import Any
 import kopf
 
 from paramedic import kube, metrics
-from paramedic.domain import lifecycle
-from paramedic.domain.vocabulary import State
+from paramedic.domain.resources import Incident, Service
+from paramedic.informer import key_of
 from paramedic.settings import Settings
 
 from . import login as _login
@@ -74,21 +74,22 @@ async def service_event(event: Any, memo: Memo, **_: Any) -> None:  # event: kop
     op = memo.require()
     rt = op.runtime
     body = event["object"]
-    old = rt.services.get((body["metadata"].get("namespace", ""), body["metadata"]["name"]))
+    old = rt.services.get(key_of(body))
     key = rt.services.drop(body) if event.get("type") == "DELETED" else rt.services.put(body)
     if old is not None and _intent(old) == _intent(body) and event.get("type") != "DELETED":
         return  # only our own status moved: nothing to reconcile
     op.service_queue.add(key)
     # Incidents of this service may be waiting on its policy.
     for inc in rt.incidents.indexed(key):
-        if lifecycle.is_active(inc["spec"].get("state", State.OPEN)):
-            op.incident_queue.add((key[0], inc["metadata"]["name"]))
+        incident = Incident(inc)
+        if incident.active:
+            op.incident_queue.add((key[0], incident.name))
 
 
 def _intent(body: dict) -> tuple:
     """What people control on a MonitoredService: its spec (generation) and annotations."""
-    meta = body.get("metadata", {})
-    return meta.get("generation"), tuple(sorted((meta.get("annotations") or {}).items()))
+    service = Service(body)
+    return service.meta.get("generation"), tuple(sorted(service.annotations.items()))
 
 
 @kopf.on.event(G, V, "incidents")

@@ -1,5 +1,6 @@
 """What the operator's reconcilers share: settings, the API client, caches of the
-watched objects (fed by Kopf's watches), work queues, and background side effects.
+watched objects (`paramedic.informer.Cache`, fed by Kopf's watches through the handlers),
+and background side effects.
 
 Caches and queues are rebuilt from the watches after a restart; nothing here is
 the source of truth.
@@ -15,77 +16,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paramedic import kube, metrics
+from paramedic.domain.resources import Incident
+from paramedic.domain.resources import Resource as View
+from paramedic.informer import Cache, Key
 from paramedic.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]  # (namespace, name)
-
-
-def key_of(body: dict) -> Key:
-    meta = body.get("metadata", {})
-    return meta.get("namespace", ""), meta.get("name", "")
-
-
-class Cache:
-    """Latest body of each watched object, by (namespace, name), with an optional secondary index."""
-
-    def __init__(self, index: Callable[[dict], Hashable] | None = None) -> None:
-        self._items: dict[Key, dict] = {}
-        self._index_of = index
-        self._index: dict[Hashable, set[Key]] = {}
-
-    def put(self, body: dict) -> Key:
-        key = key_of(body)
-        old = self._items.get(key)
-        # Watch events can arrive after our own write's response: keep the newer one.
-        if old is None or _rv(body) >= _rv(old):
-            self._items[key] = body
-            if self._index_of is not None:
-                if old is not None:
-                    self._unindex(key, old)
-                self._index.setdefault(self._index_of(body), set()).add(key)
-        return key
-
-    def drop(self, body: dict) -> Key:
-        key = key_of(body)
-        old = self._items.pop(key, None)
-        if old is not None and self._index_of is not None:
-            self._unindex(key, old)
-        return key
-
-    def _unindex(self, key: Key, body: dict) -> None:
-        value = self._index_of(body)  # type: ignore[misc]
-        keys = self._index.get(value)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._index[value]
-
-    def indexed(self, value: Hashable) -> list[dict]:
-        """The objects whose index value is `value`."""
-        return [self._items[k] for k in self._index.get(value, ())]
-
-    def get(self, key: Key) -> dict | None:
-        return self._items.get(key)
-
-    def values(self) -> list[dict]:
-        return list(self._items.values())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
 
 def incident_service(body: dict) -> Key:
     """(namespace, service) of an Incident: the index of the incidents cache."""
-    return body.get("metadata", {}).get("namespace", ""), (body.get("spec") or {}).get("service", "")
+    incident = Incident(body)
+    return incident.namespace, incident.service
 
 
-def _rv(body: dict) -> int:
-    try:
-        return int(body.get("metadata", {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
+def _nobody(owner: Hashable) -> None:
+    return None
 
 
 @dataclass
@@ -97,7 +43,7 @@ class SideEffects:
     from what status says.
     """
 
-    done_callback: Callable[[Hashable], None] = lambda owner: None
+    done_callback: Callable[[Hashable], None] = _nobody
     _tasks: dict[str, asyncio.Task] = field(default_factory=dict)
     _results: dict[str, Any] = field(default_factory=dict)
 
@@ -159,15 +105,17 @@ class TokenBucket:
 
 
 class Runtime:
-    """State every reconciler shares; the reconcilers and their queues are wired in `wiring.Operator`."""
+    """State every reconciler shares; the reconcilers and their queues are wired in `wiring.Operator`.
+    `wake` is called with each finished side effect's owner (the operator queues that incident)."""
 
-    def __init__(self, settings: Settings, client: kube.AsyncKubeClient):
+    def __init__(self, settings: Settings, client: kube.AsyncKubeClient,
+                 wake: Callable[[Hashable], None] = _nobody):
         self.settings = settings
         self.client = client
         self.services = Cache()
         self.incidents = Cache(index=incident_service)
         self.schedules = Cache()
-        self.effects = SideEffects()
+        self.effects = SideEffects(done_callback=wake)
         # Events are for people reading `kubectl describe`; thousands of incidents opened
         # at once (a start after downtime) must not double the API server's load with them.
         self._events = TokenBucket(settings.events_per_second, settings.events_per_second * 10)
@@ -183,7 +131,7 @@ class Runtime:
                             "incident timelines are complete)", self.settings.events_per_second)
             return
         try:
-            ns = regarding.get("metadata", {}).get("namespace")
+            ns = View(regarding).namespace or None
             await self.client.create(kube.EVENTS, kube.event_body(regarding, reason, note, type_), namespace=ns)
         except (kube.ApiError, kube.Unavailable) as exc:
             log.warning("could not post event %s: %s", reason, exc)

@@ -1,10 +1,13 @@
 """The operator's parts, built once at start-up by explicit construction.
 
 `Operator` owns the shared runtime, the three reconcilers and their work queues,
-and wires the few ways they reach each other (a probe result or a finished side
-effect wakes an incident; the incident reconciler asks the services' reconciler
-for probe health). Kopf hands it to every handler through `Memo`, the operator's
-memo (`kopf.run(memo=Memo())`), instead of module globals.
+built in dependency order, each given what it uses: the queues first (a queue
+exists before what processes it), then the runtime (a finished side effect wakes
+its incident), then the reconcilers (a probe result or an incident's outcome wakes
+incidents through the incident queue; the incident reconciler asks the services'
+reconciler for probe health); `start` runs each queue with its reconciler. Kopf
+hands it to every handler through `Memo`, the operator's memo
+(`kopf.run(memo=Memo())`), instead of module globals.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from paramedic import kube, metrics
-from paramedic.domain import lifecycle
-from paramedic.domain.vocabulary import DEFAULT_SEVERITY, SEVERITIES, State
+from paramedic.domain.resources import Incident
+from paramedic.domain.vocabulary import SEVERITIES
 from paramedic.settings import Settings
 
 from .incidents import IncidentReconciler
@@ -29,19 +32,15 @@ from .workqueue import WorkQueue
 class Operator:
     def __init__(self, settings: Settings, client: kube.AsyncKubeClient) -> None:
         self.settings = settings
-        self.runtime = rt = Runtime(settings, client)
-        self.services = ServiceReconciler(rt)
-        self.incidents = IncidentReconciler(rt, services=self.services)
-        self.schedules = ScheduleReconciler(rt)
         workers = settings.workers
         # Service reconciles are two small API calls each; after a start thousands wait at once.
-        self.service_queue: WorkQueue[Key] = WorkQueue("services", self.services.reconcile,
-                                                       concurrency=max(2, workers // 2))
-        self.incident_queue: WorkQueue[Key] = WorkQueue("incidents", self.incidents.reconcile, concurrency=workers)
-        self.schedule_queue: WorkQueue[Key] = WorkQueue("schedules", self.schedules.reconcile, concurrency=2)
-        self.incidents.queue = self.incident_queue
-        self.services.incident_queue = self.incident_queue
-        rt.effects.done_callback = self._effect_done
+        self.service_queue: WorkQueue[Key] = WorkQueue("services", concurrency=max(2, workers // 2))
+        self.incident_queue: WorkQueue[Key] = WorkQueue("incidents", concurrency=workers)
+        self.schedule_queue: WorkQueue[Key] = WorkQueue("schedules", concurrency=2)
+        self.runtime = rt = Runtime(settings, client, wake=self._effect_done)
+        self.services = ServiceReconciler(rt, incident_queue=self.incident_queue)
+        self.incidents = IncidentReconciler(rt, services=self.services, queue=self.incident_queue)
+        self.schedules = ScheduleReconciler(rt)
         self._tasks: list[asyncio.Task[None]] = []
 
     def _effect_done(self, owner: Hashable) -> None:
@@ -54,8 +53,9 @@ class Operator:
 
     def start(self) -> None:
         """Workers, the prober and the open-incidents gauge (in the running event loop)."""
-        for q in self.queues():
-            q.start()
+        self.service_queue.start(self.services.reconcile)
+        self.incident_queue.start(self.incidents.reconcile)
+        self.schedule_queue.start(self.schedules.reconcile)
         self.services.prober.start()
         self._tasks.append(asyncio.create_task(self._open_gauge(), name="open-incidents-gauge"))
         self._tasks.append(asyncio.create_task(self.incidents.load_seal_key(), name="seal-key"))
@@ -74,8 +74,7 @@ class Operator:
     async def _open_gauge(self) -> None:
         """paramedic_incidents_open from the cache, recomputed every few seconds (cheap, no API calls)."""
         while True:
-            counts = Counter(i["spec"].get("severity", DEFAULT_SEVERITY) for i in self.runtime.incidents.values()
-                             if lifecycle.is_active(i["spec"].get("state", State.OPEN)))
+            counts = Counter(inc.severity for inc in map(Incident, self.runtime.incidents.values()) if inc.active)
             for sev in SEVERITIES:
                 metrics.INCIDENTS_OPEN.labels(sev).set(counts.get(sev, 0))
             await asyncio.sleep(5)

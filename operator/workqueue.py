@@ -2,7 +2,9 @@
 
 One key is never processed by two workers at once; adding a key that is being
 processed marks it dirty so it runs again afterwards. Delays share one timer
-heap, so thousands of objects cost one task, not one each.
+heap, so thousands of objects cost one task, not one each. As client-go's, the
+queue exists before what processes it: keys may be added from construction on,
+and `start(worker)` runs the workers.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ Worker = Callable[[K], Awaitable["float | None"]]
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, name: str, worker: Worker[K], concurrency: int = 8, max_backoff: float = 60.0):
+    def __init__(self, name: str, concurrency: int = 8, max_backoff: float = 60.0):
         self.name = name
-        self._worker = worker
         self._concurrency = concurrency
         self._max_backoff = max_backoff
         self._ready: asyncio.Queue[K] = asyncio.Queue()
@@ -54,10 +55,11 @@ class WorkQueue(Generic[K]):
             self._queued.add(key)
             self._ready.put_nowait(key)
 
-    def start(self) -> None:
+    def start(self, worker: Worker[K]) -> None:
+        """`concurrency` tasks running `worker` on each ready key (in the running event loop)."""
         self._tasks.append(asyncio.create_task(self._timer(), name=f"{self.name}-timer"))
         for i in range(self._concurrency):
-            self._tasks.append(asyncio.create_task(self._run(), name=f"{self.name}-worker-{i}"))
+            self._tasks.append(asyncio.create_task(self._run(worker), name=f"{self.name}-worker-{i}"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -83,13 +85,13 @@ class WorkQueue(Generic[K]):
             except TimeoutError:
                 pass
 
-    async def _run(self) -> None:
+    async def _run(self, worker: Worker[K]) -> None:
         while True:
             key = await self._ready.get()
             self._queued.discard(key)
             self._active.add(key)
             try:
-                requeue = await self._worker(key)
+                requeue = await worker(key)
                 self._failures.pop(key, None)
                 if requeue is not None:
                     self.add(key, max(requeue, 0.0))

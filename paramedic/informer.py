@@ -1,4 +1,5 @@
-"""Watch-fed caches of one resource in one namespace, for the synchronous webhook.
+"""Watch-fed caches: one `Cache` (latest bodies by namespace and name, an optional index,
+views rebuilt once per change), fed by the operator's Kopf handlers or by an `Informer`.
 
 The receiver routes every alert against the MonitoredServices of its namespace.
 Listing them on every request costs a LIST whose size grows with the namespace
@@ -7,7 +8,7 @@ an informer: a daemon thread that lists once, then watches, and serves the
 latest bodies from memory. It is exactly as fresh as the watch-cache LIST it
 replaces. Until it has listed, or while its watch has been failing for longer
 than `STALE_AFTER` seconds, it says so (`fresh` is false) and callers read from
-the API server instead.
+the API server instead. The console's per-person lists use informers too.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from tenacity import RetryCallState, Retrying, wait_exponential
 
 from . import kube
+from .domain.resources import Resource as View
 
 log = logging.getLogger("paramedic.informer")
 
@@ -31,15 +33,115 @@ WATCH_SECONDS = 240
 MAX_INFORMERS = 100
 """Namespaces watched at most per process; alerts from further namespaces are routed by LIST."""
 
+Key = tuple[str, str]  # (namespace, name)
 
-class Informer:
-    def __init__(self, client: kube.KubeClient, res: kube.Resource, namespace: str):
-        self.client, self.res, self.namespace = client, res, namespace
-        self._items: dict[str, dict] = {}
+
+def key_of(body: Mapping[str, Any]) -> Key:
+    view = View(body)
+    return view.namespace, view.name
+
+
+def _rv(body: Mapping[str, Any]) -> int:
+    try:
+        return int(View(body).resource_version or 0)
+    except ValueError:
+        return 0
+
+
+class Cache:
+    """Latest body of each watched object, by (namespace, name), with an optional secondary
+    index (`indexed`) and views (`view`: a value built from all bodies, kept until they change).
+    Thread-safe: informers feed it from their threads, the operator from its event loop."""
+
+    def __init__(self, index: Callable[[dict], Hashable] | None = None) -> None:
+        self._items: dict[Key, dict] = {}
+        self._index_of = index
+        self._index: dict[Hashable, set[Key]] = {}
         self._generation = 0  # moves with every change of _items
         self._views: dict[Callable[[list[dict]], Any], tuple[int, Any]] = {}
-        self._rv = ""
         self._lock = threading.Lock()
+
+    def put(self, body: dict) -> Key:
+        key = key_of(body)
+        with self._lock:
+            old = self._items.get(key)
+            # Watch events can arrive after our own write's response: keep the newer one.
+            if old is None or _rv(body) >= _rv(old):
+                self._store(key, body, old)
+        return key
+
+    def drop(self, body: Mapping[str, Any]) -> Key:
+        key = key_of(body)
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._generation += 1
+                self._unindex(key, old)
+        return key
+
+    def reset(self, bodies: Iterable[dict]) -> None:
+        """Exactly `bodies` from now on (a fresh LIST)."""
+        with self._lock:
+            self._items, self._index = {}, {}
+            for body in bodies:
+                self._store(key_of(body), body, None)
+            self._generation += 1
+
+    def _store(self, key: Key, body: dict, old: dict | None) -> None:
+        self._items[key] = body
+        self._generation += 1
+        if self._index_of is not None:
+            if old is not None:
+                self._unindex(key, old)
+            self._index.setdefault(self._index_of(body), set()).add(key)
+
+    def _unindex(self, key: Key, body: dict) -> None:
+        if self._index_of is None:
+            return
+        value = self._index_of(body)
+        keys = self._index.get(value)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._index[value]
+
+    def get(self, key: Key) -> dict | None:
+        return self._items.get(key)
+
+    def indexed(self, value: Hashable) -> list[dict]:
+        """The objects whose index value is `value`."""
+        with self._lock:
+            return [self._items[k] for k in self._index.get(value, ())]
+
+    def values(self) -> list[dict]:
+        with self._lock:
+            return list(self._items.values())
+
+    def view(self, build: Callable[[list[dict]], Any]) -> Any:
+        """`build(values)`, computed again only after the values changed (an index over them)."""
+        with self._lock:
+            generation = self._generation
+            cached = self._views.get(build)
+            if cached is not None and cached[0] == generation:
+                return cached[1]
+            items = list(self._items.values())
+        value = build(items)
+        with self._lock:
+            self._views[build] = (generation, value)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Informer:
+    """The objects of one resource in one namespace (all namespaces with None), in a `Cache`
+    fed by a LIST, then a watch, from a daemon thread."""
+
+    def __init__(self, client: kube.KubeClient, res: kube.Resource, namespace: str | None):
+        self.client, self.res, self.namespace = client, res, namespace
+        self.cache = Cache()
+        self._rv = ""
         self._listed = False
         self._failing_since: float | None = None
         self._stopped = threading.Event()
@@ -65,21 +167,11 @@ class Informer:
             return False
 
     def items(self) -> list[dict]:
-        with self._lock:
-            return list(self._items.values())
+        return self.cache.values()
 
     def view(self, build: Callable[[list[dict]], Any]) -> Any:
         """`build(items)`, computed again only after the items changed (an index over them)."""
-        with self._lock:
-            generation = self._generation
-            cached = self._views.get(build)
-            if cached is not None and cached[0] == generation:
-                return cached[1]
-            items = list(self._items.values())
-        value = build(items)
-        with self._lock:
-            self._views[build] = (generation, value)
-        return value
+        return self.cache.view(build)
 
     def _run(self) -> None:
         # Retried forever (callers fall back to LIST meanwhile): 0.5 s doubling up to 30 s
@@ -115,10 +207,8 @@ class Informer:
 
     def _relist(self) -> None:
         out = self.client.request("GET", self.res.path(self.namespace))
-        with self._lock:
-            self._items = {o["metadata"]["name"]: o for o in out.get("items", [])}
-            self._generation += 1
-        self._rv = out.get("metadata", {}).get("resourceVersion", "")
+        self.cache.reset(out.get("items", []))
+        self._rv = View(out).resource_version
         self._listed = True
         self._failing_since = None
 
@@ -126,17 +216,13 @@ class Informer:
         for event in self.client.watch(self.res, self.namespace, self._rv, WATCH_SECONDS):
             if self._stopped.is_set():
                 return
-            kind, obj = event.get("type"), event.get("object") or {}
-            meta = obj.get("metadata") or {}
-            if kind in ("ADDED", "MODIFIED"):
-                with self._lock:
-                    self._items[meta["name"]] = obj
-                    self._generation += 1
-            elif kind == "DELETED":
-                with self._lock:
-                    self._items.pop(meta.get("name", ""), None)
-                    self._generation += 1
-            self._rv = meta.get("resourceVersion") or self._rv  # BOOKMARK events carry only this
+            kind, obj = event.get("type"), event.get("object")
+            if isinstance(obj, dict):
+                if kind in ("ADDED", "MODIFIED"):
+                    self.cache.put(obj)
+                elif kind == "DELETED":
+                    self.cache.drop(obj)
+                self._rv = View(obj).resource_version or self._rv  # BOOKMARK events carry only this
             self._failing_since = None
 
 

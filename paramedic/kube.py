@@ -566,7 +566,7 @@ def event_body(regarding: Mapping[str, Any], reason: str, note: str, type_: str 
     """An events.k8s.io/v1 Event about an object (shown by `kubectl describe`)."""
     from .domain.timeutil import micro_iso, utcnow_iso
 
-    meta = regarding.get("metadata", {})
+    meta = View(regarding).meta
     return {
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",

@@ -149,7 +149,7 @@ def visible(person: Person, res: kube.Resource, hint: list[str], lister: Lister,
         person.scopes[res.plural] = (now, namespaces, denied)
         for ns in _namespaces(namespaces):
             if (res.plural, ns) not in person.informers:
-                person.informers[(res.plural, ns)] = Informer(person.client, res, ns).start()  # type: ignore[arg-type]
+                person.informers[(res.plural, ns)] = Informer(person.client, res, ns).start()
     return (build(items) if build is not None else items), denied
 
 

@@ -69,3 +69,25 @@ def test_handlers_feed_the_caches_and_queues_through_the_memo():
 
     op, client = asyncio.run(scenario())
     assert client.closed
+
+
+def test_a_service_change_wakes_its_active_incidents_only():
+    async def scenario() -> Operator:
+        op = Operator(Settings(), _Client())  # type: ignore[arg-type]
+        memo = Memo(op)
+        op.runtime.incidents.put(incident("inc-open"))
+        resolved = incident("inc-done")
+        resolved["spec"]["state"] = "resolved"
+        op.runtime.incidents.put(resolved)
+        op.runtime.incidents.put(incident("inc-other", service="cart"))
+        svc = {"metadata": {"name": "checkout", "namespace": "shop", "generation": 1}, "spec": {}}
+        await handlers.service_event(event={"type": "ADDED", "object": svc}, memo=memo)
+        assert op.incident_queue._queued == {("shop", "inc-open")}
+        # Only its status moved (same generation and annotations): nothing to reconcile.
+        op.incident_queue._queued.clear()
+        await handlers.service_event(event={"type": "MODIFIED", "object": dict(svc, status={"health": "Healthy"})},
+                                     memo=memo)
+        assert op.incident_queue._queued == set()
+        return op
+
+    asyncio.run(scenario())

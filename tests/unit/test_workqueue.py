@@ -35,8 +35,8 @@ def test_keys_are_deduplicated_serialised_and_requeued():
             active.discard(key)
             return 0.05 if key == "again" and seen.count("again") < 3 else None
 
-        q = WorkQueue("t", work, concurrency=4)
-        q.start()
+        q: WorkQueue[str] = WorkQueue("t", concurrency=4)
+        q.start(work)
         for _ in range(5):
             q.add("a")
         q.add("again")
@@ -64,8 +64,8 @@ def test_failures_are_retried_with_backoff():
                 raise RuntimeError("boom")
             return None
 
-        q = WorkQueue("t", work, concurrency=1)
-        q.start()
+        q: WorkQueue[str] = WorkQueue("t", concurrency=1)
+        q.start(work)
         q.add("k")
         await until(lambda: len(calls) == 3 and idle(q))
         await q.stop()
