@@ -10,7 +10,7 @@ from typing import Any
 
 from paramedic import kube
 from paramedic.domain.timeutil import iso, utcnow
-from paramedic.operator.incidents import IncidentReconciler
+from paramedic.operator.incidents import IncidentApi, IncidentReconciler
 from paramedic.operator.runtime import Runtime
 from paramedic.settings import Settings
 
@@ -73,8 +73,11 @@ def _merge(into: dict, patch: dict) -> None:
 
 def setup(**settings: Any) -> tuple[FakeClient, Runtime, IncidentReconciler]:
     client = FakeClient()
+    api: IncidentApi = client  # the executor's own calls: the Protocol AsyncKubeClient also implements
+    # The runtime's side effects (remediation runs, evidence, Events) take the full client; here the
+    # fake's get_or_none/patch/create serve the few calls they make.
     rt = Runtime(Settings(**settings), client)  # type: ignore[arg-type]
-    recon = IncidentReconciler(rt)
+    recon = IncidentReconciler(rt, client=api)
     # The seal key, as load_seal_key sets it once read from its Secret (tests/unit/test_seal_key.py).
     recon.plan_settings = dataclasses.replace(recon.plan_settings, seal_key=b"k" * 32)
     now = utcnow()
@@ -139,6 +142,30 @@ def test_a_stale_incident_is_decided_again_without_acting() -> None:
         assert await recon.reconcile(("shop", "checkout-abc")) == 0.0  # conflict: again at once
         assert rt.incidents.get(("shop", "checkout-abc"))["metadata"]["resourceVersion"] \
             != stale["metadata"]["resourceVersion"]
+        await rt.effects.stop()
+
+    asyncio.run(run())
+
+
+def test_notification_channels_are_read_at_each_pass(tmp_path) -> None:
+    """A Slack URL added to the mounted Secret while the operator runs counts from the next pass:
+    before it, nothing could send (recorded skipped at once); after it, the announcement is pending."""
+    async def run() -> None:
+        slack = tmp_path / "slack"
+        client, rt, recon = setup(remediation_enabled=False, evidence_enabled=False,
+                                  slack_webhook_url_file=str(slack))
+        key = ("shop", "checkout-abc")
+        await recon.reconcile(key)
+        stored = client.objects[("incidents", "shop", "checkout-abc")]
+        assert [(e["key"], e["channel"], e["result"]) for e in stored["status"]["notifications"]] \
+            == [("opened", "email", "skipped")]
+        # Loopback only, and refused before any connection (netguard refuses hooks to private addresses).
+        slack.write_text("http://127.0.0.1:9/hook")
+        rt.incidents.put(await client.patch(kube.INCIDENTS, "checkout-abc", {"spec": {"state": "resolved"}}, "shop"))
+        await recon.reconcile(key)
+        stored = client.objects[("incidents", "shop", "checkout-abc")]
+        resolved = [e for e in stored["status"]["notifications"] if e["key"] == "resolved"]
+        assert [(e["channel"], e["result"]) for e in resolved] == [("pending", "pending")]
         await rt.effects.stop()
 
     asyncio.run(run())
