@@ -25,7 +25,7 @@ from tests.e2e.test_webhook import (  # noqa: F401 (fixtures)
     receiver,
     receiver_settings,
 )
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -131,8 +131,8 @@ def test_deployment_label_reaches_the_right_service_and_its_remediation(kube_cli
                                                                          receiver, http):
     kube_client.create(kube.DEPLOYMENTS, deployment("checkout"), namespace)
     kube_client.create(kube.DEPLOYMENTS, deployment("cart"), namespace)
-    wait_for(lambda: (kube_client.get(kube.DEPLOYMENTS, "checkout", namespace).get("status") or {})
-             .get("availableReplicas") == 2, 90, "checkout available")
+    wait_object(kube_client, kube.DEPLOYMENTS, "checkout", namespace, lambda d: d["status"]["availableReplicas"] == 2,
+                90, "checkout available")
     for name in ("cart", "checkout"):
         kube_client.create(kube.MONITORED_SERVICES, target_service(
             name, severity="medium", remediation={"actions": [{"restart": {}}], "verifySeconds": 60}), namespace)
@@ -146,10 +146,13 @@ def test_deployment_label_reaches_the_right_service_and_its_remediation(kube_cli
     assert inc["spec"]["service"] == "checkout" and inc["spec"]["managed"] is True
     assert inc["spec"]["severity"] == "medium"
 
-    stamp = wait_for(lambda: (kube_client.get(kube.DEPLOYMENTS, "checkout", namespace)["spec"]["template"]
-                              ["metadata"].get("annotations") or {}).get(RESTARTED_AT), 60, "rollout restart of checkout")
-    attempts = wait_for(lambda: ((kube_client.get(kube.INCIDENTS, inc["metadata"]["name"], namespace).get("status")
-                                  or {}).get("remediation") or {}).get("attempts"), 30, "the attempt recorded")
+    stamp = wait_object(kube_client, kube.DEPLOYMENTS, "checkout", namespace,
+                        lambda d: d["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT], 60,
+                        "rollout restart of checkout")["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT]
+    # The attempt and the restart stamp it records may be two writes: wait for the stamp too.
+    attempts = wait_object(kube_client, kube.INCIDENTS, inc["metadata"]["name"], namespace,
+                           lambda i: i["status"]["remediation"]["attempts"][0].get("restartedAt"), 30,
+                           "the attempt recorded")["status"]["remediation"]["attempts"]
     assert attempts[0]["action"] == "restart" and attempts[0]["restartedAt"] == stamp
     cart = kube_client.get(kube.DEPLOYMENTS, "cart", namespace)
     assert RESTARTED_AT not in (cart["spec"]["template"]["metadata"].get("annotations") or {})

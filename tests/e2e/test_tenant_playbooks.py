@@ -15,7 +15,7 @@ from devtools.cluster import REPO
 from paramedic import kube
 from paramedic.remediation_io import RUN_MARKER
 from tests.e2e.test_control_plane import deployment
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_object
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -41,15 +41,13 @@ def incident(name: str, svc: str) -> dict:
                                                  "title": "down"}}
 
 
-def finished_attempt(client: kube.KubeClient, ns: str, name: str) -> dict | None:
-    inc = client.get(kube.INCIDENTS, name, ns)
+def finished_attempt(inc: dict) -> dict | None:
     found = ((inc.get("status") or {}).get("remediation") or {}).get("attempts") or []
     done = [a for a in found if a.get("result") not in ("Running", "Verifying")]
     return done[0] if done else None
 
 
-def timeline(client: kube.KubeClient, ns: str, name: str) -> str:
-    inc = client.get(kube.INCIDENTS, name, ns)
+def timeline(inc: dict) -> str:
     return "\n".join(e.get("message", "") for e in (inc.get("status") or {}).get("timeline") or [])
 
 
@@ -164,15 +162,18 @@ def test_operator_runs_only_catalog_playbooks_with_schema_vars_and_a_clean_envir
         "override": "extraVars may not set 'namespace': set by the operator",
     }
     for ns, name, *_ in created:
-        attempt = wait_for(lambda ns=ns, name=name: finished_attempt(kube_client, ns, f"{name}-1"), 180,
-                           f"the attempt of {name}")
+        # The attempt's outcome and, for a refusal, its timeline entry: one object.
+        inc = wait_object(kube_client, kube.INCIDENTS, f"{name}-1", ns,
+                          lambda i, name=name: finished_attempt(i) and (name == "good" or refusals[name] in timeline(i)),
+                          180, f"the attempt of {name}")
+        attempt = finished_attempt(inc)
         if name == "good":
             assert attempt.get("status") == "successful" and attempt.get("rc") == 0, attempt
             continue
         assert attempt["result"] == "Failed", attempt
         assert refusals[name] in attempt["message"], attempt
         assert "rc" not in attempt and "outputTail" not in attempt, "a refused playbook must not run"
-        assert refusals[name] in timeline(kube_client, ns, f"{name}-1")
+        assert refusals[name] in timeline(inc)
     assert not marker.exists(), "the playbook outside the catalog ran"
     assert sorted(p.name for p in out.iterdir()) == ["good.json"], "a refused playbook ran"
 
