@@ -26,7 +26,7 @@ from paramedic.domain.alert import labels_fingerprint
 from paramedic.domain.timeutil import iso_ms
 from paramedic.webhook.app import create_app
 from tests.e2e.test_webhook import TOKEN, Receiver, make_service, receiver_settings
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_object
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
@@ -169,11 +169,12 @@ def test_alertmanager_groups_resends_and_resolutions(kube_client, namespace, liv
     ended = datetime.now(UTC) - timedelta(seconds=1)
     am.post_alerts([injected("HighLatency", namespace, f"10.0.0.{i}", starts, ends=ended) for i in range(3)])
 
-    def resolved():
-        [item] = incidents(kube_client, namespace)
-        return item if item["spec"]["state"] == "resolved" else None
-
-    done = wait_for(resolved, 30, "the incident auto-resolved by the resolved notification")
+    # The state, the alerts' ends and the timeline entry, in the one object read.
+    done = wait_object(kube_client, kube.INCIDENTS, inc["metadata"]["name"], namespace,
+                       lambda i: i["spec"]["state"] == "resolved"
+                       and all(a["status"] == "resolved" for a in i["status"]["alerts"])
+                       and i["status"]["timeline"][-1]["message"] == "all alerts resolved", 30,
+                       "the incident auto-resolved by the resolved notification")
     assert all(a["status"] == "resolved" for a in done["status"]["alerts"])
     assert done["status"]["timeline"][-1]["message"] == "all alerts resolved"
     assert len(incidents(kube_client, namespace)) == 1
@@ -261,9 +262,8 @@ def test_amtool_alert_reaches_the_service_by_its_deployment_label(kube_client, n
     amtool(am, "alert", "add", *labels, f"--start={starts}", f"--end={ended}",
            "--annotation=summary=Deployment checkout has not matched the expected number of replicas")
 
-    def resolved():
-        [item] = incidents(kube_client, namespace)
-        return item if item["spec"]["state"] == "resolved" else None
-
-    wait_for(resolved, 30, "the incident resolved by Alertmanager's resolved notification")
+    wait_object(kube_client, kube.INCIDENTS, inc["metadata"]["name"], namespace,
+                lambda i: i["spec"]["state"] == "resolved", 30,
+                "the incident resolved by Alertmanager's resolved notification")
+    assert len(incidents(kube_client, namespace)) == 1
     assert set(live_receiver.statuses()) == {200}
