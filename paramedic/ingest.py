@@ -23,19 +23,20 @@ is a resolution of an alert nobody recorded, counted and dropped). The rules:
   alone in a minimal form. Only an unreachable API server (or one refusing even that)
   fails the request.
 
-Everything goes through the synchronous `KubeClient`; a 200 answer to the
-sender means every alert was persisted (or, for a resolution nobody recorded, ignored).
+The decisions (which group, which incident, re-homing, outcomes) are pure functions of
+`domain.correlation`; this module reads, asks them, and writes. Everything goes through
+the synchronous `KubeClient`; a 200 answer to the sender means every alert was persisted
+(or, for a resolution nobody recorded, ignored).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ from . import kube, metrics
 from .domain import alert_naming as naming
 from .domain import alert_records as records
 from .domain import alert_routing as routing
+from .domain import correlation as corr
 from .domain import scope as sc
 from .domain import status_patch
 from .domain.alert import (
@@ -59,7 +61,9 @@ from .domain.alert import (
     dedupe,
     stored_labels,
 )
-from .domain.lifecycle import append_timeline, state_patch, timeline_entry
+from .domain.correlation import Group, GroupKey, Outcome
+from .domain.lifecycle import state_patch
+from .domain.resources import Incident, Service
 from .domain.timeutil import iso
 from .domain.vocabulary import DNS_LABEL, State
 from .informer import Directory
@@ -76,17 +80,12 @@ GROUP_PARALLELISM = 8
 """Groups of one request written concurrently (each touches its own incidents)."""
 
 
-
 class IngestConflict(Exception):
     """A write kept conflicting with concurrent writers (or its object vanished): try again later."""
 
 
 class _Refused(Exception):
     """A group that can never be recorded where it was routed (not a transient conflict)."""
-
-
-# What became of one alert (IngestResult.outcomes[key]["outcome"]).
-OUTCOME_RECORDED, OUTCOME_RESOLVED, OUTCOME_DUPLICATE, OUTCOME_IGNORED = "recorded", "resolved", "duplicate", "ignored"
 
 
 @dataclass
@@ -109,6 +108,11 @@ class IngestResult:
         return {"created": self.created, "joined": self.joined, "deduplicated": self.deduplicated,
                 "resolved": self.resolved, "ignored": self.ignored, "autoResolved": self.auto_resolved,
                 "rehomed": self.rehomed, "unmanaged": self.unmanaged, "incidents": sorted(set(self.incidents))}
+
+    def outcome(self, alert: Alert) -> str | None:
+        """The outcome of `alert` (an `Outcome`), None when nothing was decided for it."""
+        found: str | None = (self.outcomes.get(alert.key) or {}).get("outcome")
+        return found
 
     def outcome_of(self, alert: Alert) -> dict[str, Any]:
         """What became of `alert`, for the sender: its key and outcome, and where it is recorded."""
@@ -134,7 +138,7 @@ def build_incident(namespace: str, name: str, *, service: str, severity: str, ti
     """An Incident body ready to create.
 
     Its `status` (createdAt) is dropped by the API server on create (status is a
-    subresource): write it afterwards, as `create_incident` does.
+    subresource): the receiver writes it with the incident's first alerts.
     """
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
@@ -167,18 +171,6 @@ def build_incident(namespace: str, name: str, *, service: str, severity: str, ti
     }
 
 
-def create_incident(client: kube.KubeClient, body: dict) -> dict:
-    """Create `body`, then write its status (createdAt). Raises kube.Conflict if the name is taken."""
-    meta = body["metadata"]
-    created = client.create(kube.INCIDENTS, {k: v for k, v in body.items() if k != "status"}, meta["namespace"])
-    if body.get("status"):
-        created = client.patch(kube.INCIDENTS, meta["name"],
-                               {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
-                                "status": status_patch.set_keys(created.get("status"), body["status"])},
-                               meta["namespace"], subresource="status")
-    return created
-
-
 def everywhere(settings: Any) -> sc.Scope:
     """The scope of a caller trusted with every namespace and remediation (home: Paramedic's own);
     never a receiver token's (those come from webhook.auth)."""
@@ -188,7 +180,8 @@ def everywhere(settings: Any) -> sc.Scope:
 
 def ingest(client: kube.KubeClient, settings: Any, alerts: list[Alert], now: datetime, *,
            parallel: int = GROUP_PARALLELISM, services: Directory | None = None,
-           owners: PodOwners | None = None, scope: sc.Scope | None = None) -> IngestResult:
+           owners: PodOwners | None = None, scope: sc.Scope | None = None,
+           reads: kube.ReadFloor | None = None) -> IngestResult:
     """Persist `alerts`: create, join, deduplicate, resolve. Returns only once all are written.
 
     `scope` is what the sender's token may write (default: everything, with remediation):
@@ -203,85 +196,19 @@ def ingest(client: kube.KubeClient, settings: Any, alerts: list[Alert], now: dat
     which is safe: every step is idempotent. Without `owners`, alerts naming only a pod
     are not routed by the pod's owner. Raises kube.ApiError only when even the minimal
     record is refused in the home namespace (nothing can be recorded: retried until fixed).
+    `reads` is the app's view of Incidents (lists from the watch cache, never older than
+    its own writes); without it, this request's reads are quorum reads.
     """
     router = _Router(client, settings, services, owners, scope or everywhere(settings))
+    writer = _Writer(client, settings, now, reads or kube.ReadFloor())
     unique = dedupe(alerts)
-    groups = router.route(unique)
-
-    def one(item: tuple[tuple[str, str, str], _Group]) -> tuple[IngestResult, list[Alert], Exception | None]:
-        key, group = item
-        run = _Run(client, settings, now)
-        try:
-            run.ingest_group(key, group)
-            run.flush()
-        except (kube.ApiError, _Refused) as exc:  # 5xx and 429 are kube.Unavailable: never here
-            left = [a for a in group.alerts if a.key not in run.done]
-            log.warning("cannot write incidents in %s (%s, service %s): its %d alert(s) go to %s", key[0],
-                        _why(exc)[:300], key[1][:100], len(left), router.scope.home)
-            return run.result, left, exc
-        return run.result, [], None
-
-    total = IngestResult()
-    passes = 0
-    while groups:
-        passes += 1
-        items = sorted(groups.items(), key=lambda kv: kv[0])
-        if len(items) <= 1 or parallel <= 1:
-            outcomes = [one(item) for item in items]
-        else:
-            with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="ingest") as pool:
-                outcomes = list(pool.map(one, items))
-        for part, _, _ in outcomes:
-            total.add(part)
-        failed = [(left, exc) for _, left, exc in outcomes if exc is not None and left]
-        groups = {}
-        for left, exc in failed:
-            if passes == 1:
-                # Where it was routed, refused: recorded unmanaged at home, as the token's strays are.
-                reason = sc.REASON_FORBIDDEN if isinstance(exc, kube.ApiError) and exc.status == 403 \
-                    else sc.REASON_REFUSED
-                more = router.rehome(left, reason, _why(exc))
-            elif passes == 2:
-                # Refused at home too: each alert alone, with none of its own text but its name.
-                more = router.unroutable(left, _why(exc))
-            else:
-                assert isinstance(exc, kube.ApiError | _Refused)
-                log.error("cannot record %d alert(s) even in minimal form in %s: %s", len(left),
-                          router.scope.home, _why(exc))
-                if isinstance(exc, _Refused):
-                    raise IngestConflict(str(exc)) from exc
-                raise exc
-            for k, g in more.items():
-                groups.setdefault(k, _Group(managed=False, service=None, claimed=g.claimed, note=g.note,
-                                            note_type=g.note_type, reason=g.reason)).alerts.extend(g.alerts)
-    _resolve_strays(client, settings, now, router, unique, total)
+    total = writer.write_all(router.route(unique), router, parallel)
+    writer.resolve_strays(router, unique, total)
     total.rehomed = router.rehomed
     for alert_key, reason in router.reasons.items():
         if alert_key in total.outcomes:
             total.outcomes[alert_key]["rehomed"] = reason
     return total
-
-
-def _resolve_strays(client: kube.KubeClient, settings: Any, now: datetime, router: _Router,
-                    alerts: list[Alert], total: IngestResult) -> None:
-    """Resolutions that found nothing where they belong: their firing alert may have been
-    refused there and recorded at home (re-homed, or alone), so they are looked for there
-    too (a GET or two each; only resolutions nobody recorded pay it)."""
-    for alert in alerts:
-        if alert.status != RESOLVED or (total.outcomes.get(alert.key) or {}).get("outcome") != OUTCOME_IGNORED:
-            continue
-        for key in router.fallbacks(alert):
-            run = _Run(client, settings, now)
-            try:
-                run.ingest_group(key, _Group(managed=False, service=None, alerts=[alert]))
-                run.flush()
-            except (kube.ApiError, _Refused):
-                continue
-            if (run.result.outcomes.get(alert.key) or {}).get("outcome") == OUTCOME_IGNORED:
-                continue
-            total.ignored -= 1
-            total.add(run.result)
-            break
 
 
 def _why(exc: Exception) -> str:
@@ -293,37 +220,9 @@ def _why(exc: Exception) -> str:
 # --- internals -------------------------------------------------------------------
 
 
-@dataclass
-class _Group:
-    managed: bool
-    service: dict | None
-    alerts: list[Alert] = field(default_factory=list)
-    claimed: str = ""     # re-homed: the namespace its alerts claim
-    note: str = ""        # re-homed or unremediated: the timeline note saying why (written once)
-    note_type: str = sc.REHOMED_TIMELINE_TYPE
-    reason: str = ""      # re-homed: why (sc.REHOME_REASONS)
-
-    @property
-    def auto_resolve(self) -> bool:
-        return bool(((self.service or {}).get("spec") or {}).get("autoResolve", True))
-
-
-@dataclass
-class _IncidentAlerts:
-    """The alerts one incident receives in this request (one status write)."""
-
-    namespace: str
-    name: str
-    obj: dict
-    auto_resolve: bool
-    created: bool = False
-    group: _Group | None = None
-    alerts: list[Alert] = field(default_factory=list)
-    joining: set[str] = field(default_factory=set)   # keys of new firing alerts sent here because it was active
-
-
 class _Router:
-    """Which group (namespace, service, severity) each alert belongs to; at most one LIST per namespace."""
+    """Which group (namespace, service, severity) each alert belongs to; at most one LIST per namespace.
+    Reads here; the groups are `domain.correlation`'s."""
 
     def __init__(self, client: kube.KubeClient, settings: Any, directory: Directory | None = None,
                  owners: PodOwners | None = None, scope: sc.Scope | None = None):
@@ -367,11 +266,11 @@ class _Router:
             self._namespaces[namespace] = exists
         return self._namespaces[namespace]
 
-    def route(self, alerts: list[Alert]) -> dict[tuple[str, str, str], _Group]:
-        groups: dict[tuple[str, str, str], _Group] = {}
+    def route(self, alerts: list[Alert]) -> dict[GroupKey, Group]:
+        groups: dict[GroupKey, Group] = {}
         foreign: dict[tuple[str, str], list[Alert]] = {}
         for alert in alerts:
-            ns = alert.namespace or self.scope.home
+            ns = corr.claimed_namespace(alert, self.scope)
             if DNS_LABEL.match(ns) and not self.scope.allows(ns):
                 metrics.ALERTS_ROUTED.labels("rehomed").inc()
                 foreign.setdefault((sc.REASON_OUT_OF_SCOPE, ""), []).append(alert)
@@ -385,46 +284,24 @@ class _Router:
                 log.warning("cannot read MonitoredServices of %s (%s): alert %s goes to %s", ns, exc.message,
                             alert.key, self.scope.home)
                 metrics.ALERTS_ROUTED.labels("rehomed").inc()
-                reason = sc.REASON_FORBIDDEN if exc.status == 403 else sc.REASON_REFUSED
-                foreign.setdefault((reason, _why(exc) if exc.status != 403 else ""), []).append(alert)
+                foreign.setdefault((corr.rehome_reason(exc.status), _why(exc) if exc.status != 403 else ""),
+                                   []).append(alert)
                 continue
             metrics.ALERTS_ROUTED.labels(_RULE_METRIC.get(claim.rule if claim else "", "none")).inc()
-            svc = claim.service if claim is not None else None
-            if svc is not None:
-                key = (ns, svc["metadata"]["name"], routing.incident_severity(alert, svc))
-                if self.scope.remediate:
-                    group = groups.setdefault(key, _Group(managed=True, service=svc))
-                else:
-                    # The token may not trigger remediation: recorded where it belongs, with its
-                    # service (team, SLA, paging), but unmanaged.
-                    group = groups.setdefault(key, _Group(managed=False, service=svc,
-                                                          note=sc.unremediated_note(self.scope.name),
-                                                          note_type=sc.UNREMEDIATED_TIMELINE_TYPE))
+            if claim is not None:
+                key, fresh = corr.claimed_group(alert, ns, claim.service, self.scope)
             else:
-                home = ns if self.namespace_exists(ns) else self.scope.home
-                key = (home, alert.service_hint, routing.incident_severity(alert, None))
-                group = groups.setdefault(key, _Group(managed=False, service=None))
-            group.alerts.append(alert)
+                key, fresh = corr.unclaimed_group(alert, ns if self.namespace_exists(ns) else self.scope.home)
+            groups.setdefault(key, fresh).alerts.append(alert)
         for (reason, detail), batch in foreign.items():
-            for key, group in self.rehome(batch, reason, detail).items():
-                groups.setdefault(key, _Group(managed=False, service=None, claimed=group.claimed,
-                                              note=group.note, reason=reason)).alerts.extend(group.alerts)
+            groups = corr.merged(groups, self.rehome(batch, reason, detail))
         return groups
 
-    def rehome(self, alerts: list[Alert], reason: str, detail: str = "") -> dict[tuple[str, str, str], _Group]:
-        """Groups recording `alerts` unmanaged in the home namespace, apart from its own incidents:
-        their service is `<claimed namespace>/<service>`, which no MonitoredService can be named."""
-        groups: dict[tuple[str, str, str], _Group] = {}
+    def rehome(self, alerts: list[Alert], reason: str, detail: str = "") -> dict[GroupKey, Group]:
+        """`alerts` recorded unmanaged in the home namespace (`correlation.rehomed_groups`), counted once each."""
         claimed_counts: dict[str, int] = {}
         for alert in alerts:
-            claimed = alert.namespace or self.scope.home
-            service = sc.rehomed_service(claimed, alert.service_hint)
-            key = (self.scope.home, service, routing.incident_severity(alert, None))
-            group = groups.setdefault(key, _Group(managed=False, service=None,
-                                                  claimed=claimed if DNS_LABEL.match(claimed) else "",
-                                                  note=sc.rehomed_note(claimed, reason, self.scope.name, detail),
-                                                  reason=reason))
-            group.alerts.append(alert)
+            claimed = corr.claimed_namespace(alert, self.scope)
             claimed_counts[claimed] = claimed_counts.get(claimed, 0) + 1
             self.reasons.setdefault(alert.key, reason)
             self._rehomed.add(id(alert))
@@ -432,32 +309,14 @@ class _Router:
             metrics.ALERTS_REHOMED.labels(reason).inc(count)
             log.info("%d alert(s) claiming namespace %s recorded unmanaged in %s (token %r, %s)", count,
                      claimed[:63], self.scope.home, self.scope.name, reason)
-        return groups
+        return corr.rehomed_groups(alerts, reason, self.scope, detail)
 
-    def fallbacks(self, alert: Alert) -> list[tuple[str, str, str]]:
-        """The groups at home an alert refused where it belongs went to (`rehome`, then `unroutable`)."""
-        severity = routing.incident_severity(alert, None)
-        claimed = alert.namespace or self.scope.home
-        return [(self.scope.home, sc.rehomed_service(claimed, alert.service_hint), severity),
-                (self.scope.home, _unroutable_service(alert), severity)]
-
-    def unroutable(self, alerts: list[Alert], detail: str) -> dict[tuple[str, str, str], _Group]:
-        """The last resort: each alert alone, in the home namespace, keeping only its key, status,
-        times and (cut) name, so that no text of its own can make the API server refuse it."""
-        groups: dict[tuple[str, str, str], _Group] = {}
+    def alone(self, alerts: list[Alert], detail: str) -> dict[GroupKey, Group]:
+        """Each alert alone and minimal in the home namespace (`correlation.alone_groups`)."""
         for alert in alerts:
-            severity = routing.incident_severity(alert, None)
-            service = _unroutable_service(alert)
-            name = cut(alert.alertname, 63)
-            bare = replace(alert, labels={"alertname": name} if name else {}, annotations={}, generator_url="",
-                           links={}, values={})
-            groups[(self.scope.home, service, severity)] = _Group(
-                managed=False, service=None, alerts=[bare], reason=sc.REASON_REFUSED,
-                note=sc.rehomed_note(alert.namespace or self.scope.home, sc.REASON_REFUSED, self.scope.name,
-                                     detail))
             self.reasons.setdefault(alert.key, sc.REASON_REFUSED)
         log.warning("%d alert(s) recorded alone, minimal, in %s: %s", len(alerts), self.scope.home, detail[:300])
-        return groups
+        return corr.alone_groups(alerts, self.scope, detail)
 
     def claim(self, alert: Alert, ns: str) -> routing.Claim | None:
         """The cheap rules first; the pod's owner is read only for alerts none of them claims."""
@@ -472,139 +331,193 @@ class _Router:
         return routing.claim(alert, services, pod_owner=owner.workload, pod_gone=not owner.exists)
 
 
-def _unroutable_service(alert: Alert) -> str:
-    """One service per alert key: a re-send (or its resolution) finds the same incident; the
-    `/` keeps it apart from every MonitoredService."""
-    return f"unroutable/{hashlib.sha256(alert.key.encode('utf-8')).hexdigest()[:16]}"
-
-
 _RULE_METRIC = {routing.CLAIM_SELECTOR: "selector", routing.CLAIM_SERVICE_LABEL: "service_label",
                 routing.CLAIM_WORKLOAD_LABEL: "workload_label", routing.CLAIM_POD_OWNER: "pod_owner",
                 routing.CLAIM_POD_NAME: "pod_name"}
 
-INCIDENT_READS = kube.ReadFloor()
-"""This process's view of Incidents: correlation lists read from the watch cache, never older than our writes."""
+
+class _Writer:
+    """Writes a request's groups: each in a `_Run` (up to `parallel` at once); a refused group goes
+    home, then alone (`domain.correlation`); resolutions nobody recorded are looked for at home."""
+
+    def __init__(self, client: kube.KubeClient, settings: Any, now: datetime, reads: kube.ReadFloor):
+        self.client, self.settings, self.now, self.reads = client, settings, now, reads
+
+    def run(self) -> _Run:
+        return _Run(self.client, self.settings, self.now, self.reads)
+
+    def one(self, key: GroupKey, group: Group, home: str) -> tuple[IngestResult, list[Alert], Exception | None]:
+        run = self.run()
+        try:
+            run.ingest_group(key, group)
+            run.flush()
+        except (kube.ApiError, _Refused) as exc:  # 5xx and 429 are kube.Unavailable: never here
+            left = [a for a in group.alerts if a.key not in run.done]
+            log.warning("cannot write incidents in %s (%s, service %s): its %d alert(s) go to %s", key[0],
+                        _why(exc)[:300], key[1][:100], len(left), home)
+            return run.result, left, exc
+        return run.result, [], None
+
+    def write_all(self, groups: dict[GroupKey, Group], router: _Router, parallel: int) -> IngestResult:
+        total = IngestResult()
+        passes = 0
+        while groups:
+            passes += 1
+            items = sorted(groups.items(), key=lambda kv: kv[0])
+            if len(items) <= 1 or parallel <= 1:
+                outcomes = [self.one(k, g, router.scope.home) for k, g in items]
+            else:
+                with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="ingest") as pool:
+                    outcomes = list(pool.map(lambda kv: self.one(kv[0], kv[1], router.scope.home), items))
+            groups = {}
+            for part, left, exc in outcomes:
+                total.add(part)
+                if exc is None or not left:
+                    continue
+                if passes == 1:
+                    # Where it was routed, refused: recorded unmanaged at home, as the token's strays are.
+                    status = exc.status if isinstance(exc, kube.ApiError) else 0
+                    more = router.rehome(left, corr.rehome_reason(status), _why(exc))
+                elif passes == 2:
+                    # Refused at home too: each alert alone, with none of its own text but its name.
+                    more = router.alone(left, _why(exc))
+                else:
+                    log.error("cannot record %d alert(s) even in minimal form in %s: %s", len(left),
+                              router.scope.home, _why(exc))
+                    if isinstance(exc, _Refused):
+                        raise IngestConflict(str(exc)) from exc
+                    raise exc
+                groups = corr.merged(groups, more)
+        return total
+
+    def resolve_strays(self, router: _Router, alerts: list[Alert], total: IngestResult) -> None:
+        """Resolutions that found nothing where they belong: their firing alert may have been
+        refused there and recorded at home (re-homed, or alone), so they are looked for there
+        too (a GET or two each; only resolutions nobody recorded pay it)."""
+        for alert in alerts:
+            if alert.status != RESOLVED or total.outcome(alert) != Outcome.IGNORED:
+                continue
+            for key in corr.fallback_keys(alert, router.scope):
+                run = self.run()
+                try:
+                    run.ingest_group(key, Group(managed=False, service=None, alerts=[alert]))
+                    run.flush()
+                except (kube.ApiError, _Refused):
+                    continue
+                if run.result.outcome(alert) == Outcome.IGNORED:
+                    continue
+                total.ignored -= 1
+                total.add(run.result)
+                break
+
+
+@dataclass
+class _IncidentAlerts:
+    """The alerts one incident receives in this request (one status write)."""
+
+    namespace: str
+    name: str
+    obj: dict
+    auto_resolve: bool
+    created: bool = False
+    group: Group | None = None
+    alerts: list[Alert] = field(default_factory=list)
+    joining: set[str] = field(default_factory=set)   # keys of new firing alerts sent here because it was active
 
 
 class _Run:
-    """One group's work: find or create its incidents, then one status write per incident."""
+    """One group's work: read its incidents, place its alerts (`domain.correlation`), create what is
+    missing, then one status write per incident."""
 
-    def __init__(self, client: kube.KubeClient, settings: Any, now: datetime):
+    def __init__(self, client: kube.KubeClient, settings: Any, now: datetime, reads: kube.ReadFloor):
         self.client = client
         self.settings = settings
         self.now = now
+        self.reads = reads
         self.window = int(settings.correlation_window_seconds)
         self.result = IngestResult()
         self.done: set[str] = set()   # keys of the alerts recorded (or ignored) by now
-        self.group: _Group | None = None
+        self.managed = False
         self._objects: dict[tuple[str, str], dict | None] = {}   # incidents read in this request
         self._targets: dict[tuple[str, str], _IncidentAlerts] = {}
         self._service_incidents: dict[tuple[str, str], list[dict]] = {}
 
-    # correlation ---------------------------------------------------------------
-    def _mine(self, obj: Mapping[str, Any]) -> bool:
-        """Whether new alerts of this group may join `obj`: managed and unmanaged incidents are apart."""
-        return ((obj.get("spec") or {}).get("managed") is not False) == bool(self.group and self.group.managed)
-
-    def _may_touch(self, obj: Mapping[str, Any]) -> bool:
-        """Whether this group may change alerts `obj` records: a managed group any incident of
-        its service (its token may remediate), an unmanaged one only unmanaged incidents."""
-        return bool(self.group and self.group.managed) or self._mine(obj)
-
-    def ingest_group(self, key: tuple[str, str, str], group: _Group) -> None:
+    # reads and placing --------------------------------------------------------
+    def ingest_group(self, key: GroupKey, group: Group) -> None:
         ns, service, severity = key
-        self.group = group
-        everything = self._active(ns, service, severity)
-        active = [o for o in everything if self._mine(o)]
-        # Newest first: after a burst of windows, new alerts join the latest incident.
-        active.sort(key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]), reverse=True)
-        held_by: dict[str, dict] = {}
-        for obj in active + [o for o in everything if not self._mine(o) and self._may_touch(o)]:
-            self._objects[(ns, obj["metadata"]["name"])] = obj
-            for k in records.alert_keys(obj):
-                held_by.setdefault(k, obj)
-        pending: list[Alert] = []
-        for alert in group.alerts:
-            holder = held_by.get(alert.key)
-            if holder is not None:
-                self._target(ns, holder, group).alerts.append(alert)
-            else:
-                pending.append(alert)
-        firing = [a for a in pending if a.status == FIRING]
-        # With no active incident, the firing alerts of the earliest one's window go straight to
-        # creation, which reads that window's incidents only when the name is taken (409).
-        first = min(firing, key=lambda a: a.starts_at) if firing and not active else None
-        base = naming.correlation_bucket(first.starts_at, self.window) if first else None
+        self.managed = group.managed
+        known = corr.against_active(group.alerts, self._active(ns, service, severity), group.managed)
+        for obj in known.seen:
+            self._objects[(ns, Incident(obj).name)] = obj
+        for holder, alert in known.held:
+            self._target(ns, holder, group).alerts.append(alert)
+        bucket = corr.creation_bucket(known.pending, bool(known.active), self.window)
         new_firing: list[Alert] = []
-        for alert in pending:
-            if alert.status == FIRING and base == naming.correlation_bucket(alert.starts_at, self.window):
+        for alert in known.pending:
+            if corr.goes_to_creation(alert, bucket, self.window):
                 new_firing.append(alert)
                 continue
-            holder = self._holder(ns, service, severity, alert)
-            if holder is None and alert.status != FIRING:
-                holder = self._any_holder(ns, service, alert)
-            if holder is not None:
-                self._target(ns, holder, group).alerts.append(alert)
+            found = self._holder(ns, service, severity, alert)
+            if found is None and alert.status != FIRING:
+                found = self._any_holder(ns, service, alert)
+            if found is not None:
+                self._target(ns, found, group).alerts.append(alert)
             elif alert.status == FIRING:
                 new_firing.append(alert)
             else:
                 self.result.ignored += 1
                 self.done.add(alert.key)
-                self.result.outcomes[alert.key] = {"outcome": OUTCOME_IGNORED}
+                self.result.outcomes[alert.key] = {"outcome": Outcome.IGNORED}
                 log.info("resolved alert %s (%s) matches no incident of %s/%s: nothing to resolve",
                          alert.key, alert.alertname[:100], ns, service[:100])
         if not new_firing:
             return
-        if active:
-            self._join(ns, active[0], group, new_firing)
+        if known.active:
+            self._join(ns, known.active[0], group, new_firing)
             return
         self._create_or_join(ns, service, severity, group, new_firing)
 
     def _active(self, ns: str, service: str, severity: str) -> list[dict]:
         try:
             return self.client.list(kube.INCIDENTS, ns, field_selector=naming.active_field_selector(service, severity),
-                                    floor=INCIDENT_READS)
+                                    floor=self.reads)
         except kube.ApiError as exc:
             if exc.status != 400:
                 raise
             # An API server without CRD selectableFields (before 1.31) refuses the selector: filter here.
             items = self.client.list(kube.INCIDENTS, ns)
-            return [o for o in items if (o.get("spec") or {}).get("service") == service
-                    and (o.get("spec") or {}).get("severity") == severity and records.incident_active(o)]
+            return [o for o in items if Incident(o).spec.get("service") == service
+                    and Incident(o).spec.get("severity") == severity and Incident(o).active]
 
     def _holder(self, ns: str, service: str, severity: str, alert: Alert) -> dict | None:
         """The incident of the alert's window (or a successor) that already records its key, if any."""
         for attempt in range(1, MAX_SUCCESSORS + 1):
             obj = self._read(ns, naming.incident_name(service, severity, alert.starts_at, self.window, attempt))
-            if obj is None:
-                return None
-            if alert.key in records.alert_keys(obj) and self._may_touch(obj):
+            look = corr.successor_look(alert, obj, self.managed)
+            if look is corr.Look.HERE:
                 return obj
-            if records.incident_active(obj) and self._mine(obj):
-                return None  # successors exist only after a resolved (or other kind of) predecessor
+            if look is corr.Look.NOWHERE:
+                return None
         return None
 
     def _any_holder(self, ns: str, service: str, alert: Alert) -> dict | None:
-        """Any incident of the service recording the alert, whatever its name or state: a
-        firing alert may have joined an incident the probe opened and has since resolved.
-        Costs one LIST per service and request, and only for resolutions found nowhere else."""
+        """Any incident of the service recording the alert (`correlation.recorder`). Costs one LIST
+        per service and request, and only for resolutions found nowhere else."""
         if (ns, service) not in self._service_incidents:
             self._service_incidents[(ns, service)] = self.client.list(
-                kube.INCIDENTS, ns, field_selector=naming.service_field_selector(service), floor=INCIDENT_READS)
-        for obj in self._service_incidents[(ns, service)]:
-            if alert.key in records.alert_keys(obj) and self._may_touch(obj):
-                self._objects[(ns, obj["metadata"]["name"])] = obj
-                return obj
-        return None
+                kube.INCIDENTS, ns, field_selector=naming.service_field_selector(service), floor=self.reads)
+        obj = corr.recorder(alert, self._service_incidents[(ns, service)], self.managed)
+        if obj is not None:
+            self._objects[(ns, Incident(obj).name)] = obj
+        return obj
 
-    def _join(self, ns: str, obj: dict, group: _Group, firing: list[Alert], created: bool = False) -> None:
+    def _join(self, ns: str, obj: dict, group: Group, firing: list[Alert], created: bool = False) -> None:
         target = self._target(ns, obj, group)
         target.created = target.created or created
         target.alerts.extend(firing)
         target.joining.update(a.key for a in firing)
 
-    def _create_or_join(self, ns: str, service: str, severity: str, group: _Group,
-                        firing: list[Alert]) -> None:
+    def _create_or_join(self, ns: str, service: str, severity: str, group: Group, firing: list[Alert]) -> None:
         """Create the window's incident, or join it when a concurrent request did; successors when resolved."""
         first = min(firing, key=lambda a: a.starts_at)  # the earliest; among equals, the first sent
         remaining = list(firing)
@@ -612,44 +525,48 @@ class _Run:
             name = naming.incident_name(service, severity, first.starts_at, self.window, attempt)
             obj = self._objects.get((ns, name))
             if obj is None:
-                body = self._body(ns, name, service, severity, group, min(remaining, key=lambda a: a.starts_at))
-                try:
-                    obj = self.client.create(kube.INCIDENTS, {k: v for k, v in body.items() if k != "status"}, ns)
-                    INCIDENT_READS.see(obj)
-                except kube.Conflict:
-                    obj = self.client.get_or_none(kube.INCIDENTS, name, ns)
-                    if obj is None:
-                        raise IngestConflict(f"incident {ns}/{name} was deleted while being created") from None
-                    self._objects[(ns, name)] = obj
-                else:
-                    self._objects[(ns, name)] = obj
-                    self.result.created += 1
-                    metrics.INCIDENTS_CREATED.labels(severity, body["spec"]["source"]).inc()
-                    log.info("created incident %s/%s (%s, %s): %s", ns, name, service, severity,
-                             body["spec"]["title"])
+                obj, created = self._create(ns, name, service, severity, group,
+                                            min(remaining, key=lambda a: a.starts_at))
+                if created:
                     self._join(ns, obj, group, remaining, created=True)
                     return
-            if not self._mine(obj):
-                continue  # the window's name is taken by the other kind (managed or not): a successor
-            keys = records.alert_keys(obj)
-            held = [a for a in remaining if a.key in keys]
-            if held:  # re-sent alerts of a resolved incident: duplicates there, never a new incident
-                self._target(ns, obj, group).alerts.extend(held)
-                remaining = [a for a in remaining if a.key not in keys]
-                if not remaining:
-                    return
-            if records.incident_active(obj):
+            step = corr.window_step(obj, remaining, group.managed)
+            if step.held:
+                self._target(ns, obj, group).alerts.extend(step.held)
+            remaining = step.remaining
+            if not remaining:
+                return
+            if step.join:
                 self._join(ns, obj, group, remaining)
                 return
         # Not a conflict that a retry resolves: these alerts are recorded elsewhere.
         raise _Refused(f"{MAX_SUCCESSORS} incidents of {service[:100]}/{severity} in one correlation window")
 
-    def _body(self, ns: str, name: str, service: str, severity: str, group: _Group, alert: Alert) -> dict:
-        svc_spec = (group.service or {}).get("spec") or {}
+    def _create(self, ns: str, name: str, service: str, severity: str, group: Group,
+                alert: Alert) -> tuple[dict, bool]:
+        """The incident of that name, and whether it was created now (else it was taken: read)."""
+        body = self._body(ns, name, service, severity, group, alert)
+        try:
+            obj = self.client.create(kube.INCIDENTS, {k: v for k, v in body.items() if k != "status"}, ns)
+        except kube.Conflict:
+            taken = self.client.get_or_none(kube.INCIDENTS, name, ns)
+            if taken is None:
+                raise IngestConflict(f"incident {ns}/{name} was deleted while being created") from None
+            self._objects[(ns, name)] = taken
+            return taken, False
+        self.reads.see(obj)
+        self._objects[(ns, name)] = obj
+        self.result.created += 1
+        metrics.INCIDENTS_CREATED.labels(severity, body["spec"]["source"]).inc()
+        log.info("created incident %s/%s (%s, %s): %s", ns, name, service, severity, body["spec"]["title"])
+        return obj, True
+
+    def _body(self, ns: str, name: str, service: str, severity: str, group: Group, alert: Alert) -> dict:
+        runbook = Service(group.service).spec.get("runbookURL", "") if group.service is not None else ""
         body = build_incident(
             ns, name, service=service, severity=severity, title=alert.title, description=alert.description,
             source=alert.source, managed=group.managed, labels=alert.labels,
-            runbook_url=alert.runbook_url or svc_spec.get("runbookURL", ""), now=self.now)
+            runbook_url=alert.runbook_url or runbook, now=self.now)
         if group.claimed:
             body["metadata"]["labels"][sc.CLAIMED_NAMESPACE_LABEL] = group.claimed
         return body
@@ -659,8 +576,8 @@ class _Run:
             self._objects[(ns, name)] = self.client.get_or_none(kube.INCIDENTS, name, ns)
         return self._objects[(ns, name)]
 
-    def _target(self, ns: str, obj: dict, group: _Group) -> _IncidentAlerts:
-        name = obj["metadata"]["name"]
+    def _target(self, ns: str, obj: dict, group: Group) -> _IncidentAlerts:
+        name = Incident(obj).name
         target = self._targets.get((ns, name))
         if target is None:
             target = self._targets[(ns, name)] = _IncidentAlerts(ns, name, obj, auto_resolve=group.auto_resolve,
@@ -677,21 +594,18 @@ class _Run:
         limit = int(self.settings.timeline_limit)
         for attempt in range(WRITE_ATTEMPTS):
             rec = records.record_alerts(obj, target.alerts, self.now, timeline_limit=limit,
-                                    auto_resolve=target.auto_resolve, created=target.created)
+                                        auto_resolve=target.auto_resolve, created=target.created)
             if rec.patch is None:
                 break
-            note = target.group.note if target.group is not None else ""
-            note_type = target.group.note_type if target.group is not None else sc.REHOMED_TIMELINE_TYPE
-            if note and not any(e.get("type") == note_type
-                                for e in (obj.get("status") or {}).get("timeline") or []):
-                rec.patch["status"]["timeline"] = append_timeline(
-                    rec.patch["status"]["timeline"], timeline_entry(self.now, note_type, ACTOR, note), limit)
+            if target.group is not None:
+                rec.patch["status"]["timeline"] = corr.with_note(
+                    rec.patch["status"]["timeline"], obj, target.group.note, target.group.note_type, self.now, limit)
             # The record's keys, each replaced whole: null for what is gone within them.
-            patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+            patch = {"metadata": {"resourceVersion": Incident(obj).resource_version},
                      "status": status_patch.set_keys(obj.get("status"), rec.patch["status"])}
             try:
                 obj = self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace, subresource="status")
-                INCIDENT_READS.see(obj)
+                self.reads.see(obj)
                 break
             except kube.Conflict:
                 # Someone else wrote in between (another request, the operator): re-read, redo,
@@ -701,35 +615,35 @@ class _Run:
                 if fresh is None:
                     raise IngestConflict(f"incident {target.namespace}/{target.name} was deleted meanwhile") from None
                 obj = fresh
-                if target.joining - records.alert_keys(obj) and not records.incident_active(obj):
-                    # It was resolved meanwhile: new alerts belong to a successor, which a retry finds.
+                if corr.resolved_meanwhile(target.joining, obj):
                     raise IngestConflict(f"incident {target.namespace}/{target.name} was resolved meanwhile") from None
         else:
             raise IngestConflict(f"status of incident {target.namespace}/{target.name} kept changing "
                                  f"({WRITE_ATTEMPTS} conflicting writes)")
+        self._count(target, rec, Incident(obj).managed)
+        if corr.auto_resolves(target.alerts, rec, target.auto_resolve, obj):
+            self._auto_resolve(target)
+
+    def _count(self, target: _IncidentAlerts, rec: records.Recorded, managed: bool) -> None:
+        where = f"{target.namespace}/{target.name}"
+        claimed = target.group is not None and target.group.service is not None
         added = set(rec.added)
-        resolved, where = set(rec.resolved), f"{target.namespace}/{target.name}"
-        managed = (obj.get("spec") or {}).get("managed") is not False
-        for a in target.alerts:
-            outcome = OUTCOME_RESOLVED if a.key in resolved else OUTCOME_RECORDED if a.key in added else OUTCOME_DUPLICATE
+        for a, outcome in corr.outcomes(target.alerts, rec):
             self.result.outcomes[a.key] = {"outcome": outcome, "incident": where, "managed": managed}
             self.done.add(a.key)
-            if a.key in added and not managed and target.group is not None and target.group.service is not None:
+            if a.key in added and not managed and claimed:
                 self.result.unmanaged += 1
         self.result.joined += sum(1 for a in target.alerts if a.key in added and a.status == FIRING)
         self.result.resolved += len(rec.resolved)
         self.result.deduplicated += len(rec.duplicates)
         if rec.duplicates:
             metrics.ALERTS_DEDUPLICATED.inc(len(rec.duplicates))
-        self.result.incidents.append(f"{target.namespace}/{target.name}")
-        has_resolution = any(a.status == RESOLVED for a in target.alerts)
-        if has_resolution and rec.all_resolved and target.auto_resolve and records.incident_active(obj):
-            self._auto_resolve(target, obj)
+        self.result.incidents.append(where)
 
-    def _auto_resolve(self, target: _IncidentAlerts, obj: dict) -> None:
+    def _auto_resolve(self, target: _IncidentAlerts) -> None:
         patch = state_patch(State.RESOLVED, ACTOR, "all alerts resolved", self.now)
         try:
-            INCIDENT_READS.see(self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace))
+            self.reads.see(self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace))
         except kube.Invalid as exc:
             # Someone moved it on (closed) meanwhile: the API server refuses going back, which is right.
             log.info("incident %s/%s not auto-resolved: %s", target.namespace, target.name, exc.message)
@@ -743,4 +657,4 @@ class _Run:
 _cut = cut
 
 
-__all__ = ["IngestConflict", "IngestResult", "build_incident", "create_incident", "ingest"]
+__all__ = ["IngestConflict", "IngestResult", "build_incident", "ingest"]

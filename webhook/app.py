@@ -68,6 +68,8 @@ class Receiver:
     gunicorn's fork, so the watch threads live in the worker that serves requests)."""
     owners: PodOwners
     """Pod → owning workload, for alerts that name only a pod (cached, bounded)."""
+    reads: kube.ReadFloor
+    """This app's view of Incidents: correlation lists from the watch cache, never older than its writes."""
 
     @property
     def max_body(self) -> int:
@@ -92,7 +94,8 @@ def create_app(settings: Settings | None = None, client: kube.KubeClient | None 
     app.config["MAX_CONTENT_LENGTH"] = int(settings.webhook_max_body_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[STATE] = Receiver(settings=settings, client=client, tokens=tokens,
-                                     services=Directory(client, kube.MONITORED_SERVICES), owners=PodOwners(client))
+                                     services=Directory(client, kube.MONITORED_SERVICES), owners=PodOwners(client),
+                                     reads=kube.ReadFloor())
     app.before_request(authenticate)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, unexpected)
@@ -158,7 +161,7 @@ def receive(parse: Callable[[Any], list[Alert]], kind: str) -> tuple[Response, i
         metrics.ALERTS_RECEIVED.labels(alert.status).inc()
     try:
         result = ingest(state.client, state.settings, alerts, utcnow(), services=state.services, owners=state.owners,
-                        scope=g.scope)
+                        scope=g.scope, reads=state.reads)
     except kube.Unavailable as exc:
         log.warning("cannot persist %d alerts (%s): %s", len(alerts), kind, exc)
         return _error(503, f"Kubernetes API unavailable, retry later: {exc}", retry_after=RETRY_AFTER_UNAVAILABLE)

@@ -24,7 +24,7 @@ from paramedic import kube, metrics
 from paramedic.domain import alert_naming as naming
 from paramedic.domain import alert_records as records
 from paramedic.domain.alert import labels_fingerprint
-from paramedic.domain.timeutil import iso_ms
+from paramedic.domain.timeutil import iso_ms, parse
 from paramedic.settings import Settings
 from paramedic.webhook.app import create_app
 from tests.helpers import wait_for
@@ -411,15 +411,21 @@ def test_paramedic_webhook_serves_with_gunicorn(kubeconfig, kube_client, namespa
             proc.wait()
 
 
-def test_create_incident_writes_status_after_create(kube_client, namespace):
-    from paramedic.ingest import build_incident, create_incident
+def test_the_receiver_writes_status_after_create(kube_client, namespace, receiver, http):
+    """The API server drops `status` on create (a subresource): the receiver writes createdAt
+    with the incident's first alerts, and a second create of the name is a conflict."""
+    from paramedic.ingest import build_incident
 
-    now = datetime.now(UTC)
-    body = build_incident(namespace, "manual-1", service="checkout", severity="low", title="by hand",
-                          description="", source="manual", managed=True, labels={}, runbook_url="", now=now)
-    created = create_incident(kube_client, body)
-    assert created["status"]["createdAt"] == body["status"]["createdAt"]
-    stored = kube_client.get(kube.INCIDENTS, "manual-1", namespace)
+    before = datetime.now(UTC).replace(microsecond=0)
+    out = post(http, receiver, am_payload(am_alert(app="checkout", namespace=namespace, starts=before)))
+    after = datetime.now(UTC)
+    assert out["created"] == 1
+    [inc] = incidents(kube_client, namespace)
+    name = inc["metadata"]["name"]
+    stored = kube_client.get(kube.INCIDENTS, name, namespace)
     assert stored["spec"]["state"] == "open" and stored["status"]["createdAt"]
+    assert before <= parse(stored["status"]["createdAt"]) <= after
+    body = build_incident(namespace, name, service="checkout", severity="low", title="by hand",
+                          description="", source="manual", managed=True, labels={}, runbook_url="", now=after)
     with pytest.raises(kube.Conflict):
-        create_incident(kube_client, body)
+        kube_client.create(kube.INCIDENTS, {k: v for k, v in body.items() if k != "status"}, namespace)
