@@ -434,6 +434,7 @@ class _Run:
         self.settings = settings
         self.now = now
         self.reads = reads
+        self.status = _StatusWriter(client, now, reads, int(settings.timeline_limit))
         self.window = int(settings.correlation_window_seconds)
         self.result = IngestResult()
         self.done: set[str] = set()   # keys of the alerts recorded (or ignored) by now
@@ -586,43 +587,13 @@ class _Run:
 
     # writes --------------------------------------------------------------------
     def flush(self) -> None:
+        """One status write per incident, in name order; then what the writes did, counted."""
         for key in sorted(self._targets):
-            self._write(self._targets[key])
-
-    def _write(self, target: _IncidentAlerts) -> None:
-        obj = target.obj
-        limit = int(self.settings.timeline_limit)
-        for attempt in range(WRITE_ATTEMPTS):
-            rec = records.record_alerts(obj, target.alerts, self.now, timeline_limit=limit,
-                                        auto_resolve=target.auto_resolve, created=target.created)
-            if rec.patch is None:
-                break
-            if target.group is not None:
-                rec.patch["status"]["timeline"] = corr.with_note(
-                    rec.patch["status"]["timeline"], obj, target.group.note, target.group.note_type, self.now, limit)
-            # The record's keys, each replaced whole: null for what is gone within them.
-            patch = {"metadata": {"resourceVersion": Incident(obj).resource_version},
-                     "status": status_patch.set_keys(obj.get("status"), rec.patch["status"])}
-            try:
-                obj = self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace, subresource="status")
-                self.reads.see(obj)
-                break
-            except kube.Conflict:
-                # Someone else wrote in between (another request, the operator): re-read, redo,
-                # after a short random pause so that writers in lockstep drift apart.
-                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
-                fresh = self.client.get_or_none(kube.INCIDENTS, target.name, target.namespace)
-                if fresh is None:
-                    raise IngestConflict(f"incident {target.namespace}/{target.name} was deleted meanwhile") from None
-                obj = fresh
-                if corr.resolved_meanwhile(target.joining, obj):
-                    raise IngestConflict(f"incident {target.namespace}/{target.name} was resolved meanwhile") from None
-        else:
-            raise IngestConflict(f"status of incident {target.namespace}/{target.name} kept changing "
-                                 f"({WRITE_ATTEMPTS} conflicting writes)")
-        self._count(target, rec, Incident(obj).managed)
-        if corr.auto_resolves(target.alerts, rec, target.auto_resolve, obj):
-            self._auto_resolve(target)
+            target = self._targets[key]
+            obj, rec = self.status.write(target)
+            self._count(target, rec, Incident(obj).managed)
+            if corr.auto_resolves(target.alerts, rec, target.auto_resolve, obj) and self.status.resolve(target):
+                self.result.auto_resolved += 1
 
     def _count(self, target: _IncidentAlerts, rec: records.Recorded, managed: bool) -> None:
         where = f"{target.namespace}/{target.name}"
@@ -640,18 +611,59 @@ class _Run:
             metrics.ALERTS_DEDUPLICATED.inc(len(rec.duplicates))
         self.result.incidents.append(where)
 
-    def _auto_resolve(self, target: _IncidentAlerts) -> None:
+
+class _StatusWriter:
+    """Writes what `domain.alert_records` records: one status merge patch per incident, guarded by
+    the resourceVersion read; a 409 re-reads and records again, a bounded number of times."""
+
+    def __init__(self, client: kube.KubeClient, now: datetime, reads: kube.ReadFloor, timeline_limit: int):
+        self.client, self.now, self.reads, self.limit = client, now, reads, timeline_limit
+
+    def write(self, target: _IncidentAlerts) -> tuple[dict, records.Recorded]:
+        """The incident as written (or as read, when nothing changed) and what the write recorded."""
+        obj = target.obj
+        for attempt in range(WRITE_ATTEMPTS):
+            rec = records.record_alerts(obj, target.alerts, self.now, timeline_limit=self.limit,
+                                        auto_resolve=target.auto_resolve, created=target.created)
+            if rec.patch is None:
+                return obj, rec
+            if target.group is not None:
+                rec.patch["status"]["timeline"] = corr.with_note(
+                    rec.patch["status"]["timeline"], obj, target.group.note, target.group.note_type, self.now,
+                    self.limit)
+            # The record's keys, each replaced whole: null for what is gone within them.
+            patch = {"metadata": {"resourceVersion": Incident(obj).resource_version},
+                     "status": status_patch.set_keys(obj.get("status"), rec.patch["status"])}
+            try:
+                obj = self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace, subresource="status")
+                self.reads.see(obj)
+                return obj, rec
+            except kube.Conflict:
+                # Someone else wrote in between (another request, the operator): re-read, redo,
+                # after a short random pause so that writers in lockstep drift apart.
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+                fresh = self.client.get_or_none(kube.INCIDENTS, target.name, target.namespace)
+                if fresh is None:
+                    raise IngestConflict(f"incident {target.namespace}/{target.name} was deleted meanwhile") from None
+                obj = fresh
+                if corr.resolved_meanwhile(target.joining, obj):
+                    raise IngestConflict(f"incident {target.namespace}/{target.name} was resolved meanwhile") from None
+        raise IngestConflict(f"status of incident {target.namespace}/{target.name} kept changing "
+                             f"({WRITE_ATTEMPTS} conflicting writes)")
+
+    def resolve(self, target: _IncidentAlerts) -> bool:
+        """Move the incident to resolved: all its alerts are. False when it was moved on or deleted meanwhile."""
         patch = state_patch(State.RESOLVED, ACTOR, "all alerts resolved", self.now)
         try:
             self.reads.see(self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace))
         except kube.Invalid as exc:
             # Someone moved it on (closed) meanwhile: the API server refuses going back, which is right.
             log.info("incident %s/%s not auto-resolved: %s", target.namespace, target.name, exc.message)
-            return
+            return False
         except kube.NotFound:
-            return
-        self.result.auto_resolved += 1
+            return False
         log.info("auto-resolved incident %s/%s: all alerts resolved", target.namespace, target.name)
+        return True
 
 
 _cut = cut
