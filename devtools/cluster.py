@@ -33,6 +33,7 @@ from .proc import alive as _alive
 from .proc import reap as _reap
 from .proc import terminate as _terminate
 from .proc import zombie as _zombie
+from .wait import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".paramedic"
@@ -327,14 +328,14 @@ def wait_established(kubeconfig: Path, paths: list[Path], timeout: float) -> Non
     waiting, on a CRD whose status has no conditions yet (just created): so try again."""
     cmd = [str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig), "wait", "--for=condition=Established",
            "--timeout=5s", *[arg for p in paths for arg in ("-f", str(p))]]
-    deadline = time.monotonic() + timeout
-    while True:
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"CRDs not Established within {timeout:.0f}s: {out.stderr.strip() or out.stdout.strip()}")
-        time.sleep(0.5)
+    last: dict[str, subprocess.CompletedProcess] = {}
+
+    def established() -> bool:
+        last["out"] = subprocess.run(cmd, capture_output=True, text=True)
+        return last["out"].returncode == 0
+
+    wait_for(established, timeout, "CRDs Established", interval=0.5, ignore=(),
+             describe=lambda: last["out"].stderr.strip() or last["out"].stdout.strip())
 
 
 def apply_crds(kubeconfig: Path, *extra: Path, timeout: float = 120) -> None:
@@ -354,16 +355,14 @@ def apply_crds(kubeconfig: Path, *extra: Path, timeout: float = 120) -> None:
     client = kube.KubeClient(kube.Connection.load(str(kubeconfig)))
     deadline = time.monotonic() + timeout
     try:
+        def served(res: kube.Resource, cached: bool) -> bool:
+            client.list(res, "default", cached=cached)
+            return True
+
         for res in (kube.INCIDENTS, kube.MONITORED_SERVICES, kube.ONCALL_SCHEDULES):
             for cached in (True, False):
-                while True:
-                    try:
-                        client.list(res, "default", cached=cached)
-                        break
-                    except kube.Unavailable:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.2)
+                wait_for(functools.partial(served, res, cached), max(0.0, deadline - time.monotonic()),
+                         f"{res.plural} served", ignore=(kube.Unavailable,))
     finally:
         client.close()
 
@@ -376,15 +375,8 @@ def _http_ok(url: str) -> bool:
 
 
 def _wait(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} did not become ready within {timeout:.0f}s (logs in {STATE / 'cluster' / 'logs'})")
+    wait_for(cond, timeout, f"{what} to become ready (logs in {STATE / 'cluster' / 'logs'})",
+             ignore=(httpx.HTTPError, OSError))
 
 
 def main(argv: list[str] | None = None) -> int:

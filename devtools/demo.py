@@ -49,6 +49,7 @@ from paramedic.domain.vocabulary import ENDED_UNSUCCESSFULLY, IN_PROGRESS_RESULT
 from . import node as devnode
 from .cluster import IMAGE, REPO, DevCluster, apply_crds, free_port, image_archive, tools_bin
 from .proc import alive, cmdline, terminate
+from .wait import WaitTimeout, wait_for
 
 HACK = REPO / "hack" / "demo"
 PEERING_CRDS = REPO / "manifests" / "kopf-peering-crds.yaml"
@@ -423,15 +424,16 @@ class Demo:
         # What stop_process checks before signalling: the program's own name.
         self.state["processes"][name] = {"pid": proc.pid, "match": Path(args[0]).name}
         self.save_state()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def started() -> bool:
             if proc.poll() is not None:
                 raise DemoError(f"{what} exited with code {proc.returncode} while starting\n"
                                 f"{_tail(log_path)}\n(log: {_rel(log_path)})")
-            if ready():
-                return
-            time.sleep(0.2)
-        raise DemoError(f"{what} was not ready within {timeout:.0f}s (log: {_rel(log_path)})")
+            return ready()
+
+        try:
+            wait_for(started, timeout, what, ignore=())
+        except WaitTimeout:
+            raise DemoError(f"{what} was not ready within {timeout:.0f}s (log: {_rel(log_path)})") from None
 
     def _responder(self) -> None:
         """The console's demo responder: a ServiceAccount with a Role in the demo's namespace, and
@@ -508,16 +510,15 @@ class Demo:
                              f"Prometheus probe_success 1, {on_call} on call for team demo")
 
     def _wait_checked(self, cond: Callable[[], bool], timeout: float, what: str, logs: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_processes()
-            try:
-                if cond():
-                    return
-            except (kube.ApiError, kube.Unavailable, httpx.HTTPError, OSError):
-                pass
-            time.sleep(0.3)
-        raise DemoError(f"expected {what} within {timeout:.0f}s; it did not happen (logs: {logs})")
+        def checked() -> bool:
+            self.check_processes()  # a process that died is a DemoError now, not a timeout later
+            return cond()
+
+        try:
+            wait_for(checked, timeout, what, interval=0.3,
+                     ignore=(kube.ApiError, kube.Unavailable, httpx.HTTPError, OSError))
+        except WaitTimeout:
+            raise DemoError(f"expected {what} within {timeout:.0f}s; it did not happen (logs: {logs})") from None
 
     def check_processes(self) -> None:
         for name, proc in self.procs.items():
@@ -560,12 +561,10 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.3)
-    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+    try:
+        wait_for(cond, timeout, what, interval=0.3, ignore=())
+    except WaitTimeout as exc:
+        raise DemoError(str(exc)) from None
 
 
 # --- the story ---------------------------------------------------------------------------------
@@ -780,11 +779,11 @@ class Story:
                 self.rollout_told = True
                 self.once("rollout-done")
                 # kube-proxy moves the Service to the new pod a moment after the rollout ends.
-                code = None
-                deadline = time.monotonic() + 3
-                while code is None and time.monotonic() < deadline:
-                    code = _http_status(d.health_url, timeout=1)
-                    time.sleep(0 if code else 0.1)
+                try:
+                    code = wait_for(lambda: _http_status(d.health_url, timeout=1), 3, "/healthz", interval=0.1,
+                                    ignore=())
+                except WaitTimeout:
+                    code = None
                 self.say("remediation", f"Deployment demo: rollout finished on the real node: container "
                                         f"{', '.join(sorted(self.containers)) or '-'} → {', '.join(sorted(ids))} "
                                         f"(Ready; /healthz {code or 'unreachable'})")

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .proc import alive, terminate
+from .wait import WaitTimeout, wait_for
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -537,11 +538,9 @@ class RealNode:
                 md = pod["metadata"]
                 with contextlib.suppress(kube.ApiError, kube.Unavailable):
                     client.request("DELETE", kube.PODS.path(md["namespace"], md["name"]), {"gracePeriodSeconds": 1})
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                if not client.list(kube.PODS, None, field_selector=f"spec.nodeName={NODE_NAME}"):
-                    break
-                time.sleep(0.5)
+            with contextlib.suppress(WaitTimeout):  # what is left is stopped directly below
+                wait_for(lambda: not client.list(kube.PODS, None, field_selector=f"spec.nodeName={NODE_NAME}"), 30,
+                         "the node's pods gone", interval=0.5, ignore=())
             with contextlib.suppress(kube.ApiError, kube.Unavailable):
                 client.delete(kube.NODES, NODE_NAME)
         except (kube.ApiError, kube.Unavailable) as exc:
@@ -552,11 +551,14 @@ class RealNode:
     def _remove_containers(self) -> None:
         for task in self.ctr("tasks", "ls", "-q", check=False).stdout.split():
             self.ctr("tasks", "kill", "-s", "KILL", task, check=False)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.ctr("tasks", "ls", "-q", check=False).stdout.split():
-            for task in self.ctr("tasks", "ls", "-q", check=False).stdout.split():
+        def tasks_removed() -> bool:
+            tasks = self.ctr("tasks", "ls", "-q", check=False).stdout.split()
+            for task in tasks:
                 self.ctr("tasks", "rm", "-f", task, check=False)
-            time.sleep(0.2)
+            return not tasks
+
+        with contextlib.suppress(WaitTimeout):
+            wait_for(tasks_removed, 10, "the node's tasks removed", ignore=())
         for c in self.ctr("containers", "ls", "-q", check=False).stdout.split():
             self.ctr("containers", "rm", c, check=False)
         # shims outlive containerd when their task is gone: stop any left for this root
@@ -638,10 +640,7 @@ def _python() -> str:
 
 
 def _wait(cond: Callable[[], object], timeout: float, what: str, logs: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if cond():
-                return
-        time.sleep(0.2)
-    raise NodeError(f"{what} not ready within {timeout:.0f}s (logs in {logs})")
+    try:
+        wait_for(cond, timeout, what)
+    except WaitTimeout:
+        raise NodeError(f"{what} not ready within {timeout:.0f}s (logs in {logs})") from None

@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
+
+from .wait import WaitTimeout, wait_for
 
 
 def zombie(pid: int) -> bool:
@@ -40,10 +41,12 @@ def terminate(pid: int, grace: float = 10.0) -> None:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and alive(pid):
+    def ended() -> bool:
         reap(pid)  # if it is our child
-        time.sleep(0.1)
+        return not alive(pid)
+
+    with contextlib.suppress(WaitTimeout):
+        wait_for(ended, grace, f"process group {pid} to end", interval=0.1, ignore=())
     # SIGKILL to the group even when its leader has gone: a child it left (an iptables call of
     # kubelet's or kube-proxy's) would otherwise still change the host after tear-down.
     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -12,10 +12,12 @@ class WaitTimeout(AssertionError, TimeoutError):
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2,
-             describe: Callable[[], str] | None = None) -> Any:
+             describe: Callable[[], str] | None = None,
+             ignore: tuple[type[Exception], ...] = (Exception,)) -> Any:
     """Poll until `cond()` is truthy; its value is returned. Raises WaitTimeout naming `what`
     (and the last exception `cond` raised, since conditions may race object creation), followed
-    by `describe()` when given: what was last seen, so a failure shows why it never held."""
+    by `describe()` when given: what was last seen, so a failure shows why it never held.
+    An exception of `cond` counts as "not yet" when it is one of `ignore`; any other propagates."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while True:
@@ -23,7 +25,7 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
             value = cond()
             if value:
                 return value
-        except Exception as exc:
+        except ignore as exc:
             last_exc = exc
         if time.monotonic() >= deadline:
             break

@@ -51,3 +51,13 @@ def test_wait_object_fails_showing_the_last_object_without_managed_fields():
 def test_wait_object_says_when_the_object_never_appeared():
     with pytest.raises(WaitTimeout, match="Incident ns/inc-1: not found"):
         wait_object(FakeClient([None]), kube.INCIDENTS, "inc-1", "ns", bool, 0.05, "the incident")  # type: ignore[arg-type]
+
+
+def test_wait_for_lets_exceptions_it_does_not_ignore_through():
+    def refused():
+        raise PermissionError("403")
+
+    with pytest.raises(PermissionError):
+        wait_for(refused, 5, "a refusal", ignore=(TimeoutError,))
+    with pytest.raises(WaitTimeout, match="last error: 403"):
+        wait_for(refused, 0.05, "a refusal", interval=0.01)
