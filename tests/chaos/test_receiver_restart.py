@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from devtools.wait import WaitTimeout, wait_for
 from paramedic import kube
 from paramedic.domain import alert_records as records
 from paramedic.domain.alert import labels_fingerprint
@@ -23,6 +24,10 @@ TOKEN = "storm-" + uuid.uuid4().hex
 SENDERS = 4
 REQUESTS = 20
 ALERTS_PER_REQUEST = 20
+
+
+class Refused(Exception):
+    """A 4xx: Alertmanager would not retry it."""
 
 
 class Sender(threading.Thread):
@@ -43,22 +48,29 @@ class Sender(threading.Thread):
             for r in range(REQUESTS):
                 alerts = [am_alert(f"Storm{r}", app=self.app, instance=f"{self.app}-{r}-{i}", namespace=self.ns,
                                    starts=self.starts) for i in range(ALERTS_PER_REQUEST)]
-                while True:
-                    if time.monotonic() > deadline:
-                        self.error = f"request {r} never answered 200"
-                        return
+                def answered(alerts: list = alerts) -> bool:
+                    """One try, as Alertmanager makes them: 200 delivers, 5xx and no answer are retried."""
                     try:
                         resp = http.post(self.url + "/api/v1/alertmanager", json=am_payload(*alerts))
                         self.codes.append(resp.status_code)
                         if resp.status_code == 200:
-                            break
-                        if resp.status_code < 500:
-                            self.error = f"{resp.status_code} {resp.text}"  # never retried by Alertmanager
-                            return
+                            return True
+                        if resp.status_code < 500:  # never retried by Alertmanager
+                            raise Refused(f"{resp.status_code} {resp.text}")
                     except httpx.TransportError:
                         self.codes.append(0)
                     self.retries += 1
-                    time.sleep(0.3)
+                    return False
+
+                try:
+                    wait_for(answered, max(0.0, deadline - time.monotonic()), f"request {r} answered 200",
+                             interval=0.3, ignore=())
+                except WaitTimeout:
+                    self.error = f"request {r} never answered 200"
+                    return
+                except Refused as exc:
+                    self.error = str(exc)
+                    return
                 self.delivered += 1
                 self.fingerprints |= {a["fingerprint"] for a in alerts}
                 time.sleep(0.3)
