@@ -143,7 +143,6 @@ class ServiceReconciler:
                               runbook_url=str(svc.spec.get("runbookURL", "")), now=result.time)
         try:
             await self.rt.client.create(kube.INCIDENTS, body, namespace=ns)
-            metrics.INCIDENTS_CREATED.labels(body["spec"]["severity"], "probe").inc()
             log.info("opened incident %s/%s: %s", ns, inc_name, title)
         except kube.Conflict:
             pass  # already opened for this outage (e.g. before a restart): adopt it

@@ -558,7 +558,6 @@ class _Run:
         self.reads.see(obj)
         self._objects[(ns, name)] = obj
         self.result.created += 1
-        metrics.INCIDENTS_CREATED.labels(severity, body["spec"]["source"]).inc()
         log.info("created incident %s/%s (%s, %s): %s", ns, name, service, severity, body["spec"]["title"])
         return obj, True
 

@@ -391,6 +391,18 @@ def test_plan(case: Case) -> None:
         assert p.status[key] == value
 
 
+@pytest.mark.parametrize("source", ["manual", "alertmanager", "grafana", "api", "probe"])
+def test_every_incident_is_counted_once_when_it_opens(source: str) -> None:
+    """paramedic_incidents_created_total is counted in one place: the first pass, whoever created
+    the incident (the receiver and the prober no longer count what they create)."""
+    inc = incident(observed=None)
+    inc["spec"]["source"] = source
+    opened = plan(inc, service(), None, Effects(), SETTINGS, NOW)
+    assert [m.labels for m in opened.metrics if m.name == "incidents_created"] == [("high", source)]
+    later = plan(incident(), service(), None, Effects(), SETTINGS, NOW)
+    assert not [m for m in later.metrics if m.name == "incidents_created"]
+
+
 def test_plan_is_repeatable() -> None:
     """Same inputs, same plan: the executor may plan twice (on a freshly read service)."""
     a = plan(incident(), service(), None, Effects(), SETTINGS, NOW)

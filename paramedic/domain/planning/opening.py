@@ -45,9 +45,9 @@ def open_incident(inp: Inputs, status: Mapping[str, Any]) -> Part:
         d.log("in-maintenance", f"opened during a maintenance window ({where}) until {iso(until)}"
               + (f": {reason}" if reason else "") + "; no one is paged and remediation waits")
     d.events.append(Event("opened", "IncidentOpened", f"{severity}: {inc.title}", "Warning"))
-    if source == "manual":
-        # The webhook and the prober count what they create; people's incidents are counted here.
-        d.count("incidents_created", severity, "manual")
+    # Every incident is counted here, once, whoever created it (the receiver, the prober, a
+    # person): the first pass is decided once, and its counts apply once its write landed.
+    d.count("incidents_created", severity, source)
     if not inc.managed:
         d.log("unmanaged", "unmanaged incident (spec.managed: false): recorded for people, no remediation")
     assignee = inp.spec_assignee
