@@ -20,6 +20,7 @@ threads as PARAMEDIC_EVIDENCE_CONCURRENCY (8).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable
@@ -27,10 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from devtools.mail import MailSink
+from devtools.wait import WaitTimeout
 from paramedic import kube
 from paramedic.domain.timeutil import micro_iso, utcnow_iso
 
-from .common import Context, Operator, Result, Watcher, create_all, deployment, log, percentile
+from .common import Context, Operator, Result, Watcher, create_all, deployment, log, percentile, wait_for
 from .operator_scale import api_requests
 
 NAME = "evidence_cost"
@@ -110,11 +112,7 @@ def storm(ctx: Context, prefix: str, n_targets: int, env: dict[str, str]) -> Rou
         pods = client.list(kube.PODS, ns)
         return len([p for p in pods if (p.get("status") or {}).get("phase") == "Running"]) >= n_targets
 
-    deadline = time.monotonic() + 180
-    while not pods_running():
-        if time.monotonic() > deadline:
-            raise RuntimeError("the target pods did not all run")
-        time.sleep(1)
+    wait_for(pods_running, 180, "the target pods all running", interval=1, ignore=())
     pods = {p["metadata"]["labels"]["app"]: p["metadata"]["name"] for p in client.list(kube.PODS, ns)}
     events = [{"metadata": {"name": f"{t}-unschedulable"}, "type": "Warning", "reason": "FailedScheduling",
                "note": "0/2 nodes are available: 2 Insufficient memory.",
@@ -152,10 +150,15 @@ def storm(ctx: Context, prefix: str, n_targets: int, env: dict[str, str]) -> Rou
         "PARAMEDIC_ADMIN_EMAILS": "oncall@example.com", **env})
     op.start()
     deadline = op.started_at + (120 if ctx.quick else 300)
-    while time.monotonic() < deadline and (len(hinted.first) < n_inc or len(pages) < n_inc):
+
+    def all_hinted_and_paged() -> bool:
         if not op.alive():
             raise RuntimeError(f"operator exited:\n{op.tail()}")
-        time.sleep(0.5)
+        return len(hinted.first) >= n_inc and len(pages) >= n_inc
+
+    with contextlib.suppress(WaitTimeout):  # refused just below, with the counts
+        wait_for(all_hinted_and_paged, max(0.0, deadline - time.monotonic()), "every incident hinted and paged",
+                 interval=0.5, ignore=())
     if len(hinted.first) < n_inc or len(pages) < n_inc:
         raise RuntimeError(f"only {len(hinted.first)} of {n_inc} incidents got a hint and {len(pages)} a page in time")
     return Round(ns, targets, op, evidence, hinted, pages)

@@ -13,12 +13,14 @@ script (see `write_floor`), to tell the operator's cost from the API server's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+from devtools.wait import WaitTimeout
 from paramedic import kube
 from paramedic.domain.vocabulary import SEVERITIES
 from paramedic.ingest import build_incident
@@ -36,6 +38,7 @@ from .common import (
     log,
     peak_rss_bytes,
     rss_bytes,
+    wait_for,
 )
 
 NAME = "operator_scale"
@@ -167,10 +170,14 @@ def run(ctx: Context, result: Result) -> None:
     own0 = cpu_seconds(os.getpid(), tree=False)  # this process's watches (its children are the operator)
     t0 = op.started_at
     deadline = t0 + limit
-    while time.monotonic() < deadline and (len(inc_seen.first) < n_inc or len(svc_seen.first) < n_svc):
+
+    def all_seen() -> bool:
         if not op.alive():
             raise RuntimeError(f"operator exited:\n{op.tail()}")
-        time.sleep(0.5)
+        return len(inc_seen.first) >= n_inc and len(svc_seen.first) >= n_svc
+
+    with contextlib.suppress(WaitTimeout):  # what was done in time is reported below
+        wait_for(all_seen, max(0.0, deadline - time.monotonic()), "every object reconciled", interval=0.5, ignore=())
     done_inc = len(inc_seen.first)
     done_svc = len(svc_seen.first)
     all_done = done_inc == n_inc and done_svc == n_svc
