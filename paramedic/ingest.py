@@ -111,7 +111,7 @@ class IngestResult:
 
     def outcome(self, alert: Alert) -> str | None:
         """The outcome of `alert` (an `Outcome`), None when nothing was decided for it."""
-        found: str | None = (self.outcomes.get(alert.key) or {}).get("outcome")
+        found: str | None = self.outcomes.get(alert.key, {}).get("outcome")
         return found
 
     def outcome_of(self, alert: Alert) -> dict[str, Any]:
@@ -632,7 +632,7 @@ class _StatusWriter:
                     self.limit)
             # The record's keys, each replaced whole: null for what is gone within them.
             patch = {"metadata": {"resourceVersion": Incident(obj).resource_version},
-                     "status": status_patch.set_keys(obj.get("status"), rec.patch["status"])}
+                     "status": status_patch.set_keys(Incident(obj).status, rec.patch["status"])}
             try:
                 obj = self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace, subresource="status")
                 self.reads.see(obj)

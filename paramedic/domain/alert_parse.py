@@ -114,7 +114,7 @@ def _alerts_list(value: Any, handler: ValidatorFunctionWrapHandler, info: Valida
         raise _refused("required: a list of alerts")
     if not isinstance(value, list):
         raise _refused("must be a list")
-    limit = (info.context or {}).get("max_alerts", MAX_ALERTS)
+    limit = info.context.get("max_alerts", MAX_ALERTS) if info.context else MAX_ALERTS
     if len(value) > limit:
         raise _refused(f"at most {limit} alerts per request (got {len(value)}); "
                        f"set max_alerts on the Alertmanager webhook_config")
