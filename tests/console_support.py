@@ -18,6 +18,7 @@ from paramedic.console.apiserver import address_only
 from paramedic.console.app import create_app
 from paramedic.domain.timeutil import utcnow_iso
 from paramedic.settings import Settings
+from tests.helpers import stop_group, wait_serving
 from tests.tenancy import ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS
 
 VENV_BIN = Path(sys.executable).parent
@@ -114,35 +115,16 @@ class ConsoleProcess:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> ConsoleProcess:
-        import httpx
-
-        from devtools.wait import wait_for
-
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARAMEDIC_")}
         env.update(self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([str(VENV_BIN / "paramedic-console"), "--bind", f"127.0.0.1:{self.port}"],
                                          env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-        def serving() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"paramedic-console exited {self.proc.returncode}: {self.logs()[-2000:]}")
-            try:
-                return httpx.get(self.url + "/healthz", timeout=2, verify=self.verify).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_for(serving, 60, "paramedic-console serving /healthz")
+        wait_serving(self.proc, self.url + "/healthz", "paramedic-console", self.logs, verify=self.verify)
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, signal.SIGTERM, 30)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -20,7 +20,6 @@ from paramedic import kube
 from paramedic.domain.text import cut
 from paramedic.domain.vocabulary import IN_PROGRESS_RESULTS
 
-
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -57,6 +56,31 @@ def wait_object(client: kube.KubeClient, resource: kube.Resource, name: str, nam
         return f"last {where}:\n" + cut(json.dumps(shown, indent=1, sort_keys=True, default=str), 6000)
 
     return wait_for(holds, timeout, what, describe=last)
+
+
+def wait_serving(proc: subprocess.Popen, url: str, what: str, logs: Callable[[], str], timeout: float = 60,
+                 verify: Any = True) -> None:
+    """Until `url` answers 200; fails at once, showing the end of `logs()`, if `proc` exits first."""
+    import httpx
+
+    def serving() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited {proc.returncode}: {logs()[-2000:]}")
+        return httpx.get(url, timeout=2, verify=verify).status_code == 200
+
+    wait_for(serving, timeout, f"{what} serving {url}", ignore=(httpx.HTTPError,))
+
+
+def stop_group(proc: subprocess.Popen | None, sig: int, grace: float) -> None:
+    """Signal the process group `proc` leads (started with a new session); SIGKILL it if it has
+    not ended within `grace` seconds."""
+    if proc and proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def verified(incident: dict) -> bool:
@@ -170,13 +194,7 @@ class OperatorProcess:
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, sig, 20)
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
@@ -207,8 +225,6 @@ class WebhookProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True) -> WebhookProcess:
-        import httpx
-
         env = {k: v for k, v in os.environ.items() if k != "PARAMEDIC_WEBHOOK_TOKEN"}
         env.update(self.env)
         log = open(self.log_path, "ab")
@@ -216,25 +232,12 @@ class WebhookProcess:
                                      env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         if wait:
-            def serving() -> bool:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"paramedic-webhook exited {self.proc.returncode}: {self.logs()[-2000:]}")
-                try:
-                    return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
-                except httpx.HTTPError:
-                    return False
-            wait_for(serving, 60, "paramedic-webhook serving /healthz")
+            wait_serving(self.proc, self.url + "/healthz", "paramedic-webhook", self.logs)
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (gunicorn's master and its workers)."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, sig, 40)
         if self.proc is not None:
             # Orphaned workers of a killed master still hold the port for a moment.
             try:

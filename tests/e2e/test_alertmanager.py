@@ -26,7 +26,7 @@ from paramedic.domain.alert import labels_fingerprint
 from paramedic.domain.timeutil import iso_ms
 from paramedic.webhook.app import create_app
 from tests.e2e.test_webhook import TOKEN, Receiver, make_service, receiver_settings
-from tests.helpers import wait_for, wait_object
+from tests.helpers import wait_for, wait_object, wait_serving
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
@@ -68,15 +68,8 @@ class Alertmanager:
              f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=", "--log.level=debug"],
             stdout=self.logfile, stderr=subprocess.STDOUT)
         self.workdir = workdir
-        wait_for(self._ready, 30, "Alertmanager ready")
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"alertmanager exited: {(self.workdir / 'alertmanager.log').read_text()[-2000:]}")
-        try:
-            return httpx.get(self.url + "/-/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        wait_serving(self.proc, self.url + "/-/ready", "alertmanager",
+                     lambda: (workdir / "alertmanager.log").read_text(), timeout=30)
 
     def post_alerts(self, alerts: list[dict]) -> None:
         resp = httpx.post(self.url + "/api/v2/alerts", json=alerts, timeout=10)
