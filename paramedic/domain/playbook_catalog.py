@@ -212,20 +212,22 @@ def _where(error: ValidationError, root: str) -> str:
     return "".join([root] + [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path])
 
 
+# What a refusal says per JSON Schema rule: what was expected, without echoing the tenant's
+# value at length (it lands in status).
+_RULE_SAYS: dict[str, str] = {
+    "enum": " must be one of {want}",
+    "const": " must be {want!r}",
+    "type": " must be of type {want}",
+    "pattern": " must match the pattern {want!r}",
+    **dict.fromkeys(("maxLength", "minLength", "maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum",
+                     "maxItems", "minItems", "multipleOf", "maxProperties", "minProperties"), " violates {rule} {want}"),
+}
+
+
 def _explain(error: ValidationError) -> str:
-    # Say what was expected without echoing the tenant's value at length (it lands in status).
-    rule, want = error.validator, error.validator_value
-    if rule == "enum":
-        return f" must be one of {want}"
-    if rule == "const":
-        return f" must be {want!r}"
-    if rule == "type":
-        return f" must be of type {want}"
-    if rule == "pattern":
-        return f" must match the pattern {want!r}"
-    if rule in ("maxLength", "minLength", "maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum",
-                "maxItems", "minItems", "multipleOf", "maxProperties", "minProperties"):
-        return f" violates {rule} {want}"
+    rule, want = str(error.validator), error.validator_value
+    if rule in _RULE_SAYS:
+        return _RULE_SAYS[rule].format(rule=rule, want=want)
     if rule == "required":
         return ": " + cut(error.message, QUOTED)
     return f" does not match the catalog's schema ({rule}): {cut(error.message, QUOTED)}"
