@@ -53,15 +53,15 @@ class Cache:
     index (`indexed`) and views (`view`: a value built from all bodies, kept until they change).
     Thread-safe: informers feed it from their threads, the operator from its event loop."""
 
-    def __init__(self, index: Callable[[dict], Hashable] | None = None) -> None:
-        self._items: dict[Key, dict] = {}
+    def __init__(self, index: Callable[[dict[str, Any]], Hashable] | None = None) -> None:
+        self._items: dict[Key, dict[str, Any]] = {}
         self._index_of = index
         self._index: dict[Hashable, set[Key]] = {}
         self._generation = 0  # moves with every change of _items
-        self._views: dict[Callable[[list[dict]], Any], tuple[int, Any]] = {}
+        self._views: dict[Callable[[list[dict[str, Any]]], Any], tuple[int, Any]] = {}
         self._lock = threading.Lock()
 
-    def put(self, body: dict) -> Key:
+    def put(self, body: dict[str, Any]) -> Key:
         key = key_of(body)
         with self._lock:
             old = self._items.get(key)
@@ -79,7 +79,7 @@ class Cache:
                 self._unindex(key, old)
         return key
 
-    def reset(self, bodies: Iterable[dict]) -> None:
+    def reset(self, bodies: Iterable[dict[str, Any]]) -> None:
         """Exactly `bodies` from now on (a fresh LIST)."""
         with self._lock:
             self._items, self._index = {}, {}
@@ -87,7 +87,7 @@ class Cache:
                 self._store(key_of(body), body, None)
             self._generation += 1
 
-    def _store(self, key: Key, body: dict, old: dict | None) -> None:
+    def _store(self, key: Key, body: dict[str, Any], old: dict[str, Any] | None) -> None:
         self._items[key] = body
         self._generation += 1
         if self._index_of is not None:
@@ -95,7 +95,7 @@ class Cache:
                 self._unindex(key, old)
             self._index.setdefault(self._index_of(body), set()).add(key)
 
-    def _unindex(self, key: Key, body: dict) -> None:
+    def _unindex(self, key: Key, body: dict[str, Any]) -> None:
         if self._index_of is None:
             return
         value = self._index_of(body)
@@ -105,19 +105,19 @@ class Cache:
             if not keys:
                 del self._index[value]
 
-    def get(self, key: Key) -> dict | None:
+    def get(self, key: Key) -> dict[str, Any] | None:
         return self._items.get(key)
 
-    def indexed(self, value: Hashable) -> list[dict]:
+    def indexed(self, value: Hashable) -> list[dict[str, Any]]:
         """The objects whose index value is `value`."""
         with self._lock:
             return [self._items[k] for k in self._index.get(value, ())]
 
-    def values(self) -> list[dict]:
+    def values(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._items.values())
 
-    def view(self, build: Callable[[list[dict]], Any]) -> Any:
+    def view(self, build: Callable[[list[dict[str, Any]]], Any]) -> Any:
         """`build(values)`, computed again only after the values changed (an index over them)."""
         with self._lock:
             generation = self._generation
@@ -166,10 +166,10 @@ class Informer:
         except ValueError:
             return False
 
-    def items(self) -> list[dict]:
+    def items(self) -> list[dict[str, Any]]:
         return self.cache.values()
 
-    def view(self, build: Callable[[list[dict]], Any]) -> Any:
+    def view(self, build: Callable[[list[dict[str, Any]]], Any]) -> Any:
         """`build(items)`, computed again only after the items changed (an index over them)."""
         return self.cache.view(build)
 
@@ -234,7 +234,7 @@ class Directory:
         self._informers: dict[str, Informer] = {}
         self._lock = threading.Lock()
 
-    def items(self, namespace: str) -> list[dict]:
+    def items(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's objects: from its informer when fresh, else one watch-cache LIST
         (and, when that finds any, an informer starts for the next requests)."""
         informer = self._informers.get(namespace)
@@ -247,7 +247,7 @@ class Directory:
                     self._informers[namespace] = Informer(self.client, self.res, namespace).start()
         return items
 
-    def view(self, namespace: str, build: Callable[[list[dict]], Any]) -> Any:
+    def view(self, namespace: str, build: Callable[[list[dict[str, Any]]], Any]) -> Any:
         """`build` over the namespace's objects (see `items`): kept between calls while the
         informer answers and nothing changed, so an index is built once per change, not per request."""
         informer = self._informers.get(namespace)

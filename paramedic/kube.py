@@ -11,6 +11,9 @@ client's CPU per request matter (see bench/RESULTS.md). Both offer the same call
 (`_Calls`, defined once); the sync one adds `watch`, `served` and `healthy`. Errors are
 mapped to a few exception types callers can act on.
 """
+# Checked strictly but for this: each call is written once over its executor's result types
+# (TypeVars), and returns what the transport decoded from JSON (Any) as that type.
+# mypy: no-warn-return-any
 
 from __future__ import annotations
 
@@ -301,7 +304,7 @@ def build(method: str, path: str, body: Any = None, content_type: str = "applica
 
 def list_plan(res: Resource, namespace: str | None = None, labels: Mapping[str, str] | None = None,
               field_selector: str | None = None, cached: bool = False,
-              floor: ReadFloor | None = None) -> Plan[list[dict]]:
+              floor: ReadFloor | None = None) -> Plan[list[dict[str, Any]]]:
     """Every item, page after page; the floor learns each page's resourceVersion."""
     params: dict[str, Any] = {"labelSelector": label_selector(labels) if labels else None,
                               "fieldSelector": field_selector or None}
@@ -309,7 +312,7 @@ def list_plan(res: Resource, namespace: str | None = None, labels: Mapping[str, 
         params["resourceVersion"] = "0"
     elif floor is not None:
         params.update(floor.params())
-    items: list[dict] = []
+    items: list[dict[str, Any]] = []
     while True:
         out = yield build("GET", res.path(namespace), params=params)
         items.extend(out.get("items", []))
@@ -323,7 +326,7 @@ def list_plan(res: Resource, namespace: str | None = None, labels: Mapping[str, 
         params["continue"] = cont
 
 
-def first_plan(res: Resource, namespace: str | None = None) -> Plan[list[dict]]:
+def first_plan(res: Resource, namespace: str | None = None) -> Plan[list[dict[str, Any]]]:
     out = yield build("GET", res.path(namespace), params={"limit": "1"})
     return list(sequence(out.get("items")))
 
@@ -347,7 +350,7 @@ def answer(req: Request, status: int, content: bytes) -> Any:
     return json.loads(content) if content else None
 
 
-def watch_event(line: bytes | str) -> dict:
+def watch_event(line: bytes | str) -> dict[str, Any]:
     """One line of a watch stream as its event; an ERROR event raised (410 as Expired)."""
     event = json.loads(line)
     if event.get("type") == "ERROR":
@@ -415,13 +418,13 @@ class _Calls(Generic[_Raw, _Obj, _Maybe, _Items, _Done, _Text]):
         whole LIST, at a fraction of its cost."""
         return self._drive(first_plan(res, namespace))
 
-    def create(self, res: Resource, body: dict, namespace: str | None = None) -> _Obj:
+    def create(self, res: Resource, body: dict[str, Any], namespace: str | None = None) -> _Obj:
         body = dict(body)
         body.setdefault("apiVersion", res.api_version)
         body.setdefault("kind", res.kind)
         return self._send(build("POST", res.path(namespace), body))
 
-    def replace(self, res: Resource, name: str, body: dict, namespace: str | None = None,
+    def replace(self, res: Resource, name: str, body: dict[str, Any], namespace: str | None = None,
                 subresource: str | None = None) -> _Obj:
         return self._send(build("PUT", res.path(namespace, name, subresource), body))
 
@@ -433,7 +436,7 @@ class _Calls(Generic[_Raw, _Obj, _Maybe, _Items, _Done, _Text]):
         return self._send(Request("DELETE", res.path(namespace, name), absent_ok=True))  # already gone is done
 
 
-class KubeClient(_Calls[Any, dict, dict | None, list[dict], None, str]):
+class KubeClient(_Calls[Any, dict[str, Any], dict[str, Any] | None, list[dict[str, Any]], None, str]):
     """Synchronous executor (webhook, CLI, console, tests). Thread-safe: httpx pools connections."""
 
     def __init__(self, conn: Connection, timeout: float = 10.0, max_connections: int = 64):
@@ -467,7 +470,7 @@ class KubeClient(_Calls[Any, dict, dict | None, list[dict], None, str]):
             return done.value
 
     def watch(self, res: Resource, namespace: str | None, resource_version: str,
-              timeout_seconds: int) -> Iterable[dict]:
+              timeout_seconds: int) -> Iterable[dict[str, Any]]:
         """The events of one watch request (with bookmarks), until the server ends it."""
         req = build("GET", res.path(namespace), params={
             "watch": "1", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
@@ -515,8 +518,8 @@ class KubeClient(_Calls[Any, dict, dict | None, list[dict], None, str]):
         return str(name) if name else ""
 
 
-class AsyncKubeClient(_Calls[Coroutine[Any, Any, Any], Coroutine[Any, Any, dict],
-                             Coroutine[Any, Any, dict | None], Coroutine[Any, Any, list[dict]],
+class AsyncKubeClient(_Calls[Coroutine[Any, Any, Any], Coroutine[Any, Any, dict[str, Any]],
+                             Coroutine[Any, Any, dict[str, Any] | None], Coroutine[Any, Any, list[dict[str, Any]]],
                              Coroutine[Any, Any, None], Coroutine[Any, Any, str]]):
     """Asynchronous executor for the operator: one pooled connection set for all handlers.
 
@@ -562,7 +565,7 @@ class AsyncKubeClient(_Calls[Coroutine[Any, Any, Any], Coroutine[Any, Any, dict]
 
 
 def event_body(regarding: Mapping[str, Any], reason: str, note: str, type_: str = "Normal",
-               action: str = "Reconcile", now: str | None = None) -> dict:
+               action: str = "Reconcile", now: str | None = None) -> dict[str, Any]:
     """An events.k8s.io/v1 Event about an object (shown by `kubectl describe`)."""
     from .domain.timeutil import micro_iso, utcnow_iso
 
