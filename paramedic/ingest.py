@@ -145,15 +145,15 @@ def build_incident(namespace: str, name: str, *, service: str, severity: str, ti
     # Every field is cut (and marked) to the CRD's limits: an alert's text never makes the
     # API server refuse the incident that records it.
     spec: dict[str, Any] = {
-        "service": _cut(service, MAX_SERVICE),
+        "service": cut(service, MAX_SERVICE),
         "severity": severity,
-        "title": _cut(title.strip() or f"{service} incident", MAX_TITLE),
+        "title": cut(title.strip() or f"{service} incident", MAX_TITLE),
         "source": source,
         "state": State.OPEN,
         "managed": managed,
     }
     if description:
-        spec["description"] = _cut(description, MAX_DESCRIPTION)
+        spec["description"] = cut(description, MAX_DESCRIPTION)
     if labels:
         spec["labels"] = stored_labels(labels, MAX_LABELS)
     if runbook_url and len(runbook_url) <= MAX_URL:
@@ -663,9 +663,6 @@ class _StatusWriter:
             return False
         log.info("auto-resolved incident %s/%s: all alerts resolved", target.namespace, target.name)
         return True
-
-
-_cut = cut
 
 
 __all__ = ["IngestConflict", "IngestResult", "build_incident", "ingest"]
