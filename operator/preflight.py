@@ -41,6 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
+
 from paramedic import kube
 from paramedic.domain.resources import Resource
 from paramedic.settings import Settings
@@ -242,7 +244,7 @@ def credentials_source(kubeconfig: str = "", env: Mapping[str, str] | None = Non
     return "kubeconfig ~/.kube/config"
 
 
-def connection_problem(exc: Exception, host: str, source: str) -> str:
+def connection_problem(exc: BaseException | None, host: str, source: str) -> str:
     """What a failed request says about the connection, in words a newcomer can act on."""
     if isinstance(exc, kube.ApiError) and exc.status == 401:
         return (f"the API server at {host} refused the credentials from {source} (401 Unauthorized): the token "
@@ -393,22 +395,23 @@ def wait_until_ready(settings: Settings, namespaces: Sequence[str], peering_name
     where = ", ".join(f"namespace {n}" for n in namespaces) or "all namespaces"
     log.info("preflight: checking the API server at %s (credentials from %s), Paramedic's CRDs, RBAC for %s%s",
              conn.host, source, where, f" and Kopf peering {peering_name!r}" if peering_name else "")
-    failures = 0
+
+    def unreachable(state: RetryCallState) -> None:
+        problem = connection_problem(state.outcome.exception() if state.outcome else None, conn.host, source)
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
+        log.error("preflight attempt %d: %s; retrying in %gs", state.attempt_number, problem, delay)
+        health.update([problem])
+
+    # An unreachable API server or refused credentials: the same checks again, 1 s doubling to the cap.
+    retrying = Retrying(retry=retry_if_exception_type((kube.Unavailable, kube.ApiError)),
+                        wait=lambda state: retry_delay(state.attempt_number), sleep=sleep,
+                        before_sleep=unreachable, reraise=True)
     try:
         while True:
-            try:
-                found = inspect(client, namespaces, peering_name)
-            except (kube.Unavailable, kube.ApiError) as exc:
-                failures += 1
-                delay = retry_delay(failures)
-                problem = connection_problem(exc, conn.host, source)
-                log.error("preflight attempt %d: %s; retrying in %gs", failures, problem, delay)
-                health.update([problem])
-                sleep(delay)
-                continue
+            found = retrying(inspect, client, namespaces, peering_name)
+            failures = int(retrying.statistics.get("attempt_number", 1)) - 1
             if failures:
                 log.info("preflight: the API server at %s answered after %d failed attempt(s)", conn.host, failures)
-                failures = 0
             verdict = decide(found, namespaces, peering_name, settings.peering_required)
             if verdict.ready:
                 for w in verdict.warnings:
