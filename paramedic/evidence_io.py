@@ -14,6 +14,7 @@ from typing import Any
 
 from . import kube
 from .domain import evidence
+from .domain.resources import Resource, mapping, text
 
 
 async def gather(client: kube.AsyncKubeClient, namespace: str, target: dict[str, Any], now: datetime,
@@ -56,13 +57,13 @@ async def _gather(client: kube.AsyncKubeClient, namespace: str, target: dict[str
     if workload is None:
         return evidence.build(kind, {"metadata": {"name": name}}, [], [], [], [], now) | {
             "error": f"{kind} {name} not found in namespace {namespace}"}
-    uid = str(workload["metadata"].get("uid", ""))
-    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    uid = Resource(workload).uid
+    labels = dict(mapping(mapping(Resource(workload).spec.get("selector")).get("matchLabels")))
     revisions: list[evidence.Revision]
     if kind == "Deployment":
         sets = await client.list(kube.REPLICASETS, namespace, labels=labels)
         revisions = [evidence.replicaset_revision(rs) for rs in sets if evidence.owned_by(rs, uid)]
-        owners = {str(rs["metadata"].get("uid")) for rs in sets if evidence.owned_by(rs, uid)}
+        owners = {Resource(rs).uid for rs in sets if evidence.owned_by(rs, uid)}
     else:
         crs = await client.list(kube.CONTROLLER_REVISIONS, namespace, labels=labels)
         revisions = [evidence.controller_revision(cr) for cr in crs if evidence.owned_by(cr, uid)]
@@ -70,7 +71,6 @@ async def _gather(client: kube.AsyncKubeClient, namespace: str, target: dict[str
     pods = [p for p in await client.list(kube.PODS, namespace, labels=labels)
             if any(evidence.owned_by(p, owner) for owner in owners)]
     events = await client.list(kube.EVENTS, namespace, field_selector="type=Warning")
-    node_names = sorted({str((p.get("spec") or {}).get("nodeName")) for p in pods
-                         if (p.get("spec") or {}).get("nodeName")})[: evidence.MAX_NODES]
+    node_names = sorted({text(Resource(p).spec.get("nodeName")) for p in pods} - {""})[: evidence.MAX_NODES]
     nodes = [n for n in [await client.get_or_none(kube.NODES, n) for n in node_names] if n is not None]
     return evidence.build(kind, workload, revisions, pods, events, nodes, now)

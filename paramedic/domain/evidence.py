@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .resources import Resource, mapping, sequence, text
 from .text import cut as text_cut
 from .timeutil import iso, parse_or_none
 
@@ -76,27 +77,25 @@ def _int(value: Any) -> int:
 
 
 def replicaset_revision(rs: Mapping[str, Any]) -> Revision:
-    meta = rs.get("metadata") or {}
-    return Revision(_int((meta.get("annotations") or {}).get(REVISION_ANNOTATION)), str(meta.get("name", "")),
-                    str(meta.get("creationTimestamp", "")), ((rs.get("spec") or {}).get("template") or {}),
-                    str((meta.get("labels") or {}).get(TEMPLATE_HASH_LABEL, "")))
+    r = Resource(rs)
+    return Revision(_int(r.annotations.get(REVISION_ANNOTATION)), r.name, r.created, mapping(r.spec.get("template")),
+                    text(r.labels.get(TEMPLATE_HASH_LABEL)))
 
 
 def controller_revision(cr: Mapping[str, Any]) -> Revision:
-    meta = cr.get("metadata") or {}
-    template = (((cr.get("data") or {}).get("spec") or {}).get("template")) or {}
-    name = str(meta.get("name", ""))
-    return Revision(_int(cr.get("revision")), name, str(meta.get("creationTimestamp", "")), template,
-                    str((meta.get("labels") or {}).get(CONTROLLER_REVISION_HASH_LABEL, "")) or name.rsplit("-", 1)[-1])
+    r = Resource(cr)
+    template = mapping(Resource(mapping(cr.get("data"))).spec.get("template"))  # data: the workload's own shape
+    return Revision(_int(cr.get("revision")), r.name, r.created, template,
+                    text(r.labels.get(CONTROLLER_REVISION_HASH_LABEL)) or r.name.rsplit("-", 1)[-1])
 
 
 def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in ((obj.get("metadata") or {}).get("ownerReferences") or []))
+    return any(mapping(ref).get("uid") == uid for ref in sequence(Resource(obj).meta.get("ownerReferences")))
 
 
 def _containers(template: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    spec = template.get("spec") or {}
-    return {str(c.get("name", "")): c for c in (spec.get("containers") or []) if isinstance(c, Mapping)}
+    return {str(c.get("name", "")): c for c in sequence(Resource(template).spec.get("containers"))
+            if isinstance(c, Mapping)}
 
 
 # `--name=value`: the one form whose flag name can be told apart from its value. `-pSECRET`,
@@ -200,31 +199,31 @@ def rollouts(revisions: Iterable[Revision]) -> list[dict[str, Any]]:
 
 
 def _limits(pod: Mapping[str, Any]) -> dict[str, str]:
-    return {str(c.get("name")): str(((c.get("resources") or {}).get("limits") or {}).get("memory", ""))
-            for c in ((pod.get("spec") or {}).get("containers") or []) if isinstance(c, Mapping)}
+    return {str(c.get("name")): str(mapping(mapping(c.get("resources")).get("limits")).get("memory", ""))
+            for c in sequence(Resource(pod).spec.get("containers")) if isinstance(c, Mapping)}
 
 
 def container_item(pod: Mapping[str, Any], status: Mapping[str, Any], revisions: Mapping[str, int]) -> dict[str, Any]:
-    meta = pod.get("metadata") or {}
-    pod_name = str(meta.get("name", ""))
+    p = Resource(pod)
+    pod_name = p.name
     name = str(status.get("name", ""))
-    state = status.get("state") or {}
-    last = (status.get("lastState") or {}).get("terminated") or {}
+    state = mapping(status.get("state"))
+    last = mapping(mapping(status.get("lastState")).get("terminated"))
     item: dict[str, Any] = {"ref": f"pod/{pod_name}/{name}", "pod": pod_name, "container": name,
-                            "node": str((pod.get("spec") or {}).get("nodeName") or ""),
+                            "node": text(p.spec.get("nodeName")),
                             "ready": status.get("ready") is True, "restarts": _int(status.get("restartCount"))}
     time = ""
     if "waiting" in state:
-        waiting = state.get("waiting") or {}
+        waiting = mapping(state.get("waiting"))
         item.update(state="Waiting", reason=cut(waiting.get("reason", ""), 64), message=cut(waiting.get("message", "")))
     elif "terminated" in state:
-        term = state.get("terminated") or {}
+        term = mapping(state.get("terminated"))
         item.update(state="Terminated", reason=cut(term.get("reason", ""), 64), message=cut(term.get("message", "")),
                     exitCode=_int(term.get("exitCode")))
         time = str(term.get("finishedAt") or "")
     elif "running" in state:
         item.update(state="Running")
-        time = str((state.get("running") or {}).get("startedAt") or "")
+        time = str(mapping(state.get("running")).get("startedAt") or "")
     else:
         item.update(state="Unknown")
     if last:
@@ -234,30 +233,27 @@ def container_item(pod: Mapping[str, Any], status: Mapping[str, Any], revisions:
     limit = _limits(pod).get(name, "")
     if limit:
         item["memoryLimit"] = limit
-    labels = meta.get("labels") or {}
-    rev = revisions.get(str(labels.get(TEMPLATE_HASH_LABEL) or labels.get(CONTROLLER_REVISION_HASH_LABEL) or ""))
+    rev = revisions.get(str(p.labels.get(TEMPLATE_HASH_LABEL) or p.labels.get(CONTROLLER_REVISION_HASH_LABEL) or ""))
     if rev:
         item["revision"] = rev
-    item["time"] = time or str(meta.get("creationTimestamp", ""))
+    item["time"] = time or p.created
     return item
 
 
 def pod_items(pod: Mapping[str, Any], revisions: Mapping[str, int]) -> list[dict[str, Any]]:
     """One item per container; a pod with no container status yet (unscheduled, creating) gets one."""
-    statuses = [s for s in ((pod.get("status") or {}).get("containerStatuses") or []) if isinstance(s, Mapping)]
+    p = Resource(pod)
+    statuses = [s for s in sequence(p.status.get("containerStatuses")) if isinstance(s, Mapping)]
     if statuses:
         return [container_item(pod, s, revisions) for s in statuses]
-    meta = pod.get("metadata") or {}
-    status = pod.get("status") or {}
-    reason, message = str(status.get("phase", "Pending")), ""
-    for cond in status.get("conditions") or []:
+    reason, message = str(p.status.get("phase", "Pending")), ""
+    for cond in sequence(p.status.get("conditions")):
         if cond.get("status") == "False" and cond.get("reason"):
             reason, message = str(cond.get("reason")), str(cond.get("message", ""))
             break
-    return [{"ref": f"pod/{meta.get('name', '')}/", "pod": str(meta.get("name", "")), "container": "",
-             "node": str((pod.get("spec") or {}).get("nodeName") or ""), "ready": False, "restarts": 0,
-             "state": "Waiting", "reason": cut(reason, 64), "message": cut(message),
-             "time": str(meta.get("creationTimestamp", ""))}]
+    return [{"ref": f"pod/{p.name}/", "pod": p.name, "container": "",
+             "node": text(p.spec.get("nodeName")), "ready": False, "restarts": 0,
+             "state": "Waiting", "reason": cut(reason, 64), "message": cut(message), "time": p.created}]
 
 
 def unhealthy(item: Mapping[str, Any]) -> bool:
@@ -274,32 +270,30 @@ def _container_order(item: Mapping[str, Any]) -> tuple[int, int, str]:
 
 def event_item(event: Mapping[str, Any]) -> dict[str, Any]:
     """An events.k8s.io/v1 Event (core v1 field names are read too)."""
-    meta = event.get("metadata") or {}
-    regarding = event.get("regarding") or event.get("involvedObject") or {}
-    series = event.get("series") or {}
+    e = Resource(event)
+    regarding = mapping(event.get("regarding") or event.get("involvedObject"))
+    series = mapping(event.get("series"))
     time = (series.get("lastObservedTime") or event.get("deprecatedLastTimestamp") or event.get("lastTimestamp")
-            or event.get("eventTime") or meta.get("creationTimestamp") or "")
+            or event.get("eventTime") or e.created)
     count = _int(series.get("count")) or _int(event.get("deprecatedCount")) or _int(event.get("count")) or 1
-    return {"ref": f"event/{meta.get('name', '')}", "time": str(time),
+    return {"ref": f"event/{e.name}", "time": str(time),
             "object": f"{regarding.get('kind', '')}/{regarding.get('name', '')}",
             "reason": cut(event.get("reason", ""), 64), "message": cut(event.get("note") or event.get("message") or ""),
             "count": count}
 
 
 def node_item(node: Mapping[str, Any]) -> dict[str, Any]:
-    meta = node.get("metadata") or {}
-    conditions = {str(c.get("type")): c for c in ((node.get("status") or {}).get("conditions") or [])}
-    ready = conditions.get("Ready") or {}
-    problems = [t for t in PRESSURE_CONDITIONS if (conditions.get(t) or {}).get("status") == "True"]
+    n = Resource(node)
+    conditions = {str(c.get("type")): c for c in sequence(n.status.get("conditions"))}
+    ready = mapping(conditions.get("Ready"))
+    problems = [t for t in PRESSURE_CONDITIONS if mapping(conditions.get(t)).get("status") == "True"]
     if ready.get("status") != "True":
         problems.insert(0, f"NotReady ({cut(ready.get('reason') or 'Unknown', 64)})")
-    taints = (node.get("spec") or {}).get("taints") or []
-    if (node.get("spec") or {}).get("unschedulable") or any(
-            t.get("key") == "node.kubernetes.io/unschedulable" for t in taints):
+    if n.spec.get("unschedulable") or any(
+            t.get("key") == "node.kubernetes.io/unschedulable" for t in sequence(n.spec.get("taints"))):
         problems.append("Unschedulable (cordoned)")
-    return {"ref": f"node/{meta.get('name', '')}", "name": str(meta.get("name", "")),
-            "ready": ready.get("status") == "True", "problems": problems,
-            "time": str(ready.get("lastTransitionTime") or meta.get("creationTimestamp") or "")}
+    return {"ref": f"node/{n.name}", "name": n.name, "ready": ready.get("status") == "True", "problems": problems,
+            "time": str(ready.get("lastTransitionTime") or n.created)}
 
 
 def _newest_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -316,7 +310,7 @@ def build(kind: str, workload: Mapping[str, Any] | None, revisions: Sequence[Rev
           pods: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]],
           nodes: Sequence[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
     """`status.evidence` from what was read (see the module doc for the items)."""
-    name = str(((workload or {}).get("metadata") or {}).get("name", ""))
+    name = Resource(mapping(workload)).name
     by_hash = {r.hash: r.number for r in revisions if r.hash}
     containers: list[dict[str, Any]] = []
     for pod in pods:
@@ -335,7 +329,7 @@ def build(kind: str, workload: Mapping[str, Any] | None, revisions: Sequence[Rev
         else:
             merged[key] = dict(e)
     involved = {c["node"] for c in containers if c.get("node")}
-    node_items = sorted((node_item(n) for n in nodes if (n.get("metadata") or {}).get("name") in involved),
+    node_items = sorted((node_item(n) for n in nodes if Resource(n).name in involved),
                         key=lambda n: (n["ready"] and not n["problems"], n["name"]))
     out = {"gatheredAt": iso(now), "target": f"{kind}/{name}" if name else kind,
            "rollouts": rollouts(revisions), "containers": containers[:MAX_CONTAINERS],

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .resources import Incident, sequence
 from .text import cut
 from .timeutil import iso, iso_ms, parse_or_none
 
@@ -256,11 +257,11 @@ def changed_at(incident: Mapping[str, Any], now: datetime) -> datetime:
     can only be late (the same manager changed something else since), never early: the
     admission policy refuses a request that moves it back. `now` when no entry says (the
     managedFields were cleared)."""
-    meta = incident.get("metadata") or {}
-    times = [parse_or_none(e.get("time")) for e in meta.get("managedFields") or []
+    inc = Incident(incident)
+    times = [parse_or_none(e.get("time")) for e in sequence(inc.meta.get("managedFields"))
              if isinstance(e, Mapping) and owns_state(e)]
     at = max((t for t in times if t is not None), default=None)
-    bounds = [parse_or_none((incident.get("status") or {}).get("createdAt")), parse_or_none(meta.get("creationTimestamp"))]
+    bounds = [parse_or_none(inc.status.get("createdAt")), parse_or_none(inc.created)]
     created = max((t for t in bounds if t is not None), default=None)
     if at is None or at > now:
         return now

@@ -20,9 +20,10 @@ from urllib.parse import quote
 
 import jinja2
 
+from paramedic.domain.resources import Incident, mapping, text
 from paramedic.domain.text import BIDI_CONTROLS, cut, printable
 from paramedic.domain.timeutil import iso, parse_or_none
-from paramedic.domain.vocabulary import DEFAULT_SEVERITY, State, is_deliverable_email
+from paramedic.domain.vocabulary import is_deliverable_email
 
 EVENTS: tuple[str, ...] = ("opened", "escalated", "remediation", "sla_breach", "resolved", "closed")
 CHANNELS: tuple[str, ...] = ("email", "slack", "webhook")
@@ -108,25 +109,24 @@ def notification_from_incident(incident: Mapping[str, Any], event: str, detail: 
     """A Notification from an Incident body as the API server returns it."""
     if event not in EVENTS:
         raise ValueError(f"unknown notification event {event!r}; expected one of {', '.join(EVENTS)}")
-    meta = incident.get("metadata") or {}
-    spec = incident.get("spec") or {}
+    inc = Incident(incident)
     return Notification(
         event=event,
-        incident_name=str(meta.get("name") or ""),
-        namespace=str(meta.get("namespace") or ""),
-        service=str(spec.get("service") or ""),
-        severity=str(spec.get("severity") or DEFAULT_SEVERITY),
-        state=str(spec.get("state") or State.OPEN),
-        title=str(spec.get("title") or ""),
-        description=str(spec.get("description") or ""),
-        assignee=str(spec.get("assignee") or ""),
-        runbook_url=str(spec.get("runbookURL") or ""),
+        incident_name=inc.name,
+        namespace=inc.namespace,
+        service=inc.service,
+        severity=inc.severity,
+        state=str(inc.state),
+        title=inc.title,
+        description=text(inc.spec.get("description")),
+        assignee=text(inc.spec.get("assignee")),
+        runbook_url=text(inc.spec.get("runbookURL")),
         detail=cut(str(detail or ""), DETAIL_LIMIT),
         recipients=list(recipients),
         dashboard_url=str(dashboard_url or ""),
         console_url=str(console_url or ""),
         hints=tuple(cut(f"{h.get('summary', '')} (suggested: {h.get('suggestedAction', '')})", DETAIL_LIMIT)
-                    for h in ((incident.get("status") or {}).get("hints") or [])[:HINTS_SHOWN]
+                    for h in inc.hints[:HINTS_SHOWN]
                     if isinstance(h, Mapping)),
     )
 
@@ -419,7 +419,7 @@ def record_delivery(notifications: Sequence[Mapping[str, Any]] | None, key: str,
     their rounds: the admin may fix the setting meanwhile)."""
     entries = [dict(e) for e in notifications or ()]
     previous = find_entry(entries, key, result.channel)
-    rounds = int((previous or {}).get("attempts") or 0) + 1
+    rounds = int(mapping(previous).get("attempts") or 0) + 1
     entry: dict[str, Any] = {
         "key": key,
         "event": event,
