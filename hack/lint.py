@@ -9,7 +9,9 @@ install's import hook is not read by either. So this script hands them the mappi
 
 - mypy: its own command line, then each source under a mapped folder renamed
   (`operator.handlers` -> `paramedic.operator.handlers`) before the build; imports of the
-  new names resolve to those sources.
+  new names resolve to those sources. Imports of our own code resolve among the sources
+  only (the repository root is not searched: its operator/ would shadow the standard
+  library's), so give it every root, as `make lint` does.
 - grimp: each mapped folder is one more found package under its installed name, so its
   modules are scanned from where they live and their imports are edges like any other.
 
