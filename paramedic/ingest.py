@@ -134,7 +134,7 @@ class IngestResult:
 
 def build_incident(namespace: str, name: str, *, service: str, severity: str, title: str, description: str = "",
                    source: str, managed: bool = True, labels: Mapping[str, str] | None = None,
-                   runbook_url: str = "", now: datetime) -> dict:
+                   runbook_url: str = "", now: datetime) -> dict[str, Any]:
     """An Incident body ready to create.
 
     Its `status` (createdAt) is dropped by the API server on create (status is a
@@ -417,7 +417,7 @@ class _IncidentAlerts:
 
     namespace: str
     name: str
-    obj: dict
+    obj: dict[str, Any]
     auto_resolve: bool
     created: bool = False
     group: Group | None = None
@@ -439,9 +439,9 @@ class _Run:
         self.result = IngestResult()
         self.done: set[str] = set()   # keys of the alerts recorded (or ignored) by now
         self.managed = False
-        self._objects: dict[tuple[str, str], dict | None] = {}   # incidents read in this request
+        self._objects: dict[tuple[str, str], dict[str, Any] | None] = {}   # incidents read in this request
         self._targets: dict[tuple[str, str], _IncidentAlerts] = {}
-        self._service_incidents: dict[tuple[str, str], list[dict]] = {}
+        self._service_incidents: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     # reads and placing --------------------------------------------------------
     def ingest_group(self, key: GroupKey, group: Group) -> None:
@@ -478,7 +478,7 @@ class _Run:
             return
         self._create_or_join(ns, service, severity, group, new_firing)
 
-    def _active(self, ns: str, service: str, severity: str) -> list[dict]:
+    def _active(self, ns: str, service: str, severity: str) -> list[dict[str, Any]]:
         try:
             return self.client.list(kube.INCIDENTS, ns, field_selector=naming.active_field_selector(service, severity),
                                     floor=self.reads)
@@ -490,7 +490,7 @@ class _Run:
             return [o for o in items if Incident(o).spec.get("service") == service
                     and Incident(o).spec.get("severity") == severity and Incident(o).active]
 
-    def _holder(self, ns: str, service: str, severity: str, alert: Alert) -> dict | None:
+    def _holder(self, ns: str, service: str, severity: str, alert: Alert) -> dict[str, Any] | None:
         """The incident of the alert's window (or a successor) that already records its key, if any."""
         for attempt in range(1, MAX_SUCCESSORS + 1):
             obj = self._read(ns, naming.incident_name(service, severity, alert.starts_at, self.window, attempt))
@@ -501,7 +501,7 @@ class _Run:
                 return None
         return None
 
-    def _any_holder(self, ns: str, service: str, alert: Alert) -> dict | None:
+    def _any_holder(self, ns: str, service: str, alert: Alert) -> dict[str, Any] | None:
         """Any incident of the service recording the alert (`correlation.recorder`). Costs one LIST
         per service and request, and only for resolutions found nowhere else."""
         if (ns, service) not in self._service_incidents:
@@ -512,7 +512,7 @@ class _Run:
             self._objects[(ns, Incident(obj).name)] = obj
         return obj
 
-    def _join(self, ns: str, obj: dict, group: Group, firing: list[Alert], created: bool = False) -> None:
+    def _join(self, ns: str, obj: dict[str, Any], group: Group, firing: list[Alert], created: bool = False) -> None:
         target = self._target(ns, obj, group)
         target.created = target.created or created
         target.alerts.extend(firing)
@@ -544,7 +544,7 @@ class _Run:
         raise _Refused(f"{MAX_SUCCESSORS} incidents of {service[:100]}/{severity} in one correlation window")
 
     def _create(self, ns: str, name: str, service: str, severity: str, group: Group,
-                alert: Alert) -> tuple[dict, bool]:
+                alert: Alert) -> tuple[dict[str, Any], bool]:
         """The incident of that name, and whether it was created now (else it was taken: read)."""
         body = self._body(ns, name, service, severity, group, alert)
         try:
@@ -561,7 +561,7 @@ class _Run:
         log.info("created incident %s/%s (%s, %s): %s", ns, name, service, severity, body["spec"]["title"])
         return obj, True
 
-    def _body(self, ns: str, name: str, service: str, severity: str, group: Group, alert: Alert) -> dict:
+    def _body(self, ns: str, name: str, service: str, severity: str, group: Group, alert: Alert) -> dict[str, Any]:
         runbook = Service(group.service).spec.get("runbookURL", "") if group.service is not None else ""
         body = build_incident(
             ns, name, service=service, severity=severity, title=alert.title, description=alert.description,
@@ -571,12 +571,12 @@ class _Run:
             body["metadata"]["labels"][sc.CLAIMED_NAMESPACE_LABEL] = group.claimed
         return body
 
-    def _read(self, ns: str, name: str) -> dict | None:
+    def _read(self, ns: str, name: str) -> dict[str, Any] | None:
         if (ns, name) not in self._objects:
             self._objects[(ns, name)] = self.client.get_or_none(kube.INCIDENTS, name, ns)
         return self._objects[(ns, name)]
 
-    def _target(self, ns: str, obj: dict, group: Group) -> _IncidentAlerts:
+    def _target(self, ns: str, obj: dict[str, Any], group: Group) -> _IncidentAlerts:
         name = Incident(obj).name
         target = self._targets.get((ns, name))
         if target is None:
@@ -618,7 +618,7 @@ class _StatusWriter:
     def __init__(self, client: kube.KubeClient, now: datetime, reads: kube.ReadFloor, timeline_limit: int):
         self.client, self.now, self.reads, self.limit = client, now, reads, timeline_limit
 
-    def write(self, target: _IncidentAlerts) -> tuple[dict, records.Recorded]:
+    def write(self, target: _IncidentAlerts) -> tuple[dict[str, Any], records.Recorded]:
         """The incident as written (or as read, when nothing changed) and what the write recorded."""
         obj = target.obj
         for attempt in range(WRITE_ATTEMPTS):
