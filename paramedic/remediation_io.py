@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from . import kube, metrics
+from . import kube
 from .domain.playbook_catalog import Catalog, CatalogError, PlaybookRefused, parse_catalog
 from .domain.resources import Incident, Resource, Service, mapping, sequence
 from .domain.rollout import (
@@ -555,5 +555,5 @@ async def run_attempt(client: kube.AsyncKubeClient, settings: Settings, inc: dic
                     "message": f"playbook {spec_a['playbook']} {result.status} (rc {result.rc})"}
         return {"result": AttemptResult.FAILED, "message": "unknown action"}
     except RemediationError as exc:
-        metrics.REMEDIATIONS.labels(attempt.get("action", "unknown"), "refused").inc()
+        # Counted once, by the planner, when it records this result (as failed).
         return {"result": AttemptResult.FAILED, "message": str(exc)}
