@@ -463,7 +463,7 @@ class _Run:
                 found = self._any_holder(ns, service, alert)
             if found is not None:
                 self._target(ns, found, group).alerts.append(alert)
-            elif alert.status == FIRING:
+            elif corr.opens(alert):
                 new_firing.append(alert)
             else:
                 self.result.ignored += 1

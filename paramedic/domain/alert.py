@@ -9,7 +9,7 @@ text is cut to them, never refused for them. Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -77,6 +77,7 @@ class Alert:
     source: str = SOURCE_ALERTMANAGER
     links: Mapping[str, str] = field(default_factory=dict)     # Grafana: silenceURL, dashboardURL, panelURL
     values: Mapping[str, float | None] = field(default_factory=dict)  # Grafana: query refID → value
+    fired_too: bool = False          # resolved, and a firing copy of its key came in the same request (`dedupe`)
 
     @cached_property
     def key(self) -> str:
@@ -168,11 +169,20 @@ def labels_fingerprint(labels: Mapping[str, str]) -> str:
 
 
 def dedupe(alerts: Iterable[Alert]) -> list[Alert]:
-    """One alert per key, first-seen order; a resolved copy wins over a firing one."""
+    """One alert per key, first-seen order; a resolved copy wins over a firing one.
+
+    When a key both fired and resolved within the request (in either order), the resolved
+    copy is kept (its endsAt is the one recorded) with `fired_too` set: the alert that fired
+    must not be lost, so it opens or joins its incident as a firing alert would, and is
+    recorded resolved there (`correlation.opens`). A resolution alone never opens anything.
+    """
     by_key: dict[str, Alert] = {}
     for alert in alerts:
         seen = by_key.get(alert.key)
-        if seen is None or (seen.status == FIRING and alert.status == RESOLVED):
+        if seen is None:
             by_key[alert.key] = alert
+        elif seen.status == FIRING and alert.status == RESOLVED:
+            by_key[alert.key] = replace(alert, fired_too=True)
+        elif seen.status == RESOLVED and alert.status == FIRING and not seen.fired_too:
+            by_key[alert.key] = replace(seen, fired_too=True)
     return list(by_key.values())
-

@@ -9,6 +9,10 @@ decide. The rules:
   incident named after the correlation window of its earliest firing alert (or a `-N`
   successor of it when that one is resolved or of the other kind).
 - An alert already recorded somewhere goes back there (a duplicate, or its resolution).
+- A resolution of a key no incident records is ignored (nothing to resolve), unless the key
+  also fired in the same request (`Alert.fired_too`, set by `alert.dedupe`): then it opens or
+  joins its incident as a firing alert would, and is recorded there resolved (`opens`); its
+  outcome, for both copies, is "resolved", as for any alert this write recorded resolved.
 - Managed (remediated) and unmanaged incidents of one service are kept apart: a group
   without the remediation right joins and changes unmanaged incidents only.
 - Alerts a group may not write where they claim to belong are re-homed: recorded unmanaged
@@ -193,17 +197,24 @@ def against_active(alerts: Iterable[Alert], active: Iterable[dict[str, Any]], ma
     return out
 
 
+def opens(alert: Alert) -> bool:
+    """Whether a pending alert (one no active incident records) may open or join an incident:
+    a firing one, or a resolved one whose key fired in the same request (recorded resolved, so
+    that the alert that fired is not lost). A resolution alone is ignored when found nowhere."""
+    return alert.status == FIRING or alert.fired_too
+
+
 def creation_bucket(pending: Sequence[Alert], any_active: bool, window: int) -> int | None:
-    """With no active incident, the firing alerts of the earliest one's window go straight to
-    creation (which reads that window's incidents only when the name is taken): that window."""
-    firing = [a for a in pending if a.status == FIRING]
+    """With no active incident, the firing alerts (`opens`) of the earliest one's window go
+    straight to creation (which reads that window's incidents only when the name is taken): that window."""
+    firing = [a for a in pending if opens(a)]
     if not firing or any_active:
         return None
     return correlation_bucket(min(firing, key=lambda a: a.starts_at).starts_at, window)
 
 
 def goes_to_creation(alert: Alert, bucket: int | None, window: int) -> bool:
-    return alert.status == FIRING and bucket == correlation_bucket(alert.starts_at, window)
+    return opens(alert) and bucket == correlation_bucket(alert.starts_at, window)
 
 
 class Look(Enum):
@@ -276,7 +287,8 @@ def with_note(timeline: list[dict[str, Any]], incident: Mapping[str, Any], note:
 
 
 def outcomes(alerts: Iterable[Alert], rec: Recorded) -> list[tuple[Alert, Outcome]]:
-    """What a status write did to each of `alerts`: newly resolved, newly recorded, or nothing (a duplicate)."""
+    """What a status write did to each of `alerts`: newly resolved (also a key first recorded
+    resolved: one that fired and resolved in the same request), newly recorded, or nothing (a duplicate)."""
     added, resolved = set(rec.added), set(rec.resolved)
     return [(a, Outcome.RESOLVED if a.key in resolved else Outcome.RECORDED if a.key in added else Outcome.DUPLICATE)
             for a in alerts]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
 from paramedic.domain import alert_parse as parsing
-from paramedic.domain.alert import cut, dedupe, labels_fingerprint, normalize_severity, stored_labels
+from paramedic.domain.alert import Alert, cut, dedupe, labels_fingerprint, normalize_severity, stored_labels
 from tests.unit.alert_samples import alert_with, am_alert, payload
 
 
@@ -56,6 +57,29 @@ def test_dedupe_within_a_request_keeps_resolution():
     out = dedupe([firing, other, firing, resolved])
     assert [a.key for a in out] == [firing.key, other.key]
     assert out[0].status == "resolved"
+
+
+_ENDS = datetime(2026, 3, 2, 10, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("copies, status, fired_too, ends_at", [
+    (["firing", "resolved"], "resolved", True, _ENDS),     # fired and resolved in one request: the
+    (["resolved", "firing"], "resolved", True, _ENDS),     # resolved copy, marked as having fired too
+    (["firing", "resolved", "firing"], "resolved", True, _ENDS),
+    (["resolved"], "resolved", False, _ENDS),              # a resolution alone
+    (["resolved", "resolved"], "resolved", False, _ENDS),
+    (["firing", "firing"], "firing", False, None),         # a re-send: one copy
+    (["firing"], "firing", False, None),
+])
+def test_dedupe_keeps_one_copy_per_key_and_whether_it_also_fired(copies, status, fired_too, ends_at):
+    def copy(s: str) -> Alert:
+        return Alert(fingerprint="f", status=s, labels={"alertname": "A"}, annotations={}, starts_at=_ENDS,
+                     ends_at=_ENDS if s == "resolved" else None)
+    other = Alert(fingerprint="g", status="firing", labels={}, annotations={}, starts_at=_ENDS)
+    out = dedupe([copy(copies[0]), other, *map(copy, copies[1:])])
+    assert [a.fingerprint for a in out] == ["f", "g"], "first-seen order"
+    assert (out[0].status, out[0].fired_too, out[0].ends_at) == (status, fired_too, ends_at)
+    assert out[1] == other
 
 
 def test_service_hint_for_unmatched_alerts():

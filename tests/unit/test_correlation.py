@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from paramedic.domain import correlation as corr
 from paramedic.domain import scope as sc
-from paramedic.domain.alert import Alert
-from paramedic.domain.alert_records import Recorded
+from paramedic.domain.alert import Alert, dedupe
+from paramedic.domain.alert_records import Recorded, record_alerts
 from paramedic.domain.correlation import Group, Look, Outcome
+from paramedic.domain.timeutil import iso_ms
 
 NOW = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 WINDOW = 300
@@ -143,9 +145,14 @@ def test_against_active_finds_the_keys_the_incidents_record():
     ([("resolved", 0), ("firing", 0)], False, [False, True]),                        # resolutions never create
     ([("firing", 0)], True, [False]),                                                # an active incident: join it
     ([("resolved", 0)], False, [False]),
+    ([("fired-and-resolved", 0)], False, [True]),                                    # it fired: it creates
+    ([("fired-and-resolved", 600), ("firing", 0)], False, [False, True]),
+    ([("fired-and-resolved", 0)], True, [False]),
 ])
 def test_which_alerts_go_straight_to_creation(statuses_and_offsets, any_active, goes):
-    alerts = [alert(f"f{i}", status, NOW + timedelta(seconds=off)) for i, (status, off) in enumerate(statuses_and_offsets)]
+    alerts = [alert(f"f{i}", status, NOW + timedelta(seconds=off)) if status != "fired-and-resolved"
+              else replace(alert(f"f{i}", "resolved", NOW + timedelta(seconds=off)), fired_too=True)
+              for i, (status, off) in enumerate(statuses_and_offsets)]
     bucket = corr.creation_bucket(alerts, any_active, WINDOW)
     assert [corr.goes_to_creation(a, bucket, WINDOW) for a in alerts] == goes
 
@@ -232,3 +239,72 @@ def test_auto_resolves(statuses, all_resolved, auto, state, resolves):
     alerts = [alert(f"a{i}", s) for i, s in enumerate(statuses)]
     rec = Recorded(patch={}, all_resolved=all_resolved)
     assert corr.auto_resolves(alerts, rec, auto, incident("n", state=state)) is resolves
+
+
+# --- a key that fired and resolved in one request ---------------------------------------
+
+
+ENDS = NOW + timedelta(minutes=3)
+FIRED, CLEARED = alert("k"), replace(alert("k", "resolved"), ends_at=ENDS)
+OTHER = incident("web-high-other", alert("o").key)      # an open incident of the group, without "k"
+
+
+def place(alerts: list[Alert], active: list[dict]) -> tuple[list[Outcome], dict | None]:
+    """The decisions `ingest` chains for one group's alerts, its reads left out: dedupe, set
+    against the active incidents, create or join (a new incident: `incident("new")`), record,
+    answer. Returns each sent alert's outcome and the status.alerts entry of key "k"."""
+    unique = dedupe(alerts)
+    known = corr.against_active(unique, active, managed=True)
+    bucket = corr.creation_bucket(known.pending, bool(known.active), WINDOW)
+    targets: dict[str, tuple[dict, list[Alert]]] = {}
+    for obj, a in known.held:
+        targets.setdefault(obj["metadata"]["name"], (obj, []))[1].append(a)
+    answers: dict[str, Outcome] = {}
+    for a in known.pending:
+        if corr.goes_to_creation(a, bucket, WINDOW) or (corr.opens(a) and known.active):
+            obj = known.active[0] if known.active else incident("new")
+            targets.setdefault(obj["metadata"]["name"], (obj, []))[1].append(a)
+        else:
+            answers[a.key] = Outcome.IGNORED      # a resolution found nowhere: nothing to resolve
+    entry = None
+    for obj, batch in targets.values():
+        rec = record_alerts(obj, batch, NOW, timeline_limit=50)
+        answers.update((a.key, o) for a, o in corr.outcomes(batch, rec))
+        alerts_now = rec.patch["status"]["alerts"] if rec.patch else obj["status"]["alerts"]
+        entry = next((e for e in alerts_now if e["key"] == FIRED.key), entry)
+    return [answers[a.key] for a in alerts], entry
+
+
+RES, DUP, IGN, REC = Outcome.RESOLVED, Outcome.DUPLICATE, Outcome.IGNORED, Outcome.RECORDED
+
+
+@pytest.mark.parametrize("sent, active, answers, status", [
+    # Fired and resolved in one request, the key recorded nowhere: recorded resolved, not lost.
+    ([FIRED, CLEARED], [], [RES, RES], "resolved"),                         # in a new incident
+    ([CLEARED, FIRED], [], [RES, RES], "resolved"),
+    ([FIRED, CLEARED], [OTHER], [RES, RES], "resolved"),                    # joining the open one
+    ([CLEARED, FIRED], [OTHER], [RES, RES], "resolved"),
+    # ... the key already recorded firing in an open incident: resolved there.
+    ([FIRED, CLEARED], [incident("web-high-1", FIRED.key)], [RES, RES], "resolved"),
+    ([CLEARED, FIRED], [incident("web-high-1", FIRED.key)], [RES, RES], "resolved"),
+    # A resolution alone of a key recorded nowhere: nothing to resolve.
+    ([CLEARED], [], [IGN], None),
+    ([CLEARED], [OTHER], [IGN], None),
+    # Fired twice: one alert recorded, or a duplicate where it is already.
+    ([FIRED, FIRED], [], [REC, REC], "firing"),
+    ([FIRED, FIRED], [OTHER], [REC, REC], "firing"),
+    ([FIRED, FIRED], [incident("web-high-1", FIRED.key)], [DUP, DUP], "firing"),
+])
+def test_a_key_that_fired_and_resolved_in_one_request_is_recorded(sent, active, answers, status):
+    got, entry = place(sent, active)
+    assert got == answers
+    assert (entry or {}).get("status") == status
+    if status == "resolved":
+        assert entry is not None and entry["endsAt"] == iso_ms(ENDS), "the resolved copy's endsAt"
+
+
+@pytest.mark.parametrize("a, opens", [
+    (FIRED, True), (CLEARED, False), (replace(CLEARED, fired_too=True), True),
+])
+def test_which_pending_alerts_open_or_join_an_incident(a, opens):
+    assert corr.opens(a) is opens
