@@ -12,8 +12,10 @@ is a resolution of an alert nobody recorded, counted and dropped). The rules:
 - An alert key (fingerprint + startsAt) is recorded once. Status writes carry
   the resourceVersion read, so concurrent requests never overwrite each
   other's alerts: a 409 re-reads and retries, a bounded number of times.
-- Resolved alerts never create incidents. When all alerts of an incident are
-  resolved and its service allows it, the incident moves to `resolved`.
+- Resolved alerts never create incidents. The receiver records facts only (each alert's
+  status, resolvedAt, endsAt) and never writes spec.state: when all alerts of an incident
+  are resolved and its service allows it, the operator's planner moves it to `resolved`
+  (`domain.planning.opening.resolution`, the one writer of incident state).
 - Managed (remediated) and unmanaged incidents of one service are kept apart: alerts of
   a token without the remediation right open and join unmanaged ones only, and never
   change a managed incident (a firing alert joined there would hold its remediation's
@@ -62,7 +64,6 @@ from .domain.alert import (
     stored_labels,
 )
 from .domain.correlation import Group, GroupKey, Outcome
-from .domain.lifecycle import state_patch
 from .domain.resources import Incident, Service
 from .domain.timeutil import iso
 from .domain.vocabulary import DNS_LABEL, State
@@ -71,7 +72,6 @@ from .owners import PodOwners
 
 log = logging.getLogger("paramedic.ingest")
 
-ACTOR = records.ACTOR
 WRITE_ATTEMPTS = 10
 """Status writes retried on 409 before the request gives up (and answers 503)."""
 MAX_SUCCESSORS = 100
@@ -97,7 +97,8 @@ class IngestResult:
     deduplicated: int = 0       # alerts already recorded (re-sends, HA duplicates)
     resolved: int = 0           # resolved alerts newly recorded
     ignored: int = 0            # resolved alerts no incident holds: nothing to resolve
-    auto_resolved: int = 0      # incidents moved to resolved because all their alerts are
+    auto_resolvable: int = 0    # incidents this request left with every alert resolved, their service's
+                                # autoResolve on: the operator resolves them (the receiver never does)
     rehomed: int = 0            # alerts recorded in the token's home namespace instead of the one they claim
     unmanaged: int = 0          # alerts a MonitoredService claims, recorded unmanaged (token without remediate)
     incidents: list[str] = field(default_factory=list)   # "namespace/name" of every incident touched
@@ -106,7 +107,7 @@ class IngestResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "joined": self.joined, "deduplicated": self.deduplicated,
-                "resolved": self.resolved, "ignored": self.ignored, "autoResolved": self.auto_resolved,
+                "resolved": self.resolved, "ignored": self.ignored, "autoResolvable": self.auto_resolvable,
                 "rehomed": self.rehomed, "unmanaged": self.unmanaged, "incidents": sorted(set(self.incidents))}
 
     def outcome(self, alert: Alert) -> str | None:
@@ -125,7 +126,7 @@ class IngestResult:
         self.deduplicated += part.deduplicated
         self.resolved += part.resolved
         self.ignored += part.ignored
-        self.auto_resolved += part.auto_resolved
+        self.auto_resolvable += part.auto_resolvable
         self.rehomed += part.rehomed
         self.unmanaged += part.unmanaged
         self.incidents.extend(part.incidents)
@@ -182,7 +183,7 @@ def ingest(client: kube.KubeClient, settings: Any, alerts: list[Alert], now: dat
            parallel: int = GROUP_PARALLELISM, services: Directory | None = None,
            owners: PodOwners | None = None, scope: sc.Scope | None = None,
            reads: kube.ReadFloor | None = None) -> IngestResult:
-    """Persist `alerts`: create, join, deduplicate, resolve. Returns only once all are written.
+    """Persist `alerts`: create, join, deduplicate, record resolutions. Returns only once all are written.
 
     `scope` is what the sender's token may write (default: everything, with remediation):
     alerts claiming a namespace outside it, or one the receiver may not use (403), are
@@ -586,13 +587,16 @@ class _Run:
 
     # writes --------------------------------------------------------------------
     def flush(self) -> None:
-        """One status write per incident, in name order; then what the writes did, counted."""
+        """One status write per incident, in name order; then what the writes did, counted.
+        spec.state is left alone: the operator resolves an incident whose alerts all are."""
         for key in sorted(self._targets):
             target = self._targets[key]
             obj, rec = self.status.write(target)
             self._count(target, rec, Incident(obj).managed)
-            if corr.auto_resolves(target.alerts, rec, target.auto_resolve, obj) and self.status.resolve(target):
-                self.result.auto_resolved += 1
+            if corr.auto_resolves(target.alerts, rec, target.auto_resolve, obj):
+                self.result.auto_resolvable += 1
+                log.info("incident %s/%s: all alerts resolved, left to the operator to resolve",
+                         target.namespace, target.name)
 
     def _count(self, target: _IncidentAlerts, rec: records.Recorded, managed: bool) -> None:
         where = f"{target.namespace}/{target.name}"
@@ -649,20 +653,6 @@ class _StatusWriter:
                     raise IngestConflict(f"incident {target.namespace}/{target.name} was resolved meanwhile") from None
         raise IngestConflict(f"status of incident {target.namespace}/{target.name} kept changing "
                              f"({WRITE_ATTEMPTS} conflicting writes)")
-
-    def resolve(self, target: _IncidentAlerts) -> bool:
-        """Move the incident to resolved: all its alerts are. False when it was moved on or deleted meanwhile."""
-        patch = state_patch(State.RESOLVED, ACTOR, "all alerts resolved", self.now)
-        try:
-            self.reads.see(self.client.patch(kube.INCIDENTS, target.name, patch, target.namespace))
-        except kube.Invalid as exc:
-            # Someone moved it on (closed) meanwhile: the API server refuses going back, which is right.
-            log.info("incident %s/%s not auto-resolved: %s", target.namespace, target.name, exc.message)
-            return False
-        except kube.NotFound:
-            return False
-        log.info("auto-resolved incident %s/%s: all alerts resolved", target.namespace, target.name)
-        return True
 
 
 __all__ = ["IngestConflict", "IngestResult", "build_incident", "ingest"]

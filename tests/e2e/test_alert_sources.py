@@ -104,13 +104,15 @@ def test_grafana_payload_creates_and_resolves_an_incident(kube_client, namespace
     assert entry["panelURL"].endswith("viewPanel=4")
     assert inc["status"]["timeline"][-1]["message"].endswith("checkout memory above 90% (B=93.61, C=1)")
 
-    # Grafana re-sends while firing: nothing new. Then the resolution resolves the incident.
+    # Grafana re-sends while firing: nothing new. Then the resolution is recorded: every alert resolved,
+    # the incident left for the operator to resolve (the receiver never writes spec.state).
     assert post(http, receiver, grafana_payload(firing))["deduplicated"] == 1
     out = post(http, receiver, grafana_payload(grafana_alert("resolved", starts=starts, namespace=namespace),
                                                status="resolved"))
-    assert out["resolved"] == 1 and out["autoResolved"] == 1
+    assert out["resolved"] == 1 and out["autoResolvable"] == 1
     [inc] = incidents(kube_client, namespace)
-    assert inc["spec"]["state"] == "resolved"
+    assert [(a["status"], bool(a["endsAt"])) for a in inc["status"]["alerts"]] == [("resolved", True)]
+    assert inc["spec"]["state"] == "open"
     messages = [e["message"] for e in inc["status"]["timeline"]]
     assert any(m.endswith("(B=41.2, C=0)") for m in messages) and "all alerts resolved" in messages
 
@@ -206,9 +208,12 @@ def test_pod_label_reaches_the_service_that_owns_the_pod(kube_client, namespace,
         resp = http.post(fresh.url + "/api/v1/alertmanager",
                          json=am_payload({**crash, "status": "resolved", "endsAt": iso_ms(datetime.now(UTC))}))
         assert resp.status_code == 200, resp.text
-        assert resp.json()["resolved"] == 1 and resp.json()["autoResolved"] == 1
+        assert resp.json()["resolved"] == 1 and resp.json()["autoResolvable"] == 1
     finally:
         fresh.stop()
+    # Recorded on web's incident (left for the operator to resolve); web-api's alert still fires.
     web = kube_client.get(kube.INCIDENTS, by_service["web"]["metadata"]["name"], namespace)
-    assert web["spec"]["state"] == "resolved"
+    assert [a["status"] for a in web["status"]["alerts"]] == ["resolved"] and web["spec"]["state"] == "open"
+    web_api = kube_client.get(kube.INCIDENTS, by_service["web-api"]["metadata"]["name"], namespace)
+    assert [a["status"] for a in web_api["status"]["alerts"]] == ["firing"]
     assert len(incidents(kube_client, namespace)) == 2

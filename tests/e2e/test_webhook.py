@@ -27,7 +27,7 @@ from paramedic.domain.alert import labels_fingerprint
 from paramedic.domain.timeutil import iso_ms, parse
 from paramedic.settings import Settings
 from paramedic.webhook.app import create_app
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -178,7 +178,26 @@ def test_a_group_of_alerts_becomes_one_incident_once(kube_client, namespace, rec
     assert len(inc["status"]["alerts"]) == 4 and len(inc["status"]["timeline"]) == 4
 
 
-def test_resolved_alerts_are_recorded_and_auto_resolve(kube_client, namespace, receiver, http):
+RECEIVER_TYPES = ("alert-firing", "alert-resolved", "alerts-resolved")
+
+
+def receiver_entries(inc: dict) -> list[str]:
+    """The types of the timeline entries the receiver wrote (the operator writes others beside them)."""
+    return [e["type"] for e in inc["status"]["timeline"] if e["type"] in RECEIVER_TYPES]
+
+
+def resolved_by_operator(inc: dict) -> bool:
+    """The operator's planner moved the incident to resolved because all its alerts are, and recorded the move."""
+    return (inc["spec"]["state"] == "resolved" and inc["status"]["observedState"] == "resolved"
+            and inc["metadata"]["annotations"]["paramedic.dev/actor"] == "paramedic/webhook"
+            and all(a["status"] == "resolved" for a in inc["status"]["alerts"])
+            and any(e["type"] == "state" and e["actor"] == "paramedic/webhook"
+                    and e["message"] == "open → resolved: all alerts resolved" for e in inc["status"]["timeline"]))
+
+
+def test_resolved_alerts_are_recorded_and_auto_resolve(kube_client, namespace, operator_factory, receiver, http):
+    # The receiver records the resolutions; the operator alone moves spec.state (issue #25).
+    operator_factory(namespace)
     make_service(kube_client, namespace, "cart")
     starts = datetime.now(UTC)
     alerts = [am_alert(app="cart", instance=str(i), namespace=namespace, starts=starts) for i in range(2)]
@@ -187,7 +206,7 @@ def test_resolved_alerts_are_recorded_and_auto_resolve(kube_client, namespace, r
     name = inc["metadata"]["name"]
 
     out = post(http, receiver, am_payload(resolved(alerts[0]), alerts[1]))
-    assert out["resolved"] == 1 and out["deduplicated"] == 1 and out["autoResolved"] == 0
+    assert out["resolved"] == 1 and out["deduplicated"] == 1 and out["autoResolvable"] == 0
     inc = kube_client.get(kube.INCIDENTS, name, namespace)
     by_instance = {records.entry_labels(inc, a)["instance"]: a for a in inc["status"]["alerts"]}
     assert by_instance["0"]["status"] == "resolved" and by_instance["0"]["resolvedAt"] and by_instance["0"]["endsAt"]
@@ -195,18 +214,18 @@ def test_resolved_alerts_are_recorded_and_auto_resolve(kube_client, namespace, r
     assert inc["spec"]["state"] == "open"
 
     out = post(http, receiver, am_payload(resolved(alerts[0]), resolved(alerts[1])))
-    assert out["resolved"] == 1 and out["deduplicated"] == 1 and out["autoResolved"] == 1
-    inc = kube_client.get(kube.INCIDENTS, name, namespace)
-    assert inc["spec"]["state"] == "resolved"
-    assert inc["metadata"]["annotations"]["paramedic.dev/actor"] == "paramedic/webhook"
-    types = [e["type"] for e in inc["status"]["timeline"]]
-    assert types == ["alert-firing", "alert-firing", "alert-resolved", "alert-resolved", "alerts-resolved"]
-    assert inc["status"]["timeline"][-1]["message"] == "all alerts resolved"
+    assert out["resolved"] == 1 and out["deduplicated"] == 1 and out["autoResolvable"] == 1
+    inc = wait_object(kube_client, kube.INCIDENTS, name, namespace, resolved_by_operator, 30,
+                      "the operator resolving the incident whose alerts all resolved")
+    assert receiver_entries(inc) == ["alert-firing", "alert-firing", "alert-resolved", "alert-resolved",
+                                     "alerts-resolved"]
+    [note] = [e for e in inc["status"]["timeline"] if e["type"] == "alerts-resolved"]
+    assert note["message"] == "all alerts resolved"
 
     # The resolution re-sent: recorded once.
     out = post(http, receiver, am_payload(resolved(alerts[0]), resolved(alerts[1])))
     assert out["deduplicated"] == 2 and out["resolved"] == 0
-    assert len(kube_client.get(kube.INCIDENTS, name, namespace)["status"]["timeline"]) == 5
+    assert receiver_entries(kube_client.get(kube.INCIDENTS, name, namespace)) == receiver_entries(inc)
 
     # A late firing copy of a recorded alert is a duplicate, even though its incident is resolved.
     out = post(http, receiver, am_payload(alerts[0]))
@@ -216,9 +235,11 @@ def test_resolved_alerts_are_recorded_and_auto_resolve(kube_client, namespace, r
     out = post(http, receiver, am_payload(fresh))
     assert out["created"] == 1 and out["incidents"] == [f"{namespace}/{name}-2"]
     assert kube_client.get(kube.INCIDENTS, name, namespace)["spec"]["state"] == "resolved"
-    # ... and its resolution finds it there.
+    # ... and its resolution finds it there, and the operator resolves it too.
     out = post(http, receiver, am_payload(resolved(fresh)))
-    assert out["resolved"] == 1 and out["autoResolved"] == 1
+    assert out["resolved"] == 1 and out["autoResolvable"] == 1
+    wait_object(kube_client, kube.INCIDENTS, f"{name}-2", namespace, resolved_by_operator, 30,
+                "the operator resolving the successor")
 
 
 def test_auto_resolve_off_keeps_the_incident_open(kube_client, namespace, receiver, http):
@@ -226,7 +247,7 @@ def test_auto_resolve_off_keeps_the_incident_open(kube_client, namespace, receiv
     alert = am_alert(app="search", namespace=namespace)
     post(http, receiver, am_payload(alert))
     out = post(http, receiver, am_payload(resolved(alert)))
-    assert out["resolved"] == 1 and out["autoResolved"] == 0
+    assert out["resolved"] == 1 and out["autoResolvable"] == 0
     [inc] = incidents(kube_client, namespace)
     assert inc["spec"]["state"] == "open"
     assert inc["status"]["alerts"][0]["status"] == "resolved"

@@ -96,7 +96,7 @@ def run(api: FakeApi, alerts: list[Alert], scope: sc.Scope | None = None,
     return ingest.ingest(api, SETTINGS, alerts, NOW, parallel=1, scope=scope, reads=reads)  # type: ignore[arg-type]
 
 
-def test_a_group_creates_one_incident_then_joins_dedupes_and_resolves_it():
+def test_a_group_creates_one_incident_then_joins_dedupes_and_records_its_resolutions():
     api, reads = FakeApi(), kube.ReadFloor()
     first = run(api, [alert("1", app="web", namespace="team-a"), alert("2", later=10, app="web", namespace="team-a")],
                 reads=reads)
@@ -109,8 +109,12 @@ def test_a_group_creates_one_incident_then_joins_dedupes_and_resolves_it():
     assert api.floors[-1] is reads, "correlation lists read from the app's floor"
     done = run(api, [alert("1", "resolved", app="web", namespace="team-a"),
                      alert("2", "resolved", later=10, app="web", namespace="team-a")], reads=reads)
-    assert (done.resolved, done.auto_resolved) == (2, 1)
-    assert api.objects[("team-a", name)]["spec"]["state"] == "resolved"
+    assert (done.resolved, done.auto_resolvable) == (2, 1)
+    recorded = api.objects[("team-a", name)]
+    assert [a["status"] for a in recorded["status"]["alerts"]] == ["resolved", "resolved"]
+    assert all(a.get("endsAt") for a in recorded["status"]["alerts"]), "each resolution's endsAt recorded"
+    assert recorded["spec"]["state"] == "open", "the receiver records facts: the operator resolves it"
+    assert done.outcomes[alert("1", "resolved").key]["outcome"] == "resolved"
     late = run(api, [alert("1", app="web", namespace="team-a"), alert("9", "resolved", service="nothing")])
     assert late.deduplicated == 1 and late.ignored == 1 and late.created == 0
 
