@@ -100,7 +100,8 @@ def record_alerts(incident: Mapping[str, Any], alerts: list[Alert], now: datetim
     nothing, and a resolved one only resolves it (never back). One timeline
     entry per change (or one summary entry for many). When this write resolves
     the last firing alert of an active incident, an "all alerts resolved"
-    entry joins the timeline (the caller moves spec.state when `auto_resolve`).
+    entry joins the timeline (`auto_resolve` only words it: the operator's planner, not the
+    caller, moves spec.state).
     `created` sets status.createdAt for an incident created just now.
     """
     view = Incident(incident)
