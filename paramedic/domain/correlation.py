@@ -296,6 +296,6 @@ def outcomes(alerts: Iterable[Alert], rec: Recorded) -> list[tuple[Alert, Outcom
 
 def auto_resolves(alerts: Iterable[Alert], rec: Recorded, auto_resolve: bool, incident: Mapping[str, Any]) -> bool:
     """Whether this write's resolutions leave every alert of an active incident resolved, and its
-    service lets the receiver resolve it."""
+    service lets the operator resolve it."""
     return (any(a.status == RESOLVED for a in alerts) and rec.all_resolved and auto_resolve
             and Incident(incident).active)

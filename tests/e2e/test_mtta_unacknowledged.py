@@ -34,7 +34,7 @@ def test_auto_resolved_incident_has_no_mtta_and_stats_tell_it_apart(kube_client,
         kube_client.create(kube.INCIDENTS, incident(name), namespace)
         status_when(kube_client, namespace, name, lambda s: s["createdAt"], f"{name} opened")
 
-    # What the receiver writes when all of an incident's alerts resolve.
+    # What the operator writes when all of an incident's alerts resolve (as the receiver's actor).
     kube_client.patch(kube.INCIDENTS, "auto", state_patch("resolved", records.ACTOR, "all alerts resolved", utcnow()),
                       namespace)
     kube_client.patch(kube.INCIDENTS, "acked", state_patch("acknowledged", "ana@example.com", None, utcnow()),

@@ -20,9 +20,10 @@ import pytest
 from werkzeug.serving import make_server
 
 from devtools.cluster import free_port
-from paramedic import kube, metrics
+from paramedic import entries_io, kube, metrics
 from paramedic.domain import alert_naming as naming
 from paramedic.domain import alert_records as records
+from paramedic.domain import entries
 from paramedic.domain.alert import labels_fingerprint
 from paramedic.domain.timeutil import iso_ms, parse
 from paramedic.settings import Settings
@@ -242,16 +243,26 @@ def test_resolved_alerts_are_recorded_and_auto_resolve(kube_client, namespace, o
                 "the operator resolving the successor")
 
 
-def test_auto_resolve_off_keeps_the_incident_open(kube_client, namespace, receiver, http):
+def test_auto_resolve_off_keeps_the_incident_open(kube_client, namespace, operator_factory, receiver, http):
+    operator_factory(namespace)
     make_service(kube_client, namespace, "search", autoResolve=False)
     alert = am_alert(app="search", namespace=namespace)
     post(http, receiver, am_payload(alert))
     out = post(http, receiver, am_payload(resolved(alert)))
     assert out["resolved"] == 1 and out["autoResolvable"] == 0
     [inc] = incidents(kube_client, namespace)
-    assert inc["spec"]["state"] == "open"
     assert inc["status"]["alerts"][0]["status"] == "resolved"
     assert "autoResolve is off" in inc["status"]["timeline"][-1]["message"]
+    # A barrier instead of a timed wait: a comment written after the resolution, once the
+    # operator has recorded it, proves it planned on an incident whose alerts all resolved.
+    name = inc["metadata"]["name"]
+    me = kube_client.user_name()
+    entries_io.append(kube_client, namespace, name, "comments",
+                      lambda _inc: entries.comment_entry(me, datetime.now(UTC), "barrier"))
+    inc = wait_object(kube_client, kube.INCIDENTS, name, namespace,
+                      lambda o: (o.get("status") or {}).get("recorded", {}).get("comments") == 1, 30,
+                      "the operator recording the comment written after the resolution")
+    assert inc["spec"]["state"] == "open" and inc["status"]["observedState"] == "open"
 
 
 def test_a_resolution_nobody_recorded_creates_nothing(kube_client, namespace, receiver, http):
