@@ -12,7 +12,8 @@ is a resolution of an alert nobody recorded, counted and dropped). The rules:
 - An alert key (fingerprint + startsAt) is recorded once. Status writes carry
   the resourceVersion read, so concurrent requests never overwrite each
   other's alerts: a 409 re-reads and retries, a bounded number of times.
-- Resolved alerts never create incidents. The receiver records facts only (each alert's
+- Resolved alerts never create incidents, unless the same request also carries the alert
+  firing (`dedupe` marks it `fired_too`, `correlation.opens`). The receiver records facts only (each alert's
   status, resolvedAt, endsAt) and never writes spec.state: when all alerts of an incident
   are resolved and its service allows it, the operator's planner moves it to `resolved`
   (`domain.planning.opening.resolution`, the one writer of incident state).
