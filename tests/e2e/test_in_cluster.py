@@ -192,6 +192,12 @@ def test_helm_install_runs_on_the_real_node_and_heals_a_real_deployment(image, k
     finally:
         out = subprocess.run([*helm, "uninstall", release, "--namespace", release_ns, "--wait", "--timeout", "2m"],
                              capture_output=True, text=True, env=env)
+        # The release's admission policies are cluster-wide: whatever became of the uninstall,
+        # later tests of the session must not meet them (one left behind refuses every status write).
+        kubectl = [str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig)]
+        subprocess.run([*kubectl, "delete", "--ignore-not-found", "validatingadmissionpolicies,"
+                        "validatingadmissionpolicybindings", "-l", f"app.kubernetes.io/instance={release}"],
+                       capture_output=True)
         assert out.returncode == 0, out.stderr
         kube_client.delete(kube.NAMESPACES, release_ns)
 
