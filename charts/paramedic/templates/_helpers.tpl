@@ -168,9 +168,11 @@ those on cluster-scoped ones.
 {{- end -}}
 
 {{- define "paramedic.webhookNamespacedRules" -}}
+# It creates incidents and records alerts in their status; their state is the operator's
+# (and people's) to write, so no patch of the incident itself.
 - apiGroups: [paramedic.dev]
   resources: [incidents]
-  verbs: [get, list, create, patch]
+  verbs: [get, list, create]
 - apiGroups: [paramedic.dev]
   resources: [incidents/status]
   verbs: [patch]
