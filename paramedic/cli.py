@@ -238,7 +238,7 @@ def describe(inc: dict, now: datetime) -> str:
     meta, spec, status = view.meta, view.spec, view.status
     rows: list[tuple[str, Any]] = [
         ("Name", meta.get("name")), ("Namespace", meta.get("namespace")), ("Title", spec.get("title")),
-        ("Service", spec.get("service")), ("Severity", spec.get("severity")), ("State", spec.get("state", State.OPEN)),
+        ("Service", spec.get("service")), ("Severity", spec.get("severity")), ("State", view.state),
         ("Source", spec.get("source")), ("Assignee", spec.get("assignee") or "<none>"),
         ("Team", status.get("team")), ("Age", age(inc, now)),
     ]

@@ -62,7 +62,7 @@ def _spec(inc: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def state_of(inc: Mapping[str, Any]) -> str:
-    return str(_spec(inc).get("state") or State.OPEN)
+    return str(Incident(inc).state)
 
 
 def _haystack(inc: Mapping[str, Any]) -> str:
@@ -101,7 +101,7 @@ def summarize(items: Iterable[Mapping[str, Any]]) -> list[Summary]:
     for inc in items:
         spec, meta = _spec(inc), Incident(inc).meta
         out.append(Summary(inc=inc, namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""),
-                           state=str(spec.get("state") or State.OPEN),
+                           state=str(Incident(inc).state),
                            severity=str(spec.get("severity") or DEFAULT_SEVERITY),
                            service=str(spec.get("service") or ""), assignee=str(spec.get("assignee") or ""),
                            source=str(spec.get("source") or ""), created=created_at(inc),
