@@ -187,6 +187,6 @@ def test_operator_runs_only_catalog_playbooks_with_schema_vars_and_a_clean_envir
     good = kube_client.get(kube.INCIDENTS, "good-1", a.namespace)
     assert CANARY not in json.dumps(good)
     # The operator passed the service's own target; the tenant could not choose another.
-    tail = finished_attempt(kube_client, a.namespace, "good-1")["outputTail"]
+    tail = finished_attempt(good)["outputTail"]
     assert f"mode full for Deployment/good in {a.namespace}" in tail
 
