@@ -17,15 +17,13 @@ def wanted_status(schedule: Schedule, now: datetime) -> tuple[dict[str, Any], da
     """The schedule's whole status at `now`, and the next hand-off (None: there is none)."""
     spec = schedule.spec
     gen = schedule.meta.get("generation")
-    current = oncall.on_call_at(spec, now)
-    handoff = oncall.next_handoff(spec, now)
-    upcoming = oncall.on_call_at(spec, handoff) if handoff else current
-    is_override = oncall.override_at(spec, now) is not None
+    shift = oncall.shift_at(spec, now)
+    current, handoff, upcoming = shift.now, shift.handoff, shift.next or shift.now
     conditions = lifecycle.set_condition(list(schedule.status.get("conditions") or []), "Ready", "True", "OnCallKnown",
                                          f"{current.email} is on call", now=now, generation=gen)
     return {
         "observedGeneration": gen,
-        "currentOnCall": {"name": current.name, "email": current.email, "override": is_override},
+        "currentOnCall": {"name": current.name, "email": current.email, "override": shift.override},
         "nextOnCall": {"name": upcoming.name, "email": upcoming.email},
         "nextHandoff": iso(handoff) if handoff else None,
         "conditions": conditions,

@@ -139,6 +139,24 @@ def next_handoff(spec: Mapping[str, Any], t: datetime) -> datetime | None:
     return None
 
 
+@dataclass(frozen=True)
+class Shift:
+    """Who is on call at a time (`override`: by an override), when that changes, and who is next
+    (None when nothing changes)."""
+
+    now: Person
+    override: bool
+    handoff: datetime | None
+    next: Person | None
+
+
+def shift_at(spec: Mapping[str, Any], t: datetime) -> Shift:
+    """The schedule at `t`, as its status and people's views show it (ValueError: invalid schedule)."""
+    handoff = next_handoff(spec, t)
+    return Shift(now=on_call_at(spec, t), override=override_at(spec, t) is not None, handoff=handoff,
+                 next=on_call_at(spec, handoff) if handoff else None)
+
+
 def next_in_rotation(spec: Mapping[str, Any], t: datetime) -> Person:
     """Who comes after the current rotation person: the next participant who is neither
     the rotation's person nor whoever is on call now (so escalating reaches someone new).

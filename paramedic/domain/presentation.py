@@ -114,9 +114,8 @@ class OnCall:
 
 def on_call(spec: Mapping[str, Any], now: datetime) -> OnCall:
     try:
-        current = oncall.on_call_at(spec, now)
-        handoff = oncall.next_handoff(spec, now)
-        return OnCall(now=current.as_dict(), override=oncall.override_at(spec, now) is not None, handoff=handoff,
-                      next=oncall.on_call_at(spec, handoff).as_dict() if handoff else None)
+        shift = oncall.shift_at(spec, now)
+        return OnCall(now=shift.now.as_dict(), override=shift.override, handoff=shift.handoff,
+                      next=shift.next.as_dict() if shift.next else None)
     except ValueError as exc:
         return OnCall(error=str(exc))

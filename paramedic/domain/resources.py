@@ -88,10 +88,6 @@ class Resource:
         """`metadata.creationTimestamp` as written (RFC 3339), or ""."""
         return text(self.meta.get("creationTimestamp"))
 
-    @property
-    def deleting(self) -> bool:
-        return bool(self.meta.get("deletionTimestamp"))
-
 
 @dataclass(frozen=True, slots=True)
 class Incident(Resource):
@@ -272,21 +268,5 @@ class Schedule(Resource):
     """An OnCallSchedule (`paramedic.dev/v1`)."""
 
     @property
-    def participants(self) -> Sequence[Any]:
-        return sequence(self.spec.get("participants"))
-
-    @property
-    def rotation(self) -> Mapping[str, Any]:
-        return mapping(self.spec.get("rotation"))
-
-    @property
-    def overrides(self) -> Sequence[Mapping[str, Any]]:
-        return sequence(self.spec.get("overrides"))
-
-    @property
     def escalation(self) -> Sequence[Mapping[str, Any]]:
         return sequence(self.spec.get("escalation"))
-
-    @property
-    def current_on_call(self) -> str:
-        return text(self.status.get("currentOnCall"))

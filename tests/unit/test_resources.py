@@ -22,7 +22,6 @@ FIELDS = [
     (Resource, "labels", "metadata.labels", {"a": "b"}, {"a": "b"}, {}, ["a"]),
     (Resource, "annotations", "metadata.annotations", {"a": "b"}, {"a": "b"}, {}, "a=b"),
     (Resource, "created", "metadata.creationTimestamp", "2026-03-01T12:00:00Z", "2026-03-01T12:00:00Z", "", 5),
-    (Resource, "deleting", "metadata.deletionTimestamp", "2026-03-01T12:00:00Z", True, False, ""),
     (Incident, "state", "spec.state", "mitigated", State.MITIGATED, State.OPEN, "bogus"),
     (Incident, "observed_state", "status.observedState", "resolved", State.RESOLVED, None, ""),
     (Incident, "severity", "spec.severity", "low", "low", DEFAULT_SEVERITY, 3),
@@ -56,11 +55,7 @@ FIELDS = [
     (Service, "maintenance", "status.maintenance", {"active": True}, {"active": True}, {}, True),
     (Service, "open_incident", "status.openIncident", "inc-1", "inc-1", "", 1),
     (Service, "last_probe", "status.lastProbe", {"ok": True}, {"ok": True}, {}, "ok"),
-    (Schedule, "participants", "spec.participants", [{"email": "a@b"}], [{"email": "a@b"}], EMPTY_SEQ, "a@b"),
-    (Schedule, "rotation", "spec.rotation", {"lengthHours": 8}, {"lengthHours": 8}, {}, 8),
-    (Schedule, "overrides", "spec.overrides", [{"email": "a@b"}], [{"email": "a@b"}], EMPTY_SEQ, {"email": "a@b"}),
     (Schedule, "escalation", "spec.escalation", [{"notify": "next"}], [{"notify": "next"}], EMPTY_SEQ, "next"),
-    (Schedule, "current_on_call", "status.currentOnCall", "a@b", "a@b", "", ["a@b"]),
 ]
 IDS = [f"{view.__name__}.{prop}" for view, prop, *_ in FIELDS]
 

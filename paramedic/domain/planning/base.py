@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import lifecycle
 from .. import notify_render as nr
-from ..resources import Incident, Service, mapping, sequence, text
+from ..resources import Incident, Service, sequence, text
 
 OPERATOR = "paramedic/operator"
 
@@ -231,8 +231,3 @@ class Draft:
         return Part(patch=dict(self.patch), events=tuple(self.events), metrics=tuple(self.metrics),
                     wake=tuple(self.wake), announcements=tuple(self.announcements),
                     **{**self.executor, **executor})
-
-
-def status_map(status: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    """A sub-object of a status being planned (missing or malformed: empty)."""
-    return mapping(status.get(name))
