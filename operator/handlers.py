@@ -55,12 +55,13 @@ async def startup(settings: kopf.OperatorSettings, memo: Memo, **_: object) -> N
     settings.persistence.diffbase_storage = _NoDiffBase()
 
     conf = Settings.from_env()
-    op = Operator(conf, kube.AsyncKubeClient.from_settings(conf))
+    op = Operator(conf, kube.AsyncKubeClient.from_settings(conf), identity=memo.identity, standalone=memo.standalone)
     op.start()
     metrics.serve(conf.metrics_port)
     memo.operator = op
     log.info("paramedic operator started: %s", {k: v for k, v in conf.redacted().items()
-                                                 if k in ("namespace", "watch_namespaces", "remediation_enabled")})
+                                                 if k in ("namespace", "watch_namespaces", "remediation_enabled", "shards")}
+             | {"identity": memo.identity, "leases": not memo.standalone})
 
 
 @kopf.on.cleanup()

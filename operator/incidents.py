@@ -148,8 +148,8 @@ class IncidentReconciler:
     # --- entry point ------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:
         inc = self.rt.incidents.get(key)
-        if inc is None:
-            return None
+        if inc is None or not self.rt.owns_incident(inc):
+            return None  # gone, or another replica's (its service's shard)
         ns, name = key
         now = utcnow()
         svc = await self._service(ns, inc)
@@ -165,6 +165,8 @@ class IncidentReconciler:
             await self.client.delete(kube.INCIDENTS, name, ns)
             log.info("deleted %s/%s: closed longer than %d days", ns, name, self.rt.settings.retention_days)
             return None
+        if not self.rt.owns_incident(inc):
+            return None  # the fence: the shard moved while this pass read
         wake = plan.seconds_until_wake(now)
         if plan.orphan_holder and svc is not None and await self._release_orphaned_claim(svc, plan.orphan_holder):
             wake = min(1.0, wake) if wake is not None else 1.0  # once the watch shows the freed service
@@ -180,6 +182,10 @@ class IncidentReconciler:
             await self._write_all(inc, plan)
         except kube.Conflict:
             return 0.0  # someone wrote in between: decide again at once on the fresh object
+        if not self.rt.owns_incident(inc):
+            # Recorded but not started: the shard's next holder finds it in status and resumes it.
+            log.warning("%s/%s: its shard moved between the write and the side effects", ns, name)
+            return None
         self._after_write(inc, svc, plan)
         return wake
 

@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import sys
-import time
 
 import kopf
 
@@ -22,19 +21,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
                        help="watch this namespace (repeatable); default: PARAMEDIC_WATCH_NAMESPACES, else all")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
-    p.add_argument("--standalone", action="store_true", help="no peering: act even if other replicas run")
-    p.add_argument("--peering", default="paramedic", help="Kopf peering object shared by replicas (default: paramedic)")
-    p.add_argument("--priority", type=int, default=None,
-                   help="peering priority (the highest live replica acts); default: by start time, earliest first")
+    p.add_argument("--identity", default=None, metavar="NAME",
+                   help="this replica's name in the shards' Leases and status.handledBy "
+                        "(default: PARAMEDIC_IDENTITY, else $POD_NAME, else host:pid)")
+    p.add_argument("--standalone", action="store_true",
+                   help="no Leases: take every shard and coordinate with no other replica (run only one)")
     p.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
-
-
-def startup_priority() -> int:
-    """Kopf pauses every peer of equal priority, so replicas left at one default all stand by.
-    Earlier starts rank higher: a replica that starts later waits, and the one acting is
-    never paused by a newcomer (its caches and probes would go stale while it waits)."""
-    return -(time.time_ns() // 1000)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,15 +48,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # Kopf waits silently for what is missing; the preflight says what, and waits loudly.
     try:
-        verdict = preflight.wait_until_ready(settings, namespaces, None if args.standalone else args.peering)
+        verdict = preflight.wait_until_ready(settings, namespaces, leases=not args.standalone)
     except preflight.ConfigurationError as exc:
         logging.getLogger("paramedic.operator").error("%s", exc)
         return 2
     except KeyboardInterrupt:
         return 130
-    standalone = args.standalone or verdict.standalone
-
     from . import handlers  # noqa: F401  (registers the handlers)
+    from .shards import default_identity
     from .wiring import Memo
 
     kopf_settings = kopf.OperatorSettings()
@@ -72,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         settings=kopf_settings,
         clusterwide=not namespaces,
         namespaces=namespaces,
-        standalone=standalone,
-        # Naming a peering makes Kopf require its CRD and object; standalone needs none.
-        peering_name=None if standalone else args.peering,
-        priority=args.priority if args.priority is not None else startup_priority(),
+        # Every replica sees every event and acts on its own shards (operator/shards.py):
+        # Kopf's peering, which pauses all replicas but one, is not used.
+        standalone=True,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
-        memo=Memo(),  # the handlers' typed memo: the startup handler builds the Operator into it
+        # The handlers' typed memo: the startup handler builds the Operator into it.
+        memo=Memo(identity=args.identity or default_identity(settings), standalone=args.standalone),
     )
     return 0
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from paramedic import kube, metrics
+from paramedic.domain import sharding
 from paramedic.domain.resources import Incident
 from paramedic.domain.resources import Resource as View
 from paramedic.informer import Cache, Key
 from paramedic.settings import Settings
+
+from .shards import Moved, Shards
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class SideEffects:
     done_callback: Callable[[Hashable], None] = _nobody
     _tasks: dict[str, asyncio.Task] = field(default_factory=dict)
     _results: dict[str, Any] = field(default_factory=dict)
+    _owners: dict[str, Hashable] = field(default_factory=dict)  # of the running and the unrecorded
 
     def running(self, key: str) -> bool:
         task = self._tasks.get(key)
@@ -68,9 +72,17 @@ class SideEffects:
                     self._results[key] = result
             finally:
                 self._tasks.pop(key, None)
+                if key not in self._results:
+                    self._owners.pop(key, None)
                 self.done_callback(owner)
 
+        if owner is not None:
+            self._owners[key] = owner
         self._tasks[key] = asyncio.create_task(run(), name=f"effect:{key}")
+
+    def busy_owners(self) -> set[Hashable]:
+        """Owners with an effect running or a result not yet recorded (their work is under way)."""
+        return set(self._owners.values())
 
     def has_result(self, key: str) -> bool:
         return key in self._results
@@ -79,6 +91,7 @@ class SideEffects:
         return self._results.get(key)
 
     def take(self, key: str) -> Any:
+        self._owners.pop(key, None)
         return self._results.pop(key, None)
 
     async def stop(self) -> None:
@@ -104,22 +117,52 @@ class TokenBucket:
         return False
 
 
+def _unmoved(gained: frozenset[int], lost: frozenset[int]) -> None:
+    return None
+
+
 class Runtime:
     """State every reconciler shares; the reconcilers and their queues are wired in `wiring.Operator`.
-    `wake` is called with each finished side effect's owner (the operator queues that incident)."""
+    `wake` is called with each finished side effect's owner (the operator queues that incident);
+    `moved` with the shards this replica gained and lost. A `standalone` replica holds every
+    shard and writes no Lease."""
 
     def __init__(self, settings: Settings, client: kube.AsyncKubeClient,
-                 wake: Callable[[Hashable], None] = _nobody):
+                 wake: Callable[[Hashable], None] = _nobody, identity: str = "standalone", standalone: bool = True,
+                 moved: Moved = _unmoved):
         self.settings = settings
         self.client = client
         self.services = Cache()
         self.incidents = Cache(index=incident_service)
         self.schedules = Cache()
         self.effects = SideEffects(done_callback=wake)
+        self.shards = Shards(settings, client, identity, standalone=standalone, moved=moved, busy=self._busy_shards)
         # Events are for people reading `kubectl describe`; thousands of incidents opened
         # at once (a start after downtime) must not double the API server's load with them.
         self._events = TokenBucket(settings.events_per_second, settings.events_per_second * 10)
         self._events_dropped_logged = 0.0
+
+    # --- which objects this replica acts on (the fence: checked before every write that acts) ---
+    def service_shard(self, key: Key) -> int:
+        return sharding.shard_of(key[0], key[1], self.shards.count)
+
+    def owns_service(self, key: Key) -> bool:
+        return self.shards.holds(self.service_shard(key))
+
+    def owns_incident(self, body: Mapping[str, Any]) -> bool:
+        return self.shards.holds(sharding.incident_shard(body, self.shards.count))
+
+    def owns_schedule(self, key: Key) -> bool:
+        return self.shards.holds(sharding.shard_of(key[0], key[1], self.shards.count))
+
+    def _busy_shards(self) -> frozenset[int]:
+        """Shards with a remediation, page or evidence under way or unrecorded: kept until done."""
+        busy = set()
+        for owner in self.effects.busy_owners():
+            body = self.incidents.get(owner) if isinstance(owner, tuple) else None
+            if body is not None:
+                busy.add(sharding.incident_shard(body, self.shards.count))
+        return frozenset(busy)
 
     async def post_event(self, regarding: dict, reason: str, note: str, type_: str = "Normal") -> None:
         """Kubernetes Events are best effort: a failure is logged, never fatal; over the rate, dropped."""

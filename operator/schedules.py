@@ -36,7 +36,7 @@ class ScheduleReconciler:
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.rt.schedules.get(key)
-        if body is None:
+        if body is None or not self.rt.owns_schedule(key):
             return None
         now = utcnow()
         schedule = Schedule(body)

@@ -42,7 +42,8 @@ class ServiceReconciler:
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.rt.services.get(key)
-        if body is None:
+        if body is None or not self.rt.owns_service(key):
+            # Gone, or another replica's now (its shard moved): probes stop here.
             self.prober.remove(key)
             self._states.pop(key, None)
             try:
@@ -79,6 +80,8 @@ class ServiceReconciler:
             patch["conditions"] = conditions
         if status.get("observedGeneration") != gen:
             patch["observedGeneration"] = gen
+        if status.get("handledBy") != self.rt.shards.identity:
+            patch["handledBy"] = self.rt.shards.identity
         if not status.get("health") and key not in self._states:  # the prober may already know better
             patch["health"] = UNKNOWN
         window = await self._maintenance(body, now)
@@ -86,7 +89,7 @@ class ServiceReconciler:
         window_patch = status_patch.set_keys(status, {"maintenance": window.status()})
         if status_patch.changes(status, window_patch):
             patch.update(window_patch)
-        if patch:
+        if patch and self.rt.owns_service(key):  # the fence: still ours after the reads
             await self.rt.client.patch(kube.MONITORED_SERVICES, name, {"status": patch}, ns, subresource="status")
         waits = [w for w in ((window.next_change - now).total_seconds() + 0.5 if window.next_change else None,
                              30.0 if not found and not paused else None) if w is not None]  # the target may appear
@@ -101,8 +104,8 @@ class ServiceReconciler:
     # --- probes --------------------------------------------------------------------
     async def on_probe_result(self, key: Key, spec: ProbeSpec, result: ProbeResult) -> None:
         body = self.rt.services.get(key)
-        if body is None:
-            return
+        if body is None or not self.rt.owns_service(key):
+            return  # the shard moved during the probe: its new holder probes again
         ns, name = key
         state = self._states.get(key) or ProbeState.from_status(body.get("status"))
         step = advance(state, result, spec, write_phase(f"{ns}/{name}"))
@@ -113,6 +116,8 @@ class ServiceReconciler:
         new = step.state
         if new.outage_held and not state.outage_held:
             log.info("%s/%s is down during its maintenance window (until %s): no incident", ns, name, in_window)
+        if not self.rt.owns_service(key):
+            return
         if step.open_incident:
             new = await self._open_incident(body, new, result, spec)
         if step.recovered and new.open_incident and Service(body).auto_resolve:

@@ -18,6 +18,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from paramedic import kube, metrics
+from paramedic.domain import sharding
 from paramedic.domain.resources import Incident
 from paramedic.domain.vocabulary import SEVERITIES
 from paramedic.settings import Settings
@@ -30,14 +31,18 @@ from .workqueue import WorkQueue
 
 
 class Operator:
-    def __init__(self, settings: Settings, client: kube.AsyncKubeClient) -> None:
+    def __init__(self, settings: Settings, client: kube.AsyncKubeClient, identity: str = "standalone",
+                 standalone: bool = True) -> None:
+        """`identity`: this replica's name in the sharding's Leases and status.handledBy;
+        `standalone`: hold every shard, write no Lease (one replica only)."""
         self.settings = settings
         workers = settings.workers
         # Service reconciles are two small API calls each; after a start thousands wait at once.
         self.service_queue: WorkQueue[Key] = WorkQueue("services", concurrency=max(2, workers // 2))
         self.incident_queue: WorkQueue[Key] = WorkQueue("incidents", concurrency=workers)
         self.schedule_queue: WorkQueue[Key] = WorkQueue("schedules", concurrency=2)
-        self.runtime = rt = Runtime(settings, client, wake=self._effect_done)
+        self.runtime = rt = Runtime(settings, client, wake=self._effect_done, identity=identity,
+                                    standalone=standalone, moved=self._shards_moved)
         self.services = ServiceReconciler(rt, incident_queue=self.incident_queue)
         self.incidents = IncidentReconciler(rt, services=self.services, queue=self.incident_queue)
         self.schedules = ScheduleReconciler(rt)
@@ -48,6 +53,28 @@ class Operator:
         if isinstance(owner, tuple) and owner:
             self.incident_queue.add(owner)
 
+    def _shards_moved(self, gained: frozenset[int], lost: frozenset[int]) -> None:
+        """Objects of the shards gained are taken up, and those of the shards lost let go (their
+        reconciles find them no longer this replica's: probes stop, nothing is written)."""
+        rt = self.runtime
+        moved = gained | lost
+        for key, _ in rt.services.items():
+            if rt.service_shard(key) in moved:
+                self.service_queue.add(key)
+        for key, body in rt.incidents.items():
+            if sharding.incident_shard(body, rt.shards.count) in gained:
+                self.incident_queue.add(key)
+        for key, _ in rt.schedules.items():
+            if sharding.shard_of(key[0], key[1], rt.shards.count) in gained:
+                self.schedule_queue.add(key)
+        self._count_handled()
+
+    def _count_handled(self) -> None:
+        rt = self.runtime
+        who = rt.shards.identity
+        metrics.SERVICES_HANDLED.labels(who).set(sum(1 for key, _ in rt.services.items() if rt.owns_service(key)))
+        metrics.INCIDENTS_HANDLED.labels(who).set(sum(1 for _, body in rt.incidents.items() if rt.owns_incident(body)))
+
     def queues(self) -> tuple[WorkQueue[Key], ...]:
         return self.service_queue, self.incident_queue, self.schedule_queue
 
@@ -57,6 +84,7 @@ class Operator:
         self.incident_queue.start(self.incidents.reconcile)
         self.schedule_queue.start(self.schedules.reconcile)
         self.services.prober.start()
+        self.runtime.shards.start()
         self._tasks.append(asyncio.create_task(self._open_gauge(), name="open-incidents-gauge"))
         self._tasks.append(asyncio.create_task(self.incidents.load_seal_key(), name="seal-key"))
 
@@ -68,23 +96,30 @@ class Operator:
         for q in self.queues():
             await q.stop()
         await self.runtime.effects.stop()
+        await self.runtime.shards.stop()  # once nothing of ours runs: the others take over at once
         await self.incidents.notifier.aclose()
         await self.runtime.client.aclose()
 
     async def _open_gauge(self) -> None:
-        """paramedic_incidents_open from the cache, recomputed every few seconds (cheap, no API calls)."""
+        """paramedic_incidents_open (of this replica's shards) and what it handles, from the cache,
+        recomputed every few seconds (cheap, no API calls)."""
         while True:
-            counts = Counter(inc.severity for inc in map(Incident, self.runtime.incidents.values()) if inc.active)
+            counts = Counter(inc.severity for inc in map(Incident, self.runtime.incidents.values())
+                             if inc.active and self.runtime.owns_incident(inc.body))
             for sev in SEVERITIES:
                 metrics.INCIDENTS_OPEN.labels(sev).set(counts.get(sev, 0))
+            self._count_handled()
             await asyncio.sleep(5)
 
 
 @dataclass
 class Memo:
-    """Kopf's operator-wide memo (each object's memo is a shallow copy: they share `operator`)."""
+    """Kopf's operator-wide memo (each object's memo is a shallow copy: they share `operator`).
+    `identity` and `standalone`: how this replica takes part in the sharding, given by main."""
 
     operator: Operator | None = None
+    identity: str = "standalone"
+    standalone: bool = True
 
     def require(self) -> Operator:
         if self.operator is None:

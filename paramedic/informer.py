@@ -117,6 +117,10 @@ class Cache:
         with self._lock:
             return list(self._items.values())
 
+    def items(self) -> list[tuple[Key, dict[str, Any]]]:
+        with self._lock:
+            return list(self._items.items())
+
     def view(self, build: Callable[[list[dict[str, Any]]], Any]) -> Any:
         """`build(values)`, computed again only after the values changed (an index over them)."""
         with self._lock:

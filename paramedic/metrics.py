@@ -50,6 +50,11 @@ PROBE_SUCCESS = Gauge("paramedic_probe_success", "1 if the last probe succeeded"
 OUTBOUND_REFUSED = Counter("paramedic_outbound_refused_total",
                            "Probe and hook requests refused by the outbound address rules, nothing sent",
                            ["kind", "reason"])
+SHARDS_HELD = Gauge("paramedic_shards_held", "Shards this operator replica holds", ["replica"])
+SERVICES_HANDLED = Gauge("paramedic_services_handled", "MonitoredServices in the shards this replica holds", ["replica"])
+INCIDENTS_HANDLED = Gauge("paramedic_incidents_handled", "Incidents in the shards this replica holds", ["replica"])
+SHARD_MOVES = Counter("paramedic_shard_moves_total", "Shards this replica took or handed over",
+                      ["replica", "move"])
 PROBE_LAG = Histogram("paramedic_probe_schedule_lag_seconds", "How late probes start against their schedule",
                       buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 

@@ -79,9 +79,15 @@ class Settings(BaseSettings):
     events_per_second: float = _setting(10.0, "Most Kubernetes Events the operator posts per second (bursts of 10x); "
                                               "the rest are dropped and counted, the incident timeline keeps everything")
     preflight_interval_seconds: float = _setting(10.0, "At start-up, how often the operator re-checks what it waits for "
-                                                       "(API server, CRDs, RBAC, peering), logging an ERROR each time")
-    peering_required: bool = _setting(False, "Wait (ERROR) for a missing Kopf peering CRD or object instead of "
-                                             "falling back to standalone (WARNING); set it when running 2+ replicas")
+                                                       "(API server, CRDs, RBAC), logging an ERROR each time")
+    # --- Replicas (docs/SCALING.md) ------------------------------------------
+    identity: str = _setting("", "This operator replica's name in its Leases and in status.handledBy "
+                                 "(`--identity`); empty: $POD_NAME (the chart's downward API), else host:pid")
+    shards: int = _setting(32, "Shards the work is divided into (a service and its incidents belong to one); "
+                               "the same on every replica, changed only with every replica stopped")
+    lease_seconds: float = _setting(10.0, "How long a replica's Lease lasts unrenewed: its shards move to the others "
+                                          "this long (plus one renewal) after it dies or is cut off")
+    lease_renew_seconds: float = _setting(2.0, "How often a replica renews its Lease and rebalances the shards")
     # --- Probing --------------------------------------------------------------
     probe_concurrency: int = _setting(256, "Most HTTP probes in flight at once (one shared client)")
     probe_deny_private: bool = _setting(False, "Probes also refuse private addresses (RFC 1918, CGNAT 100.64/10, "
@@ -223,6 +229,11 @@ class Settings(BaseSettings):
             raise SettingsError(f"PARAMEDIC_CONSOLE_SESSION_NAMESPACE must not be Paramedic's own namespace "
                                 f"({self.namespace}): the console may read every Secret of its sessions' "
                                 f"namespace, so they need one that holds nothing else")
+        if self.shards < 1 or self.shards > 1024:
+            raise SettingsError("PARAMEDIC_SHARDS must be between 1 and 1024")
+        if not 0 < self.lease_renew_seconds * 2 <= self.lease_seconds:
+            raise SettingsError("PARAMEDIC_LEASE_RENEW_SECONDS must be more than 0 and at most half of "
+                                "PARAMEDIC_LEASE_SECONDS (a Lease must survive one failed renewal)")
         if self.retention_days < 0:
             raise SettingsError("PARAMEDIC_RETENTION_DAYS must be 0 or more")
         if self.events_per_second <= 0:
