@@ -1,8 +1,8 @@
 """Start-up preflight: before Kopf runs, find out what the operator would wait for, and say so.
 
 Kopf waits silently when what it needs is missing: with no Paramedic CRDs it watches
-nothing, with no peering CRD or object it pauses every watch, and a forbidden list
-retries quietly. So before `kopf.run` the operator checks, through `paramedic.kube`:
+nothing, and a forbidden list retries quietly. So before `kopf.run` the operator checks,
+through `paramedic.kube`:
 
 - the API server answers and accepts the credentials (else: an ERROR per attempt, and
   retries with exponential backoff);
@@ -11,8 +11,10 @@ retries quietly. So before `kopf.run` the operator checks, through `paramedic.ku
   watched namespace or cluster-wide (SelfSubjectAccessReview); when the namespaces to
   watch are listed and the namespaces themselves may not be listed, Kopf's scanning is
   turned off (it would retry for about a minute before watching anything);
-- with peering on: Kopf's peering CRD is served, the peering object exists, and RBAC
-  allows Kopf to use it.
+- unless standalone: the replicas' Leases are usable in Paramedic's own namespace
+  (PARAMEDIC_NAMESPACE): it exists, and RBAC allows every verb the shards use on
+  leases.coordination.k8s.io there. Without them a replica would hold no shard and
+  handle nothing, so they are waited for like a CRD.
 
 Missing CRDs or permissions are logged as an ERROR naming each missing piece and the
 fix, then re-checked every PARAMEDIC_PREFLIGHT_INTERVAL_SECONDS, so applying them later
@@ -20,10 +22,6 @@ lets the operator start without a restart. Meanwhile /healthz answers 200 with
 `{"status": "waiting", "waitingFor": [...]}`: the process is alive and doing the right
 thing, and a restart would not fix a missing CRD (it would only add CrashLoopBackOff's
 delay once it is fixed).
-
-A missing peering falls back to standalone with a WARNING (one replica, the default,
-then works), or, with PARAMEDIC_PEERING_REQUIRED, is waited for like a CRD: two
-replicas that both fell back would both act.
 
 The decisions are the pure functions here (`needs`, `decide`, `connection_problem`,
 `retry_delay`, `Reporter`); `inspect` and `wait_until_ready` are the I/O.
@@ -50,13 +48,16 @@ from paramedic.settings import Settings
 log = logging.getLogger("paramedic.operator.preflight")
 
 PARAMEDIC_RESOURCES = (kube.INCIDENTS, kube.MONITORED_SERVICES, kube.ONCALL_SCHEDULES)
-CLUSTER_PEERINGS = kube.Resource("kopf.dev", "v1", "clusterkopfpeerings", "ClusterKopfPeering", namespaced=False)
-NAMESPACED_PEERINGS = kube.Resource("kopf.dev", "v1", "kopfpeerings", "KopfPeering")
+# Every verb the shards use on their Leases (operator/shards.py), in Paramedic's namespace only
+# (tests/chart/test_rbac_needs.py holds this, the code's calls and the Role equal).
+LEASE_VERBS = ("list", "create", "patch", "delete")
 
 CRDS_FIX = "kubectl apply -f manifests/crds/ (or install the chart charts/paramedic, which carries them)"
-PEERING_CRDS_FIX = "kubectl apply -f manifests/kopf-peering-crds.yaml"
 RBAC_FIX = ("grant them with manifests/rbac.yaml (ClusterRole paramedic-operator) or the chart (rbac.create=true), "
             "which hold every rule the operator needs")
+LEASES_FIX = ("grant them with manifests/rbac.yaml (Role and RoleBinding paramedic-operator-leases in Paramedic's "
+              "namespace) or the chart (rbac.create=true); or run one replica alone with --standalone, which uses "
+              "no Lease")
 BACKOFF_CAP_SECONDS = 30.0
 FULL_REPORT_EVERY_SECONDS = 300.0
 
@@ -68,11 +69,6 @@ def crd_name(res: kube.Resource) -> str:
 def scopes(namespaces: Sequence[str]) -> list[str | None]:
     """Where the operator watches: each namespace, or (None) the whole cluster."""
     return list(namespaces) or [None]
-
-
-def peering_resource(namespaces: Sequence[str]) -> kube.Resource:
-    """Kopf uses the cluster-wide peering when it watches every namespace, else one per namespace."""
-    return NAMESPACED_PEERINGS if namespaces else CLUSTER_PEERINGS
 
 
 @dataclass(frozen=True)
@@ -108,25 +104,24 @@ class Need:
                 "spec": {"resourceAttributes": attrs}}
 
     @property
-    def peering(self) -> bool:
-        return self.resource.group == "kopf.dev"
+    def lease(self) -> bool:
+        return self.resource == kube.LEASES
 
     @property
     def scanning(self) -> bool:
         return self.resource == kube.NAMESPACES
 
 
-def needs(namespaces: Sequence[str], peering: bool) -> list[Need]:
-    """What Kopf's watches and the reconcilers' status writes need, in every watched scope."""
+def needs(namespaces: Sequence[str], leases_namespace: str | None) -> list[Need]:
+    """What Kopf's watches and the reconcilers' status writes need, in every watched scope, and
+    the shards' Leases in `leases_namespace` (None: standalone, no Lease)."""
     out: list[Need] = []
     for ns in scopes(namespaces):
         for res in PARAMEDIC_RESOURCES:
             out += [Need("list", res, namespace=ns), Need("watch", res, namespace=ns),
                     Need("patch", res, "status", namespace=ns)]
-    if peering:
-        res = peering_resource(namespaces)
-        for ns in scopes(namespaces) if res.namespaced else [None]:
-            out += [Need(verb, res, namespace=ns) for verb in ("list", "watch", "patch")]
+    if leases_namespace is not None:
+        out += [Need(verb, kube.LEASES, namespace=leases_namespace) for verb in LEASE_VERBS]
     if namespaces:  # Kopf's namespace scanning; without it the namespaces given are watched as they are
         out += [Need("list", kube.NAMESPACES), Need("watch", kube.NAMESPACES)]
     return out
@@ -137,7 +132,7 @@ class Findings:
     """What `inspect` found on the API server."""
 
     served: set[str] = field(default_factory=set)  # "plural.group" of the resources asked about
-    peering_missing: list[str | None] = field(default_factory=list)  # scopes without the peering object
+    namespace_missing: bool = False  # Paramedic's namespace, where the Leases live, does not exist
     denied: list[Need] = field(default_factory=list)
     rbac_unchecked: str = ""  # why permissions could not be checked, if they could not
     user: str = ""  # who the API server says we are, when it says
@@ -148,7 +143,6 @@ class Verdict:
     problems: list[str] = field(default_factory=list)  # the operator waits until none is left
     warnings: list[str] = field(default_factory=list)
     waiting_for: list[str] = field(default_factory=list)  # short forms, for /healthz and repeated lines
-    standalone: bool = False
     scanning: bool = True  # Kopf's namespace and CRD scanning
 
     @property
@@ -156,10 +150,9 @@ class Verdict:
         return not self.problems
 
 
-def decide(found: Findings, namespaces: Sequence[str], peering_name: str | None,
-           peering_required: bool = False) -> Verdict:
-    """What the findings mean. `peering_name` None: standalone was asked for."""
-    v = Verdict(standalone=peering_name is None)
+def decide(found: Findings, namespaces: Sequence[str], leases_namespace: str | None) -> Verdict:
+    """What the findings mean. `leases_namespace` None: standalone, no Lease is used."""
+    v = Verdict()
     who = found.user or "the operator's identity"
 
     missing = [crd_name(r) for r in PARAMEDIC_RESOURCES if crd_name(r) not in found.served]
@@ -168,12 +161,28 @@ def decide(found: Findings, namespaces: Sequence[str], peering_name: str | None,
                           f"they are. Fix: {CRDS_FIX}.")
         v.waiting_for.append("CRDs " + ", ".join(missing))
 
-    denied = [n for n in found.denied if not n.peering and not n.scanning]
+    denied = [n for n in found.denied if not n.lease and not n.scanning]
     if denied:
         lines = "\n".join(f"  - {n.describe()}" for n in denied)
         v.problems.append(f"RBAC forbids {who} {len(denied)} permission(s) the operator needs:\n{lines}\n"
                           f"Fix: {RBAC_FIX}. Check with: {denied[0].can_i(found.user)}")
         v.waiting_for.append("RBAC: " + "; ".join(n.describe() for n in denied))
+
+    if leases_namespace is not None:
+        if found.namespace_missing:
+            v.problems.append(f"Paramedic's namespace {leases_namespace} (PARAMEDIC_NAMESPACE) does not exist: the "
+                              f"replicas' Leases live there, and without them no shard is held and nothing is "
+                              f"handled. Fix: kubectl create namespace {leases_namespace}, or set "
+                              f"PARAMEDIC_NAMESPACE to the namespace Paramedic is installed in.")
+            v.waiting_for.append(f"namespace {leases_namespace}")
+        refused = [n for n in found.denied if n.lease]
+        if refused:
+            verbs = ", ".join(n.verb for n in refused)
+            v.problems.append(f"RBAC forbids {who} {verbs} on leases.coordination.k8s.io in namespace "
+                              f"{leases_namespace}: the replicas share the work through Leases there, and without "
+                              f"them no shard is held and nothing is handled. Fix: {LEASES_FIX}. Check with: "
+                              f"{refused[0].can_i(found.user)}")
+            v.waiting_for.append(f"Leases in namespace {leases_namespace}: {verbs}")
 
     unscanned = [n for n in found.denied if n.scanning]
     if unscanned:
@@ -186,48 +195,7 @@ def decide(found: Findings, namespaces: Sequence[str], peering_name: str | None,
     if found.rbac_unchecked:
         v.warnings.append(f"could not check the operator's permissions ({found.rbac_unchecked}); going on: "
                           f"a forbidden watch will only show in Kopf's own retries")
-
-    if peering_name is not None:
-        issues = _peering_issues(found, namespaces, peering_name)
-        if issues:
-            what = f"Kopf peering {peering_name!r} is unusable: " + "; ".join(issues) + "."
-            if peering_required:
-                v.problems.append(f"{what} Kopf would pause every watch until it is usable, silently. Waiting for "
-                                  f"it (PARAMEDIC_PEERING_REQUIRED=true; unset it to fall back to standalone).")
-                v.waiting_for.append(f"peering {peering_name}")
-            else:
-                v.warnings.append(f"{what} FALLING BACK TO STANDALONE: this replica acts without coordinating with "
-                                  f"any other, so run only one. Fix the peering and restart to use it, or set "
-                                  f"PARAMEDIC_PEERING_REQUIRED=true to wait for it instead.")
-                v.standalone = True
     return v
-
-
-def _peering_issues(found: Findings, namespaces: Sequence[str], name: str) -> list[str]:
-    res = peering_resource(namespaces)
-    issues: list[str] = []
-    if crd_name(res) not in found.served:
-        issues.append(f"its CRD {crd_name(res)} is not installed (fix: {PEERING_CRDS_FIX}, then create the "
-                      f"{res.kind} {name!r}: {_peering_fix(res, name, scopes(namespaces))})")
-    elif found.peering_missing:
-        where = ("cluster-wide" if found.peering_missing == [None]
-                 else "in namespace " + ", ".join(ns or "" for ns in found.peering_missing))
-        issues.append(f"the {res.kind} {name!r} does not exist {where} "
-                      f"(fix: {_peering_fix(res, name, found.peering_missing)})")
-    denied = [n for n in found.denied if n.peering]
-    if denied:
-        issues.append("RBAC forbids " + ", ".join(n.describe() for n in denied) + f" ({RBAC_FIX})")
-    return issues
-
-
-def _peering_fix(res: kube.Resource, name: str, where: Sequence[str | None]) -> str:
-    if not res.namespaced and name == "paramedic":
-        return "kubectl apply -f manifests/kopf-peering.yaml"
-    obj = json.dumps({"apiVersion": res.api_version, "kind": res.kind, "metadata": {"name": name}},
-                     separators=(",", ":"))
-    if not res.namespaced:
-        return f"echo '{obj}' | kubectl create -f -"
-    return "; ".join(f"echo '{obj}' | kubectl -n {w} create -f -" for w in where if w)
 
 
 # --- connecting ------------------------------------------------------------------
@@ -279,24 +247,21 @@ class Reporter:
 
 # --- I/O ---------------------------------------------------------------------------
 
-def inspect(client: kube.KubeClient, namespaces: Sequence[str], peering_name: str | None,
+def inspect(client: kube.KubeClient, namespaces: Sequence[str], leases_namespace: str | None,
             workers: int = 8) -> Findings:
     """Ask the API server. Raises kube.Unavailable / kube.ApiError when it cannot be asked at all."""
     found = Findings()
     found.served |= {f"{p}.{kube.GROUP}" for p in client.served(kube.GROUP, kube.VERSION) or ()}
-    if peering_name is not None:
-        found.served |= {f"{p}.kopf.dev" for p in client.served("kopf.dev", "v1") or ()}
-        res = peering_resource(namespaces)
-        if crd_name(res) in found.served:
-            for ns in scopes(namespaces) if res.namespaced else [None]:
-                try:
-                    if client.get_or_none(res, peering_name, ns) is None:
-                        found.peering_missing.append(ns)
-                except kube.ApiError as exc:
-                    if exc.status != 403:  # forbidden shows in the access reviews
-                        raise
+    if leases_namespace is not None:
+        # An access review allows verbs in a namespace that does not exist; a Lease cannot be made there.
+        try:
+            found.namespace_missing = client.get_or_none(kube.NAMESPACES, leases_namespace) is None
+        except kube.ApiError as exc:
+            if exc.status != 403:
+                raise
+            # May not read namespaces: then a missing one shows only in the shards' own errors.
     found.user = whoami(client)
-    wanted = needs(namespaces, peering_name is not None)
+    wanted = needs(namespaces, leases_namespace)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         answers = list(pool.map(lambda n: _allowed(client, n), wanted))
     for need, answer in zip(wanted, answers, strict=True):
@@ -379,10 +344,11 @@ class ConfigurationError(Exception):
     """Nothing to retry: the credentials cannot even be loaded."""
 
 
-def wait_until_ready(settings: Settings, namespaces: Sequence[str], peering_name: str | None,
+def wait_until_ready(settings: Settings, namespaces: Sequence[str], leases: bool,
                      sleep: Callable[[float], None] = time.sleep,
                      clock: Callable[[], float] = time.monotonic) -> Verdict:
-    """Block until the operator has what it needs; the verdict says whether to run standalone."""
+    """Block until the operator has what it needs (with `leases`, the shards' Leases in
+    Paramedic's namespace too); the verdict says whether Kopf may scan namespaces."""
     source = credentials_source(settings.kubeconfig)
     try:
         conn = kube.Connection.load(settings.kubeconfig)
@@ -393,8 +359,9 @@ def wait_until_ready(settings: Settings, namespaces: Sequence[str], peering_name
     health = WaitingHealth(settings.health_port)
     reporter = Reporter(settings.preflight_interval_seconds)
     where = ", ".join(f"namespace {n}" for n in namespaces) or "all namespaces"
+    leases_namespace = settings.namespace if leases else None
     log.info("preflight: checking the API server at %s (credentials from %s), Paramedic's CRDs, RBAC for %s%s",
-             conn.host, source, where, f" and Kopf peering {peering_name!r}" if peering_name else "")
+             conn.host, source, where, f" and the Leases in namespace {leases_namespace}" if leases else "")
 
     def unreachable(state: RetryCallState) -> None:
         problem = connection_problem(state.outcome.exception() if state.outcome else None, conn.host, source)
@@ -408,16 +375,17 @@ def wait_until_ready(settings: Settings, namespaces: Sequence[str], peering_name
                         before_sleep=unreachable, reraise=True)
     try:
         while True:
-            found = retrying(inspect, client, namespaces, peering_name)
+            found = retrying(inspect, client, namespaces, leases_namespace)
             failures = int(retrying.statistics.get("attempt_number", 1)) - 1
             if failures:
                 log.info("preflight: the API server at %s answered after %d failed attempt(s)", conn.host, failures)
-            verdict = decide(found, namespaces, peering_name, settings.peering_required)
+            verdict = decide(found, namespaces, leases_namespace)
             if verdict.ready:
                 for w in verdict.warnings:
                     log.warning(w)
                 log.info("preflight passed: CRDs served, permissions granted%s; starting Kopf",
-                         " (standalone)" if verdict.standalone else f", peering {peering_name!r} ready")
+                         f", Leases usable in namespace {leases_namespace}" if leases
+                         else " (standalone: no Leases, every shard is this replica's)")
                 return verdict
             for level, line in reporter.lines(verdict, clock()):
                 log.log(level, line)

@@ -1,10 +1,9 @@
-"""The real `paramedic-operator` never waits silently: missing permissions, a missing Kopf
-peering, an unreachable API server and bad credentials are each named in its log, and
-fixing them lets it start without a restart."""
+"""The real `paramedic-operator` never waits silently: missing permissions (its Leases' too),
+missing CRDs or namespace, an unreachable API server and bad credentials are each named in
+its log, and fixing them lets it start without a restart."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import httpx
@@ -13,12 +12,14 @@ import yaml
 
 from devtools.cluster import REPO, DevCluster, apply_crds, free_port, kubeconfig_yaml
 from paramedic import kube
+from paramedic.domain import sharding
 from tests.helpers import wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
-PEERINGS = kube.Resource("kopf.dev", "v1", "kopfpeerings", "KopfPeering")
-PEERING_CRDS = REPO / "manifests" / "kopf-peering-crds.yaml"
+ROLES = kube.Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
+ROLE_BINDINGS = kube.Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
+SERVICE_ACCOUNTS = kube.Resource("", "v1", "serviceaccounts", "ServiceAccount")
 FAST = {"PARAMEDIC_PREFLIGHT_INTERVAL_SECONDS": "1"}
 
 
@@ -44,10 +45,31 @@ def cluster_of(kubeconfig: Path) -> tuple[str, Path]:
     return cluster["server"], Path(cluster["certificate-authority"])
 
 
-def operator_rules() -> list[dict]:
+def operator_rules(kind: str = "ClusterRole", name: str = "paramedic-operator") -> list[dict]:
     docs = yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text())
-    role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "paramedic-operator")
+    role = next(d for d in docs if d and d["kind"] == kind and d["metadata"]["name"] == name)
     return role["rules"]
+
+
+def lease_rules() -> list[dict]:
+    """The manifests' Role for the shards' Leases (in Paramedic's namespace)."""
+    return operator_rules("Role", "paramedic-operator-leases")
+
+
+def service_account_kubeconfig(client: kube.KubeClient, run_kubectl, kubeconfig: Path, ns: str, tmp_path: Path,
+                               roles: dict[str, list[dict]]) -> Path:
+    """A kubeconfig of ServiceAccount `op` in `ns`, bound there to a Role of each of `roles`' rules."""
+    client.create(SERVICE_ACCOUNTS, {"metadata": {"name": "op"}}, ns)
+    for name, rules in roles.items():
+        client.create(ROLES, {"metadata": {"name": name}, "rules": rules}, ns)
+        client.create(ROLE_BINDINGS, {"metadata": {"name": name},
+                                      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                                      "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": ns}]}, ns)
+    token = run_kubectl("create", "token", "op", "-n", ns, "--duration=1h").stdout.strip()
+    server, ca = cluster_of(kubeconfig)
+    path = tmp_path / "op-kubeconfig"
+    path.write_text(kubeconfig_yaml(server, ca, token, user="op"))
+    return path
 
 
 def without(rules: list[dict], resource: str, verb: str) -> list[dict]:
@@ -68,19 +90,9 @@ def log_line(proc, *parts: str) -> str | None:
 def test_missing_rbac_is_named_and_granting_it_starts_the_operator(kube_client, namespace, run_kubectl, kubeconfig,
                                                                    operators, tmp_path):
     ns = namespace
-    rbac = kube.Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
-    bindings = kube.Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
-    sas = kube.Resource("", "v1", "serviceaccounts", "ServiceAccount")
-    kube_client.create(sas, {"metadata": {"name": "op"}}, ns)
     # Everything the operator's ClusterRole grants, in this namespace, except list on incidents.
-    kube_client.create(rbac, {"metadata": {"name": "op"}, "rules": without(operator_rules(), "incidents", "list")}, ns)
-    kube_client.create(bindings, {"metadata": {"name": "op"},
-                                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "op"},
-                                  "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": ns}]}, ns)
-    token = run_kubectl("create", "token", "op", "-n", ns, "--duration=1h").stdout.strip()
-    server, ca = cluster_of(kubeconfig)
-    sa_config = tmp_path / "op-kubeconfig"
-    sa_config.write_text(kubeconfig_yaml(server, ca, token, user="op"))
+    sa_config = service_account_kubeconfig(kube_client, run_kubectl, kubeconfig, ns, tmp_path,
+                                           {"op": without(operator_rules(), "incidents", "list")})
     kube_client.create(kube.MONITORED_SERVICES, service(), ns)
     port = free_port()
 
@@ -99,7 +111,7 @@ def test_missing_rbac_is_named_and_granting_it_starts_the_operator(kube_client, 
     assert not reconciled(kube_client, ns), "the operator must wait, not half-run"
     assert proc.proc.poll() is None
 
-    kube_client.replace(rbac, "op", {"metadata": {"name": "op"}, "rules": operator_rules()}, ns)
+    kube_client.replace(ROLES, "op", {"metadata": {"name": "op"}, "rules": operator_rules()}, ns)
     wait_for(lambda: log_line(proc, "preflight passed"), 30, "the preflight to pass once granted")
     # A Role cannot let it list namespaces: Kopf's scanning is off, or Kopf would retry that for a minute first.
     assert log_line(proc, "WARNING", "may not list namespaces cluster-wide", "Kopf's scanning is off")
@@ -107,36 +119,46 @@ def test_missing_rbac_is_named_and_granting_it_starts_the_operator(kube_client, 
     assert proc.proc.poll() is None
 
 
-def test_missing_peering_falls_back_to_standalone_loudly(kube_client, namespace, kubeconfig, operators):
-    # No KopfPeering of this name exists, whether or not the session installed Kopf's CRDs:
-    # Kopf alone would pause every watch for it, forever and silently.
-    name = f"absent-{uuid.uuid4().hex[:6]}"
-    kube_client.create(kube.MONITORED_SERVICES, service(), namespace)
-    proc = operators(kubeconfig, namespace, standalone=False, extra_args=["--peering", name], env=FAST)
-    line = wait_for(lambda: log_line(proc, "WARNING", f"Kopf peering '{name}' is unusable"), 60, "the fall-back line")
-    assert "FALLING BACK TO STANDALONE" in line and "run only one" in line and "PARAMEDIC_PEERING_REQUIRED" in line
-    assert "manifests/kopf-peering-crds.yaml" in line or f"kubectl -n {namespace} create -f -" in line
-    wait_reconciled(kube_client, namespace, 60, "the MonitoredService reconciled, standalone")
+def test_a_missing_lease_right_is_named_and_waited_for_then_granting_it_starts_the_operator(
+        kube_client, namespace, run_kubectl, kubeconfig, operators, tmp_path):
+    ns = namespace  # also Paramedic's own namespace here (PARAMEDIC_NAMESPACE): where the Leases go
+    # Everything the operator needs, but patch on its Leases (the renewals and hand-overs).
+    without_patch = [{**r, "verbs": [v for v in r["verbs"] if v != "patch"]} for r in lease_rules()]
+    sa_config = service_account_kubeconfig(kube_client, run_kubectl, kubeconfig, ns, tmp_path,
+                                           {"op": operator_rules(), "op-leases": without_patch})
+    kube_client.create(kube.MONITORED_SERVICES, service(), ns)
+    port = free_port()
+    identity = f"op-{ns}"
+    proc = operators(sa_config, ns, standalone=False,
+                     env={**FAST, "PARAMEDIC_HEALTH_PORT": str(port), "PARAMEDIC_IDENTITY": identity})
+    user = f"system:serviceaccount:{ns}:op"
+    line = wait_for(lambda: log_line(proc, "ERROR", "on leases.coordination.k8s.io"), 60, "the Lease error")
+    assert f"RBAC forbids {user} patch on leases.coordination.k8s.io in namespace {ns}" in line
+    assert "paramedic-operator-leases" in line and "--standalone" in line  # the fix, and the way round it
+    assert f"kubectl auth can-i patch leases.coordination.k8s.io -n {ns} --as={user}" in line
+    # Only the missing right: the ones the Roles grant are not reported.
+    assert "permission(s) the operator needs" not in proc.logs()
+    wait_for(lambda: log_line(proc, "ERROR", f"still waiting for Leases in namespace {ns}: patch"), 20,
+             "the error repeated on re-checks")
+    health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    assert health.status_code == 200 and health.json() == {"status": "waiting",
+                                                           "waitingFor": [f"Leases in namespace {ns}: patch"]}
+    assert not reconciled(kube_client, ns), "the operator must wait, not half-run"
+    assert not kube_client.list(kube.LEASES, ns), "no Lease written while waiting"
+    assert proc.proc.poll() is None
 
-
-def test_required_peering_is_waited_for_until_it_exists(kube_client, namespace, kubeconfig, run_kubectl, operators):
-    run_kubectl("apply", "--server-side", "--force-conflicts", "-f", str(PEERING_CRDS))
-    run_kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(PEERING_CRDS))
-    kube_client.create(kube.MONITORED_SERVICES, service(), namespace)
-    proc = operators(kubeconfig, namespace, standalone=False, extra_args=["--peering", "paramedic"],
-                     env={**FAST, "PARAMEDIC_PEERING_REQUIRED": "true"})
-    line = wait_for(lambda: log_line(proc, "ERROR", "Kopf peering 'paramedic' is unusable"), 60, "the peering error")
-    assert f"the KopfPeering 'paramedic' does not exist in namespace {namespace}" in line
-    assert f"kubectl -n {namespace} create -f -" in line and "FALLING BACK" not in proc.logs()
-    wait_for(lambda: log_line(proc, "ERROR", "still waiting for peering paramedic"), 20, "re-checks")
-    assert not reconciled(kube_client, namespace)
-
-    wait_for(lambda: kube_client.create(PEERINGS, {"metadata": {"name": "paramedic"}}, namespace), 30,
-             "the KopfPeering created (its CRD servable)")
-    wait_for(lambda: log_line(proc, "preflight passed", "peering 'paramedic' ready"), 30, "the preflight to pass")
-    wait_reconciled(kube_client, namespace, 60, "the MonitoredService reconciled, with peering")
-    status = kube_client.get(PEERINGS, "paramedic", namespace).get("status") or {}
-    assert len(status) == 1, "the operator joined the peering"
+    kube_client.replace(ROLES, "op-leases", {"metadata": {"name": "op-leases"}, "rules": lease_rules()}, ns)
+    wait_for(lambda: log_line(proc, "preflight passed", f"Leases usable in namespace {ns}"), 30,
+             "the preflight to pass once granted")
+    wait_reconciled(kube_client, ns, 60, "the MonitoredService reconciled, same process")
+    # It works through its Leases: its member Lease and the shards, all held by it (alone).
+    leases = wait_for(lambda: (lambda ls: ls if ls and all(lease["spec"].get("holderIdentity") == identity
+                                                            for lease in ls) else None)(
+        [lease for lease in kube_client.list(kube.LEASES, ns)
+         if lease["metadata"].get("labels", {}).get(sharding.LABEL) == sharding.SHARD]), 30,
+        "every shard's Lease held by the one replica")
+    assert {lease["metadata"]["name"] for lease in leases} == {sharding.shard_lease(i) for i in range(32)}
+    assert proc.proc.poll() is None
 
 
 def test_unreachable_api_server_is_retried_loudly_with_backoff(kubeconfig, operators, tmp_path):
@@ -180,24 +202,29 @@ def fresh_cluster(tmp_path):
         cluster.down(quiet=True)
 
 
-def test_a_fresh_cluster_names_the_missing_crds_and_starts_once_they_are_applied(fresh_cluster, operators):
-    # `paramedic-operator -A` as a newcomer runs it: no Paramedic CRDs, no Kopf peering CRD.
+def test_a_fresh_cluster_names_the_missing_crds_and_namespace_and_starts_once_they_are_made(fresh_cluster, operators):
+    # `paramedic-operator -A` as a newcomer runs it: no Paramedic CRDs, and no namespace
+    # `paramedic` (PARAMEDIC_NAMESPACE's default) for the Leases.
     proc = operators(fresh_cluster, standalone=False, extra_args=["--all-namespaces"], env=FAST, tag="fresh")
     line = wait_for(lambda: log_line(proc, "ERROR", "Paramedic's CRDs are not installed"), 60, "the CRD error")
     for crd in ("incidents.paramedic.dev", "monitoredservices.paramedic.dev", "oncallschedules.paramedic.dev"):
         assert crd in line
     assert "kubectl apply -f manifests/crds/" in line
-    wait_for(lambda: log_line(proc, "ERROR", "still waiting for CRDs"), 20, "re-checks")
+    line = wait_for(lambda: log_line(proc, "ERROR", "Paramedic's namespace paramedic (PARAMEDIC_NAMESPACE) does not "
+                                                    "exist"), 20, "the namespace error")
+    assert "kubectl create namespace paramedic" in line
+    wait_for(lambda: log_line(proc, "ERROR", "still waiting for CRDs", "; namespace paramedic"), 20, "re-checks")
     assert proc.proc.poll() is None
 
     apply_crds(fresh_cluster)
     client = kube.KubeClient(kube.Connection.load(str(fresh_cluster)))
     try:
         client.create(kube.MONITORED_SERVICES, service(), "default")
-        wait_for(lambda: log_line(proc, "preflight passed"), 30, "the preflight to pass once the CRDs are applied")
-        line = log_line(proc, "WARNING", "FALLING BACK TO STANDALONE")
-        assert line and "clusterkopfpeerings.kopf.dev is not installed" in line
-        assert "manifests/kopf-peering-crds.yaml" in line and "manifests/kopf-peering.yaml" in line
+        line = wait_for(lambda: log_line(proc, "ERROR", "still waiting for namespace paramedic ("), 30,
+                        "the CRDs no longer waited for, the namespace still")
+        client.create(kube.NAMESPACES, {"metadata": {"name": "paramedic"}})
+        wait_for(lambda: log_line(proc, "preflight passed", "Leases usable in namespace paramedic"), 30,
+                 "the preflight to pass once the CRDs are applied and the namespace made")
         wait_reconciled(client, "default", 30, "the MonitoredService reconciled")
     finally:
         client.close()

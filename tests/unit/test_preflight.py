@@ -14,11 +14,10 @@ from paramedic.operator.preflight import Findings, Need, Reporter, decide, needs
 from paramedic.settings import Settings
 
 ALL_CRDS = {"incidents.paramedic.dev", "monitoredservices.paramedic.dev", "oncallschedules.paramedic.dev"}
-PEERING_CRDS = {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
 
 
 def test_needs_list_watch_and_status_patch_in_every_watched_namespace():
-    got = {n.describe() for n in needs(["shop", "pay"], peering=False)}
+    got = {n.describe() for n in needs(["shop", "pay"], None)}
     for ns in ("shop", "pay"):
         for plural in ("incidents", "monitoredservices", "oncallschedules"):
             assert f"list {plural}.paramedic.dev in namespace {ns}" in got
@@ -26,17 +25,18 @@ def test_needs_list_watch_and_status_patch_in_every_watched_namespace():
             assert f"patch {plural}/status.paramedic.dev in namespace {ns}" in got
     assert got - {"list namespaces cluster-wide", "watch namespaces cluster-wide"} == \
         {d for d in got if "paramedic.dev" in d} and len(got) == 2 * 3 * 3 + 2
-    assert not any("kopf" in d for d in got)
+    assert not any("leases" in d for d in got)  # standalone: no Lease
 
 
-def test_needs_cluster_wide_and_the_peering_kopf_uses():
-    got = {n.describe() for n in needs([], peering=True)}
+def test_needs_the_leases_in_paramedics_namespace_only():
+    got = {n.describe() for n in needs([], "paramedic")}
     assert "list incidents.paramedic.dev cluster-wide" in got
-    assert {"list clusterkopfpeerings.kopf.dev cluster-wide", "watch clusterkopfpeerings.kopf.dev cluster-wide",
-            "patch clusterkopfpeerings.kopf.dev cluster-wide"} <= got
-    namespaced = {n.describe() for n in needs(["shop"], peering=True)}
-    assert "patch kopfpeerings.kopf.dev in namespace shop" in namespaced
-    assert not any("clusterkopfpeerings" in d for d in namespaced)
+    leases = {d for d in got if "leases" in d}
+    # Every verb the shards use (tests/chart/test_rbac_needs.py holds LEASE_VERBS to the code's calls).
+    assert leases == {f"{verb} leases.coordination.k8s.io in namespace paramedic" for verb in preflight.LEASE_VERBS}
+    assert {"create", "patch"} <= set(preflight.LEASE_VERBS)
+    namespaced = {n.describe() for n in needs(["shop"], "ops")}
+    assert {d for d in namespaced if "leases" in d} == {d.replace("paramedic", "ops") for d in leases}
 
 
 def test_a_need_is_a_self_subject_access_review():
@@ -50,9 +50,9 @@ def test_a_need_is_a_self_subject_access_review():
         "kubectl auth can-i patch incidents/status.paramedic.dev -n shop --as=system:serviceaccount:x:y"
 
 
-def test_all_present_is_ready_with_peering():
-    v = decide(Findings(served=ALL_CRDS | PEERING_CRDS), [], "paramedic")
-    assert v.ready and not v.standalone and not v.warnings
+def test_all_present_is_ready_with_leases():
+    v = decide(Findings(served=ALL_CRDS), [], "paramedic")
+    assert v.ready and v.scanning and not v.warnings
 
 
 def test_missing_crds_are_named_with_the_manifests_to_apply():
@@ -81,40 +81,43 @@ def test_crds_and_rbac_both_missing_are_both_reported():
     assert len(v.problems) == 2
 
 
-def test_missing_peering_crd_falls_back_to_standalone_loudly():
-    v = decide(Findings(served=ALL_CRDS), [], "paramedic")
-    assert v.ready and v.standalone
-    [warning] = v.warnings
-    assert "FALLING BACK TO STANDALONE" in warning and "run only one" in warning
-    assert "clusterkopfpeerings.kopf.dev" in warning
-    assert "manifests/kopf-peering-crds.yaml" in warning and "manifests/kopf-peering.yaml" in warning
-    assert "PARAMEDIC_PEERING_REQUIRED" in warning
+def lease_need(verb: str, ns: str = "paramedic") -> Need:
+    return Need(verb, kube.LEASES, namespace=ns)
 
 
-def test_missing_peering_is_an_error_when_required():
-    v = decide(Findings(served=ALL_CRDS), [], "paramedic", peering_required=True)
-    assert not v.ready and not v.standalone
-    assert "manifests/kopf-peering-crds.yaml" in v.problems[0] and not v.warnings
-
-
-def test_missing_peering_object_names_where_and_how_to_create_it():
-    v = decide(Findings(served=ALL_CRDS | PEERING_CRDS, peering_missing=[None]), [], "paramedic")
-    assert v.standalone and "ClusterKopfPeering 'paramedic' does not exist cluster-wide" in v.warnings[0]
-    assert "kubectl apply -f manifests/kopf-peering.yaml" in v.warnings[0]
-    v = decide(Findings(served=ALL_CRDS | PEERING_CRDS, peering_missing=["b"]), ["a", "b"], "mine")
-    assert v.standalone and "KopfPeering 'mine' does not exist in namespace b" in v.warnings[0]
-    assert "kubectl -n b create -f -" in v.warnings[0] and "kubectl -n a" not in v.warnings[0]
-
-
-def test_forbidden_peering_is_a_peering_problem_not_a_wait():
-    v = decide(Findings(served=ALL_CRDS | PEERING_CRDS, denied=[Need("patch", preflight.CLUSTER_PEERINGS)]),
+def test_a_missing_lease_right_is_waited_for_naming_it_and_the_role_to_grant():
+    user = "system:serviceaccount:paramedic:paramedic-operator"
+    v = decide(Findings(served=ALL_CRDS, denied=[lease_need("create"), lease_need("update")], user=user),
                [], "paramedic")
-    assert v.ready and v.standalone and "patch clusterkopfpeerings.kopf.dev cluster-wide" in v.warnings[0]
+    assert not v.ready
+    [problem] = v.problems
+    assert f"RBAC forbids {user} create, update on leases.coordination.k8s.io in namespace paramedic" in problem
+    assert "paramedic-operator-leases" in problem and "manifests/rbac.yaml" in problem and "--standalone" in problem
+    assert f"kubectl auth can-i create leases.coordination.k8s.io -n paramedic --as={user}" in problem
+    assert v.waiting_for == ["Leases in namespace paramedic: create, update"]
 
 
-def test_standalone_asked_for_checks_no_peering():
-    v = decide(Findings(served=ALL_CRDS), [], None, peering_required=True)
-    assert v.ready and v.standalone and not v.warnings
+def test_lease_rights_and_other_rights_are_reported_apart():
+    denied = [lease_need("watch"), Need("list", kube.INCIDENTS)]
+    v = decide(Findings(served=ALL_CRDS, denied=denied), [], "paramedic")
+    assert len(v.problems) == 2
+    assert "list incidents.paramedic.dev cluster-wide" in v.problems[0] and "leases" not in v.problems[0]
+    assert "watch on leases.coordination.k8s.io" in v.problems[1]
+
+
+def test_a_missing_namespace_for_the_leases_is_waited_for():
+    v = decide(Findings(served=ALL_CRDS, namespace_missing=True), [], "paramedic")
+    assert not v.ready
+    [problem] = v.problems
+    assert "Paramedic's namespace paramedic (PARAMEDIC_NAMESPACE) does not exist" in problem
+    assert "kubectl create namespace paramedic" in problem
+    assert v.waiting_for == ["namespace paramedic"]
+
+
+def test_standalone_checks_no_lease():
+    v = decide(Findings(served=ALL_CRDS, namespace_missing=True), [], None)
+    assert v.ready and not v.warnings
+    assert not any(n.lease for n in needs(["shop"], None))
 
 
 def test_namespaces_that_may_not_be_listed_turn_kopfs_scanning_off():
@@ -123,7 +126,7 @@ def test_namespaces_that_may_not_be_listed_turn_kopfs_scanning_off():
     assert v.ready and not v.scanning
     assert "may not list namespaces cluster-wide: Kopf's scanning is off, so shop are watched as given" in v.warnings[0]
     assert decide(Findings(served=ALL_CRDS), ["shop"], None).scanning
-    assert not any(n.resource == kube.NAMESPACES for n in needs([], peering=False))  # cluster-wide: no scan needed
+    assert not any(n.resource == kube.NAMESPACES for n in needs([], None))  # cluster-wide: no scan needed
 
 
 def test_unchecked_permissions_warn_but_do_not_block():
@@ -185,7 +188,10 @@ def test_waits_retrying_then_re_checking_until_ready(kubeconfig, monkeypatch, ca
                Findings(served={"incidents.paramedic.dev"}),
                Findings(served=ALL_CRDS)]
 
-    def fake_inspect(client, namespaces, peering_name):
+    asked: list[str | None] = []
+
+    def fake_inspect(client, namespaces, leases_namespace):
+        asked.append(leases_namespace)
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -200,17 +206,18 @@ def test_waits_retrying_then_re_checking_until_ready(kubeconfig, monkeypatch, ca
         slept.append(seconds)
         health.append(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json())
 
-    settings = Settings(kubeconfig=str(kubeconfig), health_port=port, preflight_interval_seconds=7)
+    settings = Settings(kubeconfig=str(kubeconfig), health_port=port, preflight_interval_seconds=7, namespace="ops")
     with caplog.at_level(logging.INFO, logger="paramedic.operator.preflight"):
-        verdict = preflight.wait_until_ready(settings, ["shop"], "paramedic", sleep=sleep)
-    assert verdict.ready and verdict.standalone  # no peering CRD: fell back
+        verdict = preflight.wait_until_ready(settings, ["shop"], True, sleep=sleep)
+    assert verdict.ready and verdict.scanning
+    assert asked == ["ops"] * 4  # the Leases, in Paramedic's namespace
     assert slept == [1, 2, 7]
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors[0].startswith("preflight attempt 1: cannot reach the API server at https://127.0.0.1:1")
     assert errors[1].startswith("preflight attempt 2: the API server at https://127.0.0.1:1 refused the credentials")
     assert "monitoredservices.paramedic.dev" in errors[2] and "manifests/crds/" in errors[2]
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("FALLING BACK TO STANDALONE" in w for w in warnings)
+    assert any(r.getMessage().startswith("preflight passed") and "Leases usable in namespace ops" in r.getMessage()
+               for r in caplog.records)
     assert [h["status"] for h in health] == ["waiting"] * 3
     assert "cannot reach" in health[0]["waitingFor"][0] and "CRDs" in health[2]["waitingFor"][0]
     with pytest.raises(httpx.ConnectError):  # the waiting /healthz is gone: Kopf's takes the port
@@ -220,7 +227,7 @@ def test_waits_retrying_then_re_checking_until_ready(kubeconfig, monkeypatch, ca
 def test_credentials_that_cannot_load_are_a_configuration_error(tmp_path):
     settings = Settings(kubeconfig=str(tmp_path / "no-such-kubeconfig"))
     with pytest.raises(preflight.ConfigurationError, match="cannot load Kubernetes credentials from kubeconfig"):
-        preflight.wait_until_ready(settings, [], None, sleep=lambda s: None)
+        preflight.wait_until_ready(settings, [], False, sleep=lambda s: None)
 
 
 def test_the_operator_exits_2_when_credentials_cannot_load(tmp_path, monkeypatch):
@@ -231,22 +238,25 @@ def test_the_operator_exits_2_when_credentials_cannot_load(tmp_path, monkeypatch
     assert main_mod.main(["--standalone"]) == 2
 
 
-def test_the_operator_runs_kopf_standalone_after_a_fallback(monkeypatch):
+def test_the_operator_checks_the_leases_unless_standalone(monkeypatch):
     from paramedic.operator import main as main_mod
 
+    asked: list[bool] = []
     monkeypatch.setattr(preflight, "wait_until_ready",
-                        lambda settings, ns, peering: preflight.Verdict(standalone=peering is not None))
+                        lambda settings, ns, leases: asked.append(leases) or preflight.Verdict())
     runs: list[dict] = []
     monkeypatch.setattr(main_mod.kopf, "run", lambda **kw: runs.append(kw))
-    assert main_mod.main(["-A"]) == 0
-    assert runs[0]["standalone"] is True and runs[0]["peering_name"] is None
+    assert main_mod.main(["--standalone", "-A"]) == 0
+    assert asked == [False]
+    # Kopf itself always runs without peering: every replica sees every event, the Leases share the work.
+    assert runs[0]["standalone"] is True and runs[0].get("peering_name") is None
     assert runs[0]["settings"].scanning.disabled is False
 
 
 def test_the_operator_runs_kopf_without_scanning_when_namespaces_may_not_be_listed(monkeypatch):
     from paramedic.operator import main as main_mod
 
-    monkeypatch.setattr(preflight, "wait_until_ready", lambda settings, ns, peering: preflight.Verdict(scanning=False))
+    monkeypatch.setattr(preflight, "wait_until_ready", lambda settings, ns, leases: preflight.Verdict(scanning=False))
     runs: list[dict] = []
     monkeypatch.setattr(main_mod.kopf, "run", lambda **kw: runs.append(kw))
     assert main_mod.main(["--standalone", "-n", "shop"]) == 0

@@ -82,12 +82,12 @@ def test_notifier_reads_hook_urls_from_rotating_files(tmp_path):
     assert isinstance(err, SettingsError) and "PARAMEDIC_SLACK_WEBHOOK_URL_FILE" in str(err)
     assert broken.configured() == {"slack"}  # unreadable: tried, so the delivery records why it failed
 def test_booleans_and_lists_from_text():
-    s = Settings.from_env({"PARAMEDIC_PEERING_REQUIRED": "yes", "PARAMEDIC_REMEDIATION_ENABLED": "",
+    s = Settings.from_env({"PARAMEDIC_PROBE_DENY_PRIVATE": "yes", "PARAMEDIC_REMEDIATION_ENABLED": "",
                            "PARAMEDIC_WATCH_NAMESPACES": " a,, b ,", "PARAMEDIC_ADMIN_EMAILS": ""})
-    assert s.peering_required is True and s.remediation_enabled is False
+    assert s.probe_deny_private is True and s.remediation_enabled is False
     assert s.watch_namespaces == ["a", "b"] and s.admin_emails == []
-    with pytest.raises(SettingsError, match="PARAMEDIC_PEERING_REQUIRED='maybe' is not a valid bool"):
-        Settings.from_env({"PARAMEDIC_PEERING_REQUIRED": "maybe"})
+    with pytest.raises(SettingsError, match="PARAMEDIC_PROBE_DENY_PRIVATE='maybe' is not a valid bool"):
+        Settings.from_env({"PARAMEDIC_PROBE_DENY_PRIVATE": "maybe"})
     with pytest.raises(SettingsError, match="PARAMEDIC_EVENTS_PER_SECOND='fast' is not a valid float"):
         Settings.from_env({"PARAMEDIC_EVENTS_PER_SECOND": "fast"})
     with pytest.raises(SettingsError, match="PARAMEDIC_WORKERS must be at least 1"):
