@@ -12,7 +12,6 @@ or skipping them.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -78,7 +77,8 @@ class IncidentReconciler:
             dashboard_url=s.dashboard_url, console_url=s.console_url,
             evidence_enabled=s.evidence_enabled, evidence_refresh_seconds=s.evidence_refresh_seconds,
             evidence_wait_seconds=s.notify_evidence_wait_seconds)
-        self.evidence_slots = asyncio.Semaphore(max(1, s.evidence_concurrency))
+        # Shared by the incidents of one target that ask within a quarter of a refresh period.
+        self.evidence = evidence_io.Gatherer(rt.client, s.evidence_concurrency, s.evidence_refresh_seconds / 4)
 
     # --- the seal key ---------------------------------------------------------------------
     async def load_seal_key(self, first_delay: float = 1.0, max_delay: float = 60.0) -> None:
@@ -256,9 +256,8 @@ class IncidentReconciler:
             fx.take(_evidence_effect(uid))
         if plan.gather_evidence and svc is not None:
             logs = mapping(mapping(Service(svc).spec.get("evidence")).get("logs"))
-            fx.spawn(_evidence_effect(uid), (ns, name), evidence_io.gather(
-                self.rt.client, ns, dict(Service(svc).target), utcnow(), self.evidence_slots,
-                int(logs.get("tailLines") or 20) if logs.get("enabled") else 0))
+            fx.spawn(_evidence_effect(uid), (ns, name), self.evidence.gather(
+                ns, dict(Service(svc).target), int(logs.get("tailLines") or 20) if logs.get("enabled") else 0))
         if plan.start_attempt is not None and svc is not None:
             attempt = dict(plan.start_attempt)
             fx.spawn(_attempt_effect(uid, str(attempt.get("id"))), (ns, name),

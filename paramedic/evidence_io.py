@@ -4,17 +4,66 @@ One gathering costs a fixed number of requests whatever the incident's history: 
 workload, its revisions (ReplicaSets or ControllerRevisions, one list), its pods (one
 list), the namespace's Warning Events (one list) and each node involved (at most
 `evidence.MAX_NODES` gets). What to keep is decided by `paramedic.domain.evidence`.
+
+The evidence is about a target, not an incident: `Gatherer` shares one gathering among
+the incidents of a target that ask within a short while, so the reads grow with the
+targets, not with their incidents.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Hashable
 from datetime import datetime
 from typing import Any
 
 from . import kube
 from .domain import evidence
 from .domain.resources import Resource, mapping, text
+from .domain.timeutil import utcnow
+
+
+class Gatherer:
+    """`gather` for many incidents: a gathering of the same target (namespace, kind, name, log
+    lines) in flight is joined, and one finished less than `share_seconds` ago is handed out
+    again (with its own gatheredAt: how old it is stays visible). At most `concurrency`
+    gatherings run at once. Results are shared: callers must not change them."""
+
+    def __init__(self, client: kube.AsyncKubeClient, concurrency: int, share_seconds: float,
+                 clock: Any = time.monotonic):
+        self.client = client
+        self.share_seconds = share_seconds
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._clock = clock
+        self._running: dict[Hashable, asyncio.Future[dict[str, Any]]] = {}
+        self._done: dict[Hashable, tuple[float, dict[str, Any]]] = {}  # oldest first
+
+    async def gather(self, namespace: str, target: dict[str, Any], log_lines: int = 0) -> dict[str, Any]:
+        key = (namespace, str(target.get("kind") or "Deployment"), str(target.get("name") or ""), log_lines)
+        now = self._clock()
+        while self._done:  # forget what is too old to share, oldest first
+            first = next(iter(self._done))
+            if now - self._done[first][0] < self.share_seconds:
+                break
+            del self._done[first]
+        if key in self._done:
+            return self._done[key][1]
+        running = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._gather(key, namespace, target, log_lines))
+            self._running[key] = running
+        # A caller cancelled (its incident's task) does not cancel the gathering others wait for.
+        return await asyncio.shield(running)
+
+    async def _gather(self, key: Hashable, namespace: str, target: dict[str, Any], log_lines: int) -> dict[str, Any]:
+        try:
+            found = await gather(self.client, namespace, target, utcnow(), self._slots, log_lines)
+        finally:
+            del self._running[key]
+        self._done.pop(key, None)
+        self._done[key] = (self._clock(), found)
+        return found
 
 
 async def gather(client: kube.AsyncKubeClient, namespace: str, target: dict[str, Any], now: datetime,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from paramedic.domain.incident_plan import Effects, PlanSettings, plan
+from paramedic.domain.planning import context
+from paramedic.domain.planning.base import Inputs
 from paramedic.domain.timeutil import iso
 from paramedic.domain.vocabulary import State
 from tests.unit.test_incident_plan import CREATED, NOW, SETTINGS, incident, service, timeline_types
@@ -58,10 +60,81 @@ def test_a_service_that_offers_rollback_is_told_so():
 
 def test_the_same_top_hint_is_not_logged_again():
     first = plan(incident(), service(), None, Effects(evidence=gathered()), SETTINGS, NOW)
+    # The evidence changed (more was found than it keeps), its top hint did not.
     again = plan(incident(**{k: first.status[k] for k in ("evidence", "hints", "timeline")}), service(), None,
-                 Effects(evidence=gathered(NOW + timedelta(seconds=60))), SETTINGS, NOW + timedelta(seconds=60))
+                 Effects(evidence={**gathered(NOW + timedelta(seconds=60)), "truncated": True}),
+                 SETTINGS, NOW + timedelta(seconds=60))
     assert timeline_types(again).count("probable-cause") == 1 and "hints" not in again.patch
     assert again.patch["evidence"]["gatheredAt"] == iso(NOW + timedelta(seconds=60))
+    assert again.taken_evidence
+
+
+# --- a gathering that finds what is recorded is not written; the next look backs off --------------
+
+REFRESH = timedelta(seconds=SETTINGS.evidence_refresh_seconds)
+
+
+def evidence_step(inc: dict, found, now, running: bool = False):
+    """The planner's evidence part alone (the whole plan also wakes for SLA clocks and more)."""
+    inp = Inputs(inc, service(), None, Effects(evidence=found, evidence_running=running), SETTINGS, now)
+    return context.evidence(inp, inp.incident.status)
+
+
+def test_an_unchanged_gathering_is_not_written_and_stays_in_memory_as_the_last_look():
+    recorded = incident(evidence={**gathered(NOW), "error": None})
+    look = NOW + REFRESH
+    p = evidence_step(recorded, gathered(look), look)
+    assert p.patch == {} and not p.taken_evidence and not p.gather_evidence  # nothing to write
+    # Unchanged for one refresh period: the next look is one period after this one.
+    assert p.wake == (look + REFRESH,)
+    whole = plan(recorded, service(), None, Effects(evidence=gathered(look)), SETTINGS, look)
+    assert "evidence" not in whole.patch and not whole.taken_evidence
+
+
+def test_the_next_look_is_as_far_as_the_evidence_stayed_unchanged_up_to_a_bound():
+    recorded = incident(evidence={**gathered(NOW), "error": None})
+    look = NOW + 4 * REFRESH
+    assert evidence_step(recorded, gathered(look), look).wake == (look + 4 * REFRESH,)
+    long_ago = incident(evidence={**gathered(NOW - timedelta(days=1)), "error": None})
+    assert evidence_step(long_ago, gathered(NOW), NOW).wake == (NOW + context.REFRESH_BACKOFF_MAX * REFRESH,)
+
+
+def test_when_the_next_look_is_due_the_one_in_memory_makes_way_for_it():
+    recorded = incident(evidence={**gathered(NOW), "error": None})
+    look = NOW + REFRESH
+    due = look + REFRESH
+    p = evidence_step(recorded, gathered(look), due)
+    assert p.gather_evidence and p.taken_evidence and p.patch == {}
+    # Not while a gathering runs (the executor holds no result then anyway).
+    assert not evidence_step(recorded, gathered(look), due, running=True).gather_evidence
+
+
+def test_a_changed_gathering_is_recorded_and_looked_at_again_one_period_later():
+    recorded = incident(evidence={**gathered(NOW), "error": None})
+    look = NOW + 8 * REFRESH
+    changed = gathered(look, containers=({**CRASHING, "restarts": 9},))
+    p = evidence_step(recorded, changed, look)
+    assert p.taken_evidence and p.patch["evidence"]["gatheredAt"] == iso(look)
+    assert p.wake == (look + REFRESH,)
+
+
+def test_the_same_evidence_after_a_failure_is_recorded_to_clear_the_error():
+    failed = incident(evidence={**gathered(NOW), "error": "RuntimeError: API down"})
+    look = NOW + REFRESH
+    p = plan(failed, service(), None, Effects(evidence=gathered(look)), SETTINGS, look)
+    assert p.taken_evidence and p.patch["evidence"]["error"] is None
+
+
+def test_the_time_a_log_was_read_is_not_a_change():
+    def with_log(at):
+        return {**gathered(at), "logs": [{"pod": "checkout-2-x", "container": "app", "previous": True,
+                                          "time": iso(at), "lines": "panic: boom"}]}
+    recorded = incident(evidence={**with_log(NOW), "error": None})
+    look = NOW + REFRESH
+    assert not plan(recorded, service(), None, Effects(evidence=with_log(look)), SETTINGS, look).taken_evidence
+    other = with_log(look)
+    other["logs"][0]["lines"] = "panic: other"
+    assert plan(recorded, service(), None, Effects(evidence=other), SETTINGS, look).taken_evidence
 
 
 def test_fresh_evidence_is_not_gathered_again_until_the_refresh_is_due():

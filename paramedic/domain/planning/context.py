@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from .. import evidence as evidence_mod
@@ -14,29 +14,62 @@ from ..timeutil import iso, parse_or_none
 from ..vocabulary import SuggestedAction
 from .base import NOTHING, Draft, Inputs, Part
 
+REFRESH_BACKOFF_MAX = 16
+"""Unchanged evidence is gathered again ever less often, at most this many refresh periods apart."""
+
 
 def evidence(inp: Inputs, status: Mapping[str, Any]) -> Part:
     """A finished gathering recorded (with the hints ranked from it), and whether to gather again:
-    an active incident of a known service, when its evidence is missing or older than the refresh."""
+    an active incident of a known service, when its evidence is missing or its refresh is due.
+
+    A gathering that finds what is recorded already is not written (a status write per active
+    incident per refresh would be the operator's whole cost at rest): it stays in the executor's
+    memory as the last look, and the next look is as far after it as the evidence has stayed
+    unchanged (between one and `REFRESH_BACKOFF_MAX` refresh periods). Evidence that changed
+    is recorded, and looked at again one refresh period later."""
     now, settings = inp.now, inp.settings
     d = Draft(status, now, settings.timeline_limit)
     found = inp.effects.evidence
-    if found is not None:
-        if isinstance(found, BaseException):
-            d.set(evidence={**mapping(d.status.get("evidence")), "gatheredAt": iso(now),
-                            "error": evidence_mod.cut(f"{found.__class__.__name__}: {found}")})
-        else:
-            d.set(evidence={"error": None, **found})
-            _hints(inp, d, found)
+    recorded = mapping(d.status.get("evidence"))
+    refresh = timedelta(seconds=settings.evidence_refresh_seconds)
+    last_look: datetime | None = None  # an unchanged gathering held in memory
+    if isinstance(found, BaseException):
+        d.set(evidence={**recorded, "gatheredAt": iso(now),
+                        "error": evidence_mod.cut(f"{found.__class__.__name__}: {found}")})
+    elif found is not None and _unchanged(recorded, found):
+        last_look = parse_or_none(found.get("gatheredAt")) or now
+    elif found is not None:
+        d.set(evidence={"error": None, **found})
+        _hints(inp, d, found)
+    taken = found is not None and last_look is None
     gather = False
     if settings.evidence_enabled and inp.service_body is not None and inp.incident.active:
         gathered = parse_or_none(mapping(d.status.get("evidence")).get("gatheredAt"))
-        due = gathered + timedelta(seconds=settings.evidence_refresh_seconds) if gathered else now
-        if now >= due and not inp.effects.evidence_running and found is None:
-            gather = True
+        if gathered is None:
+            due = now
+        elif last_look is None:
+            due = gathered + refresh
+        else:
+            due = last_look + min(max(last_look - gathered, refresh), refresh * REFRESH_BACKOFF_MAX)
+        if now >= due and not inp.effects.evidence_running and (found is None or last_look is not None):
+            gather, taken = True, found is not None  # the look held in memory makes way for the next
         elif now < due:
             d.wake_at(due)
-    return d.part(taken_evidence=found is not None, gather_evidence=gather)
+    return d.part(taken_evidence=taken, gather_evidence=gather)
+
+
+def _unchanged(recorded: Mapping[str, Any], found: Mapping[str, Any]) -> bool:
+    """The gathering found what is recorded (times of gathering and of log reads aside), and the
+    record holds no error to clear."""
+    if not recorded or recorded.get("error"):
+        return False
+    return _content(recorded) == _content(found)
+
+
+def _content(ev: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in ev.items() if k not in ("gatheredAt", "error")}
+    out["logs"] = [{k: v for k, v in mapping(item).items() if k != "time"} for item in sequence(ev.get("logs"))]
+    return out
 
 
 def _hints(inp: Inputs, d: Draft, ev: Mapping[str, Any]) -> None:
