@@ -24,6 +24,7 @@ Pure: no I/O, no clock reads (times are arguments).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,6 +48,7 @@ def _hash(text_: str) -> int:
     return int.from_bytes(hashlib.sha256(text_.encode()).digest()[:8], "big")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # asked for every object at each look over the caches
 def shard_of(namespace: str, name: str, shards: int) -> int:
     """The shard of a service (by name), or of an object belonging to no service (by its own name)."""
     return _hash(f"{namespace}/{name}") % shards

@@ -1,0 +1,114 @@
+"""Operator replicas share the services through Leases, against the real control plane:
+every live replica works, losing one loses nothing, and a returning one gets its share back."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from paramedic import kube
+from paramedic.domain import sharding
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.e2e
+
+REPLICAS = ("op-a", "op-b", "op-c")
+PROBED = re.compile(r'^paramedic_probe_success\{namespace="([^"]+)",service="([^"]+)"\}', re.M)
+
+
+def service(name: str, url: str) -> dict:
+    return {"metadata": {"name": name}, "spec": {
+        "target": {"kind": "Deployment", "name": name},
+        "probe": {"url": url, "intervalSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 2}}}
+
+
+def handled_by(client: kube.KubeClient, ns: str) -> dict[str, str]:
+    return {s["metadata"]["name"]: s.get("status", {}).get("handledBy", "")
+            for s in client.list(kube.MONITORED_SERVICES, ns)}
+
+
+def probed(op) -> set[str]:
+    """The services a replica probes (its probe gauges: removed when a service leaves it)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return set()
+    return {name for _, name in PROBED.findall(text)}
+
+
+def shares(owners: dict[str, str], total: int, who: tuple[str, ...]) -> Counter | None:
+    """The count per replica once every service is handled by one of `who`, each within 20-50 %."""
+    counts = Counter(owners.values())
+    if sum(counts[w] for w in who) != total:
+        return None
+    return counts if all(0.2 * total <= counts[w] <= 0.5 * total for w in who) else None
+
+
+def start(operators, kubeconfig, ns: str, identity: str):
+    return operators(kubeconfig, ns, standalone=False, extra_args=["--identity", identity], tag=identity)
+
+
+def test_three_replicas_share_300_services_and_survive_a_kill(kube_client, namespace, kubeconfig, operators,
+                                                              http_service):
+    total = 300
+    for i in range(total):
+        kube_client.create(kube.MONITORED_SERVICES, service(f"svc-{i:03d}", http_service.url), namespace)
+    ops = {name: start(operators, kubeconfig, namespace, name) for name in REPLICAS}
+
+    counts = wait_for(lambda: shares(handled_by(kube_client, namespace), total, REPLICAS), 90,
+                      "every service handled, each replica holding 20-50 % of them")
+    owners = handled_by(kube_client, namespace)
+    # One replica probes each service: a service's probe gauge is in its handler's metrics only.
+    seen = wait_for(lambda: (lambda p: p if all(p[o] == {s for s, w in owners.items() if w == o} for o in REPLICAS)
+                             else None)({o: probed(ops[o]) for o in REPLICAS}), 60,
+                    f"each replica probing exactly its own services ({dict(counts)})")
+    assert sum(len(v) for v in seen.values()) == total
+
+    orphans = {s for s, w in owners.items() if w == "op-b"}
+    ops["op-b"].kill(signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(lambda: all(handled_by(kube_client, namespace)[s] in ("op-a", "op-c") for s in orphans) or None, 30,
+             f"the {len(orphans)} services of the killed replica handled by another")
+    took = time.monotonic() - killed
+    wait_for(lambda: orphans <= probed(ops["op-a"]) | probed(ops["op-c"]) or None, 30,
+             "the orphaned services probed again")
+    assert took < 20 + 5, f"the handover took {took:.1f}s (lease 10 s + one renewal, and a reconcile)"
+    assert kube_client.list(kube.INCIDENTS, namespace) == [], "the handover opened no incident"
+
+    ops["op-b"] = start(operators, kubeconfig, namespace, "op-b")
+    back = wait_for(lambda: shares(handled_by(kube_client, namespace), total, REPLICAS), 45,
+                    "the returning replica given its share back")
+    assert back["op-b"] >= 0.2 * total
+    assert kube_client.list(kube.INCIDENTS, namespace) == []
+    leases = [sharding.Lease.of(b) for b in kube_client.list(kube.LEASES, namespace)]
+    holders = Counter(lease.holder for lease in leases if lease.kind == sharding.SHARD)
+    assert set(holders) == set(REPLICAS) and sum(holders.values()) == 32
+
+
+def test_one_replica_takes_every_shard_with_no_setup_and_hands_them_over_on_a_clean_stop(
+        kube_client, namespace, kubeconfig, operators, http_service):
+    for i in range(20):
+        kube_client.create(kube.MONITORED_SERVICES, service(f"svc-{i}", http_service.url), namespace)
+    op = start(operators, kubeconfig, namespace, "solo")
+    wait_for(lambda: set(handled_by(kube_client, namespace).values()) == {"solo"} or None, 60,
+             "every service handled by the one replica")
+    leases = [sharding.Lease.of(b) for b in kube_client.list(kube.LEASES, namespace)]
+    assert sorted(lease.shard for lease in leases if lease.kind == sharding.SHARD) == list(range(32))
+    assert {lease.holder for lease in leases} == {"solo"}
+    assert [lease.name for lease in leases if lease.kind == sharding.MEMBER] == [sharding.member_lease("solo")]
+
+    op.stop()  # SIGTERM: a clean stop hands every shard over and leaves
+    leases = [sharding.Lease.of(b) for b in kube_client.list(kube.LEASES, namespace)]
+    assert [lease.holder for lease in leases if lease.kind == sharding.SHARD] == [""] * 32
+    assert not [lease for lease in leases if lease.kind == sharding.MEMBER]
+    # A successor takes over at once, without waiting for any Lease to expire.
+    started = time.monotonic()
+    start(operators, kubeconfig, namespace, "next")
+    wait_for(lambda: set(handled_by(kube_client, namespace).values()) == {"next"} or None, 30,
+             "every service handled by the successor")
+    assert time.monotonic() - started < 10, "the successor waited for a Lease to expire"
