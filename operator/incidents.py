@@ -261,7 +261,8 @@ class IncidentReconciler:
         if plan.start_attempt is not None and svc is not None:
             attempt = dict(plan.start_attempt)
             fx.spawn(_attempt_effect(uid, str(attempt.get("id"))), (ns, name),
-                     run_attempt(self.rt.client, self.rt.settings, inc, svc, attempt))
+                     run_attempt(self.rt.client, self.rt.settings, inc, svc, attempt,
+                                 may_act=lambda: self.rt.owns_incident(inc)))
         if plan.release_claim and svc is not None:
             self._release(inc, svc)
         for d in plan.deliveries:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,13 @@ class SideEffects:
         if owner is not None:
             self._owners[key] = owner
         self._tasks[key] = asyncio.create_task(run(), name=f"effect:{key}")
+
+    def forget(self, owners: Collection[Hashable]) -> None:
+        """Drop the unrecorded results of these owners (their shard moved: the next holder
+        resumes from what status says, and this replica may no longer record anything)."""
+        for key in [k for k, owner in self._owners.items() if owner in owners and k in self._results]:
+            self._results.pop(key, None)
+            self._owners.pop(key, None)
 
     def busy_owners(self) -> set[Hashable]:
         """Owners with an effect running or a result not yet recorded (their work is under way)."""

@@ -61,9 +61,14 @@ class Operator:
         for key, _ in rt.services.items():
             if rt.service_shard(key) in moved:
                 self.service_queue.add(key)
+        gone = set()
         for key, body in rt.incidents.items():
-            if sharding.incident_shard(body, rt.shards.count) in gained:
+            shard = sharding.incident_shard(body, rt.shards.count)
+            if shard in gained:
                 self.incident_queue.add(key)
+            elif shard in lost:
+                gone.add(key)
+        rt.effects.forget(gone)
         for key, _ in rt.schedules.items():
             if sharding.shard_of(key[0], key[1], rt.shards.count) in gained:
                 self.schedule_queue.add(key)

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -505,12 +505,24 @@ def _rollout_outcome(status: RolloutStatus, done: str, not_done: str) -> dict[st
             "message": f"{not_done}: {status.message}"}
 
 
+class NotHolder(RuntimeError):
+    """This operator replica no longer holds the incident's shard: it must not act (the next
+    holder finds the attempt in status and resumes it)."""
+
+
+def _always() -> bool:
+    return True
+
+
 async def run_attempt(client: kube.AsyncKubeClient, settings: Settings, inc: dict[str, Any], svc: dict[str, Any],
-                      attempt: dict[str, Any]) -> dict[str, Any]:
+                      attempt: dict[str, Any], may_act: Callable[[], bool] = _always) -> dict[str, Any]:
     """Do the attempt's action (the operator runs this as a background side effect); returns
     the fields to record on the attempt. `Verifying` means the action itself worked and
-    recovery is to be confirmed.
+    recovery is to be confirmed. `may_act` is the shard's fence, checked right before the
+    action's write.
     """
+    if not may_act():
+        raise NotHolder(f"the shard of {Incident(inc).namespace}/{Incident(inc).name} moved before its attempt ran")
     service = Service(svc)
     ns = Incident(inc).namespace
     kind, name = service.target_kind, service.target_name
