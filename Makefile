@@ -96,8 +96,7 @@ image: ## build the image localhost/paramedic:dev (IMAGE), cached
 image-pause: ## build the real node's sandbox image localhost/pause:3.10 (cached)
 	@hack/build-image.sh pause
 
-chart-crds: crds ## crds, plus Kopf's peering CRDs, into the chart
-	@cp manifests/kopf-peering-crds.yaml charts/paramedic/crds/
+chart-crds: crds ## the CRDs into the chart (as `make crds`; the deploy targets use it)
 
 lint-chart: chart-crds ## helm lint and render the chart (values.schema.json applies)
 	helm lint charts/paramedic
@@ -124,6 +123,10 @@ lint-chart: chart-crds ## helm lint and render the chart (values.schema.json app
 	@! helm template $(RELEASE) charts/paramedic --set console.url=javascript:x >/dev/null 2>&1 \
 	  || { echo "values.schema.json accepted console.url=javascript:x" >&2; exit 1; }
 
+# The local cluster's real node (make cluster-up): the image goes straight into its containerd.
+cluster-deploy: venv chart-crds ## build the image, load it into the real node, helm upgrade --install (2 operator replicas)
+	$(PY) -m devtools.deploy --release $(RELEASE) --namespace $(RELEASE_NAMESPACE)
+
 kind-up: ## create the kind cluster `paramedic`
 	kind create cluster --name $(KIND_CLUSTER)
 
@@ -144,7 +147,7 @@ minikube-deploy: chart-crds ## build the image, load it into Minikube, helm upgr
 	kubectl --context minikube -n $(RELEASE_NAMESPACE) rollout restart deployment \
 	  -l app.kubernetes.io/instance=$(RELEASE)
 
-.PHONY: image image-pause chart-crds lint-chart kind-up kind-deploy minikube-deploy
+.PHONY: image image-pause chart-crds lint-chart cluster-deploy kind-up kind-deploy minikube-deploy
 
 # --- Reliability: faults and abuse (docs/RELIABILITY.md) ---
 chaos: deps ## fault injection and abuse suite (operator kills, API server/etcd down, fuzzing); ~6 min

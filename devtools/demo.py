@@ -52,7 +52,6 @@ from .proc import alive, cmdline, terminate
 from .wait import WaitTimeout, wait_for
 
 HACK = REPO / "hack" / "demo"
-PEERING_CRDS = REPO / "manifests" / "kopf-peering-crds.yaml"
 VENV_BIN = Path(sys.executable).parent
 BINARIES = {
     "prometheus": "/usr/bin/prometheus",
@@ -330,10 +329,9 @@ class Demo:
         return proc
 
     def _crds(self) -> None:
-        # Kopf's peering CRDs too: the operator's watches wait for them even when standalone.
         assert self.kubeconfig is not None  # set by the cluster step before the CRDs
         try:
-            apply_crds(self.kubeconfig, PEERING_CRDS)
+            apply_crds(self.kubeconfig)
         except subprocess.CalledProcessError as exc:
             raise DemoError(f"applying the CRDs failed: {(exc.stderr or exc.stdout or '').strip()}") from None
 

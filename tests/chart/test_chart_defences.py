@@ -188,19 +188,20 @@ def test_chart_network_policy_sources_are_configurable():
 
 
 def test_chart_disruption_budgets():
-    docs = render()
-    budgets = of_kind(docs, "PodDisruptionBudget")
-    assert sorted(budgets) == ["pm-paramedic-console", "pm-paramedic-webhook"]
-    assert budgets["pm-paramedic-webhook"]["spec"]["maxUnavailable"] == 1
-    assert budgets["pm-paramedic-console"]["spec"]["maxUnavailable"] == 1
-    assert selects(budgets["pm-paramedic-console"]["spec"]["selector"], pod_labels(docs, "-console"))
-    assert not selects(budgets["pm-paramedic-console"]["spec"]["selector"], pod_labels(docs, "-webhook"))
-    docs = render("operator.replicas=2")
+    docs = render()  # two replicas of each by default
     budgets = of_kind(docs, "PodDisruptionBudget")
     assert sorted(budgets) == ["pm-paramedic-console", "pm-paramedic-operator", "pm-paramedic-webhook"]
-    assert selects(budgets["pm-paramedic-operator"]["spec"]["selector"], pod_labels(docs, "-operator"))
+    for name in ("operator", "webhook", "console"):
+        selector = budgets[f"pm-paramedic-{name}"]["spec"]["selector"]
+        assert budgets[f"pm-paramedic-{name}"]["spec"]["maxUnavailable"] == 1
+        assert [n for n in ("operator", "webhook", "console") if selects(selector, pod_labels(docs, f"-{n}"))] == [name]
+    # A single replica gets none: a drain just moves it.
+    assert sorted(of_kind(render("operator.replicas=1", "console.replicas=1"), "PodDisruptionBudget")) == [
+        "pm-paramedic-webhook"]
+    assert sorted(of_kind(render("webhook.replicas=1"), "PodDisruptionBudget")) == [
+        "pm-paramedic-console", "pm-paramedic-operator"]
     assert "pm-paramedic-console" not in of_kind(render("console.enabled=false"), "PodDisruptionBudget")
-    assert not of_kind(render("podDisruptionBudget.enabled=false", "operator.replicas=2"), "PodDisruptionBudget")
+    assert not of_kind(render("podDisruptionBudget.enabled=false"), "PodDisruptionBudget")
 
 
 def test_manifests_carry_the_same_defences():
@@ -220,7 +221,7 @@ def test_manifests_carry_the_same_defences():
             ingress = [{**ingress[0], "from": ingress[0]["from"][:2]}]
         assert policies[f"paramedic-{name}"]["spec"]["ingress"] == ingress
     budgets = of_kind(manifest("poddisruptionbudget.yaml"), "PodDisruptionBudget")
-    assert sorted(budgets) == ["paramedic-console", "paramedic-webhook"]
+    assert sorted(budgets) == ["paramedic-console", "paramedic-operator", "paramedic-webhook"]
     for name, budget in budgets.items():
         assert budget["spec"]["maxUnavailable"] == 1
         assert [d for d, labels in deployments.items() if selects(budget["spec"]["selector"], labels)] == [name]
@@ -248,3 +249,25 @@ def test_the_console_sessions_namespace_is_its_own_and_runs_no_pod():
     assert console_env(render())["PARAMEDIC_CONSOLE_SESSION_NAMESPACE"] == "ops-console-sessions"
     assert not [d for d in render() if d["metadata"].get("namespace") == "ops-console-sessions"
                 and d["kind"] not in ("Role", "RoleBinding")]
+
+
+def test_chart_runs_every_component_highly_available():
+    from tests.chart.test_chart_files import ha_problems
+
+    docs = render()
+    assert ha_problems(docs, "pm-paramedic-operator", "ops") == []
+    assert not [d for d in docs if d["apiVersion"].startswith("kopf.dev/")]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pm-paramedic-config")
+    assert config["data"]["PARAMEDIC_NAMESPACE"] == "ops"  # where the Role lets the Leases be
+    # The same rights in both modes: the Leases are in the release's namespace, whatever is watched.
+    watched = render("allNamespaces=false", "watchNamespaces={shop}")
+    assert ha_problems(watched, "pm-paramedic-operator", "ops") == []
+    # One's own spread replaces the default one.
+    own = render("operator.topologySpreadConstraints[0].maxSkew=2",
+                 "operator.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+                 "operator.topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule")
+    [operator] = [d for d in own if d["kind"] == "Deployment" and d["metadata"]["name"] == "pm-paramedic-operator"]
+    assert operator["spec"]["template"]["spec"]["topologySpreadConstraints"] == [
+        {"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}]
+    assert ha_problems(render("operator.replicas=1"), "pm-paramedic-operator", "ops") == [
+        "pm-paramedic-operator: 1 replica(s)", "pm-paramedic-operator: no PodDisruptionBudget"]

@@ -23,7 +23,6 @@ from paramedic.settings import PREFIX, Settings
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 CHART = REPO / "charts" / "paramedic"
-KOPF_CRDS = "kopf-peering-crds.yaml"
 
 
 # --- checks shared with the e2e test (which feeds them the rendered chart) ---------
@@ -127,11 +126,10 @@ def test_chart_crds_equal_manifests_crds_byte_for_byte():
     source = sorted(p.name for p in (MANIFESTS / "crds").glob("*.yaml"))
     assert source, "manifests/crds is empty"
     copies = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
-    assert copies == sorted(source + [KOPF_CRDS]), "chart crds/ differ in files from manifests/crds: run `make chart-crds`"
+    assert copies == source, "chart crds/ differ in files from manifests/crds: run `make crds`"
     for name in source:
         assert (CHART / "crds" / name).read_bytes() == (MANIFESTS / "crds" / name).read_bytes(), \
-            f"charts/paramedic/crds/{name} is stale: run `make chart-crds`"
-    assert (CHART / "crds" / KOPF_CRDS).read_bytes() == (MANIFESTS / KOPF_CRDS).read_bytes()
+            f"charts/paramedic/crds/{name} is stale: run `make crds`"
 
 
 def test_kustomization_installs_every_crd_and_no_sample():
@@ -141,8 +139,11 @@ def test_kustomization_installs_every_crd_and_no_sample():
     assert all((MANIFESTS / r).is_file() for r in resources)
     assert not any(r.startswith("samples") or "secret" in r for r in resources)
     kinds = {d["kind"] for d in manifest_docs()}
-    assert {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
-            "Service", "CustomResourceDefinition", "ClusterKopfPeering"} <= kinds
+    assert {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap",
+            "Deployment", "Service", "CustomResourceDefinition", "PodDisruptionBudget"} <= kinds
+    # Kopf's peering is not used: the operator's replicas share the work through Leases.
+    assert not any(d["apiVersion"].startswith("kopf.dev/") or d["metadata"]["name"].endswith(".kopf.dev")
+                   for d in manifest_docs())
 
 
 def test_manifest_rbac_has_no_wildcards_and_is_least_privilege():
@@ -215,16 +216,59 @@ def test_webhook_token_is_a_mounted_file():
     assert env["PARAMEDIC_WEBHOOK_BIND"]["value"] == f"0.0.0.0:{port}"
 
 
-def test_kopf_peering_crds_preserve_unknown_fields():
-    docs = load_docs((MANIFESTS / KOPF_CRDS).read_text())
-    scopes = {d["metadata"]["name"]: d["spec"]["scope"] for d in docs}
-    assert scopes == {"clusterkopfpeerings.kopf.dev": "Cluster", "kopfpeerings.kopf.dev": "Namespaced"}
-    for d in docs:
-        props = d["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
-        assert props["status"]["x-kubernetes-preserve-unknown-fields"] is True
-        assert props["spec"]["x-kubernetes-preserve-unknown-fields"] is True
-    peering = load_docs((MANIFESTS / "kopf-peering.yaml").read_text())[0]
-    assert (peering["kind"], peering["metadata"]["name"]) == ("ClusterKopfPeering", "paramedic")
+def ha_problems(docs: Iterable[dict], operator_sa: str, namespace: str) -> list[str]:
+    """Two or more replicas of each Deployment, rolled without downtime, spread over nodes where
+    they can be, each with a disruption budget; the operator's replicas named after their pods
+    and allowed their Leases in Paramedic's namespace, without --standalone or any peering."""
+    problems = []
+    docs = list(docs)
+    budgets = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    for dep in (d for d in docs if d["kind"] == "Deployment"):
+        name, spec = dep["metadata"]["name"], dep["spec"]
+        pod = spec["template"]["spec"]
+        labels = spec["template"]["metadata"]["labels"]
+        if spec.get("replicas", 1) < 2:
+            problems.append(f"{name}: {spec.get('replicas', 1)} replica(s)")
+        if spec.get("strategy", {}).get("type") != "RollingUpdate" or \
+                spec["strategy"].get("rollingUpdate", {}).get("maxUnavailable") != 0:
+            problems.append(f"{name}: not a rolling update keeping every replica up")
+        spread = pod.get("topologySpreadConstraints") or []
+        if not any(c["topologyKey"] == "kubernetes.io/hostname" and c["whenUnsatisfiable"] == "ScheduleAnyway"
+                   and c["labelSelector"]["matchLabels"].items() <= labels.items() for c in spread):
+            problems.append(f"{name}: replicas not spread over nodes (softly)")
+        if not [b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+                and b["spec"].get("maxUnavailable") == 1]:
+            problems.append(f"{name}: no PodDisruptionBudget")
+    [operator] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator")]
+    [container] = operator["spec"]["template"]["spec"]["containers"]
+    identity = next((e for e in container.get("env") or [] if e["name"] == "PARAMEDIC_IDENTITY"), {})
+    if identity.get("valueFrom") != {"fieldRef": {"fieldPath": "metadata.name"}}:
+        problems.append("operator: PARAMEDIC_IDENTITY is not the pod's name")
+    if any(a == "--standalone" or a.startswith("--peering") for a in container["args"]):
+        problems.append(f"operator: args {container['args']}")
+    leases = [d for d in docs if d["kind"] == "Role" and d["metadata"].get("namespace") == namespace
+              and any("leases" in r["resources"] for r in d["rules"])]
+    bound = {b["roleRef"]["name"] for b in docs if b["kind"] == "RoleBinding"
+             and b["metadata"].get("namespace") == namespace and b["roleRef"]["kind"] == "Role"
+             and {"kind": "ServiceAccount", "name": operator_sa, "namespace": namespace} in b["subjects"]}
+    if len(leases) != 1 or leases[0]["metadata"]["name"] not in bound:
+        problems.append(f"operator: no Role for its Leases in {namespace} bound to {operator_sa}")
+    return problems
+
+
+def test_manifests_run_every_component_highly_available():
+    assert ha_problems(manifest_docs(), "paramedic-operator", "paramedic") == []
+    config = next(d for d in manifest_docs() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "paramedic-config")
+    assert config["data"]["PARAMEDIC_NAMESPACE"] == "paramedic"  # where the Role lets the Leases be
+
+
+def test_ha_check_catches_a_single_replica_and_a_missing_budget():
+    docs = manifest_docs()
+    next(d for d in docs if d["metadata"]["name"] == "paramedic-console" and d["kind"] == "Deployment"
+         )["spec"]["replicas"] = 1
+    docs = [d for d in docs if not (d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "paramedic-webhook")]
+    assert ha_problems(docs, "paramedic-operator", "paramedic") == ["paramedic-webhook: no PodDisruptionBudget",
+                                                                    "paramedic-console: 1 replica(s)"]
 
 
 SAMPLES = MANIFESTS / "samples"
@@ -396,8 +440,9 @@ def test_operator_secrets_are_mounted_files_and_the_catalog_a_mounted_configmap(
     operator = next(d for d in manifest_docs() if d["kind"] == "Deployment" and "operator" in d["metadata"]["name"])
     pod = operator["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert not any("valueFrom" in e for e in container.get("env") or []), "no secret as an environment variable"
-    env = {e["name"]: e["value"] for e in container["env"]}
+    # No secret as an environment variable: only the pod's own name comes from elsewhere.
+    assert [e["valueFrom"] for e in container["env"] if "valueFrom" in e] == [{"fieldRef": {"fieldPath": "metadata.name"}}]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     for name, key in [("SMTP_USERNAME", "smtp-username"), ("SMTP_PASSWORD", "smtp-password"),

@@ -1,7 +1,7 @@
 """The shipped RBAC grants exactly what the code uses: every call is allowed, nothing more.
 
 The Kubernetes calls are read from the source (every `client.<verb>(kube.X, ...)`), plus
-what the code does through other hands: Kopf's watches, peering and events, the
+what the code does through other hands: Kopf's watches, scanning and events, the
 playbooks' kubernetes.core modules, and the `remediate` verb the admission policy asks
 for. The grants are read from manifests/rbac.yaml and from the rendered chart, in both
 of its modes (all namespaces, and a list of watched namespaces).
@@ -46,8 +46,6 @@ DYNAMIC = {
     ("paramedic/remediation_io.py", "patch", "_resource(kind)"): [("apps", r, "patch") for r in WORKLOADS],
     ("paramedic/evidence_io.py", "get_or_none", "res"): [("apps", r, "get") for r in WORKLOADS],
     ("operator/services.py", "get_or_none", "res"): [("apps", r, "get") for r in WORKLOADS],
-    ("operator/preflight.py", "get_or_none", "res"): [("kopf.dev", "clusterkopfpeerings", "get"),
-                                                     ("kopf.dev", "kopfpeerings", "get")],
     # Directory(client, kube.MONITORED_SERVICES) in webhook/app.py.
     ("paramedic/informer.py", "watch", "self.res"): [("paramedic.dev", "monitoredservices", "watch")],
     ("paramedic/informer.py", "list", "self.res"): [("paramedic.dev", "monitoredservices", "list")],
@@ -58,8 +56,7 @@ OPERATOR_ELSEWHERE = {
     # Kopf watches Paramedic's kinds (list + watch), and posts events about handler errors.
     *[("paramedic.dev", r, v) for r in ("monitoredservices", "incidents", "oncallschedules") for v in ("list", "watch")],
     ("", "events", "create"),
-    # Kopf peering (one of the two, by mode), and its scanning of namespaces and CRDs.
-    *[("kopf.dev", r, v) for r in ("clusterkopfpeerings", "kopfpeerings") for v in ("list", "watch", "patch")],
+    # Kopf's scanning of namespaces and CRDs.
     ("", "namespaces", "list"), ("", "namespaces", "watch"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
@@ -84,6 +81,13 @@ OPERATOR_KEPT = {
 # remediation attempts, read by its name and created when missing.
 OPERATOR_SEAL = {("", "secrets", "get"), ("", "secrets", "create")}
 SEAL_SECRET = "paramedic-remediation-seal"
+# In Paramedic's own namespace only (a Role): the Leases the replicas share the shards through.
+LEASES = ("coordination.k8s.io", "leases")
+
+
+def lease_needs() -> set[tuple[str, str, str]]:
+    """What the operator's code does with Leases (operator/shards.py)."""
+    return {n for n in needed(OPERATOR_CODE, set()) if n[:2] == LEASES}
 WEBHOOK_KEPT = {
     ("paramedic.dev", "monitoredservices", "get"): "read-only, on the kind it already lists and watches",
 }
@@ -157,13 +161,35 @@ def test_the_scan_sees_calls():
 
 def test_manifest_operator_role_is_exactly_what_the_operator_uses():
     granted = grants(role(MANIFEST_DOCS, "paramedic-operator"))
-    # The manifests watch all namespaces: the namespaced peering is not used.
-    need = needed(OPERATOR_CODE, OPERATOR_ELSEWHERE) - {n for n in OPERATOR_ELSEWHERE if n[1] == "kopfpeerings"} \
-        - {("kopf.dev", "kopfpeerings", "get")}
+    need = needed(OPERATOR_CODE, OPERATOR_ELSEWHERE)
     assert OPERATOR_SEAL <= need, "the seal key's calls are not seen"
-    need -= OPERATOR_SEAL  # granted in Paramedic's namespace only (below)
+    assert lease_needs(), "the shards' Lease calls are not seen"
+    need -= OPERATOR_SEAL | lease_needs()  # granted in Paramedic's namespace only (below)
     assert need - granted == set(), "used but not granted"
     assert granted - need == set(OPERATOR_KEPT), "granted but never used"
+
+
+def test_the_lease_rights_are_what_the_shards_use_what_the_preflight_checks_and_only_in_paramedics_namespace():
+    from paramedic.operator import preflight
+
+    need = lease_needs()
+    # The preflight waits for exactly these: a right it did not check would fail only later, in
+    # the shards' own retries; one it checked but nothing used would be a grant to no purpose.
+    assert need == {(*LEASES, v) for v in preflight.LEASE_VERBS}
+    assert rights_of(MANIFEST_DOCS, "paramedic-operator", "paramedic")["paramedic"] >= need
+    [leases_role] = [d for d in MANIFEST_DOCS if d["kind"] == "Role" and any(
+        "leases" in r["resources"] for r in d["rules"])]
+    assert (leases_role["metadata"]["name"], leases_role["metadata"]["namespace"]) == (
+        "paramedic-operator-leases", "paramedic")
+    assert grants(leases_role["rules"]) == need
+    bindings = [d for d in MANIFEST_DOCS if d["kind"] == "RoleBinding"
+                and d["roleRef"]["name"] == "paramedic-operator-leases"]
+    assert [(b["metadata"]["namespace"], b["roleRef"]["kind"], b["subjects"]) for b in bindings] == [
+        ("paramedic", "Role", [{"kind": "ServiceAccount", "name": "paramedic-operator", "namespace": "paramedic"}])]
+    # Nowhere else, for nobody else.
+    for doc in MANIFEST_DOCS:
+        if doc["kind"] in ("Role", "ClusterRole") and doc is not leases_role:
+            assert not any(r == "leases" for _, r, _ in grants(doc.get("rules") or [])), doc["metadata"]["name"]
 
 
 def seal_rules_are_the_least(rules: list[dict]) -> None:
@@ -333,8 +359,9 @@ def test_chart_grants_what_the_manifests_grant_cluster_wide():
     docs = render()
     operator = effective(docs, "pm-paramedic-operator")
     webhook = effective(docs, "pm-paramedic-webhook")
-    # The seal key's Secret, in the release's namespace only.
-    assert set(operator) == {None, "ops"} and operator["ops"] == OPERATOR_SEAL and set(webhook) == {None}
+    # The seal key's Secret and the shards' Leases, in the release's namespace only.
+    assert set(operator) == {None, "ops"} and operator["ops"] == OPERATOR_SEAL | lease_needs()
+    assert set(webhook) == {None}
     [seal_role] = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "pm-paramedic-operator-seal"]
     seal_rules_are_the_least(seal_role["rules"])
     assert operator[None] == grants(role(MANIFEST_DOCS, "paramedic-operator"))
@@ -348,15 +375,13 @@ def test_chart_with_watched_namespaces_writes_only_there():
     operator = effective(docs, "pm-paramedic-operator")
     webhook = effective(docs, "pm-paramedic-webhook")
     assert set(operator) == {None, "shop", "payments", "ops"} and set(webhook) == {None, "shop", "payments", "ops"}
-    assert operator.pop("ops") == OPERATOR_SEAL
+    assert operator.pop("ops") == OPERATOR_SEAL | lease_needs()
     # Cluster-wide: reading namespaces and CRDs, nothing else, never a write.
     assert operator[None] == {("", "namespaces", v) for v in ("get", "list", "watch")} | \
         {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")} | \
         {("", "nodes", "get")}  # evidence: the conditions of the nodes a target runs on
     assert webhook[None] == {("", "namespaces", "get")}
-    need_operator = needed(OPERATOR_CODE, OPERATOR_ELSEWHERE) - {n for n in OPERATOR_ELSEWHERE
-                                                                 if n[1] == "clusterkopfpeerings"}
-    need_operator -= {("kopf.dev", "clusterkopfpeerings", "get")} | OPERATOR_SEAL
+    need_operator = needed(OPERATOR_CODE, OPERATOR_ELSEWHERE) - OPERATOR_SEAL - lease_needs()
     for ns in ("shop", "payments"):
         assert need_operator - operator[ns] - operator[None] == set(), ns
         assert operator[ns] - need_operator == set(), ns

@@ -183,10 +183,12 @@ def test_helm_install_runs_on_the_real_node_and_heals_a_real_deployment(image, k
         assert_pods_ready_and_locked_down(kube_client, release_ns)
         # Its only credentials are its ServiceAccount's: no kubeconfig in the pod. Every status the
         # story below waits for is written with them.
-        [op] = kube_client.list(kube.PODS, release_ns, labels={"app.kubernetes.io/component": "operator"})
-        assert op["spec"]["serviceAccountName"] == f"{release}-paramedic-operator"
-        names = {e["name"] for c in op["spec"]["containers"] for e in c.get("env") or []}
-        assert not names & {"KUBECONFIG", "PARAMEDIC_KUBECONFIG"}, names
+        ops = kube_client.list(kube.PODS, release_ns, labels={"app.kubernetes.io/component": "operator"})
+        assert len(ops) == 2  # the chart's default: two replicas sharing the work
+        for op in ops:
+            assert op["spec"]["serviceAccountName"] == f"{release}-paramedic-operator"
+            names = {e["name"] for c in op["spec"]["containers"] for e in c.get("env") or []}
+            assert not names & {"KUBECONFIG", "PARAMEDIC_KUBECONFIG"}, names
         heal_through_the_receiver(kube_client, run_kubectl, app_namespace,
                                   f"http://{release}-paramedic-webhook.{release_ns}.svc:8080/api/v1/alertmanager", token)
     finally:
@@ -219,7 +221,7 @@ def test_kubectl_apply_k_runs_on_the_real_node_and_heals_a_real_deployment(image
              {"op": "add", "path": "/spec/template/spec/containers/0/env/-",
               "value": {"name": "PARAMEDIC_WEBHOOK_TOKEN_REMEDIATE", "value": "true"}}]
     args = [{"op": "replace", "path": "/spec/template/spec/containers/0/args",
-             "value": ["paramedic-operator", f"--namespace={app_namespace}", "--standalone"]}]
+             "value": ["paramedic-operator", f"--namespace={app_namespace}"]}]
     # manifests/ refuses private addresses to probes: the admin allows the Service CIDR (checkout's ClusterIP).
     probes = [{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
                "value": {"name": "PARAMEDIC_PROBE_ALLOW_CIDRS", "value": devnode.SERVICE_CIDR}}]

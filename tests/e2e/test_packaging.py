@@ -83,8 +83,9 @@ def test_default_render_is_least_privilege_and_unprivileged(helm):
     assert checks.config_problems(config["data"]) == []
     assert config["data"]["PARAMEDIC_NAMESPACE"] == "paramedic"
     operator = find(docs, "Deployment", "-operator")[0]["spec"]["template"]["spec"]["containers"][0]
-    assert operator["args"] == ["paramedic-operator", "--all-namespaces", "--peering=paramedic"]
-    assert [p["kind"] for p in docs if p["kind"].endswith("KopfPeering")] == ["ClusterKopfPeering"]
+    assert operator["args"] == ["paramedic-operator", "--all-namespaces"]
+    assert not [p for p in docs if p["apiVersion"].startswith("kopf.dev/")]  # replicas share Leases, no peering
+    assert checks.ha_problems(docs, "pm-paramedic-operator", "paramedic") == []
     assert not find(docs, "ServiceMonitor") and not find(docs, "PrometheusRule")
     token = find(docs, "Secret", "-webhook-token")[0]
     assert len(token["data"]["token"]) >= 40  # a generated token, base64
@@ -105,8 +106,9 @@ def test_toggles_render_monitoring_and_namespaced_rbac(helm, tmp_path):
                         ("shop", "pm-paramedic-webhook"), ("payments", "pm-paramedic-webhook"),
                         ("ops", "pm-paramedic-webhook"),
                         ("ops", "pm-paramedic-operator-seal"),  # its seal key's Secret, in its own namespace
+                        ("ops", "pm-paramedic-operator-leases"),  # and its replicas' Leases
                         ("ops-console-sessions", "pm-paramedic-console-sessions")}  # sessions, apart
-    assert sorted(p["metadata"]["namespace"] for p in find(docs, "KopfPeering")) == ["payments", "shop"]
+    assert checks.ha_problems(docs, "pm-paramedic-operator", "ops") == []
     operator = find(docs, "Deployment", "-operator")[0]["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=shop" in operator["args"] and "--all-namespaces" not in operator["args"]
     config = find(docs, "ConfigMap", "-config")[0]["data"]
@@ -137,6 +139,10 @@ def test_toggles_render_monitoring_and_namespaced_rbac(helm, tmp_path):
 @pytest.mark.parametrize("values, field", [
     ({"webhook": {"replicas": "x"}}, "/webhook/replicas"),
     ({"operator": {"replicas": "x"}}, "/operator/replicas"),
+    ({"operator": {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                                  "whenUnsatisfiable": "Sometimes"}]}},
+     "/operator/topologySpreadConstraints/0/whenUnsatisfiable"),
+    ({"peering": {"name": "paramedic"}}, "peering"),
     ({"replicas": 2}, "replicas"),
     ({"allNamespaces": False}, "/watchNamespaces"),
     ({"smtp": {"security": "ssl"}}, "/smtp/security"),
@@ -177,13 +183,10 @@ def dry_run(run_kubectl, docs: list[dict]) -> str:
 
 
 def test_kustomization_passes_server_side_dry_run(run_kubectl, namespace):
-    # kubectl cannot create a custom object in the call that creates its CRD: the
-    # peering CRDs go first, as the kustomization's comment tells users.
-    run_kubectl("apply", "--server-side", "--force-conflicts", "-f", str(MANIFESTS / "kopf-peering-crds.yaml"))
-    run_kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(MANIFESTS / "kopf-peering-crds.yaml"))
     built = checks.load_docs(run_kubectl("kustomize", str(MANIFESTS)).stdout)
-    assert {d["kind"] for d in built} >= {"Namespace", "Deployment", "ClusterRole", "ClusterKopfPeering"}
+    assert {d["kind"] for d in built} >= {"Namespace", "Deployment", "ClusterRole", "Role", "PodDisruptionBudget"}
     assert checks.rbac_problems(built) == [] and checks.pod_security_problems(built) == []
+    assert checks.ha_problems(built, "paramedic-operator", "paramedic") == []
     # Server dry-run creates nothing, so namespaced objects go to a namespace that exists (the
     # console's sessions' Role too).
     docs = remap_namespace(remap_namespace(built, "paramedic", namespace), "paramedic-console-sessions", namespace)
@@ -218,9 +221,9 @@ def _new_namespace(kube_client) -> str:
 def release(helm, kubeconfig, kube_client):
     """Paramedic installed by Helm, watching all namespaces; removed afterwards."""
     ns = _new_namespace(kube_client)
-    name = ns  # unique: cluster-scoped objects (ClusterRoles, peering) are named after it
+    name = ns  # unique: cluster-scoped objects (ClusterRoles, admission policies) are named after it
     try:
-        helm("install", name, str(CHART), "--namespace", ns, "--set", f"peering.name={name}",
+        helm("install", name, str(CHART), "--namespace", ns,
              "--wait", "--timeout", "180s", kubeconfig=kubeconfig)
         yield name, ns
     finally:
@@ -235,8 +238,10 @@ def test_helm_install_deployments_become_available(release, run_kubectl, helm, k
     assert out.stdout.count("condition met") == 3
     deployments = json.loads(run_kubectl("get", "deploy", "-n", ns, "-o", "json").stdout)["items"]
     assert {d["metadata"]["name"]: d["status"].get("availableReplicas") for d in deployments} == \
-        {f"{name}-paramedic-operator": 1, f"{name}-paramedic-webhook": 2, f"{name}-paramedic-console": 1}
-    run_kubectl("get", "clusterkopfpeering", name)
+        {f"{name}-paramedic-operator": 2, f"{name}-paramedic-webhook": 2, f"{name}-paramedic-console": 2}
+    budgets = json.loads(run_kubectl("get", "pdb", "-n", ns, "-o", "json").stdout)["items"]
+    assert sorted(b["metadata"]["name"] for b in budgets) == [
+        f"{name}-paramedic-{c}" for c in ("console", "operator", "webhook")]
     status = helm("status", name, "--namespace", ns, kubeconfig=kubeconfig).stdout
     assert "STATUS: deployed" in status and "/api/v1/alertmanager" in status  # NOTES rendered
 
@@ -278,7 +283,12 @@ def test_installed_operator_service_account_is_least_privilege(release, run_kube
     assert can_i(run_kubectl, sa, "list", "replicasets.apps", elsewhere)
     assert can_i(run_kubectl, sa, "create", "events.events.k8s.io", elsewhere)
     assert can_i(run_kubectl, sa, "watch", "namespaces")
-    assert can_i(run_kubectl, sa, "patch", "clusterkopfpeerings.kopf.dev")
+    # Its replicas' Leases: in the release's namespace only.
+    from paramedic.operator.preflight import LEASE_VERBS
+    for verb in LEASE_VERBS:
+        assert can_i(run_kubectl, sa, verb, "leases.coordination.k8s.io", ns)
+        assert not can_i(run_kubectl, sa, verb, "leases.coordination.k8s.io", elsewhere)
+    assert not can_i(run_kubectl, sa, "patch", "leases.coordination.k8s.io", "kube-system")
     assert not can_i(run_kubectl, sa, "delete", "deployments.apps", elsewhere)
     # Narrowed to what the code uses: only the status of services and schedules is written,
     # workloads are read one by one, pods never.
@@ -390,28 +400,29 @@ def test_namespaced_install_grants_only_the_watched_namespaces(helm, kubeconfig,
     name = ns
     try:
         helm("install", name, str(CHART), "--namespace", ns, "--set", "allNamespaces=false",
-             "--set", f"watchNamespaces={{{namespace}}}", "--set", f"peering.name={name}",
+             "--set", f"watchNamespaces={{{namespace}}}",
              "--wait", "--timeout", "180s", kubeconfig=kubeconfig)
         operator = f"system:serviceaccount:{ns}:{name}-paramedic-operator"
         webhook = f"system:serviceaccount:{ns}:{name}-paramedic-webhook"
         assert can_i(run_kubectl, operator, "patch", "incidents.paramedic.dev", namespace, subresource="status")
-        assert can_i(run_kubectl, operator, "patch", "kopfpeerings.kopf.dev", namespace)
+        assert can_i(run_kubectl, operator, "patch", "leases.coordination.k8s.io", ns)  # its replicas' shards
+        assert not can_i(run_kubectl, operator, "patch", "leases.coordination.k8s.io", namespace)
         assert not can_i(run_kubectl, operator, "patch", "incidents.paramedic.dev", "default", subresource="status")
         assert not can_i(run_kubectl, operator, "patch", "deployments.apps", "default")
-        assert not can_i(run_kubectl, operator, "patch", "clusterkopfpeerings.kopf.dev")
         assert not can_i(run_kubectl, operator, "remediate", "monitoredservices.paramedic.dev", "default")
         assert can_i(run_kubectl, webhook, "create", "incidents.paramedic.dev", namespace)
         assert can_i(run_kubectl, webhook, "create", "incidents.paramedic.dev", ns)  # unmatched alerts
         assert not can_i(run_kubectl, webhook, "create", "incidents.paramedic.dev", "default")
-        run_kubectl("get", "kopfpeering", name, "-n", namespace)
     finally:
         helm("uninstall", name, "--namespace", ns, "--wait", "--timeout", "120s", kubeconfig=kubeconfig, check=False)
         kube_client.delete(kube.NAMESPACES, ns)
 
 
 def test_operator_works_under_the_charts_service_account(release, run_kubectl, kube_client, kubeconfig, namespace,
-                                                         operator_factory, tmp_path):
-    """Not the admin: the operator runs with a token of the chart's ServiceAccount and still does its job."""
+                                                         operators, tmp_path):
+    """Not the admin: the operator runs with a token of the chart's ServiceAccount, shares the work
+    through its Leases as the chart's replicas do, and still does its job."""
+    from paramedic.domain import sharding
     from tests.e2e.test_control_plane import deployment
     from tests.helpers import SwitchableService, wait_object
 
@@ -429,9 +440,10 @@ def test_operator_works_under_the_charts_service_account(release, run_kubectl, k
             "target": {"name": "shop"},
             "probe": {"url": target.url, "intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2},
             "remediation": {"actions": [{"restart": {}}]}}}, namespace)
-        # Its own namespace is the release's, as the chart sets it: the seal key's Secret is there.
-        operator_factory(namespace, env={"PARAMEDIC_KUBECONFIG": str(sa_config), "KUBECONFIG": str(sa_config),
-                                         "PARAMEDIC_NAMESPACE": ns})
+        # Its own namespace is the release's, as the chart sets it: the seal key's Secret and the Leases are there.
+        identity = f"sa-{name}"
+        operators(sa_config, namespace, standalone=False, env={
+            "KUBECONFIG": str(sa_config), "PARAMEDIC_NAMESPACE": ns, "PARAMEDIC_IDENTITY": identity})
         wait_object(kube_client, kube.MONITORED_SERVICES, "shop", namespace, lambda s: s["status"]["health"] == "Healthy",
                     40, "probe status written under the ServiceAccount")
         target.set("failing")
@@ -442,6 +454,9 @@ def test_operator_works_under_the_charts_service_account(release, run_kubectl, k
         events = [e for e in kube_client.list(kube.EVENTS, namespace) if e.get("reportingController") ==
                   "paramedic.dev/operator"]
         assert events, "events are posted under the ServiceAccount"
+        # The release's own operator pods never run here (kwok), so every shard is this replica's.
+        shards = kube_client.list(kube.LEASES, ns, labels={sharding.LABEL: sharding.SHARD})
+        assert shards and {lease["spec"].get("holderIdentity") for lease in shards} == {identity}
     finally:
         target.stop()
 
@@ -457,8 +472,9 @@ def test_chart_mounts_secrets_as_files_and_carries_the_playbook_catalog(helm, tm
     docs = checks.load_docs(helm("template", "pm", str(CHART), "--namespace", "paramedic", "-f", str(values)).stdout)
     pod = find(docs, "Deployment", "-operator")[0]["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert not [e for e in container["env"] if "valueFrom" in e], "a secret as an environment variable"
-    env = {e["name"]: e["value"] for e in container["env"]}
+    # No secret as an environment variable: only the pod's own name comes from elsewhere.
+    assert [e["valueFrom"] for e in container["env"] if "valueFrom" in e] == [{"fieldRef": {"fieldPath": "metadata.name"}}]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     for name in ("SMTP_USERNAME", "SMTP_PASSWORD", "SLACK_WEBHOOK_URL", "NOTIFY_WEBHOOK_URL"):

@@ -128,12 +128,6 @@ those on cluster-scoped ones.
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]
-{{- if not .Values.allNamespaces }}
-# Kopf peering in each watched namespace (watching all: the cluster-wide one).
-- apiGroups: [kopf.dev]
-  resources: [kopfpeerings]
-  verbs: [get, list, watch, patch]
-{{- end }}
 {{- end -}}
 
 {{/* In the release namespace only: the Secret holding the key that seals remediation attempts
@@ -148,6 +142,29 @@ those on cluster-scoped ones.
   verbs: [create]
 {{- end -}}
 
+{{/* In the release namespace only: the Leases the replicas share the shards through
+(paramedic-shard-<i>, paramedic-member-<id>; operator/shards.py). */}}
+{{- define "paramedic.operatorLeaseRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [list, create, patch, delete]
+{{- end -}}
+
+{{/* Spread a component's replicas over nodes where the scheduler can, never refusing one node:
+include with (dict "ctx" $ "component" "operator" "values" $o). */}}
+{{- define "paramedic.topologySpread" -}}
+{{- if .values.topologySpreadConstraints }}
+{{- toYaml .values.topologySpreadConstraints }}
+{{- else }}
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "paramedic.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
+{{- end }}
+{{- end -}}
+
 {{- define "paramedic.operatorClusterRules" -}}
 # Incident evidence: the conditions of the nodes running a target's pods.
 - apiGroups: [""]
@@ -160,11 +177,6 @@ those on cluster-scoped ones.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [get, list, watch]
-{{- if .Values.allNamespaces }}
-- apiGroups: [kopf.dev]
-  resources: [clusterkopfpeerings]
-  verbs: [get, list, watch, patch]
-{{- end }}
 {{- end -}}
 
 {{- define "paramedic.webhookNamespacedRules" -}}
