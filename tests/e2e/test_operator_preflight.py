@@ -205,7 +205,9 @@ def fresh_cluster(tmp_path):
 def test_a_fresh_cluster_names_the_missing_crds_and_namespace_and_starts_once_they_are_made(fresh_cluster, operators):
     # `paramedic-operator -A` as a newcomer runs it: no Paramedic CRDs, and no namespace
     # `paramedic` (PARAMEDIC_NAMESPACE's default) for the Leases.
-    proc = operators(fresh_cluster, standalone=False, extra_args=["--all-namespaces"], env=FAST, tag="fresh")
+    port = free_port()
+    proc = operators(fresh_cluster, standalone=False, extra_args=["--all-namespaces"],
+                     env={**FAST, "PARAMEDIC_HEALTH_PORT": str(port)}, tag="fresh")
     line = wait_for(lambda: log_line(proc, "ERROR", "Paramedic's CRDs are not installed"), 60, "the CRD error")
     for crd in ("incidents.paramedic.dev", "monitoredservices.paramedic.dev", "oncallschedules.paramedic.dev"):
         assert crd in line
@@ -220,8 +222,9 @@ def test_a_fresh_cluster_names_the_missing_crds_and_namespace_and_starts_once_th
     client = kube.KubeClient(kube.Connection.load(str(fresh_cluster)))
     try:
         client.create(kube.MONITORED_SERVICES, service(), "default")
-        line = wait_for(lambda: log_line(proc, "ERROR", "still waiting for namespace paramedic ("), 30,
-                        "the CRDs no longer waited for, the namespace still")
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["waitingFor"] ==
+                 ["namespace paramedic"], 60, "the CRDs no longer waited for, the namespace still")
+        assert not reconciled(client, "default")
         client.create(kube.NAMESPACES, {"metadata": {"name": "paramedic"}})
         wait_for(lambda: log_line(proc, "preflight passed", "Leases usable in namespace paramedic"), 30,
                  "the preflight to pass once the CRDs are applied and the namespace made")
