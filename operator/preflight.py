@@ -50,7 +50,7 @@ log = logging.getLogger("paramedic.operator.preflight")
 PARAMEDIC_RESOURCES = (kube.INCIDENTS, kube.MONITORED_SERVICES, kube.ONCALL_SCHEDULES)
 # Every verb the shards use on their Leases (operator/shards.py), in Paramedic's namespace only
 # (tests/chart/test_rbac_needs.py holds this, the code's calls and the Role equal).
-LEASE_VERBS = ("list", "create", "patch", "delete")
+LEASE_VERBS = ("get", "list", "create", "patch", "delete")
 
 CRDS_FIX = "kubectl apply -f manifests/crds/ (or install the chart charts/paramedic, which carries them)"
 RBAC_FIX = ("grant them with manifests/rbac.yaml (ClusterRole paramedic-operator) or the chart (rbac.create=true), "

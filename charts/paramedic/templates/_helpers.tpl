@@ -147,7 +147,7 @@ those on cluster-scoped ones.
 {{- define "paramedic.operatorLeaseRules" -}}
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
-  verbs: [list, create, patch, delete]
+  verbs: [get, list, create, patch, delete]
 {{- end -}}
 
 {{/* Spread a component's replicas over nodes where the scheduler can, never refusing one node:
