@@ -80,6 +80,9 @@ def _cookie(app: Flask, settings: Settings) -> None:
                       # The sealed session end decides; the cookie lives a minute longer so an
                       # expired session reaches the server, which deletes its Secret at once.
                       PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.console_session_seconds + 60),
+                      # Set only when it changes: a list's poll in flight, answered by any replica,
+                      # must not put back the cookie as it was before the person's write.
+                      SESSION_REFRESH_EACH_REQUEST=False,
                       MAX_CONTENT_LENGTH=256 * 1024)
 
 

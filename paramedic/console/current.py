@@ -18,6 +18,7 @@ from markdown_it import MarkdownIt
 from paramedic import kube
 from paramedic.domain import lifecycle
 from paramedic.domain.presentation import format_duration
+from paramedic.domain.resources import Resource
 from paramedic.domain.vocabulary import SEVERITIES
 from paramedic.settings import Settings
 
@@ -28,6 +29,9 @@ from .sessions import Session, SessionStore
 
 STATE = "paramedic.console"
 SESSIONS = "paramedic.sessions"
+WROTE = "w"
+"""The cookie's other field: per resource, the resourceVersion of the person's last write, so that
+their next page shows it whichever replica serves it (each replica's watches lag by their own)."""
 
 
 class SignInNeeded(Exception):
@@ -110,11 +114,29 @@ def namespaces_hint() -> list[str]:
 
 
 def listed(res: kube.Resource) -> tuple[list[dict], list[str]]:
-    return visible(person(), res, namespaces_hint(), console().lister)
+    return visible(person(), res, namespaces_hint(), console().lister, floor=wrote(res))
 
 
 def summaries() -> tuple[list[views.Summary], list[str]]:
-    return visible(person(), kube.INCIDENTS, namespaces_hint(), console().lister, views.summarize)
+    return visible(person(), kube.INCIDENTS, namespaces_hint(), console().lister, views.summarize,
+                   floor=wrote(kube.INCIDENTS))
+
+
+def written(res: kube.Resource, obj: dict | None) -> None:
+    """After a write of the person's: their next pages show at least it, on this replica (memory)
+    and on any other (the signed cookie carries its resourceVersion)."""
+    person().written(res, obj)
+    rv = Resource(obj).resource_version if obj else ""
+    if rv:
+        floors = session.get(WROTE)
+        session[WROTE] = {**(floors if isinstance(floors, dict) else {}), res.plural: rv}
+
+
+def wrote(res: kube.Resource) -> str:
+    """The resourceVersion of the person's last write of `res` through any replica ("" if none)."""
+    floors = session.get(WROTE)
+    rv = floors.get(res.plural) if isinstance(floors, dict) else None
+    return rv if isinstance(rv, str) else ""
 
 
 def end_session() -> None:

@@ -15,7 +15,7 @@ from paramedic.domain.timeutil import utcnow
 from paramedic.domain.vocabulary import is_email
 
 from . import views
-from .current import can, client, console, person, query_string, summaries, whoami
+from .current import can, client, console, query_string, summaries, whoami, written
 
 bp = Blueprint("incidents", __name__)
 
@@ -94,12 +94,12 @@ def append_entry(ns: str, name: str, field: str, make: Callable[[dict], dict]) -
     server decides: RBAC, and the attribution policy (the author must be the person; entries
     are append-only); a refusal is its error page."""
     try:
-        written = entries_io.append(client(), ns, name, field, make)
+        appended = entries_io.append(client(), ns, name, field, make)
     except ValueError as exc:
         abort(400, str(exc))
     except entries_io.KeptChanging as exc:
         abort(409, str(exc))
-    person().written(kube.INCIDENTS, written)
+    written(kube.INCIDENTS, appended)
     return redirect(url_for("incidents.incident", ns=ns, name=name) + "#h-notes-people")
 
 
@@ -126,7 +126,7 @@ def step(ns: str, name: str) -> Any:
 def patch_incident(ns: str, name: str, changes: dict[str, Any], reason: str | None = None) -> Any:
     """The same merge patch `kubectl paramedic` writes: the change, who made it, why and when."""
     patch = lifecycle.spec_patch(changes, whoami(), reason, utcnow())
-    person().written(kube.INCIDENTS, client().patch(kube.INCIDENTS, name, patch, ns))
+    written(kube.INCIDENTS, client().patch(kube.INCIDENTS, name, patch, ns))
     return redirect(url_for("incidents.incident", ns=ns, name=name))
 
 

@@ -118,14 +118,26 @@ def name_of(person: Person, ask: Callable[[kube.KubeClient], str]) -> str:
     return person.name
 
 
+def newest(*versions: str) -> str:
+    """The newest of some resourceVersions (etcd's are integers; others count as none)."""
+    def number(rv: str) -> int:
+        try:
+            return int(rv or 0)
+        except ValueError:
+            return 0
+    best = max(versions, key=number, default="")
+    return best if number(best) else ""
+
+
 def visible(person: Person, res: kube.Resource, hint: list[str], lister: Lister,
-            build: Callable[[list[dict]], list[T]] | None = None) -> tuple[list[Any], list[str]]:
+            build: Callable[[list[dict]], list[T]] | None = None, floor: str = "") -> tuple[list[Any], list[str]]:
     """Every object of `res` the person may list: from their informers when all are fresh,
     else from `lister` (the API server), which also (re)starts informers over the scope it found.
     With `build`, its result over the objects instead (from memory: once per change of each
-    informer, not per request)."""
+    informer, not per request). Never older than the person's last write here, nor than `floor`
+    (their last write through another replica of the console, from their cookie)."""
     now = time.monotonic()
-    wrote = person.wrote.get(res.plural, "")
+    wrote = newest(person.wrote.get(res.plural, ""), floor)
     with person.lock:
         scope = person.scopes.get(res.plural)
     informers = [person.informers.get((res.plural, ns)) for ns in _namespaces(scope[1])] if scope else []

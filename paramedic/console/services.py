@@ -11,7 +11,7 @@ from paramedic.domain import lifecycle
 from paramedic.domain.resources import Service
 
 from . import views
-from .current import can, client, listed, person, whoami
+from .current import can, client, listed, whoami, written
 
 bp = Blueprint("services", __name__)
 
@@ -30,5 +30,5 @@ def services() -> Any:
 def pause(ns: str, name: str) -> Any:
     paused = request.form.get("paused") == "true"
     patch = {"metadata": {"annotations": {lifecycle.PAUSED_ANNOTATION: "true" if paused else None}}}
-    person().written(kube.MONITORED_SERVICES, client().patch(kube.MONITORED_SERVICES, name, patch, ns))
+    written(kube.MONITORED_SERVICES, client().patch(kube.MONITORED_SERVICES, name, patch, ns))
     return redirect(url_for("services.services"))
