@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import http_exceptions
+from yarl import URL
 
 from paramedic import metrics, netguard
 from paramedic.domain.outbound import OutboundPolicy
@@ -59,6 +60,8 @@ class Prober:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task | None = None
         self._inflight: set[asyncio.Task] = set()
+        self._urls: dict[str, URL] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     # --- registry -------------------------------------------------------------
     def upsert(self, key: Hashable, spec: ProbeSpec) -> None:
@@ -120,6 +123,7 @@ class Prober:
             await session.close()
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             now = time.monotonic()
             while self._heap and self._heap[0][0] <= now:
@@ -132,12 +136,15 @@ class Prober:
                 task = asyncio.create_task(self._probe(key, entry))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
-            timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+            # Sleep until the next due probe or a change: a timer setting the event, not
+            # asyncio.wait_for (a task and a timeout per wake-up, once per probe at these rates).
             self._wake.clear()
+            timer = loop.call_at(self._heap[0][0], self._wake.set) if self._heap else None
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+                await self._wake.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     async def _probe(self, key: Hashable, entry: _Entry) -> None:
         spec = entry.spec
@@ -158,6 +165,24 @@ class Prober:
                 heapq.heappush(self._heap, (entry.due, next(self._seq), key, entry.version))
                 self._wake.set()
 
+    def _url(self, url: str) -> URL:
+        """`url` parsed, once its host passed the literal-address check (each URL is parsed and
+        checked once, not at every probe: the rules do not change while the prober runs)."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = URL(url)
+            netguard.refuse_literal(parsed, self._rules, netguard.PROBE)  # a refused one is never kept
+            if len(self._urls) >= 2 * len(self._entries) + 64:
+                self._urls.clear()  # URLs of edited or removed services
+            self._urls[url] = parsed
+        return parsed
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return timeout
+
     async def check(self, spec: ProbeSpec) -> ProbeResult:
         """One HTTP GET, classified. The timeout bounds the whole probe (connect, headers and
         the bounded body read), so a target that drips bytes costs at most timeoutSeconds."""
@@ -167,9 +192,8 @@ class Prober:
         status = None
         try:
             # Redirects are not followed: the one hop is the one checked.
-            netguard.refuse_literal(spec.url, self._rules, netguard.PROBE)
-            async with self._open().get(spec.url, allow_redirects=False,
-                                        timeout=aiohttp.ClientTimeout(total=spec.timeout)) as resp:
+            async with self._open().get(self._url(spec.url), allow_redirects=False,
+                                        timeout=self._timeout(spec.timeout)) as resp:
                 status = resp.status
                 if not await drain(resp.content, BODY_LIMIT):
                     resp.close()  # the rest is never read: the connection goes, not its bytes

@@ -7,6 +7,7 @@ MonitoredService status, so a restarted operator continues where it stopped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -221,6 +222,7 @@ class Step:
     persist: bool = False  # status should be written
 
 
+@functools.lru_cache(maxsize=1 << 16)  # once per service, not a hash per probe
 def write_phase(key: str) -> int:
     """A stable per-service offset into the history bucket, so that thousands of services
     do not all write their steady state in the same second (see `advance`)."""
