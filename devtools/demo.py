@@ -250,7 +250,9 @@ class Demo:
         self._start("webhook", [str(VENV_BIN / "paramedic-webhook"), "--bind", f"127.0.0.1:{self.ports['webhook']}"],
                     ready=lambda: _http_status(self.url("webhook", "/readyz")) == 200,
                     what=f"Paramedic webhook on {self.url('webhook')}", timeout=60)
-        self._start("operator", [str(VENV_BIN / "paramedic-operator"), "--standalone", "--namespace", self.namespace],
+        # As users run it: it takes every shard through Leases in the demo's namespace, no set-up.
+        self._start("operator", [str(VENV_BIN / "paramedic-operator"), "--identity", "demo-operator",
+                                 "--namespace", self.namespace],
                     ready=lambda: _http_status(self.url("operator-health", "/healthz")) == 200,
                     what=f"Paramedic operator (health on {self.url('operator-health', '/healthz')})", timeout=90)
         self._start("console", [str(VENV_BIN / "paramedic-console"), "--bind", f"127.0.0.1:{self.ports['console']}"],

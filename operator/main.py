@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the useful ones
+    if not args.verbose:
+        # "Handler 'service_event' succeeded" for every watch event of every object, on every replica.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # Kopf's login reads it
     namespaces = args.namespace or ([] if args.all_namespaces else settings.watch_namespaces)

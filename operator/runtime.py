@@ -22,7 +22,7 @@ from paramedic.domain.resources import Resource as View
 from paramedic.informer import Cache, Key
 from paramedic.settings import Settings
 
-from .shards import Moved, Shards
+from .shards import MemberLease, Moved, Shards
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,10 @@ class Runtime:
         self.incidents = Cache(index=incident_service)
         self.schedules = Cache()
         self.effects = SideEffects(done_callback=wake)
-        self.shards = Shards(settings, client, identity, standalone=standalone, moved=moved, busy=self._busy_shards)
+        # The member Lease is renewed from a thread with its own (synchronous) client, so that
+        # a busy event loop cannot make this replica look dead.
+        member = None if standalone else MemberLease(settings, kube.KubeClient.from_settings(settings), identity)
+        self.shards = Shards(settings, client, identity, member=member, moved=moved, busy=self._busy_shards)
         # Events are for people reading `kubectl describe`; thousands of incidents opened
         # at once (a start after downtime) must not double the API server's load with them.
         self._events = TokenBucket(settings.events_per_second, settings.events_per_second * 10)

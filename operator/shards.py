@@ -1,7 +1,8 @@
 """This replica's shards, held through Leases in Paramedic's namespace (`paramedic.domain.sharding`).
 
-Every `lease_renew_seconds` the replica lists the sharding's Leases, renews its member
-Lease, and follows `sharding.decide`: it takes the free shards assigned to it and hands
+Every `lease_renew_seconds` the replica renews its member Lease (`MemberLease`, on a thread
+of its own, so a busy event loop cannot delay it into looking dead), and lists the sharding's
+Leases and follows `sharding.decide`: it takes the free shards assigned to it and hands
 over the ones assigned to another live replica. `holds` is the fence every write that
 acts checks: a shard counts as held only while the member Lease was renewed less than
 `lease_seconds - lease_renew_seconds` ago, so a replica cut off from the API server stops
@@ -17,8 +18,10 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from paramedic import kube, metrics
 from paramedic.domain import sharding
@@ -49,38 +52,125 @@ def _idle() -> frozenset[int]:
     return frozenset()
 
 
-class Shards:
-    def __init__(self, settings: Settings, client: kube.AsyncKubeClient, identity: str, standalone: bool = False,
-                 moved: Moved = _nothing, busy: Callable[[], frozenset[int]] = _idle,
+class LeaseApi(Protocol):
+    """The synchronous calls the member Lease makes (`paramedic.kube.KubeClient` has them)."""
+
+    def get_or_none(self, res: kube.Resource, name: str, namespace: str | None = None) -> dict | None: ...
+
+    def create(self, res: kube.Resource, body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]: ...
+
+    def patch(self, res: kube.Resource, name: str, patch: Any, namespace: str | None = None) -> dict[str, Any]: ...
+
+    def delete(self, res: kube.Resource, name: str, namespace: str | None = None) -> None: ...
+
+
+def _micro_now() -> str:
+    return utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class MemberLease:
+    """This replica's member Lease: renewed every `lease_renew_seconds` by `run` on its own
+    thread; `valid_until` (monotonic) ends the fence when renewals stop succeeding."""
+
+    def __init__(self, settings: Settings, client: LeaseApi, identity: str,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.client = client
         self.identity = identity
-        self.standalone = standalone
+        self.name = sharding.member_lease(identity)
+        self.valid_until = 0.0
+        self._clock = clock
+        self._rv: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._duration = max(1, math.ceil(settings.lease_seconds))
+
+    def renew(self) -> bool:
+        now = _micro_now()
+        spec = {"holderIdentity": self.identity, "leaseDurationSeconds": self._duration, "renewTime": now}
+        ns = self.settings.namespace
+        sent = self._clock()
+        try:
+            if self._rv is None:
+                found = self.client.get_or_none(kube.LEASES, self.name, ns)
+                if found is None:
+                    written = self.client.create(kube.LEASES, {
+                        "metadata": {"name": self.name, "labels": {sharding.LABEL: sharding.MEMBER}},
+                        "spec": {**spec, "acquireTime": now}}, ns)
+                    self._rv = str(written["metadata"]["resourceVersion"])
+                    self.valid_until = sent + self.settings.lease_seconds - self.settings.lease_renew_seconds
+                    return True
+                self._rv = str(found["metadata"]["resourceVersion"])
+            written = self.client.patch(kube.LEASES, self.name, {
+                "metadata": {"resourceVersion": self._rv}, "spec": spec}, ns)
+            self._rv = str(written["metadata"]["resourceVersion"])
+        except (kube.ApiError, kube.Unavailable) as exc:
+            # A Conflict means someone else wrote it: another process with this identity, whose
+            # replica would also think the shards its own. Read it again next time.
+            self._rv = None
+            log.warning("could not renew member Lease %s (%s): shards stop being acted on %.0fs after the last renewal",
+                        self.name, exc, self.settings.lease_seconds - self.settings.lease_renew_seconds)
+            return False
+        self.valid_until = sent + self.settings.lease_seconds - self.settings.lease_renew_seconds
+        return True
+
+    def start(self) -> None:
+        self.renew()
+        self._thread = threading.Thread(target=self._run, name="member-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.lease_renew_seconds):
+            try:
+                self.renew()
+            except Exception:  # never let the renewals die quietly
+                log.exception("renewing member Lease %s failed", self.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.api_timeout_seconds + 1)
+        self.valid_until = 0.0
+
+    def leave(self) -> None:
+        """Delete the Lease (a clean stop): the others need not wait for it to expire."""
+        self.stop()
+        self.client.delete(kube.LEASES, self.name, self.settings.namespace)
+
+
+class Shards:
+    def __init__(self, settings: Settings, client: kube.AsyncKubeClient, identity: str,
+                 member: MemberLease | None = None, moved: Moved = _nothing,
+                 busy: Callable[[], frozenset[int]] = _idle, clock: Callable[[], float] = time.monotonic) -> None:
+        """`member` None: standalone, every shard held and no Lease written."""
+        self.settings = settings
+        self.client = client
+        self.identity = identity
+        self.member = member
+        self.standalone = member is None
         self.count = settings.shards
         self._moved = moved
         self._busy = busy
         self._clock = clock
         self._seen = sharding.Observations()
-        self._held: frozenset[int] = frozenset(range(self.count)) if standalone else frozenset()
+        self._held: frozenset[int] = frozenset(range(self.count)) if self.standalone else frozenset()
         self._acting: frozenset[int] = self._held
-        self._valid_until = math.inf if standalone else 0.0
         self._task: asyncio.Task[None] | None = None
-        self._member = sharding.member_lease(identity)
         self._duration = max(1, math.ceil(settings.lease_seconds))
         metrics.SHARDS_HELD.labels(identity).set(len(self._held))
 
     # --- the fence ----------------------------------------------------------------------
+    def _valid(self) -> bool:
+        return self.member is None or self._clock() < self.member.valid_until
+
     def holds(self, shard: int) -> bool:
         """Whether this replica may act on `shard` now."""
-        return shard in self._held and self._clock() < self._valid_until
-
-    def acting(self) -> frozenset[int]:
-        return self._held if self._clock() < self._valid_until else frozenset()
+        return shard in self._held and self._valid()
 
     # --- running ------------------------------------------------------------------------
-    def start(self) -> None:
-        if not self.standalone:
+    async def start(self) -> None:
+        if self.member is not None:
+            await asyncio.to_thread(self.member.start)
             self._task = asyncio.create_task(self._loop(), name="shards")
 
     async def _loop(self) -> None:
@@ -89,70 +179,48 @@ class Shards:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # an API outage is a missed renewal: the fence covers it
+            except Exception:  # an API outage: the member Lease's fence covers it
                 log.exception("shard round failed")
-                self._report()
             await asyncio.sleep(self.settings.lease_renew_seconds)
 
     async def tick(self) -> None:
-        """One round: list, renew the member Lease, hand over and take shards."""
+        """One round: list the Leases, hand over and take shards (all writes at once)."""
         ns = self.settings.namespace
         items = await self.client.list(kube.LEASES, ns)
         leases = [lease for lease in map(Lease.of, items) if lease.kind in (sharding.SHARD, sharding.MEMBER)]
-        self._seen.see(leases, self._clock(), utcnow())
-        await self._renew(next((lease for lease in leases if lease.name == self._member), None))
         mono = self._clock()
+        self._seen.see(leases, mono, utcnow())
         decision = sharding.decide(self.identity, self.count, leases, self._seen, mono,
-                                   member_valid=mono < self._valid_until, busy=self._busy())
+                                   member_valid=self._valid(), busy=self._busy())
         # What is no longer ours stops first, then its Lease is handed over.
         self._held = decision.held
         self._report()
         by_name = {lease.name: lease for lease in leases}
-        for s in decision.release:
-            await self._write_shard(by_name[sharding.shard_lease(s)], holder="")
-            metrics.SHARD_MOVES.labels(self.identity, "released").inc()
-        taken = set()
-        for s in decision.acquire:
-            if await self._write_shard(by_name.get(sharding.shard_lease(s)), holder=self.identity, shard=s):
-                taken.add(s)
-                metrics.SHARD_MOVES.labels(self.identity, "taken").inc()
+        await asyncio.gather(*(self._write_shard(by_name[sharding.shard_lease(s)], holder="")
+                               for s in decision.release))
+        if decision.release:
+            metrics.SHARD_MOVES.labels(self.identity, "released").inc(len(decision.release))
+            log.info("handed over shards %s (members: %s)", sorted(decision.release), ", ".join(decision.members))
+        won = await asyncio.gather(*(self._write_shard(by_name.get(sharding.shard_lease(s)), holder=self.identity,
+                                                       shard=s) for s in decision.acquire))
+        taken = {s for s, ok in zip(decision.acquire, won, strict=True) if ok}
         if taken:
             self._held = self._held | taken
+            metrics.SHARD_MOVES.labels(self.identity, "taken").inc(len(taken))
             log.info("took shards %s (members: %s)", sorted(taken), ", ".join(decision.members))
-        if decision.release:
-            log.info("handed over shards %s (members: %s)", sorted(decision.release), ", ".join(decision.members))
         self._report()
         for name in sharding.stale_members(leases, self._seen, self._clock(), utcnow(), STALE_MEMBER_SECONDS):
             await self.client.delete(kube.LEASES, name, ns)
 
     def _report(self) -> None:
-        """Tell the operator what it now acts on (gained, lost), once per change."""
-        acting = self.acting()
-        gained, lost = acting - self._acting, self._acting - acting
-        self._acting = acting
-        metrics.SHARDS_HELD.labels(self.identity).set(len(acting))
+        """Tell the operator which shards it gained and lost, once per change. A lapse of the
+        fence alone is no change: the writes check the fence, and the shards stay this
+        replica's until another takes them."""
+        gained, lost = self._held - self._acting, self._acting - self._held
+        self._acting = self._held
+        metrics.SHARDS_HELD.labels(self.identity).set(len(self._held))
         if gained or lost:
             self._moved(gained, lost)
-
-    async def _renew(self, mine: Lease | None) -> None:
-        now = utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        spec = {"holderIdentity": self.identity, "leaseDurationSeconds": self._duration, "renewTime": now}
-        sent = self._clock()
-        try:
-            if mine is None:
-                await self.client.create(kube.LEASES, {
-                    "metadata": {"name": self._member, "labels": {sharding.LABEL: sharding.MEMBER}},
-                    "spec": {**spec, "acquireTime": now}}, self.settings.namespace)
-            else:
-                await self.client.patch(kube.LEASES, self._member, {
-                    "metadata": {"resourceVersion": mine.resource_version}, "spec": spec}, self.settings.namespace)
-        except (kube.ApiError, kube.Unavailable) as exc:
-            # A Conflict here means another process renews this identity's Lease: two replicas
-            # with one name would each think the shards theirs.
-            log.warning("could not renew member Lease %s (%s): shards stop being acted on %.0fs after the last renewal",
-                        self._member, exc, self.settings.lease_seconds - self.settings.lease_renew_seconds)
-            return
-        self._valid_until = sent + self.settings.lease_seconds - self.settings.lease_renew_seconds
 
     async def _write_shard(self, lease: Lease | None, holder: str, shard: int | None = None) -> bool:
         """Take (holder = this replica) or hand over (holder empty) a shard's Lease, guarded by
@@ -169,7 +237,7 @@ class Shards:
                     "spec": {**spec, "leaseTransitions": 0}}, self.settings.namespace)
             else:
                 if holder:
-                    spec["leaseTransitions"] = lease.transitions + 1
+                    spec["leaseTransitions"] = lease.transitions + (holder != lease.holder)
                 await self.client.patch(kube.LEASES, lease.name, {
                     "metadata": {"resourceVersion": lease.resource_version}, "spec": spec}, self.settings.namespace)
         except kube.Conflict:
@@ -184,16 +252,18 @@ class Shards:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self.standalone:
+        if self.member is None:
             return
-        held, self._held, self._valid_until = self._held, frozenset(), 0.0
+        held, self._held = self._held, frozenset()
+        await asyncio.to_thread(self.member.stop)  # nothing acts from here on
         ns = self.settings.namespace
         try:
             async with asyncio.timeout(5):
-                for s in sorted(held):
-                    await self.client.patch(kube.LEASES, sharding.shard_lease(s),
-                                            {"spec": {"holderIdentity": None}}, ns)
-                await self.client.delete(kube.LEASES, self._member, ns)
+                await asyncio.gather(*(self.client.patch(kube.LEASES, sharding.shard_lease(s),
+                                                         {"spec": {"holderIdentity": None}}, ns) for s in sorted(held)))
+                await asyncio.to_thread(self.member.leave)
             log.info("handed over shards %s and left", sorted(held))
-        except (TimeoutError, kube.ApiError, kube.Unavailable) as exc:
+        except TimeoutError:
+            log.warning("could not hand the shards over on the way out (timed out): they move when the Lease expires")
+        except (kube.ApiError, kube.Unavailable) as exc:
             log.warning("could not hand the shards over on the way out (%s): they move when the Lease expires", exc)

@@ -89,7 +89,7 @@ class Operator:
         self.incident_queue.start(self.incidents.reconcile)
         self.schedule_queue.start(self.schedules.reconcile)
         self.services.prober.start()
-        self.runtime.shards.start()
+        self._tasks.append(asyncio.create_task(self.runtime.shards.start(), name="shards-start"))
         self._tasks.append(asyncio.create_task(self._open_gauge(), name="open-incidents-gauge"))
         self._tasks.append(asyncio.create_task(self.incidents.load_seal_key(), name="seal-key"))
 

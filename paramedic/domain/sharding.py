@@ -158,7 +158,7 @@ class Observations:
 class Decision:
     acquire: tuple[int, ...] = ()  # free shards assigned to this replica: take them
     release: tuple[int, ...] = ()  # held shards assigned to another live member: hand them over
-    held: frozenset[int] = frozenset()  # shards this replica holds after the decision (before acquiring)
+    held: frozenset[int] = frozenset()  # shards whose Lease names this replica and stays so (before acquiring)
     members: tuple[str, ...] = ()  # live members, this replica included
 
 
@@ -183,8 +183,8 @@ def decide(me: str, shards: int, leases: Sequence[Lease], seen: Observations, mo
         if holder == me:
             if member_valid and target is not None and target != me and s not in busy:
                 release.append(s)
-            elif member_valid:
-                held.add(s)
+            else:
+                held.add(s)  # still ours, though acted on only while the fence holds
         elif not holder or holder not in members:
             if member_valid and target == me:
                 acquire.append(s)

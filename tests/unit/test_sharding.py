@@ -111,10 +111,11 @@ def test_alone_on_an_empty_cluster_it_takes_every_shard():
     assert d.acquire == (0, 1, 2, 3) and d.held == frozenset() and d.members == ("me",)
 
 
-def test_without_a_valid_member_lease_it_holds_and_takes_nothing():
-    leases = [member("me"), shard(0, "me"), shard(1, "")]
-    d = decide("me", 2, leases, seen_at(leases), 100.0, member_valid=False)
-    assert d == sharding.Decision(members=())
+def test_without_a_valid_member_lease_it_takes_and_hands_over_nothing_but_keeps_what_it_has():
+    leases = [member("me"), member("other"), shard(0, "me"), shard(1, "me"), shard(2, "")]
+    d = decide("me", 3, leases, seen_at(leases), 100.0, member_valid=False)
+    # Its Leases still name it (acted on only while the fence holds): no churn for a lapse.
+    assert d == sharding.Decision(held=frozenset({0, 1}), members=("other",))
 
 
 def test_shards_assigned_to_a_live_newcomer_are_handed_over_unless_busy():

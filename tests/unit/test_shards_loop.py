@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from paramedic import kube
-from paramedic.operator.shards import Shards
+from paramedic.operator.shards import MemberLease, Shards
 from paramedic.settings import Settings
 
 SETTINGS = Settings(namespace="paramedic", shards=8, lease_seconds=10, lease_renew_seconds=2)
@@ -28,23 +28,25 @@ class Clock:
 
 class LeaseStore:
     """Leases as the API server keeps them: a create of an existing name and a patch with a
-    stale resourceVersion are Conflicts; `down` makes every call fail as an outage."""
+    stale resourceVersion are Conflicts; `down` makes every call fail as an outage. The
+    shards' loop calls it asynchronously, the member Lease's thread synchronously (`sync`)."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
         self._rv = itertools.count(1)
         self.down = False
         self.writes = 0
+        self.sync = SyncCalls(self)
 
     def _check(self) -> None:
         if self.down:
             raise kube.Unavailable("the API server is down")
 
-    async def list(self, res: kube.Resource, namespace: str | None = None, **_: Any) -> list[dict[str, Any]]:
+    def get_or_none(self, res: kube.Resource, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         self._check()
-        return [copy.deepcopy(v) for v in self.items.values()]
+        return copy.deepcopy(self.items.get(name))
 
-    async def create(self, res: kube.Resource, body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+    def create_now(self, body: dict[str, Any]) -> dict[str, Any]:
         self._check()
         name = body["metadata"]["name"]
         if name in self.items:
@@ -55,8 +57,7 @@ class LeaseStore:
         self.items[name] = obj
         return copy.deepcopy(obj)
 
-    async def patch(self, res: kube.Resource, name: str, patch: dict[str, Any], namespace: str | None = None,
-                    **_: Any) -> dict[str, Any]:
+    def patch_now(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         self._check()
         obj = self.items.get(name)
         if obj is None:
@@ -73,22 +74,58 @@ class LeaseStore:
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
         return copy.deepcopy(obj)
 
-    async def delete(self, res: kube.Resource, name: str, namespace: str | None = None) -> None:
+    def delete_now(self, name: str) -> None:
         self._check()
         self.items.pop(name, None)
+
+    async def list(self, res: kube.Resource, namespace: str | None = None, **_: Any) -> list[dict[str, Any]]:
+        self._check()
+        return [copy.deepcopy(v) for v in self.items.values()]
+
+    async def create(self, res: kube.Resource, body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        return self.create_now(body)
+
+    async def patch(self, res: kube.Resource, name: str, patch: dict[str, Any], namespace: str | None = None,
+                    **_: Any) -> dict[str, Any]:
+        return self.patch_now(name, patch)
+
+    async def delete(self, res: kube.Resource, name: str, namespace: str | None = None) -> None:
+        self.delete_now(name)
 
     def holders(self) -> Counter:
         return Counter(v["spec"].get("holderIdentity", "") for k, v in self.items.items()
                        if k.startswith("paramedic-shard-"))
 
 
+class SyncCalls:
+    def __init__(self, store: LeaseStore) -> None:
+        self.store = store
+
+    def get_or_none(self, res: kube.Resource, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return self.store.get_or_none(res, name, namespace)
+
+    def create(self, res: kube.Resource, body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        return self.store.create_now(body)
+
+    def patch(self, res: kube.Resource, name: str, patch: Any, namespace: str | None = None) -> dict[str, Any]:
+        return self.store.patch_now(name, patch)
+
+    def delete(self, res: kube.Resource, name: str, namespace: str | None = None) -> None:
+        self.store.delete_now(name)
+
+
 def replica(store: LeaseStore, clock: Clock, name: str, busy: frozenset[int] = frozenset()) -> Shards:
-    return Shards(SETTINGS, store, name, moved=lambda g, lost: None, busy=lambda: busy, clock=clock)  # type: ignore[arg-type]
+    member = MemberLease(SETTINGS, store.sync, name, clock=clock)
+    return Shards(SETTINGS, store, name, member=member, moved=lambda g, lost: None,  # type: ignore[arg-type]
+                  busy=lambda: busy, clock=clock)
 
 
 async def rounds(clock: Clock, replicas: list[Shards], n: int = 1, step: float = 2.0) -> None:
+    """`n` rounds of each replica: its member Lease renewed (its thread's job), then its shards."""
     for _ in range(n):
         for r in replicas:
+            assert r.member is not None
+            r.member.renew()
             await r.tick()
         clock.now += step
 
@@ -179,4 +216,21 @@ def test_the_idle_cost_is_one_list_and_one_renewal_a_round():
         before = store.writes
         await rounds(clock, [a, b], 10)
         assert store.writes - before == 2 * 10, "only the member Leases are written when nothing moves"
+
+
+def test_a_lapse_of_the_fence_alone_moves_nothing():
+    async def run() -> None:
+        store, clock = LeaseStore(), Clock()
+        moves: list[tuple[frozenset[int], frozenset[int]]] = []
+        member = MemberLease(SETTINGS, store.sync, "a", clock=clock)
+        a = Shards(SETTINGS, store, "a", member=member, moved=lambda g, lost: moves.append((g, lost)),  # type: ignore[arg-type]
+                   clock=clock)
+        await rounds(clock, [a])
+        assert moves == [(frozenset(range(8)), frozenset())]
+        clock.now += 20  # the event loop stalled, no renewal: no acting, but no churn either
+        assert not held(a)
+        await a.tick()
+        await rounds(clock, [a])
+        assert held(a) == set(range(8)) and len(moves) == 1
+    asyncio.run(run())
     asyncio.run(run())
