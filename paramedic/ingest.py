@@ -9,6 +9,10 @@ is a resolution of an alert nobody recorded, counted and dropped). The rules:
   own writes), else the incident named deterministically after the correlation
   window of its earliest alert. Concurrent or repeated posts of one window therefore meet on
   one object: creation that answers 409 joins what the other request created.
+- Receivers run as replicas: each one's view holds its own writes, not another's of a
+  moment ago. So the two decisions that view could get wrong for good, opening an incident
+  (none active in view) and dropping a resolution (recorded nowhere in view), are made on
+  a consistent read; every other one is checked by a GET or a status write's resourceVersion.
 - An alert key (fingerprint + startsAt) is recorded once. Status writes carry
   the resourceVersion read, so concurrent requests never overwrite each
   other's alerts: a 409 re-reads and retries, a bounded number of times.
@@ -444,12 +448,20 @@ class _Run:
         self._objects: dict[tuple[str, str], dict[str, Any] | None] = {}   # incidents read in this request
         self._targets: dict[tuple[str, str], _IncidentAlerts] = {}
         self._service_incidents: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._consistent: set[tuple[str, str]] = set()   # services whose incidents were read consistently
 
     # reads and placing --------------------------------------------------------
     def ingest_group(self, key: GroupKey, group: Group) -> None:
         ns, service, severity = key
         self.managed = group.managed
-        known = corr.against_active(group.alerts, self._active(ns, service, severity), group.managed)
+        consistent = not self.reads.params()  # a floor that has seen nothing reads consistently
+        known = corr.against_active(group.alerts, self._active(ns, service, severity, self.reads), group.managed)
+        if not known.active and not consistent and any(corr.opens(a) for a in known.pending):
+            # About to open an incident: this app's view holds its own writes, not another replica's
+            # of a moment ago, which may have opened one. One consistent read first (new incidents only).
+            latest = kube.ReadFloor()
+            known = corr.against_active(group.alerts, self._active(ns, service, severity, latest), group.managed)
+            self._raise_floor(latest)
         for obj in known.seen:
             self._objects[(ns, Incident(obj).name)] = obj
         for holder, alert in known.held:
@@ -480,10 +492,10 @@ class _Run:
             return
         self._create_or_join(ns, service, severity, group, new_firing)
 
-    def _active(self, ns: str, service: str, severity: str) -> list[dict[str, Any]]:
+    def _active(self, ns: str, service: str, severity: str, floor: kube.ReadFloor) -> list[dict[str, Any]]:
         try:
             return self.client.list(kube.INCIDENTS, ns, field_selector=naming.active_field_selector(service, severity),
-                                    floor=self.reads)
+                                    floor=floor)
         except kube.ApiError as exc:
             if exc.status != 400:
                 raise
@@ -506,13 +518,31 @@ class _Run:
     def _any_holder(self, ns: str, service: str, alert: Alert) -> dict[str, Any] | None:
         """Any incident of the service recording the alert (`correlation.recorder`). Costs one LIST
         per service and request, and only for resolutions found nowhere else."""
-        if (ns, service) not in self._service_incidents:
-            self._service_incidents[(ns, service)] = self.client.list(
-                kube.INCIDENTS, ns, field_selector=naming.service_field_selector(service), floor=self.reads)
-        obj = corr.recorder(alert, self._service_incidents[(ns, service)], self.managed)
+        key = (ns, service)
+        if key not in self._service_incidents:
+            if not self.reads.params():
+                self._consistent.add(key)  # a floor that has seen nothing reads consistently already
+            self._service_incidents[key] = self._service_list(ns, service, self.reads)
+        obj = corr.recorder(alert, self._service_incidents[key], self.managed)
+        if obj is None and key not in self._consistent:
+            # This app's view holds its own writes, not another replica's of a moment ago: before a
+            # resolution is dropped as recorded nowhere, one consistent read (rare: strays only).
+            self._consistent.add(key)
+            latest = kube.ReadFloor()
+            self._service_incidents[key] = self._service_list(ns, service, latest)
+            self._raise_floor(latest)
+            obj = corr.recorder(alert, self._service_incidents[key], self.managed)
         if obj is not None:
             self._objects[(ns, Incident(obj).name)] = obj
         return obj
+
+    def _raise_floor(self, latest: kube.ReadFloor) -> None:
+        """The app's floor, no older than a consistent read (which learnt the revision it read at)."""
+        self.reads.see({"metadata": {"resourceVersion": latest.params().get("resourceVersion", "")}})
+
+    def _service_list(self, ns: str, service: str, floor: kube.ReadFloor) -> list[dict[str, Any]]:
+        """Every incident of the service; a floor that has seen nothing makes it a consistent read."""
+        return self.client.list(kube.INCIDENTS, ns, field_selector=naming.service_field_selector(service), floor=floor)
 
     def _join(self, ns: str, obj: dict[str, Any], group: Group, firing: list[Alert], created: bool = False) -> None:
         target = self._target(ns, obj, group)
