@@ -111,7 +111,8 @@ def _apply_outcome(d: Draft, entries: list[dict[str, Any]], entry: dict[str, Any
                    results: Sequence[nr.DeliveryResult]) -> list[dict[str, Any]]:
     """`entries` with one delivery round's results for `entry` merged in, and timeline lines for them."""
     if entry.get("channel") == "pending":
-        entries = [e for e in entries if e is not entry]
+        # By key, not identity: an earlier outcome of this pass rebuilt `entries` from copies.
+        entries = [e for e in entries if not (e.get("key") == entry.get("key") and e.get("channel") == "pending")]
     # Unconfigured channels are not worth a status entry each; keep one only
     # when nothing was configured at all, so the event still shows as handled.
     attempted = [r for r in results if not r.skipped] or list(results[:1])
