@@ -107,13 +107,19 @@ class Operator:
 
     async def _open_gauge(self) -> None:
         """paramedic_incidents_open (of this replica's shards) and what it handles, from the cache,
-        recomputed every few seconds (cheap, no API calls)."""
+        looked at every few seconds and recomputed only when the caches or the shards this replica
+        may act on changed: at rest nothing is scanned (no API calls either way)."""
+        rt, seen = self.runtime, None
         while True:
-            counts = Counter(inc.severity for inc in map(Incident, self.runtime.incidents.values())
-                             if inc.active and self.runtime.owns_incident(inc.body))
-            for sev in SEVERITIES:
-                metrics.INCIDENTS_OPEN.labels(sev).set(counts.get(sev, 0))
-            self._count_handled()
+            state = (rt.incidents.generation, rt.services.generation,
+                     frozenset(s for s in range(rt.shards.count) if rt.shards.holds(s)))
+            if state != seen:
+                seen = state
+                counts = Counter(inc.severity for inc in map(Incident, rt.incidents.values())
+                                 if inc.active and rt.owns_incident(inc.body))
+                for sev in SEVERITIES:
+                    metrics.INCIDENTS_OPEN.labels(sev).set(counts.get(sev, 0))
+                self._count_handled()
             await asyncio.sleep(5)
 
 

@@ -134,6 +134,11 @@ class Cache:
             self._views[build] = (generation, value)
         return value
 
+    @property
+    def generation(self) -> int:
+        """Moves with every change: what was computed from the same generation still holds."""
+        return self._generation
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -60,3 +60,19 @@ def test_views_are_built_once_per_change():
     cache.drop(obj("gone", 2))  # nothing to drop: nothing changed
     cache.view(build)
     assert len(built) == 3
+
+
+def test_the_generation_moves_with_every_change_and_only_then():
+    cache = Cache()
+    start = cache.generation
+    cache.put(obj("api", 1))
+    after_put = cache.generation
+    assert after_put != start
+    cache.get(("shop", "api"))
+    cache.values()
+    cache.drop(obj("gone", 1))  # nothing to drop
+    assert cache.generation == after_put  # reads and no-ops change nothing
+    cache.put(obj("api", 0))  # older than what is kept: not stored
+    assert cache.generation == after_put
+    cache.drop(obj("api", 2))
+    assert cache.generation != after_put
