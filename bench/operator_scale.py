@@ -85,6 +85,7 @@ class Settled:
     def __init__(self) -> None:
         self.settled: set[str] = set()
         self.writes: dict[str, int] = {}
+        self.done: dict[str, tuple[bool, bool]] = {}  # incident -> (assigned, a notification delivered)
         self.lock = threading.Lock()
 
     def counter(self, kind: str):
@@ -97,6 +98,9 @@ class Settled:
                         self.settled.add(name)
                     else:
                         self.settled.discard(name)
+                    st = obj.get("status") or {}
+                    self.done[name] = (bool(st.get("assignee")), any(
+                        n.get("result") not in ("pending", None) for n in st.get("notifications") or []))
         return on_event
 
     def snapshot(self) -> dict[str, int]:
@@ -272,12 +276,10 @@ def run(ctx: Context, result: Result) -> None:
     rest_cpu = rest_split["operator"] / rest_s
     rss, peak = rss_bytes(op.pid), peak_rss_bytes(op.pid)
     # Handled once is the target; how far the rest of the work got is worth showing too.
-    sample = client.list(kube.INCIDENTS, ns, cached=True)
-    assigned = sum(1 for i in sample if (i.get("status") or {}).get("assignee"))
-    notified = sum(1 for i in sample if any(n.get("result") not in ("pending", None)
-                                            for n in (i.get("status") or {}).get("notifications") or []))
-
-    floor, floor_requests = write_floor(ctx, incidents, services)
+    # From the watch (a LIST of thousands of incidents with their evidence can outlast its timeout).
+    with settled.lock:
+        assigned = sum(1 for a, _ in settled.done.values() if a)
+        notified = sum(1 for _, n in settled.done.values() if n)
 
     if not all_done:
         result.notes.append(f"not every object was handled {limit:.0f}s after the operator started; "
@@ -289,9 +291,6 @@ def run(ctx: Context, result: Result) -> None:
     result.figure("operator CPU seconds until all handled", cpu_busy)
     result.figure("CPU while handling (% of one core)", ", ".join(f"{k} {100 * v / busy:.0f}" for k, v in split.items()))
     result.figure("operator API requests until all handled", requests)
-    result.figure(f"floor: the same writes by a plain script (1/{FLOOR_SHARE} of the objects, "
-                  f"{floor_requests:,} requests, scaled) (s)", floor)
-    result.figure("all handled / floor", t_all / floor if floor else float("inf"))
     result.figure("RSS when all handled (MB)", rss_busy / 1e6)
     result.figure("RSS at rest (MB)", rss / 1e6)
     result.figure("peak RSS (MB)", peak / 1e6)
@@ -308,6 +307,11 @@ def run(ctx: Context, result: Result) -> None:
     result.figure("operator API requests at rest", show_counts(rest_requests))
     result.figure("object changes the watches saw at rest", show_counts({k: float(v) for k, v in rest_writes.items()}))
     result.figure("incidents assigned / with a delivered notification", f"{assigned:,} / {notified:,}")
+    # Last, as it writes: what was measured above is printed even if it fails.
+    floor, floor_requests = write_floor(ctx, incidents, services)
+    result.figure(f"floor: the same writes by a plain script (1/{FLOOR_SHARE} of the objects, "
+                  f"{floor_requests:,} requests, scaled) (s)", floor)
+    result.figure("all handled / floor", t_all / floor if floor else float("inf"))
     result.check("operator start → all objects handled", t_all, "<=", 60, " s")
     result.check("all handled within 1.2x the floor", t_all / floor if floor else float("inf"), "<=", 1.2, "x")
     result.check("operator CPU at rest", 100 * rest_cpu, "<=", 2, " % of a core")
