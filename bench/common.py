@@ -447,10 +447,11 @@ def base_env(kubeconfig: Path) -> dict[str, str]:
 
 
 class Operator(Proc):
-    """`paramedic-operator --standalone --namespace NS...`, pinned to `cpus` when given."""
+    """`paramedic-operator --standalone --namespace NS...`, pinned to `cpus` when given; with `identity`,
+    `--identity NAME` instead: a replica sharing the shards with the others through Leases."""
 
     def __init__(self, ctx: Context, namespaces: list[str], cpus: str | None = "0",
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, identity: str | None = None):
         self.metrics_port = free_port()
         self.health_port = free_port()
         e = base_env(ctx.kubeconfig)
@@ -459,10 +460,11 @@ class Operator(Proc):
                   # The probe targets and hooks are loopback stand-ins: the admin allowlist names them.
                   "PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,10.77.0.0/24"})
         e.update(env or {})
-        args = [str(VENV_BIN / "paramedic-operator"), "--standalone"]
+        args = [str(VENV_BIN / "paramedic-operator"), *(["--identity", identity] if identity else ["--standalone"])]
         for ns in namespaces:
             args += ["--namespace", ns]
-        super().__init__("operator", args, e, ctx.workdir / f"operator-{namespaces[0]}.log", cpus, cwd=REPO)
+        suffix = f"-{identity}" if identity else ""
+        super().__init__("operator", args, e, ctx.workdir / f"operator-{namespaces[0]}{suffix}.log", cpus, cwd=REPO)
         ctx.on_close(self.stop)
 
     def wait_ready(self, timeout: float = 60) -> None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from .common import Context, Result, control_plane, fmt, log, workdir
 
 BENCHMARKS = ["alert_to_restart", "webhook_throughput", "storm", "probe_scale", "probe_memory", "operator_scale",
-              "heal_real", "console_list", "evidence_cost"]
+              "heal_real", "console_list", "evidence_cost", "scale_out"]
 
 
 def machine() -> dict[str, str]:
