@@ -71,15 +71,17 @@ def deploy(release: str, namespace: str, log=print) -> None:
     if out.returncode != 0:
         raise DeployError(f"helm failed:\n{out.stdout}{out.stderr}")
     kubeconfig = cluster.kubeconfig.relative_to(REPO) if cluster.kubeconfig.is_relative_to(REPO) else cluster.kubeconfig
-    log(f"""
-Paramedic runs on {devnode.NODE_NAME}. Next:
-  export KUBECONFIG={kubeconfig} PATH=$PWD/.paramedic/bin:$PATH
-  kubectl -n {namespace} get pods -o wide                       # two operators, two receivers, two consoles
-  kubectl -n {namespace} get leases -l paramedic.dev/sharding   # which operator holds which shard
-  kubectl get msvc -A                                           # HANDLED-BY: the replica handling each service
-  kubectl -n {namespace} delete pod <an operator pod>           # its shards move to the other replica
-  helm -n {namespace} status {release}                          # the receiver's URL and token
-  make cluster-down                                             # when done""")
+    steps = [(f"export KUBECONFIG={kubeconfig} PATH=$PWD/.paramedic/bin:$PATH", ""),
+             (f"kubectl -n {namespace} get pods -o wide", "two operators, two receivers, two consoles"),
+             (f"kubectl -n {namespace} get leases -l paramedic.dev/sharding", "which operator holds which shard"),
+             ("kubectl get msvc -A", "HANDLED-BY: the replica handling each service"),
+             (f"kubectl -n {namespace} delete pod <an operator pod>", "its shards move to the other replica"),
+             (f"helm -n {namespace} status {release}", "the receiver's URL and token"),
+             ("make cluster-down", "when done")]
+    width = max(len(step) for step, why in steps if why) + 2
+    log(f"\nParamedic runs on {devnode.NODE_NAME}. Next:")
+    for step, why in steps:
+        log(f"  {step:<{width}}# {why}" if why else f"  {step}")
 
 
 def main(argv: list[str] | None = None) -> int:
