@@ -79,6 +79,8 @@ class MemberLease:
         self.identity = identity
         self.name = sharding.member_lease(identity)
         self.valid_until = 0.0
+        self.tenure = 0
+        """Counts unbroken runs of validity: a renewal after the fence lapsed (or the first) starts one."""
         self._clock = clock
         self._rv: str | None = None
         self._stop = threading.Event()
@@ -98,7 +100,7 @@ class MemberLease:
                         "metadata": {"name": self.name, "labels": {sharding.LABEL: sharding.MEMBER}},
                         "spec": {**spec, "acquireTime": now}}, ns)
                     self._rv = str(written["metadata"]["resourceVersion"])
-                    self.valid_until = sent + self.settings.lease_seconds - self.settings.lease_renew_seconds
+                    self._valid_from(sent)
                     return True
                 self._rv = str(found["metadata"]["resourceVersion"])
             written = self.client.patch(kube.LEASES, self.name, {
@@ -111,8 +113,13 @@ class MemberLease:
             log.warning("could not renew member Lease %s (%s): shards stop being acted on %.0fs after the last renewal",
                         self.name, exc, self.settings.lease_seconds - self.settings.lease_renew_seconds)
             return False
-        self.valid_until = sent + self.settings.lease_seconds - self.settings.lease_renew_seconds
+        self._valid_from(sent)
         return True
+
+    def _valid_from(self, sent: float) -> None:
+        if sent >= self.valid_until:
+            self.tenure += 1
+        self.valid_until = sent + self.settings.lease_seconds - self.settings.lease_renew_seconds
 
     def start(self) -> None:
         self.renew()
@@ -156,12 +163,15 @@ class Shards:
         self._held: frozenset[int] = frozenset(range(self.count)) if self.standalone else frozenset()
         self._acting: frozenset[int] = self._held
         self._task: asyncio.Task[None] | None = None
+        self._tenure = 0  # the member Lease's tenure in which `_held` was last confirmed
         self._duration = max(1, math.ceil(settings.lease_seconds))
         metrics.SHARDS_HELD.labels(identity).set(len(self._held))
 
     # --- the fence ----------------------------------------------------------------------
     def _valid(self) -> bool:
-        return self.member is None or self._clock() < self.member.valid_until
+        # After a lapse, the shards are acted on again only once a round has confirmed them
+        # (another replica may have taken them meanwhile).
+        return self.member is None or (self._clock() < self.member.valid_until and self.member.tenure == self._tenure)
 
     def holds(self, shard: int) -> bool:
         """Whether this replica may act on `shard` now."""
@@ -186,12 +196,19 @@ class Shards:
     async def tick(self) -> None:
         """One round: list the Leases, hand over and take shards (all writes at once)."""
         ns = self.settings.namespace
+        tenure = self.member.tenure if self.member is not None else 0
         items = await self.client.list(kube.LEASES, ns)
         leases = [lease for lease in map(Lease.of, items) if lease.kind in (sharding.SHARD, sharding.MEMBER)]
         mono = self._clock()
         self._seen.see(leases, mono, utcnow())
+        valid = self.member is None or mono < self.member.valid_until
         decision = sharding.decide(self.identity, self.count, leases, self._seen, mono,
-                                   member_valid=self._valid(), busy=self._busy())
+                                   member_valid=valid, busy=self._busy())
+        # A new tenure (a start, or renewals resumed after a lapse): another replica may be
+        # taking the shards this list still shows as ours, so they are taken again through
+        # writes their Lease's resourceVersion guards (of two writers, one fails).
+        # Meanwhile `holds` stays false for them (the tenure is not confirmed yet).
+        retake = decision.held if valid and tenure != self._tenure else frozenset()
         # What is no longer ours stops first, then its Lease is handed over.
         self._held = decision.held
         self._report()
@@ -201,9 +218,16 @@ class Shards:
         if decision.release:
             metrics.SHARD_MOVES.labels(self.identity, "released").inc(len(decision.release))
             log.info("handed over shards %s (members: %s)", sorted(decision.release), ", ".join(decision.members))
+        wanted = (*decision.acquire, *sorted(retake))
         won = await asyncio.gather(*(self._write_shard(by_name.get(sharding.shard_lease(s)), holder=self.identity,
-                                                       shard=s) for s in decision.acquire))
-        taken = {s for s, ok in zip(decision.acquire, won, strict=True) if ok}
+                                                       shard=s) for s in wanted))
+        answers = dict(zip(wanted, won, strict=True))
+        taken = {s for s in decision.acquire if answers[s] is True}
+        # A re-take refused (another replica has it) or unanswered: not acted on; the tenure is
+        # confirmed only once every re-take got a definite answer.
+        self._held = self._held - {s for s in retake if answers[s] is not True}
+        if valid and all(answers[s] is not None for s in retake):
+            self._tenure = tenure
         if taken:
             self._held = self._held | taken
             metrics.SHARD_MOVES.labels(self.identity, "taken").inc(len(taken))
@@ -222,9 +246,10 @@ class Shards:
         if gained or lost:
             self._moved(gained, lost)
 
-    async def _write_shard(self, lease: Lease | None, holder: str, shard: int | None = None) -> bool:
+    async def _write_shard(self, lease: Lease | None, holder: str, shard: int | None = None) -> bool | None:
         """Take (holder = this replica) or hand over (holder empty) a shard's Lease, guarded by
-        the resourceVersion read: of two replicas racing for it, one wins."""
+        the resourceVersion read: of two replicas racing for it, one wins. True: written;
+        False: another wrote it first (Conflict); None: no answer (an API error)."""
         now = utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         spec: dict[str, object] = {"holderIdentity": holder or None, "leaseDurationSeconds": self._duration,
                                    "renewTime": now}
@@ -244,7 +269,7 @@ class Shards:
             return False  # another replica moved it first; the next round sees who
         except (kube.ApiError, kube.Unavailable) as exc:
             log.warning("could not write shard Lease %s: %s", lease.name if lease else shard, exc)
-            return False
+            return None
         return True
 
     async def stop(self) -> None:
