@@ -171,13 +171,17 @@ class IncidentReconciler:
         if plan.orphan_holder and svc is not None and await self._release_orphaned_claim(svc, plan.orphan_holder):
             wake = min(1.0, wake) if wake is not None else 1.0  # once the watch shows the freed service
         if plan.claim is not None and svc is not None:
-            # A Conflict (someone wrote the service since it was read) fails this reconciliation
-            # before anything is recorded; the retry decides again.
-            await self.client.patch(kube.MONITORED_SERVICES, svc["metadata"]["name"],
-                                       {"metadata": {"resourceVersion": svc["metadata"]["resourceVersion"]},
-                                        # the claim replaces status.remediation whole (null for what is gone)
-                                        "status": status_patch.set_keys(Service(svc).status, {"remediation": plan.claim})},
-                                       ns, subresource="status")
+            try:
+                await self.client.patch(kube.MONITORED_SERVICES, svc["metadata"]["name"],
+                                        {"metadata": {"resourceVersion": svc["metadata"]["resourceVersion"]},
+                                         # the claim replaces status.remediation whole (null for what is gone)
+                                         "status": status_patch.set_keys(Service(svc).status,
+                                                                         {"remediation": plan.claim})},
+                                        ns, subresource="status")
+            except kube.Conflict:
+                # Someone wrote the service since it was read (its prober, a replica that held
+                # the shard before): nothing is recorded yet, so decide again on the fresh one.
+                return 0.2
         try:
             await self._write_all(inc, plan)
         except kube.Conflict:
