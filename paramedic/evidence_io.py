@@ -52,6 +52,9 @@ class Gatherer:
         running = self._running.get(key)
         if running is None:
             running = asyncio.ensure_future(self._gather(key, namespace, target, log_lines))
+            # Its waiters may all be gone (cancelled at shutdown): the outcome is read here too,
+            # so a failure is not reported as never retrieved.
+            running.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._running[key] = running
         # A caller cancelled (its incident's task) does not cancel the gathering others wait for.
         return await asyncio.shield(running)
