@@ -101,6 +101,16 @@ class ServiceReconciler:
         windows = list(sequence(mapping(Service(body).spec.get("maintenance")).get("windows")))
         return maintenance.state(windows, ns_windows, now, errors)
 
+    def take_up(self, key: Key) -> None:
+        """A service of a shard just gained: probing starts now, from the cache; its reconcile
+        (queued too, a few API calls each) writes status.handledBy when its turn comes."""
+        body = self.rt.services.get(key)
+        if body is None or is_paused(body):
+            return
+        probe = ProbeSpec.from_service(body)
+        if probe is not None:
+            self.prober.upsert(key, probe)
+
     # --- probes --------------------------------------------------------------------
     async def on_probe_result(self, key: Key, spec: ProbeSpec, result: ProbeResult) -> None:
         body = self.rt.services.get(key)

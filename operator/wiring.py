@@ -59,7 +59,10 @@ class Operator:
         rt = self.runtime
         moved = gained | lost
         for key, _ in rt.services.items():
-            if rt.service_shard(key) in moved:
+            shard = rt.service_shard(key)
+            if shard in gained:
+                self.services.take_up(key)
+            if shard in moved:
                 self.service_queue.add(key)
         gone = set()
         for key, body in rt.incidents.items():

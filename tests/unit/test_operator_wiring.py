@@ -91,3 +91,26 @@ def test_a_service_change_wakes_its_active_incidents_only():
         return op
 
     asyncio.run(scenario())
+
+
+def test_a_shard_gained_starts_its_probes_at_once_and_queues_its_objects():
+    async def scenario() -> None:
+        op = Operator(Settings(), _Client())  # type: ignore[arg-type]
+        probed = {"metadata": {"name": "checkout", "namespace": "shop", "generation": 1},
+                  "spec": {"target": {"name": "checkout"}, "probe": {"url": "http://127.0.0.1:1/healthz"}}}
+        quiet = {"metadata": {"name": "cart", "namespace": "shop", "generation": 1}, "spec": {"target": {"name": "cart"}}}
+        op.runtime.services.put(probed)
+        op.runtime.services.put(quiet)
+        op.runtime.incidents.put(incident("inc-open"))
+        every = frozenset(range(op.runtime.shards.count))
+        op._shards_moved(every, frozenset())
+        # Probing does not wait for the reconcile (a few API calls per service, in turn).
+        assert ("shop", "checkout") in op.services.prober and ("shop", "cart") not in op.services.prober
+        assert op.service_queue._queued == {("shop", "checkout"), ("shop", "cart")}
+        assert op.incident_queue._queued == {("shop", "inc-open")}
+        # Lost: queued again, and their reconcile finds them another replica's.
+        op.service_queue._queued.clear()
+        op._shards_moved(frozenset(), every)
+        assert op.service_queue._queued == {("shop", "checkout"), ("shop", "cart")}
+
+    asyncio.run(scenario())
