@@ -213,6 +213,17 @@ def deployment(name: str, replicas: int = 1) -> dict:
                                   "spec": {"containers": [{"name": "app", "image": "registry.local/bench:1"}]}}}}
 
 
+def alert_incident(ns: str, svc: str, i: int, bench: str, now: datetime) -> dict:
+    """The i-th alert-sourced Incident of `svc` as the receiver would create it (without status)."""
+    from paramedic.domain.vocabulary import SEVERITIES
+    from paramedic.ingest import build_incident
+
+    body = build_incident(ns, f"{svc}-inc-{i:05d}", service=svc, severity=SEVERITIES[i % 4],
+                          title=f"{svc} alert {i}", description=f"created by the {bench} benchmark",
+                          source="alertmanager", labels={"alertname": f"Bench-{bench}", "service": svc}, now=now)
+    return {k: v for k, v in body.items() if k != "status"}
+
+
 # The benchmarks poll at 0.5 s unless told otherwise (what they measured with).
 wait_for = functools.partial(_wait_for, interval=0.5)
 
@@ -389,6 +400,24 @@ def peak_rss_bytes(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def start_targets_process(ctx: Context, args: list[str], ports_file: Path, cpus: str | None = None,
+                          timeout: float = 120) -> list[int]:
+    """A process of HTTP targets (`python -m <args>`) that writes its ports to `ports_file`
+    once all listen; stopped with the context."""
+    ports_file.unlink(missing_ok=True)
+    proc = Proc("targets", [str(VENV_BIN / "python"), "-m", *args, "--ports-file", str(ports_file)],
+                dict(os.environ), ctx.workdir / "targets.log", cpus=cpus, cwd=REPO)
+    proc.start()
+    ctx.on_close(proc.stop)
+
+    def listening() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"targets exited: {proc.tail()}")
+        return ports_file.exists()
+    wait_for(listening, timeout, "targets listening", interval=0.2)
+    return [int(x) for x in ports_file.read_text().split()]
 
 
 class Proc:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import resource
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
@@ -21,8 +23,11 @@ RESPONSE_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length
 
 
 class Health(asyncio.Protocol):
-    def __init__(self) -> None:
+    """`200 ok` to every request; `note(head)`, when given, sees each request's head first."""
+
+    def __init__(self, note: Callable[[bytes], None] | None = None) -> None:
         self.buf = b""
+        self.note = note
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -32,6 +37,8 @@ class Health(asyncio.Protocol):
         self.buf += data
         while b"\r\n\r\n" in self.buf:
             head, self.buf = self.buf.split(b"\r\n\r\n", 1)  # probes send no body
+            if self.note is not None:
+                self.note(head)
             close = b"connection: close" in head.lower()
             assert self.transport is not None
             self.transport.write(RESPONSE_CLOSE if close else RESPONSE)
@@ -40,7 +47,10 @@ class Health(asyncio.Protocol):
                 return
 
 
-async def serve(count: int, ports_file: Path, max_seconds: float) -> None:
+async def serve(count: int, ports_file: Path, max_seconds: float,
+                factory: Callable[[], asyncio.Protocol] = Health, every: Callable[[], None] | None = None) -> None:
+    """`count` listening ports, written to `ports_file` once all listen; until SIGTERM or
+    `max_seconds`, calling `every` (when given) every quarter of a second and at the end."""
     loop = asyncio.get_running_loop()
     servers, ports = [], []
     for _ in range(count):
@@ -48,7 +58,7 @@ async def serve(count: int, ports_file: Path, max_seconds: float) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)
-        servers.append(await loop.create_server(Health, sock=sock))
+        servers.append(await loop.create_server(factory, sock=sock))
         ports.append(sock.getsockname()[1])
     tmp = ports_file.with_suffix(".tmp")
     tmp.write_text("\n".join(map(str, ports)) + "\n")
@@ -56,10 +66,13 @@ async def serve(count: int, ports_file: Path, max_seconds: float) -> None:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    try:
-        await asyncio.wait_for(stop.wait(), max_seconds)
-    except TimeoutError:
-        pass
+    deadline = loop.time() + max_seconds
+    while not stop.is_set() and loop.time() < deadline:
+        pause = max(0.0, deadline - loop.time())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), min(0.25, pause) if every is not None else pause)
+        if every is not None:
+            every()
     for s in servers:
         s.close()
 

@@ -25,8 +25,6 @@ from datetime import UTC, datetime, timedelta
 
 from devtools.wait import WaitTimeout
 from paramedic import kube
-from paramedic.domain.vocabulary import SEVERITIES
-from paramedic.ingest import build_incident
 
 from .common import (
     Context,
@@ -34,6 +32,7 @@ from .common import (
     Operator,
     Result,
     Watcher,
+    alert_incident,
     control_plane_pids,
     cpu_seconds,
     create_all,
@@ -190,11 +189,7 @@ def run(ctx: Context, result: Result) -> None:
     now = datetime.now(UTC)
     incidents = []
     for i in range(n_inc):
-        svc = f"svc-{i % n_svc:04d}"
-        body = build_incident(ns, f"{svc}-inc-{i:05d}", service=svc, severity=SEVERITIES[i % 4],
-                              title=f"{svc} alert {i}", description="created by the operator_scale benchmark",
-                              source="alertmanager", labels={"alertname": "BenchScale", "service": svc}, now=now)
-        incidents.append({k: v for k, v in body.items() if k != "status"})
+        incidents.append(alert_incident(ns, f"svc-{i % n_svc:04d}", i, "operator_scale", now))
     took = create_all(client, kube.ONCALL_SCHEDULES, ns, schedules)
     took += create_all(client, kube.MONITORED_SERVICES, ns, services, threads=48)
     took += create_all(client, kube.INCIDENTS, ns, incidents, threads=48)

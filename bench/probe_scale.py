@@ -27,8 +27,6 @@ from devtools.wait import WaitTimeout
 from paramedic import kube
 
 from .common import (
-    REPO,
-    VENV_BIN,
     Context,
     Operator,
     Proc,
@@ -40,6 +38,7 @@ from .common import (
     log,
     peak_rss_bytes,
     rss_bytes,
+    start_targets_process,
     wait_for,
 )
 
@@ -57,19 +56,8 @@ BLACKBOX_CONFIG = """modules:
 
 
 def start_targets(ctx: Context, count: int) -> list[int]:
-    ports_file = ctx.workdir / "ports.txt"
-    ports_file.unlink(missing_ok=True)
-    proc = Proc("targets", [str(VENV_BIN / "python"), "-m", "bench.http_targets", "--count", str(count),
-                            "--ports-file", str(ports_file)],
-                dict(os.environ), ctx.workdir / "targets.log", cpus="1", cwd=REPO)
-    proc.start()
-    ctx.on_close(proc.stop)
-    def listening() -> bool:
-        if not proc.alive():
-            raise RuntimeError(f"targets exited: {proc.tail()}")
-        return ports_file.exists()
-    wait_for(listening, 60, "targets listening", interval=0.2)
-    return [int(x) for x in ports_file.read_text().split()]
+    return start_targets_process(ctx, ["bench.http_targets", "--count", str(count)], ctx.workdir / "ports.txt",
+                                 cpus="1", timeout=60)
 
 
 def service(i: int, port: int) -> dict:

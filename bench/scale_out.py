@@ -40,7 +40,6 @@ import itertools
 import os
 import re
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -49,21 +48,17 @@ from pathlib import Path
 
 import httpx
 
-from bench.http_targets import RESPONSE, RESPONSE_CLOSE
+from bench import http_targets
 from devtools.wait import WaitTimeout
 from paramedic import kube
 from paramedic.domain import sharding
-from paramedic.domain.vocabulary import SEVERITIES
-from paramedic.ingest import build_incident
 
 from .common import (
-    REPO,
-    VENV_BIN,
     Context,
     Operator,
-    Proc,
     Result,
     Watcher,
+    alert_incident,
     control_plane_pids,
     cpu_seconds,
     create_all,
@@ -72,6 +67,7 @@ from .common import (
     log,
     percentile,
     rss_bytes,
+    start_targets_process,
     wait_for,
 )
 
@@ -87,77 +83,29 @@ PARAMEDIC_RESOURCES = ("monitoredservices", "incidents", "oncallschedules")
 # --- the targets: a port per service, each hit logged -------------------------------------
 
 
-class _Logged(asyncio.Protocol):
-    """bench.http_targets' health endpoint, noting each request's path and monotonic time."""
-
-    def __init__(self, hits: list[str]) -> None:
-        self.buf = b""
-        self.hits = hits
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while b"\r\n\r\n" in self.buf:
-            head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-            parts = head.split(b" ", 2)
-            self.hits.append(f"{parts[1].decode(errors='replace') if len(parts) > 1 else '?'} {time.monotonic():.3f}\n")
-            close = b"connection: close" in head.lower()
-            assert self.transport is not None
-            self.transport.write(RESPONSE_CLOSE if close else RESPONSE)
-            if close:
-                self.transport.close()
-                return
-
-
 async def _serve(count: int, ports_file: Path, hits_file: Path, max_seconds: float) -> None:
-    loop = asyncio.get_running_loop()
+    """bench.http_targets' endpoints, noting each request's path and monotonic time in `hits_file`."""
     hits: list[str] = []
-    servers, ports = [], []
-    for _ in range(count):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        servers.append(await loop.create_server(lambda: _Logged(hits), sock=sock))
-        ports.append(sock.getsockname()[1])
-    tmp = ports_file.with_suffix(".tmp")
-    tmp.write_text("\n".join(map(str, ports)) + "\n")
-    tmp.rename(ports_file)
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    deadline = loop.time() + max_seconds
+
+    def note(head: bytes) -> None:
+        parts = head.split(b" ", 2)
+        hits.append(f"{parts[1].decode(errors='replace') if len(parts) > 1 else '?'} {time.monotonic():.3f}\n")
+
     with open(hits_file, "a") as out:
-        while not stop.is_set() and loop.time() < deadline:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.25)
+        def flush() -> None:
             if hits:
                 out.write("".join(hits))
                 out.flush()
                 hits.clear()
-    for s in servers:
-        s.close()
+        await http_targets.serve(count, ports_file, max_seconds, factory=lambda: http_targets.Health(note), every=flush)
 
 
 def start_targets(ctx: Context, count: int) -> tuple[list[int], HitLog]:
-    ports_file, hits_file = ctx.workdir / "ports.txt", ctx.workdir / "hits.txt"
-    ports_file.unlink(missing_ok=True)
+    hits_file = ctx.workdir / "hits.txt"
     hits_file.unlink(missing_ok=True)
-    proc = Proc("targets", [str(VENV_BIN / "python"), "-m", "bench.scale_out", "--serve-targets", str(count),
-                            "--ports-file", str(ports_file), "--hits-file", str(hits_file)],
-                dict(os.environ), ctx.workdir / "targets.log", cwd=REPO)
-    proc.start()
-    ctx.on_close(proc.stop)
-
-    def listening() -> bool:
-        if not proc.alive():
-            raise RuntimeError(f"targets exited: {proc.tail()}")
-        return ports_file.exists()
-    wait_for(listening, 120, "targets listening", interval=0.2)
-    return [int(x) for x in ports_file.read_text().split()], HitLog(hits_file)
+    ports = start_targets_process(ctx, ["bench.scale_out", "--serve-targets", str(count), "--hits-file", str(hits_file)],
+                                  ctx.workdir / "ports.txt")
+    return ports, HitLog(hits_file)
 
 
 class HitLog:
@@ -672,11 +620,7 @@ def run(ctx: Context, result: Result) -> None:
     now = datetime.now(UTC)
     bodies = []
     for i in range(n_incidents):
-        svc = f"svc-{i % n:05d}"
-        body = build_incident(ns, f"{svc}-inc-{i:05d}", service=svc, severity=SEVERITIES[i % 4],
-                              title=f"{svc} alert {i}", description="created by the scale_out benchmark",
-                              source="alertmanager", labels={"alertname": "BenchScaleOut", "service": svc}, now=now)
-        bodies.append({k: v for k, v in body.items() if k != "status"})
+        bodies.append(alert_incident(ns, f"svc-{i % n:05d}", i, "scale_out", now))
     create_all(client, kube.INCIDENTS, ns, bodies, threads=32)
 
     def incidents_handled() -> bool:

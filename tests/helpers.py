@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from devtools.cluster import REPO, free_port
+from devtools.cluster import REPO, free_port, tools_bin
 from devtools.wait import wait_for
 from paramedic import kube
 from paramedic.domain.text import cut
@@ -69,6 +69,18 @@ def wait_serving(proc: subprocess.Popen, url: str, what: str, logs: Callable[[],
         return httpx.get(url, timeout=2, verify=verify).status_code == 200
 
     wait_for(serving, timeout, f"{what} serving {url}", ignore=(httpx.HTTPError,))
+
+
+def uninstall_release(helm: list[str], env: dict[str, str], kubeconfig: Path | str, release: str,
+                      namespace: str) -> subprocess.CompletedProcess:
+    """`helm uninstall`, then the release's admission policies whatever became of it: they are
+    cluster-wide, and one left behind refuses every status write of later tests."""
+    out = subprocess.run([*helm, "uninstall", release, "--namespace", namespace, "--wait", "--timeout", "2m"],
+                         capture_output=True, text=True, env=env)
+    subprocess.run([str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig), "delete", "--ignore-not-found",
+                    "validatingadmissionpolicies,validatingadmissionpolicybindings",
+                    "-l", f"app.kubernetes.io/instance={release}"], capture_output=True)
+    return out
 
 
 def stop_group(proc: subprocess.Popen | None, sig: int, grace: float) -> None:

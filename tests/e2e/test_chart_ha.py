@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 import uuid
 
@@ -25,7 +24,7 @@ from devtools.deploy import chart_values
 from paramedic import kube
 from paramedic.domain import sharding
 from tests.e2e.test_in_cluster import app_namespace, image, run  # noqa: F401  (fixtures)
-from tests.helpers import wait_for, wait_object
+from tests.helpers import uninstall_release, wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -165,12 +164,6 @@ def test_two_operator_replicas_share_the_shards_and_one_takes_over_a_service_whe
         print(json.dumps({"handledBy": [first, moved["status"]["handledBy"]], "movedSeconds": round(took, 1),
                           "incident": name, "timeline": len(resolved["status"].get("timeline") or [])}))
     finally:
-        out = subprocess.run([*helm, "uninstall", release, "--namespace", release_ns, "--wait", "--timeout", "2m"],
-                             capture_output=True, text=True, env=env)
-        # Its admission policies are cluster-wide: later tests of the session must not meet them.
-        kubectl = [str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig)]
-        subprocess.run([*kubectl, "delete", "--ignore-not-found", "validatingadmissionpolicies,"
-                        "validatingadmissionpolicybindings", "-l", f"app.kubernetes.io/instance={release}"],
-                       capture_output=True)
+        out = uninstall_release(helm, env, kubeconfig, release, release_ns)
         kube_client.delete(kube.NAMESPACES, release_ns)
         assert out.returncode == 0, out.stderr

@@ -25,7 +25,7 @@ from devtools import node as devnode
 from devtools.cluster import IMAGE, REPO, image_archive, tools_bin
 from paramedic import kube
 from tests.e2e.test_webhook import am_alert, am_payload, resolved
-from tests.helpers import wait_for, wait_object
+from tests.helpers import uninstall_release, wait_for, wait_object
 
 pytestmark = pytest.mark.e2e
 
@@ -192,14 +192,7 @@ def test_helm_install_runs_on_the_real_node_and_heals_a_real_deployment(image, k
         heal_through_the_receiver(kube_client, run_kubectl, app_namespace,
                                   f"http://{release}-paramedic-webhook.{release_ns}.svc:8080/api/v1/alertmanager", token)
     finally:
-        out = subprocess.run([*helm, "uninstall", release, "--namespace", release_ns, "--wait", "--timeout", "2m"],
-                             capture_output=True, text=True, env=env)
-        # The release's admission policies are cluster-wide: whatever became of the uninstall,
-        # later tests of the session must not meet them (one left behind refuses every status write).
-        kubectl = [str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig)]
-        subprocess.run([*kubectl, "delete", "--ignore-not-found", "validatingadmissionpolicies,"
-                        "validatingadmissionpolicybindings", "-l", f"app.kubernetes.io/instance={release}"],
-                       capture_output=True)
+        out = uninstall_release(helm, env, kubeconfig, release, release_ns)
         assert out.returncode == 0, out.stderr
         kube_client.delete(kube.NAMESPACES, release_ns)
 

@@ -206,6 +206,22 @@ def test_people_are_kept_apart_forgotten_when_idle_and_bounded():
     assert "x" in closed
 
 
+class MemoryInformer:
+    """A person's informer that is fresh, has seen resourceVersion 10, and holds one object."""
+
+    def __init__(self, *_args):
+        self.fresh, self.rv = True, 10
+
+    def start(self):
+        return self
+
+    def seen(self, rv):
+        return self.rv >= int(rv or 0)
+
+    def items(self):
+        return [{"metadata": {"name": "from-memory"}}]
+
+
 def test_visible_reads_memory_only_when_fresh_and_not_older_than_the_persons_write():
     from paramedic import kube
     from paramedic.console import people as pp
@@ -216,22 +232,9 @@ def test_visible_reads_memory_only_when_fresh_and_not_older_than_the_persons_wri
         calls.append(not_older_than)
         return [{"metadata": {"name": "x"}}], [], ["ns"]
 
-    class FakeInformer:
-        def __init__(self, *a):
-            self.fresh, self.rv = True, 10
-
-        def start(self):
-            return self
-
-        def seen(self, rv):
-            return self.rv >= int(rv or 0)
-
-        def items(self):
-            return [{"metadata": {"name": "from-memory"}}]
-
     person = pp.Person(client=None)
     orig = pp.Informer
-    pp.Informer = FakeInformer
+    pp.Informer = MemoryInformer
     try:
         assert pp.visible(person, kube.INCIDENTS, [], lister)[0][0]["metadata"]["name"] == "x"
         assert pp.visible(person, kube.INCIDENTS, [], lister)[0][0]["metadata"]["name"] == "from-memory"

@@ -6,6 +6,7 @@ import pytest
 
 from paramedic import kube
 from paramedic.console import people as pp
+from tests.unit.test_console import MemoryInformer
 
 
 @pytest.mark.parametrize(("versions", "expected"), [
@@ -23,20 +24,7 @@ def test_memory_answers_only_once_it_has_seen_a_write_made_through_another_repli
         calls.append(not_older_than)
         return [{"metadata": {"name": "from-api"}}], [], ["ns"]
 
-    class Informer:
-        def __init__(self, *_args):
-            self.fresh, self.rv = True, 10
-
-        def start(self):
-            return self
-
-        def seen(self, rv):
-            return self.rv >= int(rv or 0)
-
-        def items(self):
-            return [{"metadata": {"name": "from-memory"}}]
-
-    monkeypatch.setattr(pp, "Informer", Informer)
+    monkeypatch.setattr(pp, "Informer", MemoryInformer)
     person = pp.Person(client=None)
     assert pp.visible(person, kube.INCIDENTS, [], lister)[0][0]["metadata"]["name"] == "from-api"
     assert pp.visible(person, kube.INCIDENTS, [], lister, floor="10")[0][0]["metadata"]["name"] == "from-memory"
