@@ -271,7 +271,8 @@ class IncidentReconciler:
             self._release(inc, svc)
         for d in plan.deliveries:
             fx.spawn(_notify_effect(uid, d.key, d.channel), (ns, name), self.notifier.deliver(
-                d.notification, set(d.channels) if d.channels is not None else None,
+                dataclasses.replace(d.notification, delivery_id=f"{uid}.{d.key}"),
+                set(d.channels) if d.channels is not None else None,
                 slack_url=d.slack_url, webhook_url=d.webhook_url))
 
     async def _release_orphaned_claim(self, svc: dict, holder: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import smtplib
 import ssl
 import urllib.parse
@@ -59,6 +60,11 @@ def redact_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     tail = "/…" if parts.path.strip("/") or parts.query else ""
     return f"{parts.scheme}://{host}{tail}"
+
+
+def page_message_id(delivery_id: str, domain: str) -> str:
+    """The Message-ID of a page: the same for every send of it (RFC 5322 dot-atom characters)."""
+    return f"<paramedic.{re.sub(r'[^A-Za-z0-9.-]+', '-', delivery_id).strip('.-')}@{domain}>"
 
 
 class Notifier:
@@ -185,10 +191,12 @@ class Notifier:
         except (ValueError, SettingsError) as exc:
             metrics.NOTIFICATIONS_SENT.labels("email", "failed").inc()
             return DeliveryResult("email", recipients, ok=False, error=str(exc), attempts=1)
-        # Set once: a retry resends the same message, so receiving MTAs can spot a duplicate.
+        # Set once: a retry resends the same message, so receiving MTAs can spot a duplicate;
+        # and a page's Message-ID is its own (`delivery_id`), whichever replica sends it.
         domain = sender_address(s.smtp_from).rpartition("@")[2] or "localhost"
         msg["Date"] = formatdate(usegmt=True)
-        msg["Message-ID"] = make_msgid(domain=domain)
+        msg["Message-ID"] = page_message_id(n.delivery_id, domain) if n.delivery_id else make_msgid(domain=domain)
+        msg["X-Paramedic-Send-ID"] = make_msgid(domain=domain)  # this send (its retries resend it)
         refused: dict[str, Any] = {}
 
         async def attempt() -> None:

@@ -75,6 +75,10 @@ class Notification:
     """Base URL of the web console; empty: no link to the incident's page."""
     hints: tuple[str, ...] = ()
     """Probable causes, most probable first (`status.hints` as one line each)."""
+    delivery_id: str = ""
+    """This page's identity (the incident's uid and the notification's key): the same page sent
+    again, by a replica that took over before the first send was recorded, carries the same
+    Message-ID, so mail systems show it once."""
 
 
 @dataclass(frozen=True)
@@ -367,6 +371,8 @@ def render_webhook(n: Notification) -> dict[str, Any]:
         "dashboardURL": n.dashboard_url,
         "incidentURL": incident_page(n),
         "commands": commands(n),
+        # The same for every send of this page (a replica that took over may send it again).
+        "deliveryId": n.delivery_id,
     }
 
 

@@ -18,7 +18,8 @@ result can be lost by design: the holder of the incident's shard was SIGKILLed b
 the two copies, soon after the first, and the incident's timeline records one send (the
 outbox records a page pending before sending and its result after: a send whose result
 died with its process is sent again). Anything else repeated, or missing, fails. Copies
-with one Message-ID (a delivery's own retry) count once, as mail systems show them.
+of one send (`X-Paramedic-Send-ID`: a delivery's own retry) count once; every copy of a page,
+whoever sent it, carries the page's one Message-ID, so mail systems show it once.
 
 PARAMEDIC_CHAOS_SEED changes the schedule (fixed by default; printed).
 """
@@ -66,6 +67,7 @@ class Page:
     incident: str
     event: str
     message_id: str
+    send_id: str
 
 
 @dataclass
@@ -87,7 +89,8 @@ class Sink:
     def receive(self, item: dict) -> None:
         msg = email.message_from_bytes(item["raw"], policy=email.policy.default)
         self.pages.append(Page(time.monotonic(), str(msg["X-Paramedic-Incident"]).split("/")[-1],
-                               str(msg["X-Paramedic-Event"]), str(msg["Message-ID"])))
+                               str(msg["X-Paramedic-Event"]), str(msg["Message-ID"]),
+                               str(msg["X-Paramedic-Send-ID"])))
 
 
 def acting(op) -> int:
@@ -214,19 +217,24 @@ def test_three_replicas_sigkilled_in_turn_remediate_and_page_each_incident_once(
         pass  # reported per service below
     time.sleep(3)  # a page sent twice would follow within a reconcile or two
     print(f"{len(incidents)} incidents mitigated {elapsed:.0f}s after the kills began; {len(sink.pages)} messages received "
-          f"({len({p.message_id for p in sink.pages})} distinct Message-IDs)")
+          f"({len({p.send_id for p in sink.pages})} sends, {len({p.message_id for p in sink.pages})} Message-IDs)")
 
     logs = {proc.log_path: proc for proc in started_procs}  # a returning identity appends to its own
     problems: list[str] = []
     explained: list[str] = []
-    # A delivery retried after a timeout resends the same message (one Message-ID), which mail
-    # systems show once: pages are counted by Message-ID.
+    # A delivery retried after a timeout resends the same message (one send id): pages are
+    # counted by send. All sends of one page carry its one Message-ID.
     copies: dict[tuple[str, str], list[float]] = defaultdict(list)
+    message_ids: dict[tuple[str, str], set[str]] = defaultdict(set)
     seen_ids: set[str] = set()
     for page in sink.pages:
-        if page.message_id not in seen_ids:
-            seen_ids.add(page.message_id)
+        message_ids[(page.incident, page.event)].add(page.message_id)
+        if page.send_id not in seen_ids:
+            seen_ids.add(page.send_id)
             copies[(page.incident, page.event)].append(page.at)
+    for (inc_name, event), ids in sorted(message_ids.items()):
+        if len(ids) != 1:
+            problems.append(f"{inc_name}: {event!r} sent under {len(ids)} Message-IDs {sorted(ids)}")
     for inc_name, svc in sorted(incidents.items()):
         inc = done[inc_name]
         st = inc["status"]

@@ -5,6 +5,7 @@ No cluster needed, but for the last test: hostile alert text through the real re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 import json
@@ -168,6 +169,21 @@ def test_plain_smtp_delivers_text_and_html(smtp_server):
     assert_mail(recorder.received[0])
     assert not recorder.received[0].tls
     assert sent_count("email", "sent") == before + 1
+
+
+def test_a_page_sent_again_keeps_its_message_id_and_each_send_has_its_own(smtp_server):
+    # A replica that takes over before the first send was recorded sends the page again: mail
+    # systems show the two as one (one Message-ID), while each send stays traceable.
+    controller, recorder = smtp_server()
+    page = dataclasses.replace(notification(), delivery_id="0b7c5f5e-uid.opened")
+    deliver(settings(controller.port), page)
+    deliver(settings(controller.port), page)
+    deliver(settings(controller.port), dataclasses.replace(page, delivery_id="0b7c5f5e-uid.escalated:2"))
+    first, again, other = (r.message for r in recorder.received)
+    assert first["Message-ID"] == again["Message-ID"] == "<paramedic.0b7c5f5e-uid.opened@example.com>"
+    assert other["Message-ID"] == "<paramedic.0b7c5f5e-uid.escalated-2@example.com>"
+    assert len({m["X-Paramedic-Send-ID"] for m in (first, again, other)}) == 3
+    assert nr.render_webhook(page)["deliveryId"] == "0b7c5f5e-uid.opened"
 
 
 def test_starttls_with_private_ca_and_auth(smtp_server, tls, tmp_path):
