@@ -489,6 +489,7 @@ class Operator(Proc):
                   # The probe targets and hooks are loopback stand-ins: the admin allowlist names them.
                   "PARAMEDIC_OUTBOUND_ALLOW_CIDRS": "127.0.0.0/8,10.77.0.0/24"})
         e.update(env or {})
+        self.identity = identity or ""
         args = [str(VENV_BIN / "paramedic-operator"), *(["--identity", identity] if identity else ["--standalone"])]
         for ns in namespaces:
             args += ["--namespace", ns]
@@ -634,12 +635,22 @@ def workdir(name: str) -> Path:
 
 
 def operator_and_webhook(ctx: Context, ns: str, token: str) -> tuple[Operator, Webhook]:
-    """Both processes for `ns`, started and ready, every MonitoredService there reconciled."""
-    op, hook = Operator(ctx, [ns], cpus=None), Webhook(ctx, ns, token)
-    op.start()
+    """Both processes for `ns`, started and ready, every MonitoredService there reconciled.
+    With PARAMEDIC_BENCH_REPLICAS=N (N > 1), N operator replicas sharing the shards through
+    Leases; the first is returned (its CPU and requests are one replica's share)."""
+    replicas = int(os.environ.get("PARAMEDIC_BENCH_REPLICAS", "1"))
+    ops = [Operator(ctx, [ns], cpus=None, identity=f"replica-{i}" if replicas > 1 else None)
+           for i in range(replicas)]
+    op, hook = ops[0], Webhook(ctx, ns, token)
+    for o in ops:
+        o.start()
     hook.start()
-    op.wait_ready()
+    for o in ops:
+        o.wait_ready()
     hook.wait_ready()
+    if replicas > 1:
+        wait_for(lambda: {(m.get("status") or {}).get("handledBy") for m in ctx.client.list(kube.MONITORED_SERVICES, ns)}
+                 == {o_.identity for o_ in ops} or None, 120, "the services shared by every replica", interval=1)
     wait_for(lambda: all((m.get("status") or {}).get("observedGeneration") == m["metadata"]["generation"]
                          for m in ctx.client.list(kube.MONITORED_SERVICES, ns)), 120,
              "operator reconciled the MonitoredServices", interval=1)
