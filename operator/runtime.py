@@ -159,11 +159,14 @@ class Runtime:
     def owns_service(self, key: Key) -> bool:
         return self.shards.holds(self.service_shard(key))
 
+    def incident_shard(self, body: Mapping[str, Any]) -> int:
+        return sharding.incident_shard(body, self.shards.count)
+
     def owns_incident(self, body: Mapping[str, Any]) -> bool:
-        return self.shards.holds(sharding.incident_shard(body, self.shards.count))
+        return self.shards.holds(self.incident_shard(body))
 
     def owns_schedule(self, key: Key) -> bool:
-        return self.shards.holds(sharding.shard_of(key[0], key[1], self.shards.count))
+        return self.shards.holds(self.service_shard(key))  # a schedule is spread by its name, as a service
 
     def _busy_shards(self) -> frozenset[int]:
         """Shards with a remediation, page or evidence under way or unrecorded: kept until done."""
@@ -171,7 +174,7 @@ class Runtime:
         for owner in self.effects.busy_owners():
             body = self.incidents.get(owner) if isinstance(owner, tuple) else None
             if body is not None:
-                busy.add(sharding.incident_shard(body, self.shards.count))
+                busy.add(self.incident_shard(body))
         return frozenset(busy)
 
     async def post_event(self, regarding: dict, reason: str, note: str, type_: str = "Normal") -> None:

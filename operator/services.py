@@ -126,8 +126,6 @@ class ServiceReconciler:
         new = step.state
         if new.outage_held and not state.outage_held:
             log.info("%s/%s is down during its maintenance window (until %s): no incident", ns, name, in_window)
-        if not self.rt.owns_service(key):
-            return
         if step.open_incident:
             new = await self._open_incident(body, new, result, spec)
         if step.recovered and new.open_incident and Service(body).auto_resolve:

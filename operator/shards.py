@@ -65,7 +65,11 @@ class LeaseApi(Protocol):
 
 
 def _micro_now() -> str:
-    return utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # metav1.MicroTime
+
+
+def _lease_duration(settings: Settings) -> int:
+    return max(1, math.ceil(settings.lease_seconds))  # the Lease API takes whole seconds
 
 
 class MemberLease:
@@ -85,7 +89,7 @@ class MemberLease:
         self._rv: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._duration = max(1, math.ceil(settings.lease_seconds))
+        self._duration = _lease_duration(settings)
 
     def renew(self) -> bool:
         now = _micro_now()
@@ -164,7 +168,7 @@ class Shards:
         self._acting: frozenset[int] = self._held
         self._task: asyncio.Task[None] | None = None
         self._tenure = 0  # the member Lease's tenure in which `_held` was last confirmed
-        self._duration = max(1, math.ceil(settings.lease_seconds))
+        self._duration = _lease_duration(settings)
         metrics.SHARDS_HELD.labels(identity).set(len(self._held))
 
     # --- the fence ----------------------------------------------------------------------
@@ -250,7 +254,7 @@ class Shards:
         """Take (holder = this replica) or hand over (holder empty) a shard's Lease, guarded by
         the resourceVersion read: of two replicas racing for it, one wins. True: written;
         False: another wrote it first (Conflict); None: no answer (an API error)."""
-        now = utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        now = _micro_now()
         spec: dict[str, object] = {"holderIdentity": holder or None, "leaseDurationSeconds": self._duration,
                                    "renewTime": now}
         if holder:

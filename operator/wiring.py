@@ -18,7 +18,6 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from paramedic import kube, metrics
-from paramedic.domain import sharding
 from paramedic.domain.resources import Incident
 from paramedic.domain.vocabulary import SEVERITIES
 from paramedic.settings import Settings
@@ -66,14 +65,14 @@ class Operator:
                 self.service_queue.add(key)
         gone = set()
         for key, body in rt.incidents.items():
-            shard = sharding.incident_shard(body, rt.shards.count)
+            shard = rt.incident_shard(body)
             if shard in gained:
                 self.incident_queue.add(key)
             elif shard in lost:
                 gone.add(key)
         rt.effects.forget(gone)
         for key, _ in rt.schedules.items():
-            if sharding.shard_of(key[0], key[1], rt.shards.count) in gained:
+            if rt.service_shard(key) in gained:
                 self.schedule_queue.add(key)
         self._count_handled()
 
